@@ -1,0 +1,134 @@
+//! Resolved, validated settings for `serve`, derived from the CLI flags.
+//!
+//! This is where the one-second in-flight bound becomes concrete buffer sizes.
+//! Bytes a client has sent but the wire has not yet carried sit in three
+//! places: the socket's receive buffer, the hub's write budget, and the tty's
+//! output buffer. The budget gets half of `max_inflight`, the receive buffer
+//! is asked for the other half (Linux enforces a minimum of about 2 KiB of
+//! buffer space, of which well under half is payload), and the device writer
+//! keeps the tty's buffer to a 20 ms lead.
+
+use std::time::Duration;
+
+use crate::cli::ServeArgs;
+use crate::device::{DeviceSpec, READ_CHUNK};
+use crate::endpoint::tcp::SocketSizing;
+use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec};
+use crate::hub::{HubConfig, SlowReaderPolicy};
+use crate::line::{LineError, LineSettings};
+
+/// Default per-client queue: this much line time...
+const CLIENT_QUEUE_TIME: Duration = Duration::from_secs(2);
+/// ...but at least this many bytes, so short stalls at low rates are absorbed.
+const CLIENT_QUEUE_MIN: usize = 16 * 1024;
+/// Send buffer per client socket: one second of line time, at least 4 KiB,
+/// so a stalled reader fills its queue (and meets its policy) promptly.
+const SEND_BUFFER_MIN: usize = 4096;
+/// Smallest write budget; below this, per-chunk overheads dominate.
+const MIN_BUDGET: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Line(#[from] LineError),
+    #[error("--max-clients must be at least 1")]
+    NoClients,
+    #[error("--max-inflight must be more than zero")]
+    NoInflight,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub device: DeviceSpec,
+    pub line: LineSettings,
+    pub listen: Vec<EndpointSpec>,
+    pub hub: HubConfig,
+    pub sockets: SocketSizing,
+    pub max_clients: usize,
+    pub drain_timeout: Duration,
+}
+
+impl ServeConfig {
+    pub fn from_args(a: &ServeArgs) -> Result<ServeConfig, ConfigError> {
+        let line = LineSettings {
+            baud: a.line.baud,
+            data_bits: a.line.data_bits,
+            parity: a.line.parity,
+            stop_bits: a.line.stop_bits,
+            flow_control: a.line.flow_control,
+        };
+        line.validate()?;
+        if a.max_clients == 0 {
+            return Err(ConfigError::NoClients);
+        }
+        if a.max_inflight.is_zero() {
+            return Err(ConfigError::NoInflight);
+        }
+        let listen = if a.listen.is_empty() {
+            vec![DEFAULT_LISTEN.parse().expect("default endpoint parses")]
+        } else {
+            a.listen.clone()
+        };
+        let client_queue = a.client_queue.unwrap_or_else(|| {
+            line.bytes_in(CLIENT_QUEUE_TIME).max(CLIENT_QUEUE_MIN)
+        });
+        Ok(ServeConfig {
+            device: a.device.clone(),
+            hub: hub_config(&line, a.max_inflight, client_queue, a.slow_reader),
+            sockets: socket_sizing(&line, a.max_inflight),
+            line,
+            listen,
+            max_clients: a.max_clients,
+            drain_timeout: a.drain_timeout,
+        })
+    }
+}
+
+/// Splits the in-flight allowance between the hub and the socket buffers.
+pub fn hub_config(
+    line: &LineSettings,
+    max_inflight: Duration,
+    client_queue: usize,
+    slow_reader: SlowReaderPolicy,
+) -> HubConfig {
+    let write_budget = (line.bytes_in(max_inflight) / 2).max(MIN_BUDGET);
+    HubConfig {
+        client_queue: client_queue.max(READ_CHUNK),
+        slow_reader,
+        write_budget,
+        // A quarter of the budget per read lets up to four writers take turns.
+        write_chunk: (write_budget / 4).max(1),
+    }
+}
+
+pub fn socket_sizing(line: &LineSettings, max_inflight: Duration) -> SocketSizing {
+    SocketSizing {
+        recv_buffer: (line.bytes_in(max_inflight) / 2).max(1),
+        send_buffer: line.bytes_in(Duration::from_secs(1)).max(SEND_BUFFER_MIN),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_is_half_the_inflight_allowance() {
+        let line = LineSettings::with_baud(9600);
+        let h = hub_config(&line, Duration::from_secs(1), 0, SlowReaderPolicy::Drop);
+        assert_eq!(h.write_budget, 480);
+        assert_eq!(h.write_chunk, 120);
+        assert_eq!(h.client_queue, READ_CHUNK);
+        let s = socket_sizing(&line, Duration::from_secs(1));
+        assert_eq!(s.recv_buffer, 480);
+        assert_eq!(s.send_buffer, SEND_BUFFER_MIN);
+    }
+
+    #[test]
+    fn tiny_allowance_keeps_a_working_budget() {
+        let line = LineSettings::with_baud(300);
+        let h = hub_config(&line, Duration::from_millis(10), 0, SlowReaderPolicy::Drop);
+        assert_eq!(h.write_budget, MIN_BUDGET);
+        assert!(h.write_chunk >= 1);
+    }
+}

@@ -1,0 +1,18 @@
+//! Registering owned file descriptors with tokio's reactor.
+
+use std::os::fd::AsRawFd;
+
+use tokio::io::unix::AsyncFd;
+
+/// Marker for types that own their file descriptor for their whole life, so
+/// registering them with the reactor is sound.
+pub trait OwnsFd: AsRawFd {}
+impl OwnsFd for serial2::SerialPort {}
+impl OwnsFd for nix::pty::PtyMaster {}
+
+/// Registers `inner` for readable and writable readiness.
+pub fn register<T: OwnsFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+    // SAFETY: `OwnsFd` types own their descriptor: it stays open and the same
+    // until the value is dropped, which happens only with the `AsyncFd`.
+    unsafe { AsyncFd::register(inner) }.map_err(|e| e.into_parts().1)
+}

@@ -1,0 +1,239 @@
+//! The built-in simulated device: a pseudo-terminal with a paced UART behind it.
+//!
+//! The simulator owns the master side of a pty; its slave side is an ordinary
+//! tty that serialhub (or any program) opens as the device. The simulator
+//! consumes and produces bytes at the line rate, like a UART: while it is busy,
+//! bytes written to the slave wait in the kernel, exactly as they would in a
+//! real driver's output queue. Modes:
+//!
+//! - `echo`: sends back every byte it receives;
+//! - `source`: sends the counter pattern of [`crate::pattern`] continuously;
+//! - `sink`: receives and checks the counter pattern, counting loss and
+//!   reordering in [`SimStats`].
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{OFlag, open};
+use nix::pty::PtyMaster;
+use nix::sys::stat::Mode;
+use nix::sys::termios;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::line::LineSettings;
+use crate::pace::TokenBucket;
+use crate::pattern::{Checker, Generator};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimMode {
+    Echo,
+    Source,
+    Sink,
+}
+
+impl std::str::FromStr for SimMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        <Self as clap::ValueEnum>::from_str(s, false)
+            .map_err(|_| format!("unknown simulator mode {s:?} (expected echo, source or sink)"))
+    }
+}
+
+/// Largest burst the simulated UART moves at once: 20 ms of line time. Timers
+/// are millisecond-grained, so a smaller burst would lose line rate whenever
+/// a wake-up is late.
+const BURST: Duration = Duration::from_millis(20);
+/// Bytes an echo device holds between receiving and sending back.
+const ECHO_CHUNKS: usize = 16;
+
+/// What the simulated device has seen, readable while it runs.
+#[derive(Debug, Default)]
+pub struct SimStats {
+    /// Bytes the device received from the line.
+    pub rx_bytes: AtomicU64,
+    /// Bytes the device sent on the line.
+    pub tx_bytes: AtomicU64,
+    /// `sink`: pattern records received intact and in order.
+    pub records: AtomicU64,
+    /// `sink`: malformed, lost or reordered records.
+    pub errors: AtomicU64,
+    pub first_error: Mutex<Option<String>>,
+}
+
+/// A running simulated device. Dropping it stops the simulation and closes
+/// the pty.
+#[derive(Debug)]
+pub struct Sim {
+    path: PathBuf,
+    stats: Arc<SimStats>,
+    task: JoinHandle<std::io::Result<()>>,
+    /// Held open so the pty survives while no client has the slave open.
+    _slave: OwnedFd,
+}
+
+impl Sim {
+    /// Creates the pty and starts the simulation on the current runtime.
+    pub fn spawn(mode: SimMode, line: &LineSettings) -> std::io::Result<Sim> {
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
+        nix::pty::grantpt(&master)?;
+        nix::pty::unlockpt(&master)?;
+        let path = PathBuf::from(nix::pty::ptsname_r(&master)?);
+        let slave = open(
+            &path,
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut t = termios::tcgetattr(&slave)?;
+        termios::cfmakeraw(&mut t);
+        termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t)?;
+        set_nonblocking(&master)?;
+        let master = Arc::new(super::fd::register(master)?);
+        let stats = Arc::new(SimStats::default());
+        let rate = line.bytes_per_sec();
+        let task = tokio::spawn(run(mode, master, rate, stats.clone()));
+        Ok(Sim {
+            path,
+            stats,
+            task,
+            _slave: slave,
+        })
+    }
+
+    /// The slave tty to open as the device.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn stats(&self) -> &Arc<SimStats> {
+        &self.stats
+    }
+
+    /// Whether the simulation has stopped (it only stops on an I/O error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+type Master = Arc<AsyncFd<PtyMaster>>;
+
+fn bucket(rate: f64) -> TokenBucket {
+    let burst = (rate * BURST.as_secs_f64()) as usize;
+    TokenBucket::new(rate, burst.max(4), Instant::now())
+}
+
+async fn run(mode: SimMode, master: Master, rate: f64, stats: Arc<SimStats>) -> std::io::Result<()> {
+    match mode {
+        SimMode::Source => source(master, rate, stats).await,
+        SimMode::Sink => {
+            let mut checker = Checker::new();
+            receive(master, rate, &stats, |data| {
+                checker.feed(data);
+                stats.records.store(checker.records, Relaxed);
+                stats.errors.store(checker.errors, Relaxed);
+                if checker.errors > 0 {
+                    let mut first = stats.first_error.lock().unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert_with(|| checker.first_error.clone().unwrap_or_default());
+                }
+            })
+            .await
+        }
+        SimMode::Echo => {
+            let (tx, rx) = mpsc::channel(ECHO_CHUNKS);
+            let sender = tokio::spawn(echo_back(master.clone(), rate, stats.clone(), rx));
+            let received = receive(master, rate, &stats, |data| {
+                // A full echo buffer means our own sender stalled, which
+                // cannot happen at equal rates; dropping here is counted.
+                if tx.try_send(data.to_vec()).is_err() {
+                    stats.errors.fetch_add(1, Relaxed);
+                }
+            })
+            .await;
+            sender.abort();
+            received
+        }
+    }
+}
+
+/// Consumes bytes from the line at line rate, handing each burst to `handle`.
+async fn receive(
+    master: Master,
+    rate: f64,
+    stats: &SimStats,
+    mut handle: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let mut bucket = bucket(rate);
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = bucket.take(buf.len()).await;
+        let got = master
+            .async_io(Interest::READABLE, |m| {
+                nix::unistd::read(m.as_fd(), &mut buf[..n]).map_err(std::io::Error::from)
+            })
+            .await?;
+        bucket.refund(n - got);
+        stats.rx_bytes.fetch_add(got as u64, Relaxed);
+        handle(&buf[..got]);
+    }
+}
+
+async fn send(master: &Master, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let n = master
+            .async_io(Interest::WRITABLE, |m| {
+                nix::unistd::write(m.as_fd(), data).map_err(std::io::Error::from)
+            })
+            .await?;
+        data = &data[n..];
+    }
+    Ok(())
+}
+
+async fn source(master: Master, rate: f64, stats: Arc<SimStats>) -> std::io::Result<()> {
+    let mut bucket = bucket(rate);
+    let mut generator = Generator::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = bucket.take(buf.len()).await;
+        generator.fill(&mut buf[..n]);
+        send(&master, &buf[..n]).await?;
+        stats.tx_bytes.fetch_add(n as u64, Relaxed);
+    }
+}
+
+async fn echo_back(
+    master: Master,
+    rate: f64,
+    stats: Arc<SimStats>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) -> std::io::Result<()> {
+    let mut bucket = bucket(rate);
+    while let Some(data) = rx.recv().await {
+        let mut rest = &data[..];
+        while !rest.is_empty() {
+            let n = bucket.take(rest.len()).await;
+            send(&master, &rest[..n]).await?;
+            stats.tx_bytes.fetch_add(n as u64, Relaxed);
+            rest = &rest[n..];
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! A real tty (UART, USB adapter or pseudo-terminal) in raw mode.
+//!
+//! `serial2` opens the port and programs termios (raw mode, baud, framing,
+//! flow control); the file descriptor is then driven non-blocking through
+//! tokio's `AsyncFd`, so one task can read while another writes. The port is
+//! opened with `TIOCEXCL` so no other (unprivileged) process can open it and
+//! steal bytes behind serialhub's back.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::line::{FlowControl, LineSettings, Parity};
+
+nix::ioctl_read_bad!(tiocoutq, libc::TIOCOUTQ, libc::c_int);
+nix::ioctl_none_bad!(tiocexcl, libc::TIOCEXCL);
+
+/// A tty could not be opened or configured.
+#[derive(Debug, thiserror::Error)]
+pub enum TtyError {
+    #[error("cannot open device {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot configure device {path} for {line}: {source}")]
+    Configure {
+        path: PathBuf,
+        line: LineSettings,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug)]
+pub struct Tty {
+    path: PathBuf,
+    fd: AsyncFd<serial2::SerialPort>,
+}
+
+impl Tty {
+    /// Opens `path` in raw mode with `line` settings.
+    pub fn open(path: &Path, line: &LineSettings) -> Result<Tty, TtyError> {
+        let open_err = |source| TtyError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let config_err = |source| TtyError::Configure {
+            path: path.to_owned(),
+            line: *line,
+            source,
+        };
+        let mut port = serial2::SerialPort::open(path, serial2::KeepSettings).map_err(open_err)?;
+        let mut settings = port.get_configuration().map_err(config_err)?;
+        apply(&mut settings, line).map_err(config_err)?;
+        port.set_configuration(&settings).map_err(config_err)?;
+        // Best effort: some drivers refuse exclusivity, which is no reason to
+        // refuse to serve the port.
+        // SAFETY: TIOCEXCL takes no argument; the fd is open.
+        let _ = unsafe { tiocexcl(port.as_raw_fd()) };
+        // serial2 opens with O_NONBLOCK, as AsyncFd requires.
+        let fd = super::fd::register(port).map_err(open_err)?;
+        Ok(Tty {
+            path: path.to_owned(),
+            fd,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads what the tty has. `Ok(0)` means the device hung up.
+    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.fd
+            .async_io(Interest::READABLE, |p| {
+                nix::unistd::read(p.as_fd(), buf).map_err(std::io::Error::from)
+            })
+            .await
+    }
+
+    /// Writes some of `buf` to the tty's output queue.
+    pub async fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        self.fd
+            .async_io(Interest::WRITABLE, |p| {
+                nix::unistd::write(p.as_fd(), buf).map_err(std::io::Error::from)
+            })
+            .await
+    }
+
+    pub async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
+        while !buf.is_empty() {
+            let n = self.write(buf).await?;
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+
+    /// Bytes in the driver's output queue not yet sent on the wire. Drivers
+    /// that do not track it (pseudo-terminals) report 0.
+    pub fn output_queue(&self) -> std::io::Result<usize> {
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ writes one c_int through the pointer we pass.
+        unsafe { tiocoutq(self.fd.get_ref().as_raw_fd(), &mut n) }?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// The settings the driver actually applied.
+    pub fn settings(&self) -> std::io::Result<serial2::Settings> {
+        self.fd.get_ref().get_configuration()
+    }
+}
+
+fn apply(s: &mut serial2::Settings, line: &LineSettings) -> std::io::Result<()> {
+    s.set_raw();
+    // Receive enabled, modem-control lines ignored: a port with no carrier
+    // detect wired must still work.
+    s.as_termios_mut().c_cflag |= libc::CLOCAL | libc::CREAD;
+    s.set_baud_rate(line.baud)?;
+    s.set_char_size(match line.data_bits {
+        5 => serial2::CharSize::Bits5,
+        6 => serial2::CharSize::Bits6,
+        7 => serial2::CharSize::Bits7,
+        _ => serial2::CharSize::Bits8,
+    });
+    s.set_parity(match line.parity {
+        Parity::None => serial2::Parity::None,
+        Parity::Odd => serial2::Parity::Odd,
+        Parity::Even => serial2::Parity::Even,
+    });
+    s.set_stop_bits(if line.stop_bits == 2 {
+        serial2::StopBits::Two
+    } else {
+        serial2::StopBits::One
+    });
+    s.set_flow_control(match line.flow_control {
+        FlowControl::None => serial2::FlowControl::None,
+        FlowControl::Rtscts => serial2::FlowControl::RtsCts,
+        FlowControl::Xonxoff => serial2::FlowControl::XonXoff,
+    });
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The hub: where one device's data meets many clients.
+//!
+//! Reads fan out: every chunk read from the device is offered to every
+//! client's bounded [`ByteQueue`]. A client whose queue is full is handled by
+//! its [`SlowReaderPolicy`], so one stalled reader never stalls the device or
+//! the other clients (unless the policy is `block`, which asks for exactly
+//! that).
+//!
+//! Writes merge: clients submit chunks to one bounded channel that the device
+//! writer drains in order, so each client's bytes stay in order and a chunk is
+//! never split around another client's bytes. Every submitted chunk carries
+//! permits from the *write budget*, a semaphore sized in bytes; the device
+//! writer returns them only once the bytes are on the wire. A client must hold
+//! permits before it reads from its socket, so the hub takes data from the
+//! network no faster than the line sends it, and the budget bounds what is in
+//! flight inside serialhub.
+
+pub mod queue;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use queue::{ByteQueue, PushError};
+
+/// What to do with a client whose output queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlowReaderPolicy {
+    /// Disconnect the client and log why.
+    #[default]
+    Disconnect,
+    /// Drop data for that client only, counting every byte.
+    Drop,
+    /// Wait for the client: lossless for everyone, paced by the slowest
+    /// reader. Only sensible with hardware flow control.
+    Block,
+}
+
+/// Sizes that bound the hub's memory and latency.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Bytes a client's output queue holds before the slow-reader policy acts.
+    pub client_queue: usize,
+    pub slow_reader: SlowReaderPolicy,
+    /// Bytes accepted from clients and not yet written to the device.
+    pub write_budget: usize,
+    /// Most bytes taken from one client in one go; smaller than the budget so
+    /// that several writers take turns.
+    pub write_chunk: usize,
+}
+
+/// Chunks in the write channel. Every chunk holds at least one budget permit,
+/// so the budget is the real bound; this only caps bookkeeping.
+const WRITE_CHANNEL_CHUNKS: usize = 64;
+
+pub type ClientId = u64;
+
+/// Counters for one client, readable while it runs.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Device bytes queued for the client.
+    pub to_client: AtomicU64,
+    /// Client bytes submitted to the device.
+    pub from_client: AtomicU64,
+    /// Device bytes the client did not get (dropped, or discarded on kick).
+    pub dropped: AtomicU64,
+}
+
+/// Counters for the whole hub.
+#[derive(Debug, Default)]
+pub struct HubStats {
+    pub device_rx: AtomicU64,
+    pub device_tx: AtomicU64,
+    pub dropped: AtomicU64,
+    pub kicked: AtomicU64,
+    pub connected: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: ClientId,
+    name: Arc<str>,
+    queue: ByteQueue,
+    policy: SlowReaderPolicy,
+    kicked: CancellationToken,
+    /// Set while a `drop` client is losing data, so the loss is logged once per
+    /// episode rather than once per chunk.
+    dropping: AtomicBool,
+    stats: ClientStats,
+}
+
+/// One chunk from one client on its way to the device.
+#[derive(Debug)]
+pub struct WriteChunk {
+    pub client: ClientId,
+    pub data: Bytes,
+    permit: OwnedSemaphorePermit,
+}
+
+impl WriteChunk {
+    /// Returns the budget for `n` bytes that have reached the wire.
+    pub fn release(&mut self, n: usize) {
+        drop(self.permit.split(n.min(self.permit.num_permits())));
+    }
+}
+
+/// The hub's end of the write path, owned by the device writer.
+pub type WriteQueue = mpsc::Receiver<WriteChunk>;
+
+#[derive(Debug)]
+pub struct Hub {
+    config: HubConfig,
+    clients: Mutex<Vec<Arc<Slot>>>,
+    next_id: AtomicU64,
+    budget: Arc<Semaphore>,
+    writes: mpsc::Sender<WriteChunk>,
+    pub stats: HubStats,
+}
+
+/// The hub is gone (shutting down); the client should close.
+#[derive(Debug, thiserror::Error)]
+#[error("the hub has shut down")]
+pub struct HubClosed;
+
+impl Hub {
+    pub fn new(config: HubConfig) -> (Arc<Hub>, WriteQueue) {
+        let (writes, rx) = mpsc::channel(WRITE_CHANNEL_CHUNKS);
+        let hub = Hub {
+            budget: Arc::new(Semaphore::new(config.write_budget.max(1))),
+            config,
+            clients: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            writes,
+            stats: HubStats::default(),
+        };
+        (Arc::new(hub), rx)
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Slot>>> {
+        self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a client; it receives device data from now on.
+    pub fn attach(self: &Arc<Self>, name: impl Into<Arc<str>>) -> ClientHandle {
+        self.attach_with(name, self.config.slow_reader)
+    }
+
+    /// Registers a client with its own slow-reader policy.
+    pub fn attach_with(
+        self: &Arc<Self>,
+        name: impl Into<Arc<str>>,
+        policy: SlowReaderPolicy,
+    ) -> ClientHandle {
+        let slot = Arc::new(Slot {
+            id: self.next_id.fetch_add(1, Relaxed),
+            name: name.into(),
+            queue: ByteQueue::new(self.config.client_queue),
+            policy,
+            kicked: CancellationToken::new(),
+            dropping: AtomicBool::new(false),
+            stats: ClientStats::default(),
+        });
+        self.clients().push(slot.clone());
+        self.stats.connected.fetch_add(1, Relaxed);
+        ClientHandle {
+            hub: self.clone(),
+            slot,
+        }
+    }
+
+    fn detach(&self, id: ClientId) {
+        let mut clients = self.clients();
+        if let Some(i) = clients.iter().position(|s| s.id == id) {
+            let slot = clients.swap_remove(i);
+            slot.queue.close();
+            self.stats.connected.fetch_sub(1, Relaxed);
+        }
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients().len()
+    }
+
+    /// Offers one chunk of device data to every client.
+    ///
+    /// Returns at once unless a `block` client's queue is full.
+    pub async fn publish(&self, data: Bytes) {
+        self.stats.device_rx.fetch_add(data.len() as u64, Relaxed);
+        let clients: Vec<Arc<Slot>> = self.clients().clone();
+        for slot in clients {
+            let pushed = match slot.policy {
+                SlowReaderPolicy::Block => slot.queue.push(data.clone()).await,
+                _ => slot.queue.try_push(data.clone()),
+            };
+            match pushed {
+                Ok(()) => {
+                    slot.stats.to_client.fetch_add(data.len() as u64, Relaxed);
+                    if slot.dropping.swap(false, Relaxed) {
+                        info!(client = %slot.name, dropped_total = slot.stats.dropped.load(Relaxed),
+                            "client caught up; delivering again");
+                    }
+                }
+                Err(PushError::Closed) => {}
+                Err(PushError::Full) => self.overflow(&slot, data.len()),
+            }
+        }
+    }
+
+    fn overflow(&self, slot: &Slot, len: usize) {
+        match slot.policy {
+            SlowReaderPolicy::Drop => {
+                self.count_dropped(slot, len);
+                if !slot.dropping.swap(true, Relaxed) {
+                    warn!(client = %slot.name, queue = slot.queue.capacity(),
+                        "client output queue full; dropping data for this client");
+                }
+            }
+            // `block` never reports Full; treat it like disconnect if it did.
+            SlowReaderPolicy::Disconnect | SlowReaderPolicy::Block => {
+                let discarded = slot.queue.close() + len;
+                self.count_dropped(slot, discarded);
+                self.stats.kicked.fetch_add(1, Relaxed);
+                slot.kicked.cancel();
+                warn!(client = %slot.name, queue = slot.queue.capacity(), discarded,
+                    "disconnecting client: output queue full (slow reader)");
+            }
+        }
+    }
+
+    fn count_dropped(&self, slot: &Slot, n: usize) {
+        slot.stats.dropped.fetch_add(n as u64, Relaxed);
+        self.stats.dropped.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Bytes of write budget currently held by clients and the device writer.
+    pub fn writes_in_flight(&self) -> usize {
+        self.config.write_budget.max(1) - self.budget.available_permits()
+    }
+}
+
+/// A client's membership in the hub. Dropping it detaches the client.
+#[derive(Debug)]
+pub struct ClientHandle {
+    hub: Arc<Hub>,
+    slot: Arc<Slot>,
+}
+
+impl ClientHandle {
+    pub fn id(&self) -> ClientId {
+        self.slot.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.slot.name
+    }
+
+    pub fn stats(&self) -> &ClientStats {
+        &self.slot.stats
+    }
+
+    /// The next device chunk for this client; `None` once it was kicked or
+    /// detached. Cancel safe.
+    pub async fn next_output(&self) -> Option<Bytes> {
+        self.slot.queue.pop().await
+    }
+
+    /// Cancelled when the hub disconnects this client.
+    pub fn kicked(&self) -> &CancellationToken {
+        &self.slot.kicked
+    }
+
+    /// Waits for write budget for up to `write_chunk` bytes. Call it once the
+    /// client has data ready, read at most `permit.num_permits()` bytes, then
+    /// [`submit`](Self::submit). Cancel safe.
+    pub async fn reserve(&self) -> Result<OwnedSemaphorePermit, HubClosed> {
+        let n = self
+            .hub
+            .config
+            .write_chunk
+            .clamp(1, self.hub.config.write_budget.max(1));
+        self.hub
+            .budget
+            .clone()
+            .acquire_many_owned(n as u32)
+            .await
+            .map_err(|_| HubClosed)
+    }
+
+    /// Sends `data` to the device. The permit must come from
+    /// [`reserve`](Self::reserve) and cover `data`; its surplus is returned.
+    pub async fn submit(
+        &self,
+        data: Bytes,
+        mut permit: OwnedSemaphorePermit,
+    ) -> Result<(), HubClosed> {
+        let permit = permit.split(data.len()).unwrap_or(permit);
+        self.slot
+            .stats
+            .from_client
+            .fetch_add(data.len() as u64, Relaxed);
+        let chunk = WriteChunk {
+            client: self.slot.id,
+            data,
+            permit,
+        };
+        self.hub.writes.send(chunk).await.map_err(|_| HubClosed)
+    }
+}
+
+impl Drop for ClientHandle {
+    fn drop(&mut self) {
+        self.hub.detach(self.slot.id);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,32 @@
+//! serialhub shares one serial port among many programs, with end-to-end
+//! backpressure: the network may push data only as fast as the wire takes it,
+//! and one stalled client never hurts the others.
+//!
+//! # Layout
+//!
+//! Data flows one way through the modules: device -> hub -> endpoints for
+//! reads, endpoints -> hub -> device for writes.
+//!
+//! - [`line`]: baud rate and framing; the line rate everything is paced at.
+//! - [`device`]: the tty (termios via `serial2`), the built-in simulator, and
+//!   the loops that read the device and write it at line rate.
+//! - [`hub`]: fan-out to per-client bounded queues, slow-reader policies, and
+//!   the write budget that carries backpressure back to the network.
+//! - [`endpoint`]: listeners (TCP) and the per-client loops.
+//! - [`pace`]: the token bucket that models a UART.
+//! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
+//! - [`cli`] and [`config`]: flags, then validated settings.
+//! - [`serve`] and [`sim`]: what the two subcommands run.
+
+pub mod cli;
+pub mod config;
+pub mod device;
+pub mod endpoint;
+pub mod hub;
+pub mod line;
+pub mod pace;
+pub mod pattern;
+pub mod serve;
+pub mod sim;
+
+pub use serve::serve;

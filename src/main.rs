@@ -1,0 +1,83 @@
+//! The serialhub binary: parse flags, set up logging and signals, run.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use serialhub::cli::{Cli, Command};
+use serialhub::config::ServeConfig;
+use serialhub::line::LineSettings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("serialhub: error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("serialhub: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    tokio::spawn(on_signal(shutdown.clone()));
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = ServeConfig::from_args(&args).context("invalid settings")?;
+            serialhub::serve(cfg, shutdown).await?;
+        }
+        Command::Sim(args) => {
+            let line = LineSettings::with_baud(args.baud);
+            serialhub::sim::run(args.mode, line, &args.link, shutdown).await?;
+        }
+    }
+    Ok(())
+}
+
+/// First SIGINT or SIGTERM: graceful shutdown. Second: exit at once.
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if round == 0 {
+            shutdown.cancel();
+        }
+    }
+    eprintln!("serialhub: second signal, exiting now");
+    std::process::exit(130);
+}
+
+fn init_tracing(verbose: u8, quiet: u8) {
+    let level = match i16::from(verbose) - i16::from(quiet) {
+        ..=-2 => "error",
+        -1 => "warn",
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}

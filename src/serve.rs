@@ -1,0 +1,83 @@
+//! `serialhub serve`: open the device, bind the endpoints, run until shutdown.
+//!
+//! Start-up fails fast with a clear error (bad settings, missing device, port
+//! in use) before any client is accepted. Once running, `shutdown` stops the
+//! accept loops and closes clients, while the device writer drains the bytes
+//! it already accepted, for at most the drain timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::ServeConfig;
+use crate::device::{self, Device, TtyError};
+use crate::endpoint::{EndpointSpec, tcp};
+use crate::hub::Hub;
+
+/// How long closing clients may take after shutdown before we stop waiting.
+const CLIENT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Device(#[from] TtyError),
+    #[error(transparent)]
+    Tcp(#[from] tcp::TcpError),
+}
+
+/// Runs `serve` until `shutdown` is cancelled.
+pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    let device = Device::open(&cfg.device, cfg.line)?;
+    info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
+        write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
+    let (hub, writes) = Hub::new(cfg.hub.clone());
+
+    let mut listeners = Vec::new();
+    for spec in &cfg.listen {
+        match spec {
+            EndpointSpec::Tcp { addr } => {
+                let l = tcp::bind(addr, cfg.sockets).await?;
+                let local = l.local_addr().map_err(|source| tcp::TcpError::Bind {
+                    addr: addr.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
+                    source,
+                })?;
+                info!("listening on tcp:{local}");
+                listeners.push(l);
+            }
+        }
+    }
+
+    let tracker = TaskTracker::new();
+    for l in listeners {
+        tracker.spawn(tcp::serve(l, hub.clone(), cfg.max_clients, shutdown.clone(), tracker.clone()));
+    }
+    let device_task = tokio::spawn(
+        device::run(device, hub.clone(), writes, shutdown.clone(), cfg.drain_timeout)
+            .instrument(info_span!("device", path = %cfg.device)),
+    );
+
+    shutdown.cancelled().await;
+    info!("shutting down");
+    tracker.close();
+    if tokio::time::timeout(CLIENT_CLOSE_TIMEOUT, tracker.wait()).await.is_err() {
+        warn!("some clients did not close in time");
+    }
+    let _ = device_task.await;
+    log_totals(&hub);
+    Ok(())
+}
+
+fn log_totals(hub: &Arc<Hub>) {
+    let s = &hub.stats;
+    info!(
+        device_rx = s.device_rx.load(Relaxed),
+        device_tx = s.device_tx.load(Relaxed),
+        dropped = s.dropped.load(Relaxed),
+        kicked = s.kicked.load(Relaxed),
+        "stopped"
+    );
+}

@@ -1,0 +1,81 @@
+//! `serialhub sim`: a simulated device on a pty, linked at a stable path, so
+//! serialhub and any other program can be tried without hardware.
+
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::device::{Sim, SimMode};
+use crate::line::LineSettings;
+
+/// How often a sink or source reports its counts.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("cannot create pseudo-terminal: {0}")]
+    Pty(std::io::Error),
+    #[error("{0} exists and is not a symlink; refusing to replace it")]
+    NotALink(String),
+    #[error("cannot create symlink {path}: {source}")]
+    Link { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Line(#[from] crate::line::LineError),
+}
+
+/// Runs the simulator until `shutdown`, then removes the link.
+pub async fn run(
+    mode: SimMode,
+    line: LineSettings,
+    link: &Path,
+    shutdown: CancellationToken,
+) -> Result<(), SimError> {
+    line.validate()?;
+    let sim = Sim::spawn(mode, &line).map_err(SimError::Pty)?;
+    make_link(sim.path(), link)?;
+    info!(mode = ?mode, line = %line, "simulated device on {} -> {}", link.display(), sim.path().display());
+    let mut tick = tokio::time::interval(REPORT_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => report(&sim),
+            () = shutdown.cancelled() => break,
+        }
+    }
+    report(&sim);
+    if let Err(e) = std::fs::remove_file(link) {
+        warn!(error = %e, "cannot remove {}", link.display());
+    }
+    Ok(())
+}
+
+fn report(sim: &Sim) {
+    let s = sim.stats();
+    info!(
+        rx = s.rx_bytes.load(Relaxed),
+        tx = s.tx_bytes.load(Relaxed),
+        records = s.records.load(Relaxed),
+        errors = s.errors.load(Relaxed),
+        "sim counts"
+    );
+    if let Some(e) = s.first_error.lock().ok().and_then(|e| e.clone()) {
+        warn!("first pattern error: {e}");
+    }
+}
+
+fn make_link(target: &Path, link: &Path) -> Result<(), SimError> {
+    match std::fs::symlink_metadata(link) {
+        Ok(m) if m.file_type().is_symlink() => {
+            let _ = std::fs::remove_file(link);
+        }
+        Ok(_) => return Err(SimError::NotALink(link.display().to_string())),
+        Err(_) => {}
+    }
+    std::os::unix::fs::symlink(target, link).map_err(|source| SimError::Link {
+        path: link.display().to_string(),
+        source,
+    })
+}
