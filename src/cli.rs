@@ -12,7 +12,11 @@ use crate::hub::SlowReaderPolicy;
 use crate::line::{FlowControl, Parity};
 
 #[derive(Debug, Parser)]
-#[command(name = "serialhub", version, about = "Share one serial port with many programs, safely and fast.")]
+#[command(
+    name = "serialhub",
+    version,
+    about = "Share one serial port with many programs, safely and fast."
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -100,7 +104,8 @@ fn parse_device(s: &str) -> Result<DeviceSpec, String> {
 
 /// Parses sizes like `4096`, `64KiB`, `10MiB`, `1kb`.
 pub fn parse_bytes(s: &str) -> Result<usize, String> {
-    let n = parse_size::parse_size(s).map_err(|e| format!("{e} in {s:?} (try 4096, 64KiB or 10MiB)"))?;
+    let n = parse_size::parse_size(s)
+        .map_err(|e| format!("{e} in {s:?} (try 4096, 64KiB or 10MiB)"))?;
     usize::try_from(n).map_err(|_| format!("{s} is too large"))
 }
 
@@ -125,10 +130,19 @@ mod tests {
     #[test]
     fn serve_parses_repeated_listen() {
         let cli = Cli::try_parse_from([
-            "serialhub", "serve", "-d", "sim:echo", "-l", "tcp:127.0.0.1:0", "-l", "tcp:[::1]:0",
+            "serialhub",
+            "serve",
+            "-d",
+            "sim:echo",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "-l",
+            "tcp:[::1]:0",
         ])
         .unwrap();
-        let Command::Serve(a) = cli.command else { panic!("not serve") };
+        let Command::Serve(a) = cli.command else {
+            panic!("not serve")
+        };
         assert_eq!(a.listen.len(), 2);
         assert_eq!(a.line.baud, 9600);
     }

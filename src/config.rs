@@ -69,9 +69,9 @@ impl ServeConfig {
         } else {
             a.listen.clone()
         };
-        let client_queue = a.client_queue.unwrap_or_else(|| {
-            line.bytes_in(CLIENT_QUEUE_TIME).max(CLIENT_QUEUE_MIN)
-        });
+        let client_queue = a
+            .client_queue
+            .unwrap_or_else(|| line.bytes_in(CLIENT_QUEUE_TIME).max(CLIENT_QUEUE_MIN));
         Ok(ServeConfig {
             device: a.device.clone(),
             hub: hub_config(&line, a.max_inflight, client_queue, a.slow_reader),

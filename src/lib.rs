@@ -14,6 +14,7 @@
 //!   the write budget that carries backpressure back to the network.
 //! - [`endpoint`]: listeners (TCP) and the per-client loops.
 //! - [`pace`]: the token bucket that models a UART.
+//! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
 //! - [`cli`] and [`config`]: flags, then validated settings.
 //! - [`serve`] and [`sim`]: what the two subcommands run.
@@ -24,6 +25,7 @@ pub mod device;
 pub mod endpoint;
 pub mod hub;
 pub mod line;
+pub mod measure;
 pub mod pace;
 pub mod pattern;
 pub mod serve;

@@ -49,7 +49,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// First SIGINT or SIGTERM: graceful shutdown. Second: exit at once.
 async fn on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::warn!("cannot install signal handlers; stop with SIGKILL");
         return;
     };

@@ -53,17 +53,32 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
 
     let tracker = TaskTracker::new();
     for l in listeners {
-        tracker.spawn(tcp::serve(l, hub.clone(), cfg.max_clients, shutdown.clone(), tracker.clone()));
+        tracker.spawn(tcp::serve(
+            l,
+            hub.clone(),
+            cfg.max_clients,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
     }
     let device_task = tokio::spawn(
-        device::run(device, hub.clone(), writes, shutdown.clone(), cfg.drain_timeout)
-            .instrument(info_span!("device", path = %cfg.device)),
+        device::run(
+            device,
+            hub.clone(),
+            writes,
+            shutdown.clone(),
+            cfg.drain_timeout,
+        )
+        .instrument(info_span!("device", path = %cfg.device)),
     );
 
     shutdown.cancelled().await;
     info!("shutting down");
     tracker.close();
-    if tokio::time::timeout(CLIENT_CLOSE_TIMEOUT, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(CLIENT_CLOSE_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
         warn!("some clients did not close in time");
     }
     let _ = device_task.await;

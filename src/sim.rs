@@ -21,7 +21,10 @@ pub enum SimError {
     #[error("{0} exists and is not a symlink; refusing to replace it")]
     NotALink(String),
     #[error("cannot create symlink {path}: {source}")]
-    Link { path: String, source: std::io::Error },
+    Link {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Line(#[from] crate::line::LineError),
 }

@@ -193,7 +193,10 @@ mod tests {
             Ok(DeviceSpec::Tty("/dev/ttyUSB0".into()))
         );
         assert_eq!("sim:echo".parse(), Ok(DeviceSpec::Sim(SimMode::Echo)));
-        assert_eq!("sim:sink".parse::<DeviceSpec>().unwrap().to_string(), "sim:sink");
+        assert_eq!(
+            "sim:sink".parse::<DeviceSpec>().unwrap().to_string(),
+            "sim:sink"
+        );
         let e = "sim:nope".parse::<DeviceSpec>().unwrap_err();
         assert!(e.contains("echo, source or sink"), "{e}");
         assert!("".parse::<DeviceSpec>().is_err());

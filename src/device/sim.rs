@@ -140,7 +140,12 @@ fn bucket(rate: f64) -> TokenBucket {
     TokenBucket::new(rate, burst.max(4), Instant::now())
 }
 
-async fn run(mode: SimMode, master: Master, rate: f64, stats: Arc<SimStats>) -> std::io::Result<()> {
+async fn run(
+    mode: SimMode,
+    master: Master,
+    rate: f64,
+    stats: Arc<SimStats>,
+) -> std::io::Result<()> {
     match mode {
         SimMode::Source => source(master, rate, stats).await,
         SimMode::Sink => {

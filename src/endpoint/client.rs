@@ -82,7 +82,11 @@ where
     };
     let _ = sink.shutdown().await;
     let s = handle.stats();
-    let (rx, tx, dropped) = (s.to_client.load(Relaxed), s.from_client.load(Relaxed), s.dropped.load(Relaxed));
+    let (rx, tx, dropped) = (
+        s.to_client.load(Relaxed),
+        s.from_client.load(Relaxed),
+        s.dropped.load(Relaxed),
+    );
     match end {
         End::Error(e) => info!(error = %e, rx, tx, dropped, "client disconnected"),
         other => info!(reason = ?other, rx, tx, dropped, "client disconnected"),

@@ -97,7 +97,10 @@ mod tests {
         assert_eq!("tcp:127.0.0.1:7000".parse(), Ok(tcp("127.0.0.1:7000")));
         assert_eq!("tcp:[::1]:0".parse(), Ok(tcp("[::1]:0")));
         assert_eq!("tcp:localhost:80".parse(), Ok(tcp("localhost:80")));
-        assert_eq!(DEFAULT_LISTEN.parse::<EndpointSpec>().unwrap().to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            DEFAULT_LISTEN.parse::<EndpointSpec>().unwrap().to_string(),
+            DEFAULT_LISTEN
+        );
     }
 
     #[test]

@@ -32,11 +32,17 @@ pub struct SocketSizing {
 #[derive(Debug, thiserror::Error)]
 pub enum TcpError {
     #[error("cannot resolve {addr}: {source}")]
-    Resolve { addr: String, source: std::io::Error },
+    Resolve {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{addr} resolves to no address")]
     NoAddress { addr: String },
     #[error("cannot listen on tcp:{addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// Binds a listener on `addr` (`HOST:PORT`) with client sockets sized by

@@ -1,0 +1,76 @@
+//! Measurement helpers for the integration tests and the benchmarks: how much
+//! a socket still holds, and how much memory a process uses.
+
+use std::os::fd::AsRawFd;
+
+nix::ioctl_read_bad!(siocoutq, libc::TIOCOUTQ, libc::c_int);
+
+/// Bytes written to a TCP socket that the peer's kernel has not yet
+/// acknowledged (Linux `SIOCOUTQ`). On loopback, acknowledged means "in the
+/// peer's receive buffer", so `written - unacked(socket)` is what has left the
+/// sender.
+pub fn unacked(socket: &impl AsRawFd) -> std::io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int through the pointer.
+    unsafe { siocoutq(socket.as_raw_fd(), &mut n) }?;
+    Ok(usize::try_from(n).unwrap_or(0))
+}
+
+/// A process's peak and current resident set size, in KiB.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub peak_kib: u64,
+    pub current_kib: u64,
+}
+
+/// Reads `VmHWM` and `VmRSS` from `/proc/PID/status`.
+pub fn memory(pid: u32) -> std::io::Result<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Memory {
+        peak_kib: field("VmHWM:"),
+        current_kib: field("VmRSS:"),
+    })
+}
+
+/// CPU time (user + system) a process has used, in seconds.
+pub fn cpu_seconds(pid: u32) -> std::io::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    // SAFETY: sysconf has no preconditions.
+    let hz = match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        n if n > 0 => n as f64,
+        _ => 100.0,
+    };
+    Ok((ticks(11) + ticks(12)) as f64 / hz)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_memory_and_cpu() {
+        let m = memory(std::process::id()).unwrap();
+        assert!(m.peak_kib >= m.current_kib && m.current_kib > 0, "{m:?}");
+        assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
+    }
+
+    #[test]
+    fn unacked_is_zero_on_idle_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        assert_eq!(unacked(&s).unwrap(), 0);
+    }
+}

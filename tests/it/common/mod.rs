@@ -1,0 +1,220 @@
+//! Test harness: runs the real `serialhub` binary against pty devices from the
+//! built-in simulator, on ports chosen by the OS.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serialhub::device::{Sim, SimMode};
+use serialhub::line::LineSettings;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_serialhub");
+
+pub fn sim(mode: SimMode, baud: u32) -> Sim {
+    Sim::spawn(mode, &LineSettings::with_baud(baud)).expect("start simulator")
+}
+
+/// A running `serialhub` process whose stderr is collected.
+pub struct Server {
+    child: Child,
+    pub addrs: Vec<SocketAddr>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    /// Starts `serialhub ARGS` and waits until all its TCP endpoints listen.
+    pub fn start(args: &[&str]) -> Server {
+        let listeners = args
+            .iter()
+            .filter(|a| **a == "-l" || **a == "--listen")
+            .count()
+            .max(1);
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn serialhub");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut server = Server {
+            child,
+            addrs: Vec::new(),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.addrs.len() < listeners {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "serialhub exited with {status} before listening:\n{}",
+                    server.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serialhub did not listen:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+            server.addrs = server
+                .log()
+                .lines()
+                .filter_map(|l| l.split("listening on tcp:").nth(1))
+                .filter_map(|a| a.trim().parse().ok())
+                .collect();
+        }
+        server
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `serialhub ARGS` to completion (at most `timeout`) and returns its
+/// status and stderr.
+pub fn run_to_exit(args: &[&str], timeout: Duration) -> (ExitStatus, String, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn serialhub");
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status, err, start.elapsed());
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("serialhub {args:?} still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+/// A bare pseudo-terminal used as the device: the test holds the master side
+/// and sees every byte serialhub writes, unpaced.
+pub struct PtyDevice {
+    pub path: String,
+    received: Arc<Mutex<Vec<u8>>>,
+    master: Arc<nix::pty::PtyMaster>,
+}
+
+impl PtyDevice {
+    pub fn new() -> PtyDevice {
+        use nix::fcntl::OFlag;
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).expect("openpt");
+        nix::pty::grantpt(&master).unwrap();
+        nix::pty::unlockpt(&master).unwrap();
+        let path = nix::pty::ptsname_r(&master).unwrap();
+        let master = Arc::new(master);
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (m, r) = (master.clone(), received.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match nix::unistd::read(&*m, &mut buf) {
+                    Ok(n) if n > 0 => r.lock().unwrap().extend_from_slice(&buf[..n]),
+                    // EIO while no one has the slave open: wait for serialhub.
+                    Err(nix::errno::Errno::EIO) => std::thread::sleep(Duration::from_millis(10)),
+                    Ok(_) | Err(_) => return,
+                }
+            }
+        });
+        PtyDevice {
+            path,
+            received,
+            master,
+        }
+    }
+
+    pub fn received(&self) -> Vec<u8> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Sends bytes as if the device produced them.
+    pub fn send(&self, data: &[u8]) {
+        let mut rest = data;
+        while !rest.is_empty() {
+            let n = nix::unistd::write(&*self.master, rest).expect("write pty master");
+            rest = &rest[n..];
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real binary, real ptys, real TCP on port 0.
+
+mod common;
+
+mod backpressure;
+mod fanout;
+mod lifecycle;
+mod slow_reader;
