@@ -56,6 +56,58 @@ pub fn cpu_seconds(pid: u32) -> std::io::Result<f64> {
     Ok((ticks(11) + ticks(12)) as f64 / hz)
 }
 
+/// What a flooding client saw.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FloodReport {
+    /// Bytes the client's socket accepted.
+    pub written: u64,
+    /// Bytes the device received during the flood.
+    pub line_bytes: u64,
+    pub secs: f64,
+    /// Most bytes seen between the client's socket and the wire at once.
+    pub max_inflight: u64,
+    pub mean_inflight: f64,
+}
+
+/// Writes the counter pattern into `stream` as fast as it will take it, for
+/// `duration`, sampling after every write (or every 20 ms while blocked) the
+/// bytes that have left the client (`written - unacked`) but not reached the
+/// device (`device_rx()`).
+pub async fn flood(
+    stream: &mut tokio::net::TcpStream,
+    device_rx: impl Fn() -> u64,
+    duration: std::time::Duration,
+) -> std::io::Result<FloodReport> {
+    use tokio::io::AsyncWriteExt;
+    let mut generator = crate::pattern::Generator::new();
+    let mut buf = vec![0u8; 4096];
+    let mut pending = 0..0;
+    let (mut r, mut samples, mut sum) = (FloodReport::default(), 0u64, 0u64);
+    let rx0 = device_rx();
+    let start = std::time::Instant::now();
+    while start.elapsed() < duration {
+        if pending.is_empty() {
+            generator.fill(&mut buf);
+            pending = 0..buf.len();
+        }
+        let wait = std::time::Duration::from_millis(20);
+        if let Ok(n) = tokio::time::timeout(wait, stream.write(&buf[pending.clone()])).await {
+            let n = n?;
+            r.written += n as u64;
+            pending.start += n;
+        }
+        let left_client = r.written - unacked(stream)? as u64;
+        let inflight = left_client.saturating_sub(device_rx() - rx0);
+        r.max_inflight = r.max_inflight.max(inflight);
+        sum += inflight;
+        samples += 1;
+    }
+    r.secs = start.elapsed().as_secs_f64();
+    r.line_bytes = device_rx() - rx0;
+    r.mean_inflight = sum as f64 / samples.max(1) as f64;
+    Ok(r)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,15 +40,19 @@ impl TokenBucket {
         self.tokens = (self.tokens + dt * self.rate).min(self.capacity);
     }
 
-    /// Grants up to `want` bytes now, or says how long to wait for one.
-    pub fn grant(&mut self, now: Instant, want: usize) -> Result<usize, Duration> {
+    /// Grants up to `want` bytes now, provided at least `min(want, batch)`
+    /// are available; otherwise says how long until they are. Batching keeps
+    /// wake-ups (and write calls) to one per `batch` bytes instead of one
+    /// per character.
+    pub fn grant(&mut self, now: Instant, want: usize, batch: usize) -> Result<usize, Duration> {
         self.refill(now);
-        if self.tokens >= 1.0 {
+        let need = want.min(batch).clamp(1, self.capacity as usize) as f64;
+        if self.tokens >= need {
             let n = want.min(self.tokens as usize);
             self.tokens -= n as f64;
             Ok(n)
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            Err(Duration::from_secs_f64((need - self.tokens) / self.rate))
         }
     }
 
@@ -57,10 +61,10 @@ impl TokenBucket {
         self.tokens = (self.tokens + n as f64).min(self.capacity);
     }
 
-    /// Waits, on the tokio clock, until at least one byte is granted.
-    pub async fn take(&mut self, want: usize) -> usize {
+    /// Waits, on the tokio clock, for a grant (see [`grant`](Self::grant)).
+    pub async fn take(&mut self, want: usize, batch: usize) -> usize {
         loop {
-            match self.grant(Instant::now(), want) {
+            match self.grant(Instant::now(), want, batch) {
                 Ok(n) => return n,
                 // Timers are millisecond-grained; sleeping at least 1 ms lets
                 // several characters accrue at high rates instead of spinning.
@@ -78,8 +82,8 @@ mod tests {
     fn full_bucket_grants_capacity_then_waits() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(1000.0, 10, t0);
-        assert_eq!(b.grant(t0, 100), Ok(10));
-        let wait = b.grant(t0, 1).unwrap_err();
+        assert_eq!(b.grant(t0, 100, 1), Ok(10));
+        let wait = b.grant(t0, 1, 1).unwrap_err();
         assert!(wait <= Duration::from_millis(1));
     }
 
@@ -87,10 +91,10 @@ mod tests {
     fn refills_at_rate_and_caps_at_capacity() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(1000.0, 10, t0);
-        assert_eq!(b.grant(t0, 10), Ok(10));
-        assert_eq!(b.grant(t0 + Duration::from_millis(5), 100), Ok(5));
+        assert_eq!(b.grant(t0, 10, 1), Ok(10));
+        assert_eq!(b.grant(t0 + Duration::from_millis(5), 100, 1), Ok(5));
         // A long idle period refills only up to capacity.
-        assert_eq!(b.grant(t0 + Duration::from_secs(10), 100), Ok(10));
+        assert_eq!(b.grant(t0 + Duration::from_secs(10), 100, 1), Ok(10));
     }
 
     #[test]
@@ -99,7 +103,7 @@ mod tests {
         let mut b = TokenBucket::new(960.0, 16, t0);
         let mut sent = 0;
         for ms in 0..=10_000u64 {
-            if let Ok(n) = b.grant(t0 + Duration::from_millis(ms), 1000) {
+            if let Ok(n) = b.grant(t0 + Duration::from_millis(ms), 1000, 8) {
                 sent += n;
             }
         }
@@ -108,11 +112,23 @@ mod tests {
     }
 
     #[test]
+    fn batch_delays_grant_until_enough_accrued() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1000.0, 10, t0);
+        assert_eq!(b.grant(t0, 10, 1), Ok(10));
+        let wait = b.grant(t0 + Duration::from_millis(2), 100, 5).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.003).abs() < 1e-6, "{wait:?}");
+        assert_eq!(b.grant(t0 + Duration::from_millis(5), 100, 5), Ok(5));
+        // A small request is not held back by the batch size.
+        assert_eq!(b.grant(t0 + Duration::from_millis(7), 2, 5), Ok(2));
+    }
+
+    #[test]
     fn refund_restores_tokens() {
         let t0 = Instant::now();
         let mut b = TokenBucket::new(100.0, 4, t0);
-        assert_eq!(b.grant(t0, 4), Ok(4));
+        assert_eq!(b.grant(t0, 4, 1), Ok(4));
         b.refund(3);
-        assert_eq!(b.grant(t0, 4), Ok(3));
+        assert_eq!(b.grant(t0, 4, 1), Ok(3));
     }
 }

@@ -136,8 +136,11 @@ fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
 type Master = Arc<AsyncFd<PtyMaster>>;
 
 fn bucket(rate: f64) -> TokenBucket {
-    let burst = (rate * BURST.as_secs_f64()) as usize;
-    TokenBucket::new(rate, burst.max(4), Instant::now())
+    TokenBucket::new(rate, burst(rate), Instant::now())
+}
+
+fn burst(rate: f64) -> usize {
+    ((rate * BURST.as_secs_f64()) as usize).max(4)
 }
 
 async fn run(
@@ -188,7 +191,7 @@ async fn receive(
     let mut bucket = bucket(rate);
     let mut buf = vec![0u8; 4096];
     loop {
-        let n = bucket.take(buf.len()).await;
+        let n = bucket.take(buf.len(), burst(rate) / 2).await;
         let got = master
             .async_io(Interest::READABLE, |m| {
                 nix::unistd::read(m.as_fd(), &mut buf[..n]).map_err(std::io::Error::from)
@@ -217,7 +220,7 @@ async fn source(master: Master, rate: f64, stats: Arc<SimStats>) -> std::io::Res
     let mut generator = Generator::new();
     let mut buf = vec![0u8; 4096];
     loop {
-        let n = bucket.take(buf.len()).await;
+        let n = bucket.take(buf.len(), burst(rate) / 2).await;
         generator.fill(&mut buf[..n]);
         send(&master, &buf[..n]).await?;
         stats.tx_bytes.fetch_add(n as u64, Relaxed);
@@ -234,7 +237,7 @@ async fn echo_back(
     while let Some(data) = rx.recv().await {
         let mut rest = &data[..];
         while !rest.is_empty() {
-            let n = bucket.take(rest.len()).await;
+            let n = bucket.take(rest.len(), burst(rate) / 2).await;
             send(&master, &rest[..n]).await?;
             stats.tx_bytes.fetch_add(n as u64, Relaxed);
             rest = &rest[n..];

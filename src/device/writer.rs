@@ -86,7 +86,7 @@ impl DeviceWriter {
         let Some(chunk) = self.pending.as_mut() else {
             return Ok(());
         };
-        let granted = self.pacer.take(chunk.data.len()).await;
+        let granted = self.pacer.take(chunk.data.len(), self.lead / 2).await;
         let written = match tty.write(&chunk.data[..granted]).await {
             Ok(n) => n,
             Err(e) => {

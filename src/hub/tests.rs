@@ -1,1 +1,179 @@
+//! Unit tests of the hub's policies and write budget, without any I/O.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+
+fn hub(policy: SlowReaderPolicy, client_queue: usize, budget: usize) -> (Arc<Hub>, WriteQueue) {
+    Hub::new(HubConfig {
+        client_queue,
+        slow_reader: policy,
+        write_budget: budget,
+        write_chunk: budget / 2,
+    })
+}
+
+fn chunk(n: usize) -> Bytes {
+    Bytes::from(vec![b'x'; n])
+}
+
+async fn drain(c: &ClientHandle) -> usize {
+    let mut total = 0;
+    while let Ok(Some(b)) = tokio::time::timeout(Duration::from_millis(10), c.next_output()).await {
+        total += b.len();
+    }
+    total
+}
+
+#[tokio::test]
+async fn every_client_gets_every_chunk_in_order() {
+    let (hub, _w) = hub(SlowReaderPolicy::Disconnect, 1024, 64);
+    let clients: Vec<_> = (0..3).map(|i| hub.attach(format!("c{i}"))).collect();
+    for i in 0..10u8 {
+        hub.publish(Bytes::from(vec![i; 3])).await;
+    }
+    for c in &clients {
+        for i in 0..10u8 {
+            assert_eq!(c.next_output().await.unwrap(), vec![i; 3]);
+        }
+    }
+    assert_eq!(hub.stats.device_rx.load(Relaxed), 30);
+}
+
+#[tokio::test]
+async fn disconnect_policy_kicks_only_the_full_client() {
+    let (hub, _w) = hub(SlowReaderPolicy::Disconnect, 10, 64);
+    let slow = hub.attach("slow");
+    let fast = hub.attach("fast");
+    for _ in 0..5 {
+        hub.publish(chunk(4)).await;
+        assert_eq!(drain(&fast).await, 4);
+    }
+    assert!(slow.kicked().is_cancelled());
+    assert!(!fast.kicked().is_cancelled());
+    assert_eq!(slow.next_output().await, None, "kicked queue must close");
+    // 8 bytes queued and discarded plus the 4 that did not fit; later chunks
+    // find the queue closed and are not counted against the client.
+    assert_eq!(slow.stats().dropped.load(Relaxed), 12);
+    assert_eq!(hub.stats.kicked.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn drop_policy_counts_lost_bytes_and_recovers() {
+    let (hub, _w) = hub(SlowReaderPolicy::Drop, 10, 64);
+    let slow = hub.attach("slow");
+    for _ in 0..5 {
+        hub.publish(chunk(4)).await;
+    }
+    assert!(!slow.kicked().is_cancelled());
+    assert_eq!(slow.stats().dropped.load(Relaxed), 12);
+    assert_eq!(hub.stats.dropped.load(Relaxed), 12);
+    assert_eq!(drain(&slow).await, 8);
+    hub.publish(chunk(4)).await;
+    assert_eq!(drain(&slow).await, 4, "delivery resumes once there is room");
+}
+
+#[tokio::test]
+async fn block_policy_waits_for_the_slow_client() {
+    let (hub, _w) = hub(SlowReaderPolicy::Block, 8, 64);
+    let slow = hub.attach("slow");
+    hub.publish(chunk(8)).await;
+    let h = hub.clone();
+    let publisher = tokio::spawn(async move { h.publish(chunk(8)).await });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!publisher.is_finished(), "publish must wait for room");
+    assert_eq!(slow.next_output().await.unwrap().len(), 8);
+    publisher.await.unwrap();
+    assert_eq!(slow.next_output().await.unwrap().len(), 8);
+    assert_eq!(slow.stats().dropped.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn per_client_policy_overrides_default() {
+    let (hub, _w) = hub(SlowReaderPolicy::Disconnect, 4, 64);
+    let tolerant = hub.attach_with("tolerant", SlowReaderPolicy::Drop);
+    hub.publish(chunk(4)).await;
+    hub.publish(chunk(4)).await;
+    assert!(!tolerant.kicked().is_cancelled());
+    assert_eq!(tolerant.stats().dropped.load(Relaxed), 4);
+}
+
+#[tokio::test]
+async fn detached_client_stops_receiving() {
+    let (hub, _w) = hub(SlowReaderPolicy::Disconnect, 64, 64);
+    let c = hub.attach("c");
+    assert_eq!(hub.client_count(), 1);
+    drop(c);
+    assert_eq!(hub.client_count(), 0);
+    hub.publish(chunk(4)).await;
+    assert_eq!(hub.stats.connected.load(Relaxed), 0);
+}
+
+#[tokio::test]
+async fn write_budget_bounds_bytes_in_flight() {
+    let (hub, mut writes) = hub(SlowReaderPolicy::Disconnect, 64, 8);
+    let c = hub.attach("writer");
+    let p = c.reserve().await.unwrap();
+    assert_eq!(p.num_permits(), 4, "a reservation is one write chunk");
+    c.submit(Bytes::from_static(b"ab"), p).await.unwrap();
+    assert_eq!(hub.writes_in_flight(), 2, "unused permits are returned");
+    let p = c.reserve().await.unwrap();
+    c.submit(Bytes::from_static(b"cdef"), p).await.unwrap();
+    assert_eq!(hub.writes_in_flight(), 6);
+    // Two bytes of budget left, less than a write chunk: the next
+    // reservation waits for the device.
+    let blocked = tokio::time::timeout(Duration::from_millis(20), c.reserve()).await;
+    assert!(
+        blocked.is_err(),
+        "reserve must wait while the budget is spent"
+    );
+
+    let mut first = writes.recv().await.unwrap();
+    assert_eq!(first.data, "ab");
+    first.release(1);
+    assert_eq!(hub.writes_in_flight(), 5);
+    drop(first);
+    assert_eq!(hub.writes_in_flight(), 4);
+    let p = tokio::time::timeout(Duration::from_secs(1), c.reserve()).await;
+    assert_eq!(p.expect("budget freed").unwrap().num_permits(), 4);
+    assert_eq!(c.stats().from_client.load(Relaxed), 6);
+}
+#[tokio::test]
+async fn writes_from_two_clients_arrive_as_whole_chunks_in_order() {
+    let (hub, mut writes) = hub(SlowReaderPolicy::Disconnect, 64, 512);
+    let a = hub.attach("a");
+    let b = hub.attach("b");
+    for i in 0..4u8 {
+        let p = a.reserve().await.unwrap();
+        a.submit(Bytes::from(vec![b'a' + i; 5]), p).await.unwrap();
+        let p = b.reserve().await.unwrap();
+        b.submit(Bytes::from(vec![b'A' + i; 5]), p).await.unwrap();
+    }
+    let mut seen_a = Vec::new();
+    let mut seen_b = Vec::new();
+    for _ in 0..8 {
+        let w = writes.recv().await.unwrap();
+        let v = if w.client == a.id() {
+            &mut seen_a
+        } else {
+            &mut seen_b
+        };
+        v.push(w.data.clone());
+    }
+    assert_eq!(
+        seen_a,
+        (0..4u8)
+            .map(|i| Bytes::from(vec![b'a' + i; 5]))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seen_b,
+        (0..4u8)
+            .map(|i| Bytes::from(vec![b'A' + i; 5]))
+            .collect::<Vec<_>>()
+    );
+}

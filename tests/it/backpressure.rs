@@ -1,11 +1,10 @@
 //! Writes: a flooding client is held to line rate with bounded in-flight
 //! bytes and no loss; several writers merge with each one's bytes in order.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serialhub::device::SimMode;
-use serialhub::measure::unacked;
-use serialhub::pattern::Generator;
+use serialhub::measure::flood;
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -34,32 +33,12 @@ async fn issue_2_flood_at_9600_is_bounded_and_lossless() {
     let mut stream = socket.connect(server.addr()).await.unwrap();
     let stats = sink.stats().clone();
 
-    let mut generator = Generator::new();
-    let mut buf = vec![0u8; 4096];
-    let mut pending: &[u8] = &[];
-    let mut written = 0u64;
-    let mut max_inflight = 0u64;
-    let start = Instant::now();
-    let flood = Duration::from_secs(5);
-    let rx_at_start = stats.rx_bytes.load(Relaxed);
-    while start.elapsed() < flood {
-        if pending.is_empty() {
-            generator.fill(&mut buf);
-            pending = &buf;
-        }
-        // Bounded wait, so the in-flight figure is sampled while blocked too.
-        if let Ok(r) = tokio::time::timeout(Duration::from_millis(20), stream.write(pending)).await
-        {
-            let n = r.unwrap();
-            written += n as u64;
-            pending = &pending[n..];
-        }
-        let left_client = written - unacked(&stream).unwrap() as u64;
-        let inflight = left_client.saturating_sub(stats.rx_bytes.load(Relaxed));
-        max_inflight = max_inflight.max(inflight);
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    let rate = (stats.rx_bytes.load(Relaxed) - rx_at_start) as f64 / elapsed;
+    let device_rx = || stats.rx_bytes.load(Relaxed);
+    let r = flood(&mut stream, device_rx, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let (written, max_inflight) = (r.written, r.max_inflight);
+    let rate = r.line_bytes as f64 / r.secs;
 
     // Everything written reaches the device, intact and in order.
     let arrived = eventually(Duration::from_secs(30), || {
