@@ -41,9 +41,9 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
         match spec {
             EndpointSpec::Tcp { addr } => {
                 let l = tcp::bind(addr, cfg.sockets).await?;
-                let local = l.local_addr().map_err(|source| tcp::TcpError::Bind {
+                let local = l.local_addr().map_err(|reason| tcp::TcpError::Bind {
                     addr: addr.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
-                    source,
+                    reason,
                 })?;
                 info!("listening on tcp:{local}");
                 listeners.push(l);

@@ -20,10 +20,10 @@ pub enum SimError {
     Pty(std::io::Error),
     #[error("{0} exists and is not a symlink; refusing to replace it")]
     NotALink(String),
-    #[error("cannot create symlink {path}: {source}")]
+    #[error("cannot create symlink {path}: {reason}")]
     Link {
         path: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error(transparent)]
     Line(#[from] crate::line::LineError),
@@ -77,8 +77,8 @@ fn make_link(target: &Path, link: &Path) -> Result<(), SimError> {
         Ok(_) => return Err(SimError::NotALink(link.display().to_string())),
         Err(_) => {}
     }
-    std::os::unix::fs::symlink(target, link).map_err(|source| SimError::Link {
+    std::os::unix::fs::symlink(target, link).map_err(|reason| SimError::Link {
         path: link.display().to_string(),
-        source,
+        reason,
     })
 }

@@ -79,9 +79,9 @@ impl Device {
         let (path, sim) = match spec {
             DeviceSpec::Tty(p) => (p.clone(), None),
             DeviceSpec::Sim(mode) => {
-                let sim = Sim::spawn(*mode, &line).map_err(|source| TtyError::Open {
+                let sim = Sim::spawn(*mode, &line).map_err(|reason| TtyError::Open {
                     path: PathBuf::from(spec.to_string()),
-                    source,
+                    reason,
                 })?;
                 (sim.path().to_owned(), Some(sim))
             }

@@ -166,17 +166,19 @@ async fn run(
         }
         SimMode::Echo => {
             let (tx, rx) = mpsc::channel(ECHO_CHUNKS);
-            let sender = tokio::spawn(echo_back(master.clone(), rate, stats.clone(), rx));
-            let received = receive(master, rate, &stats, |data| {
+            // Both halves run in this task, so aborting the simulator stops
+            // both and closes the pty.
+            let receiving = receive(master.clone(), rate, &stats, |data| {
                 // A full echo buffer means our own sender stalled, which
-                // cannot happen at equal rates; dropping here is counted.
+                // cannot happen at equal rates; a loss here is counted.
                 if tx.try_send(data.to_vec()).is_err() {
                     stats.errors.fetch_add(1, Relaxed);
                 }
-            })
-            .await;
-            sender.abort();
-            received
+            });
+            tokio::select! {
+                r = receiving => r,
+                r = echo_back(master, rate, &stats, rx) => r,
+            }
         }
     }
 }
@@ -230,7 +232,7 @@ async fn source(master: Master, rate: f64, stats: Arc<SimStats>) -> std::io::Res
 async fn echo_back(
     master: Master,
     rate: f64,
-    stats: Arc<SimStats>,
+    stats: &SimStats,
     mut rx: mpsc::Receiver<Vec<u8>>,
 ) -> std::io::Result<()> {
     let mut bucket = bucket(rate);

@@ -20,16 +20,16 @@ nix::ioctl_none_bad!(tiocexcl, libc::TIOCEXCL);
 /// A tty could not be opened or configured.
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
-    #[error("cannot open device {path}: {source}")]
+    #[error("cannot open device {path}: {reason}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
-    #[error("cannot configure device {path} for {line}: {source}")]
+    #[error("cannot configure device {path} for {line}: {reason}")]
     Configure {
         path: PathBuf,
         line: LineSettings,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -42,14 +42,14 @@ pub struct Tty {
 impl Tty {
     /// Opens `path` in raw mode with `line` settings.
     pub fn open(path: &Path, line: &LineSettings) -> Result<Tty, TtyError> {
-        let open_err = |source| TtyError::Open {
+        let open_err = |reason| TtyError::Open {
             path: path.to_owned(),
-            source,
+            reason,
         };
-        let config_err = |source| TtyError::Configure {
+        let config_err = |reason| TtyError::Configure {
             path: path.to_owned(),
             line: *line,
-            source,
+            reason,
         };
         let mut port = serial2::SerialPort::open(path, serial2::KeepSettings).map_err(open_err)?;
         let mut settings = port.get_configuration().map_err(config_err)?;

@@ -31,17 +31,17 @@ pub struct SocketSizing {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TcpError {
-    #[error("cannot resolve {addr}: {source}")]
+    #[error("cannot resolve {addr}: {reason}")]
     Resolve {
         addr: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{addr} resolves to no address")]
     NoAddress { addr: String },
-    #[error("cannot listen on tcp:{addr}: {source}")]
+    #[error("cannot listen on tcp:{addr}: {reason}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -50,17 +50,17 @@ pub enum TcpError {
 pub async fn bind(addr: &str, sizing: SocketSizing) -> Result<TcpListener, TcpError> {
     let resolved = tokio::net::lookup_host(addr)
         .await
-        .map_err(|source| TcpError::Resolve {
+        .map_err(|reason| TcpError::Resolve {
             addr: addr.to_owned(),
-            source,
+            reason,
         })?
         .next()
         .ok_or_else(|| TcpError::NoAddress {
             addr: addr.to_owned(),
         })?;
-    let bind_err = |source| TcpError::Bind {
+    let bind_err = |reason| TcpError::Bind {
         addr: resolved,
-        source,
+        reason,
     };
     let socket = if resolved.is_ipv4() {
         TcpSocket::new_v4()

@@ -4,5 +4,6 @@ mod common;
 
 mod backpressure;
 mod fanout;
+mod hotplug;
 mod lifecycle;
 mod slow_reader;
