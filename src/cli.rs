@@ -61,7 +61,9 @@ pub struct ServeArgs {
     pub device: DeviceSpec,
     #[command(flatten)]
     pub line: LineArgs,
-    /// Where clients connect: KIND:ADDRESS, e.g. tcp:127.0.0.1:7000 (repeatable).
+    /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH or pty:PATH,
+    /// then options: ,access=rw|ro ,framing=none|line ,delimiter=lf|cr|nul|0xNN
+    /// ,max-line=SIZE ,lock=none|inband ,slow-reader=POLICY ,mode=0660 (unix).
     /// Default: tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,
@@ -79,6 +81,10 @@ pub struct ServeArgs {
     /// Most clients connected at once, over all endpoints.
     #[arg(long, default_value_t = 256)]
     pub max_clients: usize,
+    /// A client holding the exclusive write lock loses it after writing
+    /// nothing for this long.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", value_name = "DURATION")]
+    pub lock_idle: Duration,
     /// On shutdown, how long to keep writing bytes already accepted for the device.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
     pub drain_timeout: Duration,

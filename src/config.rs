@@ -24,6 +24,8 @@ const CLIENT_QUEUE_MIN: usize = 16 * 1024;
 /// Send buffer per client socket: one second of line time, at least 4 KiB,
 /// so a stalled reader fills its queue (and meets its policy) promptly.
 const SEND_BUFFER_MIN: usize = 4096;
+/// A lock holder that writes nothing for this long loses the write lock.
+pub const DEFAULT_LOCK_IDLE: Duration = Duration::from_secs(5);
 /// Smallest write budget; below this, per-chunk overheads dominate.
 const MIN_BUDGET: usize = 16;
 
@@ -74,7 +76,10 @@ impl ServeConfig {
             .unwrap_or_else(|| line.bytes_in(CLIENT_QUEUE_TIME).max(CLIENT_QUEUE_MIN));
         Ok(ServeConfig {
             device: a.device.clone(),
-            hub: hub_config(&line, a.max_inflight, client_queue, a.slow_reader),
+            hub: HubConfig {
+                lock_idle: a.lock_idle,
+                ..hub_config(&line, a.max_inflight, client_queue, a.slow_reader)
+            },
             sockets: socket_sizing(&line, a.max_inflight),
             line,
             listen,
@@ -98,6 +103,7 @@ pub fn hub_config(
         write_budget,
         // A quarter of the budget per read lets up to four writers take turns.
         write_chunk: (write_budget / 4).max(1),
+        lock_idle: DEFAULT_LOCK_IDLE,
     }
 }
 

@@ -15,7 +15,11 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::ServeConfig;
 use crate::device::{self, Device, TtyError};
-use crate::endpoint::{EndpointSpec, tcp};
+use tokio::sync::Semaphore;
+
+use crate::endpoint::pty::{PtyEndpoint, PtyError};
+use crate::endpoint::unix::{UnixEndpoint, UnixError};
+use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::hub::Hub;
 
 /// How long closing clients may take after shutdown before we stop waiting.
@@ -27,6 +31,10 @@ pub enum ServeError {
     Device(#[from] TtyError),
     #[error(transparent)]
     Tcp(#[from] tcp::TcpError),
+    #[error(transparent)]
+    Unix(#[from] UnixError),
+    #[error(transparent)]
+    Pty(#[from] PtyError),
 }
 
 /// Runs `serve` until `shutdown` is cancelled.
@@ -36,30 +44,25 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
         write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
     let (hub, writes) = Hub::new(cfg.hub.clone());
 
-    let mut listeners = Vec::new();
-    for spec in &cfg.listen {
-        match spec {
-            EndpointSpec::Tcp { addr } => {
-                let l = tcp::bind(addr, cfg.sockets).await?;
-                let local = l.local_addr().map_err(|reason| tcp::TcpError::Bind {
-                    addr: addr.parse().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into()),
-                    reason,
-                })?;
-                info!("listening on tcp:{local}");
-                listeners.push(l);
-            }
-        }
-    }
-
     let tracker = TaskTracker::new();
-    for l in listeners {
-        tracker.spawn(tcp::serve(
-            l,
-            hub.clone(),
-            cfg.max_clients,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
+    let cx = Context {
+        hub: hub.clone(),
+        clients: Arc::new(Semaphore::new(cfg.max_clients)),
+        shutdown: shutdown.clone(),
+        tracker: tracker.clone(),
+    };
+    // Bind everything before serving anything, so a bad endpoint fails start-up.
+    let mut endpoints = Vec::new();
+    for spec in &cfg.listen {
+        endpoints.push(bind(spec, &cfg).await?);
+    }
+    for (endpoint, spec) in endpoints.into_iter().zip(&cfg.listen) {
+        let (options, cx) = (spec.options.clone(), cx.clone());
+        match endpoint {
+            Bound::Tcp(l) => tracker.spawn(accept::serve(l, options, cx)),
+            Bound::Unix(l) => tracker.spawn(accept::serve(l, options, cx)),
+            Bound::Pty(p) => tracker.spawn(p.serve(options, cx)),
+        };
     }
     let device_task = tokio::spawn(
         device::run(
@@ -84,6 +87,39 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
     let _ = device_task.await;
     log_totals(&hub);
     Ok(())
+}
+
+enum Bound {
+    Tcp(tokio::net::TcpListener),
+    Unix(UnixEndpoint),
+    Pty(PtyEndpoint),
+}
+
+async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<Bound, ServeError> {
+    let bound = match &spec.kind {
+        EndpointKind::Tcp { addr } => {
+            let l = tcp::bind(addr, cfg.sockets).await?;
+            if let Ok(local) = l.local_addr() {
+                info!("listening on tcp:{local}");
+            }
+            Bound::Tcp(l)
+        }
+        EndpointKind::Unix { path } => {
+            let l = UnixEndpoint::bind(path, spec.options.mode)?;
+            info!("listening on unix:{}", path.display());
+            Bound::Unix(l)
+        }
+        EndpointKind::Pty { path } => {
+            let p = PtyEndpoint::create(path)?;
+            info!(
+                "listening on pty:{} -> {}",
+                path.display(),
+                p.tty().display()
+            );
+            Bound::Pty(p)
+        }
+    };
+    Ok(bound)
 }
 
 fn log_totals(hub: &Arc<Hub>) {

@@ -25,6 +25,8 @@ use tracing::{info, warn};
 
 use crate::hub::{Hub, WriteQueue};
 use crate::line::LineSettings;
+pub use fd::register as register_fd;
+pub use sim::set_nonblocking;
 pub use sim::{Sim, SimMode};
 pub use tty::{Tty, TtyError};
 pub use writer::DeviceWriter;

@@ -126,7 +126,8 @@ impl Drop for Sim {
     }
 }
 
-fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
+/// Sets `O_NONBLOCK`, as tokio's reactor requires.
+pub fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
     use nix::fcntl::{FcntlArg, fcntl};
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;

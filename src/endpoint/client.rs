@@ -1,10 +1,13 @@
 //! One connected client, whatever endpoint it came through.
 //!
 //! A client runs two directions at once:
-//! - *to the device*: wait until the client has data, take write budget from
-//!   the hub, then read at most that much and submit it. Waiting for budget
-//!   *before* reading leaves unsent data in the kernel's socket buffer, whose
-//!   full window stops the sender: that is the backpressure.
+//! - *to the device* ([`Ingress`]): wait until the client has data, take
+//!   write budget from the hub, then read at most that much and submit it.
+//!   Waiting for budget *before* reading leaves unsent data in the kernel's
+//!   socket buffer, whose full window stops the sender: that is the
+//!   backpressure. The endpoint's options apply here: `access=ro` discards
+//!   (and counts) writes, `framing=line` submits whole lines only, and
+//!   `lock=inband` honours DLE lock commands.
 //! - *to the client*: write every chunk the hub queued for it.
 //!
 //! The client ends when the hub kicks it (slow reader), when serialhub shuts
@@ -18,31 +21,44 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
+use super::framing::LineAssembler;
+use super::inband::{InbandParser, Piece};
+use super::{Access, EndpointOptions, Framing};
 use crate::hub::ClientHandle;
 
 /// How long a client that has closed its sending side still receives.
 pub const LINGER: Duration = Duration::from_secs(1);
+/// Read size for read-only clients, whose bytes are only counted.
+const DISCARD_READ: usize = 4096;
 
 /// The receiving half of a client connection, read without blocking so that
 /// budget is taken only once data is ready.
 pub trait ClientSource {
     /// Waits until a read may succeed. Cancel safe.
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
-    /// Reads without waiting; `WouldBlock` if readiness was spurious.
+    /// Reads without waiting; `WouldBlock` if readiness was spurious,
+    /// `Ok(0)` at end of input.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
-impl ClientSource for tokio::net::tcp::OwnedReadHalf {
-    fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
-        tokio::net::tcp::OwnedReadHalf::readable(self)
-    }
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        tokio::net::tcp::OwnedReadHalf::try_read(self, buf)
-    }
+macro_rules! stream_source {
+    ($t:ty) => {
+        impl ClientSource for $t {
+            fn readable(&self) -> impl Future<Output = io::Result<()>> + Send {
+                <$t>::readable(self)
+            }
+            fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                <$t>::try_read(self, buf)
+            }
+        }
+    };
 }
+stream_source!(tokio::net::tcp::OwnedReadHalf);
+stream_source!(tokio::net::unix::OwnedReadHalf);
 
 /// Why a client ended.
 #[derive(Debug)]
@@ -55,15 +71,20 @@ enum End {
 }
 
 /// Runs one client until it ends, then detaches it from the hub.
-pub async fn run<S, W>(handle: ClientHandle, source: S, mut sink: W, shutdown: CancellationToken)
-where
+pub async fn run<S, W>(
+    handle: ClientHandle,
+    source: S,
+    mut sink: W,
+    options: &EndpointOptions,
+    shutdown: CancellationToken,
+) where
     S: ClientSource,
     W: AsyncWrite + Unpin,
 {
     info!("client connected");
     let kicked = handle.kicked().clone();
     let end = {
-        let to_device = to_device(&handle, &source);
+        let to_device = to_device(&handle, &source, options);
         let to_client = to_client(&handle, &mut sink);
         tokio::pin!(to_device, to_client);
         tokio::select! {
@@ -82,36 +103,166 @@ where
     };
     let _ = sink.shutdown().await;
     let s = handle.stats();
-    let (rx, tx, dropped) = (
+    let (rx, tx, dropped, discarded) = (
         s.to_client.load(Relaxed),
         s.from_client.load(Relaxed),
         s.dropped.load(Relaxed),
+        s.discarded.load(Relaxed),
     );
     match end {
-        End::Error(e) => info!(error = %e, rx, tx, dropped, "client disconnected"),
-        other => info!(reason = ?other, rx, tx, dropped, "client disconnected"),
+        End::Error(e) => info!(error = %e, rx, tx, dropped, discarded, "client disconnected"),
+        other => info!(reason = ?other, rx, tx, dropped, discarded, "client disconnected"),
     }
 }
 
 /// Moves the client's bytes into the hub. `Ok` on end of input.
-async fn to_device(handle: &ClientHandle, source: &impl ClientSource) -> Result<(), End> {
+async fn to_device(
+    handle: &ClientHandle,
+    source: &impl ClientSource,
+    options: &EndpointOptions,
+) -> Result<(), End> {
+    let mut ingress = Ingress::new(handle, options);
     loop {
         source.readable().await.map_err(End::Error)?;
-        let permit = handle.reserve().await.map_err(|_| End::Hub)?;
-        let mut buf = vec![0u8; permit.num_permits()];
-        match source.try_read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                buf.truncate(n);
-                handle
-                    .submit(Bytes::from(buf), permit)
-                    .await
-                    .map_err(|_| End::Hub)?;
+        // Plain writers hold budget before reading. Line framing reads into
+        // its own bounded line buffer and takes budget per complete line.
+        let permit = match (options.access, options.framing) {
+            (Access::ReadWrite, Framing::None) => {
+                Some(handle.reserve().await.map_err(|_| End::Hub)?)
             }
+            _ => None,
+        };
+        let size = match (&permit, options.access) {
+            (Some(p), _) => p.num_permits(),
+            (None, Access::ReadOnly) => DISCARD_READ,
+            (None, Access::ReadWrite) => ingress.lines.room().max(1),
+        };
+        let mut buf = vec![0u8; size];
+        match source.try_read(&mut buf) {
+            Ok(0) => return ingress.finish().await,
+            Ok(n) => ingress.take(&buf[..n], permit).await?,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(End::Error(e)),
         }
+    }
+}
+
+/// Applies an endpoint's write options to what one client sends.
+struct Ingress<'a> {
+    handle: &'a ClientHandle,
+    options: &'a EndpointOptions,
+    lines: LineAssembler,
+    inband: InbandParser,
+    warned_ro: bool,
+    warned_cut: bool,
+    warned_escape: bool,
+}
+
+impl<'a> Ingress<'a> {
+    fn new(handle: &'a ClientHandle, options: &'a EndpointOptions) -> Self {
+        Self {
+            handle,
+            options,
+            lines: LineAssembler::new(options.delimiter, options.max_line),
+            inband: InbandParser::default(),
+            warned_ro: false,
+            warned_cut: false,
+            warned_escape: false,
+        }
+    }
+
+    /// Handles bytes just read; `permit` is budget already held for them.
+    async fn take(
+        &mut self,
+        data: &[u8],
+        mut permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<(), End> {
+        let pieces = if self.options.inband_lock {
+            let pieces = self.inband.feed(data);
+            if self.inband.unknown > 0 && !self.warned_escape {
+                self.warned_escape = true;
+                warn!("client sent DLE followed by an unknown byte; passed through as data");
+            }
+            pieces
+        } else {
+            vec![Piece::Data(Bytes::copy_from_slice(data))]
+        };
+        for piece in pieces {
+            match piece {
+                Piece::Data(d) => self.data(d, &mut permit).await?,
+                Piece::Lock if self.options.access == Access::ReadOnly => {
+                    warn!("read-only client asked for the write lock; ignored");
+                }
+                Piece::Lock => {
+                    // Waiting for the lock while holding budget could starve
+                    // the holder; give it back and take it again after.
+                    permit = None;
+                    self.handle.lock().await;
+                }
+                Piece::Unlock => {
+                    self.handle.unlock();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        data: Bytes,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), End> {
+        if self.options.access == Access::ReadOnly {
+            self.handle
+                .stats()
+                .discarded
+                .fetch_add(data.len() as u64, Relaxed);
+            if !self.warned_ro {
+                self.warned_ro = true;
+                warn!("read-only client wrote to the device; its writes are discarded and counted");
+            }
+            return Ok(());
+        }
+        if self.options.framing == Framing::Line {
+            let (lines, cut) = self.lines.push(&data);
+            if cut && !self.warned_cut {
+                self.warned_cut = true;
+                warn!(
+                    max_line = self.options.max_line,
+                    "line longer than max-line; sent in pieces"
+                );
+            }
+            for line in lines {
+                self.submit(line, None).await?;
+            }
+            return Ok(());
+        }
+        let held = permit.as_mut().and_then(|p| p.split(data.len()));
+        self.submit(data, held).await
+    }
+
+    async fn submit(&self, data: Bytes, permit: Option<OwnedSemaphorePermit>) -> Result<(), End> {
+        let permit = match permit {
+            Some(p) => p,
+            None => self
+                .handle
+                .reserve_exact(data.len())
+                .await
+                .map_err(|_| End::Hub)?,
+        };
+        self.handle.submit(data, permit).await.map_err(|_| End::Hub)
+    }
+
+    /// End of input: nothing the client sent is held back.
+    async fn finish(&mut self) -> Result<(), End> {
+        if let Some(dle) = self.inband.finish() {
+            self.data(dle, &mut None).await?;
+        }
+        if let Some(rest) = self.lines.finish() {
+            self.submit(rest, None).await?;
+        }
+        Ok(())
     }
 }
 

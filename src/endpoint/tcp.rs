@@ -6,20 +6,13 @@
 //! after a few hundred bytes instead of after the kernel's default of
 //! hundreds of kilobytes. The send buffer is sized likewise, so a stalled
 //! reader is detected by its queue in seconds, not after megabytes.
-//!
-//! The accept loop takes a connection permit before `accept`, bounding the
-//! number of clients.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info_span, warn};
 
-use crate::hub::Hub;
+use super::accept::Accept;
 
 /// Kernel socket buffer sizes for client sockets, in bytes as passed to
 /// `setsockopt` (Linux doubles them and applies its minimum).
@@ -83,49 +76,16 @@ fn clamp_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// Accepts clients on `listener` until `shutdown`, running each on `tracker`.
-pub async fn serve(
-    listener: TcpListener,
-    hub: Arc<Hub>,
-    max_clients: usize,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    let limit = Arc::new(Semaphore::new(max_clients));
-    loop {
-        let permit = tokio::select! {
-            p = limit.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = shutdown.cancelled() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = shutdown.cancelled() => return,
-        };
+impl Accept for TcpListener {
+    type Source = OwnedReadHalf;
+    type Sink = OwnedWriteHalf;
+
+    async fn accept(&self) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf, String)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
         // Output is forwarded as soon as it arrives; batching would only add
         // latency on a link this slow.
         let _ = stream.set_nodelay(true);
-        let name = format!("tcp:{peer}");
-        let handle = hub.attach(name.clone());
         let (source, sink) = stream.into_split();
-        let span = info_span!("client", id = handle.id(), peer = %name);
-        let shutdown = shutdown.clone();
-        tracker.spawn(
-            async move {
-                super::client::run(handle, source, sink, shutdown).await;
-                drop(permit);
-            }
-            .instrument(span),
-        );
+        Ok((source, sink, format!("tcp:{peer}")))
     }
 }

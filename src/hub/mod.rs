@@ -15,16 +15,19 @@
 //! network no faster than the line sends it, and the budget bounds what is in
 //! flight inside serialhub.
 
+pub mod lock;
 pub mod queue;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use lock::WriteLock;
 pub use queue::{ByteQueue, PushError};
 
 /// What to do with a client whose output queue is full.
@@ -52,6 +55,8 @@ pub struct HubConfig {
     /// Most bytes taken from one client in one go; smaller than the budget so
     /// that several writers take turns.
     pub write_chunk: usize,
+    /// A write-lock holder that writes nothing for this long loses the lock.
+    pub lock_idle: Duration,
 }
 
 /// Chunks in the write channel. Every chunk holds at least one budget permit,
@@ -69,6 +74,8 @@ pub struct ClientStats {
     pub from_client: AtomicU64,
     /// Device bytes the client did not get (dropped, or discarded on kick).
     pub dropped: AtomicU64,
+    /// Client bytes not sent to the device (a read-only endpoint).
+    pub discarded: AtomicU64,
 }
 
 /// Counters for the whole hub.
@@ -119,6 +126,7 @@ pub struct Hub {
     next_id: AtomicU64,
     budget: Arc<Semaphore>,
     writes: mpsc::Sender<WriteChunk>,
+    lock: WriteLock,
     pub stats: HubStats,
 }
 
@@ -132,6 +140,7 @@ impl Hub {
         let (writes, rx) = mpsc::channel(WRITE_CHANNEL_CHUNKS);
         let hub = Hub {
             budget: Arc::new(Semaphore::new(config.write_budget.max(1))),
+            lock: WriteLock::new(config.lock_idle),
             config,
             clients: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
@@ -182,6 +191,7 @@ impl Hub {
         if let Some(i) = clients.iter().position(|s| s.id == id) {
             let slot = clients.swap_remove(i);
             slot.queue.close();
+            self.lock.release(id, "holder disconnected");
             self.stats.connected.fetch_sub(1, Relaxed);
         }
     }
@@ -241,6 +251,11 @@ impl Hub {
         self.stats.dropped.fetch_add(n as u64, Relaxed);
     }
 
+    /// The write lock shared by all clients.
+    pub fn write_lock(&self) -> &WriteLock {
+        &self.lock
+    }
+
     /// Bytes of write budget currently held by clients and the device writer.
     pub fn writes_in_flight(&self) -> usize {
         self.config.write_budget.max(1) - self.budget.available_permits()
@@ -282,17 +297,30 @@ impl ClientHandle {
     /// client has data ready, read at most `permit.num_permits()` bytes, then
     /// [`submit`](Self::submit). Cancel safe.
     pub async fn reserve(&self) -> Result<OwnedSemaphorePermit, HubClosed> {
-        let n = self
-            .hub
-            .config
-            .write_chunk
-            .clamp(1, self.hub.config.write_budget.max(1));
+        self.reserve_exact(self.hub.config.write_chunk).await
+    }
+
+    /// Waits for write budget for `n` bytes (at most the whole budget), after
+    /// waiting for the write lock to be free or ours. Cancel safe.
+    pub async fn reserve_exact(&self, n: usize) -> Result<OwnedSemaphorePermit, HubClosed> {
+        self.hub.lock.wait_turn(self.slot.id).await;
+        let n = n.clamp(1, self.hub.config.write_budget.max(1));
         self.hub
             .budget
             .clone()
             .acquire_many_owned(n as u32)
             .await
             .map_err(|_| HubClosed)
+    }
+
+    /// Takes the exclusive write lock, waiting while another client holds it.
+    pub async fn lock(&self) {
+        self.hub.lock.acquire(self.slot.id, &self.slot.name).await
+    }
+
+    /// Releases the write lock if this client holds it.
+    pub fn unlock(&self) -> bool {
+        self.hub.lock.release(self.slot.id, "holder asked")
     }
 
     /// Sends `data` to the device. The permit must come from
@@ -303,6 +331,7 @@ impl ClientHandle {
         mut permit: OwnedSemaphorePermit,
     ) -> Result<(), HubClosed> {
         let permit = permit.split(data.len()).unwrap_or(permit);
+        self.hub.lock.touch(self.slot.id);
         self.slot
             .stats
             .from_client

@@ -14,6 +14,7 @@ fn hub(policy: SlowReaderPolicy, client_queue: usize, budget: usize) -> (Arc<Hub
         slow_reader: policy,
         write_budget: budget,
         write_chunk: budget / 2,
+        lock_idle: Duration::from_secs(60),
     })
 }
 

@@ -1,0 +1,111 @@
+//! In-band lock commands, for endpoints with `lock=inband` (off by default).
+//!
+//! The byte DLE (0x10) becomes an escape in what the client sends:
+//!
+//! | client sends | meaning |
+//! |---|---|
+//! | `DLE L` (0x10 0x4C) | take the exclusive write lock (waits while another client holds it) |
+//! | `DLE U` (0x10 0x55) | release the lock |
+//! | `DLE DLE` | one literal 0x10 byte for the device |
+//!
+//! Any other byte after DLE is not a command: both bytes go to the device
+//! unchanged, and the client's log notes it once. Sequences may be split
+//! across reads.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+pub const DLE: u8 = 0x10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Data(Bytes),
+    Lock,
+    Unlock,
+}
+
+#[derive(Debug, Default)]
+pub struct InbandParser {
+    after_dle: bool,
+    /// Unknown escapes seen so far.
+    pub unknown: u64,
+}
+
+impl InbandParser {
+    /// Splits `input` into data and commands, in order.
+    pub fn feed(&mut self, input: &[u8]) -> Vec<Piece> {
+        let mut out = Vec::new();
+        let mut data = BytesMut::with_capacity(input.len());
+        for &b in input {
+            if !self.after_dle {
+                if b == DLE {
+                    self.after_dle = true;
+                } else {
+                    data.put_u8(b);
+                }
+                continue;
+            }
+            self.after_dle = false;
+            let command = match b {
+                b'L' => Piece::Lock,
+                b'U' => Piece::Unlock,
+                DLE => {
+                    data.put_u8(DLE);
+                    continue;
+                }
+                other => {
+                    self.unknown += 1;
+                    data.put_slice(&[DLE, other]);
+                    continue;
+                }
+            };
+            if !data.is_empty() {
+                out.push(Piece::Data(data.split().freeze()));
+            }
+            out.push(command);
+        }
+        if !data.is_empty() {
+            out.push(Piece::Data(data.freeze()));
+        }
+        out
+    }
+
+    /// A DLE left dangling at end of input is sent as data.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        std::mem::take(&mut self.after_dle).then(|| Bytes::from_static(&[DLE]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &[u8]) -> Piece {
+        Piece::Data(Bytes::copy_from_slice(s))
+    }
+
+    #[test]
+    fn commands_split_data_in_order() {
+        let mut p = InbandParser::default();
+        assert_eq!(
+            p.feed(b"a\x10Lreq\n\x10Ub"),
+            vec![d(b"a"), Piece::Lock, d(b"req\n"), Piece::Unlock, d(b"b")]
+        );
+    }
+
+    #[test]
+    fn escape_split_across_reads_and_literal_dle() {
+        let mut p = InbandParser::default();
+        assert_eq!(p.feed(b"x\x10"), vec![d(b"x")]);
+        assert_eq!(p.feed(b"L"), vec![Piece::Lock]);
+        assert_eq!(p.feed(b"\x10\x10y"), vec![d(b"\x10y")]);
+        assert_eq!(p.feed(b"\x10"), vec![]);
+        assert_eq!(p.finish(), Some(Bytes::from_static(b"\x10")));
+    }
+
+    #[test]
+    fn unknown_escape_passes_through_and_is_counted() {
+        let mut p = InbandParser::default();
+        assert_eq!(p.feed(b"\x10Z"), vec![d(b"\x10Z")]);
+        assert_eq!(p.unknown, 1);
+    }
+}

@@ -1,0 +1,331 @@
+//! Endpoint strings: `KIND:ADDRESS[,OPTION=VALUE]...`.
+//!
+//! | kind | address | example |
+//! |---|---|---|
+//! | `tcp` | `HOST:PORT` (IPv6 in brackets) | `tcp:127.0.0.1:7000` |
+//! | `unix` | socket path | `unix:/run/serialhub.sock,mode=0660` |
+//! | `pty` | symlink path for a virtual serial port | `pty:/tmp/ttyLOG,access=ro` |
+//!
+//! Options apply to every client of the endpoint:
+//! `access=rw|ro`, `framing=none|line`, `delimiter=lf|cr|nul|0xNN`,
+//! `max-line=BYTES`, `lock=none|inband`, `slow-reader=disconnect|drop|block`,
+//! and `mode=OCTAL` (unix only).
+
+use std::path::PathBuf;
+
+use crate::hub::SlowReaderPolicy;
+
+/// A parsed `--listen` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSpec {
+    pub kind: EndpointKind,
+    pub options: EndpointOptions,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointKind {
+    /// `HOST:PORT`; HOST may be a name, an IPv4 address or `[IPv6]`.
+    Tcp {
+        addr: String,
+    },
+    Unix {
+        path: PathBuf,
+    },
+    Pty {
+        path: PathBuf,
+    },
+}
+
+/// Whether a client may write to the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Access {
+    #[default]
+    ReadWrite,
+    /// Writes are discarded and counted.
+    ReadOnly,
+}
+
+/// How a client's writes are cut into chunks for the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// Bytes go as they arrive.
+    #[default]
+    None,
+    /// Only whole lines go, so two clients never interleave inside a line.
+    Line,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointOptions {
+    pub access: Access,
+    pub framing: Framing,
+    /// Line end for `framing=line`.
+    pub delimiter: u8,
+    /// Longest line `framing=line` holds back; a longer one is sent in pieces.
+    pub max_line: usize,
+    /// In-band lock commands (DLE escapes) are honoured.
+    pub inband_lock: bool,
+    /// Overrides `--slow-reader` for this endpoint's clients.
+    pub slow_reader: Option<SlowReaderPolicy>,
+    /// File mode of a unix socket.
+    pub mode: u32,
+}
+
+/// Default longest line for `framing=line`.
+pub const DEFAULT_MAX_LINE: usize = 1024;
+/// Default unix socket mode: owner and group may connect.
+pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        Self {
+            access: Access::ReadWrite,
+            framing: Framing::None,
+            delimiter: b'\n',
+            max_line: DEFAULT_MAX_LINE,
+            inband_lock: false,
+            slow_reader: None,
+            mode: DEFAULT_UNIX_MODE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EndpointParseError {
+    #[error("endpoint {0:?} has no kind; expected KIND:ADDRESS such as tcp:127.0.0.1:7000")]
+    NoKind(String),
+    #[error("unknown endpoint kind {kind:?} in {spec:?}; supported: tcp, unix, pty")]
+    UnknownKind { kind: String, spec: String },
+    #[error("bad address in {spec:?}: {why}")]
+    Address { spec: String, why: &'static str },
+    #[error(
+        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, lock, slow-reader, mode"
+    )]
+    Option { option: String, spec: String },
+    #[error("bad value for {option} in {spec:?}: {why}")]
+    Value {
+        option: String,
+        spec: String,
+        why: &'static str,
+    },
+}
+
+impl std::str::FromStr for EndpointSpec {
+    type Err = EndpointParseError;
+
+    fn from_str(spec: &str) -> Result<Self, Self::Err> {
+        let mut parts = spec.split(',');
+        let head = parts.next().unwrap_or_default();
+        let (kind, addr) = head
+            .split_once(':')
+            .ok_or_else(|| EndpointParseError::NoKind(spec.to_owned()))?;
+        let address = |why| EndpointParseError::Address {
+            spec: spec.to_owned(),
+            why,
+        };
+        let kind = match kind {
+            "tcp" => {
+                check_host_port(addr).map_err(address)?;
+                EndpointKind::Tcp {
+                    addr: addr.to_owned(),
+                }
+            }
+            "unix" | "pty" if addr.is_empty() => return Err(address("missing path")),
+            "unix" => EndpointKind::Unix { path: addr.into() },
+            "pty" => EndpointKind::Pty { path: addr.into() },
+            _ => {
+                return Err(EndpointParseError::UnknownKind {
+                    kind: kind.to_owned(),
+                    spec: spec.to_owned(),
+                });
+            }
+        };
+        let mut options = EndpointOptions::default();
+        for opt in parts {
+            apply_option(&mut options, &kind, opt).map_err(|e| match e {
+                OptErr::Unknown => EndpointParseError::Option {
+                    option: opt.to_owned(),
+                    spec: spec.to_owned(),
+                },
+                OptErr::Value(why) => EndpointParseError::Value {
+                    option: opt.split('=').next().unwrap_or(opt).to_owned(),
+                    spec: spec.to_owned(),
+                    why,
+                },
+            })?;
+        }
+        Ok(EndpointSpec { kind, options })
+    }
+}
+
+enum OptErr {
+    Unknown,
+    Value(&'static str),
+}
+
+fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
+    let (key, value) = opt.split_once('=').ok_or(OptErr::Unknown)?;
+    match key {
+        "access" => {
+            o.access = match value {
+                "rw" => Access::ReadWrite,
+                "ro" => Access::ReadOnly,
+                _ => return Err(OptErr::Value("expected rw or ro")),
+            }
+        }
+        "framing" => {
+            o.framing = match value {
+                "none" => Framing::None,
+                "line" => Framing::Line,
+                _ => return Err(OptErr::Value("expected none or line")),
+            }
+        }
+        "delimiter" => {
+            o.delimiter = match value {
+                "lf" => b'\n',
+                "cr" => b'\r',
+                "nul" => 0,
+                hex => hex
+                    .strip_prefix("0x")
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or(OptErr::Value("expected lf, cr, nul or a byte like 0x03"))?,
+            }
+        }
+        "max-line" => {
+            o.max_line = crate::cli::parse_bytes(value)
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or(OptErr::Value(
+                    "expected a size in bytes, such as 256 or 4KiB",
+                ))?
+        }
+        "lock" => {
+            o.inband_lock = match value {
+                "none" => false,
+                "inband" => true,
+                _ => return Err(OptErr::Value("expected none or inband")),
+            }
+        }
+        "slow-reader" => {
+            o.slow_reader = Some(
+                <SlowReaderPolicy as clap::ValueEnum>::from_str(value, false)
+                    .map_err(|_| OptErr::Value("expected disconnect, drop or block"))?,
+            )
+        }
+        "mode" if matches!(kind, EndpointKind::Unix { .. }) => {
+            o.mode = u32::from_str_radix(value, 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or(OptErr::Value("expected an octal file mode such as 0660"))?
+        }
+        "mode" => return Err(OptErr::Value("only unix endpoints have a mode")),
+        _ => return Err(OptErr::Unknown),
+    }
+    Ok(())
+}
+
+/// Checks `HOST:PORT` syntax; the host is resolved when binding.
+fn check_host_port(addr: &str) -> Result<(), &'static str> {
+    let (host, port) = addr.rsplit_once(':').ok_or("expected HOST:PORT")?;
+    if host.is_empty() {
+        return Err("missing host (use 0.0.0.0 to listen on all interfaces)");
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err("an IPv6 host must be in brackets, as in [::1]:7000");
+    }
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| "port must be a number from 0 to 65535")
+}
+
+impl std::fmt::Display for EndpointKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EndpointKind::Tcp { addr } => write!(f, "tcp:{addr}"),
+            EndpointKind::Unix { path } => write!(f, "unix:{}", path.display()),
+            EndpointKind::Pty { path } => write!(f, "pty:{}", path.display()),
+        }
+    }
+}
+
+impl std::fmt::Display for EndpointSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.kind.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> EndpointSpec {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_kinds() {
+        assert_eq!(
+            parse("tcp:127.0.0.1:7000").kind,
+            EndpointKind::Tcp {
+                addr: "127.0.0.1:7000".into()
+            }
+        );
+        assert_eq!(
+            parse("tcp:[::1]:0").kind,
+            EndpointKind::Tcp {
+                addr: "[::1]:0".into()
+            }
+        );
+        assert_eq!(
+            parse("unix:/run/x.sock").kind,
+            EndpointKind::Unix {
+                path: "/run/x.sock".into()
+            }
+        );
+        assert_eq!(
+            parse("pty:/tmp/ttyA").kind,
+            EndpointKind::Pty {
+                path: "/tmp/ttyA".into()
+            }
+        );
+        assert_eq!(
+            parse(super::super::DEFAULT_LISTEN).to_string(),
+            super::super::DEFAULT_LISTEN
+        );
+        assert_eq!(parse("tcp:h:1").options, EndpointOptions::default());
+    }
+
+    #[test]
+    fn parses_options() {
+        let o = parse("pty:/tmp/ttyLOG,access=ro").options;
+        assert_eq!(o.access, Access::ReadOnly);
+        let o = parse("tcp:127.0.0.1:7001,framing=line,delimiter=cr,max-line=256").options;
+        assert_eq!(
+            (o.framing, o.delimiter, o.max_line),
+            (Framing::Line, b'\r', 256)
+        );
+        let o = parse("unix:/x,mode=0600,lock=inband,slow-reader=drop").options;
+        assert_eq!(o.mode, 0o600);
+        assert!(o.inband_lock);
+        assert_eq!(o.slow_reader, Some(SlowReaderPolicy::Drop));
+        assert_eq!(parse("tcp:h:1,delimiter=0x03").options.delimiter, 3);
+    }
+
+    #[test]
+    fn rejects_bad_endpoints_with_reasons() {
+        let err = |s: &str| s.parse::<EndpointSpec>().unwrap_err().to_string();
+        assert!(err("127.0.0.1:7000").contains("unknown endpoint kind"));
+        assert!(err("7000").contains("no kind"));
+        assert!(err("udp:1.2.3.4:5").contains("unknown endpoint kind \"udp\""));
+        assert!(err("tcp:1.2.3.4:99999").contains("port must be a number"));
+        assert!(err("tcp:1.2.3.4").contains("expected HOST:PORT"));
+        assert!(err("tcp::7000").contains("missing host"));
+        assert!(err("tcp:::1:7000").contains("brackets"));
+        assert!(err("unix:").contains("missing path"));
+        assert!(err("tcp:1.2.3.4:5,colour=blue").contains("unknown option \"colour=blue\""));
+        assert!(err("tcp:1.2.3.4:5,access=rx").contains("expected rw or ro"));
+        assert!(err("tcp:1.2.3.4:5,mode=0600").contains("only unix endpoints"));
+        assert!(err("unix:/x,mode=999").contains("octal"));
+        assert!(err("tcp:h:1,max-line=0").contains("max-line"));
+    }
+}

@@ -1,0 +1,233 @@
+//! Virtual serial port endpoint: a pseudo-terminal whose slave is linked at
+//! a path, for unmodified programs (picocom, minicom, pyserial, anything
+//! using termios) to open as if it were the device.
+//!
+//! One program at a time has the port. serialhub watches the master side:
+//! while no program has the slave open the master reports a hang-up, and
+//! the endpoint is detached from the hub so no data piles up for nobody.
+//! When a program opens it, the endpoint attaches as a client; when the
+//! program closes it, the endpoint detaches and waits for the next open. The
+//! slave starts in raw mode, so a program that never sets termios still gets
+//! bytes unmangled. The link is removed when the endpoint stops.
+
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::pty::PtyMaster;
+use nix::sys::termios;
+use tokio::io::AsyncWrite;
+use tokio::io::unix::AsyncFd;
+use tracing::{Instrument, info, info_span};
+
+use super::EndpointOptions;
+use super::accept::Context;
+use super::client::{self, ClientSource};
+
+/// How often to look for a program opening the port. Opening is not an
+/// event the master can wait for, so it is polled.
+const OPEN_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum PtyError {
+    #[error("cannot create pseudo-terminal for pty:{path}: {reason}")]
+    Create {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+    #[error("pty:{0} exists and is not a symlink; refusing to replace it")]
+    NotALink(PathBuf),
+    #[error("cannot link pty:{path}: {reason}")]
+    Link {
+        path: PathBuf,
+        reason: std::io::Error,
+    },
+}
+
+/// The master side of a pty endpoint, shared by its reader and writer.
+#[derive(Clone, Debug)]
+pub struct Master(Arc<AsyncFd<PtyMaster>>);
+
+/// A pty endpoint: its master and the link to its slave.
+#[derive(Debug)]
+pub struct PtyEndpoint {
+    master: Master,
+    link: PathBuf,
+    tty: PathBuf,
+}
+
+impl PtyEndpoint {
+    /// Creates the pty, puts the slave in raw mode and links it at `link`.
+    pub fn create(link: &Path) -> Result<PtyEndpoint, PtyError> {
+        let create = |reason: nix::Error| PtyError::Create {
+            path: link.to_owned(),
+            reason: reason.into(),
+        };
+        let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+            .map_err(create)?;
+        nix::pty::grantpt(&master).map_err(create)?;
+        nix::pty::unlockpt(&master).map_err(create)?;
+        let tty = PathBuf::from(nix::pty::ptsname_r(&master).map_err(create)?);
+        // Termios lives with the pty, not with an open slave, so setting raw
+        // mode once covers every program that opens it later.
+        let slave = nix::fcntl::open(
+            &tty,
+            OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(create)?;
+        let mut t = termios::tcgetattr(&slave).map_err(create)?;
+        termios::cfmakeraw(&mut t);
+        termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t).map_err(create)?;
+        drop(slave);
+        crate::device::set_nonblocking(&master).map_err(create)?;
+        let master = crate::device::register_fd(master).map_err(|reason| PtyError::Create {
+            path: link.to_owned(),
+            reason,
+        })?;
+        replace_link(&tty, link)?;
+        Ok(PtyEndpoint {
+            master: Master(Arc::new(master)),
+            link: link.to_owned(),
+            tty,
+        })
+    }
+
+    pub fn tty(&self) -> &Path {
+        &self.tty
+    }
+
+    /// Serves one program at a time until shutdown.
+    pub async fn serve(self, options: EndpointOptions, cx: Context) {
+        let name = format!("pty:{}", self.link.display());
+        let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
+        loop {
+            tokio::select! {
+                () = self.master.wait_opened() => {}
+                () = cx.shutdown.cancelled() => return,
+            }
+            let Ok(permit) = cx.clients.clone().acquire_owned().await else {
+                return;
+            };
+            let handle = cx.hub.attach_with(name.clone(), policy);
+            let span = info_span!("client", id = handle.id(), peer = %name);
+            client::run(
+                handle,
+                self.master.clone(),
+                self.master.clone(),
+                &options,
+                cx.shutdown.clone(),
+            )
+            .instrument(span)
+            .await;
+            drop(permit);
+            // Device data the program did not read is dropped with the
+            // session, not handed to the next program that opens the port.
+            let _ = termios::tcflush(self.master.0.get_ref(), termios::FlushArg::TCIOFLUSH);
+            if cx.shutdown.is_cancelled() {
+                return;
+            }
+            info!(port = %name, "program closed the port; waiting for the next open");
+        }
+    }
+}
+
+impl Drop for PtyEndpoint {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.link);
+    }
+}
+
+fn replace_link(target: &Path, link: &Path) -> Result<(), PtyError> {
+    if let Ok(meta) = std::fs::symlink_metadata(link)
+        && !meta.file_type().is_symlink()
+    {
+        return Err(PtyError::NotALink(link.to_owned()));
+    }
+    let link_err = |reason| PtyError::Link {
+        path: link.to_owned(),
+        reason,
+    };
+    // Link beside the target name, then rename over: the path never dangles.
+    let tmp = link.with_extension("serialhub-new");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(link_err)?;
+    std::fs::rename(&tmp, link).map_err(link_err)
+}
+
+impl Master {
+    /// Non-blocking readiness of the master: `(readable, hung_up)`.
+    fn poll_now(&self) -> (bool, bool) {
+        let mut fds = [PollFd::new(self.0.get_ref().as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => {
+                let r = fds[0].revents().unwrap_or(PollFlags::empty());
+                (
+                    r.contains(PollFlags::POLLIN),
+                    r.contains(PollFlags::POLLHUP),
+                )
+            }
+            Err(_) => (false, true),
+        }
+    }
+
+    /// Returns once a program has the slave open.
+    async fn wait_opened(&self) {
+        while self.poll_now().1 {
+            tokio::time::sleep(OPEN_POLL).await;
+        }
+    }
+}
+
+impl ClientSource for Master {
+    async fn readable(&self) -> std::io::Result<()> {
+        loop {
+            let mut guard = self.0.readable().await?;
+            let (readable, hung_up) = self.poll_now();
+            if readable || hung_up {
+                return Ok(());
+            }
+            guard.clear_ready();
+        }
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match nix::unistd::read(self.0.get_ref().as_fd(), buf) {
+            Ok(n) => Ok(n),
+            // The program closed the slave: end of this session's input.
+            Err(nix::errno::Errno::EIO) => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl AsyncWrite for Master {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            match guard
+                .try_io(|fd| nix::unistd::write(fd.get_ref().as_fd(), buf).map_err(Into::into))
+            {
+                Ok(r) => return Poll::Ready(r),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
