@@ -9,6 +9,7 @@ use tokio::io::unix::AsyncFd;
 pub trait OwnsFd: AsRawFd {}
 impl OwnsFd for serial2::SerialPort {}
 impl OwnsFd for nix::pty::PtyMaster {}
+impl OwnsFd for std::os::fd::OwnedFd {}
 
 /// Registers `inner` for readable and writable readiness.
 pub fn register<T: OwnsFd>(inner: T) -> std::io::Result<AsyncFd<T>> {

@@ -64,7 +64,7 @@ pub async fn serve<L: Accept>(listener: L, options: EndpointOptions, cx: Context
         let (options, shutdown) = (options.clone(), cx.shutdown.clone());
         cx.tracker.spawn(
             async move {
-                client::run(handle, source, sink, &options, shutdown).await;
+                client::run(handle, source, sink, &options, client::LINGER, shutdown).await;
                 drop(permit);
             }
             .instrument(span),

@@ -12,7 +12,8 @@
 //!
 //! The client ends when the hub kicks it (slow reader), when serialhub shuts
 //! down, on an I/O error, or shortly after the client closes its sending side
-//! (it keeps receiving for [`LINGER`], so replies to its last request arrive).
+//! (a network client keeps receiving for [`LINGER`], so replies to its last
+//! request arrive).
 
 use std::future::Future;
 use std::io;
@@ -30,7 +31,8 @@ use super::inband::{InbandParser, Piece};
 use super::{Access, EndpointOptions, Framing};
 use crate::hub::ClientHandle;
 
-/// How long a client that has closed its sending side still receives.
+/// How long a network client that has closed its sending side still
+/// receives.
 pub const LINGER: Duration = Duration::from_secs(1);
 /// Read size for read-only clients, whose bytes are only counted.
 const DISCARD_READ: usize = 4096;
@@ -76,6 +78,7 @@ pub async fn run<S, W>(
     source: S,
     mut sink: W,
     options: &EndpointOptions,
+    linger: Duration,
     shutdown: CancellationToken,
 ) where
     S: ClientSource,
@@ -89,9 +92,11 @@ pub async fn run<S, W>(
         tokio::pin!(to_device, to_client);
         tokio::select! {
             r = &mut to_device => match r {
-                // Half-closed: keep delivering for a moment, then close.
+                // Half-closed: it can write no more, so it needs no lock;
+                // keep delivering for a moment, then close.
                 Ok(()) => {
-                    let _ = tokio::time::timeout(LINGER, &mut to_client).await;
+                    handle.unlock("holder closed its sending side");
+                    let _ = tokio::time::timeout(linger, &mut to_client).await;
                     End::Closed
                 }
                 Err(e) => e,
@@ -201,7 +206,7 @@ impl<'a> Ingress<'a> {
                     self.handle.lock().await;
                 }
                 Piece::Unlock => {
-                    self.handle.unlock();
+                    self.handle.unlock("holder asked");
                 }
             }
         }

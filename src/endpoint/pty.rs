@@ -10,7 +10,7 @@
 //! slave starts in raw mode, so a program that never sets termios still gets
 //! bytes unmangled. The link is removed when the endpoint stops.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use nix::pty::PtyMaster;
 use nix::sys::termios;
 use tokio::io::AsyncWrite;
 use tokio::io::unix::AsyncFd;
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info, info_span, warn};
 
 use super::EndpointOptions;
 use super::accept::Context;
@@ -49,14 +49,20 @@ pub enum PtyError {
     },
 }
 
-/// The master side of a pty endpoint, shared by its reader and writer.
+/// One program's session on the master side, shared by the client's reader
+/// and writer.
+///
+/// Each session registers its own duplicate of the master descriptor with
+/// the reactor: tokio treats a hang-up as final, and the master hangs up
+/// every time a program closes the port, so readiness must start afresh for
+/// the next program.
 #[derive(Clone, Debug)]
-pub struct Master(Arc<AsyncFd<PtyMaster>>);
+pub struct Session(Arc<AsyncFd<OwnedFd>>);
 
 /// A pty endpoint: its master and the link to its slave.
 #[derive(Debug)]
 pub struct PtyEndpoint {
-    master: Master,
+    master: PtyMaster,
     link: PathBuf,
     tty: PathBuf,
 }
@@ -86,13 +92,9 @@ impl PtyEndpoint {
         termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t).map_err(create)?;
         drop(slave);
         crate::device::set_nonblocking(&master).map_err(create)?;
-        let master = crate::device::register_fd(master).map_err(|reason| PtyError::Create {
-            path: link.to_owned(),
-            reason,
-        })?;
         replace_link(&tty, link)?;
         Ok(PtyEndpoint {
-            master: Master(Arc::new(master)),
+            master,
             link: link.to_owned(),
             tty,
         })
@@ -102,25 +104,41 @@ impl PtyEndpoint {
         &self.tty
     }
 
+    fn session(&self) -> std::io::Result<Session> {
+        let fd = nix::unistd::dup(&self.master)?;
+        Ok(Session(Arc::new(crate::device::register_fd(fd)?)))
+    }
+
     /// Serves one program at a time until shutdown.
     pub async fn serve(self, options: EndpointOptions, cx: Context) {
         let name = format!("pty:{}", self.link.display());
         let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
         loop {
             tokio::select! {
-                () = self.master.wait_opened() => {}
+                () = wait_opened(&self.master) => {}
                 () = cx.shutdown.cancelled() => return,
             }
+            let session = match self.session() {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(port = %name, error = %e, "cannot watch the port; retrying");
+                    tokio::time::sleep(OPEN_POLL).await;
+                    continue;
+                }
+            };
             let Ok(permit) = cx.clients.clone().acquire_owned().await else {
                 return;
             };
             let handle = cx.hub.attach_with(name.clone(), policy);
             let span = info_span!("client", id = handle.id(), peer = %name);
+            // No linger: the program has closed the port, nobody is reading.
+            let linger = std::time::Duration::ZERO;
             client::run(
                 handle,
-                self.master.clone(),
-                self.master.clone(),
+                session.clone(),
+                session,
                 &options,
+                linger,
                 cx.shutdown.clone(),
             )
             .instrument(span)
@@ -128,7 +146,8 @@ impl PtyEndpoint {
             drop(permit);
             // Device data the program did not read is dropped with the
             // session, not handed to the next program that opens the port.
-            let _ = termios::tcflush(self.master.0.get_ref(), termios::FlushArg::TCIOFLUSH);
+            // (Output only: a program that reopened already may have written.)
+            let _ = termios::tcflush(&self.master, termios::FlushArg::TCOFLUSH);
             if cx.shutdown.is_cancelled() {
                 return;
             }
@@ -160,35 +179,38 @@ fn replace_link(target: &Path, link: &Path) -> Result<(), PtyError> {
     std::fs::rename(&tmp, link).map_err(link_err)
 }
 
-impl Master {
-    /// Non-blocking readiness of the master: `(readable, hung_up)`.
-    fn poll_now(&self) -> (bool, bool) {
-        let mut fds = [PollFd::new(self.0.get_ref().as_fd(), PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
-            Ok(_) => {
-                let r = fds[0].revents().unwrap_or(PollFlags::empty());
-                (
-                    r.contains(PollFlags::POLLIN),
-                    r.contains(PollFlags::POLLHUP),
-                )
-            }
-            Err(_) => (false, true),
+/// Non-blocking readiness of a master: `(readable, hung_up)`.
+fn poll_now(fd: &impl AsFd) -> (bool, bool) {
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => {
+            let r = fds[0].revents().unwrap_or(PollFlags::empty());
+            (
+                r.contains(PollFlags::POLLIN),
+                r.contains(PollFlags::POLLHUP),
+            )
         }
-    }
-
-    /// Returns once a program has the slave open.
-    async fn wait_opened(&self) {
-        while self.poll_now().1 {
-            tokio::time::sleep(OPEN_POLL).await;
-        }
+        Err(_) => (false, true),
     }
 }
 
-impl ClientSource for Master {
+/// Returns once a program has the slave open, or has written to it and
+/// closed it already (its bytes still wait in the master).
+async fn wait_opened(master: &PtyMaster) {
+    loop {
+        let (readable, hung_up) = poll_now(master);
+        if readable || !hung_up {
+            return;
+        }
+        tokio::time::sleep(OPEN_POLL).await;
+    }
+}
+
+impl ClientSource for Session {
     async fn readable(&self) -> std::io::Result<()> {
         loop {
             let mut guard = self.0.readable().await?;
-            let (readable, hung_up) = self.poll_now();
+            let (readable, hung_up) = poll_now(self.0.get_ref());
             if readable || hung_up {
                 return Ok(());
             }
@@ -206,7 +228,7 @@ impl ClientSource for Master {
     }
 }
 
-impl AsyncWrite for Master {
+impl AsyncWrite for Session {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,

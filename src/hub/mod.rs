@@ -318,9 +318,9 @@ impl ClientHandle {
         self.hub.lock.acquire(self.slot.id, &self.slot.name).await
     }
 
-    /// Releases the write lock if this client holds it.
-    pub fn unlock(&self) -> bool {
-        self.hub.lock.release(self.slot.id, "holder asked")
+    /// Releases the write lock if this client holds it; `why` is logged.
+    pub fn unlock(&self, why: &str) -> bool {
+        self.hub.lock.release(self.slot.id, why)
     }
 
     /// Sends `data` to the device. The permit must come from

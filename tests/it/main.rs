@@ -6,4 +6,5 @@ mod backpressure;
 mod fanout;
 mod hotplug;
 mod lifecycle;
+mod sharing;
 mod slow_reader;

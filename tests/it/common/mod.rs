@@ -28,11 +28,17 @@ pub struct Server {
 impl Server {
     /// Starts `serialhub ARGS` and waits until all its TCP endpoints listen.
     pub fn start(args: &[&str]) -> Server {
-        let listeners = args
+        let listens: Vec<&str> = args
+            .windows(2)
+            .filter(|w| w[0] == "-l" || w[0] == "--listen")
+            .map(|w| w[1])
+            .collect();
+        let listeners = listens
             .iter()
-            .filter(|a| **a == "-l" || **a == "--listen")
+            .filter(|l| l.starts_with("tcp:"))
             .count()
             .max(1);
+        let others = listens.len().saturating_sub(listeners);
         let mut child = Command::new(BIN)
             .args(args)
             .env("RUST_LOG", "info")
@@ -57,7 +63,9 @@ impl Server {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while server.addrs.len() < listeners {
+        while server.addrs.len() < listeners
+            || server.log().matches("listening on ").count() < listeners + others
+        {
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!(
                     "serialhub exited with {status} before listening:\n{}",
@@ -217,4 +225,56 @@ impl PtyDevice {
             rest = &rest[n..];
         }
     }
+}
+
+/// Runs a Python script (pyserial installed by `scripts/test`) in the
+/// background, with `args` as `sys.argv[1:]`.
+pub fn python(script: &str, args: &[&str]) -> Child {
+    let ok = Command::new("python3")
+        .args(["-c", "import serial"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "pyserial is missing: run the tests with scripts/test, which installs it"
+    );
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3")
+}
+
+/// Waits for a child, killing it after `timeout`; returns (success, output).
+pub fn finish(mut child: Child, timeout: Duration) -> (bool, String) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if child.try_wait().expect("wait").is_some() {
+            let out = child.wait_with_output().expect("output");
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            return (out.status.success(), text);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    (
+        false,
+        format!(
+            "timed out; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Waits until the device has received `needle`.
+pub async fn device_got(device: &PtyDevice, needle: &[u8], timeout: Duration) -> bool {
+    eventually(timeout, || {
+        device.received().windows(needle.len()).any(|w| w == needle)
+    })
+    .await
 }

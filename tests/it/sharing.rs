@@ -1,0 +1,326 @@
+//! Issue #4: local sharing through virtual serial ports (pty), unix sockets,
+//! read-only endpoints, line framing and the exclusive write lock.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UnixStream};
+
+use crate::common::{PtyDevice, Server, device_got, finish, python};
+
+/// Opens a pty endpoint with plain pyserial, writes a greeting, and waits for
+/// one line from the device.
+const PYSERIAL_CLIENT: &str = r#"
+import serial, sys
+port = serial.Serial(sys.argv[1], 115200, timeout=10)
+port.write(sys.argv[2].encode() + b"\n")
+line = port.readline()
+print(line.decode().strip())
+sys.exit(0 if line == b"device-says-hi\n" else 1)
+"#;
+
+async fn read_line(s: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while got.last() != Some(&b'\n') {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
+            .await
+            .expect("read timed out")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.push(b[0]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
+    let device = PtyDevice::new();
+    let server = Server::start(&[
+        "serve",
+        "-d",
+        &device.path,
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        &format!("pty:{}", a.display()),
+        "-l",
+        &format!("pty:{}", b.display()),
+    ]);
+    assert!(server.wait_log("listening on pty:", Duration::from_secs(5)));
+    let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
+    let pa = python(PYSERIAL_CLIENT, &[a.to_str().unwrap(), "from-A"]);
+    let pb = python(PYSERIAL_CLIENT, &[b.to_str().unwrap(), "from-B"]);
+    tcp.write_all(b"from-tcp\n").await.unwrap();
+    for who in [&b"from-A\n"[..], b"from-B\n", b"from-tcp\n"] {
+        assert!(
+            device_got(&device, who, Duration::from_secs(15)).await,
+            "device missed {:?}:\n{}",
+            String::from_utf8_lossy(who),
+            server.log()
+        );
+    }
+    device.send(b"device-says-hi\n");
+    assert_eq!(read_line(&mut tcp).await, "device-says-hi\n");
+    for p in [pa, pb] {
+        let (ok, out) = tokio::task::spawn_blocking(|| finish(p, Duration::from_secs(15)))
+            .await
+            .unwrap();
+        assert!(ok, "pyserial client failed: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_4_pty_endpoint_survives_close_and_reopen_and_link_is_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyR");
+    let device = PtyDevice::new();
+    let mut server = Server::start(&[
+        "serve",
+        "-d",
+        &device.path,
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        &format!("pty:{}", link.display()),
+    ]);
+    assert!(server.wait_log("listening on pty:", Duration::from_secs(5)));
+    let script = r#"
+import serial, sys
+for i in range(3):
+    with serial.Serial(sys.argv[1], 115200, timeout=5) as port:
+        port.write(b"open-%d\n" % i)
+        port.flush()
+"#;
+    let (ok, out) = tokio::task::spawn_blocking({
+        let p = python(script, &[link.to_str().unwrap()]);
+        move || finish(p, Duration::from_secs(20))
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{out}");
+    for i in 0..3 {
+        let want = format!("open-{i}\n");
+        assert!(
+            device_got(&device, want.as_bytes(), Duration::from_secs(10)).await,
+            "missed {want:?}:\n{}",
+            server.log()
+        );
+    }
+    assert!(link.symlink_metadata().is_ok());
+    assert!(
+        server
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    assert!(link.symlink_metadata().is_err(), "link left behind");
+}
+
+/// Sends `count` lines `TAG%03d\n` in pieces that ignore line boundaries.
+async fn blast_lines(addr: std::net::SocketAddr, tag: char, count: usize) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let text: String = (0..count).map(|i| format!("{tag}{i:03}\n")).collect();
+    for piece in text.as_bytes().chunks(7) {
+        s.write_all(piece).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_4_line_framing_keeps_lines_whole_at_9600() {
+    let device = PtyDevice::new();
+    let server = Server::start(&[
+        "serve",
+        "-d",
+        &device.path,
+        "-b",
+        "9600",
+        "-l",
+        "tcp:127.0.0.1:0,framing=line",
+    ]);
+    let (a, b) = tokio::join!(
+        blast_lines(server.addr(), 'A', 500),
+        blast_lines(server.addr(), 'B', 500)
+    );
+    let total = 2 * 500 * 5;
+    // 5000 bytes at 960 B/s: about 5 s.
+    let done =
+        crate::common::eventually(Duration::from_secs(30), || device.received().len() >= total)
+            .await;
+    let got = device.received();
+    assert!(done, "device got {} of {total} bytes", got.len());
+    let text = String::from_utf8(got).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1000, "lines were split or merged");
+    for tag in ['A', 'B'] {
+        let mine: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with(tag))
+            .collect();
+        let want: Vec<String> = (0..500).map(|i| format!("{tag}{i:03}")).collect();
+        assert_eq!(
+            mine, want,
+            "client {tag}'s lines are not whole and in order"
+        );
+    }
+    drop((a, b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_4_exclusive_lock_holds_other_writers_until_release() {
+    let device = PtyDevice::new();
+    let server = Server::start(&[
+        "serve",
+        "-d",
+        &device.path,
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0,lock=inband",
+    ]);
+    let mut a = TcpStream::connect(server.addr()).await.unwrap();
+    let mut b = TcpStream::connect(server.addr()).await.unwrap();
+    a.write_all(b"\x10LA-request-1\n").await.unwrap();
+    assert!(device_got(&device, b"A-request-1\n", Duration::from_secs(5)).await);
+    b.write_all(b"B-1\nB-2\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !device_got(&device, b"B-1", Duration::ZERO).await,
+        "B wrote while A held the lock"
+    );
+    a.write_all(b"A-request-2\n\x10U").await.unwrap();
+    assert!(
+        device_got(&device, b"B-1\nB-2\n", Duration::from_secs(5)).await,
+        "B not released:\n{}",
+        server.log()
+    );
+    assert_eq!(device.received(), b"A-request-1\nA-request-2\nB-1\nB-2\n");
+    assert!(server.log().contains("write lock taken"));
+    assert!(server.log().contains("write lock released: holder asked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
+    let device = PtyDevice::new();
+    let server = Server::start(&[
+        "serve",
+        "-d",
+        &device.path,
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0,lock=inband",
+        "--lock-idle",
+        "3s",
+    ]);
+    let mut a = TcpStream::connect(server.addr()).await.unwrap();
+    let mut b = TcpStream::connect(server.addr()).await.unwrap();
+    a.write_all(b"\x10La\n").await.unwrap();
+    assert!(device_got(&device, b"a\n", Duration::from_secs(5)).await);
+    drop(a);
+    b.write_all(b"b\n").await.unwrap();
+    assert!(
+        device_got(&device, b"b\n", Duration::from_secs(5)).await,
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.wait_log(
+            "released: holder closed its sending side",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.log()
+    );
+    // B takes the lock and goes quiet: C gets through after the idle timeout.
+    b.write_all(b"\x10L").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = TcpStream::connect(server.addr()).await.unwrap();
+    c.write_all(b"c\n").await.unwrap();
+    assert!(
+        !device_got(&device, b"c\n", Duration::from_secs(1)).await,
+        "C wrote while B held the lock"
+    );
+    assert!(
+        device_got(&device, b"c\n", Duration::from_secs(10)).await,
+        "{}",
+        server.log()
+    );
+    assert!(server.log().contains("released: idle"), "{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_4_read_only_endpoint_cannot_write() {
+    let device = PtyDevice::new();
+    let server = Server::start(&[
+        "serve",
+        "-d",
+        &device.path,
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0,access=ro",
+        "-l",
+        "tcp:127.0.0.1:0",
+    ]);
+    let mut ro = TcpStream::connect(server.addr()).await.unwrap();
+    let mut rw = TcpStream::connect(server.addrs[1]).await.unwrap();
+    ro.write_all(b"must-not-arrive\n").await.unwrap();
+    rw.write_all(b"rw-marker\n").await.unwrap();
+    assert!(device_got(&device, b"rw-marker\n", Duration::from_secs(5)).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(device.received(), b"rw-marker\n");
+    assert!(server.wait_log("read-only client wrote", Duration::from_secs(5)));
+    // It still reads what the device sends.
+    device.send(b"for-everyone\n");
+    assert_eq!(read_line(&mut ro).await, "for-everyone\n");
+    drop(ro);
+    assert!(
+        server.wait_log("discarded=16", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_4_unix_endpoint_has_mode_and_carries_both_ways() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("hub.sock");
+    let device = PtyDevice::new();
+    let mut server = Server::start(&[
+        "serve",
+        "-d",
+        &device.path,
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "-l",
+        &format!("unix:{},mode=0600", sock.display()),
+    ]);
+    assert!(server.wait_log("listening on unix:", Duration::from_secs(5)));
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let mut u = UnixStream::connect(&sock).await.unwrap();
+    u.write_all(b"over-unix\n").await.unwrap();
+    assert!(device_got(&device, b"over-unix\n", Duration::from_secs(5)).await);
+    device.send(b"back\n");
+    assert_eq!(read_line(&mut u).await, "back\n");
+    assert!(
+        server
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    assert!(!sock.exists(), "socket file left behind");
+}
