@@ -22,7 +22,8 @@ use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::hub::Hub;
 
-/// How long closing clients may take after shutdown before we stop waiting.
+/// How long clients may take, after shutdown, to hand over the bytes they
+/// had accepted and close.
 const CLIENT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
@@ -64,12 +65,16 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
             Bound::Pty(p) => tracker.spawn(p.serve(options, cx)),
         };
     }
+    // The device stops only after the clients: on shutdown they hand over
+    // what they had already accepted, and the writer must still be running
+    // to make room for it.
+    let device_stop = CancellationToken::new();
     let device_task = tokio::spawn(
         device::run(
             device,
             hub.clone(),
             writes,
-            shutdown.clone(),
+            device_stop.clone(),
             cfg.drain_timeout,
         )
         .instrument(info_span!("device", path = %cfg.device)),
@@ -84,6 +89,7 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
     {
         warn!("some clients did not close in time");
     }
+    device_stop.cancel();
     let _ = device_task.await;
     log_totals(&hub);
     Ok(())

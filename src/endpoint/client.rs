@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
@@ -45,6 +46,19 @@ pub trait ClientSource {
     /// Reads without waiting; `WouldBlock` if readiness was spurious,
     /// `Ok(0)` at end of input.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Bytes the kernel holds for reading now (`FIONREAD`).
+    fn queued(&self) -> usize;
+}
+
+/// Bytes waiting to be read on `fd` (`FIONREAD`), 0 if unknown.
+pub fn queued_bytes(fd: &impl AsRawFd) -> usize {
+    nix::ioctl_read_bad!(fionread, libc::FIONREAD, libc::c_int);
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the pointer.
+    match unsafe { fionread(fd.as_raw_fd(), &mut n) } {
+        Ok(_) => usize::try_from(n).unwrap_or(0),
+        Err(_) => 0,
+    }
 }
 
 macro_rules! stream_source {
@@ -55,6 +69,9 @@ macro_rules! stream_source {
             }
             fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
                 <$t>::try_read(self, buf)
+            }
+            fn queued(&self) -> usize {
+                queued_bytes(self.as_ref())
             }
         }
     };
@@ -87,7 +104,7 @@ pub async fn run<S, W>(
     info!("client connected");
     let kicked = handle.kicked().clone();
     let end = {
-        let to_device = to_device(&handle, &source, options);
+        let to_device = to_device(&handle, &source, options, &shutdown);
         let to_client = to_client(&handle, &mut sink);
         tokio::pin!(to_device, to_client);
         tokio::select! {
@@ -103,7 +120,6 @@ pub async fn run<S, W>(
             },
             e = &mut to_client => e,
             () = kicked.cancelled() => End::Kicked,
-            () = shutdown.cancelled() => End::Shutdown,
         }
     };
     let _ = sink.shutdown().await;
@@ -121,14 +137,27 @@ pub async fn run<S, W>(
 }
 
 /// Moves the client's bytes into the hub. `Ok` on end of input.
+///
+/// Shutdown is noticed only between reads, never in the middle of handing
+/// bytes to the hub, so no byte already read is lost. On shutdown, the bytes
+/// the kernel had already accepted from the client (a small amount: socket
+/// buffers are sized for the line rate) are read and submitted too, then it
+/// returns `End::Shutdown`.
 async fn to_device(
     handle: &ClientHandle,
     source: &impl ClientSource,
     options: &EndpointOptions,
+    shutdown: &CancellationToken,
 ) -> Result<(), End> {
     let mut ingress = Ingress::new(handle, options);
     loop {
-        source.readable().await.map_err(End::Error)?;
+        tokio::select! {
+            r = source.readable() => r.map_err(End::Error)?,
+            () = shutdown.cancelled() => {
+                ingress.flush(source).await?;
+                return Err(End::Shutdown);
+            }
+        }
         // Plain writers hold budget before reading. Line framing reads into
         // its own bounded line buffer and takes budget per complete line.
         let permit = match (options.access, options.framing) {
@@ -257,6 +286,24 @@ impl<'a> Ingress<'a> {
                 .map_err(|_| End::Hub)?,
         };
         self.handle.submit(data, permit).await.map_err(|_| End::Hub)
+    }
+
+    /// Takes what the kernel already holds from the client, then finishes.
+    async fn flush(&mut self, source: &impl ClientSource) -> Result<(), End> {
+        let mut left = source.queued();
+        while left > 0 {
+            let mut buf = vec![0u8; left.min(DISCARD_READ)];
+            match source.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    left = left.saturating_sub(n);
+                    self.take(&buf[..n], None).await?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.finish().await
     }
 
     /// End of input: nothing the client sent is held back.

@@ -218,6 +218,10 @@ impl ClientSource for Session {
         }
     }
 
+    fn queued(&self) -> usize {
+        client::queued_bytes(self.0.get_ref())
+    }
+
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         match nix::unistd::read(self.0.get_ref().as_fd(), buf) {
             Ok(n) => Ok(n),
