@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// the wire (socket buffers plus serialhub's own queue), e.g. 1s, 500ms.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
     pub max_inflight: Duration,
+    /// Do not pace writes at the line rate; rely on the driver's output queue
+    /// and blocking writes alone. For devices faster than their nominal baud
+    /// (USB CDC-ACM) and ptys used as pipes. Pacing is what keeps the
+    /// in-flight bound on drivers that do not report their output queue.
+    #[arg(long)]
+    pub no_pacing: bool,
     /// Most clients connected at once, over all endpoints.
     #[arg(long, default_value_t = 256)]
     pub max_clients: usize,

@@ -48,6 +48,7 @@ pub struct ServeConfig {
     pub sockets: SocketSizing,
     pub max_clients: usize,
     pub drain_timeout: Duration,
+    pub pacing: bool,
 }
 
 impl ServeConfig {
@@ -85,6 +86,7 @@ impl ServeConfig {
             listen,
             max_clients: a.max_clients,
             drain_timeout: a.drain_timeout,
+            pacing: !a.no_pacing,
         })
     }
 }

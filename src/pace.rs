@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 /// Token bucket in bytes, refilled at a fixed rate, capped at `capacity`.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
+    /// Grants everything at once: pacing is off.
+    unlimited: bool,
     rate: f64,
     capacity: f64,
     tokens: f64,
@@ -27,10 +29,22 @@ impl TokenBucket {
     pub fn new(bytes_per_sec: f64, capacity: usize, now: Instant) -> Self {
         let capacity = capacity.max(1) as f64;
         Self {
+            unlimited: false,
             rate: bytes_per_sec,
             capacity,
             tokens: capacity,
             last: now,
+        }
+    }
+
+    /// A bucket that never makes anyone wait.
+    pub fn unlimited() -> Self {
+        Self {
+            unlimited: true,
+            rate: f64::INFINITY,
+            capacity: f64::INFINITY,
+            tokens: f64::INFINITY,
+            last: Instant::now(),
         }
     }
 
@@ -45,6 +59,9 @@ impl TokenBucket {
     /// wake-ups (and write calls) to one per `batch` bytes instead of one
     /// per character.
     pub fn grant(&mut self, now: Instant, want: usize, batch: usize) -> Result<usize, Duration> {
+        if self.unlimited {
+            return Ok(want);
+        }
         self.refill(now);
         let need = want.min(batch).clamp(1, self.capacity as usize) as f64;
         if self.tokens >= need {
@@ -121,6 +138,14 @@ mod tests {
         assert_eq!(b.grant(t0 + Duration::from_millis(5), 100, 5), Ok(5));
         // A small request is not held back by the batch size.
         assert_eq!(b.grant(t0 + Duration::from_millis(7), 2, 5), Ok(2));
+    }
+
+    #[test]
+    fn unlimited_grants_everything() {
+        let mut b = TokenBucket::unlimited();
+        assert_eq!(b.grant(Instant::now(), 1 << 30, 1), Ok(1 << 30));
+        b.refund(5);
+        assert_eq!(b.grant(Instant::now(), 7, 100), Ok(7));
     }
 
     #[test]

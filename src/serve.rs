@@ -40,7 +40,8 @@ pub enum ServeError {
 
 /// Runs `serve` until `shutdown` is cancelled.
 pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let device = Device::open(&cfg.device, cfg.line)?;
+    let mut device = Device::open(&cfg.device, cfg.line)?;
+    device.pacing = cfg.pacing;
     info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
         write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
     let (hub, writes) = Hub::new(cfg.hub.clone());

@@ -64,6 +64,8 @@ impl std::fmt::Display for DeviceSpec {
 #[derive(Debug)]
 pub struct Device {
     pub line: LineSettings,
+    /// Pace writes at the line rate (see [`writer`]).
+    pub pacing: bool,
     tty: Arc<Tty>,
     /// Keeps an in-process simulator alive as long as the device.
     sim: Option<Sim>,
@@ -89,7 +91,12 @@ impl Device {
             }
         };
         let tty = Arc::new(Tty::open(&path, &line)?);
-        Ok(Device { line, tty, sim })
+        Ok(Device {
+            line,
+            pacing: true,
+            tty,
+            sim,
+        })
     }
 
     pub fn tty(&self) -> &Tty {
@@ -110,7 +117,7 @@ pub async fn run(
     shutdown: CancellationToken,
     drain: Duration,
 ) {
-    let mut writer = DeviceWriter::new(writes, &device.line);
+    let mut writer = DeviceWriter::new(writes, &device.line, device.pacing);
     loop {
         let tty = device.tty.clone();
         let lost = tokio::select! {

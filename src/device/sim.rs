@@ -80,6 +80,16 @@ pub struct Sim {
 impl Sim {
     /// Creates the pty and starts the simulation on the current runtime.
     pub fn spawn(mode: SimMode, line: &LineSettings) -> std::io::Result<Sim> {
+        Self::start(mode, line.bytes_per_sec())
+    }
+
+    /// A simulator that moves bytes as fast as the pty allows, for
+    /// throughput and latency benchmarks.
+    pub fn spawn_unpaced(mode: SimMode) -> std::io::Result<Sim> {
+        Self::start(mode, f64::INFINITY)
+    }
+
+    fn start(mode: SimMode, rate: f64) -> std::io::Result<Sim> {
         let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
         nix::pty::grantpt(&master)?;
         nix::pty::unlockpt(&master)?;
@@ -95,7 +105,6 @@ impl Sim {
         set_nonblocking(&master)?;
         let master = Arc::new(super::fd::register(master)?);
         let stats = Arc::new(SimStats::default());
-        let rate = line.bytes_per_sec();
         let task = tokio::spawn(run(mode, master, rate, stats.clone()));
         Ok(Sim {
             path,
@@ -137,7 +146,11 @@ pub fn set_nonblocking(fd: &impl AsFd) -> nix::Result<()> {
 type Master = Arc<AsyncFd<PtyMaster>>;
 
 fn bucket(rate: f64) -> TokenBucket {
-    TokenBucket::new(rate, burst(rate), Instant::now())
+    if rate.is_finite() {
+        TokenBucket::new(rate, burst(rate), Instant::now())
+    } else {
+        TokenBucket::unlimited()
+    }
 }
 
 fn burst(rate: f64) -> usize {

@@ -39,12 +39,19 @@ pub struct DeviceWriter {
 }
 
 impl DeviceWriter {
-    pub fn new(queue: WriteQueue, line: &LineSettings) -> Self {
+    /// A writer pacing at `line`'s rate, or, with `pacing` off, relying on
+    /// the driver alone (its output-queue count and blocking writes).
+    pub fn new(queue: WriteQueue, line: &LineSettings, pacing: bool) -> Self {
         let lead = line.bytes_in(LEAD).max(MIN_LEAD);
+        let pacer = if pacing {
+            TokenBucket::new(line.bytes_per_sec(), lead, Instant::now())
+        } else {
+            TokenBucket::unlimited()
+        };
         Self {
             queue,
             pending: None,
-            pacer: TokenBucket::new(line.bytes_per_sec(), lead, Instant::now()),
+            pacer,
             lead,
             char_time: Duration::from_secs_f64(1.0 / line.bytes_per_sec()),
         }

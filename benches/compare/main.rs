@@ -1,0 +1,158 @@
+//! Side-by-side comparison of serialhub with socat and ser2net, on the same
+//! simulated devices, in one run. Run it through `bench/compare`.
+//!
+//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle]`
+//!
+//! Quick mode (under 2 minutes) prints the tables. Full mode also writes
+//! `bench/RESULTS.md` and one SVG chart per scenario under `bench/plots/`.
+
+mod fanout;
+mod flood;
+mod idle;
+mod proxy;
+mod report;
+mod throughput;
+
+use std::time::Instant;
+
+use report::Section;
+
+struct Plan {
+    quick: bool,
+    only: Option<Vec<String>>,
+}
+
+impl Plan {
+    fn wants(&self, name: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|n| n == name))
+    }
+}
+
+fn parse_args() -> Plan {
+    let mut plan = Plan {
+        quick: false,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => plan.quick = true,
+            "--only" => plan.only = it.next().map(|v| v.split(',').map(String::from).collect()),
+            "--bench" => {}
+            other => {
+                eprintln!(
+                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle]"
+                );
+                std::process::exit(2);
+            }
+        }
+    }
+    plan
+}
+
+fn machine() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let version = |cmd: &str, arg: &str| {
+        std::process::Command::new(cmd)
+            .arg(arg)
+            .output()
+            .ok()
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr)
+            })
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.contains("version"))
+                    .map(|l| l.trim().to_owned())
+            })
+            .unwrap_or_else(|| "not installed".into())
+    };
+    format!(
+        "{cpus} CPUs (`nproc`), Linux {}; serialhub {}; {}; {}",
+        kernel.trim(),
+        env!("CARGO_PKG_VERSION"),
+        version("socat", "-V"),
+        version("ser2net", "-v")
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let plan = parse_args();
+    let q = plan.quick;
+    let started = Instant::now();
+    let mut sections: Vec<Section> = Vec::new();
+    let mut run = |s: Section| {
+        print!("{}", s.markdown(None));
+        sections.push(s);
+    };
+    if plan.wants("flood") {
+        let (secs, drain) = if q { (3, 1) } else { (15, 10) };
+        run(flood::run(9600, secs, drain).await);
+        run(flood::run(115_200, secs, drain).await);
+    }
+    if plan.wants("bulk") {
+        run(throughput::bulk(if q { 2 } else { 5 }).await);
+    }
+    if plan.wants("latency") {
+        run(throughput::latency(if q { 2000 } else { 10_000 }).await);
+    }
+    if plan.wants("fanout") {
+        let counts: &[usize] = if q {
+            &[1, 16, 256]
+        } else {
+            &[1, 16, 256, 1024]
+        };
+        run(fanout::fanout(counts, if q { 2 } else { 5 }).await);
+    }
+    if plan.wants("stall") {
+        run(fanout::stall(if q { 8 } else { 15 }, if q { 4 } else { 10 }).await);
+    }
+    if plan.wants("idle") {
+        run(idle::idle(if q { 16 } else { 64 }, if q { 2 } else { 10 }).await);
+    }
+    eprintln!("comparison took {:.0} s", started.elapsed().as_secs_f64());
+    if !q {
+        write_results(&sections);
+    }
+}
+
+fn write_results(sections: &[Section]) {
+    let plots = "bench/plots";
+    if let Err(e) = std::fs::create_dir_all(plots) {
+        eprintln!("cannot create {plots}: {e}");
+        return;
+    }
+    let mut md = String::from("# Benchmark results\n\n");
+    md += &format!(
+        "Measured on {} by `bench/compare` (full mode), on {}.\n\n",
+        today(),
+        machine()
+    );
+    md += "Every tool runs on the same simulated devices (serialhub's pty simulator, or a pty the benchmark drives itself), started fresh for each measurement. Timings on a shared 2-core machine are noisy: compare tools within one run rather than across runs.\n\n";
+    for s in sections {
+        md += &s.markdown(Some("plots"));
+        if let Some(c) = &s.chart
+            && let Err(e) = report::bar_chart(&std::path::Path::new(plots).join(&c.file), c)
+        {
+            eprintln!("chart {}: {e}", c.file);
+        }
+    }
+    match std::fs::write("bench/RESULTS.md", md) {
+        Ok(()) => eprintln!("wrote bench/RESULTS.md and {plots}/"),
+        Err(e) => eprintln!("cannot write bench/RESULTS.md: {e}"),
+    }
+}
+
+fn today() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}

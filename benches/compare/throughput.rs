@@ -1,0 +1,185 @@
+//! Scenarios 2 and 3: bulk throughput and one-byte round-trip latency through
+//! an unpaced pty, so the tool itself is the bottleneck.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use serialhub::device::{Sim, SimMode};
+use serialhub::pattern::{Checker, Generator};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::proxy::{self, Setup, TOOLS, Tool};
+use crate::report::{Chart, Section};
+
+fn setup(tool: Tool) -> Setup {
+    Setup {
+        baud: 115_200,
+        clients: 1,
+        // serialhub paces writes at the line rate by design, and disconnects
+        // a reader slower than the device; a pty has no line rate and one
+        // client can't keep up with an unpaced one, so run it as a user
+        // would for a bulk transfer: no pacing, and a lossless reader.
+        serialhub_args: if tool == Tool::Serialhub {
+            ["--no-pacing", "--slow-reader", "block"]
+                .map(String::from)
+                .to_vec()
+        } else {
+            vec![]
+        },
+    }
+}
+
+pub async fn bulk(secs: u64) -> Section {
+    let mut s = Section::new(
+        "Bulk throughput through an unpaced pty",
+        &[
+            "tool",
+            "device to client",
+            "client to device",
+            "pattern errors",
+        ],
+    );
+    s.notes.push(format!(
+        "The simulator reads or writes the pty as fast as it can; one client for {secs} s in each direction. serialhub runs with `--no-pacing --slow-reader block`."
+    ));
+    let mut bars = Vec::new();
+    for tool in TOOLS {
+        let down = device_to_client(tool, secs).await;
+        let up = client_to_device(tool, secs).await;
+        match (down, up) {
+            (Ok((d, e1)), Ok((u, e2))) => {
+                s.row(vec![
+                    tool.name().into(),
+                    format!("{d:.1} MB/s"),
+                    format!("{u:.1} MB/s"),
+                    (e1 + e2).to_string(),
+                ]);
+                bars.push((format!("{} ↓", tool.name()), d));
+                bars.push((format!("{} ↑", tool.name()), u));
+            }
+            (Err(why), _) | (_, Err(why)) => s.skipped(tool.name(), &why),
+        }
+    }
+    s.chart = Some(Chart {
+        file: "bulk.svg".into(),
+        caption: "Bulk throughput, MB/s (↓ device to client, ↑ client to device; higher is better)"
+            .into(),
+        bars,
+    });
+    s
+}
+
+async fn device_to_client(tool: Tool, secs: u64) -> Result<(f64, u64), String> {
+    let source = Sim::spawn_unpaced(SimMode::Source).map_err(|e| e.to_string())?;
+    let p = proxy::start(tool, &[source.path().display().to_string()], &setup(tool))?;
+    let mut stream = TcpStream::connect(p.addr())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut c = Checker::new();
+    let mut buf = vec![0u8; 65536];
+    // Skip the start-up burst the pty buffered before anyone read it.
+    let warm = Instant::now() + Duration::from_millis(300);
+    let mut start = None;
+    let deadline = Instant::now() + Duration::from_secs(secs) + Duration::from_millis(300);
+    let mut bytes = 0u64;
+    while Instant::now() < deadline {
+        let n = match tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
+        };
+        c.feed(&buf[..n]);
+        if Instant::now() >= warm {
+            start.get_or_insert_with(Instant::now);
+            bytes += n as u64;
+        }
+    }
+    let elapsed = start.map(|s| s.elapsed().as_secs_f64()).unwrap_or(1.0);
+    Ok((bytes as f64 / elapsed / 1e6, c.errors))
+}
+
+async fn client_to_device(tool: Tool, secs: u64) -> Result<(f64, u64), String> {
+    let sink = Sim::spawn_unpaced(SimMode::Sink).map_err(|e| e.to_string())?;
+    let p = proxy::start(tool, &[sink.path().display().to_string()], &setup(tool))?;
+    let mut stream = TcpStream::connect(p.addr())
+        .await
+        .map_err(|e| e.to_string())?;
+    let stats = sink.stats().clone();
+    let mut g = Generator::new();
+    let mut buf = vec![0u8; 65536];
+    let start = Instant::now();
+    let rx0 = stats.rx_bytes.load(Relaxed);
+    while start.elapsed() < Duration::from_secs(secs) {
+        g.fill(&mut buf);
+        let write = stream.write_all(&buf);
+        if tokio::time::timeout(Duration::from_secs(2), write)
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let rate = (stats.rx_bytes.load(Relaxed) - rx0) as f64 / start.elapsed().as_secs_f64();
+    Ok((rate / 1e6, stats.errors.load(Relaxed)))
+}
+
+pub async fn latency(samples: usize) -> Section {
+    let mut s = Section::new(
+        "One-byte round trip through an echo device",
+        &["tool", "p50", "p99", "p99.9", "max", "samples"],
+    );
+    s.notes.push(format!(
+        "One client sends one byte and waits for its echo, {samples} times, through an unpaced echo simulator."
+    ));
+    let mut bars = Vec::new();
+    for tool in TOOLS {
+        match round_trips(tool, samples).await {
+            Ok(mut rtt) => {
+                rtt.sort();
+                let q = |p: f64| rtt[((rtt.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
+                s.row(vec![
+                    tool.name().into(),
+                    format!("{:.0} µs", q(0.5)),
+                    format!("{:.0} µs", q(0.99)),
+                    format!("{:.0} µs", q(0.999)),
+                    format!("{:.0} µs", q(1.0)),
+                    rtt.len().to_string(),
+                ]);
+                bars.push((tool.name().to_owned(), q(0.99)));
+            }
+            Err(why) => s.skipped(tool.name(), &why),
+        }
+    }
+    s.chart = Some(Chart {
+        file: "latency.svg".into(),
+        caption: "One-byte round trip, p99 in µs (lower is better)".into(),
+        bars,
+    });
+    s
+}
+
+async fn round_trips(tool: Tool, samples: usize) -> Result<Vec<Duration>, String> {
+    let echo = Sim::spawn_unpaced(SimMode::Echo).map_err(|e| e.to_string())?;
+    let p = proxy::start(tool, &[echo.path().display().to_string()], &setup(tool))?;
+    let mut stream = TcpStream::connect(p.addr())
+        .await
+        .map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut rtt = Vec::with_capacity(samples);
+    let mut b = [0u8; 1];
+    for i in 0..samples + 100 {
+        let t = Instant::now();
+        stream
+            .write_all(&[b'a' + (i % 26) as u8])
+            .await
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(2), stream.read_exact(&mut b)).await {
+            Ok(Ok(_)) => {}
+            _ => return Err(format!("no echo after {i} samples")),
+        }
+        if i >= 100 {
+            rtt.push(t.elapsed());
+        }
+    }
+    Ok(rtt)
+}
