@@ -303,19 +303,17 @@ async fn stalled(tool: Tool, good: usize, secs: u64) -> Result<(Vec<String>, f64
     all.sort_by(f64::total_cmp);
     let q = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
     let mut probe = [0u8; 1];
-    let fate = match tokio::time::timeout(Duration::from_millis(500), async {
+    let closed = async {
         loop {
             match stalled.read(&mut probe).await {
                 Ok(0) | Err(_) => return "disconnected",
                 Ok(_) => {}
             }
         }
-    })
-    .await
-    {
-        Ok(f) => f,
-        Err(_) => "still connected",
     };
+    let fate = tokio::time::timeout(Duration::from_millis(500), closed)
+        .await
+        .unwrap_or("still connected");
     let share = min_records as f64 * 9.0 / (rate * secs as f64);
     Ok((
         vec![
