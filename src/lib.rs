@@ -13,6 +13,8 @@
 //! - [`hub`]: fan-out to per-client bounded queues, slow-reader policies, and
 //!   the write budget that carries backpressure back to the network.
 //! - [`endpoint`]: listeners (TCP) and the per-client loops.
+//! - [`traffic`]: the traffic log: records, its two formats, the writer
+//!   thread, rotation, and reading logs back.
 //! - [`pace`]: the token bucket that models a UART.
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
@@ -30,5 +32,6 @@ pub mod pace;
 pub mod pattern;
 pub mod serve;
 pub mod sim;
+pub mod traffic;
 
 pub use serve::serve;
