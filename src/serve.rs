@@ -17,9 +17,13 @@ use crate::config::ServeConfig;
 use crate::device::{self, Device, TtyError};
 use crate::endpoint::{EndpointSpec, tcp};
 use crate::hub::Hub;
+use crate::traffic::{TrafficError, TrafficLog};
 
 /// How long closing clients may take after shutdown before we stop waiting.
 const CLIENT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the traffic log may take to write what is queued at shutdown: a
+/// full queue is about a megabyte, which any working disk takes in far less.
+const TRAFFIC_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -27,6 +31,8 @@ pub enum ServeError {
     Device(#[from] TtyError),
     #[error(transparent)]
     Tcp(#[from] tcp::TcpError),
+    #[error(transparent)]
+    Traffic(#[from] TrafficError),
 }
 
 /// Runs `serve` until `shutdown` is cancelled.
@@ -34,7 +40,16 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
     let device = Device::open(&cfg.device, cfg.line)?;
     info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
         write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
-    let (hub, writes) = Hub::new(cfg.hub.clone());
+    let (traffic, traffic_writer) = match &cfg.traffic {
+        Some(t) => {
+            let (log, writer) = TrafficLog::open(t)?;
+            info!(file = %writer.path().display(), format = ?t.format, max_size = t.max_size,
+                keep = t.keep, "traffic log open");
+            (log, Some(writer))
+        }
+        None => (TrafficLog::disabled(), None),
+    };
+    let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), traffic);
 
     let mut listeners = Vec::new();
     for spec in &cfg.listen {
@@ -82,6 +97,11 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
         warn!("some clients did not close in time");
     }
     let _ = device_task.await;
+    if let Some(w) = traffic_writer
+        && !w.finish(TRAFFIC_CLOSE_TIMEOUT).await
+    {
+        warn!("the traffic log writer did not finish in time; its last records may be missing");
+    }
     log_totals(&hub);
     Ok(())
 }
@@ -93,6 +113,7 @@ fn log_totals(hub: &Arc<Hub>) {
         device_tx = s.device_tx.load(Relaxed),
         dropped = s.dropped.load(Relaxed),
         kicked = s.kicked.load(Relaxed),
+        traffic_dropped = hub.traffic().dropped(),
         "stopped"
     );
 }

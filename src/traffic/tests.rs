@@ -337,3 +337,68 @@ async fn records_lost_to_the_disk_are_marked_when_it_recovers() {
         vec![Event::Dropped(3), Event::Rx(Bytes::from_static(b"back"))]
     );
 }
+
+/// The hub's hooks: connect, device data, slow readers, disconnect; and the
+/// name a submitted chunk carries to the device writer.
+#[tokio::test]
+async fn the_hub_records_clients_data_and_slow_readers() {
+    use crate::hub::{Hub, HubConfig, SlowReaderPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let (log, writer) = TrafficLog::open(&config(dir.path(), Format::Json)).unwrap();
+    let (hub, mut writes) = Hub::with_traffic(
+        HubConfig {
+            client_queue: 10,
+            slow_reader: SlowReaderPolicy::Disconnect,
+            write_budget: 64,
+            write_chunk: 32,
+        },
+        log,
+    );
+    let lossy = hub.attach_with("tcp:1.1.1.1:1", SlowReaderPolicy::Drop);
+    let kicked = hub.attach("tcp:2.2.2.2:2");
+    let four = Bytes::from_static(b"abcd");
+    for _ in 0..3 {
+        hub.publish(four.clone()).await;
+    }
+    while tokio::time::timeout(Duration::from_millis(10), lossy.next_output())
+        .await
+        .is_ok_and(|o| o.is_some())
+    {}
+    hub.publish(four.clone()).await;
+    let permit = lossy.reserve().await.unwrap();
+    lossy
+        .submit(Bytes::from_static(b"hi"), permit)
+        .await
+        .unwrap();
+    let chunk = writes.recv().await.unwrap();
+    assert_eq!(&*chunk.client_name, "tcp:1.1.1.1:1");
+    drop((lossy, kicked));
+    assert!(writer.finish(Duration::from_secs(10)).await);
+
+    let files = rotate::log_files(dir.path()).unwrap();
+    let got: Vec<String> = ok(FileReader::read_all(&files[0]).unwrap())
+        .iter()
+        .map(|r| {
+            let who = r.event.client().map(|c| format!(" {}", c.name));
+            format!("{}{}", text::kind(&r.event), who.unwrap_or_default())
+        })
+        .collect();
+    let lossy = "tcp:1.1.1.1:1";
+    let kicked = "tcp:2.2.2.2:2";
+    assert_eq!(
+        got,
+        [
+            format!("connect {lossy}"),
+            format!("connect {kicked}"),
+            "rx".into(),
+            "rx".into(),
+            "rx".into(),
+            format!("slow-drop {lossy}"),
+            format!("slow-kick {kicked}"),
+            "rx".into(),
+            format!("slow-resume {lossy}"),
+            format!("disconnect {lossy}"),
+            format!("disconnect {kicked}"),
+        ]
+    );
+}
