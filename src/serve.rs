@@ -37,18 +37,21 @@ pub enum ServeError {
 
 /// Runs `serve` until `shutdown` is cancelled.
 pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
-    let device = Device::open(&cfg.device, cfg.line)?;
-    info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
-        write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
+    // The log first: its errors are the cheaper ones to find.
     let (traffic, traffic_writer) = match &cfg.traffic {
         Some(t) => {
             let (log, writer) = TrafficLog::open(t)?;
-            info!(file = %writer.path().display(), format = ?t.format, max_size = t.max_size,
-                keep = t.keep, "traffic log open");
-            (log, Some(writer))
+            (log, Some((writer, t)))
         }
         None => (TrafficLog::disabled(), None),
     };
+    let device = Device::open(&cfg.device, cfg.line)?;
+    info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
+        write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
+    if let Some((w, t)) = &traffic_writer {
+        info!(file = %w.path().display(), format = ?t.format, max_size = t.max_size,
+            keep = t.keep, "traffic log open");
+    }
     let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), traffic);
 
     let mut listeners = Vec::new();
@@ -97,7 +100,7 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
         warn!("some clients did not close in time");
     }
     let _ = device_task.await;
-    if let Some(w) = traffic_writer
+    if let Some((w, _)) = traffic_writer
         && !w.finish(TRAFFIC_CLOSE_TIMEOUT).await
     {
         warn!("the traffic log writer did not finish in time; its last records may be missing");

@@ -9,8 +9,9 @@
 //! A record is never split across files. Before appending a record that would
 //! take the file past `max_size`, the file is closed and a new one started, so
 //! a file exceeds the limit only when a single record is larger than the limit
-//! (it then holds that record alone). After each rotation the oldest files are
-//! deleted until at most `keep` remain.
+//! (it then holds that record alone). Before a file is started the oldest
+//! files are deleted until `keep - 1` remain, so there are never more than
+//! `keep`, not even for a moment.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -230,6 +231,7 @@ impl Rotator {
         let path = self
             .dir
             .join(format!("{PREFIX}{stamp}.{}", self.format.extension()));
+        self.prune(self.keep - 1);
         let mut file = OpenOptions::new()
             .append(true)
             .create_new(true)
@@ -242,12 +244,11 @@ impl Rotator {
             path,
             size: header.len() as u64,
         });
-        self.prune();
         Ok(())
     }
 
-    /// Deletes the oldest files until at most `keep` remain.
-    fn prune(&self) {
+    /// Deletes the oldest files until at most `n` remain.
+    fn prune(&self, n: usize) {
         let files = match log_files(&self.dir) {
             Ok(f) => f,
             Err(e) => {
@@ -255,13 +256,8 @@ impl Rotator {
                 return;
             }
         };
-        let current = self.path();
-        let excess = files.len().saturating_sub(self.keep);
-        for old in files
-            .iter()
-            .filter(|p| Some(p.as_path()) != current)
-            .take(excess)
-        {
+        let excess = files.len().saturating_sub(n);
+        for old in &files[..excess] {
             if let Err(e) = std::fs::remove_file(old) {
                 warn!(file = %old.display(), error = %e, "cannot delete old traffic log");
             }
