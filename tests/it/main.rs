@@ -7,3 +7,4 @@ mod fanout;
 mod hotplug;
 mod lifecycle;
 mod slow_reader;
+mod traffic;
