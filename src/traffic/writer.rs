@@ -6,7 +6,7 @@
 //! hands it to the [`Rotator`] in one `write`. Records a failed write lost are
 //! counted, and a `dropped N records` marker is written ahead of the next
 //! batch that reaches the disk. Problems are logged at most once per
-//! [`WARN_EVERY`], with the number of records lost since the last warning.
+//! `WARN_EVERY`, with the number of records lost since the last warning.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -179,7 +179,7 @@ impl Task {
         }
     }
 
-    /// Logs a loss, at most once per [`WARN_EVERY`].
+    /// Logs a loss, at most once per `WARN_EVERY`.
     fn note_loss(&mut self, n: u64, why: &str) {
         self.unwarned += n;
         if self.warned.is_some_and(|t| t.elapsed() < WARN_EVERY) {
