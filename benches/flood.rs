@@ -10,8 +10,11 @@
 //! - the proxy's peak RSS and CPU time.
 //!
 //! `cargo bench --bench flood -- [--baud 9600] [--seconds 15] [--drain 20]
-//! [--tools serialhub,socat,ser2net,ser2net-4k]`. Peers that are not installed
-//! are skipped with a note; `bench/install-peers` installs them.
+//! [--tools serialhub,socat,ser2net,ser2net-4k] [--log]
+//! [--serialhub-args "ARGS"]`. Peers that are not installed are skipped with
+//! a note; `bench/install-peers` installs them. `--log` runs serialhub with
+//! its traffic log on (`--log DIR` in a temp dir; the row is labelled
+//! `serialhub+log`); `--serialhub-args` passes more flags to `serialhub serve`.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -30,6 +33,10 @@ struct Args {
     seconds: u64,
     drain: u64,
     tools: Vec<String>,
+    /// Run serialhub with `--log` into a temp dir.
+    log: bool,
+    /// Extra flags for `serialhub serve`, split on whitespace.
+    serialhub_args: Vec<String>,
 }
 
 fn parse_args() -> Args {
@@ -40,6 +47,8 @@ fn parse_args() -> Args {
         tools: ["serialhub", "socat", "ser2net", "ser2net-4k"]
             .map(String::from)
             .to_vec(),
+        log: false,
+        serialhub_args: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +59,10 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("--seconds N"),
             "--drain" => a.drain = value().parse().expect("--drain N"),
             "--tools" => a.tools = value().split(',').map(String::from).collect(),
+            "--log" => a.log = true,
+            "--serialhub-args" => {
+                a.serialhub_args = value().split_whitespace().map(String::from).collect()
+            }
             "--bench" => {}
             other => panic!("unknown flag {other}"),
         }
@@ -111,7 +124,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(tool: &str, device: &str, baud: u32) -> Result<Proxy, String> {
+fn start(tool: &str, device: &str, a: &Args) -> Result<Proxy, String> {
+    let baud = a.baud;
     let dir = tempfile::tempdir().unwrap();
     let (child, addr) = match tool {
         "serialhub" => {
@@ -125,6 +139,12 @@ fn start(tool: &str, device: &str, baud: u32) -> Result<Proxy, String> {
                 "-l",
                 "tcp:127.0.0.1:0",
             ]);
+            if a.log {
+                let log = dir.path().join("traffic");
+                std::fs::create_dir(&log).unwrap();
+                c.arg("--log").arg(log);
+            }
+            c.args(&a.serialhub_args);
             spawn_and_find(c, |l| {
                 l.split("listening on tcp:").nth(1)?.trim().parse().ok()
             })
@@ -202,7 +222,7 @@ struct Row {
 async fn run_one(tool: &str, a: &Args) -> Result<Row, String> {
     let line = LineSettings::with_baud(a.baud);
     let sink = Sim::spawn(SimMode::Sink, &line).map_err(|e| e.to_string())?;
-    let proxy = start(tool, sink.path().to_str().unwrap(), a.baud)?;
+    let proxy = start(tool, sink.path().to_str().unwrap(), a)?;
     let socket = TcpSocket::new_v4().unwrap();
     // Same small client send buffer for every tool: it only shortens the final
     // drain; what is measured has already left the client.
@@ -225,7 +245,10 @@ async fn run_one(tool: &str, a: &Args) -> Result<Row, String> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(Row {
-        tool: tool.to_owned(),
+        tool: match (tool, a.log) {
+            ("serialhub", true) => "serialhub+log".to_owned(),
+            _ => tool.to_owned(),
+        },
         util: r.line_bytes as f64 / (line.bytes_per_sec() * r.secs),
         max_inflight: r.max_inflight,
         mean_inflight: r.mean_inflight,

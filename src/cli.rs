@@ -10,6 +10,8 @@ use crate::device::{DeviceSpec, SimMode};
 use crate::endpoint::EndpointSpec;
 use crate::hub::SlowReaderPolicy;
 use crate::line::{FlowControl, Parity};
+use crate::traffic::{DEFAULT_KEEP, Direction, Format};
+use time::OffsetDateTime;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,6 +36,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a simulated serial device on a pseudo-terminal.
     Sim(SimArgs),
+    /// Print a traffic log written by `serve --log`.
+    Log(LogArgs),
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +98,51 @@ pub struct ServeArgs {
     /// On shutdown, how long to keep writing bytes already accepted for the device.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
     pub drain_timeout: Duration,
+    /// Keep a traffic log of the port in this directory, which must exist.
+    #[arg(long, value_name = "DIR")]
+    pub log: Option<PathBuf>,
+    /// Traffic log format: text (hex and ASCII side by side) or json (JSON lines).
+    #[arg(long, value_enum, default_value_t = Format::Text, requires = "log")]
+    pub log_format: Format,
+    /// Start a new traffic log file before one would grow past SIZE, e.g. 64KiB.
+    #[arg(long, value_parser = parse_bytes, default_value = "16MiB", value_name = "SIZE", requires = "log")]
+    pub log_max_size: usize,
+    /// Most traffic log files kept, the current one included; older ones are deleted.
+    #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N", requires = "log")]
+    pub log_keep: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log files, or directories of them (read oldest first).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Only data from the device (with --tx: data both ways).
+    #[arg(long)]
+    pub rx: bool,
+    /// Only data to the device (with --rx: data both ways).
+    #[arg(long)]
+    pub tx: bool,
+    /// Only records of one client: `#ID`, or text its name contains (tcp:10.0.0.5).
+    #[arg(long, value_name = "CLIENT")]
+    pub client: Option<String>,
+    /// Only records at or after TIME: RFC 3339 (2025-01-02T03:04:05Z) or a
+    /// duration ago (10m, 2h).
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub since: Option<OffsetDateTime>,
+    /// Only records before TIME (as for --since).
+    #[arg(long, value_parser = parse_time, value_name = "TIME")]
+    pub until: Option<OffsetDateTime>,
+    /// Keep printing records as they are written, across file rotations.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Write only the bytes of one direction to stdout, exactly as they
+    /// passed, for replaying or diffing a capture.
+    #[arg(long, value_enum, value_name = "DIR", conflicts_with_all = ["rx", "tx", "json"])]
+    pub raw: Option<Direction>,
+    /// Print records as JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -119,6 +168,20 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
     let n = parse_size::parse_size(s)
         .map_err(|e| format!("{e} in {s:?} (try 4096, 64KiB or 10MiB)"))?;
     usize::try_from(n).map_err(|_| format!("{s} is too large"))
+}
+
+/// Parses an RFC 3339 time, or a duration meaning that long ago.
+pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+    if let Some(t) = crate::traffic::text::parse_ts(s) {
+        return Ok(t);
+    }
+    let ago = humantime::parse_duration(s).map_err(|_| {
+        format!("{s:?} is neither an RFC 3339 time (2025-01-02T03:04:05Z) nor a duration (10m)")
+    })?;
+    let ago = time::Duration::try_from(ago).map_err(|_| format!("{s} is too long ago"))?;
+    OffsetDateTime::now_utc()
+        .checked_sub(ago)
+        .ok_or_else(|| format!("{s} is too long ago"))
 }
 
 #[cfg(test)]
@@ -157,5 +220,61 @@ mod tests {
         };
         assert_eq!(a.listen.len(), 2);
         assert_eq!(a.line.baud, 9600);
+        assert_eq!(a.log, None);
+    }
+
+    #[test]
+    fn log_flags_need_a_log_dir() {
+        let serve = |extra: &[&str]| {
+            let mut args = vec!["serialhub", "serve", "-d", "sim:echo"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let Command::Serve(a) = serve(&["--log", "/tmp"]).unwrap().command else {
+            panic!("not serve")
+        };
+        assert_eq!(a.log_max_size, 16 << 20);
+        assert_eq!(a.log_keep, 5);
+        assert_eq!(a.log_format, Format::Text);
+        let Command::Serve(a) = serve(&[
+            "--log",
+            "/tmp",
+            "--log-max-size",
+            "64KiB",
+            "--log-format",
+            "json",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(a.log_max_size, 65536);
+        assert_eq!(a.log_format, Format::Json);
+        assert!(serve(&["--log-keep", "3"]).is_err());
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_ago() {
+        let t = parse_time("2025-01-02T03:04:05.25Z").unwrap();
+        assert_eq!(t, time::macros::datetime!(2025-01-02 03:04:05.25 UTC));
+        let ago = parse_time("10m").unwrap();
+        let d = OffsetDateTime::now_utc() - ago;
+        assert!(d >= time::Duration::minutes(10) && d < time::Duration::minutes(11));
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+
+    #[test]
+    fn raw_excludes_other_output_choices() {
+        let log = |extra: &[&str]| {
+            let mut args = vec!["serialhub", "log", "f.log"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        assert!(log(&["--raw", "tx"]).is_ok());
+        assert!(log(&["--raw", "tx", "--rx"]).is_err());
+        assert!(log(&["--raw", "tx", "--json"]).is_err());
+        assert!(log(&[]).is_ok());
+        assert!(Cli::try_parse_from(["serialhub", "log"]).is_err());
     }
 }

@@ -16,6 +16,7 @@ use crate::endpoint::tcp::SocketSizing;
 use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec};
 use crate::hub::{HubConfig, SlowReaderPolicy};
 use crate::line::{LineError, LineSettings};
+use crate::traffic::{self, TrafficConfig};
 
 /// Default per-client queue: this much line time...
 const CLIENT_QUEUE_TIME: Duration = Duration::from_secs(2);
@@ -37,6 +38,10 @@ pub enum ConfigError {
     NoClients,
     #[error("--max-inflight must be more than zero")]
     NoInflight,
+    #[error("--log-max-size must be at least {min} bytes")]
+    LogTooSmall { min: u64 },
+    #[error("--log-keep must be at least 1")]
+    LogKeep,
 }
 
 #[derive(Clone, Debug)]
@@ -49,6 +54,8 @@ pub struct ServeConfig {
     pub max_clients: usize,
     pub drain_timeout: Duration,
     pub pacing: bool,
+    /// `None` when `--log` is not given.
+    pub traffic: Option<TrafficConfig>,
 }
 
 impl ServeConfig {
@@ -87,8 +94,28 @@ impl ServeConfig {
             max_clients: a.max_clients,
             drain_timeout: a.drain_timeout,
             pacing: !a.no_pacing,
+            traffic: traffic_config(a)?,
         })
     }
+}
+
+fn traffic_config(a: &ServeArgs) -> Result<Option<TrafficConfig>, ConfigError> {
+    let Some(dir) = &a.log else { return Ok(None) };
+    let max_size = a.log_max_size as u64;
+    if max_size < traffic::MIN_MAX_SIZE {
+        return Err(ConfigError::LogTooSmall {
+            min: traffic::MIN_MAX_SIZE,
+        });
+    }
+    if a.log_keep == 0 {
+        return Err(ConfigError::LogKeep);
+    }
+    Ok(Some(TrafficConfig {
+        dir: dir.clone(),
+        format: a.log_format,
+        max_size,
+        keep: a.log_keep,
+    }))
 }
 
 /// Splits the in-flight allowance between the hub and the socket buffers.
@@ -138,5 +165,31 @@ mod tests {
         let h = hub_config(&line, Duration::from_millis(10), 0, SlowReaderPolicy::Drop);
         assert_eq!(h.write_budget, MIN_BUDGET);
         assert!(h.write_chunk >= 1);
+    }
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        use clap::Parser;
+        let mut args = vec!["serialhub", "serve", "-d", "sim:echo"];
+        args.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(args).unwrap().command {
+            crate::cli::Command::Serve(a) => a,
+            _ => panic!("not serve"),
+        }
+    }
+
+    #[test]
+    fn traffic_log_settings_are_validated() {
+        let cfg = |extra: &[&str]| ServeConfig::from_args(&serve_args(extra));
+        assert_eq!(cfg(&[]).unwrap().traffic, None);
+        let t = cfg(&["--log", "/var/log/hub", "--log-max-size", "64KiB"])
+            .unwrap()
+            .traffic
+            .unwrap();
+        assert_eq!(t.max_size, 65536);
+        assert_eq!(t.keep, traffic::DEFAULT_KEEP);
+        let e = cfg(&["--log", "x", "--log-max-size", "100"]).unwrap_err();
+        assert!(e.to_string().contains("at least 4096 bytes"), "{e}");
+        let e = cfg(&["--log", "x", "--log-keep", "0"]).unwrap_err();
+        assert!(e.to_string().contains("--log-keep"), "{e}");
     }
 }

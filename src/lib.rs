@@ -13,11 +13,13 @@
 //! - [`hub`]: fan-out to per-client bounded queues, slow-reader policies, and
 //!   the write budget that carries backpressure back to the network.
 //! - [`endpoint`]: listeners (TCP) and the per-client loops.
+//! - [`traffic`]: the traffic log: records, its two formats, the writer
+//!   thread, rotation, and reading logs back; [`logcmd`] prints them.
 //! - [`pace`]: the token bucket that models a UART.
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
 //! - [`cli`] and [`config`]: flags, then validated settings.
-//! - [`serve`] and [`sim`]: what the two subcommands run.
+//! - [`serve`], [`sim`] and [`logcmd`]: what the subcommands run.
 
 pub mod cli;
 pub mod config;
@@ -25,10 +27,12 @@ pub mod device;
 pub mod endpoint;
 pub mod hub;
 pub mod line;
+pub mod logcmd;
 pub mod measure;
 pub mod pace;
 pub mod pattern;
 pub mod serve;
 pub mod sim;
+pub mod traffic;
 
 pub use serve::serve;

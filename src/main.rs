@@ -14,6 +14,17 @@ use serialhub::line::LineSettings;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
+    if let Command::Log(args) = &cli.command {
+        // Synchronous, and Ctrl-C simply ends it (`--follow`): no runtime and
+        // no signal handlers.
+        return match serialhub::logcmd::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("serialhub: error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     raise_fd_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -43,6 +54,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let line = LineSettings::with_baud(args.baud);
             serialhub::sim::run(args.mode, line, &args.link, shutdown).await?;
         }
+        Command::Log(args) => serialhub::logcmd::run(&args)?,
     }
     Ok(())
 }

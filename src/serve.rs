@@ -21,10 +21,14 @@ use crate::endpoint::pty::{PtyEndpoint, PtyError};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::hub::Hub;
+use crate::traffic::{TrafficError, TrafficLog};
 
 /// How long clients may take, after shutdown, to hand over the bytes they
 /// had accepted and close.
 const CLIENT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the traffic log may take to write what is queued at shutdown: a
+/// full queue is about a megabyte, which any working disk takes in far less.
+const TRAFFIC_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -36,15 +40,29 @@ pub enum ServeError {
     Unix(#[from] UnixError),
     #[error(transparent)]
     Pty(#[from] PtyError),
+    #[error(transparent)]
+    Traffic(#[from] TrafficError),
 }
 
 /// Runs `serve` until `shutdown` is cancelled.
 pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), ServeError> {
+    // The log first: its errors are the cheaper ones to find.
+    let (traffic, traffic_writer) = match &cfg.traffic {
+        Some(t) => {
+            let (log, writer) = TrafficLog::open(t)?;
+            (log, Some((writer, t)))
+        }
+        None => (TrafficLog::disabled(), None),
+    };
     let mut device = Device::open(&cfg.device, cfg.line)?;
     device.pacing = cfg.pacing;
     info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
         write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
-    let (hub, writes) = Hub::new(cfg.hub.clone());
+    if let Some((w, t)) = &traffic_writer {
+        info!(file = %w.path().display(), format = ?t.format, max_size = t.max_size,
+            keep = t.keep, "traffic log open");
+    }
+    let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), traffic);
 
     let tracker = TaskTracker::new();
     let cx = Context {
@@ -92,6 +110,11 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
     }
     device_stop.cancel();
     let _ = device_task.await;
+    if let Some((w, _)) = traffic_writer
+        && !w.finish(TRAFFIC_CLOSE_TIMEOUT).await
+    {
+        warn!("the traffic log writer did not finish in time; its last records may be missing");
+    }
     log_totals(&hub);
     Ok(())
 }
@@ -136,6 +159,7 @@ fn log_totals(hub: &Arc<Hub>) {
         device_tx = s.device_tx.load(Relaxed),
         dropped = s.dropped.load(Relaxed),
         kicked = s.kicked.load(Relaxed),
+        traffic_dropped = hub.traffic().dropped(),
         "stopped"
     );
 }

@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use crate::hub::{Hub, WriteQueue};
 use crate::line::LineSettings;
+use crate::traffic::Event;
 pub use fd::register as register_fd;
 pub use sim::set_nonblocking;
 pub use sim::{Sim, SimMode};
@@ -118,6 +119,9 @@ pub async fn run(
     drain: Duration,
 ) {
     let mut writer = DeviceWriter::new(writes, &device.line, device.pacing);
+    let traffic = hub.traffic().clone();
+    traffic.record(Event::Settings(settings_text(&device.line)));
+    traffic.record(Event::DeviceOpen(device.tty.path().display().to_string()));
     loop {
         let tty = device.tty.clone();
         let lost = tokio::select! {
@@ -130,16 +134,25 @@ pub async fn run(
                     Err(_) => warn!(unwritten = hub.writes_in_flight(),
                         "gave up draining device writes after {drain:?}"),
                 }
+                traffic.record(Event::DeviceClose(tty.path().display().to_string()));
                 return;
             }
         };
         warn!(device = %tty.path().display(), error = %lost, "device lost; will reopen");
+        traffic.record(Event::DeviceLost {
+            path: tty.path().display().to_string(),
+            error: lost.to_string(),
+        });
         match reopen(tty.path(), &device.line, &shutdown).await {
             Some(t) => {
                 info!(device = %t.path().display(), "device reopened");
+                traffic.record(Event::DeviceOpen(t.path().display().to_string()));
                 device.tty = Arc::new(t);
             }
-            None => return,
+            None => {
+                traffic.record(Event::DeviceClose(tty.path().display().to_string()));
+                return;
+            }
         }
     }
 }
@@ -184,6 +197,12 @@ async fn reopen(
         }
         delay = (delay * 2).min(REOPEN_MAX);
     }
+}
+
+/// The serial settings as the traffic log states them.
+fn settings_text(line: &LineSettings) -> String {
+    let flow = format!("{:?}", line.flow_control).to_lowercase();
+    format!("{line} flow={flow}")
 }
 
 /// Counts written bytes; kept here so the writer stays pure I/O.

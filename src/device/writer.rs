@@ -22,6 +22,7 @@ use super::Tty;
 use crate::hub::{Hub, WriteChunk, WriteQueue};
 use crate::line::LineSettings;
 use crate::pace::TokenBucket;
+use crate::traffic::{ClientRef, Event};
 
 /// How far the writer may run ahead of the modelled line: 20 ms of line time,
 /// at least `MIN_LEAD` bytes. Enough to keep the line busy across timer
@@ -102,6 +103,14 @@ impl DeviceWriter {
             }
         };
         self.pacer.refund(granted - written);
+        if written > 0 {
+            let client = ClientRef {
+                id: chunk.client,
+                name: chunk.client_name.clone(),
+            };
+            let bytes = chunk.data.slice(..written);
+            hub.traffic().record(Event::Tx(client, bytes));
+        }
         chunk.data.advance(written);
         chunk.release(written);
         super::count_tx(hub, written);

@@ -30,6 +30,8 @@ use tracing::{info, warn};
 pub use lock::WriteLock;
 pub use queue::{ByteQueue, PushError};
 
+use crate::traffic::{ClientRef, Event, TrafficLog};
+
 /// What to do with a client whose output queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -101,10 +103,21 @@ struct Slot {
     stats: ClientStats,
 }
 
+impl Slot {
+    fn client_ref(&self) -> ClientRef {
+        ClientRef {
+            id: self.id,
+            name: self.name.clone(),
+        }
+    }
+}
+
 /// One chunk from one client on its way to the device.
 #[derive(Debug)]
 pub struct WriteChunk {
     pub client: ClientId,
+    /// For the traffic log, which names the writer of every byte.
+    pub client_name: Arc<str>,
     pub data: Bytes,
     permit: OwnedSemaphorePermit,
 }
@@ -128,6 +141,7 @@ pub struct Hub {
     writes: mpsc::Sender<WriteChunk>,
     lock: WriteLock,
     pub stats: HubStats,
+    traffic: TrafficLog,
 }
 
 /// The hub is gone (shutting down); the client should close.
@@ -137,6 +151,11 @@ pub struct HubClosed;
 
 impl Hub {
     pub fn new(config: HubConfig) -> (Arc<Hub>, WriteQueue) {
+        Self::with_traffic(config, TrafficLog::disabled())
+    }
+
+    /// A hub whose traffic (and clients' comings and goings) goes to `traffic`.
+    pub fn with_traffic(config: HubConfig, traffic: TrafficLog) -> (Arc<Hub>, WriteQueue) {
         let (writes, rx) = mpsc::channel(WRITE_CHANNEL_CHUNKS);
         let hub = Hub {
             budget: Arc::new(Semaphore::new(config.write_budget.max(1))),
@@ -146,12 +165,18 @@ impl Hub {
             next_id: AtomicU64::new(1),
             writes,
             stats: HubStats::default(),
+            traffic,
         };
         (Arc::new(hub), rx)
     }
 
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// The traffic log (a no-op handle when logging is off).
+    pub fn traffic(&self) -> &TrafficLog {
+        &self.traffic
     }
 
     fn clients(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Slot>>> {
@@ -180,6 +205,7 @@ impl Hub {
         });
         self.clients().push(slot.clone());
         self.stats.connected.fetch_add(1, Relaxed);
+        self.traffic.record(Event::Connect(slot.client_ref()));
         ClientHandle {
             hub: self.clone(),
             slot,
@@ -193,6 +219,7 @@ impl Hub {
             slot.queue.close();
             self.lock.release(id, "holder disconnected");
             self.stats.connected.fetch_sub(1, Relaxed);
+            self.traffic.record(Event::Disconnect(slot.client_ref()));
         }
     }
 
@@ -205,6 +232,7 @@ impl Hub {
     /// Returns at once unless a `block` client's queue is full.
     pub async fn publish(&self, data: Bytes) {
         self.stats.device_rx.fetch_add(data.len() as u64, Relaxed);
+        self.traffic.record(Event::Rx(data.clone()));
         let clients: Vec<Arc<Slot>> = self.clients().clone();
         for slot in clients {
             let pushed = match slot.policy {
@@ -215,6 +243,10 @@ impl Hub {
                 Ok(()) => {
                     slot.stats.to_client.fetch_add(data.len() as u64, Relaxed);
                     if slot.dropping.swap(false, Relaxed) {
+                        self.traffic.record(Event::SlowResume {
+                            client: slot.client_ref(),
+                            dropped: slot.stats.dropped.load(Relaxed),
+                        });
                         info!(client = %slot.name, dropped_total = slot.stats.dropped.load(Relaxed),
                             "client caught up; delivering again");
                     }
@@ -230,6 +262,7 @@ impl Hub {
             SlowReaderPolicy::Drop => {
                 self.count_dropped(slot, len);
                 if !slot.dropping.swap(true, Relaxed) {
+                    self.traffic.record(Event::SlowDrop(slot.client_ref()));
                     warn!(client = %slot.name, queue = slot.queue.capacity(),
                         "client output queue full; dropping data for this client");
                 }
@@ -240,6 +273,10 @@ impl Hub {
                 self.count_dropped(slot, discarded);
                 self.stats.kicked.fetch_add(1, Relaxed);
                 slot.kicked.cancel();
+                self.traffic.record(Event::SlowKick {
+                    client: slot.client_ref(),
+                    discarded: discarded as u64,
+                });
                 warn!(client = %slot.name, queue = slot.queue.capacity(), discarded,
                     "disconnecting client: output queue full (slow reader)");
             }
@@ -338,6 +375,7 @@ impl ClientHandle {
             .fetch_add(data.len() as u64, Relaxed);
         let chunk = WriteChunk {
             client: self.slot.id,
+            client_name: self.slot.name.clone(),
             data,
             permit,
         };

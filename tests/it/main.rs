@@ -8,3 +8,4 @@ mod hotplug;
 mod lifecycle;
 mod sharing;
 mod slow_reader;
+mod traffic;

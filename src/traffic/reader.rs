@@ -1,0 +1,180 @@
+//! Reading logs back: both formats, whole files or a live file as it grows.
+//!
+//! The format is told line by line (a JSON record starts with `{`), so a
+//! directory that holds files of both formats reads as one log. A line or
+//! record that cannot be parsed is reported as a [`BadLine`] and skipped; it
+//! never stops the reader. Bytes after the last newline are held back until
+//! the line is complete, which is what following a live file needs.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::Record;
+use super::text::{TextError, TextParser};
+
+/// Bytes read from a file per `read` call.
+const READ_BUF: usize = 64 * 1024;
+/// A line longer than this is not one we wrote (the longest is a JSON record
+/// of a large chunk); it is skipped rather than buffered without bound.
+const MAX_LINE: usize = 16 << 20;
+
+/// A line or record that was skipped.
+#[derive(Debug, thiserror::Error)]
+#[error("{}:{line}: {why}", path.display())]
+pub struct BadLine {
+    pub path: PathBuf,
+    pub line: u64,
+    pub why: String,
+}
+
+pub type Item = Result<Record, BadLine>;
+
+/// The files named by `paths`, in order: a directory stands for its log
+/// files, oldest first.
+pub fn expand(paths: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(super::rotate::log_files(p)?);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Parses lines of either format.
+#[derive(Debug, Default)]
+pub struct Parser {
+    text: TextParser,
+    scratch: Vec<Result<Record, TextError>>,
+}
+
+impl Parser {
+    /// Feeds one line without its newline; `line_no` and `path` label errors.
+    pub fn feed(&mut self, line: &str, path: &Path, line_no: u64, out: &mut Vec<Item>) {
+        let bad = |why: String| BadLine {
+            path: path.to_owned(),
+            line: line_no,
+            why,
+        };
+        if line.starts_with('{') {
+            self.text.finish(&mut self.scratch);
+            self.drain_scratch(&bad, out);
+            out.push(super::json::parse(line).map_err(|e| bad(e.to_string())));
+            return;
+        }
+        self.text.feed(line, &mut self.scratch);
+        self.drain_scratch(&bad, out);
+    }
+
+    /// Ends input: a record still waiting for bytes is reported.
+    pub fn finish(&mut self, path: &Path, line_no: u64, out: &mut Vec<Item>) {
+        self.text.finish(&mut self.scratch);
+        let bad = |why: String| BadLine {
+            path: path.to_owned(),
+            line: line_no,
+            why,
+        };
+        self.drain_scratch(&bad, out);
+    }
+
+    fn drain_scratch(&mut self, bad: &impl Fn(String) -> BadLine, out: &mut Vec<Item>) {
+        out.extend(
+            self.scratch
+                .drain(..)
+                .map(|r| r.map_err(|e| bad(e.to_string()))),
+        );
+    }
+}
+
+/// One log file, read as far as it has been written.
+#[derive(Debug)]
+pub struct FileReader {
+    path: PathBuf,
+    file: File,
+    parser: Parser,
+    /// Bytes of a line whose newline has not arrived yet.
+    partial: Vec<u8>,
+    skipping_long_line: bool,
+    line_no: u64,
+}
+
+impl FileReader {
+    pub fn open(path: &Path) -> io::Result<FileReader> {
+        Ok(FileReader {
+            path: path.to_owned(),
+            file: File::open(path)?,
+            parser: Parser::default(),
+            partial: Vec::new(),
+            skipping_long_line: false,
+            line_no: 0,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads everything written so far; returns how many bytes that was.
+    pub fn read_available(&mut self, out: &mut Vec<Item>) -> io::Result<usize> {
+        let mut buf = vec![0u8; READ_BUF];
+        let mut total = 0;
+        loop {
+            let n = match self.file.read(&mut buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += n;
+            let mut rest = &buf[..n];
+            while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+                self.partial.extend_from_slice(&rest[..i]);
+                rest = &rest[i + 1..];
+                self.line_no += 1;
+                if std::mem::take(&mut self.skipping_long_line) {
+                    self.partial.clear();
+                    continue;
+                }
+                let line = String::from_utf8_lossy(&self.partial).into_owned();
+                self.partial.clear();
+                self.parser.feed(&line, &self.path, self.line_no, out);
+            }
+            self.partial.extend_from_slice(rest);
+            if self.partial.len() > MAX_LINE {
+                self.partial.clear();
+                if !self.skipping_long_line {
+                    self.skipping_long_line = true;
+                    out.push(Err(BadLine {
+                        path: self.path.clone(),
+                        line: self.line_no + 1,
+                        why: format!("line longer than {MAX_LINE} bytes; skipped"),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Ends the file: a final line without a newline is parsed, and a record
+    /// cut short is reported.
+    pub fn finish(&mut self, out: &mut Vec<Item>) {
+        if !self.partial.is_empty() && !self.skipping_long_line {
+            self.line_no += 1;
+            let line = String::from_utf8_lossy(&self.partial).into_owned();
+            self.parser.feed(&line, &self.path, self.line_no, out);
+        }
+        self.partial.clear();
+        self.parser.finish(&self.path, self.line_no, out);
+    }
+
+    /// Reads a whole file.
+    pub fn read_all(path: &Path) -> io::Result<Vec<Item>> {
+        let mut r = FileReader::open(path)?;
+        let mut out = Vec::new();
+        r.read_available(&mut out)?;
+        r.finish(&mut out);
+        Ok(out)
+    }
+}

@@ -1,0 +1,405 @@
+//! Unit tests for the traffic log: formats, parsing back, drop accounting and
+//! the writer thread against a temp dir.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use time::macros::datetime;
+
+use super::reader::{FileReader, Item, Parser};
+use super::text::Palette;
+use super::*;
+
+fn client(id: u64, name: &str) -> ClientRef {
+    ClientRef {
+        id,
+        name: Arc::from(name),
+    }
+}
+
+/// One of every kind, with awkward names and every byte value.
+fn sample() -> Vec<Record> {
+    let all: Bytes = (0..=255u8).collect::<Vec<u8>>().into();
+    let c = client(3, "tcp:127.0.0.1:40522");
+    let odd = client(4, "unix:/tmp/a dir/sock\\x\n");
+    let events = vec![
+        Event::Settings("9600 8N1 flow=none".into()),
+        Event::DeviceOpen("/dev/pts/3".into()),
+        Event::Connect(c.clone()),
+        Event::Tx(c.clone(), Bytes::from_static(b"hello-token\r\n")),
+        Event::Rx(Bytes::from_static(b"h")),
+        Event::Rx(all.slice(..16)),
+        Event::Rx(all.slice(..17)),
+        Event::Tx(odd.clone(), all.clone()),
+        Event::SlowDrop(c.clone()),
+        Event::SlowResume {
+            client: c.clone(),
+            dropped: 4096,
+        },
+        Event::SlowKick {
+            client: odd.clone(),
+            discarded: 12,
+        },
+        Event::Disconnect(odd),
+        Event::Dropped(7),
+        Event::DeviceLost {
+            path: "/dev/tty USB0".into(),
+            error: "Input/output error (os error 5)\n\\".into(),
+        },
+        Event::DeviceClose("/dev/pts/3".into()),
+        Event::Disconnect(c),
+    ];
+    let t0 = datetime!(2025-01-02 03:04:05.000001 UTC);
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Record {
+            ts: t0 + time::Duration::microseconds(i as i64 * 1_000_123),
+            event,
+        })
+        .collect()
+}
+
+fn parse_all(s: &str) -> Vec<Item> {
+    let mut p = Parser::default();
+    let mut out = Vec::new();
+    let path = std::path::Path::new("mem");
+    for (i, line) in s.lines().enumerate() {
+        p.feed(line, path, i as u64 + 1, &mut out);
+    }
+    p.finish(path, 0, &mut out);
+    out
+}
+
+fn ok(items: Vec<Item>) -> Vec<Record> {
+    items
+        .into_iter()
+        .map(|i| i.unwrap_or_else(|e| panic!("{e}")))
+        .collect()
+}
+
+#[test]
+fn text_reads_like_a_hexdump() {
+    let recs = sample();
+    let mut s = String::new();
+    text::encode(&recs[3], &mut s, &Palette::plain());
+    text::encode(&recs[6], &mut s, &Palette::plain());
+    assert_eq!(
+        s,
+        "2025-01-02T03:04:08.000370Z tx 13 #3 tcp:127.0.0.1:40522\n\
+         \x20 0000  68 65 6c 6c 6f 2d 74 6f  6b 65 6e 0d 0a           |hello-token..|\n\
+         2025-01-02T03:04:11.000739Z rx 17\n\
+         \x20 0000  00 01 02 03 04 05 06 07  08 09 0a 0b 0c 0d 0e 0f  |................|\n\
+         \x20 0010  10                                                |.|\n"
+    );
+}
+
+#[test]
+fn text_round_trips_every_kind() {
+    let recs = sample();
+    let mut s = String::from(text::FILE_HEADER);
+    for r in &recs {
+        text::encode(r, &mut s, &Palette::plain());
+    }
+    assert!(s.is_ascii(), "names and errors are escaped");
+    assert_eq!(ok(parse_all(&s)), recs);
+}
+
+#[test]
+fn json_round_trips_every_kind() {
+    let recs = sample();
+    let mut s = String::new();
+    for r in &recs {
+        json::encode(r, &mut s);
+    }
+    assert_eq!(s.lines().count(), recs.len());
+    assert!(s.starts_with(
+        r#"{"ts":"2025-01-02T03:04:05.000001Z","kind":"settings","line":"9600 8N1 flow=none"}"#
+    ));
+    assert!(s.contains(
+        r#""kind":"tx","len":13,"id":3,"client":"tcp:127.0.0.1:40522","hex":"68656c6c6f2d746f6b656e0d0a"}"#
+    ));
+    assert_eq!(ok(parse_all(&s)), recs);
+}
+
+#[test]
+fn timestamps_have_microseconds_and_accept_any_rfc3339() {
+    let mut s = String::new();
+    text::format_ts(datetime!(2025-06-30 23:59:59.5 UTC), &mut s);
+    assert_eq!(s, "2025-06-30T23:59:59.500000Z");
+    assert_eq!(
+        text::parse_ts("2025-07-01T01:59:59.5+02:00"),
+        Some(datetime!(2025-06-30 23:59:59.5 UTC))
+    );
+    let r = Record::now(Event::Dropped(1));
+    assert_eq!(r.ts.nanosecond() % 1000, 0);
+}
+
+#[test]
+fn damaged_lines_are_reported_and_skipped() {
+    let recs = sample();
+    let mut s = String::new();
+    text::encode(&recs[7], &mut s, &Palette::plain()); // 256 bytes: 16 lines
+    let mut lines: Vec<&str> = s.lines().collect();
+    lines.remove(5); // a lost data line: the record is cut short
+    let mut damaged = lines.join("\n");
+    damaged.push_str("\nnot a record\n  0000  41 |A|\n");
+    text::encode(&recs[4], &mut damaged, &Palette::plain());
+    damaged.push_str("{\"ts\":\"x\"}\n");
+    let items = parse_all(&damaged);
+    let errors: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors[0].contains("cut short: 240 of 256"), "{errors:?}");
+    assert!(errors[1].contains("bad header"), "{errors:?}");
+    assert!(errors[2].contains("outside a record"), "{errors:?}");
+    assert!(errors[3].starts_with("mem:"), "{errors:?}");
+    let good: Vec<Record> = items.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(good, vec![recs[4].clone()]);
+}
+
+#[test]
+fn a_live_file_is_read_as_it_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.log");
+    let recs = sample();
+    let mut s = String::new();
+    text::encode(&recs[7], &mut s, &Palette::plain());
+    let (a, b) = s.split_at(s.len() / 2 + 3); // mid-line
+    std::fs::write(&path, a).unwrap();
+    let mut r = FileReader::open(&path).unwrap();
+    let mut out = Vec::new();
+    r.read_available(&mut out).unwrap();
+    assert!(out.is_empty(), "an incomplete record is held back");
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b.as_bytes()).unwrap();
+    r.read_available(&mut out).unwrap();
+    assert_eq!(ok(out), vec![recs[7].clone()]);
+}
+
+/// A queue nobody drains, to test what the hot path does when it is full.
+fn stalled() -> (TrafficLog, mpsc::Receiver<Msg>) {
+    let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
+    let shared = Arc::new(Shared {
+        tx,
+        queued_bytes: AtomicUsize::new(0),
+        dropped: AtomicU64::new(0),
+        unmarked: AtomicU64::new(0),
+    });
+    (
+        TrafficLog {
+            shared: Some(shared),
+        },
+        rx,
+    )
+}
+
+fn take(rx: &mut mpsc::Receiver<Msg>, log: &TrafficLog) -> Record {
+    match rx.try_recv() {
+        Ok(Msg::Record(r)) => {
+            log.shared.as_ref().unwrap().release(&r);
+            r
+        }
+        other => panic!("expected a record, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_full_queue_drops_counts_and_marks_the_gap() {
+    let (log, mut rx) = stalled();
+    for i in 0..QUEUE_RECORDS + 10 {
+        log.record(Event::Settings(format!("{i}")));
+    }
+    assert_eq!(log.dropped(), 10);
+    // The writer catches up by two records...
+    take(&mut rx, &log);
+    take(&mut rx, &log);
+    log.record(Event::Settings("after".into()));
+    // ...and the marker sits at the gap, just before the next record.
+    for _ in 2..QUEUE_RECORDS {
+        take(&mut rx, &log);
+    }
+    assert_eq!(take(&mut rx, &log).event, Event::Dropped(10));
+    assert_eq!(take(&mut rx, &log).event, Event::Settings("after".into()));
+    assert!(rx.try_recv().is_err());
+    assert_eq!(log.dropped(), 10);
+}
+
+#[test]
+fn queued_bytes_are_bounded_too() {
+    let (log, mut rx) = stalled();
+    let chunk = Bytes::from(vec![0u8; 4096]);
+    for _ in 0..QUEUE_RECORDS {
+        log.record(Event::Rx(chunk.clone()));
+    }
+    let fit = QUEUE_BYTES / (4096 + RECORD_OVERHEAD);
+    assert_eq!(log.dropped(), (QUEUE_RECORDS - fit) as u64);
+    let mut n = 0;
+    while rx.try_recv().is_ok() {
+        n += 1;
+    }
+    assert_eq!(n, fit);
+}
+
+#[test]
+fn a_disabled_log_is_a_no_op() {
+    let log = TrafficLog::disabled();
+    assert!(!log.is_enabled());
+    log.record(Event::Rx(Bytes::from_static(b"x")));
+    assert_eq!(log.dropped(), 0);
+}
+
+fn config(dir: &std::path::Path, format: Format) -> TrafficConfig {
+    TrafficConfig {
+        dir: dir.to_owned(),
+        format,
+        max_size: DEFAULT_MAX_SIZE,
+        keep: DEFAULT_KEEP,
+    }
+}
+
+#[tokio::test]
+async fn the_writer_writes_what_the_handle_records() {
+    for format in [Format::Text, Format::Json] {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, writer) = TrafficLog::open(&config(dir.path(), format)).unwrap();
+        let events: Vec<Event> = sample().into_iter().map(|r| r.event).collect();
+        for e in &events {
+            log.record(e.clone());
+        }
+        assert!(writer.finish(Duration::from_secs(10)).await);
+        let files = rotate::log_files(dir.path()).unwrap();
+        assert_eq!(files.len(), 1);
+        assert!(
+            files[0]
+                .to_string_lossy()
+                .ends_with(&format!(".{}", format.extension()))
+        );
+        let got: Vec<Event> = ok(FileReader::read_all(&files[0]).unwrap())
+            .into_iter()
+            .map(|r| r.event)
+            .collect();
+        assert_eq!(got, events, "{format:?}");
+        // After close, records are counted as dropped, not lost silently.
+        log.record(Event::Rx(Bytes::from_static(b"late")));
+        assert_eq!(log.dropped(), 1);
+    }
+}
+
+#[tokio::test]
+async fn records_lost_to_the_disk_are_marked_when_it_recovers() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let mut cfg = config(&dir, Format::Text);
+    cfg.max_size = MIN_MAX_SIZE;
+    let (log, writer) = TrafficLog::open(&cfg).unwrap();
+    let chunk = Bytes::from(vec![b'x'; 1000]); // ~5 KB of text: rotates each time
+    log.record(Event::Rx(chunk.clone()));
+    // Wait for the writer before pulling the directory away.
+    let first = rotate::log_files(&dir).unwrap()[0].clone();
+    for _ in 0..200 {
+        if std::fs::metadata(&first).map(|m| m.len()).unwrap_or(0) > 1000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    for _ in 0..3 {
+        log.record(Event::Rx(chunk.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for _ in 0..200 {
+        if log.dropped() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(log.dropped(), 3);
+    std::fs::create_dir(&dir).unwrap();
+    log.record(Event::Rx(Bytes::from_static(b"back")));
+    assert!(writer.finish(Duration::from_secs(10)).await);
+    let events: Vec<Event> = rotate::log_files(&dir)
+        .unwrap()
+        .iter()
+        .flat_map(|f| ok(FileReader::read_all(f).unwrap()))
+        .map(|r| r.event)
+        .collect();
+    assert_eq!(
+        events,
+        vec![Event::Dropped(3), Event::Rx(Bytes::from_static(b"back"))]
+    );
+}
+
+/// The hub's hooks: connect, device data, slow readers, disconnect; and the
+/// name a submitted chunk carries to the device writer.
+#[tokio::test]
+async fn the_hub_records_clients_data_and_slow_readers() {
+    use crate::hub::{Hub, HubConfig, SlowReaderPolicy};
+    let dir = tempfile::tempdir().unwrap();
+    let (log, writer) = TrafficLog::open(&config(dir.path(), Format::Json)).unwrap();
+    let (hub, mut writes) = Hub::with_traffic(
+        HubConfig {
+            client_queue: 10,
+            slow_reader: SlowReaderPolicy::Disconnect,
+            write_budget: 64,
+            write_chunk: 32,
+            lock_idle: std::time::Duration::from_secs(60),
+        },
+        log,
+    );
+    let lossy = hub.attach_with("tcp:1.1.1.1:1", SlowReaderPolicy::Drop);
+    let kicked = hub.attach("tcp:2.2.2.2:2");
+    let four = Bytes::from_static(b"abcd");
+    for _ in 0..3 {
+        hub.publish(four.clone()).await;
+    }
+    while tokio::time::timeout(Duration::from_millis(10), lossy.next_output())
+        .await
+        .is_ok_and(|o| o.is_some())
+    {}
+    hub.publish(four.clone()).await;
+    let permit = lossy.reserve().await.unwrap();
+    lossy
+        .submit(Bytes::from_static(b"hi"), permit)
+        .await
+        .unwrap();
+    let chunk = writes.recv().await.unwrap();
+    assert_eq!(&*chunk.client_name, "tcp:1.1.1.1:1");
+    drop((lossy, kicked));
+    assert!(writer.finish(Duration::from_secs(10)).await);
+
+    let files = rotate::log_files(dir.path()).unwrap();
+    let got: Vec<String> = ok(FileReader::read_all(&files[0]).unwrap())
+        .iter()
+        .map(|r| {
+            let who = r.event.client().map(|c| format!(" {}", c.name));
+            format!("{}{}", text::kind(&r.event), who.unwrap_or_default())
+        })
+        .collect();
+    let lossy = "tcp:1.1.1.1:1";
+    let kicked = "tcp:2.2.2.2:2";
+    assert_eq!(
+        got,
+        [
+            format!("connect {lossy}"),
+            format!("connect {kicked}"),
+            "rx".into(),
+            "rx".into(),
+            "rx".into(),
+            format!("slow-drop {lossy}"),
+            format!("slow-kick {kicked}"),
+            "rx".into(),
+            format!("slow-resume {lossy}"),
+            format!("disconnect {lossy}"),
+            format!("disconnect {kicked}"),
+        ]
+    );
+}
