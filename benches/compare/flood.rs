@@ -8,7 +8,7 @@ use serialhub::line::LineSettings;
 use serialhub::measure::{cpu_seconds, flood, memory};
 use tokio::net::TcpSocket;
 
-use crate::proxy::{self, Setup, TOOLS};
+use crate::proxy::{self, Setup, TOOLS, Tool};
 use crate::report::{Chart, Section, format_value};
 
 pub async fn run(baud: u32, secs: u64, drain: u64) -> Section {
@@ -32,7 +32,10 @@ pub async fn run(baud: u32, secs: u64, drain: u64) -> Section {
         "One client writes the counter pattern as fast as it can for {secs} s. \"In flight\" is what has left the client's socket (written minus `SIOCOUTQ`) but has not reached the device, sampled after every write."
     ));
     let mut bars = Vec::new();
-    for tool in TOOLS {
+    // serialhub once more with its traffic log on: the log must not cost
+    // line rate or loosen the bound.
+    let tools = [&TOOLS[..1], &[Tool::SerialhubLog], &TOOLS[1..]].concat();
+    for tool in tools {
         match one(tool, &line, secs, drain).await {
             Ok((cells, inflight_s)) => {
                 s.row(cells);

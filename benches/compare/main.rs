@@ -87,40 +87,46 @@ async fn main() {
     let q = plan.quick;
     let started = Instant::now();
     let mut sections: Vec<Section> = Vec::new();
+    let mut lap = Instant::now();
     let mut run = |s: Section| {
         print!("{}", s.markdown(None));
+        eprintln!("({} took {:.0} s)", s.title, lap.elapsed().as_secs_f64());
+        lap = Instant::now();
         sections.push(s);
     };
     if plan.wants("flood") {
-        let (secs, drain) = if q { (3, 1) } else { (15, 10) };
+        let (secs, drain) = if q { (2, 1) } else { (15, 10) };
         run(flood::run(9600, secs, drain).await);
         run(flood::run(115_200, secs, drain).await);
     }
     if plan.wants("bulk") {
-        run(throughput::bulk(if q { 2 } else { 5 }).await);
+        run(throughput::bulk(if q { 1 } else { 5 }).await);
     }
     if plan.wants("latency") {
         run(throughput::latency(if q { 2000 } else { 10_000 }).await);
     }
     if plan.wants("fanout") {
         let counts: &[usize] = if q {
-            &[1, 16, 256]
+            &[1, 16, 128]
         } else {
             &[1, 16, 256, 1024]
         };
-        run(fanout::fanout(counts, if q { 2 } else { 5 }).await);
+        run(fanout::fanout(counts, if q { 1 } else { 5 }).await);
     }
     if plan.wants("stall") {
-        run(fanout::stall(if q { 8 } else { 15 }, if q { 4 } else { 10 }).await);
+        run(fanout::stall(if q { 8 } else { 15 }, if q { 3 } else { 10 }).await);
     }
     if plan.wants("idle") {
-        run(idle::idle(if q { 16 } else { 64 }, if q { 2 } else { 10 }).await);
+        run(idle::idle(if q { 8 } else { 64 }, if q { 1 } else { 10 }).await);
     }
     eprintln!("comparison took {:.0} s", started.elapsed().as_secs_f64());
     if !q {
         write_results(&sections);
     }
 }
+
+/// Where the generated tables end in `bench/RESULTS.md`.
+const ANALYSIS_MARKER: &str = "<!-- analysis: kept when the tables are regenerated -->";
 
 fn write_results(sections: &[Section]) {
     let plots = "bench/plots";
@@ -142,6 +148,12 @@ fn write_results(sections: &[Section]) {
         {
             eprintln!("chart {}: {e}", c.file);
         }
+    }
+    // A hand-written analysis below the marker survives a new run.
+    if let Ok(old) = std::fs::read_to_string("bench/RESULTS.md")
+        && let Some(i) = old.find(ANALYSIS_MARKER)
+    {
+        md += &old[i..];
     }
     match std::fs::write("bench/RESULTS.md", md) {
         Ok(()) => eprintln!("wrote bench/RESULTS.md and {plots}/"),

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tool {
     Serialhub,
+    /// serialhub with its traffic log on.
+    SerialhubLog,
     Socat,
     Ser2net,
     /// ser2net with 4 KiB buffers and chardelay off.
@@ -21,6 +23,7 @@ impl Tool {
     pub fn name(self) -> &'static str {
         match self {
             Tool::Serialhub => "serialhub",
+            Tool::SerialhubLog => "serialhub --log",
             Tool::Socat => "socat",
             Tool::Ser2net => "ser2net",
             Tool::Ser2net4k => "ser2net-4k",
@@ -30,7 +33,7 @@ impl Tool {
     /// Why this tool cannot run on this machine, if it cannot.
     pub fn missing(self) -> Option<String> {
         let cmd = match self {
-            Tool::Serialhub => return None,
+            Tool::Serialhub | Tool::SerialhubLog => return None,
             Tool::Socat => "socat",
             Tool::Ser2net | Tool::Ser2net4k => "ser2net",
         };
@@ -87,7 +90,7 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let baud = setup.baud.to_string();
     let (child, addrs) = match tool {
-        Tool::Serialhub => {
+        Tool::Serialhub | Tool::SerialhubLog => {
             assert_eq!(devices.len(), 1, "one device per serialhub process");
             let mut c = Command::new(env!("CARGO_BIN_EXE_serialhub"));
             c.args([
@@ -99,6 +102,11 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
                 "-l",
                 "tcp:127.0.0.1:0",
             ]);
+            if tool == Tool::SerialhubLog {
+                let log = dir.path().join("traffic");
+                std::fs::create_dir(&log).map_err(|e| e.to_string())?;
+                c.arg("--log").arg(log);
+            }
             c.args(["--max-clients", &(setup.clients + 16).to_string()]);
             c.args(&setup.serialhub_args);
             let (child, addr) = spawn_and_find(c, |l| {
