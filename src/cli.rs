@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// the wire (socket buffers plus serialhub's own queue), e.g. 1s, 500ms.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
     pub max_inflight: Duration,
+    /// Log the port's counters (bytes, clients, drops, kicks) this often when
+    /// they have changed; 0 turns it off.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
+    pub stats_every: Duration,
     /// Do not pace writes at the line rate; rely on the driver's output queue
     /// and blocking writes alone. For devices faster than their nominal baud
     /// (USB CDC-ACM) and ptys used as pipes. Pacing is what keeps the

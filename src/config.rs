@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub max_clients: usize,
     pub drain_timeout: Duration,
     pub pacing: bool,
+    /// How often to log the port's counters; `None` for never.
+    pub stats_every: Option<Duration>,
     /// `None` when `--log` is not given.
     pub traffic: Option<TrafficConfig>,
 }
@@ -94,6 +96,7 @@ impl ServeConfig {
             max_clients: a.max_clients,
             drain_timeout: a.drain_timeout,
             pacing: !a.no_pacing,
+            stats_every: (!a.stats_every.is_zero()).then_some(a.stats_every),
             traffic: traffic_config(a)?,
         })
     }

@@ -99,6 +99,10 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
         .instrument(info_span!("device", path = %cfg.device)),
     );
 
+    if let Some(every) = cfg.stats_every {
+        tokio::spawn(report_stats(hub.clone(), every, shutdown.clone()));
+    }
+
     shutdown.cancelled().await;
     info!("shutting down");
     tracker.close();
@@ -153,13 +157,51 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<Bound, ServeErro
 }
 
 fn log_totals(hub: &Arc<Hub>) {
+    log_counts(hub, counts(hub), "stopped");
+}
+
+/// The counters reported in stats lines: device rx, device tx, clients,
+/// dropped bytes, kicked clients, dropped traffic-log records.
+fn counts(hub: &Hub) -> [u64; 6] {
     let s = &hub.stats;
+    [
+        s.device_rx.load(Relaxed),
+        s.device_tx.load(Relaxed),
+        s.connected.load(Relaxed),
+        s.dropped.load(Relaxed),
+        s.kicked.load(Relaxed),
+        hub.traffic().dropped(),
+    ]
+}
+
+fn log_counts(hub: &Hub, c: [u64; 6], what: &str) {
     info!(
-        device_rx = s.device_rx.load(Relaxed),
-        device_tx = s.device_tx.load(Relaxed),
-        dropped = s.dropped.load(Relaxed),
-        kicked = s.kicked.load(Relaxed),
-        traffic_dropped = hub.traffic().dropped(),
-        "stopped"
+        device_rx = c[0],
+        device_tx = c[1],
+        clients = c[2],
+        dropped = c[3],
+        kicked = c[4],
+        traffic_dropped = c[5],
+        write_lock = hub.write_lock().holder().as_deref().unwrap_or("-"),
+        "{what}"
     );
+}
+
+/// Logs the port's counters every `every`, when they have changed, so drops
+/// and kicks are visible without waiting for shutdown.
+async fn report_stats(hub: Arc<Hub>, every: Duration, shutdown: CancellationToken) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = counts(&hub);
+        if last != Some(now) {
+            log_counts(&hub, now, "stats");
+            last = Some(now);
+        }
+    }
 }

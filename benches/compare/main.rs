@@ -100,7 +100,7 @@ async fn main() {
         run(flood::run(115_200, secs, drain).await);
     }
     if plan.wants("bulk") {
-        run(throughput::bulk(if q { 1 } else { 5 }).await);
+        run(throughput::bulk(if q { 1 } else { 5 }, if q { 1 } else { 3 }).await);
     }
     if plan.wants("latency") {
         run(throughput::latency(if q { 2000 } else { 10_000 }).await);
@@ -111,7 +111,7 @@ async fn main() {
         } else {
             &[1, 16, 256, 1024]
         };
-        run(fanout::fanout(counts, if q { 1 } else { 5 }).await);
+        run(fanout::fanout(counts, if q { 1 } else { 5 }, if q { 1 } else { 3 }).await);
     }
     if plan.wants("stall") {
         run(fanout::stall(if q { 8 } else { 15 }, if q { 3 } else { 10 }).await);

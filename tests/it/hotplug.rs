@@ -4,32 +4,15 @@
 use std::time::Duration;
 
 use serialhub::device::SimMode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::common::{Server, eventually, sim};
+use crate::common::{Server, eventually, read_until, sim};
 
 fn relink(target: &std::path::Path, link: &std::path::Path) {
     let tmp = link.with_extension("new");
     std::os::unix::fs::symlink(target, &tmp).unwrap();
     std::fs::rename(&tmp, link).unwrap();
-}
-
-async fn read_until(s: &mut TcpStream, needle: &[u8], timeout: Duration) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !got.windows(needle.len()).any(|w| w == needle) {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            other => panic!(
-                "no {:?} before {other:?}; got {} bytes",
-                String::from_utf8_lossy(needle),
-                got.len()
-            ),
-        }
-    }
-    got
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

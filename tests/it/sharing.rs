@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::common::{PtyDevice, Server, device_got, finish, python};
+use crate::common::{PtyDevice, Server, device_got, finish, python, read_until};
 
 /// Opens a pty endpoint with plain pyserial, writes a greeting, and waits for
 /// one line from the device.
@@ -18,20 +18,6 @@ line = port.readline()
 print(line.decode().strip())
 sys.exit(0 if line == b"device-says-hi\n" else 1)
 "#;
-
-async fn read_line(s: &mut (impl AsyncReadExt + Unpin)) -> String {
-    let mut got = Vec::new();
-    let mut b = [0u8; 1];
-    while got.last() != Some(&b'\n') {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b))
-            .await
-            .expect("read timed out")
-            .unwrap();
-        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
-        got.push(b[0]);
-    }
-    String::from_utf8(got).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
@@ -65,7 +51,10 @@ async fn issue_4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
         );
     }
     device.send(b"device-says-hi\n");
-    assert_eq!(read_line(&mut tcp).await, "device-says-hi\n");
+    assert_eq!(
+        read_until(&mut tcp, b"device-says-hi\n", Duration::from_secs(10)).await,
+        b"device-says-hi\n"
+    );
     for p in [pa, pb] {
         let (ok, out) = tokio::task::spawn_blocking(|| finish(p, Duration::from_secs(15)))
             .await
@@ -281,7 +270,10 @@ async fn issue_4_read_only_endpoint_cannot_write() {
     assert!(server.wait_log("read-only client wrote", Duration::from_secs(5)));
     // It still reads what the device sends.
     device.send(b"for-everyone\n");
-    assert_eq!(read_line(&mut ro).await, "for-everyone\n");
+    assert_eq!(
+        read_until(&mut ro, b"for-everyone\n", Duration::from_secs(10)).await,
+        b"for-everyone\n"
+    );
     drop(ro);
     assert!(
         server.wait_log("discarded=16", Duration::from_secs(5)),
@@ -316,7 +308,10 @@ async fn issue_4_unix_endpoint_has_mode_and_carries_both_ways() {
     u.write_all(b"over-unix\n").await.unwrap();
     assert!(device_got(&device, b"over-unix\n", Duration::from_secs(5)).await);
     device.send(b"back\n");
-    assert_eq!(read_line(&mut u).await, "back\n");
+    assert_eq!(
+        read_until(&mut u, b"back\n", Duration::from_secs(10)).await,
+        b"back\n"
+    );
     assert!(
         server
             .terminate(Duration::from_secs(10))

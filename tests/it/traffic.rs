@@ -16,7 +16,7 @@ use serialhub::pattern::Checker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{BIN, PtyDevice, Server, eventually, run_to_exit, sim};
+use crate::common::{BIN, PtyDevice, Server, eventually, read_until, run_to_exit, sim};
 
 /// Runs `serialhub log ARGS` and returns its stdout, failing on a non-zero
 /// exit or any warning.
@@ -71,23 +71,6 @@ fn stop(mut server: Server) {
         "{status:?}\n{}",
         server.log()
     );
-}
-
-async fn read_until(s: &mut TcpStream, needle: &[u8], timeout: Duration) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !got.windows(needle.len()).any(|w| w == needle) {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            other => panic!(
-                "no {:?} before {other:?}; got {:?}",
-                String::from_utf8_lossy(needle),
-                String::from_utf8_lossy(&got)
-            ),
-        }
-    }
-    got
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

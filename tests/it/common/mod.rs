@@ -278,3 +278,25 @@ pub async fn device_got(device: &PtyDevice, needle: &[u8], timeout: Duration) ->
     })
     .await
 }
+
+/// Reads until `needle` has arrived; panics with what came instead.
+pub async fn read_until(
+    s: &mut (impl tokio::io::AsyncRead + Unpin),
+    needle: &[u8],
+    timeout: Duration,
+) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !got.windows(needle.len()).any(|w| w == needle) {
+        match tokio::time::timeout_at(deadline, tokio::io::AsyncReadExt::read(s, &mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!(
+                "no {:?} before {other:?}; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    got
+}
