@@ -7,19 +7,21 @@
 //! Data flows one way through the modules: device -> hub -> endpoints for
 //! reads, endpoints -> hub -> device for writes.
 //!
-//! - [`line`]: baud rate and framing; the line rate everything is paced at.
+//! - [`line`](mod@line): baud rate and framing; the line rate everything is paced at.
 //! - [`device`]: the tty (termios via `serial2`), the built-in simulator, and
 //!   the loops that read the device and write it at line rate.
 //! - [`hub`]: fan-out to per-client bounded queues, slow-reader policies, and
 //!   the write budget that carries backpressure back to the network.
-//! - [`endpoint`]: listeners (TCP) and the per-client loops.
+//! - [`endpoint`]: TCP, unix-socket and pty (virtual serial port) endpoints,
+//!   their options (read-only, line framing, the in-band write lock), and the
+//!   per-client loops.
 //! - [`traffic`]: the traffic log: records, its two formats, the writer
 //!   thread, rotation, and reading logs back; [`logcmd`] prints them.
 //! - [`pace`]: the token bucket that models a UART.
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
 //! - [`cli`] and [`config`]: flags, then validated settings.
-//! - [`serve`], [`sim`] and [`logcmd`]: what the subcommands run.
+//! - [`serve`](mod@serve), [`sim`] and [`logcmd`]: what the subcommands run.
 
 pub mod cli;
 pub mod config;

@@ -317,7 +317,7 @@ async fn stalled(tool: Tool, good: usize, secs: u64) -> Result<(Vec<String>, f64
     }
     all.sort_by(f64::total_cmp);
     let q = |p: f64| all[((all.len() - 1) as f64 * p) as usize];
-    let mut probe = [0u8; 1];
+    let mut probe = vec![0u8; 65536];
     let closed = async {
         loop {
             match stalled.read(&mut probe).await {
@@ -326,7 +326,8 @@ async fn stalled(tool: Tool, good: usize, secs: u64) -> Result<(Vec<String>, f64
             }
         }
     };
-    let fate = tokio::time::timeout(Duration::from_millis(500), closed)
+    // A disconnected client first reads what was buffered for it, then EOF.
+    let fate = tokio::time::timeout(Duration::from_secs(3), closed)
         .await
         .unwrap_or("still connected");
     let share = min_records as f64 * 9.0 / (rate * secs as f64);

@@ -174,7 +174,10 @@ async fn to_device(
         let mut buf = vec![0u8; size];
         match source.try_read(&mut buf) {
             Ok(0) => return ingress.finish().await,
-            Ok(n) => ingress.take(&buf[..n], permit).await?,
+            Ok(n) => {
+                buf.truncate(n);
+                ingress.take(buf, permit).await?
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(End::Error(e)),
@@ -209,18 +212,19 @@ impl<'a> Ingress<'a> {
     /// Handles bytes just read; `permit` is budget already held for them.
     async fn take(
         &mut self,
-        data: &[u8],
+        data: Vec<u8>,
         mut permit: Option<OwnedSemaphorePermit>,
     ) -> Result<(), End> {
         let pieces = if self.options.inband_lock {
-            let pieces = self.inband.feed(data);
+            let pieces = self.inband.feed(&data);
             if self.inband.unknown > 0 && !self.warned_escape {
                 self.warned_escape = true;
                 warn!("client sent DLE followed by an unknown byte; passed through as data");
             }
             pieces
         } else {
-            vec![Piece::Data(Bytes::copy_from_slice(data))]
+            // The read buffer becomes the chunk: no copy on the plain path.
+            vec![Piece::Data(Bytes::from(data))]
         };
         for piece in pieces {
             match piece {
@@ -297,7 +301,8 @@ impl<'a> Ingress<'a> {
                 Ok(0) => break,
                 Ok(n) => {
                     left = left.saturating_sub(n);
-                    self.take(&buf[..n], None).await?;
+                    buf.truncate(n);
+                    self.take(buf, None).await?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
