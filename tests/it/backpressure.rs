@@ -16,15 +16,7 @@ use crate::common::{PtyDevice, Server, eventually, sim};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_2_flood_at_9600_is_bounded_and_lossless() {
     let sink = sim(SimMode::Sink, 9600);
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        sink.path().to_str().unwrap(),
-        "-b",
-        "9600",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let server = Server::serve(sink.path().to_str().unwrap(), 9600, &[]);
     // A small send buffer only shortens the drain at the end (the kernel
     // would otherwise autotune it to megabytes); the bound under test is on
     // what has left the client.
@@ -76,15 +68,7 @@ async fn issue_2_flood_at_9600_is_bounded_and_lossless() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merged_writers_keep_their_own_order() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let server = Server::serve(&device.path, 115200, &[]);
     let payload = |base: u8| -> Vec<u8> {
         (0..20_000u32)
             .map(|i| base + (i % 16) as u8 + if i % 97 == 0 { 16 } else { 0 })

@@ -28,15 +28,7 @@ pub async fn read_pattern(mut stream: TcpStream, secs: f64) -> Checker {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_2_three_readers_get_identical_stream() {
     let source = sim(SimMode::Source, 115_200);
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        source.path().to_str().unwrap(),
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let server = Server::serve(source.path().to_str().unwrap(), 115200, &[]);
     let mut streams = Vec::new();
     for _ in 0..3 {
         streams.push(TcpStream::connect(server.addr()).await.unwrap());

@@ -21,15 +21,7 @@ async fn device_replugged_is_reopened_and_clients_stay() {
     let link = dir.path().join("ttyHOT");
     let first = sim(SimMode::Source, 115_200);
     relink(first.path(), &link);
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        link.to_str().unwrap(),
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let server = Server::serve(link.to_str().unwrap(), 115200, &[]);
     let mut client = TcpStream::connect(server.addr()).await.unwrap();
     read_until(&mut client, b"\n", Duration::from_secs(5)).await;
 

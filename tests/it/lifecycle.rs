@@ -83,15 +83,7 @@ fn port_in_use_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_2_sigterm_drains_writes_and_closes_clients() {
     let sink = sim(SimMode::Sink, 9600);
-    let mut server = Server::start(&[
-        "serve",
-        "-d",
-        sink.path().to_str().unwrap(),
-        "-b",
-        "9600",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let mut server = Server::serve(sink.path().to_str().unwrap(), 9600, &[]);
     let mut client = TcpStream::connect(server.addr()).await.unwrap();
     // 450 bytes: about half a second at 9600 baud, within the in-flight bound.
     let data = serialhub::pattern::Generator::new().take(450);
@@ -151,15 +143,7 @@ async fn sim_command_links_a_usable_device() {
         eventually(Duration::from_secs(10), || link.exists()).await,
         "no link"
     );
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        link.to_str().unwrap(),
-        "-b",
-        "19200",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let server = Server::serve(link.to_str().unwrap(), 19200, &[]);
     let mut s = TcpStream::connect(server.addr()).await.unwrap();
     s.write_all(b"ping\n").await.unwrap();
     let mut got = [0u8; 5];

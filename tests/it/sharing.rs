@@ -24,19 +24,16 @@ async fn issue_4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
+    let server = Server::serve(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-        "-l",
-        &format!("pty:{}", a.display()),
-        "-l",
-        &format!("pty:{}", b.display()),
-    ]);
+        115200,
+        &[
+            "-l",
+            &format!("pty:{}", a.display()),
+            "-l",
+            &format!("pty:{}", b.display()),
+        ],
+    );
     assert!(server.wait_log("listening on pty:", Duration::from_secs(5)));
     let mut tcp = TcpStream::connect(server.addr()).await.unwrap();
     let pa = python(PYSERIAL_CLIENT, &[a.to_str().unwrap(), "from-A"]);
@@ -68,17 +65,11 @@ async fn issue_4_pty_endpoint_survives_close_and_reopen_and_link_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("ttyR");
     let device = PtyDevice::new();
-    let mut server = Server::start(&[
-        "serve",
-        "-d",
+    let mut server = Server::serve(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-        "-l",
-        &format!("pty:{}", link.display()),
-    ]);
+        115200,
+        &["-l", &format!("pty:{}", link.display())],
+    );
     assert!(server.wait_log("listening on pty:", Duration::from_secs(5)));
     let script = r#"
 import serial, sys
@@ -288,17 +279,11 @@ async fn issue_4_unix_endpoint_has_mode_and_carries_both_ways() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("hub.sock");
     let device = PtyDevice::new();
-    let mut server = Server::start(&[
-        "serve",
-        "-d",
+    let mut server = Server::serve(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-        "-l",
-        &format!("unix:{},mode=0600", sock.display()),
-    ]);
+        115200,
+        &["-l", &format!("unix:{},mode=0600", sock.display())],
+    );
     assert!(server.wait_log("listening on unix:", Duration::from_secs(5)));
     assert_eq!(
         std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,

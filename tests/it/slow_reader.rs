@@ -24,19 +24,11 @@ struct Outcome {
 /// that read for `secs`.
 async fn scenario(policy: &str, secs: f64) -> Outcome {
     let source = sim(SimMode::Source, 115_200);
-    let server = Server::start(&[
-        "serve",
-        "-d",
+    let server = Server::serve(
         source.path().to_str().unwrap(),
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-        "--slow-reader",
-        policy,
-        "--client-queue",
-        "4KiB",
-    ]);
+        115200,
+        &["--slow-reader", policy, "--client-queue", "4KiB"],
+    );
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let stalled = socket.connect(server.addr()).await.unwrap();

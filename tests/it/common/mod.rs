@@ -88,6 +88,14 @@ impl Server {
         server
     }
 
+    /// `serialhub serve -d DEVICE -b BAUD -l tcp:127.0.0.1:0 EXTRA...`.
+    pub fn serve(device: &str, baud: u32, extra: &[&str]) -> Server {
+        let baud = baud.to_string();
+        let mut args = vec!["serve", "-d", device, "-b", &baud, "-l", "tcp:127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Server::start(&args)
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
     }
