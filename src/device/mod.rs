@@ -69,7 +69,7 @@ pub struct Device {
     pub pacing: bool,
     tty: Arc<Tty>,
     /// Keeps an in-process simulator alive as long as the device.
-    sim: Option<Sim>,
+    _sim: Option<Sim>,
 }
 
 /// Size of one device read; also the largest chunk fanned out to clients.
@@ -96,16 +96,12 @@ impl Device {
             line,
             pacing: true,
             tty,
-            sim,
+            _sim: sim,
         })
     }
 
     pub fn tty(&self) -> &Tty {
         &self.tty
-    }
-
-    pub fn sim(&self) -> Option<&Sim> {
-        self.sim.as_ref()
     }
 }
 

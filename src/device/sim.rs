@@ -122,11 +122,6 @@ impl Sim {
     pub fn stats(&self) -> &Arc<SimStats> {
         &self.stats
     }
-
-    /// Whether the simulation has stopped (it only stops on an I/O error).
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
 }
 
 impl Drop for Sim {

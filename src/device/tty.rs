@@ -105,11 +105,6 @@ impl Tty {
         unsafe { tiocoutq(self.fd.get_ref().as_raw_fd(), &mut n) }?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
-
-    /// The settings the driver actually applied.
-    pub fn settings(&self) -> std::io::Result<serial2::Settings> {
-        self.fd.get_ref().get_configuration()
-    }
 }
 
 fn apply(s: &mut serial2::Settings, line: &LineSettings) -> std::io::Result<()> {

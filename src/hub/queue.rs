@@ -134,10 +134,6 @@ impl ByteQueue {
         self.writable.notify_one();
         discarded
     }
-
-    pub fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
 }
 
 #[cfg(test)]
