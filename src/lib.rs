@@ -17,6 +17,8 @@
 //!   per-client loops.
 //! - [`traffic`]: the traffic log: records, its two formats, the writer
 //!   thread, rotation, and reading logs back; [`logcmd`] prints them.
+//! - [`fds`]: the file descriptors held back so clients never starve the
+//!   device of one.
 //! - [`pace`]: the token bucket that models a UART.
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod device;
 pub mod endpoint;
+pub mod fds;
 pub mod hub;
 pub mod line;
 pub mod logcmd;

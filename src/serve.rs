@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 use crate::endpoint::pty::{PtyEndpoint, PtyError};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
+use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
 use crate::traffic::{TrafficError, TrafficLog};
 
@@ -55,6 +56,8 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
         None => (TrafficLog::disabled(), None),
     };
     let mut device = Device::open(&cfg.device, cfg.line)?;
+    // After the device: it needs no reserve to open the first time.
+    let fds = Arc::new(FdReserve::new(fds::RESERVE));
     device.pacing = cfg.pacing;
     info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
         write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
@@ -68,6 +71,8 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
     let cx = Context {
         hub: hub.clone(),
         clients: Arc::new(Semaphore::new(cfg.max_clients)),
+        max_clients: cfg.max_clients,
+        fds: fds.clone(),
         shutdown: shutdown.clone(),
         tracker: tracker.clone(),
     };
@@ -93,6 +98,7 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
             device,
             hub.clone(),
             writes,
+            fds,
             device_stop.clone(),
             cfg.drain_timeout,
         )
@@ -161,8 +167,9 @@ fn log_totals(hub: &Arc<Hub>) {
 }
 
 /// The counters reported in stats lines: device rx, device tx, clients,
-/// dropped bytes, kicked clients, dropped traffic-log records.
-fn counts(hub: &Hub) -> [u64; 6] {
+/// dropped bytes, kicked clients, refused clients, client bytes lost to
+/// resets, dropped traffic-log records.
+fn counts(hub: &Hub) -> [u64; 8] {
     let s = &hub.stats;
     [
         s.device_rx.load(Relaxed),
@@ -170,18 +177,22 @@ fn counts(hub: &Hub) -> [u64; 6] {
         s.connected.load(Relaxed),
         s.dropped.load(Relaxed),
         s.kicked.load(Relaxed),
+        s.refused.load(Relaxed),
+        s.lost.load(Relaxed),
         hub.traffic().dropped(),
     ]
 }
 
-fn log_counts(hub: &Hub, c: [u64; 6], what: &str) {
+fn log_counts(hub: &Hub, c: [u64; 8], what: &str) {
     info!(
         device_rx = c[0],
         device_tx = c[1],
         clients = c[2],
         dropped = c[3],
         kicked = c[4],
-        traffic_dropped = c[5],
+        refused = c[5],
+        reset_lost = c[6],
+        traffic_dropped = c[7],
         write_lock = hub.write_lock().holder().as_deref().unwrap_or("-"),
         "{what}"
     );

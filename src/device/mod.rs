@@ -23,6 +23,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::fds::FdReserve;
 use crate::hub::{Hub, WriteQueue};
 use crate::line::LineSettings;
 use crate::traffic::Event;
@@ -76,7 +77,7 @@ pub struct Device {
 pub const READ_CHUNK: usize = 4096;
 /// Delay before the first reopen attempt, doubled up to `REOPEN_MAX`.
 const REOPEN_MIN: Duration = Duration::from_millis(200);
-const REOPEN_MAX: Duration = Duration::from_secs(2);
+const REOPEN_MAX: Duration = Duration::from_secs(1);
 
 impl Device {
     /// Opens the device, starting the simulator first if it is one.
@@ -111,6 +112,7 @@ pub async fn run(
     mut device: Device,
     hub: Arc<Hub>,
     writes: WriteQueue,
+    fds: Arc<FdReserve>,
     shutdown: CancellationToken,
     drain: Duration,
 ) {
@@ -139,7 +141,7 @@ pub async fn run(
             path: tty.path().display().to_string(),
             error: lost.to_string(),
         });
-        match reopen(tty.path(), &device.line, &shutdown).await {
+        match reopen(tty.path(), &device.line, &fds, &shutdown).await {
             Some(t) => {
                 info!(device = %t.path().display(), "device reopened");
                 traffic.record(Event::DeviceOpen(t.path().display().to_string()));
@@ -173,6 +175,7 @@ async fn read_loop(tty: &Tty, hub: &Hub) -> std::io::Error {
 async fn reopen(
     path: &std::path::Path,
     line: &LineSettings,
+    fds: &FdReserve,
     shutdown: &CancellationToken,
 ) -> Option<Tty> {
     let mut delay = REOPEN_MIN;
@@ -182,7 +185,8 @@ async fn reopen(
             () = tokio::time::sleep(delay) => {}
             () = shutdown.cancelled() => return None,
         }
-        match Tty::open(path, line) {
+        // With the reserve's descriptors, so clients cannot starve it.
+        match fds.with_reserve(|| Tty::open(path, line)) {
             Ok(t) => return Some(t),
             Err(e) => {
                 attempts += 1;

@@ -1,24 +1,38 @@
 //! The accept loop shared by stream endpoints (TCP, unix).
 //!
-//! A connection permit is taken *before* `accept`, so the number of clients
-//! over all endpoints stays within `--max-clients`; a client past the limit
-//! waits in the kernel's backlog instead of being accepted and dropped.
+//! A client that cannot be served is told so, never left waiting unseen:
+//! past `--max-clients` (over all endpoints) it is accepted and closed at
+//! once. At the process's descriptor limit, accepting stops while the
+//! device's [`FdReserve`] cannot be topped up; waiting connections are then
+//! closed with a reserve descriptor, and the loop backs off. Each such
+//! episode is logged once when it starts and once when it ends, with the
+//! number of clients refused; every refusal is counted in the hub's stats.
 
 use std::future::Future;
+use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use tokio::io::AsyncWrite;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::EndpointOptions;
 use super::client::{self, ClientSource};
+use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
 
+/// Back-off after running out of descriptors: short at first, so service
+/// resumes quickly once clients leave, growing so a long shortage costs
+/// little.
+const STARVED_MIN: Duration = Duration::from_millis(50);
+const STARVED_MAX: Duration = Duration::from_secs(1);
+
 /// A listener that yields split connections and a name for each peer.
-pub trait Accept: Send + 'static {
+pub trait Accept: AsFd + Send + 'static {
     type Source: ClientSource + Send + Sync + 'static;
     type Sink: AsyncWrite + Unpin + Send + 'static;
     fn accept(
@@ -31,41 +45,107 @@ pub trait Accept: Send + 'static {
 pub struct Context {
     pub hub: Arc<Hub>,
     pub clients: Arc<Semaphore>,
+    /// `--max-clients`, the size of `clients`.
+    pub max_clients: usize,
+    /// Descriptors held back for reopening the device.
+    pub fds: Arc<FdReserve>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+}
+
+/// An episode of refusing clients for one reason, logged at its start and
+/// its end rather than once per client.
+struct Refusing {
+    what: &'static str,
+    refused: Option<u64>,
+}
+
+impl Refusing {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            refused: None,
+        }
+    }
+
+    fn refuse(&mut self, hub: &Hub, n: u64, detail: impl std::fmt::Display) {
+        hub.stats.refused.fetch_add(n, Relaxed);
+        match &mut self.refused {
+            Some(total) => *total += n,
+            None => {
+                warn!("{}: {detail}; refusing new clients", self.what);
+                self.refused = Some(n);
+            }
+        }
+    }
+
+    fn over(&mut self) {
+        if let Some(n) = self.refused.take() {
+            info!(refused = n, "accepting clients again ({} no more)", self.what);
+        }
+    }
 }
 
 /// Accepts clients until shutdown, running each on the tracker.
 pub async fn serve<L: Accept>(listener: L, options: EndpointOptions, cx: Context) {
     let options = Arc::new(options);
     let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
+    let mut full = Refusing::new("client limit reached");
+    let mut starved = Refusing::new("out of file descriptors");
+    let mut backoff = STARVED_MIN;
     loop {
-        let permit = tokio::select! {
-            p = cx.clients.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = cx.shutdown.cancelled() => return,
+        // Accept only while the device's reserve is whole.
+        let accepted = if cx.fds.refill() {
+            tokio::select! {
+                r = listener.accept() => r,
+                () = cx.shutdown.cancelled() => return,
+            }
+        } else {
+            Err(std::io::Error::from_raw_os_error(libc::EMFILE))
         };
-        let (source, sink, name) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Usually EMFILE: back off instead of spinning.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
+        let (source, sink, name) = match accepted {
+            Ok(c) => c,
+            Err(e) if fds::is_exhaustion(&e) => {
+                let shed = cx.fds.shed(listener.as_fd());
+                starved.refuse(&cx.hub, shed, &e);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = cx.shutdown.cancelled() => return,
                 }
-            },
-            () = cx.shutdown.cancelled() => return,
+                backoff = (backoff * 2).min(STARVED_MAX);
+                continue;
+            }
+            Err(e) => {
+                // A connection that failed before we took it (reset in the
+                // backlog): nothing to serve, nothing to back off from.
+                debug!(error = %e, "accept failed");
+                continue;
+            }
         };
+        starved.over();
+        backoff = STARVED_MIN;
+        let Ok(slot) = cx.clients.clone().try_acquire_owned() else {
+            // Dropping the connection closes it: the client knows.
+            full.refuse(&cx.hub, 1, format_args!("--max-clients {}", cx.max_clients));
+            debug!(peer = %name, "client refused: --max-clients reached");
+            continue;
+        };
+        full.over();
         let handle = cx.hub.attach_with(name.clone(), policy);
         let span = info_span!("client", id = handle.id(), peer = %name);
         let (options, shutdown) = (options.clone(), cx.shutdown.clone());
         cx.tracker.spawn(
             async move {
-                client::run(handle, source, sink, &options, client::LINGER, shutdown).await;
-                drop(permit);
+                client::run(
+                    handle,
+                    source,
+                    sink,
+                    &options,
+                    client::LINGER,
+                    slot,
+                    shutdown,
+                )
+                .await;
             }
             .instrument(span),
         );

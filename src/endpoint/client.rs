@@ -10,10 +10,19 @@
 //!   `lock=inband` honours DLE lock commands.
 //! - *to the client*: write every chunk the hub queued for it.
 //!
-//! The client ends when the hub kicks it (slow reader), when serialhub shuts
-//! down, on an I/O error, or shortly after the client closes its sending side
-//! (a network client keeps receiving for [`LINGER`], so replies to its last
-//! request arrive).
+//! Every byte the kernel acknowledged to the client reaches the device.
+//! The two directions therefore end differently:
+//! - When the client closes its sending side, it frees its `--max-clients`
+//!   slot at once, and keeps receiving for a short linger ([`LINGER`] for
+//!   network clients), so replies to its last request arrive.
+//! - When writing to the client fails (it closed or reset its connection,
+//!   typically while the device was talking) or the hub kicks it, only the
+//!   direction to the client ends. What the client sent before it left is
+//!   still read and submitted, behind backpressure like any other write,
+//!   until its end of input; a kicked client hands over what the kernel
+//!   already holds. Only bytes that the kernel itself discards on a reset
+//!   are lost; they are counted and logged.
+//! - On shutdown, the client hands over what the kernel already holds.
 
 use std::future::Future;
 use std::io;
@@ -25,7 +34,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::framing::LineAssembler;
 use super::inband::{InbandParser, Piece};
@@ -79,49 +88,64 @@ macro_rules! stream_source {
 stream_source!(tokio::net::tcp::OwnedReadHalf);
 stream_source!(tokio::net::unix::OwnedReadHalf);
 
-/// Why a client ended.
+/// Why a client's input ended.
 #[derive(Debug)]
 enum End {
+    /// The client closed its sending side.
     Closed,
+    /// The slow-reader policy disconnected it.
     Kicked,
     Shutdown,
     Hub,
     Error(io::Error),
 }
 
-/// Runs one client until it ends, then detaches it from the hub.
+/// Runs one client until it ends, then detaches it from the hub. `slot` is
+/// the client's `--max-clients` permit, freed as soon as its input ends.
 pub async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,
     options: &EndpointOptions,
     linger: Duration,
+    slot: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) where
     S: ClientSource,
     W: AsyncWrite + Unpin,
 {
     info!("client connected");
-    let kicked = handle.kicked().clone();
-    let end = {
+    let mut slot = Some(slot);
+    let (end, output_end) = {
         let to_device = to_device(&handle, &source, options, &shutdown);
         let to_client = to_client(&handle, &mut sink);
         tokio::pin!(to_device, to_client);
         tokio::select! {
-            r = &mut to_device => match r {
-                // Half-closed: it can write no more, so it needs no lock;
-                // keep delivering for a moment, then close.
-                Ok(()) => {
+            r = &mut to_device => {
+                if r.is_ok() {
+                    // Half-closed: it can write no more, so it needs neither
+                    // the lock nor a slot; keep delivering for a moment, so
+                    // replies to its last request arrive.
+                    slot = None;
                     handle.unlock("holder closed its sending side");
                     let _ = tokio::time::timeout(linger, &mut to_client).await;
-                    End::Closed
                 }
-                Err(e) => e,
-            },
-            e = &mut to_client => e,
-            () = kicked.cancelled() => End::Kicked,
+                (r, None)
+            }
+            out = &mut to_client => {
+                // It takes no more device data, but what it sent before is
+                // still ours to deliver: read on until its input ends. Never
+                // cancel `to_device` here: it may hold bytes already read.
+                handle.close_output();
+                if let Err(e) = &out {
+                    debug!(error = %e, "writing to client failed; taking in what it sent");
+                }
+                (to_device.await, Some(out))
+            }
         }
     };
+    drop(slot);
+    let end = end.err().unwrap_or(End::Closed);
     let _ = sink.shutdown().await;
     let s = handle.stats();
     let (rx, tx, dropped, discarded) = (
@@ -130,19 +154,24 @@ pub async fn run<S, W>(
         s.dropped.load(Relaxed),
         s.discarded.load(Relaxed),
     );
+    let output_error = match output_end {
+        Some(Err(e)) => e.to_string(),
+        Some(Ok(())) | None => "-".to_owned(),
+    };
     match end {
-        End::Error(e) => info!(error = %e, rx, tx, dropped, discarded, "client disconnected"),
-        other => info!(reason = ?other, rx, tx, dropped, discarded, "client disconnected"),
+        End::Error(e) => {
+            info!(error = %e, output_error, rx, tx, dropped, discarded, "client disconnected")
+        }
+        other => info!(reason = ?other, output_error, rx, tx, dropped, discarded, "client disconnected"),
     }
 }
 
 /// Moves the client's bytes into the hub. `Ok` on end of input.
 ///
-/// Shutdown is noticed only between reads, never in the middle of handing
-/// bytes to the hub, so no byte already read is lost. On shutdown, the bytes
-/// the kernel had already accepted from the client (a small amount: socket
-/// buffers are sized for the line rate) are read and submitted too, then it
-/// returns `End::Shutdown`.
+/// Shutdown and a kick are noticed only between reads, never in the middle
+/// of handing bytes to the hub, so no byte already read is lost. Then the
+/// bytes the kernel had already accepted from the client (a small amount:
+/// socket buffers are sized for the line rate) are read and submitted too.
 async fn to_device(
     handle: &ClientHandle,
     source: &impl ClientSource,
@@ -150,12 +179,17 @@ async fn to_device(
     shutdown: &CancellationToken,
 ) -> Result<(), End> {
     let mut ingress = Ingress::new(handle, options);
+    let kicked = handle.kicked();
     loop {
         tokio::select! {
-            r = source.readable() => r.map_err(End::Error)?,
+            r = source.readable() => r.map_err(|e| read_failed(handle, source, e))?,
             () = shutdown.cancelled() => {
                 ingress.flush(source).await?;
                 return Err(End::Shutdown);
+            }
+            () = kicked.cancelled() => {
+                ingress.flush(source).await?;
+                return Err(End::Kicked);
             }
         }
         // Plain writers hold budget before reading. Line framing reads into
@@ -180,9 +214,26 @@ async fn to_device(
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(End::Error(e)),
+            Err(e) => {
+                // Whatever it had sent is taken; a reset ends the input.
+                ingress.finish().await?;
+                return Err(read_failed(handle, source, e));
+            }
         }
     }
+}
+
+/// A read from the client failed, typically on a reset. The kernel returns
+/// queued data before the error, so normally nothing is pending; if some is,
+/// the kernel discarded it and serialhub can only count and report it.
+fn read_failed(handle: &ClientHandle, source: &impl ClientSource, e: io::Error) -> End {
+    let pending = source.queued();
+    if pending > 0 {
+        handle.count_lost(pending);
+        warn!(error = %e, lost = pending,
+            "client connection failed with unread bytes; the kernel discarded them");
+    }
+    End::Error(e)
 }
 
 /// Applies an endpoint's write options to what one client sends.
@@ -323,12 +374,12 @@ impl<'a> Ingress<'a> {
     }
 }
 
-/// Writes the hub's chunks to the client until it is kicked or fails.
-async fn to_client(handle: &ClientHandle, sink: &mut (impl AsyncWrite + Unpin)) -> End {
+/// Writes the hub's chunks to the client until its queue closes (it was
+/// kicked or detached) or a write fails. Cancel safe between chunks; a chunk
+/// cut short by cancellation was going to a client that is leaving.
+async fn to_client(handle: &ClientHandle, sink: &mut (impl AsyncWrite + Unpin)) -> io::Result<()> {
     while let Some(chunk) = handle.next_output().await {
-        if let Err(e) = sink.write_all(&chunk).await {
-            return End::Error(e);
-        }
+        sink.write_all(&chunk).await?;
     }
-    End::Kicked
+    Ok(())
 }

@@ -126,7 +126,7 @@ impl PtyEndpoint {
                     continue;
                 }
             };
-            let Ok(permit) = cx.clients.clone().acquire_owned().await else {
+            let Ok(slot) = cx.clients.clone().acquire_owned().await else {
                 return;
             };
             let handle = cx.hub.attach_with(name.clone(), policy);
@@ -139,11 +139,11 @@ impl PtyEndpoint {
                 session,
                 &options,
                 linger,
+                slot,
                 cx.shutdown.clone(),
             )
             .instrument(span)
             .await;
-            drop(permit);
             // Device data the program did not read is dropped with the
             // session, not handed to the next program that opens the port.
             // (Output only: a program that reopened already may have written.)

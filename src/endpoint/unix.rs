@@ -75,6 +75,12 @@ impl Drop for UnixEndpoint {
     }
 }
 
+impl std::os::fd::AsFd for UnixEndpoint {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+}
+
 impl Accept for UnixEndpoint {
     type Source = OwnedReadHalf;
     type Sink = OwnedWriteHalf;

@@ -78,6 +78,9 @@ pub struct ClientStats {
     pub dropped: AtomicU64,
     /// Client bytes not sent to the device (a read-only endpoint).
     pub discarded: AtomicU64,
+    /// Client bytes the kernel acknowledged but discarded when the
+    /// connection was reset before serialhub could read them.
+    pub lost: AtomicU64,
 }
 
 /// Counters for the whole hub.
@@ -88,6 +91,11 @@ pub struct HubStats {
     pub dropped: AtomicU64,
     pub kicked: AtomicU64,
     pub connected: AtomicU64,
+    /// Connections refused: `--max-clients` reached, or no file descriptor
+    /// to spare.
+    pub refused: AtomicU64,
+    /// Client bytes lost to connection resets (see [`ClientStats::lost`]).
+    pub lost: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -323,6 +331,18 @@ impl ClientHandle {
     /// detached. Cancel safe.
     pub async fn next_output(&self) -> Option<Bytes> {
         self.slot.queue.pop().await
+    }
+
+    /// Stops fan-out to this client, which takes no more device data (its
+    /// connection failed). Its writes still go to the device.
+    pub fn close_output(&self) {
+        self.slot.queue.close();
+    }
+
+    /// Counts client bytes the kernel discarded before they could be read.
+    pub fn count_lost(&self, n: usize) {
+        self.slot.stats.lost.fetch_add(n as u64, Relaxed);
+        self.hub.stats.lost.fetch_add(n as u64, Relaxed);
     }
 
     /// Cancelled when the hub disconnects this client.

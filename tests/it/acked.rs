@@ -1,0 +1,206 @@
+//! Issue 8: a byte the kernel acknowledged to a client reaches the device,
+//! however the client leaves: close while the device talks, half-close then
+//! read, or reset in the middle of a flood.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use crate::common::{PtyDevice, Server};
+
+/// A device that talks all the time, so writes toward clients that have
+/// closed fail while their commands still wait to be written.
+fn chatter(device: &Arc<PtyDevice>, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let (device, stop) = (device.clone(), stop.clone());
+    std::thread::spawn(move || {
+        while !stop.load(Relaxed) {
+            device.send(b"device-chatter-0123456789\n");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+}
+
+/// A client that writes the counter pattern as fast as it is let and reads
+/// and discards everything, keeping the write path busy.
+fn flooder(addr: SocketAddr, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    let stop = stop.clone();
+    std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut r = s.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        let mut pattern = serialhub::pattern::Generator::new();
+        let mut buf = vec![0u8; 900];
+        s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+        while !stop.load(Relaxed) {
+            pattern.fill(&mut buf);
+            let _ = s.write_all(&buf);
+        }
+    })
+}
+
+/// Bytes the client's kernel still holds unsent (`SIOCOUTQ`).
+fn unsent(s: &TcpStream) -> usize {
+    nix::ioctl_read_bad!(siocoutq, libc::TIOCOUTQ, libc::c_int);
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (== TIOCOUTQ) writes one c_int.
+    unsafe { siocoutq(s.as_raw_fd(), &mut n) }.expect("SIOCOUTQ");
+    usize::try_from(n).unwrap()
+}
+
+/// Closes with a reset (SO_LINGER 0) instead of a FIN.
+fn reset(s: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a correctly sized option value.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_LINGER");
+    drop(s);
+}
+
+fn token(i: usize) -> Vec<u8> {
+    format!("ONESHOT-{i:04}\n").into_bytes()
+}
+
+/// Waits until the device has received every token; returns the ones missing.
+fn missing_tokens(device: &PtyDevice, n: usize, timeout: Duration) -> Vec<usize> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = device.received();
+        let missing: Vec<usize> = (0..n)
+            .filter(|&i| {
+                let t = token(i);
+                got.windows(t.len()).filter(|w| *w == t.as_slice()).count() != 1
+            })
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            return missing;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn issue8_one_shot_commands_reach_a_chatty_device() {
+    const CLIENTS: usize = 1000;
+    const WORKERS: usize = 8;
+    let device = Arc::new(PtyDevice::new());
+    let server = Server::serve(&device.path, 115_200, &["--max-clients", "1024"]);
+    let addr = server.addr();
+    let stop = Arc::new(AtomicBool::new(false));
+    let talker = chatter(&device, &stop);
+    let flood = flooder(addr, &stop);
+
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|w| {
+            std::thread::spawn(move || {
+                for i in (w..CLIENTS).step_by(WORKERS) {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    s.write_all(&token(i)).unwrap();
+                    if i % 2 == 1 {
+                        // Half-close, then read as a request/response
+                        // client does: it must still get data.
+                        s.shutdown(Shutdown::Write).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                        let mut buf = [0u8; 64];
+                        let n = s.read(&mut buf).expect("a half-closed client still reads");
+                        assert!(n > 0, "client {i} got EOF instead of device data");
+                    }
+                    // Unread device data makes this close a reset.
+                    drop(s);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let missing = missing_tokens(&device, CLIENTS, Duration::from_secs(60));
+    stop.store(true, Relaxed);
+    talker.join().unwrap();
+    flood.join().unwrap();
+    assert!(
+        missing.is_empty(),
+        "{} of {CLIENTS} acknowledged commands never reached the device \
+         (or arrived more than once), e.g. {:?}\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        server.log()
+    );
+}
+
+#[test]
+fn issue8_flooding_client_that_resets_delivers_what_was_acknowledged() {
+    for round in 0..3 {
+        let device = Arc::new(PtyDevice::new());
+        let server = Server::serve(&device.path, 115_200, &[]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let talker = chatter(&device, &stop);
+
+        let mut s = TcpStream::connect(server.addr()).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let mut pattern = serialhub::pattern::Generator::new();
+        let mut sent = Vec::new();
+        let mut buf = vec![0u8; 1000];
+        let start = Instant::now();
+        // Flood for a while, never reading: the device's chatter piles up
+        // unread, so the close below is a reset either way.
+        while start.elapsed() < Duration::from_millis(700 + 300 * round) {
+            pattern.fill(&mut buf);
+            let mut rest = &buf[..];
+            while !rest.is_empty() && start.elapsed() < Duration::from_secs(3) {
+                match s.write(rest) {
+                    Ok(n) => {
+                        sent.extend_from_slice(&rest[..n]);
+                        rest = &rest[n..];
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("flood write: {e}"),
+                }
+            }
+        }
+        let acked = sent.len() - unsent(&s);
+        reset(s);
+
+        let ok = {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let flood = device.received();
+                if flood.len() >= acked || Instant::now() > deadline {
+                    break flood;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        stop.store(true, Relaxed);
+        talker.join().unwrap();
+        assert!(
+            ok.len() >= acked,
+            "round {round}: the device got {} of the {acked} acknowledged bytes\n{}",
+            ok.len(),
+            server.log()
+        );
+        assert_eq!(
+            ok[..],
+            sent[..ok.len()],
+            "round {round}: the device got other bytes than were sent"
+        );
+    }
+}
