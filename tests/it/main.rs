@@ -2,10 +2,12 @@
 
 mod common;
 
+mod acked;
 mod backpressure;
 mod fanout;
 mod hotplug;
 mod lifecycle;
+mod limits;
 mod sharing;
 mod slow_reader;
 mod traffic;
