@@ -42,7 +42,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct LineArgs {
-    /// Baud rate.
+    /// Baud rate (50 to 20000000).
     #[arg(short, long, default_value_t = 9600)]
     pub baud: u32,
     /// Data bits per character (5-8).
@@ -67,23 +67,25 @@ pub struct ServeArgs {
     pub line: LineArgs,
     /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH or pty:PATH,
     /// then options: ,access=rw|ro ,framing=none|line ,delimiter=lf|cr|nul|0xNN
-    /// ,max-line=SIZE ,lock=none|inband ,slow-reader=POLICY ,mode=0660 (unix).
+    /// ,max-line=SIZE (1 to 64KiB) ,lock=none|inband ,slow-reader=POLICY
+    /// ,mode=0000-0777 (unix).
     /// Default: tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,
     /// What happens to a client that reads slower than the device sends.
     #[arg(long, value_enum, default_value_t = SlowReaderPolicy::Disconnect)]
     pub slow_reader: SlowReaderPolicy,
-    /// Bytes queued per client before the slow-reader policy acts, e.g. 64KiB.
-    /// Default: 2 s of line time, at least 16KiB.
+    /// Bytes queued per client before the slow-reader policy acts, e.g. 64KiB
+    /// (4KiB to 64MiB). Default: 2 s of line time, at least 16KiB.
     #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
     pub client_queue: Option<usize>,
     /// Most line time that bytes accepted from clients may wait before reaching
-    /// the wire (socket buffers plus serialhub's own queue), e.g. 1s, 500ms.
+    /// the wire (socket buffers plus serialhub's own queue), e.g. 1s, 500ms
+    /// (10ms to 1h; serialhub's own queue holds at most 64MiB).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
     pub max_inflight: Duration,
     /// Log the port's counters (bytes, clients, drops, kicks) this often when
-    /// they have changed; 0 turns it off.
+    /// they have changed; 0 turns it off (else 1s to 1day).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
     pub stats_every: Duration,
     /// Do not pace writes at the line rate; rely on the driver's output queue
@@ -92,14 +94,19 @@ pub struct ServeArgs {
     /// in-flight bound on drivers that do not report their output queue.
     #[arg(long)]
     pub no_pacing: bool,
-    /// Most clients connected at once, over all endpoints.
+    /// Most clients connected at once, over all endpoints (1 to 65536).
     #[arg(long, default_value_t = 256)]
     pub max_clients: usize,
     /// A client holding the exclusive write lock loses it after writing
-    /// nothing for this long.
+    /// nothing for this long (10ms to 1h).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", value_name = "DURATION")]
     pub lock_idle: Duration,
-    /// On shutdown, how long to keep writing bytes already accepted for the device.
+    /// A client holding the exclusive write lock loses it after holding it
+    /// this long, however busy it is (100ms to 1day).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
+    pub lock_max: Duration,
+    /// On shutdown, how long to keep writing bytes already accepted for the
+    /// device (0 to 1h).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
     pub drain_timeout: Duration,
     /// Keep a traffic log of the port in this directory, which must exist.
@@ -108,10 +115,12 @@ pub struct ServeArgs {
     /// Traffic log format: text (hex and ASCII side by side) or json (JSON lines).
     #[arg(long, value_enum, default_value_t = Format::Text, requires = "log")]
     pub log_format: Format,
-    /// Start a new traffic log file before one would grow past SIZE, e.g. 64KiB.
+    /// Start a new traffic log file before one would grow past SIZE, e.g. 64KiB
+    /// (4KiB to 1TiB).
     #[arg(long, value_parser = parse_bytes, default_value = "16MiB", value_name = "SIZE", requires = "log")]
     pub log_max_size: usize,
-    /// Most traffic log files kept, the current one included; older ones are deleted.
+    /// Most traffic log files kept, the current one included; older ones are
+    /// deleted (1 to 1000).
     #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N", requires = "log")]
     pub log_keep: usize,
 }
@@ -155,7 +164,7 @@ pub struct SimArgs {
     /// sink: receive and check the counter pattern.
     #[arg(short, long, value_enum)]
     pub mode: SimMode,
-    /// Line rate to pace at (8N1: baud/10 bytes per second).
+    /// Line rate to pace at (8N1: baud/10 bytes per second), 50 to 20000000.
     #[arg(short, long, default_value_t = 9600)]
     pub baud: u32,
     /// Symlink to create at this path, pointing at the simulator's tty.

@@ -7,7 +7,13 @@
 //! is asked for the other half (Linux enforces a minimum of about 2 KiB of
 //! buffer space, of which well under half is payload), and the device writer
 //! keeps the tty's buffer to a 20 ms lead.
+//!
+//! Every numeric setting has a range, below; a value outside it is refused
+//! with an error naming the flag and the range, so no setting can overflow a
+//! size, a duration or a semaphore further in. The README and `--help` quote
+//! these ranges.
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
@@ -27,21 +33,116 @@ const CLIENT_QUEUE_MIN: usize = 16 * 1024;
 const SEND_BUFFER_MIN: usize = 4096;
 /// A lock holder that writes nothing for this long loses the write lock.
 pub const DEFAULT_LOCK_IDLE: Duration = Duration::from_secs(5);
+/// A lock holder loses the write lock after holding it this long.
+pub const DEFAULT_LOCK_MAX: Duration = Duration::from_secs(60);
 /// Smallest write budget; below this, per-chunk overheads dominate.
 const MIN_BUDGET: usize = 16;
+/// Largest write budget, whatever `--max-inflight` allows: the budget is
+/// memory (bytes read from clients and not yet written), so it is capped
+/// like every other queue. 64 MiB is over half a minute at 20 Mbaud.
+pub const MAX_BUDGET: usize = 64 << 20;
+
+const MIB: usize = 1 << 20;
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+const fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `--client-queue`: at least one device read, at most 64 MiB per client.
+pub const CLIENT_QUEUE: RangeInclusive<usize> = READ_CHUNK..=64 * MIB;
+/// `--max-inflight`: below 10 ms a chunk is a byte or two; above an hour is
+/// no bound at all.
+pub const MAX_INFLIGHT: RangeInclusive<Duration> = ms(10)..=secs(3600);
+/// `--stats-every`, when not 0 (off).
+pub const STATS_EVERY: RangeInclusive<Duration> = secs(1)..=secs(86_400);
+/// `--max-clients`.
+pub const MAX_CLIENTS: RangeInclusive<usize> = 1..=65_536;
+/// `--lock-idle`.
+pub const LOCK_IDLE: RangeInclusive<Duration> = ms(10)..=secs(3600);
+/// `--lock-max`.
+pub const LOCK_MAX: RangeInclusive<Duration> = ms(100)..=secs(86_400);
+/// `--drain-timeout`: 0 writes nothing more at shutdown.
+pub const DRAIN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=secs(3600);
+/// `--log-max-size`: 4 KiB to 1 TiB per file.
+pub const LOG_MAX_SIZE: RangeInclusive<u64> = traffic::MIN_MAX_SIZE..=1 << 40;
+/// `--log-keep`: files kept, the current one included.
+pub const LOG_KEEP: RangeInclusive<usize> = 1..=1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error(transparent)]
-    Line(#[from] LineError),
-    #[error("--max-clients must be at least 1")]
-    NoClients,
-    #[error("--max-inflight must be more than zero")]
-    NoInflight,
-    #[error("--log-max-size must be at least {min} bytes")]
-    LogTooSmall { min: u64 },
-    #[error("--log-keep must be at least 1")]
-    LogKeep,
+    #[error("{option}: {why}")]
+    Line {
+        option: &'static str,
+        why: LineError,
+    },
+    #[error("{option} {value} is out of range ({range})")]
+    OutOfRange {
+        option: &'static str,
+        value: String,
+        range: String,
+    },
+}
+
+impl ConfigError {
+    fn line(e: LineError) -> Self {
+        let option = match e {
+            LineError::Baud(_) => "--baud",
+            LineError::DataBits(_) => "--data-bits",
+            LineError::StopBits(_) => "--stop-bits",
+        };
+        ConfigError::Line { option, why: e }
+    }
+}
+
+/// A duration as messages and help text write it: `10ms`, `1h`.
+pub fn duration_text(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// A size in bytes as messages and help text write it: `4KiB`, `64MiB`, `1000`.
+pub fn size_text(n: u64) -> String {
+    let unit = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)]
+        .into_iter()
+        .find(|(_, shift)| n >> shift > 0 && n.is_multiple_of(1 << shift));
+    match unit {
+        Some((name, shift)) => format!("{}{name}", n >> shift),
+        None => n.to_string(),
+    }
+}
+
+fn usize_size_text(n: usize) -> String {
+    size_text(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+fn count_text(n: usize) -> String {
+    n.to_string()
+}
+
+/// `value` if `range` holds it, else an error naming `option` and the range,
+/// both written by `text`.
+fn check<T: PartialOrd + Copy>(
+    option: &'static str,
+    value: T,
+    range: &RangeInclusive<T>,
+    text: fn(T) -> String,
+) -> Result<T, ConfigError> {
+    if range.contains(&value) {
+        return Ok(value);
+    }
+    Err(ConfigError::OutOfRange {
+        option,
+        value: text(value),
+        range: format!("{} to {}", text(*range.start()), text(*range.end())),
+    })
+}
+
+/// The line settings of `sim --baud`.
+pub fn sim_line(baud: u32) -> Result<LineSettings, ConfigError> {
+    let line = LineSettings::with_baud(baud);
+    line.validate().map_err(ConfigError::line)?;
+    Ok(line)
 }
 
 #[derive(Clone, Debug)]
@@ -69,34 +170,61 @@ impl ServeConfig {
             stop_bits: a.line.stop_bits,
             flow_control: a.line.flow_control,
         };
-        line.validate()?;
-        if a.max_clients == 0 {
-            return Err(ConfigError::NoClients);
-        }
-        if a.max_inflight.is_zero() {
-            return Err(ConfigError::NoInflight);
+        line.validate().map_err(ConfigError::line)?;
+        let max_inflight = check(
+            "--max-inflight",
+            a.max_inflight,
+            &MAX_INFLIGHT,
+            duration_text,
+        )?;
+        let max_clients = check("--max-clients", a.max_clients, &MAX_CLIENTS, count_text)?;
+        let lock_idle = check("--lock-idle", a.lock_idle, &LOCK_IDLE, duration_text)?;
+        let lock_max = check("--lock-max", a.lock_max, &LOCK_MAX, duration_text)?;
+        let drain_timeout = check(
+            "--drain-timeout",
+            a.drain_timeout,
+            &DRAIN_TIMEOUT,
+            duration_text,
+        )?;
+        let stats_every = (!a.stats_every.is_zero()).then_some(a.stats_every);
+        if let Some(every) = stats_every
+            && !STATS_EVERY.contains(&every)
+        {
+            return Err(ConfigError::OutOfRange {
+                option: "--stats-every",
+                value: duration_text(every),
+                range: format!(
+                    "0 for off, or {} to {}",
+                    duration_text(*STATS_EVERY.start()),
+                    duration_text(*STATS_EVERY.end())
+                ),
+            });
         }
         let listen = if a.listen.is_empty() {
             vec![DEFAULT_LISTEN.parse().expect("default endpoint parses")]
         } else {
             a.listen.clone()
         };
-        let client_queue = a
-            .client_queue
-            .unwrap_or_else(|| line.bytes_in(CLIENT_QUEUE_TIME).max(CLIENT_QUEUE_MIN));
+        let client_queue = match a.client_queue {
+            Some(n) => check("--client-queue", n, &CLIENT_QUEUE, usize_size_text)?,
+            None => line
+                .bytes_in(CLIENT_QUEUE_TIME)
+                .clamp(CLIENT_QUEUE_MIN, *CLIENT_QUEUE.end()),
+        };
         Ok(ServeConfig {
             device: a.device.clone(),
             hub: HubConfig {
-                lock_idle: a.lock_idle,
-                ..hub_config(&line, a.max_inflight, client_queue, a.slow_reader)
+                lock_idle,
+                lock_max,
+                ..hub_config(&line, max_inflight, client_queue, a.slow_reader)
             },
-            sockets: socket_sizing(&line, a.max_inflight),
+            sockets: socket_sizing(&line, max_inflight),
             line,
             listen,
-            max_clients: a.max_clients,
-            drain_timeout: a.drain_timeout,
+            max_clients,
+            drain_timeout,
             pacing: !a.no_pacing,
-            stats_every: (!a.stats_every.is_zero()).then_some(a.stats_every),
+            stats_every,
             traffic: traffic_config(a)?,
         })
     }
@@ -104,20 +232,13 @@ impl ServeConfig {
 
 fn traffic_config(a: &ServeArgs) -> Result<Option<TrafficConfig>, ConfigError> {
     let Some(dir) = &a.log else { return Ok(None) };
-    let max_size = a.log_max_size as u64;
-    if max_size < traffic::MIN_MAX_SIZE {
-        return Err(ConfigError::LogTooSmall {
-            min: traffic::MIN_MAX_SIZE,
-        });
-    }
-    if a.log_keep == 0 {
-        return Err(ConfigError::LogKeep);
-    }
+    // A size that does not fit in u64 is out of range anyway.
+    let max_size = u64::try_from(a.log_max_size).unwrap_or(u64::MAX);
     Ok(Some(TrafficConfig {
         dir: dir.clone(),
         format: a.log_format,
-        max_size,
-        keep: a.log_keep,
+        max_size: check("--log-max-size", max_size, &LOG_MAX_SIZE, size_text)?,
+        keep: check("--log-keep", a.log_keep, &LOG_KEEP, count_text)?,
     }))
 }
 
@@ -128,7 +249,7 @@ pub fn hub_config(
     client_queue: usize,
     slow_reader: SlowReaderPolicy,
 ) -> HubConfig {
-    let write_budget = (line.bytes_in(max_inflight) / 2).max(MIN_BUDGET);
+    let write_budget = (line.bytes_in(max_inflight) / 2).clamp(MIN_BUDGET, MAX_BUDGET);
     HubConfig {
         client_queue: client_queue.max(READ_CHUNK),
         slow_reader,
@@ -136,6 +257,7 @@ pub fn hub_config(
         // A quarter of the budget per read lets up to four writers take turns.
         write_chunk: (write_budget / 4).max(1),
         lock_idle: DEFAULT_LOCK_IDLE,
+        lock_max: DEFAULT_LOCK_MAX,
     }
 }
 
@@ -180,6 +302,231 @@ mod tests {
         }
     }
 
+    /// The error for `extra`, which must name `option` and `range`.
+    fn refused(extra: &[&str], option: &str, range: &str) {
+        let e = ServeConfig::from_args(&serve_args(extra))
+            .expect_err(&format!("{extra:?} accepted"))
+            .to_string();
+        assert!(e.contains(option), "{extra:?}: {e}");
+        assert!(e.contains(range), "{extra:?}: {e}");
+    }
+
+    #[test]
+    fn issue8_numeric_settings_out_of_range_are_refused() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["--max-clients", "0"], "--max-clients", "1 to 65536"),
+            (&["--max-clients", "65537"], "--max-clients", "1 to 65536"),
+            (
+                &["--max-clients", "18446744073709551615"],
+                "--max-clients",
+                "1 to 65536",
+            ),
+            (&["--max-inflight", "0s"], "--max-inflight", "10ms to 1h"),
+            (&["--max-inflight", "9ms"], "--max-inflight", "10ms to 1h"),
+            (
+                &["--max-inflight", "500000000000y"],
+                "--max-inflight",
+                "10ms to 1h",
+            ),
+            (
+                &["--max-inflight", "33554432s"],
+                "--max-inflight",
+                "10ms to 1h",
+            ),
+            (&["--client-queue", "0"], "--client-queue", "4KiB to 64MiB"),
+            (
+                &["--client-queue", "4095"],
+                "--client-queue",
+                "4KiB to 64MiB",
+            ),
+            (
+                &["--client-queue", "18446744073709551615"],
+                "--client-queue",
+                "4KiB to 64MiB",
+            ),
+            (&["--lock-idle", "0s"], "--lock-idle", "10ms to 1h"),
+            (
+                &["--lock-idle", "500000000000y"],
+                "--lock-idle",
+                "10ms to 1h",
+            ),
+            (&["--lock-max", "99ms"], "--lock-max", "100ms to 1day"),
+            (&["--lock-max", "2days"], "--lock-max", "100ms to 1day"),
+            (&["--drain-timeout", "61min"], "--drain-timeout", "0s to 1h"),
+            (
+                &["--stats-every", "1ms"],
+                "--stats-every",
+                "0 for off, or 1s to 1day",
+            ),
+            (
+                &["--stats-every", "1000000000000000000s"],
+                "--stats-every",
+                "1s to 1day",
+            ),
+            (&["--baud", "49"], "--baud", "50 to 20000000"),
+            (&["--baud", "20000001"], "--baud", "50 to 20000000"),
+            (&["--data-bits", "4"], "--data-bits", "5, 6, 7 or 8"),
+            (&["--stop-bits", "0"], "--stop-bits", "1 or 2"),
+            (
+                &["--log", "x", "--log-keep", "1001"],
+                "--log-keep",
+                "1 to 1000",
+            ),
+            (
+                &["--log", "x", "--log-max-size", "4095"],
+                "--log-max-size",
+                "4KiB to 1TiB",
+            ),
+            (
+                &["--log", "x", "--log-max-size", "2TiB"],
+                "--log-max-size",
+                "4KiB to 1TiB",
+            ),
+        ];
+        for (extra, option, range) in cases {
+            refused(extra, option, range);
+        }
+    }
+
+    #[test]
+    fn issue8_range_ends_are_accepted() {
+        let cfg = |extra: &[&str]| {
+            ServeConfig::from_args(&serve_args(extra)).unwrap_or_else(|e| panic!("{extra:?}: {e}"))
+        };
+        let c = cfg(&[
+            "--max-clients",
+            "1",
+            "--lock-idle",
+            "10ms",
+            "--lock-max",
+            "100ms",
+        ]);
+        assert_eq!(c.max_clients, 1);
+        assert_eq!(c.hub.lock_idle, Duration::from_millis(10));
+        assert_eq!(c.hub.lock_max, Duration::from_millis(100));
+        let c = cfg(&[
+            "--max-clients",
+            "65536",
+            "--lock-idle",
+            "1h",
+            "--lock-max",
+            "1day",
+        ]);
+        assert_eq!(c.max_clients, 65536);
+        assert_eq!(c.hub.lock_max, Duration::from_secs(86_400));
+        assert_eq!(cfg(&["--stats-every", "0"]).stats_every, None);
+        assert_eq!(
+            cfg(&["--stats-every", "1s"]).stats_every,
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            cfg(&["--drain-timeout", "0s"]).drain_timeout,
+            Duration::ZERO
+        );
+        assert_eq!(cfg(&["--client-queue", "4KiB"]).hub.client_queue, 4096);
+        assert_eq!(cfg(&["--client-queue", "64MiB"]).hub.client_queue, 64 << 20);
+        let t = cfg(&["--log", "x", "--log-max-size", "1TiB", "--log-keep", "1000"]);
+        assert_eq!(
+            t.traffic.map(|t| (t.max_size, t.keep)),
+            Some((1 << 40, 1000))
+        );
+    }
+
+    /// The chunk-size wrap of issue 8: every size derived from the largest
+    /// in-flight allowance, at any baud rate, fits the types it is used as.
+    #[test]
+    fn issue8_derived_sizes_stay_usable_at_the_extremes() {
+        for baud in [crate::line::MIN_BAUD, 10_240, 9600, 4_000_000, 20_000_000] {
+            for inflight in [*MAX_INFLIGHT.start(), *MAX_INFLIGHT.end()] {
+                let line = LineSettings::with_baud(baud);
+                let h = hub_config(&line, inflight, CLIENT_QUEUE_MIN, SlowReaderPolicy::Drop);
+                assert!(
+                    (MIN_BUDGET..=MAX_BUDGET).contains(&h.write_budget),
+                    "{baud} {inflight:?}"
+                );
+                assert!(h.write_chunk >= 1 && h.write_chunk <= h.write_budget);
+                assert!(u32::try_from(h.write_chunk).is_ok());
+                assert!(h.write_budget <= tokio::sync::Semaphore::MAX_PERMITS);
+            }
+        }
+        // 1 h at 10240 baud: a budget of 1.8 MB, not the wrapped 0-byte chunk.
+        let h = hub_config(
+            &LineSettings::with_baud(10_240),
+            *MAX_INFLIGHT.end(),
+            0,
+            SlowReaderPolicy::Drop,
+        );
+        assert_eq!(h.write_budget, 1024 * 3600 / 2);
+        assert_eq!(h.write_chunk, h.write_budget / 4);
+    }
+
+    #[test]
+    fn issue8_default_client_queue_is_in_range() {
+        for baud in ["50", "9600", "20000000"] {
+            let c = ServeConfig::from_args(&serve_args(&["--baud", baud])).unwrap();
+            assert!(CLIENT_QUEUE.contains(&c.hub.client_queue), "{baud}");
+        }
+    }
+
+    #[test]
+    fn sizes_and_ranges_read_well() {
+        assert_eq!(size_text(4096), "4KiB");
+        assert_eq!(size_text(64 << 20), "64MiB");
+        assert_eq!(size_text(1 << 40), "1TiB");
+        assert_eq!(size_text(4095), "4095");
+        assert_eq!(size_text(0), "0");
+        assert_eq!(duration_text(Duration::from_millis(10)), "10ms");
+        assert!(sim_line(49).unwrap_err().to_string().contains("--baud"));
+        assert_eq!(sim_line(115_200).unwrap().baud, 115_200);
+    }
+
+    /// `--help` quotes the ranges checked here.
+    #[test]
+    fn help_states_the_ranges() {
+        use clap::CommandFactory;
+        let mut cmd = crate::cli::Cli::command();
+        let serve = cmd.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_long_help().to_string();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let d = |r: &RangeInclusive<Duration>| {
+            format!(
+                "{} to {}",
+                duration_text(*r.start()),
+                duration_text(*r.end())
+            )
+        };
+        let n = |r: &RangeInclusive<usize>| format!("{} to {}", r.start(), r.end());
+        let s = |r: &RangeInclusive<usize>| {
+            format!(
+                "{} to {}",
+                usize_size_text(*r.start()),
+                usize_size_text(*r.end())
+            )
+        };
+        for want in [
+            format!("(50 to {})", crate::line::MAX_BAUD),
+            format!("({})", s(&CLIENT_QUEUE)),
+            format!("({};", d(&MAX_INFLIGHT)),
+            format!("(else {})", d(&STATS_EVERY)),
+            format!("({})", n(&MAX_CLIENTS)),
+            format!("({})", d(&LOCK_IDLE)),
+            format!("({})", d(&LOCK_MAX)),
+            "(0 to 1h)".to_owned(),
+            format!(
+                "({} to {})",
+                size_text(*LOG_MAX_SIZE.start()),
+                size_text(*LOG_MAX_SIZE.end())
+            ),
+            format!("({})", n(&LOG_KEEP)),
+            format!(
+                "max-line=SIZE (1 to {})",
+                usize_size_text(crate::endpoint::options::MAX_MAX_LINE)
+            ),
+        ] {
+            assert!(help.contains(&want), "--help lacks {want:?}:\n{help}");
+        }
+    }
+
     #[test]
     fn traffic_log_settings_are_validated() {
         let cfg = |extra: &[&str]| ServeConfig::from_args(&serve_args(extra));
@@ -191,7 +538,7 @@ mod tests {
         assert_eq!(t.max_size, 65536);
         assert_eq!(t.keep, traffic::DEFAULT_KEEP);
         let e = cfg(&["--log", "x", "--log-max-size", "100"]).unwrap_err();
-        assert!(e.to_string().contains("at least 4096 bytes"), "{e}");
+        assert!(e.to_string().contains("(4KiB to 1TiB)"), "{e}");
         let e = cfg(&["--log", "x", "--log-keep", "0"]).unwrap_err();
         assert!(e.to_string().contains("--log-keep"), "{e}");
     }

@@ -8,8 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use serialhub::cli::{Cli, Command};
-use serialhub::config::ServeConfig;
-use serialhub::line::LineSettings;
+use serialhub::config::{self, ConfigError, ServeConfig};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -37,8 +36,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("serialhub: error: {e:#}");
-            ExitCode::FAILURE
+            exit_code(&e)
         }
+    }
+}
+
+/// Settings out of range are usage errors, like the ones clap reports
+/// (exit status 2); anything else that stops serialhub is 1.
+fn exit_code(e: &anyhow::Error) -> ExitCode {
+    if e.downcast_ref::<ConfigError>().is_some() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
     }
 }
 
@@ -51,7 +60,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serialhub::serve(cfg, shutdown).await?;
         }
         Command::Sim(args) => {
-            let line = LineSettings::with_baud(args.baud);
+            let line = config::sim_line(args.baud).context("invalid settings")?;
             serialhub::sim::run(args.mode, line, &args.link, shutdown).await?;
         }
         Command::Log(args) => serialhub::logcmd::run(&args)?,

@@ -122,7 +122,8 @@ impl DeviceWriter {
             if queued <= self.lead {
                 return Ok(());
             }
-            tokio::time::sleep(self.char_time * (queued - self.lead) as u32).await;
+            let over = u32::try_from(queued - self.lead).unwrap_or(u32::MAX);
+            tokio::time::sleep(self.char_time.saturating_mul(over)).await;
         }
     }
 }

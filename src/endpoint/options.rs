@@ -8,7 +8,7 @@
 //!
 //! Options apply to every client of the endpoint:
 //! `access=rw|ro`, `framing=none|line`, `delimiter=lf|cr|nul|0xNN`,
-//! `max-line=BYTES`, `lock=none|inband`, `slow-reader=disconnect|drop|block`,
+//! `max-line=BYTES` (1 to 64 KiB), `lock=none|inband`, `slow-reader=disconnect|drop|block`,
 //! and `mode=OCTAL` (unix only).
 
 use std::path::PathBuf;
@@ -73,6 +73,9 @@ pub struct EndpointOptions {
 
 /// Default longest line for `framing=line`.
 pub const DEFAULT_MAX_LINE: usize = 1024;
+/// Largest `max-line`: the partial line is held in memory per client, and
+/// each read for a line-framed client is up to this size.
+pub const MAX_MAX_LINE: usize = 64 * 1024;
 /// Default unix socket mode: owner and group may connect.
 pub const DEFAULT_UNIX_MODE: u32 = 0o660;
 
@@ -187,16 +190,20 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 "nul" => 0,
                 hex => hex
                     .strip_prefix("0x")
+                    .filter(|h| (1..=2).contains(&h.len()))
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or(OptErr::Value("expected lf, cr, nul or a byte like 0x03"))?,
+                    .ok_or(OptErr::Value(
+                        "expected lf, cr, nul or a byte from 0x00 to 0xff, like 0x03",
+                    ))?,
             }
         }
         "max-line" => {
             o.max_line = crate::cli::parse_bytes(value)
                 .ok()
-                .filter(|n| *n > 0)
+                .filter(|n| (1..=MAX_MAX_LINE).contains(n))
                 .ok_or(OptErr::Value(
-                    "expected a size in bytes, such as 256 or 4KiB",
+                    "expected a size from 1 to 64KiB, such as 256 or 4KiB",
                 ))?
         }
         "lock" => {
@@ -213,10 +220,14 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
             )
         }
         "mode" if matches!(kind, EndpointKind::Unix { .. }) => {
-            o.mode = u32::from_str_radix(value, 8)
-                .ok()
+            o.mode = Some(value)
+                .filter(|v| (1..=4).contains(&v.len()))
+                .filter(|v| v.bytes().all(|b| matches!(b, b'0'..=b'7')))
+                .and_then(|v| u32::from_str_radix(v, 8).ok())
                 .filter(|m| *m <= 0o777)
-                .ok_or(OptErr::Value("expected an octal file mode such as 0660"))?
+                .ok_or(OptErr::Value(
+                    "expected an octal file mode from 0000 to 0777, such as 0660",
+                ))?
         }
         "mode" => return Err(OptErr::Value("only unix endpoints have a mode")),
         _ => return Err(OptErr::Unknown),
@@ -327,5 +338,58 @@ mod tests {
         assert!(err("tcp:1.2.3.4:5,mode=0600").contains("only unix endpoints"));
         assert!(err("unix:/x,mode=999").contains("octal"));
         assert!(err("tcp:h:1,max-line=0").contains("max-line"));
+    }
+
+    #[test]
+    fn numeric_options_have_ranges() {
+        let err = |s: &str| s.parse::<EndpointSpec>().unwrap_err().to_string();
+        for bad in [
+            "0",
+            "-1",
+            "65537",
+            "1MiB",
+            "18446744073709551615",
+            "99999999999999999999",
+            "x",
+            "",
+        ] {
+            let e = err(&format!("tcp:h:1,max-line={bad}"));
+            assert!(
+                e.contains("max-line") && e.contains("1 to 64KiB"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(parse("tcp:h:1,max-line=1").options.max_line, 1);
+        assert_eq!(
+            parse("tcp:h:1,max-line=64KiB").options.max_line,
+            MAX_MAX_LINE
+        );
+        for bad in ["0x", "0x100", "0x+5", "0xzz", "3", "0x0003", "-0x1"] {
+            let e = err(&format!("tcp:h:1,delimiter={bad}"));
+            assert!(
+                e.contains("delimiter") && e.contains("0x00 to 0xff"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(parse("tcp:h:1,delimiter=0xff").options.delimiter, 0xff);
+        assert_eq!(parse("tcp:h:1,delimiter=0x0").options.delimiter, 0);
+        for bad in [
+            "1000",
+            "+660",
+            "0o660",
+            "",
+            "00000660",
+            "8",
+            "-1",
+            "4294967296",
+        ] {
+            let e = err(&format!("unix:/x,mode={bad}"));
+            assert!(
+                e.contains("mode") && e.contains("0000 to 0777"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(parse("unix:/x,mode=0").options.mode, 0);
+        assert_eq!(parse("unix:/x,mode=777").options.mode, 0o777);
     }
 }

@@ -59,6 +59,9 @@ pub struct HubConfig {
     pub write_chunk: usize,
     /// A write-lock holder that writes nothing for this long loses the lock.
     pub lock_idle: Duration,
+    /// A write-lock holder loses the lock after holding it this long, so a
+    /// client that keeps trickling bytes cannot keep the others off forever.
+    pub lock_max: Duration,
 }
 
 /// Chunks in the write channel. Every chunk holds at least one budget permit,
@@ -163,11 +166,14 @@ impl Hub {
     }
 
     /// A hub whose traffic (and clients' comings and goings) goes to `traffic`.
-    pub fn with_traffic(config: HubConfig, traffic: TrafficLog) -> (Arc<Hub>, WriteQueue) {
+    pub fn with_traffic(mut config: HubConfig, traffic: TrafficLog) -> (Arc<Hub>, WriteQueue) {
+        // The settings are validated far smaller; this only keeps
+        // `Semaphore::new` from panicking whatever it is given.
+        config.write_budget = config.write_budget.clamp(1, Semaphore::MAX_PERMITS);
         let (writes, rx) = mpsc::channel(WRITE_CHANNEL_CHUNKS);
         let hub = Hub {
-            budget: Arc::new(Semaphore::new(config.write_budget.max(1))),
-            lock: WriteLock::new(config.lock_idle),
+            budget: Arc::new(Semaphore::new(config.write_budget)),
+            lock: WriteLock::new(config.lock_idle, config.lock_max),
             config,
             clients: Mutex::new(Vec::new()),
             next_id: AtomicU64::new(1),
@@ -303,7 +309,7 @@ impl Hub {
 
     /// Bytes of write budget currently held by clients and the device writer.
     pub fn writes_in_flight(&self) -> usize {
-        self.config.write_budget.max(1) - self.budget.available_permits()
+        self.config.write_budget - self.budget.available_permits()
     }
 }
 
@@ -361,11 +367,13 @@ impl ClientHandle {
     /// waiting for the write lock to be free or ours. Cancel safe.
     pub async fn reserve_exact(&self, n: usize) -> Result<OwnedSemaphorePermit, HubClosed> {
         self.hub.lock.wait_turn(self.slot.id).await;
-        let n = n.clamp(1, self.hub.config.write_budget.max(1));
+        // A budget over u32::MAX permits is taken in pieces of at most that.
+        let n = n.clamp(1, self.hub.config.write_budget);
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.hub
             .budget
             .clone()
-            .acquire_many_owned(n as u32)
+            .acquire_many_owned(n)
             .await
             .map_err(|_| HubClosed)
     }

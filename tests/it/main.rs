@@ -8,6 +8,7 @@ mod fanout;
 mod hotplug;
 mod lifecycle;
 mod limits;
+mod options;
 mod sharing;
 mod slow_reader;
 mod traffic;

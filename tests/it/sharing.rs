@@ -304,3 +304,60 @@ async fn issue_4_unix_endpoint_has_mode_and_carries_both_ways() {
     );
     assert!(!sock.exists(), "socket file left behind");
 }
+
+/// Issue 8: a lock holder that keeps writing a byte now and then (never idle
+/// for `--lock-idle`) loses the lock after `--lock-max`, and the client
+/// waiting behind it gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_trickling_lock_holder_loses_the_lock_after_lock_max() {
+    let device = PtyDevice::new();
+    let server = Server::start(&[
+        "serve",
+        "-d",
+        &device.path,
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0,lock=inband",
+        "--lock-idle",
+        "5s",
+        "--lock-max",
+        "2s",
+    ]);
+    let mut a = TcpStream::connect(server.addr()).await.unwrap();
+    let mut b = TcpStream::connect(server.addr()).await.unwrap();
+    a.write_all(b"\x10La-has-it\n").await.unwrap();
+    assert!(device_got(&device, b"a-has-it\n", Duration::from_secs(10)).await);
+    let trickle = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            // Asking again must not count as activity either.
+            if a.write_all(b".\x10L").await.is_err() {
+                return;
+            }
+        }
+    });
+    b.write_all(b"b-waited\n").await.unwrap();
+    // Held back while A holds the lock (it can only come early, never late,
+    // on a loaded machine)...
+    assert!(
+        !device_got(&device, b"b-waited\n", Duration::from_millis(800)).await,
+        "B wrote while A held the lock:\n{}",
+        server.log()
+    );
+    // ...and through once A has held it for --lock-max, though A never idled.
+    assert!(
+        device_got(&device, b"b-waited\n", Duration::from_secs(20)).await,
+        "B never got through:\n{}",
+        server.log()
+    );
+    assert!(!trickle.is_finished(), "A's connection ended");
+    trickle.abort();
+    let log = server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("write lock released: held for the maximum"))
+        .unwrap_or_else(|| panic!("no lock-max release logged:\n{log}"));
+    assert!(line.contains("holder=tcp:127.0.0.1:"), "{line}");
+    assert!(!log.contains("released: idle"), "{log}");
+}
