@@ -523,3 +523,169 @@ async fn issue_3_log_dir_lost_at_run_time_keeps_serving_and_marks_the_gap() {
         "--raw must warn of the gap: {warning}"
     );
 }
+
+/// Lines of a server's log that are warnings from the traffic log.
+fn traffic_warnings(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("WARN") && l.contains("traffic"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads from `client` in the background; returns the byte count so far.
+fn count_reads(mut client: TcpStream) -> Arc<std::sync::atomic::AtomicU64> {
+    let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = client.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+            sink.fetch_add(n as u64, Relaxed);
+        }
+    });
+    got
+}
+
+/// Issue #8: with the log directory deleted under a busy port (a record
+/// every few milliseconds, a rotation every few records), the log warns at
+/// most once per 10 s, not once per record or rotation, and says how many
+/// records were lost; the port keeps serving; and once the directory is back
+/// the log resumes with a marker for the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_deleted_log_dir_warns_at_most_once_per_10s() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let source = sim(SimMode::Source, 115_200);
+    let server = serve_with_log(
+        source.path().to_str().unwrap(),
+        "115200",
+        &dir,
+        &["--log-max-size", "4KiB", "--log-keep", "3"],
+    );
+    let got = count_reads(TcpStream::connect(server.addr()).await.unwrap());
+    let rotated = eventually(Duration::from_secs(20), || {
+        std::fs::read_dir(&dir).is_ok_and(|d| d.count() >= 2)
+    })
+    .await;
+    assert!(rotated, "no rotation:\n{}", server.log());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let deleted = Instant::now();
+    let before = got.load(Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Well inside one 10 s period after the deletion (the snapshot is taken
+    // later than the sleep, never earlier, so a loaded machine only shortens
+    // what the bound allows).
+    let log_then = server.log();
+    assert!(deleted.elapsed() < Duration::from_secs(10));
+    let served = got.load(Relaxed) - before;
+    let warnings = traffic_warnings(&log_then);
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning in the first 10 s, not one per record:\n{}",
+        warnings.join("\n")
+    );
+    assert!(
+        warnings[0].contains("dropped_since_last_warning="),
+        "{}",
+        warnings[0]
+    );
+    // 4 s at 115200 baud is ~46 KB; a quarter of it shows the port served on.
+    assert!(
+        served > 10_000,
+        "only {served} bytes while the log was gone"
+    );
+
+    std::fs::create_dir(&dir).unwrap();
+    let resumed = eventually(Duration::from_secs(20), || {
+        std::fs::read_dir(&dir).is_ok_and(|d| d.count() >= 1)
+    })
+    .await;
+    assert!(resumed, "the log did not come back:\n{}", server.log());
+    stop(server);
+    let text = String::from_utf8(log(&[dir.to_str().unwrap()])).unwrap();
+    let n: u64 = text
+        .lines()
+        .filter(|l| l.contains(" dropped ") && l.ends_with(" records"))
+        .filter_map(|l| l.split(' ').nth(2)?.parse::<u64>().ok())
+        .sum();
+    assert!(n > 10, "the gap is marked with its size: {n}\n{text}");
+}
+
+/// Issue #8: a log that cannot grow (here a file size limit, `ulimit -f`,
+/// which fails writes part-way like a full disk) keeps only whole records:
+/// every file parses without a damaged line, the losses are marked in the
+/// next file, and serialhub survives the limit (SIGXFSZ would kill it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_a_file_size_limit_leaves_only_whole_records() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let source = sim(SimMode::Source, 115_200);
+    let d = dir.path().to_str().unwrap();
+    let args = [
+        "serve",
+        "-d",
+        source.path().to_str().unwrap(),
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--log",
+        d,
+        // Larger than the limit: the limit, not rotation, ends each file.
+        "--log-max-size",
+        "64KiB",
+        "--log-keep",
+        "100",
+    ];
+    let server = Server::start_with(&args, |cmd| {
+        // SAFETY: setrlimit is a plain system call, safe between fork and
+        // exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                use nix::sys::resource::{Resource, setrlimit};
+                setrlimit(Resource::RLIMIT_FSIZE, LIMIT, LIMIT).map_err(std::io::Error::from)
+            });
+        }
+    });
+    let got = count_reads(TcpStream::connect(server.addr()).await.unwrap());
+    // Each file takes ~0.4 s of data at 115200 baud.
+    let several = eventually(Duration::from_secs(30), || {
+        std::fs::read_dir(dir.path()).is_ok_and(|d| d.count() >= 4)
+    })
+    .await;
+    assert!(several, "{}", server.log());
+    assert!(got.load(Relaxed) > 0);
+    assert!(
+        server.wait_log("cannot write traffic log", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    stop(server);
+    let files = files(dir.path());
+    for f in &files {
+        let size = std::fs::metadata(f).unwrap().len();
+        assert!(size <= LIMIT, "{} is {size} bytes", f.display());
+        assert!(
+            std::fs::read(f).unwrap().ends_with(b"\n"),
+            "{} ends inside a line",
+            f.display()
+        );
+    }
+    // No damaged line anywhere (log() fails on any warning), and the gaps
+    // are marked.
+    let text = String::from_utf8(log(&[d])).unwrap();
+    let markers = text
+        .lines()
+        .filter(|l| l.contains(" dropped ") && l.ends_with(" records"))
+        .count();
+    assert!(
+        markers >= 2,
+        "{markers} drop markers in {} files",
+        files.len()
+    );
+}

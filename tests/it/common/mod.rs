@@ -28,6 +28,12 @@ pub struct Server {
 impl Server {
     /// Starts `serialhub ARGS` and waits until all its TCP endpoints listen.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with(args, |_| {})
+    }
+
+    /// Like [`Server::start`], with `configure` applied to the command first
+    /// (a resource limit, say).
+    pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let listens: Vec<&str> = args
             .windows(2)
             .filter(|w| w[0] == "-l" || w[0] == "--listen")
@@ -39,14 +45,15 @@ impl Server {
             .count()
             .max(1);
         let others = listens.len().saturating_sub(listeners);
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        command
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn serialhub");
+            .stderr(Stdio::piped());
+        configure(&mut command);
+        let mut child = command.spawn().expect("spawn serialhub");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
