@@ -28,11 +28,11 @@ pub struct Server {
 impl Server {
     /// Starts `serialhub ARGS` and waits until all its TCP endpoints listen.
     pub fn start(args: &[&str]) -> Server {
-        Server::start_with(args, |_| {})
+        Self::start_with(args, |_| {})
     }
 
-    /// Like [`Server::start`], with `configure` applied to the command first
-    /// (a resource limit, say).
+    /// As [`start`](Self::start), with the command adjusted by `configure`
+    /// first (limits, environment).
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
         let listens: Vec<&str> = args
             .windows(2)
@@ -45,15 +45,14 @@ impl Server {
             .count()
             .max(1);
         let others = listens.len().saturating_sub(listeners);
-        let mut command = Command::new(BIN);
-        command
-            .args(args)
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        configure(&mut command);
-        let mut child = command.spawn().expect("spawn serialhub");
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn serialhub");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
         let sink = log.clone();
