@@ -3,14 +3,18 @@
 //!
 //! Records are read with [`crate::traffic::reader`], kept or skipped by a
 //! [`Filter`], and printed in the text format (coloured when stdout is a
-//! terminal), as JSON lines, or as raw bytes. Lines that cannot be parsed are
-//! reported on stderr and skipped. Following polls the file, because that
-//! works on every file system and a log is never written faster than a human
-//! reads it.
+//! terminal), as JSON lines, or as raw bytes. Files are streamed a buffer at
+//! a time, so memory stays bounded whatever they hold. Lines that cannot be
+//! parsed are skipped: the first few of each file are reported on stderr,
+//! and the rest counted in one line per file. Following polls the directory,
+//! because that works on every file system; it holds the files it has seen
+//! open so rotation cannot take them away, and says so on stderr when
+//! rotation may have deleted files before it could read them.
 
+use std::collections::VecDeque;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use time::OffsetDateTime;
 
@@ -20,8 +24,18 @@ use crate::traffic::rotate::{is_log_name, log_files};
 use crate::traffic::text::{self, Palette};
 use crate::traffic::{Direction, Event, Record, json};
 
-/// How often `--follow` looks for new records and new files.
-const POLL: Duration = Duration::from_millis(200);
+/// How often `--follow` looks for new records and new files. A follower
+/// misses files only if rotation runs through `--log-keep` of them between
+/// two looks (it holds the files it has seen open), so while files come
+/// quickly (within `BUSY_FOR` of the last new one) it looks every `POLL_BUSY`.
+const POLL: Duration = Duration::from_millis(100);
+const POLL_BUSY: Duration = Duration::from_millis(10);
+const BUSY_FOR: Duration = Duration::from_secs(2);
+/// Damaged lines reported one by one per file; the rest are counted, and
+/// each file's count is reported when it is done.
+const SHOW_DAMAGED: u64 = 5;
+/// Files `--follow` holds open ahead of the one it is reading.
+const MAX_AHEAD: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -97,18 +111,31 @@ struct Printer<W: Write> {
     out: W,
     mode: Mode,
     filter: Filter,
-    skipped: u64,
+    /// Damaged lines in the file being read.
+    damaged: u64,
     buf: String,
 }
 
 impl<W: Write> Printer<W> {
+    fn new(out: W, mode: Mode, filter: Filter) -> Self {
+        Printer {
+            out,
+            mode,
+            filter,
+            damaged: 0,
+            buf: String::new(),
+        }
+    }
+
     fn print(&mut self, items: &mut Vec<Item>) -> io::Result<()> {
         for item in items.drain(..) {
             let r = match item {
                 Ok(r) => r,
                 Err(e) => {
-                    self.skipped += 1;
-                    eprintln!("serialhub: warning: skipped {e}");
+                    self.damaged += 1;
+                    if self.damaged <= SHOW_DAMAGED {
+                        eprintln!("serialhub: warning: skipped {e}");
+                    }
                     continue;
                 }
             };
@@ -137,6 +164,69 @@ impl<W: Write> Printer<W> {
         }
         Ok(())
     }
+
+    /// A file is done: one line sums up its damage.
+    fn end_file(&mut self, path: &Path) {
+        let n = std::mem::take(&mut self.damaged);
+        if n > SHOW_DAMAGED {
+            eprintln!(
+                "serialhub: warning: skipped {} damaged lines in {} (the first {SHOW_DAMAGED} are shown above)",
+                thousands(n),
+                path.display()
+            );
+        } else if n > 0 {
+            eprintln!(
+                "serialhub: warning: skipped {n} damaged lines in {}",
+                path.display()
+            );
+        }
+    }
+
+    /// Prints the rest of a file that is complete, a buffer at a time.
+    fn drain(&mut self, r: &mut FileReader, items: &mut Vec<Item>) -> Result<(), LogError> {
+        loop {
+            let n = r.read_available(items).map_err(|source| LogError::Read {
+                path: r.path().to_owned(),
+                source,
+            })?;
+            self.print(items).map_err(LogError::Output)?;
+            if n == 0 {
+                break;
+            }
+        }
+        r.finish(items);
+        self.print(items).map_err(LogError::Output)?;
+        self.end_file(r.path());
+        Ok(())
+    }
+}
+
+/// `4162847` as `4,162,847`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Says that log files were deleted (by rotation) before they were read.
+fn warn_missed(missed: &[PathBuf]) {
+    let names = match missed {
+        [] => return,
+        [one] => one.display().to_string(),
+        [first, .., last] => format!(
+            "{} files, {} to {}",
+            missed.len(),
+            first.display(),
+            last.display()
+        ),
+    };
+    eprintln!("serialhub: warning: missed {names}: deleted by rotation before they could be read");
 }
 
 /// Runs `serialhub log`.
@@ -149,17 +239,8 @@ pub fn run(a: &LogArgs) -> Result<(), LogError> {
         (None, false) if colour => Mode::Text(Palette::colour()),
         (None, false) => Mode::Text(Palette::plain()),
     };
-    let mut p = Printer {
-        out: BufWriter::new(stdout.lock()),
-        mode,
-        filter: Filter::from_args(a),
-        skipped: 0,
-        buf: String::new(),
-    };
+    let mut p = Printer::new(BufWriter::new(stdout.lock()), mode, Filter::from_args(a));
     let result = print_files(a, &mut p).and_then(|()| p.out.flush().map_err(LogError::Output));
-    if p.skipped > 0 {
-        eprintln!("serialhub: {} damaged lines or records skipped", p.skipped);
-    }
     match result {
         // `serialhub log ... | head` is not an error.
         Err(LogError::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -167,105 +248,207 @@ pub fn run(a: &LogArgs) -> Result<(), LogError> {
     }
 }
 
+/// A file to read: named on the command line, or found in a directory (and
+/// so liable to be deleted by rotation before it is read).
+#[derive(Debug)]
+struct Pending {
+    path: PathBuf,
+    from_dir: bool,
+    reader: Option<FileReader>,
+}
+
+impl Pending {
+    /// Opens the file if it is not open yet. `Ok(false)`: it was found in a
+    /// directory and has been deleted since.
+    fn open(&mut self) -> Result<bool, LogError> {
+        if self.reader.is_some() {
+            return Ok(true);
+        }
+        match FileReader::open(&self.path) {
+            Ok(r) => {
+                self.reader = Some(r);
+                Ok(true)
+            }
+            Err(e) if self.from_dir && e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(LogError::Read {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+}
+
 fn print_files<W: Write>(a: &LogArgs, p: &mut Printer<W>) -> Result<(), LogError> {
-    let read_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| LogError::Read { path, source }
-    };
     let mut files = Vec::new();
     for f in &a.files {
-        let found = reader::expand(std::slice::from_ref(f)).map_err(read_err(f))?;
+        let found = reader::expand(std::slice::from_ref(f)).map_err(|source| LogError::Read {
+            path: f.clone(),
+            source,
+        })?;
         if found.is_empty() && f.is_dir() && !a.follow {
             return Err(LogError::NoFiles(f.display().to_string()));
         }
-        files.extend(found);
+        let from_dir = f.is_dir();
+        files.extend(found.into_iter().map(|path| Pending {
+            path,
+            from_dir,
+            reader: None,
+        }));
     }
     let mut items = Vec::new();
-    let Some((last, rest)) = files.split_last() else {
-        // Only with --follow of an empty directory: wait for the first file.
-        return follow(None, &a.files[a.files.len() - 1], p);
-    };
-    for f in rest {
-        items = FileReader::read_all(f).map_err(read_err(f))?;
-        p.print(&mut items).map_err(LogError::Output)?;
-    }
-    let mut r = FileReader::open(last).map_err(read_err(last))?;
-    r.read_available(&mut items).map_err(read_err(last))?;
     if !a.follow {
-        r.finish(&mut items);
-        return p.print(&mut items).map_err(LogError::Output);
+        for mut f in files {
+            if !f.open()? {
+                warn_missed(&[f.path]);
+                continue;
+            }
+            if let Some(r) = f.reader.as_mut() {
+                p.drain(r, &mut items)?;
+            }
+        }
+        return Ok(());
     }
-    p.print(&mut items).map_err(LogError::Output)?;
-    let dir = match a.files.last() {
-        Some(d) if d.is_dir() => d.clone(),
-        _ => last.parent().map(Path::to_owned).unwrap_or_default(),
+    // Where the files that come next will appear.
+    let dir = match (a.files.last(), files.last()) {
+        (Some(d), _) if d.is_dir() => Some(d.clone()),
+        (_, Some(f)) => f
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            // A file not named by serialhub has no successor to look for.
+            .filter(|n| is_log_name(n))
+            .map(|_| match f.path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => PathBuf::from("."),
+            }),
+        _ => None,
     };
-    follow(Some(r), &dir, p)
+    let newest = files
+        .last()
+        .and_then(|f| f.path.file_name()?.to_str())
+        .filter(|n| is_log_name(n))
+        .map(str::to_owned);
+    let mut f = Follow {
+        dir,
+        queue: files.into(),
+        newest,
+        newest_open: false,
+        last_new: None,
+    };
+    f.open_ahead();
+    f.run(p, &mut items)
 }
 
-/// Prints records as they are appended to `current`, moving on to the next
-/// log file in `dir` once one appears. Runs until interrupted.
-fn follow<W: Write>(
-    mut current: Option<FileReader>,
-    dir: &Path,
-    p: &mut Printer<W>,
-) -> Result<(), LogError> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let mut items = Vec::new();
-    loop {
-        let mut got = 0;
-        if let Some(r) = current.as_mut() {
-            got = r
-                .read_available(&mut items)
-                .map_err(|source| LogError::Read {
+/// `--follow`: the files still to read, the first of which is being read,
+/// and where more will appear.
+struct Follow {
+    dir: Option<PathBuf>,
+    /// Oldest first. The first [`MAX_AHEAD`] are held open, so that rotation
+    /// cannot take their records away before they are read (an open file
+    /// stays readable after it is deleted).
+    queue: VecDeque<Pending>,
+    /// Name of the newest log file seen in `dir`.
+    newest: Option<String>,
+    /// That file has been opened: if it is gone from `dir` at the next look,
+    /// files started since may have come and gone unseen (rotation deletes
+    /// the oldest first, so they went after it).
+    newest_open: bool,
+    /// When a new file was last found.
+    last_new: Option<Instant>,
+}
+
+impl Follow {
+    /// Prints records as they are appended, moving on to the next file once
+    /// one has been started. Runs until interrupted.
+    fn run<W: Write>(&mut self, p: &mut Printer<W>, items: &mut Vec<Item>) -> Result<(), LogError> {
+        loop {
+            if let Some(r) = self.queue.front_mut().and_then(|f| f.reader.as_mut()) {
+                let got = r.read_available(items).map_err(|source| LogError::Read {
                     path: r.path().to_owned(),
                     source,
                 })?;
-            p.print(&mut items).map_err(LogError::Output)?;
-        }
-        if got > 0 {
-            continue;
-        }
-        if let Some(next) = newer_file(current.as_ref().map(FileReader::path), dir) {
-            if let Some(mut r) = current.take() {
+                p.print(items).map_err(LogError::Output)?;
+                if got > 0 {
+                    continue;
+                }
+            }
+            self.scan();
+            if self.queue.len() > 1 {
                 // The writer finishes a file before it starts the next one,
-                // so what is read now is the rest of it.
-                let _ = r.read_available(&mut items);
-                r.finish(&mut items);
-                p.print(&mut items).map_err(LogError::Output)?;
+                // so what is left of this one is all there will be.
+                if let Some(mut r) = self.queue.pop_front().and_then(|f| f.reader) {
+                    p.drain(&mut r, items)?;
+                }
+                self.open_ahead();
+                continue;
             }
-            current = Some(FileReader::open(&next).map_err(|source| LogError::Read {
-                path: next.clone(),
-                source,
-            })?);
-            continue;
+            p.out.flush().map_err(LogError::Output)?;
+            let busy = self.last_new.is_some_and(|t| t.elapsed() < BUSY_FOR);
+            std::thread::sleep(if busy { POLL_BUSY } else { POLL });
         }
-        p.out.flush().map_err(LogError::Output)?;
-        std::thread::sleep(POLL);
     }
-}
 
-/// The oldest log file in `dir` started after `current`.
-fn newer_file(current: Option<&Path>, dir: &Path) -> Option<PathBuf> {
-    let name = match current {
-        Some(c) => {
-            let n = c.file_name()?.to_str()?;
-            // A file not named by serialhub has no successor to look for.
-            if !is_log_name(n) {
-                return None;
-            }
-            Some(n.to_owned())
+    /// Queues the files started since the last look.
+    fn scan(&mut self) {
+        let Some(dir) = &self.dir else { return };
+        let Ok(files) = log_files(dir) else { return };
+        let name = |f: &PathBuf| f.file_name().and_then(|n| n.to_str()).map(str::to_owned);
+        let newest = self.newest.clone();
+        let newer: Vec<PathBuf> = files
+            .iter()
+            .filter(|f| newest.is_none() || name(f) > newest)
+            .cloned()
+            .collect();
+        let Some(first_new) = newer.first() else {
+            return;
+        };
+        if let Some(n) = &newest
+            && self.newest_open
+            && !files.iter().any(|f| name(f).as_ref() == Some(n))
+        {
+            eprintln!(
+                "serialhub: warning: the log rotated past {n} between two looks; files started in between and before {} may have been deleted by rotation before they could be read",
+                first_new.display()
+            );
         }
-        None => None,
-    };
-    log_files(dir).ok()?.into_iter().find(|f| {
-        name.as_deref()
-            .is_none_or(|n| f.file_name().and_then(|x| x.to_str()) > Some(n))
-    })
+        self.newest = newer.last().and_then(name);
+        self.newest_open = false;
+        self.last_new = Some(Instant::now());
+        self.queue.extend(newer.into_iter().map(|path| Pending {
+            path,
+            from_dir: true,
+            reader: None,
+        }));
+        self.open_ahead();
+    }
+
+    /// Opens the first [`MAX_AHEAD`] queued files; drops (and reports) those
+    /// deleted before they could be.
+    fn open_ahead(&mut self) {
+        let mut missed = Vec::new();
+        let mut i = 0;
+        while i < self.queue.len().min(MAX_AHEAD) {
+            match self.queue[i].open() {
+                Ok(true) => {
+                    let f = &self.queue[i];
+                    if f.path.file_name().and_then(|n| n.to_str()) == self.newest.as_deref() {
+                        self.newest_open = true;
+                    }
+                    i += 1;
+                }
+                Ok(false) => {
+                    missed.extend(self.queue.remove(i).map(|f| f.path));
+                }
+                Err(e) => {
+                    // Not a file rotation deleted: say why, and go on.
+                    if let Some(f) = self.queue.remove(i) {
+                        eprintln!("serialhub: warning: skipped {}: {e}", f.path.display());
+                    }
+                }
+            }
+        }
+        warn_missed(&missed);
+    }
 }
 
 #[cfg(test)]
@@ -336,17 +519,20 @@ mod tests {
     }
 
     #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(4_162_847), "4,162,847");
+    }
+
+    #[test]
     fn raw_output_is_the_bytes_alone() {
-        let mut p = Printer {
-            out: Vec::new(),
-            mode: Mode::Raw,
-            filter: Filter {
-                directions: vec![Direction::Tx],
-                ..Filter::default()
-            },
-            skipped: 0,
-            buf: String::new(),
+        let filter = Filter {
+            directions: vec![Direction::Tx],
+            ..Filter::default()
         };
+        let mut p = Printer::new(Vec::new(), Mode::Raw, filter);
         let mut items: Vec<Item> = records().into_iter().map(Ok).collect();
         p.print(&mut items).unwrap();
         assert_eq!(p.out, b"A1B3");

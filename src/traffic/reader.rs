@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use super::Record;
 use super::text::{TextError, TextParser};
 
-/// Bytes read from a file per `read` call.
+/// Bytes read from a file per `read` call, and so the most parsed at once.
 const READ_BUF: usize = 64 * 1024;
-/// A line longer than this is not one we wrote (the longest is a JSON record
-/// of a large chunk); it is skipped rather than buffered without bound.
-const MAX_LINE: usize = 16 << 20;
+/// A line longer than this is not one serialhub wrote, and is skipped
+/// without being buffered. The longest it writes is a JSON data record: two
+/// hex digits per byte of at most [`super::text::MAX_DATA`], plus fields.
+pub const MAX_LINE: usize = 2 * super::text::MAX_DATA + 64 * 1024;
 
 /// A line or record that was skipped.
 #[derive(Debug, thiserror::Error)]
@@ -89,12 +90,14 @@ impl Parser {
     }
 }
 
-/// One log file, read as far as it has been written.
+/// One log file, read as far as it has been written, a buffer at a time:
+/// memory stays bounded whatever the file holds.
 #[derive(Debug)]
 pub struct FileReader {
     path: PathBuf,
     file: File,
     parser: Parser,
+    buf: Vec<u8>,
     /// Bytes of a line whose newline has not arrived yet.
     partial: Vec<u8>,
     skipping_long_line: bool,
@@ -107,6 +110,7 @@ impl FileReader {
             path: path.to_owned(),
             file: File::open(path)?,
             parser: Parser::default(),
+            buf: vec![0u8; READ_BUF],
             partial: Vec::new(),
             skipping_long_line: false,
             line_no: 0,
@@ -117,44 +121,64 @@ impl FileReader {
         &self.path
     }
 
-    /// Reads everything written so far; returns how many bytes that was.
+    /// Reads and parses the next buffer's worth (at most 64 KiB) of what has
+    /// been written; returns how many bytes that was, 0 at the end so far.
+    /// Call it again until it returns 0, handling `out` in between.
     pub fn read_available(&mut self, out: &mut Vec<Item>) -> io::Result<usize> {
-        let mut buf = vec![0u8; READ_BUF];
-        let mut total = 0;
-        loop {
-            let n = match self.file.read(&mut buf) {
-                Ok(0) => return Ok(total),
-                Ok(n) => n,
+        let mut buf = std::mem::take(&mut self.buf);
+        let read = self.parse_next(&mut buf, out);
+        self.buf = buf;
+        read
+    }
+
+    fn parse_next(&mut self, buf: &mut [u8], out: &mut Vec<Item>) -> io::Result<usize> {
+        let n = loop {
+            match self.file.read(buf) {
+                Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            };
-            total += n;
-            let mut rest = &buf[..n];
-            while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-                self.partial.extend_from_slice(&rest[..i]);
-                rest = &rest[i + 1..];
-                self.line_no += 1;
-                if std::mem::take(&mut self.skipping_long_line) {
-                    self.partial.clear();
-                    continue;
-                }
-                let line = String::from_utf8_lossy(&self.partial).into_owned();
-                self.partial.clear();
-                self.parser.feed(&line, &self.path, self.line_no, out);
             }
-            self.partial.extend_from_slice(rest);
-            if self.partial.len() > MAX_LINE {
+        };
+        let mut rest = &buf[..n];
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            let (line, tail) = (&rest[..i], &rest[i + 1..]);
+            rest = tail;
+            self.line_no += 1;
+            if std::mem::take(&mut self.skipping_long_line) {
+                continue;
+            }
+            if self.partial.len() + line.len() > MAX_LINE {
                 self.partial.clear();
-                if !self.skipping_long_line {
-                    self.skipping_long_line = true;
-                    out.push(Err(BadLine {
-                        path: self.path.clone(),
-                        line: self.line_no + 1,
-                        why: format!("line longer than {MAX_LINE} bytes; skipped"),
-                    }));
-                }
+                self.long_line(self.line_no, out);
+                continue;
+            }
+            let text = if self.partial.is_empty() {
+                String::from_utf8_lossy(line)
+            } else {
+                self.partial.extend_from_slice(line);
+                String::from_utf8_lossy(&self.partial)
+            };
+            self.parser.feed(&text, &self.path, self.line_no, out);
+            self.partial.clear();
+        }
+        if !self.skipping_long_line {
+            if self.partial.len() + rest.len() > MAX_LINE {
+                self.partial.clear();
+                self.long_line(self.line_no + 1, out);
+                self.skipping_long_line = true;
+            } else {
+                self.partial.extend_from_slice(rest);
             }
         }
+        Ok(n)
+    }
+
+    fn long_line(&self, line: u64, out: &mut Vec<Item>) {
+        out.push(Err(BadLine {
+            path: self.path.clone(),
+            line,
+            why: format!("line longer than {MAX_LINE} bytes; skipped"),
+        }));
     }
 
     /// Ends the file: a final line without a newline is parsed, and a record
@@ -169,11 +193,11 @@ impl FileReader {
         self.parser.finish(&self.path, self.line_no, out);
     }
 
-    /// Reads a whole file.
+    /// Reads a whole file into memory; for small files (tests).
     pub fn read_all(path: &Path) -> io::Result<Vec<Item>> {
         let mut r = FileReader::open(path)?;
         let mut out = Vec::new();
-        r.read_available(&mut out)?;
+        while r.read_available(&mut out)? > 0 {}
         r.finish(&mut out);
         Ok(out)
     }

@@ -12,15 +12,20 @@
 //! (it then holds that record alone). Before a file is started the oldest
 //! files are deleted until `keep - 1` remain, so there are never more than
 //! `keep`, not even for a moment.
+//!
+//! A record is also written whole or not at all: when a write fails part-way
+//! (a full disk, a file size limit), the file is cut back to the end of the
+//! last whole record, so a reader never meets half a record. A file that has
+//! hit a size limit (`EFBIG`), or was deleted while open, is left for a new
+//! one. Problems that lose no record (an old file that cannot be deleted) are
+//! handed to the writer, which reports everything through one throttle.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use time::OffsetDateTime;
-use tracing::warn;
-
 use super::{Format, TrafficConfig, TrafficError};
+use time::OffsetDateTime;
 
 /// Start-up refuses a file system with less free space than this: the log
 /// would fail at once and only produce errors.
@@ -59,6 +64,17 @@ pub fn log_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(names.into_iter().map(|n| dir.join(n)).collect())
 }
 
+/// A file size limit (`ulimit -f`, systemd's `LimitFSIZE=`) kills a process
+/// that writes past it with SIGXFSZ, unless the signal is ignored; then the
+/// write fails with `EFBIG`, which the log handles like a full file. A log
+/// that cannot grow is no reason to stop serving the port.
+fn ignore_file_size_signal() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: installs no handler, only the "ignore" disposition, which is
+    // async-signal-safe by definition; the process never relies on SIGXFSZ.
+    let _ = unsafe { signal(Signal::SIGXFSZ, SigHandler::SigIgn) };
+}
+
 #[derive(Debug)]
 struct Current {
     file: File,
@@ -77,8 +93,10 @@ pub struct Rotator {
     current: Option<Current>,
     /// Start time of the newest file, so the next name sorts after it.
     last: OffsetDateTime,
-    /// A write failed part-way, so the file may end inside a line.
-    torn: bool,
+    /// The latest problem that lost no record, for the writer to report.
+    problem: Option<String>,
+    /// Problems since the writer last asked.
+    problems: u64,
 }
 
 /// A batch that was not (entirely) written.
@@ -115,6 +133,7 @@ impl Rotator {
                 )));
             }
         }
+        ignore_file_size_signal();
         let newest = log_files(&dir)
             .map_err(write_err)?
             .last()
@@ -126,7 +145,8 @@ impl Rotator {
             keep: cfg.keep.max(1),
             current: None,
             last: newest.unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            torn: false,
+            problem: None,
+            problems: 0,
         };
         r.rotate().map_err(write_err)?;
         if let Some(c) = &r.current {
@@ -152,11 +172,14 @@ impl Rotator {
         }
     }
 
-    /// Appends the records in `buf`; record `i` ends at `ends[i]`.
+    /// Appends the records in `buf`; record `i` ends at `ends[i]`. Each
+    /// record is written whole or not at all: a write that fails part-way
+    /// (a full disk, a file size limit) is cut back to the last whole record.
     pub fn write(&mut self, buf: &[u8], ends: &[usize]) -> Result<(), WriteFailure> {
+        self.check_linked();
         let header = self.header().len() as u64;
-        let mut run_start = 0; // byte offset of the first record not yet written
-        let mut run_first = 0; // its index
+        let mut run_first = 0; // index of the first record not yet written
+        let mut run_start = 0; // its byte offset
         let mut rec_start = 0;
         for (i, &end) in ends.iter().enumerate() {
             let pending = (rec_start - run_start) as u64;
@@ -166,10 +189,10 @@ impl Rotator {
                 before > header && before + len > self.max_size
             });
             if full {
-                self.append(&buf[run_start..rec_start])
-                    .map_err(|error| WriteFailure {
+                self.append(buf, run_start, &ends[run_first..i])
+                    .map_err(|(written, error)| WriteFailure {
                         error,
-                        first_unwritten: run_first,
+                        first_unwritten: run_first + written,
                     })?;
                 self.rotate().map_err(|error| WriteFailure {
                     error,
@@ -180,44 +203,96 @@ impl Rotator {
             }
             rec_start = end;
         }
-        self.append(&buf[run_start..rec_start])
-            .map_err(|error| WriteFailure {
+        self.append(buf, run_start, &ends[run_first..])
+            .map_err(|(written, error)| WriteFailure {
                 error,
-                first_unwritten: run_first,
+                first_unwritten: run_first + written,
             })
     }
 
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.is_empty() {
+    /// The latest problem that lost no record (an old file that could not be
+    /// deleted, say) since the last call, and how many there were.
+    pub fn take_problem(&mut self) -> Option<(u64, String)> {
+        let n = std::mem::take(&mut self.problems);
+        self.problem.take().map(|p| (n, p))
+    }
+
+    fn note_problem(&mut self, problem: String) {
+        self.problems += 1;
+        self.problem = Some(problem);
+    }
+
+    /// A file deleted while open takes every record written to it along, so
+    /// once the current file has no name left, the next record starts a new
+    /// one (which fails, and is reported, if its directory is gone too).
+    fn check_linked(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let Some(c) = &self.current else { return };
+        if c.file.metadata().is_ok_and(|m| m.nlink() == 0) {
+            let problem = format!("{} was deleted while being written", c.path.display());
+            self.current = None;
+            self.note_problem(problem);
+        }
+    }
+
+    /// Appends the records that start at `buf[start]` and end at `ends`.
+    /// On failure, returns how many of them were written whole, having cut
+    /// the file back to the end of the last of those.
+    fn append(
+        &mut self,
+        buf: &[u8],
+        start: usize,
+        ends: &[usize],
+    ) -> Result<(), (usize, io::Error)> {
+        let Some(&end) = ends.last() else {
             return Ok(());
-        }
-        let Some(c) = self.current.as_mut() else {
-            return Err(io::Error::other("no log file open"));
         };
-        if self.torn {
-            c.file.write_all(b"\n")?;
-            c.size += 1;
-            self.torn = false;
-        }
-        match c.file.write_all(bytes) {
-            Ok(()) => {
+        let Some(c) = self.current.as_mut() else {
+            return Err((0, io::Error::other("no log file open")));
+        };
+        let bytes = &buf[start..end];
+        let mut done = 0;
+        let error = loop {
+            if done == bytes.len() {
                 c.size += bytes.len() as u64;
-                Ok(())
+                return Ok(());
             }
+            match c.file.write(&bytes[done..]) {
+                Ok(0) => break io::Error::from(io::ErrorKind::WriteZero),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break e,
+            }
+        };
+        let whole = ends.iter().take_while(|&&e| e - start <= done).count();
+        let keep = c.size + whole.checked_sub(1).map_or(0, |w| ends[w] - start) as u64;
+        let cut = c.file.set_len(keep);
+        let path = c.path.clone();
+        match cut {
+            Ok(()) => c.size = keep,
             Err(e) => {
-                self.torn = true;
-                if let Ok(m) = c.file.metadata() {
-                    c.size = m.len();
-                }
-                Err(e)
+                // The file ends inside a record; write no more to it.
+                self.current = None;
+                self.note_problem(format!(
+                    "cannot cut {} back to its last whole record after a failed write: {e}",
+                    path.display()
+                ));
             }
         }
+        if error.kind() == io::ErrorKind::FileTooLarge {
+            // This file cannot grow; the next record starts a new one.
+            self.current = None;
+        }
+        let error = io::Error::new(
+            error.kind(),
+            format!("cannot append to {}: {error}", path.display()),
+        );
+        Err((whole, error))
     }
 
     /// Starts a new file, then prunes old ones.
     fn rotate(&mut self) -> io::Result<()> {
         self.current = None;
-        self.torn = false;
         let now = OffsetDateTime::now_utc();
         let mut ts = now
             .replace_nanosecond(now.nanosecond() / 1000 * 1000)
@@ -232,12 +307,21 @@ impl Rotator {
             .dir
             .join(format!("{PREFIX}{stamp}.{}", self.format.extension()));
         self.prune(self.keep - 1);
+        let context = |e: io::Error| {
+            io::Error::new(e.kind(), format!("cannot create {}: {e}", path.display()))
+        };
         let mut file = OpenOptions::new()
             .append(true)
             .create_new(true)
-            .open(&path)?;
+            .open(&path)
+            .map_err(context)?;
         let header = self.header();
-        file.write_all(header.as_bytes())?;
+        if let Err(e) = file.write_all(header.as_bytes()) {
+            // Leave no empty file behind: on a full disk every retry would
+            // otherwise add one, and prune a file of real records for it.
+            let _ = std::fs::remove_file(&path);
+            return Err(context(e));
+        }
         self.last = ts;
         self.current = Some(Current {
             file,
@@ -247,19 +331,30 @@ impl Rotator {
         Ok(())
     }
 
-    /// Deletes the oldest files until at most `n` remain.
-    fn prune(&self, n: usize) {
+    /// Deletes the oldest files until at most `n` remain. A failure here
+    /// loses no record; it is noted for the writer's throttled warning.
+    fn prune(&mut self, n: usize) {
         let files = match log_files(&self.dir) {
             Ok(f) => f,
             Err(e) => {
-                warn!(dir = %self.dir.display(), error = %e, "cannot list traffic log files");
+                let problem = format!(
+                    "cannot list traffic log files in {}: {e}",
+                    self.dir.display()
+                );
+                self.note_problem(problem);
                 return;
             }
         };
         let excess = files.len().saturating_sub(n);
         for old in &files[..excess] {
-            if let Err(e) = std::fs::remove_file(old) {
-                warn!(file = %old.display(), error = %e, "cannot delete old traffic log");
+            match std::fs::remove_file(old) {
+                Ok(()) => {}
+                // Someone else deleted it first: what we wanted.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let problem = format!("cannot delete old traffic log {}: {e}", old.display());
+                    self.note_problem(problem);
+                }
             }
         }
     }
@@ -370,6 +465,43 @@ mod tests {
         assert_eq!(files.last().map(|p| p.as_path()), r.path());
         assert!(!future.exists());
         assert!(dir.path().join("unrelated.txt").exists());
+    }
+
+    #[test]
+    fn a_deleted_file_is_replaced_by_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Rotator::open(&cfg(dir.path(), 1 << 20, 3)).unwrap();
+        let first = r.path().unwrap().to_owned();
+        r.write(b"one\n", &[4]).unwrap();
+        std::fs::remove_file(&first).unwrap();
+        r.write(b"two\n", &[4]).unwrap();
+        let files = log_files(dir.path()).unwrap();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert_ne!(files[0], first);
+        let text = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(text.ends_with("two\n"), "{text:?}");
+        let (n, problem) = r.take_problem().expect("the deletion is reported");
+        assert_eq!(n, 1);
+        assert!(problem.contains("deleted while being written"), "{problem}");
+        assert_eq!(r.take_problem(), None);
+    }
+
+    #[test]
+    fn a_lost_directory_is_a_problem_for_the_writer_not_a_log_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("logs");
+        std::fs::create_dir(&sub).unwrap();
+        let mut r = Rotator::open(&cfg(&sub, 4096, 3)).unwrap();
+        std::fs::remove_dir_all(&sub).unwrap();
+        for _ in 0..10 {
+            let f = r.write(b"lost\n", &[5]).unwrap_err();
+            assert_eq!(f.first_unwritten, 0);
+            assert!(f.error.to_string().contains("cannot create"), "{}", f.error);
+        }
+        // Listing for the prune failed each time a new file was tried.
+        let (n, problem) = r.take_problem().unwrap();
+        assert!(n >= 9, "{n}");
+        assert!(problem.contains("cannot list"), "{problem}");
     }
 
     #[test]

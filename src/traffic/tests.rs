@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use time::macros::datetime;
 
-use super::reader::{FileReader, Item, Parser};
+use super::reader::{self, FileReader, Item, Parser};
 use super::text::Palette;
 use super::*;
 
@@ -162,6 +162,38 @@ fn damaged_lines_are_reported_and_skipped() {
 }
 
 #[test]
+fn overlong_lines_and_lengths_are_damage_not_memory() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.log");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let recs = sample();
+    let mut good = String::new();
+    text::encode(&recs[2], &mut good, &Palette::plain());
+    // A line three caps long, then a record; a length beyond any record,
+    // with data lines after it; then the record again.
+    f.write_all(&vec![b'x'; 3 * reader::MAX_LINE]).unwrap();
+    f.write_all(b"\n").unwrap();
+    f.write_all(good.as_bytes()).unwrap();
+    let len = text::MAX_DATA + 1;
+    writeln!(f, "2025-01-02T03:04:05.000001Z rx {len}").unwrap();
+    writeln!(f, "  0000  41 |A|").unwrap();
+    f.write_all(good.as_bytes()).unwrap();
+    drop(f);
+    let items = FileReader::read_all(&path).unwrap();
+    let errors: Vec<String> = items
+        .iter()
+        .filter_map(|i| i.as_ref().err().map(|e| e.to_string()))
+        .collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].contains(":1: line longer than"), "{errors:?}");
+    assert!(errors[1].contains("larger than any record"), "{errors:?}");
+    assert!(errors[2].contains("outside a record"), "{errors:?}");
+    let good: Vec<Record> = items.into_iter().filter_map(Result::ok).collect();
+    assert_eq!(good, vec![recs[2].clone(), recs[2].clone()]);
+}
+
+#[test]
 fn a_live_file_is_read_as_it_grows() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.log");
@@ -172,7 +204,7 @@ fn a_live_file_is_read_as_it_grows() {
     std::fs::write(&path, a).unwrap();
     let mut r = FileReader::open(&path).unwrap();
     let mut out = Vec::new();
-    r.read_available(&mut out).unwrap();
+    while r.read_available(&mut out).unwrap() > 0 {}
     assert!(out.is_empty(), "an incomplete record is held back");
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
@@ -180,7 +212,7 @@ fn a_live_file_is_read_as_it_grows() {
         .open(&path)
         .unwrap();
     f.write_all(b.as_bytes()).unwrap();
-    r.read_available(&mut out).unwrap();
+    while r.read_available(&mut out).unwrap() > 0 {}
     assert_eq!(ok(out), vec![recs[7].clone()]);
 }
 

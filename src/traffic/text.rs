@@ -30,6 +30,13 @@ use super::{ClientRef, Event, Record};
 /// First line of every text file.
 pub const FILE_HEADER: &str = "# serialhub traffic log, text format v1\n";
 
+/// Most bytes in one data record that the reader accepts. The largest
+/// serialhub writes is a `tx` chunk of one tty write, at most half the
+/// device writer's 20 ms lead: 20 KB at the highest baud rate (a device read,
+/// `rx`, is at most 4 KiB). A header claiming more is damage, and a reader
+/// must not collect data lines for it without bound.
+pub const MAX_DATA: usize = 128 << 10;
+
 /// Bytes per data line.
 const PER_LINE: usize = 16;
 
@@ -360,6 +367,9 @@ fn parse_header(line: &str) -> Result<Header, TextError> {
         "rx" | "tx" => {
             let want =
                 usize::try_from(num(next()?)?).map_err(|_| TextError::Header("bad length"))?;
+            if want > MAX_DATA {
+                return Err(TextError::Header("length larger than any record"));
+            }
             let client = if kind == "tx" {
                 Some(client(next()?, next()?)?)
             } else {

@@ -3,7 +3,7 @@
 //! followed; files rotate within their bounds; the port keeps serving when
 //! the log cannot keep up or its directory goes away.
 
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
@@ -357,9 +357,15 @@ async fn issue_3_follow_tails_across_rotations() {
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut stderr = follower.stderr.take().unwrap();
+    let warnings = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
     let got = Arc::new(Mutex::new(Vec::new()));
     let mut out = BufReader::new(follower.stdout.take().unwrap());
     let sink = got.clone();
@@ -390,6 +396,9 @@ async fn issue_3_follow_tails_across_rotations() {
     let mut check = Checker::new();
     check.feed(&got);
     assert_eq!(check.errors, 0, "{:?}", check.first_error);
+    // Nothing was missed, and it raised no false alarm (issue #8).
+    let warnings = warnings.join().unwrap();
+    assert!(warnings.is_empty(), "{warnings}");
 }
 
 /// Issue #2's flood, with the traffic log on: still near line rate, still
@@ -521,5 +530,355 @@ async fn issue_3_log_dir_lost_at_run_time_keeps_serving_and_marks_the_gap() {
     assert!(
         warning.contains(&format!("{n} records are missing")),
         "--raw must warn of the gap: {warning}"
+    );
+}
+
+/// Lines of a server's log that are warnings from the traffic log.
+fn traffic_warnings(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains("WARN") && l.contains("traffic"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Reads from `client` in the background; returns the byte count so far.
+fn count_reads(mut client: TcpStream) -> Arc<std::sync::atomic::AtomicU64> {
+    let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sink = got.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 8192];
+        while let Ok(n) = client.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+            sink.fetch_add(n as u64, Relaxed);
+        }
+    });
+    got
+}
+
+/// Issue #8: with the log directory deleted under a busy port (a record
+/// every few milliseconds, a rotation every few records), the log warns at
+/// most once per 10 s, not once per record or rotation, and says how many
+/// records were lost; the port keeps serving; and once the directory is back
+/// the log resumes with a marker for the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_deleted_log_dir_warns_at_most_once_per_10s() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let source = sim(SimMode::Source, 115_200);
+    let server = serve_with_log(
+        source.path().to_str().unwrap(),
+        "115200",
+        &dir,
+        &["--log-max-size", "4KiB", "--log-keep", "3"],
+    );
+    let got = count_reads(TcpStream::connect(server.addr()).await.unwrap());
+    let rotated = eventually(Duration::from_secs(20), || {
+        std::fs::read_dir(&dir).is_ok_and(|d| d.count() >= 2)
+    })
+    .await;
+    assert!(rotated, "no rotation:\n{}", server.log());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let deleted = Instant::now();
+    let before = got.load(Relaxed);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Well inside one 10 s period after the deletion (the snapshot is taken
+    // later than the sleep, never earlier, so a loaded machine only shortens
+    // what the bound allows).
+    let log_then = server.log();
+    assert!(deleted.elapsed() < Duration::from_secs(10));
+    let served = got.load(Relaxed) - before;
+    let warnings = traffic_warnings(&log_then);
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning in the first 10 s, not one per record:\n{}",
+        warnings.join("\n")
+    );
+    assert!(
+        warnings[0].contains("dropped_since_last_warning="),
+        "{}",
+        warnings[0]
+    );
+    // 4 s at 115200 baud is ~46 KB; a quarter of it shows the port served on.
+    assert!(
+        served > 10_000,
+        "only {served} bytes while the log was gone"
+    );
+
+    std::fs::create_dir(&dir).unwrap();
+    let resumed = eventually(Duration::from_secs(20), || {
+        std::fs::read_dir(&dir).is_ok_and(|d| d.count() >= 1)
+    })
+    .await;
+    assert!(resumed, "the log did not come back:\n{}", server.log());
+    stop(server);
+    let text = String::from_utf8(log(&[dir.to_str().unwrap()])).unwrap();
+    let n: u64 = text
+        .lines()
+        .filter(|l| l.contains(" dropped ") && l.ends_with(" records"))
+        .filter_map(|l| l.split(' ').nth(2)?.parse::<u64>().ok())
+        .sum();
+    assert!(n > 10, "the gap is marked with its size: {n}\n{text}");
+}
+
+/// Issue #8: a log that cannot grow (here a file size limit, `ulimit -f`,
+/// which fails writes part-way like a full disk) keeps only whole records:
+/// every file parses without a damaged line, the losses are marked in the
+/// next file, and serialhub survives the limit (SIGXFSZ would kill it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_a_file_size_limit_leaves_only_whole_records() {
+    use std::os::unix::process::CommandExt;
+    const LIMIT: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let source = sim(SimMode::Source, 115_200);
+    let d = dir.path().to_str().unwrap();
+    let args = [
+        "serve",
+        "-d",
+        source.path().to_str().unwrap(),
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--log",
+        d,
+        // Larger than the limit: the limit, not rotation, ends each file.
+        "--log-max-size",
+        "64KiB",
+        "--log-keep",
+        "100",
+    ];
+    let server = Server::start_with(&args, |cmd| {
+        // SAFETY: setrlimit is a plain system call, safe between fork and
+        // exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                use nix::sys::resource::{Resource, setrlimit};
+                setrlimit(Resource::RLIMIT_FSIZE, LIMIT, LIMIT).map_err(std::io::Error::from)
+            });
+        }
+    });
+    let got = count_reads(TcpStream::connect(server.addr()).await.unwrap());
+    // Each file takes ~0.4 s of data at 115200 baud.
+    let several = eventually(Duration::from_secs(30), || {
+        std::fs::read_dir(dir.path()).is_ok_and(|d| d.count() >= 4)
+    })
+    .await;
+    assert!(several, "{}", server.log());
+    assert!(got.load(Relaxed) > 0);
+    assert!(
+        server.wait_log("cannot write traffic log", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    stop(server);
+    let files = files(dir.path());
+    for f in &files {
+        let size = std::fs::metadata(f).unwrap().len();
+        assert!(size <= LIMIT, "{} is {size} bytes", f.display());
+        assert!(
+            std::fs::read(f).unwrap().ends_with(b"\n"),
+            "{} ends inside a line",
+            f.display()
+        );
+    }
+    // No damaged line anywhere (log() fails on any warning), and the gaps
+    // are marked.
+    let text = String::from_utf8(log(&[d])).unwrap();
+    let markers = text
+        .lines()
+        .filter(|l| l.contains(" dropped ") && l.ends_with(" records"))
+        .count();
+    assert!(
+        markers >= 2,
+        "{markers} drop markers in {} files",
+        files.len()
+    );
+}
+
+/// Runs `serialhub log ARGS` with its heap limited to `limit` bytes
+/// (RLIMIT_DATA: an allocation past it fails, and the process aborts);
+/// returns whether it succeeded, its stdout and its stderr. A peak-RSS reading
+/// would include the test process's own memory, which the child inherits.
+fn log_in_limited_memory(args: &[&str], limit: u64) -> (bool, Vec<u8>, String) {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(BIN);
+    cmd.arg("log")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is a plain system call, safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            use nix::sys::resource::{Resource, setrlimit};
+            setrlimit(Resource::RLIMIT_DATA, limit, limit).map_err(std::io::Error::from)
+        });
+    }
+    let out = cmd.output().expect("run serialhub log");
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue #8: `serialhub log` on a large file of garbage streams it: memory
+/// stays bounded (a line with no newline is skipped, not buffered), the good
+/// records in between are still printed, and stderr shows the first few
+/// damaged lines and one count for the file, not a line per damaged line.
+#[test]
+fn issue8_log_of_garbage_streams_in_bounded_memory_and_sums_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("garbage.log");
+    let good = [
+        "2025-01-02T03:04:05.000001Z connect #1 tcp:127.0.0.1:1\n",
+        "2025-01-02T03:04:06.000001Z connect #2 tcp:127.0.0.1:2\n",
+        "2025-01-02T03:04:07.000001Z connect #3 tcp:127.0.0.1:3\n",
+    ];
+    let mut data = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut size = 0;
+    let mut put = |bytes: &[u8]| {
+        data.write_all(bytes).unwrap();
+        size += bytes.len();
+        size
+    };
+    put(good[0].as_bytes());
+    // 12 MiB of short lines of noise: about a million damaged lines.
+    let mut x: u32 = 0x1234_5678;
+    let mut line = [b'\n'; 12];
+    while put(&line) < 12 << 20 {
+        for b in &mut line[..11] {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = b'!' + (x % 90) as u8;
+        }
+    }
+    // A header claiming a record far larger than any, then data lines.
+    put(b"2025-01-02T03:04:05.000001Z rx 999999999999\n");
+    for _ in 0..1000 {
+        put(b"  0000  41 41 41 41 41 41 41 41  41 41 41 41 41 41 41 41  |AAAAAAAAAAAAAAAA|\n");
+    }
+    put(good[1].as_bytes());
+    // 8 MiB without a newline.
+    let z = vec![b'z'; 1 << 20];
+    for _ in 0..8 {
+        put(&z);
+    }
+    put(b"\n");
+    let size = put(good[2].as_bytes());
+    data.flush().unwrap();
+    drop(data);
+
+    let p = path.to_str().unwrap();
+    // Far less than the file; the old reader needed many times the file.
+    let limit = 32 << 20;
+    let (ok, out, err) = log_in_limited_memory(&[p], limit);
+    assert!(
+        ok,
+        "serialhub log of {size} bytes ran out of {limit} bytes of heap:\n{err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.len() <= 10, "{} lines on stderr:\n{err}", lines.len());
+    let summary = lines
+        .iter()
+        .find(|l| l.contains("damaged lines in") && l.contains(p))
+        .unwrap_or_else(|| panic!("no summary in:\n{err}"));
+    let n: u64 = summary
+        .split_whitespace()
+        .find_map(|w| w.replace(',', "").parse().ok())
+        .unwrap();
+    assert!(n > 500_000, "{summary}");
+    // The records around the garbage survive it.
+    assert_eq!(String::from_utf8(out).unwrap(), good.concat());
+}
+
+/// Issue #8: `log --follow` that cannot keep up with rotation (here: stopped
+/// while the log runs through many small files) says on stderr that files
+/// were deleted before it could read them, instead of silently skipping
+/// their records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_follow_says_when_rotation_deleted_files_it_had_not_read() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let dir = tempfile::tempdir().unwrap();
+    let source = sim(SimMode::Source, 115_200);
+    let server = serve_with_log(
+        source.path().to_str().unwrap(),
+        "115200",
+        dir.path(),
+        &["--log-max-size", "4KiB", "--log-keep", "2"],
+    );
+    let mut follower = Command::new(BIN)
+        .args([
+            "log",
+            "--follow",
+            "--raw",
+            "rx",
+            dir.path().to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let collect = |mut r: Box<dyn Read + Send>| {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let sink = got.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = r.read(&mut buf) {
+                if n == 0 {
+                    return;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        got
+    };
+    let out = collect(Box::new(follower.stdout.take().unwrap()));
+    let err = collect(Box::new(follower.stderr.take().unwrap()));
+    let following = eventually(Duration::from_secs(20), || out.lock().unwrap().len() > 2000).await;
+    assert!(following, "follow printed nothing");
+    let pid = Pid::from_raw(follower.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    // Each file holds ~900 bytes of data, ~0.1 s at 115200 baud: many
+    // files come and go while the follower is stopped.
+    let at_stop = files(dir.path());
+    let rotated = eventually(Duration::from_secs(30), || {
+        let now = files(dir.path());
+        // Every file seen at the stop is gone, and more since.
+        now.len() == 2 && now.iter().all(|f| !at_stop.contains(f)) && {
+            std::thread::sleep(Duration::from_millis(1500));
+            true
+        }
+    })
+    .await;
+    let printed = out.lock().unwrap().len();
+    kill(pid, Signal::SIGCONT).unwrap();
+    assert!(rotated, "the log did not rotate");
+    // It goes on with what is there now.
+    let resumed = eventually(Duration::from_secs(20), || {
+        out.lock().unwrap().len() > printed + 2000
+    })
+    .await;
+    assert!(resumed, "follow did not resume");
+    let warned = String::from_utf8_lossy(&err.lock().unwrap()).contains("deleted by rotation");
+    let _ = follower.kill();
+    let _ = follower.wait();
+    stop(server);
+    let err = String::from_utf8_lossy(&err.lock().unwrap()).into_owned();
+    assert!(warned, "no warning of the missed files: {err:?}");
+    // And data was really missed: the pattern has a gap.
+    let mut check = Checker::new();
+    check.feed(&out.lock().unwrap());
+    assert!(
+        check.errors > 0,
+        "nothing was missed after all: {err}, {} records",
+        check.records
     );
 }
