@@ -26,6 +26,7 @@ fn fan_out(c: &mut Criterion) {
             write_chunk: 1024,
             lock_idle: Duration::from_secs(5),
             lock_max: Duration::from_secs(600),
+            txn: None,
         });
         let handles: Vec<_> = (0..clients)
             .map(|i| hub.attach(format!("bench#{i}")))

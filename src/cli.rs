@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::device::{DeviceSpec, SimMode};
 use crate::endpoint::EndpointSpec;
-use crate::hub::SlowReaderPolicy;
+use crate::hub::{SlowReaderPolicy, Unsolicited};
 use crate::line::{FlowControl, Parity};
 use crate::traffic::{DEFAULT_KEEP, Direction, Format};
 use time::OffsetDateTime;
@@ -105,6 +105,26 @@ pub struct ServeArgs {
     /// this long, however busy it is (100ms to 1day).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
     pub lock_max: Duration,
+    /// How clients' writes reach the device. merge: bytes go as they come,
+    /// each client's in order. transaction: each client's writes are cut
+    /// into requests (by the endpoint's framing; gap by default), one
+    /// request runs at a time, and its reply goes to the client that asked.
+    #[arg(long, value_enum, default_value_t = Writers::Merge)]
+    pub writers: Writers,
+    /// transaction: a request with no complete reply after this long ends as
+    /// a timeout, logged and counted (10ms to 1min).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
+    pub reply_timeout: Duration,
+    /// transaction: silence after a reply's first byte that ends it, where
+    /// its framing cannot tell its end (1ms to 10s). Default: 3.5 characters
+    /// at the line rate, at least 10ms.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub reply_gap: Option<Duration>,
+    /// transaction: who gets device output that answers no request: all
+    /// clients, nobody (drop, counted), or the last requester (last).
+    /// Clients with see=all get it either way.
+    #[arg(long, value_enum, default_value_t = Unsolicited::All)]
+    pub unsolicited: Unsolicited,
     /// On shutdown, how long to keep writing bytes already accepted for the
     /// device (0 to 1h).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
@@ -123,6 +143,13 @@ pub struct ServeArgs {
     /// deleted (1 to 1000).
     #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N", requires = "log")]
     pub log_keep: usize,
+}
+
+/// How clients' writes reach the device (`--writers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Writers {
+    Merge,
+    Transaction,
 }
 
 #[derive(Debug, Args)]

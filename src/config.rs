@@ -17,10 +17,11 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
+use crate::cli::Writers;
 use crate::device::{DeviceSpec, READ_CHUNK};
 use crate::endpoint::tcp::SocketSizing;
 use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec};
-use crate::hub::{HubConfig, SlowReaderPolicy};
+use crate::hub::{HubConfig, SlowReaderPolicy, TxnConfig};
 use crate::line::{LineError, LineSettings};
 use crate::traffic::{self, TrafficConfig};
 
@@ -67,6 +68,18 @@ pub const LOCK_MAX: RangeInclusive<Duration> = ms(100)..=secs(86_400);
 pub const DRAIN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=secs(3600);
 /// `--log-max-size`: 4 KiB to 1 TiB per file.
 pub const LOG_MAX_SIZE: RangeInclusive<u64> = traffic::MIN_MAX_SIZE..=1 << 40;
+/// `--reply-timeout`.
+pub const REPLY_TIMEOUT: RangeInclusive<Duration> = ms(10)..=secs(60);
+/// `--reply-gap`.
+pub const REPLY_GAP: RangeInclusive<Duration> = ms(1)..=secs(10);
+/// Least default reply gap. USB serial adapters hand over received bytes
+/// in batches (an FTDI chip every 16 ms by default), and a loaded machine
+/// reads late, so a gap of a few character times would cut replies short.
+/// It only ends replies whose end their framing cannot find.
+const REPLY_GAP_MIN: Duration = ms(10);
+/// Modbus RTU's inter-frame silence is 3.5 characters, but at least 1.75 ms
+/// above 19200 baud.
+const FRAME_GAP_MIN: Duration = Duration::from_micros(1750);
 /// `--log-keep`: files kept, the current one included.
 pub const LOG_KEEP: RangeInclusive<usize> = 1..=1000;
 
@@ -211,11 +224,16 @@ impl ServeConfig {
                 .bytes_in(CLIENT_QUEUE_TIME)
                 .clamp(CLIENT_QUEUE_MIN, *CLIENT_QUEUE.end()),
         };
+        let txn = match a.writers {
+            Writers::Merge => None,
+            Writers::Transaction => Some(txn_config(a, &line)?),
+        };
         Ok(ServeConfig {
             device: a.device.clone(),
             hub: HubConfig {
                 lock_idle,
                 lock_max,
+                txn,
                 ..hub_config(&line, max_inflight, client_queue, a.slow_reader)
             },
             sockets: socket_sizing(&line, max_inflight),
@@ -228,6 +246,28 @@ impl ServeConfig {
             traffic: traffic_config(a)?,
         })
     }
+}
+
+/// Transaction timing: the gaps follow the line rate unless set.
+fn txn_config(a: &ServeArgs, line: &LineSettings) -> Result<TxnConfig, ConfigError> {
+    let char_time = Duration::from_secs_f64(1.0 / line.bytes_per_sec());
+    let three_and_a_half = char_time.saturating_mul(7) / 2;
+    let reply_gap = match a.reply_gap {
+        Some(g) => check("--reply-gap", g, &REPLY_GAP, duration_text)?,
+        None => three_and_a_half.max(REPLY_GAP_MIN),
+    };
+    Ok(TxnConfig {
+        reply_timeout: check(
+            "--reply-timeout",
+            a.reply_timeout,
+            &REPLY_TIMEOUT,
+            duration_text,
+        )?,
+        reply_gap,
+        frame_gap: three_and_a_half.max(FRAME_GAP_MIN),
+        char_time,
+        unsolicited: a.unsolicited,
+    })
 }
 
 fn traffic_config(a: &ServeArgs) -> Result<Option<TrafficConfig>, ConfigError> {
@@ -258,6 +298,7 @@ pub fn hub_config(
         write_chunk: (write_budget / 4).max(1),
         lock_idle: DEFAULT_LOCK_IDLE,
         lock_max: DEFAULT_LOCK_MAX,
+        txn: None,
     }
 }
 

@@ -36,6 +36,7 @@ pub mod logcmd;
 pub mod measure;
 pub mod pace;
 pub mod pattern;
+pub mod proto;
 pub mod serve;
 pub mod sim;
 pub mod traffic;

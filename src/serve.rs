@@ -93,6 +93,16 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
     // what they had already accepted, and the writer must still be running
     // to make room for it.
     let device_stop = CancellationToken::new();
+    // Under --writers transaction, the arbiter is the device's only writer.
+    // It stops after the clients, with what they handed over, and before
+    // the device.
+    let arbiter_stop = CancellationToken::new();
+    let arbiter = hub.take_arbiter().map(|a| {
+        tokio::spawn(
+            a.run(hub.clone(), arbiter_stop.clone())
+                .instrument(info_span!("arbiter", path = %cfg.device)),
+        )
+    });
     let device_task = tokio::spawn(
         device::run(
             device,
@@ -117,6 +127,15 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
         .is_err()
     {
         warn!("some clients did not close in time");
+    }
+    arbiter_stop.cancel();
+    if let Some(a) = arbiter
+        && tokio::time::timeout(cfg.drain_timeout, a).await.is_err()
+    {
+        warn!(
+            "gave up on queued transactions after {:?}",
+            cfg.drain_timeout
+        );
     }
     device_stop.cancel();
     let _ = device_task.await;

@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use super::framing::LineAssembler;
 use super::inband::{InbandParser, Piece};
+use super::request;
 use super::{Access, EndpointOptions, Framing};
 use crate::hub::ClientHandle;
 
@@ -90,7 +91,7 @@ stream_source!(tokio::net::unix::OwnedReadHalf);
 
 /// Why a client's input ended.
 #[derive(Debug)]
-enum End {
+pub(super) enum End {
     /// The client closed its sending side.
     Closed,
     /// The slow-reader policy disconnected it.
@@ -115,9 +116,18 @@ pub async fn run<S, W>(
     W: AsyncWrite + Unpin,
 {
     info!("client connected");
+    handle.see_all(options.sees_all());
     let mut slot = Some(slot);
     let (end, output_end) = {
-        let to_device = to_device(&handle, &source, options, &shutdown);
+        let to_device = async {
+            match (handle.txn_config(), options.access) {
+                (Some(t), Access::ReadWrite) => {
+                    let (gap, hold) = (t.frame_gap, t.reply_timeout);
+                    request::to_arbiter(&handle, &source, options, gap, hold, &shutdown).await
+                }
+                _ => to_device(&handle, &source, options, &shutdown).await,
+            }
+        };
         let to_client = to_client(&handle, &mut sink);
         tokio::pin!(to_device, to_client);
         tokio::select! {
@@ -228,7 +238,7 @@ async fn to_device(
 /// A read from the client failed, typically on a reset. The kernel returns
 /// queued data before the error, so normally nothing is pending; if some is,
 /// the kernel discarded it and serialhub can only count and report it.
-fn read_failed(handle: &ClientHandle, source: &impl ClientSource, e: io::Error) -> End {
+pub(super) fn read_failed(handle: &ClientHandle, source: &impl ClientSource, e: io::Error) -> End {
     let pending = source.queued();
     if pending > 0 {
         handle.count_lost(pending);

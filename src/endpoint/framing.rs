@@ -24,6 +24,10 @@ impl LineAssembler {
         }
     }
 
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
     /// Room left before the pending partial line reaches `max_line`.
     pub fn room(&self) -> usize {
         self.max_line.saturating_sub(self.pending.len())

@@ -13,12 +13,13 @@ pub mod framing;
 pub mod inband;
 pub mod options;
 pub mod pty;
+pub mod request;
 pub mod tcp;
 pub mod unix;
 
 pub use accept::{Accept, Context};
 pub use options::{
-    Access, EndpointKind, EndpointOptions, EndpointParseError, EndpointSpec, Framing,
+    Access, EndpointKind, EndpointOptions, EndpointParseError, EndpointSpec, Framing, See,
 };
 
 /// The endpoint every `serve` listens on when given none: loopback only, so a

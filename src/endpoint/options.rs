@@ -7,11 +7,14 @@
 //! | `pty` | symlink path for a virtual serial port | `pty:/tmp/ttyLOG,access=ro` |
 //!
 //! Options apply to every client of the endpoint:
-//! `access=rw|ro`, `framing=none|line`, `delimiter=lf|cr|nul|0xNN`,
-//! `max-line=BYTES` (1 to 64 KiB), `lock=none|inband`, `slow-reader=disconnect|drop|block`,
-//! and `mode=OCTAL` (unix only).
+//! `access=rw|ro`, `framing=none|line|gap|modbus-rtu`, `delimiter=lf|cr|nul|0xNN`,
+//! `max-line=BYTES` (1 to 64 KiB), `gap=DURATION` (100us to 10s),
+//! `max-request=BYTES` (1 to 64 KiB), `see=own|all`, `lock=none|inband`,
+//! `slow-reader=disconnect|drop|block`, and `mode=OCTAL` (unix only).
 
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::hub::SlowReaderPolicy;
 
@@ -53,6 +56,21 @@ pub enum Framing {
     None,
     /// Only whole lines go, so two clients never interleave inside a line.
     Line,
+    /// A request is what the client writes before it pauses for the gap
+    /// (transaction mode; the default there).
+    Gap,
+    /// A request is one Modbus RTU frame, found by its length and checked
+    /// by its CRC (transaction mode).
+    ModbusRtu,
+}
+
+/// Which device output a client gets in transaction mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum See {
+    /// Replies to its own requests, and unsolicited output.
+    Own,
+    /// Everything, whoever asked (a monitor or logger).
+    All,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,6 +87,24 @@ pub struct EndpointOptions {
     pub slow_reader: Option<SlowReaderPolicy>,
     /// File mode of a unix socket.
     pub mode: u32,
+    /// Silence that ends a request under `framing=gap`; by default the
+    /// port's inter-frame gap.
+    pub gap: Option<Duration>,
+    /// Longest request `framing=gap` holds back; a longer one is split.
+    pub max_request: usize,
+    /// Which output the client gets in transaction mode; by default `all`
+    /// for read-only endpoints, `own` otherwise.
+    pub see: Option<See>,
+}
+
+impl EndpointOptions {
+    /// Whether clients of this endpoint get every reply, whoever asked.
+    pub fn sees_all(&self) -> bool {
+        self.see.unwrap_or(match self.access {
+            Access::ReadOnly => See::All,
+            Access::ReadWrite => See::Own,
+        }) == See::All
+    }
 }
 
 /// Default longest line for `framing=line`.
@@ -76,6 +112,12 @@ pub const DEFAULT_MAX_LINE: usize = 1024;
 /// Largest `max-line`: the partial line is held in memory per client, and
 /// each read for a line-framed client is up to this size.
 pub const MAX_MAX_LINE: usize = 64 * 1024;
+/// Default longest request for `framing=gap`: a Modbus RTU frame's limit.
+pub const DEFAULT_MAX_REQUEST: usize = 256;
+/// `max-request`.
+pub const MAX_REQUEST: RangeInclusive<usize> = 1..=64 * 1024;
+/// `gap`: at most 10 s, so a request is never held for long.
+pub const GAP: RangeInclusive<Duration> = Duration::from_micros(100)..=Duration::from_secs(10);
 /// Default unix socket mode: owner and group may connect.
 pub const DEFAULT_UNIX_MODE: u32 = 0o660;
 
@@ -89,6 +131,9 @@ impl Default for EndpointOptions {
             inband_lock: false,
             slow_reader: None,
             mode: DEFAULT_UNIX_MODE,
+            gap: None,
+            max_request: DEFAULT_MAX_REQUEST,
+            see: None,
         }
     }
 }
@@ -102,7 +147,7 @@ pub enum EndpointParseError {
     #[error("bad address in {spec:?}: {why}")]
     Address { spec: String, why: &'static str },
     #[error(
-        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, lock, slow-reader, mode"
+        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode"
     )]
     Option { option: String, spec: String },
     #[error("bad value for {option} in {spec:?}: {why}")]
@@ -180,7 +225,9 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
             o.framing = match value {
                 "none" => Framing::None,
                 "line" => Framing::Line,
-                _ => return Err(OptErr::Value("expected none or line")),
+                "gap" => Framing::Gap,
+                "modbus-rtu" => Framing::ModbusRtu,
+                _ => return Err(OptErr::Value("expected none, line, gap or modbus-rtu")),
             }
         }
         "delimiter" => {
@@ -205,6 +252,31 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 .ok_or(OptErr::Value(
                     "expected a size from 1 to 64KiB, such as 256 or 4KiB",
                 ))?
+        }
+        "gap" => {
+            o.gap = Some(
+                humantime::parse_duration(value)
+                    .ok()
+                    .filter(|d| GAP.contains(d))
+                    .ok_or(OptErr::Value(
+                        "expected a duration from 100us to 10s, such as 2ms",
+                    ))?,
+            )
+        }
+        "max-request" => {
+            o.max_request = crate::cli::parse_bytes(value)
+                .ok()
+                .filter(|n| MAX_REQUEST.contains(n))
+                .ok_or(OptErr::Value(
+                    "expected a size from 1 to 64KiB, such as 256",
+                ))?
+        }
+        "see" => {
+            o.see = Some(match value {
+                "own" => See::Own,
+                "all" => See::All,
+                _ => return Err(OptErr::Value("expected own or all")),
+            })
         }
         "lock" => {
             o.inband_lock = match value {

@@ -17,18 +17,24 @@
 
 pub mod lock;
 pub mod queue;
+pub mod reply;
+pub mod txn;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use lock::WriteLock;
 pub use queue::{ByteQueue, PushError};
+pub use reply::ReplyRule;
+pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
+
+use txn::{Routing, Target, Turn, TxnStats};
 
 use crate::traffic::{ClientRef, Event, TrafficLog};
 
@@ -62,6 +68,9 @@ pub struct HubConfig {
     /// A write-lock holder loses the lock after holding it this long, so a
     /// client that keeps trickling bytes cannot keep the others off forever.
     pub lock_max: Duration,
+    /// `Some` under `--writers transaction`: requests are arbitrated one at
+    /// a time and replies routed (see [`txn`]); `None` merges writes.
+    pub txn: Option<TxnConfig>,
 }
 
 /// Chunks in the write channel. Every chunk holds at least one budget permit,
@@ -99,6 +108,11 @@ pub struct HubStats {
     pub refused: AtomicU64,
     /// Client bytes lost to connection resets (see [`ClientStats::lost`]).
     pub lost: AtomicU64,
+    /// Unsolicited device bytes nobody was given (`unsolicited=drop`).
+    pub unsolicited_dropped: AtomicU64,
+    /// Transactions run, and those that ended without a reply.
+    pub transactions: AtomicU64,
+    pub timeouts: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -112,6 +126,11 @@ struct Slot {
     /// episode rather than once per chunk.
     dropping: AtomicBool,
     stats: ClientStats,
+    /// Gets all device output, whoever's transaction it answers (a monitor).
+    see_all: AtomicBool,
+    /// Places for the client's queued requests ([`txn::PIPELINE`]).
+    pipeline: Arc<Semaphore>,
+    txn: TxnStats,
 }
 
 impl Slot {
@@ -153,6 +172,16 @@ pub struct Hub {
     lock: WriteLock,
     pub stats: HubStats,
     traffic: TrafficLog,
+    /// Where device output goes: the running transaction's client, or all.
+    routing: Mutex<Routing>,
+    /// Woken when device output arrives, for the arbiter's reply timing.
+    rx_activity: Notify,
+    /// Woken when a client leaves, for the arbiter's lock turn.
+    detached: Notify,
+    /// Requests and lock turns, to the arbiter (transaction mode only).
+    turns: Option<mpsc::Sender<Turn>>,
+    /// The arbiter, until the port takes it to run it.
+    arbiter: Mutex<Option<Arbiter>>,
 }
 
 /// The hub is gone (shutting down); the client should close.
@@ -171,6 +200,13 @@ impl Hub {
         // `Semaphore::new` from panicking whatever it is given.
         config.write_budget = config.write_budget.clamp(1, Semaphore::MAX_PERMITS);
         let (writes, rx) = mpsc::channel(WRITE_CHANNEL_CHUNKS);
+        let (turns, arbiter) = match &config.txn {
+            Some(t) => {
+                let (tx, arbiter) = txn::channel(t.clone());
+                (Some(tx), Some(arbiter))
+            }
+            None => (None, None),
+        };
         let hub = Hub {
             budget: Arc::new(Semaphore::new(config.write_budget)),
             lock: WriteLock::new(config.lock_idle, config.lock_max),
@@ -180,12 +216,91 @@ impl Hub {
             writes,
             stats: HubStats::default(),
             traffic,
+            routing: Mutex::new(Routing::default()),
+            rx_activity: Notify::new(),
+            detached: Notify::new(),
+            turns,
+            arbiter: Mutex::new(arbiter),
         };
         (Arc::new(hub), rx)
     }
 
     pub fn config(&self) -> &HubConfig {
         &self.config
+    }
+
+    /// The transaction arbiter, for the port to run; `None` when writes are
+    /// merged, or once taken.
+    pub fn take_arbiter(&self) -> Option<Arbiter> {
+        self.arbiter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Whether requests are arbitrated (`--writers transaction`).
+    pub fn is_transactional(&self) -> bool {
+        self.turns.is_some()
+    }
+
+    fn routing(&self) -> std::sync::MutexGuard<'_, Routing> {
+        self.routing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_attached(&self, id: ClientId) -> bool {
+        self.clients().iter().any(|s| s.id == id)
+    }
+
+    fn slot(&self, id: ClientId) -> Option<Arc<Slot>> {
+        self.clients().iter().find(|s| s.id == id).cloned()
+    }
+
+    /// Writes `data` to the device for a client, holding write budget like
+    /// any client's chunk. Used by the arbiter, the only writer in
+    /// transaction mode.
+    async fn write_for(&self, client: ClientId, name: &Arc<str>, data: Bytes) {
+        let n = data.len().clamp(1, self.config.write_budget);
+        let Ok(permit) = self
+            .budget
+            .clone()
+            .acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
+            .await
+        else {
+            return;
+        };
+        if let Some(slot) = self.slot(client) {
+            slot.stats.from_client.fetch_add(data.len() as u64, Relaxed);
+        }
+        let chunk = WriteChunk {
+            client,
+            client_name: name.clone(),
+            data,
+            permit,
+        };
+        let _ = self.writes.send(chunk).await;
+    }
+
+    /// Counts a finished transaction for its client.
+    fn note_outcome(&self, client: ClientId, name: &str, outcome: Outcome) {
+        self.stats.transactions.fetch_add(1, Relaxed);
+        if matches!(outcome, Outcome::TimedOut { .. }) {
+            self.stats.timeouts.fetch_add(1, Relaxed);
+        }
+        if let Some(slot) = self.slot(client) {
+            slot.txn.note(name, outcome);
+        }
+    }
+
+    /// The lock turn of `client` has started: queue its acknowledgement.
+    fn lock_granted(&self, client: ClientId, name: &str, ack: Option<Bytes>) {
+        info!(holder = %name, "write lock taken");
+        if let (Some(ack), Some(slot)) = (ack, self.slot(client)) {
+            // An empty queue takes any chunk, and a full one means the
+            // client is not reading: its policy applies as to any data.
+            if slot.queue.try_push(ack.clone()).is_err() {
+                self.overflow(&slot, ack.len());
+            }
+        }
     }
 
     /// The traffic log (a no-op handle when logging is off).
@@ -216,6 +331,9 @@ impl Hub {
             kicked: CancellationToken::new(),
             dropping: AtomicBool::new(false),
             stats: ClientStats::default(),
+            see_all: AtomicBool::new(false),
+            pipeline: Arc::new(Semaphore::new(txn::PIPELINE)),
+            txn: TxnStats::default(),
         });
         self.clients().push(slot.clone());
         self.stats.connected.fetch_add(1, Relaxed);
@@ -234,6 +352,8 @@ impl Hub {
             self.lock.release(id, "holder disconnected");
             self.stats.connected.fetch_sub(1, Relaxed);
             self.traffic.record(Event::Disconnect(slot.client_ref()));
+            drop(clients);
+            self.detached.notify_waiters();
         }
     }
 
@@ -241,14 +361,46 @@ impl Hub {
         self.clients().len()
     }
 
-    /// Offers one chunk of device data to every client.
+    /// Offers one chunk of device data to the clients it is for: the client
+    /// whose transaction it answers, or everyone (see [`txn`]).
     ///
     /// Returns at once unless a `block` client's queue is full.
     pub async fn publish(&self, data: Bytes) {
         self.stats.device_rx.fetch_add(data.len() as u64, Relaxed);
-        self.traffic.record(Event::Rx(data.clone()));
+        let unsolicited = self.config.txn.as_ref().map(|t| t.unsolicited);
+        let parts = match unsolicited {
+            Some(u) => self.routing().split(&data, u),
+            None => [(Target::All, data.len()), (Target::All, 0)],
+        };
+        if unsolicited.is_some() {
+            self.rx_activity.notify_waiters();
+        }
+        let mut at = 0;
+        for (target, n) in parts {
+            if n == 0 {
+                continue;
+            }
+            let piece = data.slice(at..at + n);
+            at += n;
+            self.traffic.record(Event::Rx(piece.clone()));
+            if target == Target::Watchers {
+                self.stats.unsolicited_dropped.fetch_add(n as u64, Relaxed);
+            }
+            self.fan_out(piece, target).await;
+        }
+    }
+
+    async fn fan_out(&self, data: Bytes, target: Target) {
         let clients: Vec<Arc<Slot>> = self.clients().clone();
         for slot in clients {
+            let wanted = match target {
+                Target::All => true,
+                Target::Client(id) => slot.id == id || slot.see_all.load(Relaxed),
+                Target::Watchers => slot.see_all.load(Relaxed),
+            };
+            if !wanted {
+                continue;
+            }
             let pushed = match slot.policy {
                 SlowReaderPolicy::Block => slot.queue.push(data.clone()).await,
                 _ => slot.queue.try_push(data.clone()),
@@ -349,6 +501,85 @@ impl ClientHandle {
     pub fn count_lost(&self, n: usize) {
         self.slot.stats.lost.fetch_add(n as u64, Relaxed);
         self.hub.stats.lost.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Transaction timing, when requests are arbitrated.
+    pub fn txn_config(&self) -> Option<&TxnConfig> {
+        self.hub.config.txn.as_ref()
+    }
+
+    /// Makes this client see all device output, whoever's transaction it
+    /// answers (`see=all`).
+    pub fn see_all(&self, on: bool) {
+        self.slot.see_all.store(on, Relaxed);
+    }
+
+    /// Queues a request for the arbiter (transaction mode), waiting for a
+    /// place in the client's pipeline: backpressure. `done`, if given, is
+    /// told how the transaction ended. Cancel safe.
+    pub async fn request(
+        &self,
+        data: Bytes,
+        rule: ReplyRule,
+        done: Option<tokio::sync::oneshot::Sender<Outcome>>,
+    ) -> Result<(), HubClosed> {
+        let turns = self.hub.turns.as_ref().ok_or(HubClosed)?;
+        let place = self
+            .slot
+            .pipeline
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| HubClosed)?;
+        let request = txn::Request {
+            client: self.slot.id,
+            name: self.slot.name.clone(),
+            data,
+            rule,
+            done,
+            _place: place,
+        };
+        turns
+            .send(Turn::Request(request))
+            .await
+            .map_err(|_| HubClosed)
+    }
+
+    /// Takes the write lock in transaction mode: waits for this client's
+    /// turn, which starts by queueing `ack` to it.
+    pub async fn txn_lock(&self, ack: Option<Bytes>) -> Result<(), HubClosed> {
+        let turns = self.hub.turns.as_ref().ok_or(HubClosed)?;
+        let (granted, wait) = tokio::sync::oneshot::channel();
+        turns
+            .send(Turn::Lock {
+                client: self.slot.id,
+                name: self.slot.name.clone(),
+                granted,
+                ack,
+            })
+            .await
+            .map_err(|_| HubClosed)?;
+        wait.await.map_err(|_| HubClosed)
+    }
+
+    /// Releases the write lock in transaction mode, after this client's
+    /// requests already queued.
+    pub async fn txn_unlock(&self) -> Result<(), HubClosed> {
+        let turns = self.hub.turns.as_ref().ok_or(HubClosed)?;
+        turns
+            .send(Turn::Unlock {
+                client: self.slot.id,
+            })
+            .await
+            .map_err(|_| HubClosed)
+    }
+
+    /// Transactions this client ran, and those that timed out.
+    pub fn transactions(&self) -> (u64, u64) {
+        (
+            self.slot.txn.transactions.load(Relaxed),
+            self.slot.txn.timeouts.load(Relaxed),
+        )
     }
 
     /// Cancelled when the hub disconnects this client.

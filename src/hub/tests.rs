@@ -16,6 +16,7 @@ fn hub(policy: SlowReaderPolicy, client_queue: usize, budget: usize) -> (Arc<Hub
         write_chunk: budget / 2,
         lock_idle: Duration::from_secs(60),
         lock_max: Duration::from_secs(600),
+        txn: None,
     })
 }
 

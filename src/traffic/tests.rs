@@ -385,6 +385,7 @@ async fn the_hub_records_clients_data_and_slow_readers() {
             write_chunk: 32,
             lock_idle: std::time::Duration::from_secs(60),
             lock_max: std::time::Duration::from_secs(600),
+            txn: None,
         },
         log,
     );

@@ -1,0 +1,2 @@
+//! Sans-I/O protocol codecs.
+pub mod modbus;

@@ -1,0 +1,2 @@
+//! Modbus RTU framing (placeholder until the full codec lands).
+pub mod rtu;
