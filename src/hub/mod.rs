@@ -128,6 +128,9 @@ struct Slot {
     stats: ClientStats,
     /// Gets all device output, whoever's transaction it answers (a monitor).
     see_all: AtomicBool,
+    /// Gets only replies to its own requests, never unsolicited output (a
+    /// Modbus TCP client, which could not tell one from the other).
+    replies_only: AtomicBool,
     /// Places for the client's queued requests ([`txn::PIPELINE`]).
     pipeline: Arc<Semaphore>,
     txn: TxnStats,
@@ -332,6 +335,7 @@ impl Hub {
             dropping: AtomicBool::new(false),
             stats: ClientStats::default(),
             see_all: AtomicBool::new(false),
+            replies_only: AtomicBool::new(false),
             pipeline: Arc::new(Semaphore::new(txn::PIPELINE)),
             txn: TxnStats::default(),
         });
@@ -394,9 +398,10 @@ impl Hub {
         let clients: Vec<Arc<Slot>> = self.clients().clone();
         for slot in clients {
             let wanted = match target {
+                Target::Client(id) if slot.id == id => true,
+                _ if slot.replies_only.load(Relaxed) => false,
                 Target::All => true,
-                Target::Client(id) => slot.id == id || slot.see_all.load(Relaxed),
-                Target::Watchers => slot.see_all.load(Relaxed),
+                Target::Client(_) | Target::Watchers => slot.see_all.load(Relaxed),
             };
             if !wanted {
                 continue;
@@ -512,6 +517,13 @@ impl ClientHandle {
     /// answers (`see=all`).
     pub fn see_all(&self, on: bool) {
         self.slot.see_all.store(on, Relaxed);
+    }
+
+    /// Makes this client get only replies to its own requests, never
+    /// unsolicited output nor other clients' replies.
+    pub fn replies_only(&self) {
+        self.slot.replies_only.store(true, Relaxed);
+        self.slot.see_all.store(false, Relaxed);
     }
 
     /// Queues a request for the arbiter (transaction mode), waiting for a

@@ -12,3 +12,4 @@ mod options;
 mod sharing;
 mod slow_reader;
 mod traffic;
+mod transactions;

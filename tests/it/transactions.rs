@@ -1,0 +1,159 @@
+//! Issue 9: under `--writers transaction`, unmodified request/response
+//! programs share one device, and each gets its own replies.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use crate::common::{Server, finish, python};
+
+/// A pyserial program on a pty endpoint: sends numbered requests and checks
+/// that each reply is the echo of its own request.
+const PTY_REQUESTER: &str = r#"
+import serial, sys
+port = serial.Serial(sys.argv[1], 115200, timeout=10)
+tag, n = sys.argv[2], int(sys.argv[3])
+bad = 0
+for i in range(n):
+    req = f"{tag}-{i:04d}\n".encode()
+    port.write(req)
+    got = port.read(len(req))
+    if got != req:
+        bad += 1
+        print("asked", req, "got", got)
+print("ok", n - bad, "bad", bad)
+sys.exit(1 if bad else 0)
+"#;
+
+/// Sends numbered requests on a stream and counts replies that are not the
+/// echo of their own request.
+fn exchange(mut s: impl Read + Write, tag: &str, n: usize) -> Vec<String> {
+    let mut crossed = Vec::new();
+    for i in 0..n {
+        let req = format!("{tag}-{i:04}\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut got = vec![0u8; req.len()];
+        s.read_exact(&mut got).unwrap();
+        if got != req.as_bytes() {
+            crossed.push(format!(
+                "asked {req:?}, got {:?}",
+                String::from_utf8_lossy(&got)
+            ));
+        }
+    }
+    crossed
+}
+
+#[test]
+fn issue9_clients_on_tcp_unix_and_pty_get_only_their_own_replies() {
+    const N: usize = 150;
+    let dir = tempfile::tempdir().unwrap();
+    let (pty, sock) = (dir.path().join("ttyM"), dir.path().join("hub.sock"));
+    let server = Server::serve(
+        "sim:echo",
+        115_200,
+        &[
+            "--writers",
+            "transaction",
+            "-l",
+            &format!("pty:{}", pty.display()),
+            "-l",
+            &format!("unix:{}", sock.display()),
+            "-l",
+            "tcp:127.0.0.1:0,see=all",
+        ],
+    );
+    let (addr, monitor_addr) = (server.addrs[0], server.addrs[1]);
+    let mut monitor = TcpStream::connect(monitor_addr).unwrap();
+    let py = python(
+        PTY_REQUESTER,
+        &[pty.to_str().unwrap(), "pty", &N.to_string()],
+    );
+    let tcp = std::thread::spawn(move || exchange(TcpStream::connect(addr).unwrap(), "tcp", N));
+    let unix = std::thread::spawn(move || exchange(UnixStream::connect(sock).unwrap(), "unix", N));
+    let crossed: Vec<String> = [tcp, unix]
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let (ok, out) = finish(py, Duration::from_secs(120));
+    assert!(ok, "pyserial requester: {out}\n{}", server.log());
+    assert!(crossed.is_empty(), "crossed replies: {crossed:?}");
+
+    // The monitor saw every request's reply, from every client.
+    monitor
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while seen.iter().filter(|b| **b == b'\n').count() < 3 * N {
+        let n = monitor.read(&mut buf).expect("monitor reads every reply");
+        assert!(n > 0, "monitor closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let seen = String::from_utf8_lossy(&seen);
+    for tag in ["pty", "tcp", "unix"] {
+        assert_eq!(seen.matches(&format!("{tag}-")).count(), N, "{tag}");
+    }
+}
+
+#[test]
+fn issue9_inband_lock_is_acknowledged_and_routes_replies_to_the_holder() {
+    let server = Server::serve(
+        "sim:echo",
+        115_200,
+        &[
+            "--writers",
+            "transaction",
+            "-l",
+            "tcp:127.0.0.1:0,lock=inband,framing=line",
+        ],
+    );
+    // addrs[0] is the harness's plain endpoint.
+    let addr = server.addrs[1];
+    let mut holder = TcpStream::connect(addr).unwrap();
+    holder
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    holder.write_all(b"\x10L").unwrap();
+    let mut ack = [0u8; 2];
+    holder.read_exact(&mut ack).unwrap();
+    assert_eq!(&ack, b"\x10L", "the lock is acknowledged in-band");
+
+    // Another client's request waits while the lock is held...
+    let mut other = TcpStream::connect(addr).unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    other.write_all(b"other\n").unwrap();
+    for i in 0..5 {
+        let req = format!("mine-{i}\n");
+        holder.write_all(req.as_bytes()).unwrap();
+        let mut got = vec![0u8; req.len()];
+        holder.read_exact(&mut got).unwrap();
+        assert_eq!(got, req.as_bytes());
+    }
+    let mut buf = [0u8; 64];
+    let early = other.read(&mut buf);
+    assert!(
+        early.is_err(),
+        "a request went out while another client held the lock: {:?}\n{}",
+        early.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()),
+        server.log()
+    );
+    // ...and goes out, with its reply to it alone, once the lock is released.
+    holder.write_all(b"\x10U").unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = [0u8; 6];
+    other.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"other\n");
+    holder
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(
+        holder.read(&mut buf).is_err(),
+        "the holder got another client's reply"
+    );
+}
