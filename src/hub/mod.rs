@@ -380,13 +380,21 @@ impl Hub {
             self.rx_activity.notify_waiters();
         }
         let mut at = 0;
-        for (target, n) in parts {
+        for (i, (target, n)) in parts.into_iter().enumerate() {
             if n == 0 {
                 continue;
             }
             let piece = data.slice(at..at + n);
             at += n;
-            self.traffic.record(Event::Rx(piece.clone()));
+            // The first part is the running transaction's reply.
+            let replied_to = match target {
+                Target::Client(id) if i == 0 => self.slot(id),
+                _ => None,
+            };
+            self.traffic.record(match replied_to {
+                Some(slot) => Event::Reply(slot.client_ref(), piece.clone()),
+                None => Event::Rx(piece.clone()),
+            });
             if target == Target::Watchers {
                 self.stats.unsolicited_dropped.fetch_add(n as u64, Relaxed);
             }

@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 
 use super::reply::{ReplyDetector, ReplyRule};
 use super::{ClientId, Hub};
+use crate::traffic::{ClientRef, Event};
 
 /// Requests one client may have queued. One would do for a strict
 /// request/response master; a few let a pipelining Modbus TCP client keep
@@ -300,6 +301,11 @@ impl Arbiter {
     async fn transact(&mut self, hub: &Hub, r: Request) {
         self.wait_silence(hub).await;
         hub.routing().begin(r.client, ReplyDetector::new(r.rule));
+        let who = ClientRef {
+            id: r.client,
+            name: r.name.clone(),
+        };
+        hub.traffic().record(Event::TxnBegin(who.clone()));
         debug!(client = %r.name, len = r.data.len(), "transaction begins");
         self.write(hub, &r).await;
         let on_wire = self.wire_busy_until.unwrap_or_else(Instant::now);
@@ -311,6 +317,16 @@ impl Arbiter {
                 .await
         };
         let routed = hub.routing().end();
+        hub.traffic().record(match outcome {
+            Outcome::TimedOut { partial } => Event::TxnTimeout {
+                client: who,
+                partial: partial as u64,
+            },
+            Outcome::Replied(_) | Outcome::Sent => Event::TxnEnd {
+                client: who,
+                reply: routed as u64,
+            },
+        });
         hub.note_outcome(r.client, &r.name, outcome);
         debug!(client = %r.name, ?outcome, routed, "transaction ends");
         if let Some(done) = r.done {
@@ -365,6 +381,11 @@ impl Arbiter {
         self.wait_silence(hub).await;
         hub.routing()
             .begin(holder, ReplyDetector::new(ReplyRule::Gap));
+        let who = ClientRef {
+            id: holder,
+            name: name.clone(),
+        };
+        hub.traffic().record(Event::TxnBegin(who.clone()));
         let since = Instant::now();
         let mut last_write = since;
         let (idle, max) = (hub.config.lock_idle, hub.config.lock_max);
@@ -411,7 +432,11 @@ impl Arbiter {
                 }
             }
         };
-        hub.routing().end();
+        let routed = hub.routing().end();
+        hub.traffic().record(Event::TxnEnd {
+            client: who,
+            reply: routed as u64,
+        });
         info!(holder = %name, held = ?since.elapsed(), "write lock released: {why}");
     }
 }

@@ -28,6 +28,11 @@ struct Line<'a> {
 enum Body<'a> {
     Rx {
         len: usize,
+        /// The client a reply was routed to (transaction mode).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<Cow<'a>>,
         hex: String,
     },
     Tx {
@@ -47,6 +52,20 @@ enum Body<'a> {
     SlowDrop {
         id: u64,
         client: Cow<'a>,
+    },
+    TxnBegin {
+        id: u64,
+        client: Cow<'a>,
+    },
+    TxnEnd {
+        id: u64,
+        client: Cow<'a>,
+        reply: u64,
+    },
+    TxnTimeout {
+        id: u64,
+        client: Cow<'a>,
+        partial: u64,
     },
     SlowResume {
         id: u64,
@@ -89,8 +108,42 @@ pub fn encode(rec: &Record, out: &mut String) {
     let body = match &rec.event {
         Event::Rx(d) => Body::Rx {
             len: d.len(),
+            id: None,
+            client: None,
             hex: hex(d),
         },
+        Event::Reply(cl, d) => {
+            let (id, client) = c(cl);
+            Body::Rx {
+                len: d.len(),
+                id: Some(id),
+                client: Some(client),
+                hex: hex(d),
+            }
+        }
+        Event::TxnBegin(cl) => {
+            let (id, client) = c(cl);
+            Body::TxnBegin { id, client }
+        }
+        Event::TxnEnd { client: cl, reply } => {
+            let (id, client) = c(cl);
+            Body::TxnEnd {
+                id,
+                client,
+                reply: *reply,
+            }
+        }
+        Event::TxnTimeout {
+            client: cl,
+            partial,
+        } => {
+            let (id, client) = c(cl);
+            Body::TxnTimeout {
+                id,
+                client,
+                partial: *partial,
+            }
+        }
         Event::Tx(cl, d) => {
             let (id, client) = c(cl);
             Body::Tx {
@@ -187,7 +240,26 @@ pub fn parse(line: &str) -> Result<Record, JsonError> {
         Ok(Bytes::from(d))
     };
     let event = match l.body {
-        Body::Rx { len, hex } => Event::Rx(data(len, &hex)?),
+        Body::Rx {
+            len,
+            id: Some(id),
+            client: Some(client),
+            hex,
+        } => Event::Reply(cl(id, client), data(len, &hex)?),
+        Body::Rx { len, hex, .. } => Event::Rx(data(len, &hex)?),
+        Body::TxnBegin { id, client } => Event::TxnBegin(cl(id, client)),
+        Body::TxnEnd { id, client, reply } => Event::TxnEnd {
+            client: cl(id, client),
+            reply,
+        },
+        Body::TxnTimeout {
+            id,
+            client,
+            partial,
+        } => Event::TxnTimeout {
+            client: cl(id, client),
+            partial,
+        },
         Body::Tx {
             len,
             id,

@@ -89,6 +89,21 @@ pub enum Event {
     Rx(Bytes),
     /// Bytes written to the device for `client`.
     Tx(ClientRef, Bytes),
+    /// Bytes read from the device during `client`'s transaction, and routed
+    /// to it as (part of) its reply.
+    Reply(ClientRef, Bytes),
+    /// A transaction of `client` started: its request goes out next.
+    TxnBegin(ClientRef),
+    /// It ended with a reply of `reply` bytes (0 when none was expected).
+    TxnEnd {
+        client: ClientRef,
+        reply: u64,
+    },
+    /// No complete reply came in time; `partial` bytes of one did.
+    TxnTimeout {
+        client: ClientRef,
+        partial: u64,
+    },
     Connect(ClientRef),
     Disconnect(ClientRef),
     /// A `drop` client's queue is full: its data is being dropped.
@@ -119,7 +134,7 @@ impl Event {
     /// The bytes carried, for data records.
     pub fn data(&self) -> Option<(Direction, &Bytes)> {
         match self {
-            Event::Rx(d) => Some((Direction::Rx, d)),
+            Event::Rx(d) | Event::Reply(_, d) => Some((Direction::Rx, d)),
             Event::Tx(_, d) => Some((Direction::Tx, d)),
             _ => None,
         }
@@ -129,6 +144,10 @@ impl Event {
     pub fn client(&self) -> Option<&ClientRef> {
         match self {
             Event::Tx(c, _)
+            | Event::Reply(c, _)
+            | Event::TxnBegin(c)
+            | Event::TxnEnd { client: c, .. }
+            | Event::TxnTimeout { client: c, .. }
             | Event::Connect(c)
             | Event::Disconnect(c)
             | Event::SlowDrop(c)

@@ -32,6 +32,17 @@ fn sample() -> Vec<Record> {
         Event::Rx(all.slice(..16)),
         Event::Rx(all.slice(..17)),
         Event::Tx(odd.clone(), all.clone()),
+        Event::TxnBegin(odd.clone()),
+        Event::Reply(odd.clone(), all.slice(..20)),
+        Event::TxnEnd {
+            client: odd.clone(),
+            reply: 20,
+        },
+        Event::TxnBegin(c.clone()),
+        Event::TxnTimeout {
+            client: c.clone(),
+            partial: 0,
+        },
         Event::SlowDrop(c.clone()),
         Event::SlowResume {
             client: c.clone(),

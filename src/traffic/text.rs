@@ -104,11 +104,12 @@ pub fn encode(rec: &Record, out: &mut String, p: &Palette) {
     let _ = write!(out, "{:#} ", p.ts);
     let kind = kind(&rec.event);
     let style = match &rec.event {
-        Event::Rx(_) => p.rx,
+        Event::Rx(_) | Event::Reply(..) => p.rx,
         Event::Tx(..) => p.tx,
         Event::Dropped(_)
         | Event::DeviceLost { .. }
         | Event::SlowKick { .. }
+        | Event::TxnTimeout { .. }
         | Event::SlowDrop(_) => p.alarm,
         _ => p.event,
     };
@@ -120,9 +121,18 @@ pub fn encode(rec: &Record, out: &mut String, p: &Palette) {
         Event::Rx(d) => {
             let _ = write!(out, " {}", d.len());
         }
-        Event::Tx(c, d) => {
+        Event::Tx(c, d) | Event::Reply(c, d) => {
             let _ = write!(out, " {}", d.len());
             client(out, c);
+        }
+        Event::TxnBegin(c) => client(out, c),
+        Event::TxnEnd { client: c, reply } => {
+            client(out, c);
+            let _ = write!(out, " reply={reply}");
+        }
+        Event::TxnTimeout { client: c, partial } => {
+            client(out, c);
+            let _ = write!(out, " partial={partial}");
         }
         Event::Connect(c) | Event::Disconnect(c) | Event::SlowDrop(c) => client(out, c),
         Event::SlowResume { client: c, dropped } => {
@@ -158,7 +168,10 @@ pub fn encode(rec: &Record, out: &mut String, p: &Palette) {
 /// The kind word that follows the timestamp.
 pub fn kind(e: &Event) -> &'static str {
     match e {
-        Event::Rx(_) => "rx",
+        Event::Rx(_) | Event::Reply(..) => "rx",
+        Event::TxnBegin(_) => "txn-begin",
+        Event::TxnEnd { .. } => "txn-end",
+        Event::TxnTimeout { .. } => "txn-timeout",
         Event::Tx(..) => "tx",
         Event::Connect(_) => "connect",
         Event::Disconnect(_) => "disconnect",
@@ -270,6 +283,8 @@ pub enum TextError {
 struct Partial {
     ts: OffsetDateTime,
     client: Option<ClientRef>,
+    /// From the device (`rx`), else to it (`tx`).
+    rx: bool,
     want: usize,
     data: Vec<u8>,
 }
@@ -339,9 +354,10 @@ impl TextParser {
             && let Some(p) = self.partial.take()
         {
             let data = Bytes::from(p.data);
-            let event = match p.client {
-                Some(c) => Event::Tx(c, data),
-                None => Event::Rx(data),
+            let event = match (p.client, p.rx) {
+                (Some(c), true) => Event::Reply(c, data),
+                (Some(c), false) => Event::Tx(c, data),
+                (None, _) => Event::Rx(data),
             };
             out.push(Ok(Record { ts: p.ts, event }));
         }
@@ -370,14 +386,16 @@ fn parse_header(line: &str) -> Result<Header, TextError> {
             if want > MAX_DATA {
                 return Err(TextError::Header("length larger than any record"));
             }
-            let client = if kind == "tx" {
-                Some(client(next()?, next()?)?)
-            } else {
-                None
+            // `tx` always names its client; `rx` does when it was a reply.
+            let client = match (kind, next()) {
+                ("tx", id) => Some(client(id?, next()?)?),
+                (_, Ok(id)) => Some(client(id, next()?)?),
+                (_, Err(_)) => None,
             };
             return Ok(Header::Data(Partial {
                 ts,
                 client,
+                rx: kind == "rx",
                 want,
                 data: Vec::with_capacity(want.min(1 << 16)),
             }));
@@ -385,6 +403,15 @@ fn parse_header(line: &str) -> Result<Header, TextError> {
         "connect" => Event::Connect(client(next()?, next()?)?),
         "disconnect" => Event::Disconnect(client(next()?, next()?)?),
         "slow-drop" => Event::SlowDrop(client(next()?, next()?)?),
+        "txn-begin" => Event::TxnBegin(client(next()?, next()?)?),
+        "txn-end" => Event::TxnEnd {
+            client: client(next()?, next()?)?,
+            reply: num(keyed(next()?, "reply=")?)?,
+        },
+        "txn-timeout" => Event::TxnTimeout {
+            client: client(next()?, next()?)?,
+            partial: num(keyed(next()?, "partial=")?)?,
+        },
         "slow-resume" => Event::SlowResume {
             client: client(next()?, next()?)?,
             dropped: num(keyed(next()?, "dropped=")?)?,

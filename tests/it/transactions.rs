@@ -157,3 +157,75 @@ fn issue9_inband_lock_is_acknowledged_and_routes_replies_to_the_holder() {
         "the holder got another client's reply"
     );
 }
+
+#[test]
+fn issue9_traffic_log_names_the_client_of_each_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_dir = dir.path().to_str().unwrap();
+    let mut server = Server::serve(
+        "sim:echo",
+        115_200,
+        &["--writers", "transaction", "--log", log_dir],
+    );
+    let addr = server.addr();
+    let clients: Vec<_> = ["alpha", "beta"]
+        .into_iter()
+        .map(|tag| {
+            std::thread::spawn(move || {
+                let s = TcpStream::connect(addr).unwrap();
+                let port = s.local_addr().unwrap().port();
+                (tag, port, exchange(s, tag, 20))
+            })
+        })
+        .collect();
+    let ports: Vec<(&str, u16)> = clients
+        .into_iter()
+        .map(|t| {
+            let (tag, port, crossed) = t.join().unwrap();
+            assert!(crossed.is_empty(), "{crossed:?}");
+            (tag, port)
+        })
+        .collect();
+    server.terminate(Duration::from_secs(10));
+
+    let out = std::process::Command::new(crate::common::BIN)
+        .args(["log", "--json", log_dir])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (tag, port) in ports {
+        let name = format!("tcp:127.0.0.1:{port}");
+        let mine = |kind: &str| {
+            records
+                .iter()
+                .filter(|r| r["kind"] == kind && r["client"] == name.as_str())
+                .count()
+        };
+        assert_eq!(mine("txn-begin"), 20, "{tag}");
+        assert_eq!(mine("txn-end"), 20, "{tag}");
+        // Each reply is logged with the client it went to, and is its own.
+        let replies: Vec<String> = records
+            .iter()
+            .filter(|r| r["kind"] == "rx" && r["client"] == name.as_str())
+            .map(|r| {
+                let hex = r["hex"].as_str().unwrap();
+                let bytes: Vec<u8> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                    .collect();
+                String::from_utf8(bytes).unwrap()
+            })
+            .collect();
+        let text = replies.concat();
+        assert_eq!(
+            text.matches(&format!("{tag}-")).count(),
+            20,
+            "{tag}: {text:?}"
+        );
+        assert!(!text.contains(if tag == "alpha" { "beta" } else { "alpha" }));
+    }
+}
