@@ -138,6 +138,9 @@ pub async fn run<S, W>(
                     // replies to its last request arrive.
                     slot = None;
                     handle.unlock("holder closed its sending side");
+                    if handle.txn_config().is_some() {
+                        let _ = handle.txn_unlock().await;
+                    }
                     let _ = tokio::time::timeout(linger, &mut to_client).await;
                 }
                 (r, None)

@@ -229,3 +229,73 @@ fn issue9_traffic_log_names_the_client_of_each_reply() {
         assert!(!text.contains(if tag == "alpha" { "beta" } else { "alpha" }));
     }
 }
+
+/// The README's local-sharing example: a controller on a line-framed pty
+/// endpoint, a terminal on another pty endpoint typing at the same time,
+/// and a read-only logger.
+const CONTROLLER: &str = r#"
+import serial, sys
+port = serial.Serial(sys.argv[1], 115200, timeout=5)
+n, bad = int(sys.argv[2]), 0
+for i in range(n):
+    req = f"AT+READ?{i:05d}\r\n".encode()
+    port.write(req)
+    reply = port.readline()
+    if reply != req:
+        bad += 1
+        if bad < 5:
+            print("asked", req, "got", reply)
+print("ok", n - bad, "of", n)
+sys.exit(1 if bad else 0)
+"#;
+
+/// Types `ATI` and Enter, a key every 3 ms, until the stop file exists;
+/// reports how many echoed bytes it got back.
+const TERMINAL: &str = r#"
+import serial, sys, time, os
+port = serial.Serial(sys.argv[1], 115200, timeout=0.05)
+got = 0
+while not os.path.exists(sys.argv[2]):
+    for ch in b"ATI\r":
+        port.write(bytes([ch]))
+        time.sleep(0.003)
+    got += len(port.read(64))
+print("terminal got", got)
+"#;
+
+#[test]
+fn issue9_readme_controller_gets_its_own_replies_while_a_terminal_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = dir.path().join("ttyCTL");
+    let term = dir.path().join("ttyTERM");
+    let log = dir.path().join("ttyLOG");
+    let server = Server::serve(
+        "sim:echo",
+        115_200,
+        &[
+            "--writers",
+            "transaction",
+            "-l",
+            &format!("pty:{},framing=line", ctl.display()),
+            "-l",
+            &format!("pty:{}", term.display()),
+            "-l",
+            &format!("pty:{},access=ro", log.display()),
+        ],
+    );
+    let stop = dir.path().join("stop");
+    let terminal = python(TERMINAL, &[term.to_str().unwrap(), stop.to_str().unwrap()]);
+    let controller = python(CONTROLLER, &[ctl.to_str().unwrap(), "1000"]);
+    let (ok, out) = finish(controller, Duration::from_secs(120));
+    std::fs::write(&stop, b"").unwrap();
+    let (_, typed) = finish(terminal, Duration::from_secs(20));
+    assert!(ok, "controller: {out}\n{}", server.log());
+    assert!(out.contains("ok 1000 of 1000"), "{out}");
+    // The terminal really contended: it got its own echoes throughout.
+    let got: usize = typed
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(got > 100, "terminal: {typed}");
+}
