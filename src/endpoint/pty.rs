@@ -6,14 +6,18 @@
 //! while no program has the slave open the master reports a hang-up, and
 //! the endpoint is detached from the hub so no data piles up for nobody.
 //! When a program opens it, the endpoint attaches as a client; when the
-//! program closes it, the endpoint detaches and waits for the next open. The
-//! slave starts in raw mode, so a program that never sets termios still gets
+//! program closes it, the endpoint detaches and waits for the next open. (A
+//! program that closes and at once reopens the port may be seen as one session
+//! or as two: the close can come and go before serialhub looks.) The slave
+//! starts in raw mode, so a program that never sets termios still gets
 //! bytes unmangled. The link is removed when the endpoint stops.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
@@ -53,11 +57,23 @@ pub enum PtyError {
 /// and writer.
 ///
 /// Each session registers its own duplicate of the master descriptor with
-/// the reactor: tokio treats a hang-up as final, and the master hangs up
-/// every time a program closes the port, so readiness must start afresh for
-/// the next program.
+/// the reactor: tokio treats a hang-up as final for a registration, and the
+/// master hangs up every time a program closes the port. Once the reactor has
+/// seen one, every wait on the registration returns at once, even after a
+/// program has reopened the port. So the session ends there (see
+/// [`SessionFd::hung_up`]), and the next program gets a fresh session.
 #[derive(Clone, Debug)]
-pub struct Session(Arc<AsyncFd<OwnedFd>>);
+pub struct Session(Arc<SessionFd>);
+
+#[derive(Debug)]
+struct SessionFd {
+    fd: AsyncFd<OwnedFd>,
+    /// The reactor saw the program hang up, but the port has been reopened
+    /// since, so the kernel no longer says so. Waiting for readiness would
+    /// return at once forever: end the session instead. Bytes still in the
+    /// master stay there for the next session.
+    hung_up: AtomicBool,
+}
 
 /// A pty endpoint: its master and the link to its slave.
 #[derive(Debug)]
@@ -106,7 +122,10 @@ impl PtyEndpoint {
 
     fn session(&self) -> std::io::Result<Session> {
         let fd = nix::unistd::dup(&self.master)?;
-        Ok(Session(Arc::new(crate::device::register_fd(fd)?)))
+        Ok(Session(Arc::new(SessionFd {
+            fd: crate::device::register_fd(fd)?,
+            hung_up: AtomicBool::new(false),
+        })))
     }
 
     /// Serves one program at a time until shutdown.
@@ -209,9 +228,13 @@ async fn wait_opened(master: &PtyMaster) {
 impl ClientSource for Session {
     async fn readable(&self) -> std::io::Result<()> {
         loop {
-            let mut guard = self.0.readable().await?;
-            let (readable, hung_up) = poll_now(self.0.get_ref());
+            let mut guard = self.0.fd.readable().await?;
+            let (readable, hung_up) = poll_now(self.0.fd.get_ref());
             if readable || hung_up {
+                return Ok(());
+            }
+            if guard.ready().is_read_closed() {
+                self.0.hung_up.store(true, Relaxed);
                 return Ok(());
             }
             guard.clear_ready();
@@ -219,11 +242,14 @@ impl ClientSource for Session {
     }
 
     fn queued(&self) -> usize {
-        client::queued_bytes(self.0.get_ref())
+        client::queued_bytes(self.0.fd.get_ref())
     }
 
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match nix::unistd::read(self.0.get_ref().as_fd(), buf) {
+        if self.0.hung_up.load(Relaxed) {
+            return Ok(0);
+        }
+        match nix::unistd::read(self.0.fd.get_ref().as_fd(), buf) {
             Ok(n) => Ok(n),
             // The program closed the slave: end of this session's input.
             Err(nix::errno::Errno::EIO) => Ok(0),
@@ -239,11 +265,22 @@ impl AsyncWrite for Session {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         loop {
-            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            let mut guard = ready!(self.0.fd.poll_write_ready(cx))?;
+            // Read before `try_io`, which forgets it on `WouldBlock`.
+            let closed = guard.ready().is_write_closed();
             match guard
                 .try_io(|fd| nix::unistd::write(fd.get_ref().as_fd(), buf).map_err(Into::into))
             {
                 Ok(r) => return Poll::Ready(r),
+                // A hang-up is final for the registration (see `Session`):
+                // waiting for room would return at once forever.
+                Err(_would_block) if closed => {
+                    self.0.hung_up.store(true, Relaxed);
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "the program closed the port",
+                    )));
+                }
                 Err(_would_block) => continue,
             }
         }

@@ -6,6 +6,7 @@ mod backpressure;
 mod fanout;
 mod hotplug;
 mod lifecycle;
+mod pty;
 mod sharing;
 mod slow_reader;
 mod traffic;
