@@ -17,6 +17,8 @@
 //!   per-client loops.
 //! - [`traffic`]: the traffic log: records, its two formats, the writer
 //!   thread, rotation, and reading logs back; [`logcmd`] prints them.
+//! - [`link`](mod@link): the symlinks that pty endpoints are reached by, which
+//!   never replace a file that is not serialhub's.
 //! - [`pace`]: the token bucket that models a UART.
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
@@ -29,6 +31,7 @@ pub mod device;
 pub mod endpoint;
 pub mod hub;
 pub mod line;
+pub mod link;
 pub mod logcmd;
 pub mod measure;
 pub mod pace;

@@ -10,7 +10,9 @@
 //! program that closes and at once reopens the port may be seen as one session
 //! or as two: the close can come and go before serialhub looks.) The slave
 //! starts in raw mode, so a program that never sets termios still gets
-//! bytes unmangled. The link is removed when the endpoint stops.
+//! bytes unmangled. The link is removed when the endpoint stops, if it still
+//! points at this pty; serialhub never replaces a file or a live link that is
+//! not its own (see [`crate::link`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -32,6 +34,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::EndpointOptions;
 use super::accept::Context;
 use super::client::{self, ClientSource};
+use crate::link::{LinkError, OwnedLink};
 
 /// How often to look for a program opening the port. Opening is not an
 /// event the master can wait for, so it is polled.
@@ -44,13 +47,8 @@ pub enum PtyError {
         path: PathBuf,
         reason: std::io::Error,
     },
-    #[error("pty:{0} exists and is not a symlink; refusing to replace it")]
-    NotALink(PathBuf),
-    #[error("cannot link pty:{path}: {reason}")]
-    Link {
-        path: PathBuf,
-        reason: std::io::Error,
-    },
+    #[error("cannot link pty:{path}: {source}")]
+    Link { path: PathBuf, source: LinkError },
 }
 
 /// One program's session on the master side, shared by the client's reader
@@ -79,12 +77,14 @@ struct SessionFd {
 #[derive(Debug)]
 pub struct PtyEndpoint {
     master: PtyMaster,
-    link: PathBuf,
+    /// Removed when the endpoint is dropped, if it still points at `tty`.
+    link: OwnedLink,
     tty: PathBuf,
 }
 
 impl PtyEndpoint {
-    /// Creates the pty, puts the slave in raw mode and links it at `link`.
+    /// Creates the pty, puts the slave in raw mode and links it at `link`
+    /// (see [`OwnedLink`] for what may already be there).
     pub fn create(link: &Path) -> Result<PtyEndpoint, PtyError> {
         let create = |reason: nix::Error| PtyError::Create {
             path: link.to_owned(),
@@ -108,12 +108,11 @@ impl PtyEndpoint {
         termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t).map_err(create)?;
         drop(slave);
         crate::device::set_nonblocking(&master).map_err(create)?;
-        replace_link(&tty, link)?;
-        Ok(PtyEndpoint {
-            master,
-            link: link.to_owned(),
-            tty,
-        })
+        let link = OwnedLink::create(link, &tty).map_err(|source| PtyError::Link {
+            path: link.to_owned(),
+            source,
+        })?;
+        Ok(PtyEndpoint { master, link, tty })
     }
 
     pub fn tty(&self) -> &Path {
@@ -130,7 +129,7 @@ impl PtyEndpoint {
 
     /// Serves one program at a time until shutdown.
     pub async fn serve(self, options: EndpointOptions, cx: Context) {
-        let name = format!("pty:{}", self.link.display());
+        let name = format!("pty:{}", self.link.path().display());
         let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
         loop {
             tokio::select! {
@@ -173,29 +172,6 @@ impl PtyEndpoint {
             info!(port = %name, "program closed the port; waiting for the next open");
         }
     }
-}
-
-impl Drop for PtyEndpoint {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.link);
-    }
-}
-
-fn replace_link(target: &Path, link: &Path) -> Result<(), PtyError> {
-    if let Ok(meta) = std::fs::symlink_metadata(link)
-        && !meta.file_type().is_symlink()
-    {
-        return Err(PtyError::NotALink(link.to_owned()));
-    }
-    let link_err = |reason| PtyError::Link {
-        path: link.to_owned(),
-        reason,
-    };
-    // Link beside the target name, then rename over: the path never dangles.
-    let tmp = link.with_extension("serialhub-new");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(link_err)?;
-    std::fs::rename(&tmp, link).map_err(link_err)
 }
 
 /// Non-blocking readiness of a master: `(readable, hung_up)`.

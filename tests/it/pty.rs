@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serialhub::measure::cpu_seconds;
 
-use crate::common::{Server, finish, python};
+use crate::common::{Server, finish, python, run_to_exit};
 
 /// Closes and at once reopens a port `argv[2]` times, holding it open a few
 /// milliseconds each time, like a program restarted in a loop.
@@ -95,4 +95,121 @@ async fn issue8_reopening_pty_endpoints_does_not_spin() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle = cpu_seconds(server.pid()).unwrap() - idle_before;
     assert!(idle < 0.3, "serialhub used {idle:.2} s of CPU while idle");
+}
+
+/// Writes a line to a pty endpoint on `sim:echo` and expects it back.
+const ECHO_ONCE: &str = r#"
+import serial, sys
+port = serial.Serial(sys.argv[1], 115200, timeout=10)
+port.write(b"still-here\n")
+reply = port.readline()
+print(reply)
+sys.exit(0 if reply == b"still-here\n" else 1)
+"#;
+
+async fn echo_once(link: &std::path::Path) -> (bool, String) {
+    let p = python(ECHO_ONCE, &[link.to_str().unwrap()]);
+    tokio::task::spawn_blocking(|| finish(p, Duration::from_secs(20)))
+        .await
+        .unwrap()
+}
+
+/// Issue #8: a second serialhub on the same pty path fails with a clear
+/// error, and neither instance removes the other's link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_second_instance_on_a_pty_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyHUB");
+    let pty = format!("pty:{}", link.display());
+    let mut first = Server::serve("sim:echo", 115200, &["-l", &pty]);
+    let ours = std::fs::read_link(&link).unwrap();
+
+    let (status, err, _) = run_to_exit(
+        &[
+            "serve",
+            "-d",
+            "sim:echo",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "-l",
+            &pty,
+        ],
+        Duration::from_secs(20),
+    );
+    assert!(!status.success(), "second instance started: {err}");
+    assert!(err.contains(&*link.to_string_lossy()), "{err}");
+    assert!(err.contains(&*ours.to_string_lossy()), "{err}");
+    assert!(err.contains("refusing to replace it"), "{err}");
+
+    assert_eq!(std::fs::read_link(&link).unwrap(), ours, "link changed");
+    let (ok, out) = echo_once(&link).await;
+    assert!(ok, "first instance stopped working: {out}\n{}", first.log());
+    assert!(
+        first
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    assert!(link.symlink_metadata().is_err(), "link left behind");
+}
+
+/// Issue #8: a pty endpoint never replaces or deletes what is not its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_pty_link_leaves_foreign_files_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyHUB");
+    let pty = format!("pty:{}", link.display());
+    let serve = |extra: &str| {
+        run_to_exit(
+            &[
+                "serve",
+                "-d",
+                "sim:echo",
+                "-l",
+                "tcp:127.0.0.1:0",
+                "-l",
+                extra,
+            ],
+            Duration::from_secs(20),
+        )
+    };
+
+    // A link to something that exists (a device, say) is refused, untouched.
+    let device = dir.path().join("ttyUSB0");
+    std::fs::write(&device, b"").unwrap();
+    std::os::unix::fs::symlink(&device, &link).unwrap();
+    let (status, err, _) = serve(&pty);
+    assert!(!status.success(), "replaced a live link: {err}");
+    assert!(err.contains(&*device.to_string_lossy()), "{err}");
+    assert!(err.contains("If it is a stale link, remove it"), "{err}");
+    assert_eq!(std::fs::read_link(&link).unwrap(), device);
+
+    // A dangling link (left by a crash) is replaced. A file named like the
+    // temporary link serialhub used to make stays.
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("pts-gone"), &link).unwrap();
+    let unrelated = dir.path().join("ttyHUB.serialhub-new");
+    std::fs::write(&unrelated, b"not serialhub's").unwrap();
+    let mut server = Server::serve("sim:echo", 115200, &["-l", &pty]);
+    let ours = std::fs::read_link(&link).unwrap();
+    assert!(ours.starts_with("/dev/pts"), "{ours:?}");
+    let (ok, out) = echo_once(&link).await;
+    assert!(ok, "{out}\n{}", server.log());
+
+    // The user points the path elsewhere while serialhub runs: at exit,
+    // serialhub leaves their link.
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&device, &link).unwrap();
+    assert!(
+        server
+            .terminate(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), device);
+    assert_eq!(std::fs::read(&unrelated).unwrap(), b"not serialhub's");
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ttyHUB", "ttyHUB.serialhub-new", "ttyUSB0"]);
 }
