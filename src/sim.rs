@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::device::{Sim, SimMode};
-use crate::link::{LinkError, OwnedLink};
 use crate::line::LineSettings;
+use crate::link::{LinkError, OwnedLink};
 
 /// How often a sink or source reports its counts.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
