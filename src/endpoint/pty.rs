@@ -2,7 +2,11 @@
 //! a path, for unmodified programs (picocom, minicom, pyserial, anything
 //! using termios) to open as if it were the device.
 //!
-//! One program at a time has the port. serialhub watches the master side:
+//! One program at a time has the port. This is not enforced: the kernel's
+//! exclusive mode (`TIOCEXCL`) stays set after the program closes the slave,
+//! so a program closing and at once reopening the port would get `EBUSY`
+//! until serialhub noticed; and root ignores it. serialhub watches the
+//! master side:
 //! while no program has the slave open the master reports a hang-up, and
 //! the endpoint is detached from the hub so no data piles up for nobody.
 //! When a program opens it, the endpoint attaches as a client; when the
@@ -14,7 +18,7 @@
 //! points at this pty; serialhub never replaces a file or a live link that is
 //! not its own (see [`crate::link`]).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use std::time::Duration;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::pty::PtyMaster;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::termios;
 use tokio::io::AsyncWrite;
 use tokio::io::unix::AsyncFd;
@@ -59,7 +64,7 @@ pub enum PtyError {
 /// master hangs up every time a program closes the port. Once the reactor has
 /// seen one, every wait on the registration returns at once, even after a
 /// program has reopened the port. So the session ends there (see
-/// [`SessionFd::hung_up`]), and the next program gets a fresh session.
+/// `SessionFd::hung_up`), and the next program gets a fresh session.
 #[derive(Clone, Debug)]
 pub struct Session(Arc<SessionFd>);
 
@@ -69,7 +74,9 @@ struct SessionFd {
     /// The reactor saw the program hang up, but the port has been reopened
     /// since, so the kernel no longer says so. Waiting for readiness would
     /// return at once forever: end the session instead. Bytes still in the
-    /// master stay there for the next session.
+    /// master stay there for the next session: they may be the last bytes
+    /// of the program that closed, or the first of the one that reopened,
+    /// and the next session is where the reopening program gets its replies.
     hung_up: AtomicBool,
 }
 
@@ -77,6 +84,9 @@ struct SessionFd {
 #[derive(Debug)]
 pub struct PtyEndpoint {
     master: PtyMaster,
+    /// The slave's opens and closes, to tell when a second program opens
+    /// the port; `None` if inotify is not available.
+    opens: Option<AsyncFd<OpenWatch>>,
     /// Removed when the endpoint is dropped, if it still points at `tty`.
     link: OwnedLink,
     tty: PathBuf,
@@ -108,11 +118,23 @@ impl PtyEndpoint {
         termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t).map_err(create)?;
         drop(slave);
         crate::device::set_nonblocking(&master).map_err(create)?;
+        // After our own open, which must not count.
+        let opens = OpenWatch::new(&tty)
+            .inspect_err(|e| {
+                warn!(port = %link.display(), error = %e,
+                    "cannot watch the port for a second program opening it")
+            })
+            .ok();
         let link = OwnedLink::create(link, &tty).map_err(|source| PtyError::Link {
             path: link.to_owned(),
             source,
         })?;
-        Ok(PtyEndpoint { master, link, tty })
+        Ok(PtyEndpoint {
+            master,
+            opens,
+            link,
+            tty,
+        })
     }
 
     pub fn tty(&self) -> &Path {
@@ -130,6 +152,14 @@ impl PtyEndpoint {
     /// Serves one program at a time until shutdown.
     pub async fn serve(self, options: EndpointOptions, cx: Context) {
         let name = format!("pty:{}", self.link.path().display());
+        tokio::select! {
+            () = self.sessions(&name, &options, &cx) => {}
+            () = watch_opens(self.opens.as_ref(), &self.master, &name) => {}
+        }
+    }
+
+    async fn sessions(&self, name: &str, options: &EndpointOptions, cx: &Context) {
+        let name = name.to_owned();
         let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
         loop {
             tokio::select! {
@@ -155,7 +185,7 @@ impl PtyEndpoint {
                 handle,
                 session.clone(),
                 session,
-                &options,
+                options,
                 linger,
                 cx.shutdown.clone(),
             )
@@ -170,6 +200,74 @@ impl PtyEndpoint {
                 return;
             }
             info!(port = %name, "program closed the port; waiting for the next open");
+        }
+    }
+}
+
+/// An inotify watch on a pty slave's opens and closes.
+#[derive(Debug)]
+struct OpenWatch(Inotify);
+
+impl AsRawFd for OpenWatch {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+impl OpenWatch {
+    fn new(tty: &Path) -> std::io::Result<AsyncFd<OpenWatch>> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        inotify.add_watch(tty, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_CLOSE)?;
+        // SAFETY: `OpenWatch` owns its descriptor, which stays open and the
+        // same until the `AsyncFd` drops it.
+        unsafe { AsyncFd::register(OpenWatch(inotify)) }.map_err(|e| e.into_parts().1)
+    }
+}
+
+/// Warns when the port is open more than once: one program has it and
+/// another opens it too, so the two split what the device sends. Nothing
+/// can stop that (see the module docs), but it is logged.
+///
+/// Counts opens minus closes of the slave. A close while the master reports
+/// a hang-up sets the count to 0, which keeps it right should the kernel
+/// merge or drop events. Two opens so close together that the kernel merges
+/// them go unseen. Never returns.
+async fn watch_opens(watch: Option<&AsyncFd<OpenWatch>>, master: &PtyMaster, name: &str) {
+    let Some(watch) = watch else {
+        return std::future::pending().await;
+    };
+    let mut open: u32 = 0;
+    loop {
+        let events = match watch.readable().await {
+            Ok(mut guard) => match guard.try_io(|w| Ok(w.get_ref().0.read_events()?)) {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    warn!(port = %name, error = %e, "stopped watching the port for a second program");
+                    return std::future::pending().await;
+                }
+                Err(_would_block) => continue,
+            },
+            Err(e) => {
+                warn!(port = %name, error = %e, "stopped watching the port for a second program");
+                return std::future::pending().await;
+            }
+        };
+        for event in events {
+            if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                open = u32::from(!poll_now(master).1);
+            } else if event.mask.contains(AddWatchFlags::IN_OPEN) {
+                open = open.saturating_add(1);
+                if open == 2 {
+                    warn!(port = %name,
+                        "a second program opened the port while another has it; \
+                         they split what the device sends");
+                }
+            } else if event.mask.intersects(AddWatchFlags::IN_CLOSE) {
+                open = open.saturating_sub(1);
+                if poll_now(master).1 {
+                    open = 0;
+                }
+            }
         }
     }
 }
@@ -206,11 +304,18 @@ impl ClientSource for Session {
         loop {
             let mut guard = self.0.fd.readable().await?;
             let (readable, hung_up) = poll_now(self.0.fd.get_ref());
-            if readable || hung_up {
+            // Hung up now: read what the program left, then end of input.
+            if hung_up {
                 return Ok(());
             }
+            // Hung up before, but reopened since. What waits in the master
+            // may be the next program's request: leave it for the next
+            // session, or the reply would go to this ending one.
             if guard.ready().is_read_closed() {
                 self.0.hung_up.store(true, Relaxed);
+                return Ok(());
+            }
+            if readable {
                 return Ok(());
             }
             guard.clear_ready();

@@ -43,6 +43,9 @@ for i in range(int(sys.argv[2])):
 print("slowest exchange: %.3f s" % worst)
 "#;
 
+/// The warning serialhub logs when a second program opens a pty endpoint.
+const SECOND_PROGRAM: &str = "a second program opened the port";
+
 /// Issue #8: programs that close and reopen pty endpoints back to back must
 /// not put serialhub into a busy loop. A stale hang-up on the pty master made
 /// the client task poll the master without end while the next program held
@@ -81,6 +84,13 @@ async fn issue8_reopening_pty_endpoints_does_not_spin() {
         assert!(ok, "program failed: {out}\nserialhub:\n{}", server.log());
     }
     let wall = start.elapsed().as_secs_f64();
+    // Every program closed the port before reopening it: none is taken for
+    // a second program.
+    assert!(
+        !server.log().contains(SECOND_PROGRAM),
+        "false alarm:\n{}",
+        server.log()
+    );
     let cpu = cpu_seconds(server.pid()).unwrap() - cpu_before;
     // The work is small (a few hundred opens and lines): serialhub needs a
     // few percent of a core for it (0.2 s in 5 s here). The busy loop burnt
@@ -212,4 +222,37 @@ async fn issue8_pty_link_leaves_foreign_files_alone() {
         .collect();
     names.sort();
     assert_eq!(names, ["ttyHUB", "ttyHUB.serialhub-new", "ttyUSB0"]);
+}
+
+/// Issue #8: nothing stops a second program from opening a pty endpoint that
+/// one already has (see the README), but it is reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue8_second_program_on_a_pty_endpoint_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyONE");
+    let server = Server::serve(
+        "sim:echo",
+        115200,
+        &["-l", &format!("pty:{}", link.display())],
+    );
+    let script = r#"
+import os, sys, time
+first = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+time.sleep(0.5)
+second = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)
+time.sleep(0.5)
+os.close(second)
+os.close(first)
+"#;
+    let p = python(script, &[link.to_str().unwrap()]);
+    let (ok, out) = tokio::task::spawn_blocking(|| finish(p, Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert!(ok, "{out}");
+    assert!(
+        server.wait_log(SECOND_PROGRAM, Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    assert_eq!(server.log().matches(SECOND_PROGRAM).count(), 1);
 }
