@@ -19,6 +19,8 @@
 //!   thread, rotation, and reading logs back; [`logcmd`] prints them.
 //! - [`fds`]: the file descriptors held back so clients never starve the
 //!   device of one.
+//! - [`link`](mod@link): the symlinks that pty endpoints are reached by, which
+//!   never replace a file that is not serialhub's.
 //! - [`pace`]: the token bucket that models a UART.
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
@@ -32,6 +34,7 @@ pub mod endpoint;
 pub mod fds;
 pub mod hub;
 pub mod line;
+pub mod link;
 pub mod logcmd;
 pub mod measure;
 pub mod pace;

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 
 use crate::device::{Sim, SimMode};
 use crate::line::LineSettings;
+use crate::link::{LinkError, OwnedLink};
 
 /// How often a sink or source reports its counts.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
@@ -18,18 +19,14 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 pub enum SimError {
     #[error("cannot create pseudo-terminal: {0}")]
     Pty(std::io::Error),
-    #[error("{0} exists and is not a symlink; refusing to replace it")]
-    NotALink(String),
-    #[error("cannot create symlink {path}: {reason}")]
-    Link {
-        path: String,
-        reason: std::io::Error,
-    },
+    #[error(transparent)]
+    Link(#[from] LinkError),
     #[error(transparent)]
     Line(#[from] crate::line::LineError),
 }
 
-/// Runs the simulator until `shutdown`, then removes the link.
+/// Runs the simulator until `shutdown`, then removes the link if it is
+/// still ours (see [`crate::link`] for what it may replace).
 pub async fn run(
     mode: SimMode,
     line: LineSettings,
@@ -38,7 +35,7 @@ pub async fn run(
 ) -> Result<(), SimError> {
     line.validate()?;
     let sim = Sim::spawn(mode, &line).map_err(SimError::Pty)?;
-    make_link(sim.path(), link)?;
+    let owned = OwnedLink::create(link, sim.path())?;
     info!(mode = ?mode, line = %line, "simulated device on {} -> {}", link.display(), sim.path().display());
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.tick().await;
@@ -49,9 +46,7 @@ pub async fn run(
         }
     }
     report(&sim);
-    if let Err(e) = std::fs::remove_file(link) {
-        warn!(error = %e, "cannot remove {}", link.display());
-    }
+    drop(owned);
     Ok(())
 }
 
@@ -67,18 +62,4 @@ fn report(sim: &Sim) {
     if let Some(e) = s.first_error.lock().ok().and_then(|e| e.clone()) {
         warn!("first pattern error: {e}");
     }
-}
-
-fn make_link(target: &Path, link: &Path) -> Result<(), SimError> {
-    match std::fs::symlink_metadata(link) {
-        Ok(m) if m.file_type().is_symlink() => {
-            let _ = std::fs::remove_file(link);
-        }
-        Ok(_) => return Err(SimError::NotALink(link.display().to_string())),
-        Err(_) => {}
-    }
-    std::os::unix::fs::symlink(target, link).map_err(|reason| SimError::Link {
-        path: link.display().to_string(),
-        reason,
-    })
 }

@@ -2,24 +2,35 @@
 //! a path, for unmodified programs (picocom, minicom, pyserial, anything
 //! using termios) to open as if it were the device.
 //!
-//! One program at a time has the port. serialhub watches the master side:
+//! One program at a time has the port. This is not enforced: the kernel's
+//! exclusive mode (`TIOCEXCL`) stays set after the program closes the slave,
+//! so a program closing and at once reopening the port would get `EBUSY`
+//! until serialhub noticed; and root ignores it. serialhub watches the
+//! master side:
 //! while no program has the slave open the master reports a hang-up, and
 //! the endpoint is detached from the hub so no data piles up for nobody.
 //! When a program opens it, the endpoint attaches as a client; when the
-//! program closes it, the endpoint detaches and waits for the next open. The
-//! slave starts in raw mode, so a program that never sets termios still gets
-//! bytes unmangled. The link is removed when the endpoint stops.
+//! program closes it, the endpoint detaches and waits for the next open. (A
+//! program that closes and at once reopens the port may be seen as one session
+//! or as two: the close can come and go before serialhub looks.) The slave
+//! starts in raw mode, so a program that never sets termios still gets
+//! bytes unmangled. The link is removed when the endpoint stops, if it still
+//! points at this pty; serialhub never replaces a file or a live link that is
+//! not its own (see [`crate::link`]).
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::pty::PtyMaster;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use nix::sys::termios;
 use tokio::io::AsyncWrite;
 use tokio::io::unix::AsyncFd;
@@ -28,6 +39,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::EndpointOptions;
 use super::accept::Context;
 use super::client::{self, ClientSource};
+use crate::link::{LinkError, OwnedLink};
 
 /// How often to look for a program opening the port. Opening is not an
 /// event the master can wait for, so it is polled.
@@ -40,35 +52,49 @@ pub enum PtyError {
         path: PathBuf,
         reason: std::io::Error,
     },
-    #[error("pty:{0} exists and is not a symlink; refusing to replace it")]
-    NotALink(PathBuf),
-    #[error("cannot link pty:{path}: {reason}")]
-    Link {
-        path: PathBuf,
-        reason: std::io::Error,
-    },
+    #[error("cannot link pty:{path}: {source}")]
+    Link { path: PathBuf, source: LinkError },
 }
 
 /// One program's session on the master side, shared by the client's reader
 /// and writer.
 ///
 /// Each session registers its own duplicate of the master descriptor with
-/// the reactor: tokio treats a hang-up as final, and the master hangs up
-/// every time a program closes the port, so readiness must start afresh for
-/// the next program.
+/// the reactor: tokio treats a hang-up as final for a registration, and the
+/// master hangs up every time a program closes the port. Once the reactor has
+/// seen one, every wait on the registration returns at once, even after a
+/// program has reopened the port. So the session ends there (see
+/// `SessionFd::hung_up`), and the next program gets a fresh session.
 #[derive(Clone, Debug)]
-pub struct Session(Arc<AsyncFd<OwnedFd>>);
+pub struct Session(Arc<SessionFd>);
+
+#[derive(Debug)]
+struct SessionFd {
+    fd: AsyncFd<OwnedFd>,
+    /// The reactor saw the program hang up, but the port has been reopened
+    /// since, so the kernel no longer says so. Waiting for readiness would
+    /// return at once forever: end the session instead. Bytes still in the
+    /// master stay there for the next session: they may be the last bytes
+    /// of the program that closed, or the first of the one that reopened,
+    /// and the next session is where the reopening program gets its replies.
+    hung_up: AtomicBool,
+}
 
 /// A pty endpoint: its master and the link to its slave.
 #[derive(Debug)]
 pub struct PtyEndpoint {
     master: PtyMaster,
-    link: PathBuf,
+    /// The slave's opens and closes, to tell when a second program opens
+    /// the port; `None` if inotify is not available.
+    opens: Option<AsyncFd<OpenWatch>>,
+    /// Removed when the endpoint is dropped, if it still points at `tty`.
+    link: OwnedLink,
     tty: PathBuf,
 }
 
 impl PtyEndpoint {
-    /// Creates the pty, puts the slave in raw mode and links it at `link`.
+    /// Creates the pty, puts the slave in raw mode and links it at `link`
+    /// (see [`OwnedLink`] for what may already be there).
     pub fn create(link: &Path) -> Result<PtyEndpoint, PtyError> {
         let create = |reason: nix::Error| PtyError::Create {
             path: link.to_owned(),
@@ -92,10 +118,21 @@ impl PtyEndpoint {
         termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t).map_err(create)?;
         drop(slave);
         crate::device::set_nonblocking(&master).map_err(create)?;
-        replace_link(&tty, link)?;
+        // After our own open, which must not count.
+        let opens = OpenWatch::new(&tty)
+            .inspect_err(|e| {
+                warn!(port = %link.display(), error = %e,
+                    "cannot watch the port for a second program opening it")
+            })
+            .ok();
+        let link = OwnedLink::create(link, &tty).map_err(|source| PtyError::Link {
+            path: link.to_owned(),
+            source,
+        })?;
         Ok(PtyEndpoint {
             master,
-            link: link.to_owned(),
+            opens,
+            link,
             tty,
         })
     }
@@ -106,12 +143,23 @@ impl PtyEndpoint {
 
     fn session(&self) -> std::io::Result<Session> {
         let fd = nix::unistd::dup(&self.master)?;
-        Ok(Session(Arc::new(crate::device::register_fd(fd)?)))
+        Ok(Session(Arc::new(SessionFd {
+            fd: crate::device::register_fd(fd)?,
+            hung_up: AtomicBool::new(false),
+        })))
     }
 
     /// Serves one program at a time until shutdown.
     pub async fn serve(self, options: EndpointOptions, cx: Context) {
-        let name = format!("pty:{}", self.link.display());
+        let name = format!("pty:{}", self.link.path().display());
+        tokio::select! {
+            () = self.sessions(&name, &options, &cx) => {}
+            () = watch_opens(self.opens.as_ref(), &self.master, &name) => {}
+        }
+    }
+
+    async fn sessions(&self, name: &str, options: &EndpointOptions, cx: &Context) {
+        let name = name.to_owned();
         let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
         loop {
             tokio::select! {
@@ -137,7 +185,7 @@ impl PtyEndpoint {
                 handle,
                 session.clone(),
                 session,
-                &options,
+                options,
                 linger,
                 slot,
                 cx.shutdown.clone(),
@@ -156,27 +204,72 @@ impl PtyEndpoint {
     }
 }
 
-impl Drop for PtyEndpoint {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.link);
+/// An inotify watch on a pty slave's opens and closes.
+#[derive(Debug)]
+struct OpenWatch(Inotify);
+
+impl AsRawFd for OpenWatch {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_fd().as_raw_fd()
     }
 }
 
-fn replace_link(target: &Path, link: &Path) -> Result<(), PtyError> {
-    if let Ok(meta) = std::fs::symlink_metadata(link)
-        && !meta.file_type().is_symlink()
-    {
-        return Err(PtyError::NotALink(link.to_owned()));
+impl OpenWatch {
+    fn new(tty: &Path) -> std::io::Result<AsyncFd<OpenWatch>> {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        inotify.add_watch(tty, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_CLOSE)?;
+        // SAFETY: `OpenWatch` owns its descriptor, which stays open and the
+        // same until the `AsyncFd` drops it.
+        unsafe { AsyncFd::register(OpenWatch(inotify)) }.map_err(|e| e.into_parts().1)
     }
-    let link_err = |reason| PtyError::Link {
-        path: link.to_owned(),
-        reason,
+}
+
+/// Warns when the port is open more than once: one program has it and
+/// another opens it too, so the two split what the device sends. Nothing
+/// can stop that (see the module docs), but it is logged.
+///
+/// Counts opens minus closes of the slave. A close while the master reports
+/// a hang-up sets the count to 0, which keeps it right should the kernel
+/// merge or drop events. Two opens so close together that the kernel merges
+/// them go unseen. Never returns.
+async fn watch_opens(watch: Option<&AsyncFd<OpenWatch>>, master: &PtyMaster, name: &str) {
+    let Some(watch) = watch else {
+        return std::future::pending().await;
     };
-    // Link beside the target name, then rename over: the path never dangles.
-    let tmp = link.with_extension("serialhub-new");
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(target, &tmp).map_err(link_err)?;
-    std::fs::rename(&tmp, link).map_err(link_err)
+    let mut open: u32 = 0;
+    loop {
+        let events = match watch.readable().await {
+            Ok(mut guard) => match guard.try_io(|w| Ok(w.get_ref().0.read_events()?)) {
+                Ok(Ok(events)) => events,
+                Ok(Err(e)) => {
+                    warn!(port = %name, error = %e, "stopped watching the port for a second program");
+                    return std::future::pending().await;
+                }
+                Err(_would_block) => continue,
+            },
+            Err(e) => {
+                warn!(port = %name, error = %e, "stopped watching the port for a second program");
+                return std::future::pending().await;
+            }
+        };
+        for event in events {
+            if event.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                open = u32::from(!poll_now(master).1);
+            } else if event.mask.contains(AddWatchFlags::IN_OPEN) {
+                open = open.saturating_add(1);
+                if open == 2 {
+                    warn!(port = %name,
+                        "a second program opened the port while another has it; \
+                         they split what the device sends");
+                }
+            } else if event.mask.intersects(AddWatchFlags::IN_CLOSE) {
+                open = open.saturating_sub(1);
+                if poll_now(master).1 {
+                    open = 0;
+                }
+            }
+        }
+    }
 }
 
 /// Non-blocking readiness of a master: `(readable, hung_up)`.
@@ -209,9 +302,20 @@ async fn wait_opened(master: &PtyMaster) {
 impl ClientSource for Session {
     async fn readable(&self) -> std::io::Result<()> {
         loop {
-            let mut guard = self.0.readable().await?;
-            let (readable, hung_up) = poll_now(self.0.get_ref());
-            if readable || hung_up {
+            let mut guard = self.0.fd.readable().await?;
+            let (readable, hung_up) = poll_now(self.0.fd.get_ref());
+            // Hung up now: read what the program left, then end of input.
+            if hung_up {
+                return Ok(());
+            }
+            // Hung up before, but reopened since. What waits in the master
+            // may be the next program's request: leave it for the next
+            // session, or the reply would go to this ending one.
+            if guard.ready().is_read_closed() {
+                self.0.hung_up.store(true, Relaxed);
+                return Ok(());
+            }
+            if readable {
                 return Ok(());
             }
             guard.clear_ready();
@@ -219,11 +323,14 @@ impl ClientSource for Session {
     }
 
     fn queued(&self) -> usize {
-        client::queued_bytes(self.0.get_ref())
+        client::queued_bytes(self.0.fd.get_ref())
     }
 
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match nix::unistd::read(self.0.get_ref().as_fd(), buf) {
+        if self.0.hung_up.load(Relaxed) {
+            return Ok(0);
+        }
+        match nix::unistd::read(self.0.fd.get_ref().as_fd(), buf) {
             Ok(n) => Ok(n),
             // The program closed the slave: end of this session's input.
             Err(nix::errno::Errno::EIO) => Ok(0),
@@ -239,11 +346,22 @@ impl AsyncWrite for Session {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         loop {
-            let mut guard = ready!(self.0.poll_write_ready(cx))?;
+            let mut guard = ready!(self.0.fd.poll_write_ready(cx))?;
+            // Read before `try_io`, which forgets it on `WouldBlock`.
+            let closed = guard.ready().is_write_closed();
             match guard
                 .try_io(|fd| nix::unistd::write(fd.get_ref().as_fd(), buf).map_err(Into::into))
             {
                 Ok(r) => return Poll::Ready(r),
+                // A hang-up is final for the registration (see `Session`):
+                // waiting for room would return at once forever.
+                Err(_would_block) if closed => {
+                    self.0.hung_up.store(true, Relaxed);
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::BrokenPipe,
+                        "the program closed the port",
+                    )));
+                }
                 Err(_would_block) => continue,
             }
         }

@@ -9,6 +9,7 @@ mod hotplug;
 mod lifecycle;
 mod limits;
 mod options;
+mod pty;
 mod sharing;
 mod slow_reader;
 mod traffic;
