@@ -81,7 +81,10 @@ impl Refusing {
 
     fn over(&mut self) {
         if let Some(n) = self.refused.take() {
-            info!(refused = n, "accepting clients again ({} no more)", self.what);
+            info!(
+                refused = n,
+                "accepting clients again ({} no more)", self.what
+            );
         }
     }
 }

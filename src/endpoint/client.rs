@@ -162,7 +162,9 @@ pub async fn run<S, W>(
         End::Error(e) => {
             info!(error = %e, output_error, rx, tx, dropped, discarded, "client disconnected")
         }
-        other => info!(reason = ?other, output_error, rx, tx, dropped, discarded, "client disconnected"),
+        other => {
+            info!(reason = ?other, output_error, rx, tx, dropped, discarded, "client disconnected")
+        }
     }
 }
 

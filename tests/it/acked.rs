@@ -36,7 +36,8 @@ fn flooder(addr: SocketAddr, stop: &Arc<AtomicBool>) -> std::thread::JoinHandle<
         });
         let mut pattern = serialhub::pattern::Generator::new();
         let mut buf = vec![0u8; 900];
-        s.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         while !stop.load(Relaxed) {
             pattern.fill(&mut buf);
             let _ = s.write_all(&buf);
@@ -316,13 +317,21 @@ fn issue8_random_client_lives_deliver_every_acknowledged_byte() {
 
         let split = |got: &[u8]| -> Vec<Vec<u8>> {
             (0..clients)
-                .map(|c| got.iter().copied().filter(|b| usize::from(b >> 6) == c).collect())
+                .map(|c| {
+                    got.iter()
+                        .copied()
+                        .filter(|b| usize::from(b >> 6) == c)
+                        .collect()
+                })
                 .collect()
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         let per_client = loop {
             let per_client = split(&device.received());
-            let done = per_client.iter().zip(&lives).all(|(got, (_, acked))| got.len() >= *acked);
+            let done = per_client
+                .iter()
+                .zip(&lives)
+                .all(|(got, (_, acked))| got.len() >= *acked);
             if done || Instant::now() > deadline {
                 break per_client;
             }
@@ -339,7 +348,11 @@ fn issue8_random_client_lives_deliver_every_acknowledged_byte() {
                  the device got {} bytes, {}\n{}",
                 sent.len(),
                 got.len(),
-                if got[..] == sent[..got.len().min(sent.len())] { "in order" } else { "NOT the bytes sent" },
+                if got[..] == sent[..got.len().min(sent.len())] {
+                    "in order"
+                } else {
+                    "NOT the bytes sent"
+                },
                 server.log()
             );
         }

@@ -13,7 +13,8 @@ use crate::common::{Server, sim};
 /// What became of a client: served (it got `needle` from the device), or
 /// closed by serialhub (EOF or reset). `None` if it just waited.
 fn fate(s: &mut TcpStream, needle: &[u8], timeout: Duration) -> Option<bool> {
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let deadline = Instant::now() + timeout;
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
@@ -42,7 +43,10 @@ fn issue8_clients_past_max_clients_are_closed_and_slots_free_on_close() {
             let mut s = TcpStream::connect(addr).unwrap();
             let hello = format!("hello-{i}\n");
             s.write_all(hello.as_bytes()).unwrap();
-            assert_eq!(fate(&mut s, hello.as_bytes(), Duration::from_secs(10)), Some(true));
+            assert_eq!(
+                fate(&mut s, hello.as_bytes(), Duration::from_secs(10)),
+                Some(true)
+            );
             s
         })
         .collect();
@@ -70,7 +74,11 @@ fn issue8_clients_past_max_clients_are_closed_and_slots_free_on_close() {
         if fate(&mut s, b"next-client\n", Duration::from_secs(1)) == Some(true) {
             break s;
         }
-        assert!(Instant::now() < deadline, "no slot came free\n{}", server.log());
+        assert!(
+            Instant::now() < deadline,
+            "no slot came free\n{}",
+            server.log()
+        );
     };
     assert_eq!(
         fate(&mut leaving, b"next-client\n", Duration::from_secs(5)),
@@ -78,13 +86,24 @@ fn issue8_clients_past_max_clients_are_closed_and_slots_free_on_close() {
         "the slot was freed only after the leaving client had gone"
     );
     next.write_all(b"still-served\n").unwrap();
-    assert_eq!(fate(&mut next, b"still-served\n", Duration::from_secs(5)), Some(true));
+    assert_eq!(
+        fate(&mut next, b"still-served\n", Duration::from_secs(5)),
+        Some(true)
+    );
     assert!(server.wait_log("accepting clients again", Duration::from_secs(5)));
 }
 
 /// Starts serialhub with `nofile` as its descriptor limit, soft and hard.
 fn serve_limited(device: &str, nofile: u64) -> Server {
-    let args = ["serve", "-d", device, "-b", "115200", "-l", "tcp:127.0.0.1:0"];
+    let args = [
+        "serve",
+        "-d",
+        device,
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0",
+    ];
     Server::start_with(&args, |cmd| {
         // SAFETY: setrlimit is async-signal-safe; nothing else runs here.
         unsafe {
@@ -129,7 +148,10 @@ async fn issue8_device_reopens_at_the_descriptor_limit() {
     let fd_dir = format!("/proc/{}/fd", server.pid());
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::read_dir(&fd_dir).map_or(0, |d| d.count()) < 240 {
-        assert!(Instant::now() < deadline, "serialhub never reached its fd limit");
+        assert!(
+            Instant::now() < deadline,
+            "serialhub never reached its fd limit"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 
@@ -159,7 +181,8 @@ async fn issue8_device_reopens_at_the_descriptor_limit() {
     let report = tokio::task::spawn_blocking(move || {
         let mut first = clients.remove(0);
         first.write_all(b"ping-all\n").unwrap();
-        let mut served = usize::from(fate(&mut first, b"ping-all\n", Duration::from_secs(10)) == Some(true));
+        let mut served =
+            usize::from(fate(&mut first, b"ping-all\n", Duration::from_secs(10)) == Some(true));
         let (mut closed, mut waiting) = (0, 0);
         for c in &mut clients {
             match fate(c, b"ping-all\n", Duration::from_secs(5)) {
