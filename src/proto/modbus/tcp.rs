@@ -50,10 +50,13 @@ pub enum BadReply {
     Crc(usize),
 }
 
+/// One parsed ADU: its header, its PDU, and the bytes it took.
+pub type Adu<'a> = (Mbap, &'a [u8], usize);
+
 /// Parses one ADU from the front of `buf`: `Ok(None)` means more bytes are
 /// needed; `Ok(Some((header, pdu, consumed)))` a whole ADU, `consumed` bytes
 /// long; `Err` a bad header, reported as soon as its field has arrived.
-pub fn parse_adu(buf: &[u8]) -> Result<Option<(Mbap, &[u8], usize)>, MbapError> {
+pub fn parse_adu(buf: &[u8]) -> Result<Option<Adu<'_>>, MbapError> {
     let field = |at: usize| {
         buf.get(at..at + 2)
             .map(|b| u16::from_be_bytes([b[0], b[1]]))
