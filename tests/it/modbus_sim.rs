@@ -11,7 +11,7 @@ use serialhub::device::{Sim, SimMode, SimSpec};
 use serialhub::line::LineSettings;
 use serialhub::proto::modbus::rtu;
 
-use crate::common::{BIN, eventually, finish, python};
+use crate::common::{BIN, eventually, finish, python, run_to_exit};
 
 /// Polls units 1 to 3 with minimalmodbus and checks every value against the
 /// register rule of the README: holding `a` of unit `u` starts at
@@ -219,4 +219,48 @@ async fn issue9_modbus_sim_frames_requests_by_silence() {
             .await
             .unwrap();
     assert_eq!(quiet, b"", "a request for unit 7 got a reply");
+}
+
+#[test]
+fn issue9_reply_delay_is_checked() {
+    let link = "/nonexistent-dir/ttyMB";
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "sim",
+                "--mode",
+                "echo",
+                "--link",
+                link,
+                "--reply-delay",
+                "5ms",
+            ],
+            "--reply-delay applies only to --mode modbus",
+        ),
+        (
+            &[
+                "sim",
+                "--mode",
+                "modbus",
+                "--link",
+                link,
+                "--reply-delay",
+                "1m",
+            ],
+            "--reply-delay 1m is out of range (0s to 10s)",
+        ),
+        (
+            &["serve", "-d", "sim:modbus,reply-delay=11s"],
+            "reply-delay=11s is out of range (0 to 10s)",
+        ),
+        (
+            &["serve", "-d", "sim:sink,reply-delay=1ms"],
+            "reply-delay applies only to sim:modbus",
+        ),
+    ];
+    for (args, want) in cases {
+        let (status, err, _) = run_to_exit(args, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: expected {want:?} in:\n{err}");
+    }
 }
