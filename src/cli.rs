@@ -60,7 +60,8 @@ pub struct LineArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty) or a
-    /// built-in simulator: sim:echo, sim:source or sim:sink.
+    /// built-in simulator: sim:echo, sim:source, sim:sink or sim:modbus
+    /// (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to 10s).
     #[arg(short, long, value_parser = parse_device)]
     pub device: DeviceSpec,
     #[command(flatten)]
@@ -188,9 +189,14 @@ pub struct LogArgs {
 #[derive(Debug, Args)]
 pub struct SimArgs {
     /// echo: send back what it receives; source: send the counter pattern;
-    /// sink: receive and check the counter pattern.
+    /// sink: receive and check the counter pattern; modbus: a Modbus RTU
+    /// slave with units 1 to 3.
     #[arg(short, long, value_enum)]
     pub mode: SimMode,
+    /// modbus: how long the slave waits before it answers (0 to 10s;
+    /// default 5ms).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub reply_delay: Option<Duration>,
     /// Line rate to pace at (8N1: baud/10 bytes per second), 50 to 20000000.
     #[arg(short, long, default_value_t = 9600)]
     pub baud: u32,

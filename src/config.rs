@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::cli::Writers;
-use crate::device::{DeviceSpec, READ_CHUNK};
+use crate::device::sim::REPLY_DELAY;
+use crate::device::{DeviceSpec, READ_CHUNK, SimMode, SimSpec};
 use crate::endpoint::tcp::SocketSizing;
 use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec};
 use crate::hub::{HubConfig, SlowReaderPolicy, TxnConfig};
@@ -96,6 +97,11 @@ pub enum ConfigError {
         value: String,
         range: String,
     },
+    #[error("{option} applies only to {only}")]
+    NotApplicable {
+        option: &'static str,
+        only: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -156,6 +162,21 @@ pub fn sim_line(baud: u32) -> Result<LineSettings, ConfigError> {
     let line = LineSettings::with_baud(baud);
     line.validate().map_err(ConfigError::line)?;
     Ok(line)
+}
+
+/// The simulator of `sim --mode MODE [--reply-delay DURATION]`.
+pub fn sim_spec(mode: SimMode, reply_delay: Option<Duration>) -> Result<SimSpec, ConfigError> {
+    let mut spec = SimSpec::from(mode);
+    if let Some(delay) = reply_delay {
+        if mode != SimMode::Modbus {
+            return Err(ConfigError::NotApplicable {
+                option: "--reply-delay",
+                only: "--mode modbus",
+            });
+        }
+        spec.reply_delay = check("--reply-delay", delay, &REPLY_DELAY, duration_text)?;
+    }
+    Ok(spec)
 }
 
 #[derive(Clone, Debug)]
@@ -519,6 +540,27 @@ mod tests {
         assert_eq!(duration_text(Duration::from_millis(10)), "10ms");
         assert!(sim_line(49).unwrap_err().to_string().contains("--baud"));
         assert_eq!(sim_line(115_200).unwrap().baud, 115_200);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            sim_spec(SimMode::Modbus, Some(ms(20))).unwrap().reply_delay,
+            ms(20)
+        );
+        assert_eq!(
+            sim_spec(SimMode::Modbus, None).unwrap(),
+            SimMode::Modbus.into()
+        );
+        let e = sim_spec(SimMode::Modbus, Some(ms(10_001))).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--reply-delay 10s 1ms is out of range (0s to 10s)"),
+            "{e}"
+        );
+        let e = sim_spec(SimMode::Echo, Some(ms(5))).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("--reply-delay applies only to --mode modbus"),
+            "{e}"
+        );
     }
 
     /// `--help` quotes the ranges checked here.

@@ -15,6 +15,8 @@
 //! - [`endpoint`]: TCP, unix-socket and pty (virtual serial port) endpoints,
 //!   their options (read-only, line framing, the in-band write lock), and the
 //!   per-client loops.
+//! - [`proto`]: sans-I/O protocol codecs: Modbus RTU framing and CRC, Modbus
+//!   TCP headers and the conversions between the two.
 //! - [`traffic`]: the traffic log: records, its two formats, the writer
 //!   thread, rotation, and reading logs back; [`logcmd`] prints them.
 //! - [`fds`]: the file descriptors held back so clients never starve the

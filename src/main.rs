@@ -61,7 +61,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sim(args) => {
             let line = config::sim_line(args.baud).context("invalid settings")?;
-            serialhub::sim::run(args.mode, line, &args.link, shutdown).await?;
+            let spec = config::sim_spec(args.mode, args.reply_delay).context("invalid settings")?;
+            serialhub::sim::run(spec, line, &args.link, shutdown).await?;
         }
         Command::Log(args) => serialhub::logcmd::run(&args)?,
     }

@@ -8,11 +8,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::device::{Sim, SimMode};
+use crate::device::{Sim, SimMode, SimSpec};
 use crate::line::LineSettings;
 use crate::link::{LinkError, OwnedLink};
 
-/// How often a sink or source reports its counts.
+/// How often the simulator reports its counts.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -28,30 +28,42 @@ pub enum SimError {
 /// Runs the simulator until `shutdown`, then removes the link if it is
 /// still ours (see [`crate::link`] for what it may replace).
 pub async fn run(
-    mode: SimMode,
+    spec: SimSpec,
     line: LineSettings,
     link: &Path,
     shutdown: CancellationToken,
 ) -> Result<(), SimError> {
     line.validate()?;
-    let sim = Sim::spawn(mode, &line).map_err(SimError::Pty)?;
+    let sim = Sim::spawn_spec(spec, &line).map_err(SimError::Pty)?;
     let owned = OwnedLink::create(link, sim.path())?;
-    info!(mode = ?mode, line = %line, "simulated device on {} -> {}", link.display(), sim.path().display());
+    info!(sim = %spec, line = %line, "simulated device on {} -> {}", link.display(), sim.path().display());
     let mut tick = tokio::time::interval(REPORT_EVERY);
     tick.tick().await;
     loop {
         tokio::select! {
-            _ = tick.tick() => report(&sim),
+            _ = tick.tick() => report(spec.mode, &sim),
             () = shutdown.cancelled() => break,
         }
     }
-    report(&sim);
+    report(spec.mode, &sim);
     drop(owned);
     Ok(())
 }
 
-fn report(sim: &Sim) {
+fn report(mode: SimMode, sim: &Sim) {
     let s = sim.stats();
+    if mode == SimMode::Modbus {
+        info!(
+            rx = s.rx_bytes.load(Relaxed),
+            tx = s.tx_bytes.load(Relaxed),
+            answered = s.modbus_answered.load(Relaxed),
+            exceptions = s.modbus_exceptions.load(Relaxed),
+            crc_errors = s.modbus_crc_errors.load(Relaxed),
+            ignored = s.modbus_ignored.load(Relaxed),
+            "sim counts"
+        );
+        return;
+    }
     info!(
         rx = s.rx_bytes.load(Relaxed),
         tx = s.tx_bytes.load(Relaxed),

@@ -1,7 +1,7 @@
 //! Devices: what a port is opened on, and the loops that move its bytes.
 //!
 //! A device is either a tty path or a built-in simulator (`sim:echo`,
-//! `sim:source`, `sim:sink`); a simulator runs in-process on a pseudo-terminal
+//! `sim:source`, `sim:sink`, `sim:modbus`); a simulator runs in-process on a pseudo-terminal
 //! and is then opened like any other tty, so every byte takes the real termios
 //! path. [`run`] owns the open port: one reading loop publishes into the hub,
 //! one writing loop drains the hub's write queue at line rate (see
@@ -29,7 +29,7 @@ use crate::line::LineSettings;
 use crate::traffic::Event;
 pub use fd::register as register_fd;
 pub use sim::set_nonblocking;
-pub use sim::{Sim, SimMode};
+pub use sim::{Sim, SimMode, SimSpec};
 pub use tty::{Tty, TtyError};
 pub use writer::DeviceWriter;
 
@@ -37,7 +37,7 @@ pub use writer::DeviceWriter;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {
     Tty(PathBuf),
-    Sim(SimMode),
+    Sim(SimSpec),
 }
 
 impl std::str::FromStr for DeviceSpec {
@@ -57,7 +57,7 @@ impl std::fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             DeviceSpec::Tty(p) => write!(f, "{}", p.display()),
-            DeviceSpec::Sim(m) => write!(f, "sim:{}", format!("{m:?}").to_lowercase()),
+            DeviceSpec::Sim(s) => write!(f, "sim:{s}"),
         }
     }
 }
@@ -84,8 +84,8 @@ impl Device {
     pub fn open(spec: &DeviceSpec, line: LineSettings) -> Result<Device, TtyError> {
         let (path, sim) = match spec {
             DeviceSpec::Tty(p) => (p.clone(), None),
-            DeviceSpec::Sim(mode) => {
-                let sim = Sim::spawn(*mode, &line).map_err(|reason| TtyError::Open {
+            DeviceSpec::Sim(sim) => {
+                let sim = Sim::spawn_spec(*sim, &line).map_err(|reason| TtyError::Open {
                     path: PathBuf::from(spec.to_string()),
                     reason,
                 })?;
@@ -220,13 +220,49 @@ mod tests {
             "/dev/ttyUSB0".parse(),
             Ok(DeviceSpec::Tty("/dev/ttyUSB0".into()))
         );
-        assert_eq!("sim:echo".parse(), Ok(DeviceSpec::Sim(SimMode::Echo)));
+        assert_eq!(
+            "sim:echo".parse(),
+            Ok(DeviceSpec::Sim(SimMode::Echo.into()))
+        );
         assert_eq!(
             "sim:sink".parse::<DeviceSpec>().unwrap().to_string(),
             "sim:sink"
         );
         let e = "sim:nope".parse::<DeviceSpec>().unwrap_err();
-        assert!(e.contains("echo, source or sink"), "{e}");
+        assert!(e.contains("echo, source, sink or modbus"), "{e}");
         assert!("".parse::<DeviceSpec>().is_err());
+    }
+
+    #[test]
+    fn device_spec_parses_modbus_reply_delay() {
+        let spec = |s: &str| match s.parse::<DeviceSpec>() {
+            Ok(DeviceSpec::Sim(sim)) => Ok(sim),
+            Ok(other) => panic!("{s} parsed as {other:?}"),
+            Err(e) => Err(e),
+        };
+        assert_eq!(
+            spec("sim:modbus").unwrap().reply_delay,
+            sim::DEFAULT_REPLY_DELAY
+        );
+        let s = spec("sim:modbus,reply-delay=20ms").unwrap();
+        assert_eq!(s.mode, SimMode::Modbus);
+        assert_eq!(s.reply_delay, Duration::from_millis(20));
+        assert_eq!(
+            DeviceSpec::Sim(s).to_string(),
+            "sim:modbus,reply-delay=20ms"
+        );
+        assert_eq!(
+            spec("sim:modbus,reply-delay=0s").unwrap().reply_delay,
+            Duration::ZERO
+        );
+        for (bad, why) in [
+            ("sim:echo,reply-delay=5ms", "only to sim:modbus"),
+            ("sim:modbus,reply-delay=11s", "out of range (0 to 10s)"),
+            ("sim:modbus,reply-delay=fast", "try 5ms"),
+            ("sim:modbus,delay=5ms", "unknown simulator option"),
+        ] {
+            let e = spec(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -9,8 +9,15 @@
 //! - `echo`: sends back every byte it receives;
 //! - `source`: sends the counter pattern of [`crate::pattern`] continuously;
 //! - `sink`: receives and checks the counter pattern, counting loss and
-//!   reordering in [`SimStats`].
+//!   reordering in [`SimStats`];
+//! - `modbus`: a Modbus RTU slave with units 1 to 3 (see [`modbus`]).
+//!
+//! A simulator is named by a [`SimSpec`]: `echo`, `source`, `sink`, `modbus`
+//! or `modbus,reply-delay=DURATION`.
 
+pub mod modbus;
+
+use std::ops::RangeInclusive;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -35,13 +42,77 @@ pub enum SimMode {
     Echo,
     Source,
     Sink,
+    Modbus,
 }
 
 impl std::str::FromStr for SimMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        <Self as clap::ValueEnum>::from_str(s, false)
-            .map_err(|_| format!("unknown simulator mode {s:?} (expected echo, source or sink)"))
+        <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
+            format!("unknown simulator mode {s:?} (expected echo, source, sink or modbus)")
+        })
+    }
+}
+
+/// `modbus`: the slave's processing time before it answers, by default.
+pub const DEFAULT_REPLY_DELAY: Duration = Duration::from_millis(5);
+/// The range of `reply-delay` (`sim --reply-delay`, `sim:modbus,reply-delay=`).
+pub const REPLY_DELAY: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(10);
+
+/// A simulator and its settings: what `sim:SPEC` and `sim --mode` name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SimSpec {
+    pub mode: SimMode,
+    /// `modbus`: how long the slave waits before it answers a request.
+    pub reply_delay: Duration,
+}
+
+impl From<SimMode> for SimSpec {
+    fn from(mode: SimMode) -> Self {
+        SimSpec {
+            mode,
+            reply_delay: DEFAULT_REPLY_DELAY,
+        }
+    }
+}
+
+impl std::str::FromStr for SimSpec {
+    type Err = String;
+    /// `MODE` or `modbus,reply-delay=DURATION`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut parts = s.split(',');
+        let mode: SimMode = parts.next().unwrap_or_default().parse()?;
+        let mut spec = SimSpec::from(mode);
+        for opt in parts {
+            let Some(value) = opt.strip_prefix("reply-delay=") else {
+                return Err(format!(
+                    "unknown simulator option {opt:?} (expected reply-delay=DURATION)"
+                ));
+            };
+            if mode != SimMode::Modbus {
+                return Err(format!("reply-delay applies only to sim:modbus, not {s:?}"));
+            }
+            spec.reply_delay = humantime::parse_duration(value)
+                .map_err(|e| format!("reply-delay={value}: {e} (try 5ms)"))?;
+            if !REPLY_DELAY.contains(&spec.reply_delay) {
+                return Err(format!("reply-delay={value} is out of range (0 to 10s)"));
+            }
+        }
+        Ok(spec)
+    }
+}
+
+impl std::fmt::Display for SimSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", format!("{:?}", self.mode).to_lowercase())?;
+        if self.mode == SimMode::Modbus && self.reply_delay != DEFAULT_REPLY_DELAY {
+            write!(
+                f,
+                ",reply-delay={}",
+                humantime::format_duration(self.reply_delay)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -64,6 +135,15 @@ pub struct SimStats {
     /// `sink`: malformed, lost or reordered records.
     pub errors: AtomicU64,
     pub first_error: Mutex<Option<String>>,
+    /// `modbus`: requests answered, with a normal or an exception reply.
+    pub modbus_answered: AtomicU64,
+    /// `modbus`: requests answered with an exception (also in `answered`).
+    pub modbus_exceptions: AtomicU64,
+    /// `modbus`: frames that failed their CRC (requests merged or garbled),
+    /// or were too short or too long; no reply.
+    pub modbus_crc_errors: AtomicU64,
+    /// `modbus`: good frames for another unit; no reply.
+    pub modbus_ignored: AtomicU64,
 }
 
 /// A running simulated device. Dropping it stops the simulation and closes
@@ -80,16 +160,21 @@ pub struct Sim {
 impl Sim {
     /// Creates the pty and starts the simulation on the current runtime.
     pub fn spawn(mode: SimMode, line: &LineSettings) -> std::io::Result<Sim> {
-        Self::start(mode, line.bytes_per_sec())
+        Self::spawn_spec(mode.into(), line)
+    }
+
+    /// As [`spawn`](Self::spawn), with the simulator's settings.
+    pub fn spawn_spec(spec: SimSpec, line: &LineSettings) -> std::io::Result<Sim> {
+        Self::start(spec, line.bytes_per_sec())
     }
 
     /// A simulator that moves bytes as fast as the pty allows, for
     /// throughput and latency benchmarks.
     pub fn spawn_unpaced(mode: SimMode) -> std::io::Result<Sim> {
-        Self::start(mode, f64::INFINITY)
+        Self::start(mode.into(), f64::INFINITY)
     }
 
-    fn start(mode: SimMode, rate: f64) -> std::io::Result<Sim> {
+    fn start(spec: SimSpec, rate: f64) -> std::io::Result<Sim> {
         let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)?;
         nix::pty::grantpt(&master)?;
         nix::pty::unlockpt(&master)?;
@@ -105,7 +190,7 @@ impl Sim {
         set_nonblocking(&master)?;
         let master = Arc::new(super::fd::register(master)?);
         let stats = Arc::new(SimStats::default());
-        let task = tokio::spawn(run(mode, master, rate, stats.clone()));
+        let task = tokio::spawn(run(spec, master, rate, stats.clone()));
         Ok(Sim {
             path,
             stats,
@@ -153,12 +238,13 @@ fn burst(rate: f64) -> usize {
 }
 
 async fn run(
-    mode: SimMode,
+    spec: SimSpec,
     master: Master,
     rate: f64,
     stats: Arc<SimStats>,
 ) -> std::io::Result<()> {
-    match mode {
+    match spec.mode {
+        SimMode::Modbus => modbus::serve(master, rate, spec.reply_delay, stats).await,
         SimMode::Source => source(master, rate, stats).await,
         SimMode::Sink => {
             let mut checker = Checker::new();

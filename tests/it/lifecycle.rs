@@ -50,7 +50,7 @@ fn bad_settings_give_clear_errors() {
         ),
         (
             &["serve", "-d", "sim:bogus"],
-            "expected echo, source or sink",
+            "expected echo, source, sink or modbus",
         ),
         (
             &["serve", "-d", "sim:echo", "--client-queue", "lots"],
