@@ -91,6 +91,10 @@ pub enum ConfigError {
         option: &'static str,
         why: LineError,
     },
+    #[error(
+        "{0} needs --writers transaction: a Modbus gateway sends one request at a time and routes each reply"
+    )]
+    NeedsTransactions(String),
     #[error("{option} {value} is out of range ({range})")]
     OutOfRange {
         option: &'static str,
@@ -245,6 +249,13 @@ impl ServeConfig {
                 .bytes_in(CLIENT_QUEUE_TIME)
                 .clamp(CLIENT_QUEUE_MIN, *CLIENT_QUEUE.end()),
         };
+        if a.writers != Writers::Transaction
+            && let Some(spec) = listen
+                .iter()
+                .find(|s| matches!(s.kind, crate::endpoint::EndpointKind::ModbusTcp { .. }))
+        {
+            return Err(ConfigError::NeedsTransactions(spec.to_string()));
+        }
         let txn = match a.writers {
             Writers::Merge => None,
             Writers::Transaction => Some(txn_config(a, &line)?),

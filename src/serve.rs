@@ -17,6 +17,7 @@ use crate::config::ServeConfig;
 use crate::device::{self, Device, TtyError};
 use tokio::sync::Semaphore;
 
+use crate::endpoint::accept::Protocol;
 use crate::endpoint::pty::{PtyEndpoint, PtyError};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
@@ -84,8 +85,11 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
     for (endpoint, spec) in endpoints.into_iter().zip(&cfg.listen) {
         let (options, cx) = (spec.options.clone(), cx.clone());
         match endpoint {
-            Bound::Tcp(l) => tracker.spawn(accept::serve(l, options, cx)),
-            Bound::Unix(l) => tracker.spawn(accept::serve(l, options, cx)),
+            Bound::Tcp(l) => tracker.spawn(accept::serve(l, options, cx, Protocol::Raw)),
+            Bound::ModbusTcp(l) => {
+                tracker.spawn(accept::serve(l, options, cx, Protocol::ModbusTcp))
+            }
+            Bound::Unix(l) => tracker.spawn(accept::serve(l, options, cx, Protocol::Raw)),
             Bound::Pty(p) => tracker.spawn(p.serve(options, cx)),
         };
     }
@@ -150,6 +154,7 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
 
 enum Bound {
     Tcp(tokio::net::TcpListener),
+    ModbusTcp(tokio::net::TcpListener),
     Unix(UnixEndpoint),
     Pty(PtyEndpoint),
 }
@@ -162,6 +167,13 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<Bound, ServeErro
                 info!("listening on tcp:{local}");
             }
             Bound::Tcp(l)
+        }
+        EndpointKind::ModbusTcp { addr } => {
+            let l = tcp::bind(addr, cfg.sockets).await?;
+            if let Ok(local) = l.local_addr() {
+                info!("listening on modbus-tcp:{local}");
+            }
+            Bound::ModbusTcp(l)
         }
         EndpointKind::Unix { path } => {
             let l = UnixEndpoint::bind(path, spec.options.mode)?;

@@ -40,6 +40,15 @@ pub trait Accept: AsFd + Send + 'static {
     ) -> impl Future<Output = std::io::Result<(Self::Source, Self::Sink, String)>> + Send;
 }
 
+/// What an endpoint's clients speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Bytes for the device, as they are (with the endpoint's options).
+    Raw,
+    /// Modbus TCP, for a Modbus RTU device ([`super::modbus_tcp`]).
+    ModbusTcp,
+}
+
 /// What every accept loop needs from `serve`.
 #[derive(Clone, Debug)]
 pub struct Context {
@@ -90,7 +99,12 @@ impl Refusing {
 }
 
 /// Accepts clients until shutdown, running each on the tracker.
-pub async fn serve<L: Accept>(listener: L, options: EndpointOptions, cx: Context) {
+pub async fn serve<L: Accept>(
+    listener: L,
+    options: EndpointOptions,
+    cx: Context,
+    protocol: Protocol,
+) {
     let options = Arc::new(options);
     let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
     let mut full = Refusing::new("client limit reached");
@@ -139,16 +153,23 @@ pub async fn serve<L: Accept>(listener: L, options: EndpointOptions, cx: Context
         let (options, shutdown) = (options.clone(), cx.shutdown.clone());
         cx.tracker.spawn(
             async move {
-                client::run(
-                    handle,
-                    source,
-                    sink,
-                    &options,
-                    client::LINGER,
-                    slot,
-                    shutdown,
-                )
-                .await;
+                match protocol {
+                    Protocol::Raw => {
+                        client::run(
+                            handle,
+                            source,
+                            sink,
+                            &options,
+                            client::LINGER,
+                            slot,
+                            shutdown,
+                        )
+                        .await
+                    }
+                    Protocol::ModbusTcp => {
+                        super::modbus_tcp::run(handle, source, sink, slot, shutdown).await
+                    }
+                }
             }
             .instrument(span),
         );

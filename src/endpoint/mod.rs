@@ -11,6 +11,7 @@ pub mod accept;
 pub mod client;
 pub mod framing;
 pub mod inband;
+pub mod modbus_tcp;
 pub mod options;
 pub mod pty;
 pub mod request;

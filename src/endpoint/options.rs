@@ -37,6 +37,10 @@ pub enum EndpointKind {
     Pty {
         path: PathBuf,
     },
+    /// A Modbus TCP gateway to the RTU device, on `HOST:PORT`.
+    ModbusTcp {
+        addr: String,
+    },
 }
 
 /// Whether a client may write to the device.
@@ -142,7 +146,7 @@ impl Default for EndpointOptions {
 pub enum EndpointParseError {
     #[error("endpoint {0:?} has no kind; expected KIND:ADDRESS such as tcp:127.0.0.1:7000")]
     NoKind(String),
-    #[error("unknown endpoint kind {kind:?} in {spec:?}; supported: tcp, unix, pty")]
+    #[error("unknown endpoint kind {kind:?} in {spec:?}; supported: tcp, unix, pty, modbus-tcp")]
     UnknownKind { kind: String, spec: String },
     #[error("bad address in {spec:?}: {why}")]
     Address { spec: String, why: &'static str },
@@ -175,6 +179,12 @@ impl std::str::FromStr for EndpointSpec {
             "tcp" => {
                 check_host_port(addr).map_err(address)?;
                 EndpointKind::Tcp {
+                    addr: addr.to_owned(),
+                }
+            }
+            "modbus-tcp" => {
+                check_host_port(addr).map_err(address)?;
+                EndpointKind::ModbusTcp {
                     addr: addr.to_owned(),
                 }
             }
@@ -212,6 +222,11 @@ enum OptErr {
 }
 
 fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
+    if matches!(kind, EndpointKind::ModbusTcp { .. }) {
+        return Err(OptErr::Value(
+            "modbus-tcp endpoints take no options: requests are Modbus TCP frames",
+        ));
+    }
     let (key, value) = opt.split_once('=').ok_or(OptErr::Unknown)?;
     match key {
         "access" => {
@@ -327,6 +342,7 @@ impl std::fmt::Display for EndpointKind {
             EndpointKind::Tcp { addr } => write!(f, "tcp:{addr}"),
             EndpointKind::Unix { path } => write!(f, "unix:{}", path.display()),
             EndpointKind::Pty { path } => write!(f, "pty:{}", path.display()),
+            EndpointKind::ModbusTcp { addr } => write!(f, "modbus-tcp:{addr}"),
         }
     }
 }

@@ -93,6 +93,8 @@ pub struct ClientStats {
     /// Client bytes the kernel acknowledged but discarded when the
     /// connection was reset before serialhub could read them.
     pub lost: AtomicU64,
+    /// Replies that could not be passed on (a Modbus reply failing its CRC).
+    pub bad_replies: AtomicU64,
 }
 
 /// Counters for the whole hub.
@@ -113,6 +115,8 @@ pub struct HubStats {
     /// Transactions run, and those that ended without a reply.
     pub transactions: AtomicU64,
     pub timeouts: AtomicU64,
+    /// Replies that could not be passed on (see [`ClientStats::bad_replies`]).
+    pub bad_replies: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -508,6 +512,12 @@ impl ClientHandle {
     /// connection failed). Its writes still go to the device.
     pub fn close_output(&self) {
         self.slot.queue.close();
+    }
+
+    /// Counts a reply to this client that could not be passed on.
+    pub fn count_bad_reply(&self) {
+        self.slot.stats.bad_replies.fetch_add(1, Relaxed);
+        self.hub.stats.bad_replies.fetch_add(1, Relaxed);
     }
 
     /// Counts client bytes the kernel discarded before they could be read.

@@ -22,6 +22,8 @@ pub fn sim(mode: SimMode, baud: u32) -> Sim {
 pub struct Server {
     child: Child,
     pub addrs: Vec<SocketAddr>,
+    /// The addresses of `modbus-tcp:` endpoints, in order.
+    pub modbus: Vec<SocketAddr>,
     log: Arc<Mutex<String>>,
 }
 
@@ -66,6 +68,7 @@ impl Server {
         let mut server = Server {
             child,
             addrs: Vec::new(),
+            modbus: Vec::new(),
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -91,6 +94,12 @@ impl Server {
                 .filter_map(|a| a.trim().parse().ok())
                 .collect();
         }
+        server.modbus = server
+            .log()
+            .lines()
+            .filter_map(|l| l.split("listening on modbus-tcp:").nth(1))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
         server
     }
 
