@@ -8,6 +8,7 @@ mod fanout;
 mod hotplug;
 mod lifecycle;
 mod limits;
+mod modbus;
 mod modbus_sim;
 mod options;
 mod pty;
