@@ -21,7 +21,7 @@ use crate::cli::Writers;
 use crate::device::sim::REPLY_DELAY;
 use crate::device::{DeviceSpec, READ_CHUNK, SimMode, SimSpec};
 use crate::endpoint::tcp::SocketSizing;
-use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec};
+use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec, Framing};
 use crate::hub::{HubConfig, SlowReaderPolicy, TxnConfig};
 use crate::line::{LineError, LineSettings};
 use crate::traffic::{self, TrafficConfig};
@@ -92,7 +92,7 @@ pub enum ConfigError {
         why: LineError,
     },
     #[error(
-        "{0} needs --writers transaction: a Modbus gateway sends one request at a time and routes each reply"
+        "{0} needs --writers transaction: its options (a modbus-tcp gateway, framing=gap or modbus-rtu, see=) are about requests and the replies routed to them"
     )]
     NeedsTransactions(String),
     #[error("{option} {value} is out of range ({range})")]
@@ -253,6 +253,14 @@ impl ServeConfig {
             && let Some(spec) = listen
                 .iter()
                 .find(|s| matches!(s.kind, crate::endpoint::EndpointKind::ModbusTcp { .. }))
+        {
+            return Err(ConfigError::NeedsTransactions(spec.to_string()));
+        }
+        if a.writers != Writers::Transaction
+            && let Some(spec) = listen.iter().find(|s| {
+                matches!(s.options.framing, Framing::Gap | Framing::ModbusRtu)
+                    || s.options.see.is_some()
+            })
         {
             return Err(ConfigError::NeedsTransactions(spec.to_string()));
         }

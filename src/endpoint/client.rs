@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::framing::LineAssembler;
-use super::inband::{InbandParser, Piece};
+use super::inband::{InbandParser, Piece, Suspicion};
 use super::request;
 use super::{Access, EndpointOptions, Framing};
 use crate::hub::ClientHandle;
@@ -45,6 +45,9 @@ use crate::hub::ClientHandle;
 /// How long a network client that has closed its sending side still
 /// receives.
 pub const LINGER: Duration = Duration::from_secs(1);
+/// A partial line held this long under `framing=line` is worth a warning:
+/// the client is likely not line-based.
+const LINE_HOLD_WARN: Duration = Duration::from_secs(1);
 /// Read size for read-only clients, whose bytes are only counted.
 const DISCARD_READ: usize = 4096;
 
@@ -196,8 +199,16 @@ async fn to_device(
     let mut ingress = Ingress::new(handle, options);
     let kicked = handle.kicked();
     loop {
+        let held_since = ingress.line_since.filter(|_| !ingress.warned_hold);
         tokio::select! {
             r = source.readable() => r.map_err(|e| read_failed(handle, source, e))?,
+            () = request::sleep_until(held_since.map(|t| t + LINE_HOLD_WARN)) => {
+                ingress.warned_hold = true;
+                warn!(delimiter = format_args!("{:#04x}", options.delimiter),
+                    "framing=line: a partial line has waited {LINE_HOLD_WARN:?} for its delimiter; \
+                     is this client line-based? (its bytes wait until the line ends)");
+                continue;
+            }
             () = shutdown.cancelled() => {
                 ingress.flush(source).await?;
                 return Err(End::Shutdown);
@@ -259,7 +270,10 @@ struct Ingress<'a> {
     inband: InbandParser,
     warned_ro: bool,
     warned_cut: bool,
-    warned_escape: bool,
+    warned_escape: Option<Suspicion>,
+    /// When the partial line held by `framing=line` began.
+    line_since: Option<tokio::time::Instant>,
+    warned_hold: bool,
 }
 
 impl<'a> Ingress<'a> {
@@ -271,7 +285,9 @@ impl<'a> Ingress<'a> {
             inband: InbandParser::default(),
             warned_ro: false,
             warned_cut: false,
-            warned_escape: false,
+            warned_escape: None,
+            line_since: None,
+            warned_hold: false,
         }
     }
 
@@ -283,9 +299,11 @@ impl<'a> Ingress<'a> {
     ) -> Result<(), End> {
         let pieces = if self.options.inband_lock {
             let pieces = self.inband.feed(&data);
-            if self.inband.unknown > 0 && !self.warned_escape {
-                self.warned_escape = true;
-                warn!("client sent DLE followed by an unknown byte; passed through as data");
+            if let Some(s) = self.inband.suspicion()
+                && self.warned_escape != Some(s)
+            {
+                self.warned_escape = Some(s);
+                warn!("{}", s.message());
             }
             pieces
         } else {
@@ -337,6 +355,10 @@ impl<'a> Ingress<'a> {
                     "line longer than max-line; sent in pieces"
                 );
             }
+            self.line_since = match self.lines.room() < self.lines.max_line() {
+                true => Some(self.line_since.unwrap_or_else(tokio::time::Instant::now)),
+                false => None,
+            };
             for line in lines {
                 self.submit(line, None).await?;
             }

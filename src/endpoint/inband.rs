@@ -28,6 +28,38 @@ pub struct InbandParser {
     after_dle: bool,
     /// Unknown escapes seen so far.
     pub unknown: u64,
+    /// Escapes that changed the data: `DLE DLE` made one byte, or a command
+    /// was taken out.
+    interpreted: u64,
+    /// The client sent a byte no text protocol would (a control character
+    /// other than CR, LF, tab and DLE, or DEL): its traffic looks binary.
+    binary: bool,
+}
+
+/// Why a client's use of the in-band escape deserves a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suspicion {
+    /// DLE followed by a byte that is no command.
+    UnknownEscape,
+    /// Binary traffic in which DLE sequences were interpreted: its data was
+    /// altered, or a byte pair in it took or released the lock.
+    BinaryAltered,
+}
+
+impl Suspicion {
+    pub fn message(self) -> &'static str {
+        match self {
+            Suspicion::UnknownEscape => {
+                "lock=inband: client sent DLE (0x10) followed by a byte that is no command; \
+                 both went to the device"
+            }
+            Suspicion::BinaryAltered => {
+                "lock=inband on a client whose traffic looks binary: DLE sequences in it were \
+                 interpreted (DLE DLE became one 0x10 byte, DLE L or DLE U took or released the \
+                 lock), so its data was altered. Turn lock=inband off for binary clients"
+            }
+        }
+    }
 }
 
 impl InbandParser {
@@ -40,6 +72,7 @@ impl InbandParser {
                 if b == DLE {
                     self.after_dle = true;
                 } else {
+                    self.binary |= (b < 0x20 && !matches!(b, b'\r' | b'\n' | b'\t')) || b == 0x7F;
                     data.put_u8(b);
                 }
                 continue;
@@ -49,6 +82,7 @@ impl InbandParser {
                 b'L' => Piece::Lock,
                 b'U' => Piece::Unlock,
                 DLE => {
+                    self.interpreted += 1;
                     data.put_u8(DLE);
                     continue;
                 }
@@ -58,6 +92,7 @@ impl InbandParser {
                     continue;
                 }
             };
+            self.interpreted += 1;
             if !data.is_empty() {
                 out.push(Piece::Data(data.split().freeze()));
             }
@@ -67,6 +102,18 @@ impl InbandParser {
             out.push(Piece::Data(data.freeze()));
         }
         out
+    }
+
+    /// What, if anything, the client's escapes so far give reason to warn
+    /// about (once per client: the caller keeps track).
+    pub fn suspicion(&self) -> Option<Suspicion> {
+        if self.binary && self.interpreted > 0 {
+            Some(Suspicion::BinaryAltered)
+        } else if self.unknown > 0 {
+            Some(Suspicion::UnknownEscape)
+        } else {
+            None
+        }
     }
 
     /// A DLE left dangling at end of input is sent as data.
@@ -100,6 +147,28 @@ mod tests {
         assert_eq!(p.feed(b"\x10\x10y"), vec![d(b"\x10y")]);
         assert_eq!(p.feed(b"\x10"), vec![]);
         assert_eq!(p.finish(), Some(Bytes::from_static(b"\x10")));
+    }
+
+    #[test]
+    fn binary_traffic_with_interpreted_escapes_is_suspicious() {
+        let mut p = InbandParser::default();
+        p.feed(b"\x10LAT\r\n\x10U");
+        assert_eq!(
+            p.suspicion(),
+            None,
+            "text with commands is what lock=inband is for"
+        );
+        // A Modbus frame holding 10 10: one byte is lost.
+        let mut p = InbandParser::default();
+        assert_eq!(
+            p.feed(&[0x01, 0x06, 0x10, 0x10, 0x00, 0x01]),
+            vec![d(&[0x01, 0x06, 0x10, 0x00, 0x01])]
+        );
+        assert_eq!(p.suspicion(), Some(Suspicion::BinaryAltered));
+        // Binary data with no DLE in it is left alone, and not suspected.
+        let mut p = InbandParser::default();
+        p.feed(&[0x01, 0x03, 0x00, 0x00]);
+        assert_eq!(p.suspicion(), None);
     }
 
     #[test]

@@ -27,7 +27,7 @@ use tracing::warn;
 
 use super::client::{ClientSource, End, read_failed};
 use super::framing::LineAssembler;
-use super::inband::{DLE, InbandParser, Piece};
+use super::inband::{DLE, InbandParser, Piece, Suspicion};
 use super::{EndpointOptions, Framing};
 use crate::hub::{ClientHandle, ReplyRule};
 use crate::proto::modbus::rtu::{self, RtuEvent, RtuFramer};
@@ -283,7 +283,8 @@ pub(super) async fn to_arbiter(
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
+/// Sleeps until `deadline`, or forever if there is none. Cancel safe.
+pub(super) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
@@ -299,7 +300,7 @@ struct Requests<'a> {
     warned_split: bool,
     warned_crc: bool,
     warned_hold: bool,
-    warned_escape: bool,
+    warned_escape: Option<Suspicion>,
 }
 
 impl<'a> Requests<'a> {
@@ -312,20 +313,18 @@ impl<'a> Requests<'a> {
             warned_split: false,
             warned_crc: false,
             warned_hold: false,
-            warned_escape: false,
+            warned_escape: None,
         }
     }
 
     async fn take(&mut self, data: &[u8]) -> Result<(), End> {
         let pieces = if self.options.inband_lock {
             let pieces = self.inband.feed(data);
-            if self.inband.unknown > 0 && !self.warned_escape {
-                self.warned_escape = true;
-                warn!(
-                    "lock=inband: client sent DLE (0x10) followed by a byte that is no command; \
-                       both went to the device. If this client sends binary data, lock=inband \
-                       alters it (DLE DLE becomes one 0x10, DLE L takes the lock): turn it off"
-                );
+            if let Some(s) = self.inband.suspicion()
+                && self.warned_escape != Some(s)
+            {
+                self.warned_escape = Some(s);
+                warn!("{}", s.message());
             }
             pieces
         } else {

@@ -299,3 +299,61 @@ fn issue9_readme_controller_gets_its_own_replies_while_a_terminal_types() {
         .unwrap_or(0);
     assert!(got > 100, "terminal: {typed}");
 }
+
+#[test]
+fn issue9_inband_lock_and_line_framing_warn_about_binary_clients() {
+    for writers in ["merge", "transaction"] {
+        let server = Server::serve(
+            "sim:echo",
+            115_200,
+            &[
+                "--writers",
+                writers,
+                "--reply-timeout",
+                "500ms",
+                "-l",
+                "tcp:127.0.0.1:0,lock=inband",
+                "-l",
+                "tcp:127.0.0.1:0,framing=line",
+            ],
+        );
+        // A Modbus request holding 10 10, on a lock=inband endpoint.
+        let mut binary = TcpStream::connect(server.addrs[1]).unwrap();
+        binary
+            .write_all(&[0x01, 0x06, 0x10, 0x10, 0x00, 0x01, 0x49, 0xC0])
+            .unwrap();
+        assert!(
+            server.wait_log("traffic looks binary", Duration::from_secs(10)),
+            "{writers}: {}",
+            server.log()
+        );
+        // A request with no line end, on a framing=line endpoint.
+        let mut unframed = TcpStream::connect(server.addrs[2]).unwrap();
+        unframed.write_all(&[0x01, 0x03, 0x00, 0x00]).unwrap();
+        assert!(
+            server.wait_log("for its delimiter", Duration::from_secs(10)),
+            "{writers}: {}",
+            server.log()
+        );
+        assert_eq!(server.log().matches("looks binary").count(), 1);
+    }
+}
+
+#[test]
+fn issue9_request_options_need_transactions() {
+    for listen in [
+        "tcp:127.0.0.1:0,framing=gap",
+        "tcp:127.0.0.1:0,framing=modbus-rtu",
+        "tcp:127.0.0.1:0,see=all",
+    ] {
+        let (status, err, _) = crate::common::run_to_exit(
+            &["serve", "-d", "sim:echo", "-l", listen],
+            Duration::from_secs(10),
+        );
+        assert_eq!(status.code(), Some(2), "{listen}: {err}");
+        assert!(
+            err.contains("needs --writers transaction"),
+            "{listen}: {err}"
+        );
+    }
+}
