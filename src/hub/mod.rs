@@ -284,7 +284,10 @@ impl Hub {
             data,
             permit,
         };
-        let _ = self.writes.send(chunk).await;
+        let shown = chunk.data.clone();
+        if self.writes.send(chunk).await.is_ok() {
+            self.fan_out(shown, Target::Request(client)).await;
+        }
     }
 
     /// Counts a finished transaction for its client.
@@ -411,9 +414,12 @@ impl Hub {
         for slot in clients {
             let wanted = match target {
                 Target::Client(id) if slot.id == id => true,
+                Target::Request(id) if slot.id == id => false,
                 _ if slot.replies_only.load(Relaxed) => false,
                 Target::All => true,
-                Target::Client(_) | Target::Watchers => slot.see_all.load(Relaxed),
+                Target::Client(_) | Target::Watchers | Target::Request(_) => {
+                    slot.see_all.load(Relaxed)
+                }
             };
             if !wanted {
                 continue;

@@ -145,6 +145,9 @@ pub(super) enum Target {
     Client(ClientId),
     /// Clients that see all only; the others' share is counted as dropped.
     Watchers,
+    /// A request this client sent, shown to the clients that see all (but
+    /// not back to it), as a bus monitor sees it.
+    Request(ClientId),
 }
 
 impl Routing {

@@ -184,11 +184,11 @@ fn issue9_masters_on_tcp_unix_and_pty_share_a_slave_that_frames_by_silence() {
     let tcp = format!("socket://{}", server.addr());
     let unix = format!("unix:{}", sock.display());
     let masters = vec![
-        python(RAW_MASTER, &[&tcp, "200", "0"]),
-        python(RAW_MASTER, &[&unix, "200", "1"]),
-        python(MINIMALMODBUS, &[pty.to_str().unwrap(), "200", "2"]),
+        python(RAW_MASTER, &[&tcp, "350", "0"]),
+        python(RAW_MASTER, &[&unix, "350", "1"]),
+        python(MINIMALMODBUS, &[pty.to_str().unwrap(), "350", "2"]),
     ];
-    run_masters(&server, masters, 200);
+    run_masters(&server, masters, 350);
     let _ = slave.kill();
     let _ = slave.wait();
 }

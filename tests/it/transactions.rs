@@ -80,20 +80,27 @@ fn issue9_clients_on_tcp_unix_and_pty_get_only_their_own_replies() {
     assert!(ok, "pyserial requester: {out}\n{}", server.log());
     assert!(crossed.is_empty(), "crossed replies: {crossed:?}");
 
-    // The monitor saw every request's reply, from every client.
+    // The monitor saw every request and its reply, from every client: each
+    // line twice, since the device echoes.
     monitor
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
-    while seen.iter().filter(|b| **b == b'\n').count() < 3 * N {
-        let n = monitor.read(&mut buf).expect("monitor reads every reply");
+    while seen.iter().filter(|b| **b == b'\n').count() < 6 * N {
+        let n = monitor
+            .read(&mut buf)
+            .expect("monitor sees every request and reply");
         assert!(n > 0, "monitor closed");
         seen.extend_from_slice(&buf[..n]);
     }
     let seen = String::from_utf8_lossy(&seen);
     for tag in ["pty", "tcp", "unix"] {
-        assert_eq!(seen.matches(&format!("{tag}-")).count(), N, "{tag}");
+        for i in [0, N / 2, N - 1] {
+            let line = format!("{tag}-{i:04}\n");
+            assert_eq!(seen.matches(&line).count(), 2, "{line:?}");
+        }
+        assert_eq!(seen.matches(&format!("{tag}-")).count(), 2 * N, "{tag}");
     }
 }
 
