@@ -133,9 +133,12 @@ pub async fn serve(cfg: ServeConfig, shutdown: CancellationToken) -> Result<(), 
         warn!("some clients did not close in time");
     }
     arbiter_stop.cancel();
-    if let Some(a) = arbiter
-        && tokio::time::timeout(cfg.drain_timeout, a).await.is_err()
+    if let Some(mut a) = arbiter
+        && tokio::time::timeout(cfg.drain_timeout, &mut a)
+            .await
+            .is_err()
     {
+        a.abort();
         warn!(
             "gave up on queued transactions after {:?}",
             cfg.drain_timeout
@@ -199,8 +202,8 @@ fn log_totals(hub: &Arc<Hub>) {
 
 /// The counters reported in stats lines: device rx, device tx, clients,
 /// dropped bytes, kicked clients, refused clients, client bytes lost to
-/// resets, dropped traffic-log records.
-fn counts(hub: &Hub) -> [u64; 8] {
+/// resets, dropped traffic-log records, transactions, reply timeouts.
+fn counts(hub: &Hub) -> [u64; 10] {
     let s = &hub.stats;
     [
         s.device_rx.load(Relaxed),
@@ -211,10 +214,12 @@ fn counts(hub: &Hub) -> [u64; 8] {
         s.refused.load(Relaxed),
         s.lost.load(Relaxed),
         hub.traffic().dropped(),
+        s.transactions.load(Relaxed),
+        s.timeouts.load(Relaxed),
     ]
 }
 
-fn log_counts(hub: &Hub, c: [u64; 8], what: &str) {
+fn log_counts(hub: &Hub, c: [u64; 10], what: &str) {
     info!(
         device_rx = c[0],
         device_tx = c[1],
@@ -224,6 +229,8 @@ fn log_counts(hub: &Hub, c: [u64; 8], what: &str) {
         refused = c[5],
         reset_lost = c[6],
         traffic_dropped = c[7],
+        transactions = c[8],
+        reply_timeouts = c[9],
         write_lock = hub.write_lock().holder().as_deref().unwrap_or("-"),
         "{what}"
     );

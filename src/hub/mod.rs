@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use lock::WriteLock;
 pub use queue::{ByteQueue, PushError};
@@ -117,6 +117,8 @@ pub struct HubStats {
     pub timeouts: AtomicU64,
     /// Replies that could not be passed on (see [`ClientStats::bad_replies`]).
     pub bad_replies: AtomicU64,
+    /// Reply bytes whose client had gone before they came.
+    pub replies_discarded: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -290,14 +292,21 @@ impl Hub {
         }
     }
 
-    /// Counts a finished transaction for its client.
-    fn note_outcome(&self, client: ClientId, name: &str, outcome: Outcome) {
+    /// Counts a finished transaction for its client; `routed` reply bytes
+    /// are counted as discarded if the client has gone.
+    fn note_outcome(&self, client: ClientId, name: &str, outcome: Outcome, routed: usize) {
         self.stats.transactions.fetch_add(1, Relaxed);
         if matches!(outcome, Outcome::TimedOut { .. }) {
             self.stats.timeouts.fetch_add(1, Relaxed);
         }
-        if let Some(slot) = self.slot(client) {
-            slot.txn.note(name, outcome);
+        match self.slot(client) {
+            Some(slot) => slot.txn.note(name, outcome),
+            None => {
+                self.stats
+                    .replies_discarded
+                    .fetch_add(routed as u64, Relaxed);
+                debug!(client = %name, routed, "reply discarded: its client has gone");
+            }
         }
     }
 

@@ -330,7 +330,7 @@ impl Arbiter {
                 reply: routed as u64,
             },
         });
-        hub.note_outcome(r.client, &r.name, outcome);
+        hub.note_outcome(r.client, &r.name, outcome, routed);
         debug!(client = %r.name, ?outcome, routed, "transaction ends");
         if let Some(done) = r.done {
             let _ = done.send(outcome);
