@@ -249,6 +249,24 @@ async fn to_device(
     }
 }
 
+/// Reads what the kernel already holds from the client (`FIONREAD`), at
+/// shutdown or a kick. Socket buffers are sized for the line rate, so this
+/// is small.
+pub(super) fn read_queued(source: &impl ClientSource) -> Vec<u8> {
+    let mut held = vec![0u8; source.queued()];
+    let mut got = 0;
+    while got < held.len() {
+        match source.try_read(&mut held[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    held.truncate(got);
+    held
+}
+
 /// A read from the client failed, typically on a reset. The kernel returns
 /// queued data before the error, so normally nothing is pending; if some is,
 /// the kernel discarded it and serialhub can only count and report it.
@@ -382,19 +400,9 @@ impl<'a> Ingress<'a> {
 
     /// Takes what the kernel already holds from the client, then finishes.
     async fn flush(&mut self, source: &impl ClientSource) -> Result<(), End> {
-        let mut left = source.queued();
-        while left > 0 {
-            let mut buf = vec![0u8; left.min(DISCARD_READ)];
-            match source.try_read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    left = left.saturating_sub(n);
-                    buf.truncate(n);
-                    self.take(buf, None).await?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
+        // In pieces, so each holds no more budget than a read would.
+        for piece in read_queued(source).chunks(DISCARD_READ) {
+            self.take(piece.to_vec(), None).await?;
         }
         self.finish().await
     }

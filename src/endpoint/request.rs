@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::client::{ClientSource, End, read_failed};
+use super::client::{ClientSource, End, read_failed, read_queued};
 use super::framing::LineAssembler;
 use super::inband::{DLE, InbandParser, Piece, Suspicion};
 use super::{EndpointOptions, Framing};
@@ -395,19 +395,8 @@ impl<'a> Requests<'a> {
 
     /// Takes what the kernel already holds from the client, then finishes.
     async fn flush(&mut self, source: &impl ClientSource) -> Result<(), End> {
-        let mut left = source.queued();
-        while left > 0 {
-            let mut buf = vec![0u8; left.min(4096)];
-            match source.try_read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    left = left.saturating_sub(n);
-                    self.take(&buf[..n]).await?;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+        let held = read_queued(source);
+        self.take(&held).await?;
         self.finish().await
     }
 
