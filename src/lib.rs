@@ -27,6 +27,7 @@
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
 //! - [`cli`] and [`config`]: flags, then validated settings.
+//! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`serve`](mod@serve), [`sim`] and [`logcmd`]: what the subcommands run.
 
 pub mod cli;
@@ -41,6 +42,7 @@ pub mod logcmd;
 pub mod measure;
 pub mod pace;
 pub mod pattern;
+pub mod port;
 pub mod proto;
 pub mod serve;
 pub mod sim;

@@ -1,0 +1,301 @@
+//! A port: one serial port's whole life, from opening its device to the
+//! last byte drained at shutdown.
+//!
+//! A [`Port`] owns its device and the loops that move its bytes, its hub,
+//! its endpoints and their clients, its traffic log, and the transaction
+//! arbiter if it has one, all under one cancellation token, so one port can
+//! start and stop without touching any other. [`Port::start`] fails before
+//! serving anything if any part cannot start (a missing device, a port in
+//! use, a bad log directory). [`Port::stop`] stops in the order that loses
+//! nothing: accept loops and clients first (each hands over what the kernel
+//! already holds from it), then the arbiter with the requests they handed
+//! over, then the device writer, which drains for at most the drain timeout,
+//! then the traffic log.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::ServeConfig;
+use crate::device::{self, Device, TtyError};
+use crate::endpoint::accept::Protocol;
+use crate::endpoint::pty::{PtyEndpoint, PtyError};
+use crate::endpoint::unix::{UnixEndpoint, UnixError};
+use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
+use crate::fds::FdReserve;
+use crate::hub::Hub;
+use crate::traffic::{self, TrafficError, TrafficLog};
+
+/// How long clients may take, after shutdown, to hand over the bytes they
+/// had accepted and close.
+const CLIENT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the traffic log may take to write what is queued at shutdown: a
+/// full queue is about a megabyte, which any working disk takes in far less.
+const TRAFFIC_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A part of a port that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error(transparent)]
+    Device(#[from] TtyError),
+    #[error(transparent)]
+    Tcp(#[from] tcp::TcpError),
+    #[error(transparent)]
+    Unix(#[from] UnixError),
+    #[error(transparent)]
+    Pty(#[from] PtyError),
+    #[error(transparent)]
+    Traffic(#[from] TrafficError),
+}
+
+/// A running port.
+#[derive(Debug)]
+pub struct Port {
+    hub: Arc<Hub>,
+    /// Stops the accept loops, the clients and the stats reports.
+    cancel: CancellationToken,
+    /// The accept loops and the clients.
+    tracker: TaskTracker,
+    /// Under `--writers transaction`, the device's only writer.
+    arbiter: Option<JoinHandle<()>>,
+    arbiter_stop: CancellationToken,
+    device: JoinHandle<()>,
+    device_stop: CancellationToken,
+    traffic: Option<traffic::writer::Writer>,
+    drain_timeout: Duration,
+    /// What the endpoints are bound to (`tcp:127.0.0.1:40001`), for status.
+    endpoints: Vec<String>,
+}
+
+impl Port {
+    /// Opens the device and the traffic log and binds every endpoint, then
+    /// serves, until [`stop`](Self::stop) or until `parent` is cancelled.
+    /// `fds` is the process's descriptor reserve, shared by its ports.
+    pub async fn start(
+        cfg: &ServeConfig,
+        fds: Arc<FdReserve>,
+        parent: &CancellationToken,
+    ) -> Result<Port, PortError> {
+        // The log first: its errors are the cheaper ones to find.
+        let (log, traffic) = match &cfg.traffic {
+            Some(t) => {
+                let (log, writer) = TrafficLog::open(t)?;
+                info!(file = %writer.path().display(), format = ?t.format, max_size = t.max_size,
+                    keep = t.keep, "traffic log open");
+                (log, Some(writer))
+            }
+            None => (TrafficLog::disabled(), None),
+        };
+        let mut device = Device::open(&cfg.device, cfg.line)?;
+        device.pacing = cfg.pacing;
+        info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
+            write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
+        let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), log);
+        let cancel = parent.child_token();
+        let tracker = TaskTracker::new();
+        let cx = Context {
+            hub: hub.clone(),
+            clients: Arc::new(Semaphore::new(cfg.max_clients)),
+            max_clients: cfg.max_clients,
+            fds: fds.clone(),
+            shutdown: cancel.clone(),
+            tracker: tracker.clone(),
+        };
+        // Bind everything before serving anything, so a bad endpoint fails
+        // start-up.
+        let mut bound = Vec::new();
+        for spec in &cfg.listen {
+            bound.push(bind(spec, cfg).await?);
+        }
+        let mut endpoints = Vec::new();
+        for ((endpoint, shown), spec) in bound.into_iter().zip(&cfg.listen) {
+            let (options, cx) = (spec.options.clone(), cx.clone());
+            match endpoint {
+                Bound::Tcp(l) => tracker.spawn(accept::serve(l, options, cx, Protocol::Raw)),
+                Bound::ModbusTcp(l) => {
+                    tracker.spawn(accept::serve(l, options, cx, Protocol::ModbusTcp))
+                }
+                Bound::Unix(l) => tracker.spawn(accept::serve(l, options, cx, Protocol::Raw)),
+                Bound::Pty(p) => tracker.spawn(p.serve(options, cx)),
+            };
+            endpoints.push(shown);
+        }
+        let arbiter_stop = CancellationToken::new();
+        let arbiter = hub.take_arbiter().map(|a| {
+            tokio::spawn(
+                a.run(hub.clone(), arbiter_stop.clone())
+                    .instrument(info_span!("arbiter")),
+            )
+        });
+        let device_stop = CancellationToken::new();
+        let device = tokio::spawn(
+            device::run(
+                device,
+                hub.clone(),
+                writes,
+                fds,
+                device_stop.clone(),
+                cfg.drain_timeout,
+            )
+            .instrument(info_span!("device", path = %cfg.device)),
+        );
+        if let Some(every) = cfg.stats_every {
+            tokio::spawn(report_stats(hub.clone(), every, cancel.clone()));
+        }
+        Ok(Port {
+            hub,
+            cancel,
+            tracker,
+            arbiter,
+            arbiter_stop,
+            device,
+            device_stop,
+            traffic,
+            drain_timeout: cfg.drain_timeout,
+            endpoints,
+        })
+    }
+
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Where the endpoints listen, as bound (`tcp:127.0.0.1:40001`).
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Stops the port without losing what it accepted (see the module
+    /// docs); the device writer drains for at most the drain timeout.
+    pub async fn stop(self) {
+        info!("shutting down");
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(CLIENT_CLOSE_TIMEOUT, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("some clients did not close in time");
+        }
+        self.arbiter_stop.cancel();
+        if let Some(mut a) = self.arbiter
+            && tokio::time::timeout(self.drain_timeout, &mut a)
+                .await
+                .is_err()
+        {
+            a.abort();
+            warn!(
+                "gave up on queued transactions after {:?}",
+                self.drain_timeout
+            );
+        }
+        self.device_stop.cancel();
+        let _ = self.device.await;
+        if let Some(w) = self.traffic
+            && !w.finish(TRAFFIC_CLOSE_TIMEOUT).await
+        {
+            warn!("the traffic log writer did not finish in time; its last records may be missing");
+        }
+        log_counts(&self.hub, counts(&self.hub), "stopped");
+    }
+}
+
+enum Bound {
+    Tcp(tokio::net::TcpListener),
+    ModbusTcp(tokio::net::TcpListener),
+    Unix(UnixEndpoint),
+    Pty(PtyEndpoint),
+}
+
+async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String), PortError> {
+    let bound = match &spec.kind {
+        EndpointKind::Tcp { addr } => {
+            let l = tcp::bind(addr, cfg.sockets).await?;
+            let shown = match l.local_addr() {
+                Ok(local) => format!("tcp:{local}"),
+                Err(_) => format!("tcp:{addr}"),
+            };
+            (Bound::Tcp(l), shown)
+        }
+        EndpointKind::ModbusTcp { addr } => {
+            let l = tcp::bind(addr, cfg.sockets).await?;
+            let shown = match l.local_addr() {
+                Ok(local) => format!("modbus-tcp:{local}"),
+                Err(_) => format!("modbus-tcp:{addr}"),
+            };
+            (Bound::ModbusTcp(l), shown)
+        }
+        EndpointKind::Unix { path } => {
+            let l = UnixEndpoint::bind(path, spec.options.mode)?;
+            (Bound::Unix(l), format!("unix:{}", path.display()))
+        }
+        EndpointKind::Pty { path } => {
+            let p = PtyEndpoint::create(path)?;
+            let shown = format!("pty:{} -> {}", path.display(), p.tty().display());
+            (Bound::Pty(p), shown)
+        }
+    };
+    info!("listening on {}", bound.1);
+    Ok(bound)
+}
+
+/// The counters reported in stats lines: device rx, device tx, clients,
+/// dropped bytes, kicked clients, refused clients, client bytes lost to
+/// resets, dropped traffic-log records, transactions, reply timeouts.
+fn counts(hub: &Hub) -> [u64; 10] {
+    let s = &hub.stats;
+    [
+        s.device_rx.load(Relaxed),
+        s.device_tx.load(Relaxed),
+        s.connected.load(Relaxed),
+        s.dropped.load(Relaxed),
+        s.kicked.load(Relaxed),
+        s.refused.load(Relaxed),
+        s.lost.load(Relaxed),
+        hub.traffic().dropped(),
+        s.transactions.load(Relaxed),
+        s.timeouts.load(Relaxed),
+    ]
+}
+
+fn log_counts(hub: &Hub, c: [u64; 10], what: &str) {
+    info!(
+        device_rx = c[0],
+        device_tx = c[1],
+        clients = c[2],
+        dropped = c[3],
+        kicked = c[4],
+        refused = c[5],
+        reset_lost = c[6],
+        traffic_dropped = c[7],
+        transactions = c[8],
+        reply_timeouts = c[9],
+        write_lock = hub.write_lock().holder().as_deref().unwrap_or("-"),
+        "{what}"
+    );
+}
+
+/// Logs the port's counters every `every`, when they have changed, so drops
+/// and kicks are visible without waiting for shutdown.
+async fn report_stats(hub: Arc<Hub>, every: Duration, shutdown: CancellationToken) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = counts(&hub);
+        if last != Some(now) {
+            log_counts(&hub, now, "stats");
+            last = Some(now);
+        }
+    }
+}
