@@ -26,6 +26,12 @@ pub struct Cli {
     /// Less log output (-q warnings only, -qq errors only).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub quiet: u8,
+    /// The control socket: where `serve` listens for `status`, `kick` and
+    /// the like (with flags, only when given), and where those commands
+    /// find it. Default: $XDG_RUNTIME_DIR/serialhub.sock, or
+    /// /run/serialhub.sock as root.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub control: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -38,6 +44,27 @@ pub enum Command {
     Sim(SimArgs),
     /// Print a traffic log written by `serve --log`.
     Log(LogArgs),
+    /// Show a running serialhub's ports and clients.
+    Status(StatusArgs),
+    /// Disconnect one client of a running serialhub.
+    Kick(KickArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this port.
+    pub port: Option<String>,
+    /// Print JSON (a stable schema, for scripts) instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct KickArgs {
+    /// The port's name (see `serialhub status`).
+    pub port: String,
+    /// The client's id (see `serialhub status`).
+    pub client: u64,
 }
 
 #[derive(Debug, Args)]

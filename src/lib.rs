@@ -28,10 +28,14 @@
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
 //! - [`cli`] and [`config`]: flags, then validated settings.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
-//! - [`serve`](mod@serve), [`sim`] and [`logcmd`]: what the subcommands run.
+//! - [`daemon`]: many ports in one process; [`control`]: its control socket,
+//!   server and client.
+//! - [`sim`] and [`logcmd`]: what the `sim` and `log` subcommands run.
 
 pub mod cli;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod device;
 pub mod endpoint;
 pub mod fds;
@@ -44,8 +48,5 @@ pub mod pace;
 pub mod pattern;
 pub mod port;
 pub mod proto;
-pub mod serve;
 pub mod sim;
 pub mod traffic;
-
-pub use serve::serve;

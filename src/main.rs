@@ -9,10 +9,15 @@ use tracing_subscriber::EnvFilter;
 
 use serialhub::cli::{Cli, Command};
 use serialhub::config::{self, ConfigError, ServeConfig};
+use serialhub::control::ControlConfig;
+use serialhub::daemon::PortPlan;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
+    if let Command::Status(_) | Command::Kick(_) = &cli.command {
+        return control_command(&cli);
+    }
     if let Command::Log(args) = &cli.command {
         // Synchronous, and Ctrl-C simply ends it (`--follow`): no runtime and
         // no signal handlers.
@@ -51,14 +56,62 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
     }
 }
 
+/// `status`, `kick`: one request to a running serialhub's control socket.
+fn control_command(cli: &Cli) -> ExitCode {
+    use serialhub::control::{Request, client, default_path, show};
+    let path = cli.control.clone().unwrap_or_else(default_path);
+    let (request, json) = match &cli.command {
+        Command::Status(a) => (
+            Request::Status {
+                port: a.port.clone(),
+            },
+            a.json,
+        ),
+        Command::Kick(a) => (
+            Request::Kick {
+                port: a.port.clone(),
+                client: a.client,
+            },
+            false,
+        ),
+        _ => return ExitCode::FAILURE,
+    };
+    match client::request(&path, &request) {
+        Ok(r) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r.ports).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            print!("{}", show::tables(&r.ports));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("serialhub: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
+    let control = cli.control.map(|path| ControlConfig {
+        path,
+        mode: serialhub::control::DEFAULT_MODE,
+    });
     match cli.command {
         Command::Serve(args) => {
             let cfg = ServeConfig::from_args(&args).context("invalid settings")?;
-            serialhub::serve(cfg, shutdown).await?;
+            let plan = PortPlan {
+                name: serialhub::daemon::default_name(&cfg.device),
+                config: cfg,
+            };
+            serialhub::daemon::run(vec![plan], control, shutdown).await?;
         }
+        Command::Status(_) | Command::Kick(_) => {}
         Command::Sim(args) => {
             let line = config::sim_line(args.baud).context("invalid settings")?;
             let spec = config::sim_spec(args.mode, args.reply_delay).context("invalid settings")?;

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::ServeConfig;
+use crate::control::PortStatus;
 use crate::device::{self, Device, TtyError};
 use crate::endpoint::accept::Protocol;
 use crate::endpoint::pty::{PtyEndpoint, PtyError};
@@ -57,6 +58,12 @@ pub enum PortError {
 /// A running port.
 #[derive(Debug)]
 pub struct Port {
+    name: String,
+    /// Every log line of the port's tasks is in it, naming the port.
+    span: tracing::Span,
+    device_spec: String,
+    line: String,
+    writers: &'static str,
     hub: Arc<Hub>,
     /// Stops the accept loops, the clients and the stats reports.
     cancel: CancellationToken,
@@ -78,9 +85,23 @@ impl Port {
     /// serves, until [`stop`](Self::stop) or until `parent` is cancelled.
     /// `fds` is the process's descriptor reserve, shared by its ports.
     pub async fn start(
+        name: &str,
         cfg: &ServeConfig,
         fds: Arc<FdReserve>,
         parent: &CancellationToken,
+    ) -> Result<Port, PortError> {
+        let span = info_span!("port", port = %name);
+        Self::start_in(name, cfg, fds, parent, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    async fn start_in(
+        name: &str,
+        cfg: &ServeConfig,
+        fds: Arc<FdReserve>,
+        parent: &CancellationToken,
+        span: tracing::Span,
     ) -> Result<Port, PortError> {
         // The log first: its errors are the cheaper ones to find.
         let (log, traffic) = match &cfg.traffic {
@@ -115,14 +136,17 @@ impl Port {
         }
         let mut endpoints = Vec::new();
         for ((endpoint, shown), spec) in bound.into_iter().zip(&cfg.listen) {
-            let (options, cx) = (spec.options.clone(), cx.clone());
+            let (options, cx, span) = (spec.options.clone(), cx.clone(), span.clone());
             match endpoint {
-                Bound::Tcp(l) => tracker.spawn(accept::serve(l, options, cx, Protocol::Raw)),
-                Bound::ModbusTcp(l) => {
-                    tracker.spawn(accept::serve(l, options, cx, Protocol::ModbusTcp))
+                Bound::Tcp(l) => {
+                    tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
                 }
-                Bound::Unix(l) => tracker.spawn(accept::serve(l, options, cx, Protocol::Raw)),
-                Bound::Pty(p) => tracker.spawn(p.serve(options, cx)),
+                Bound::ModbusTcp(l) => tracker
+                    .spawn(accept::serve(l, options, cx, Protocol::ModbusTcp).instrument(span)),
+                Bound::Unix(l) => {
+                    tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
+                }
+                Bound::Pty(p) => tracker.spawn(p.serve(options, cx).instrument(span)),
             };
             endpoints.push(shown);
         }
@@ -130,7 +154,7 @@ impl Port {
         let arbiter = hub.take_arbiter().map(|a| {
             tokio::spawn(
                 a.run(hub.clone(), arbiter_stop.clone())
-                    .instrument(info_span!("arbiter")),
+                    .instrument(info_span!(parent: &span, "arbiter")),
             )
         });
         let device_stop = CancellationToken::new();
@@ -143,12 +167,21 @@ impl Port {
                 device_stop.clone(),
                 cfg.drain_timeout,
             )
-            .instrument(info_span!("device", path = %cfg.device)),
+            .instrument(info_span!(parent: &span, "device", path = %cfg.device)),
         );
         if let Some(every) = cfg.stats_every {
-            tokio::spawn(report_stats(hub.clone(), every, cancel.clone()));
+            tokio::spawn(report_stats(hub.clone(), every, cancel.clone()).instrument(span.clone()));
         }
         Ok(Port {
+            name: name.to_owned(),
+            span,
+            device_spec: cfg.device.to_string(),
+            line: cfg.line.to_string(),
+            writers: if cfg.hub.txn.is_some() {
+                "transaction"
+            } else {
+                "merge"
+            },
             hub,
             cancel,
             tracker,
@@ -166,6 +199,22 @@ impl Port {
         &self.hub
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The port's status, for the control socket.
+    pub fn status(&self) -> PortStatus {
+        PortStatus::new(
+            &self.name,
+            self.device_spec.clone(),
+            self.line.clone(),
+            self.writers,
+            self.endpoints.clone(),
+            &self.hub.status(),
+        )
+    }
+
     /// Where the endpoints listen, as bound (`tcp:127.0.0.1:40001`).
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
@@ -174,6 +223,11 @@ impl Port {
     /// Stops the port without losing what it accepted (see the module
     /// docs); the device writer drains for at most the drain timeout.
     pub async fn stop(self) {
+        let span = self.span.clone();
+        self.stop_in().instrument(span).await
+    }
+
+    async fn stop_in(self) {
         info!("shutting down");
         self.cancel.cancel();
         self.tracker.close();

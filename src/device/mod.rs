@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::fds::FdReserve;
+use crate::hub::status::DeviceState;
 use crate::hub::{Hub, WriteQueue};
 use crate::line::LineSettings;
 use crate::traffic::Event;
@@ -120,6 +121,9 @@ pub async fn run(
     let traffic = hub.traffic().clone();
     traffic.record(Event::Settings(settings_text(&device.line)));
     traffic.record(Event::DeviceOpen(device.tty.path().display().to_string()));
+    hub.set_device_state(DeviceState::Open {
+        tty: device.tty.path().display().to_string(),
+    });
     loop {
         let tty = device.tty.clone();
         let lost = tokio::select! {
@@ -133,10 +137,14 @@ pub async fn run(
                         "gave up draining device writes after {drain:?}"),
                 }
                 traffic.record(Event::DeviceClose(tty.path().display().to_string()));
+                hub.set_device_state(DeviceState::Closed);
                 return;
             }
         };
         warn!(device = %tty.path().display(), error = %lost, "device lost; will reopen");
+        hub.set_device_state(DeviceState::Reconnecting {
+            error: lost.to_string(),
+        });
         traffic.record(Event::DeviceLost {
             path: tty.path().display().to_string(),
             error: lost.to_string(),
@@ -145,10 +153,14 @@ pub async fn run(
             Some(t) => {
                 info!(device = %t.path().display(), "device reopened");
                 traffic.record(Event::DeviceOpen(t.path().display().to_string()));
+                hub.set_device_state(DeviceState::Open {
+                    tty: t.path().display().to_string(),
+                });
                 device.tty = Arc::new(t);
             }
             None => {
                 traffic.record(Event::DeviceClose(tty.path().display().to_string()));
+                hub.set_device_state(DeviceState::Closed);
                 return;
             }
         }

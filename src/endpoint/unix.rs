@@ -67,6 +67,11 @@ impl UnixEndpoint {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Accepts one connection, whole (for the control socket).
+    pub async fn accept_stream(&self) -> std::io::Result<tokio::net::UnixStream> {
+        self.listener.accept().await.map(|(s, _)| s)
+    }
 }
 
 impl Drop for UnixEndpoint {

@@ -18,6 +18,7 @@
 pub mod lock;
 pub mod queue;
 pub mod reply;
+pub mod status;
 pub mod txn;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -79,6 +80,10 @@ const WRITE_CHANNEL_CHUNKS: usize = 64;
 
 pub type ClientId = u64;
 
+/// Client ids are unique in the process, over all its ports, so a log line
+/// or a `kick` names one client unambiguously.
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
 /// Counters for one client, readable while it runs.
 #[derive(Debug, Default)]
 pub struct ClientStats {
@@ -132,6 +137,7 @@ struct Slot {
     /// episode rather than once per chunk.
     dropping: AtomicBool,
     stats: ClientStats,
+    connected: time::OffsetDateTime,
     /// Gets all device output, whoever's transaction it answers (a monitor).
     see_all: AtomicBool,
     /// Gets only replies to its own requests, never unsolicited output (a
@@ -175,7 +181,6 @@ pub type WriteQueue = mpsc::Receiver<WriteChunk>;
 pub struct Hub {
     config: HubConfig,
     clients: Mutex<Vec<Arc<Slot>>>,
-    next_id: AtomicU64,
     budget: Arc<Semaphore>,
     writes: mpsc::Sender<WriteChunk>,
     lock: WriteLock,
@@ -183,6 +188,8 @@ pub struct Hub {
     traffic: TrafficLog,
     /// Where device output goes: the running transaction's client, or all.
     routing: Mutex<Routing>,
+    /// The device's state and since when, for status.
+    device: Mutex<(status::DeviceState, time::OffsetDateTime)>,
     /// Woken when device output arrives, for the arbiter's reply timing.
     rx_activity: Notify,
     /// Woken when a client leaves, for the arbiter's lock turn.
@@ -221,11 +228,14 @@ impl Hub {
             lock: WriteLock::new(config.lock_idle, config.lock_max),
             config,
             clients: Mutex::new(Vec::new()),
-            next_id: AtomicU64::new(1),
             writes,
             stats: HubStats::default(),
             traffic,
             routing: Mutex::new(Routing::default()),
+            device: Mutex::new((
+                status::DeviceState::Opening,
+                time::OffsetDateTime::now_utc(),
+            )),
             rx_activity: Notify::new(),
             detached: Notify::new(),
             turns,
@@ -343,13 +353,14 @@ impl Hub {
         policy: SlowReaderPolicy,
     ) -> ClientHandle {
         let slot = Arc::new(Slot {
-            id: self.next_id.fetch_add(1, Relaxed),
+            id: NEXT_CLIENT_ID.fetch_add(1, Relaxed),
             name: name.into(),
             queue: ByteQueue::new(self.config.client_queue),
             policy,
             kicked: CancellationToken::new(),
             dropping: AtomicBool::new(false),
             stats: ClientStats::default(),
+            connected: time::OffsetDateTime::now_utc(),
             see_all: AtomicBool::new(false),
             replies_only: AtomicBool::new(false),
             pipeline: Arc::new(Semaphore::new(txn::PIPELINE)),

@@ -2,6 +2,8 @@
 
 mod common;
 
+mod control;
+
 mod acked;
 mod backpressure;
 mod fanout;

@@ -1,0 +1,131 @@
+//! The control socket: how `serialhub status`, `kick` and the like talk to a
+//! running daemon.
+//!
+//! A Unix stream socket (mode 0600 unless configured), one request per
+//! connection: the client writes one JSON object on a line, the daemon
+//! answers with one JSON object on a line and closes. The server never acts
+//! on a port itself: it hands each request to the daemon task that owns the
+//! ports, as a message, and waits for its answer.
+//!
+//! ```text
+//! > {"cmd":"status"}                    {"cmd":"status","port":"lab1"}
+//! < {"ok":true,"ports":[{"name":"lab1",...}]}
+//! > {"cmd":"kick","port":"lab1","client":3}
+//! < {"ok":true}                          {"ok":false,"error":"port lab1 has no client 3"}
+//! ```
+
+pub mod client;
+pub mod server;
+pub mod show;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hub::ClientId;
+use crate::hub::status::HubStatus;
+
+/// Longest request line the server reads: requests are tiny.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// What a control client asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Every port's status, or one port's.
+    Status {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+    },
+    /// Disconnect one client.
+    Kick { port: String, client: ClientId },
+}
+
+/// The daemon's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortStatus>,
+}
+
+impl Response {
+    pub fn ok() -> Response {
+        Response {
+            ok: true,
+            error: None,
+            ports: Vec::new(),
+        }
+    }
+
+    pub fn error(why: impl Into<String>) -> Response {
+        Response {
+            ok: false,
+            error: Some(why.into()),
+            ports: Vec::new(),
+        }
+    }
+}
+
+/// One port, as `status` shows it. The field names are a stable schema.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PortStatus {
+    pub name: String,
+    /// As configured: a path or `sim:MODE`.
+    pub device: String,
+    /// `115200 8N1`.
+    pub line: String,
+    /// `merge` or `transaction`.
+    pub writers: String,
+    /// Where its endpoints listen, as bound: `tcp:127.0.0.1:40001`.
+    pub endpoints: Vec<String>,
+    #[serde(flatten)]
+    pub hub: serde_json::Value,
+}
+
+impl PortStatus {
+    pub fn new(
+        name: &str,
+        device: String,
+        line: String,
+        writers: &str,
+        endpoints: Vec<String>,
+        hub: &HubStatus,
+    ) -> PortStatus {
+        PortStatus {
+            name: name.to_owned(),
+            device,
+            line,
+            writers: writers.to_owned(),
+            endpoints,
+            hub: serde_json::to_value(hub).unwrap_or_default(),
+        }
+    }
+}
+
+/// The control socket of a daemon.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlConfig {
+    pub path: PathBuf,
+    pub mode: u32,
+}
+
+/// Default mode of the control socket: only its owner may use it.
+pub const DEFAULT_MODE: u32 = 0o600;
+
+/// Where the control socket is unless configured: in `$XDG_RUNTIME_DIR`,
+/// `/run` as root, else `/tmp` with the user id in its name.
+pub fn default_path() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("serialhub.sock");
+    }
+    // SAFETY: getuid cannot fail and touches no memory.
+    let uid = unsafe { libc::getuid() };
+    if uid == 0 {
+        PathBuf::from("/run/serialhub.sock")
+    } else {
+        PathBuf::from(format!("/tmp/serialhub-{uid}.sock"))
+    }
+}

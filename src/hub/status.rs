@@ -1,0 +1,129 @@
+//! A snapshot of a hub for `serialhub status` and the control socket: the
+//! device's state, the counters, and every client. The JSON field names are
+//! the documented, stable schema.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use super::{ClientId, Hub};
+
+/// Where the device is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum DeviceState {
+    /// Not open yet.
+    Opening,
+    /// Open and serving, on this tty.
+    Open { tty: String },
+    /// Lost (unplugged, I/O error); serialhub reopens it when it returns.
+    /// Clients stay, and their writes wait.
+    Reconnecting { error: String },
+    /// Closed at shutdown.
+    Closed,
+}
+
+/// One client, as status shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClientStatus {
+    pub id: ClientId,
+    /// Endpoint kind and peer: `tcp:127.0.0.1:40522`, `pty:/tmp/ttyA`.
+    pub peer: String,
+    /// RFC 3339, UTC.
+    pub connected_since: String,
+    /// Bytes it sent to the device.
+    pub bytes_in: u64,
+    /// Device bytes queued for it.
+    pub bytes_out: u64,
+    /// Bytes waiting in its output queue now.
+    pub queued: usize,
+    /// Device bytes it did not get (slow reader).
+    pub dropped: u64,
+    /// Its bytes not sent to the device (read-only, bad CRC).
+    pub discarded: u64,
+    pub transactions: u64,
+    pub timeouts: u64,
+}
+
+/// A hub's part of a port's status.
+#[derive(Clone, Debug, Serialize)]
+pub struct HubStatus {
+    pub device_state: DeviceState,
+    /// RFC 3339, UTC: when the device entered its state.
+    pub device_since: String,
+    pub bytes_from_device: u64,
+    pub bytes_to_device: u64,
+    pub dropped: u64,
+    pub kicked: u64,
+    pub refused: u64,
+    pub transactions: u64,
+    pub timeouts: u64,
+    /// The write lock's holder, if any.
+    pub write_lock: Option<String>,
+    pub clients: Vec<ClientStatus>,
+}
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    let mut s = String::new();
+    crate::traffic::text::format_ts(t, &mut s);
+    s
+}
+
+impl Hub {
+    /// Records a change of the device's state.
+    pub fn set_device_state(&self, state: DeviceState) {
+        *self.device.lock().unwrap_or_else(|e| e.into_inner()) = (state, OffsetDateTime::now_utc());
+    }
+
+    pub fn status(&self) -> HubStatus {
+        let (device, since) = self
+            .device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let clients = self
+            .clients()
+            .iter()
+            .map(|s| ClientStatus {
+                id: s.id,
+                peer: s.name.to_string(),
+                connected_since: rfc3339(s.connected),
+                bytes_in: s.stats.from_client.load(Relaxed),
+                bytes_out: s.stats.to_client.load(Relaxed),
+                queued: s.queue.len(),
+                dropped: s.stats.dropped.load(Relaxed),
+                discarded: s.stats.discarded.load(Relaxed),
+                transactions: s.txn.transactions.load(Relaxed),
+                timeouts: s.txn.timeouts.load(Relaxed),
+            })
+            .collect();
+        let s = &self.stats;
+        HubStatus {
+            device_state: device,
+            device_since: rfc3339(since),
+            bytes_from_device: s.device_rx.load(Relaxed),
+            bytes_to_device: s.device_tx.load(Relaxed),
+            dropped: s.dropped.load(Relaxed),
+            kicked: s.kicked.load(Relaxed),
+            refused: s.refused.load(Relaxed),
+            transactions: s.transactions.load(Relaxed),
+            timeouts: s.timeouts.load(Relaxed),
+            write_lock: self.lock.holder().map(|h| h.to_string()),
+            clients,
+        }
+    }
+
+    /// Disconnects client `id` (an operator's kick); `false` if there is no
+    /// such client.
+    pub fn kick(&self, id: ClientId) -> bool {
+        let Some(slot) = self.slot(id) else {
+            return false;
+        };
+        let discarded = slot.queue.close();
+        self.stats.kicked.fetch_add(1, Relaxed);
+        slot.kicked.cancel();
+        tracing::warn!(client = %slot.name, discarded, "client kicked by the operator");
+        true
+    }
+}

@@ -1,0 +1,120 @@
+//! Issue 10: the control socket: `status` and `kick` on a running serialhub.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{BIN, Server};
+
+fn control(sock: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("--control")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn status(sock: &Path) -> serde_json::Value {
+    let (ok, out, err) = control(sock, &["status", "--json"]);
+    assert!(ok, "status failed: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn expect(s: &mut TcpStream, msg: &[u8]) {
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(got, msg);
+}
+
+#[test]
+fn issue10_status_lists_clients_and_kick_disconnects_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("control.sock");
+    let server = Server::start(&[
+        "--control",
+        sock.to_str().unwrap(),
+        "serve",
+        "-d",
+        "sim:echo",
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0",
+    ]);
+    // The port's address, learnt from status rather than from the log.
+    let ports = status(&sock);
+    let endpoint = ports[0]["endpoints"][0].as_str().unwrap().to_owned();
+    let addr = endpoint.strip_prefix("tcp:").unwrap();
+    assert_eq!(addr.parse::<std::net::SocketAddr>().unwrap(), server.addr());
+
+    let mut a = TcpStream::connect(addr).unwrap();
+    let mut b = TcpStream::connect(addr).unwrap();
+    for s in [&mut a, &mut b] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    // Every client sees the device's echo of every write.
+    for msg in [&b"from-a\n"[..], b"from-b\n"] {
+        let writer = if msg == b"from-a\n" { &mut a } else { &mut b };
+        writer.write_all(msg).unwrap();
+        expect(&mut a, msg);
+        expect(&mut b, msg);
+    }
+    let ports = status(&sock);
+    let port = &ports[0];
+    assert_eq!(port["name"], "sim-echo");
+    assert_eq!(port["device_state"]["state"], "open");
+    let clients = port["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 2, "{port}");
+    let a_port = a.local_addr().unwrap().port();
+    let a_client = clients
+        .iter()
+        .find(|c| c["peer"] == format!("tcp:127.0.0.1:{a_port}").as_str())
+        .expect("client a is listed");
+    // Both directions counted (the echo reaches both clients).
+    assert!(a_client["bytes_in"].as_u64().unwrap() >= 7, "{a_client}");
+    assert!(a_client["bytes_out"].as_u64().unwrap() >= 14, "{a_client}");
+    let id = a_client["id"].as_u64().unwrap().to_string();
+
+    let (ok, _, err) = control(&sock, &["kick", "sim-echo", &id]);
+    assert!(ok, "{err}");
+    let mut buf = [0u8; 64];
+    loop {
+        match a.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    b.write_all(b"b-still-flows\n").unwrap();
+    expect(&mut b, b"b-still-flows\n");
+    let port = &status(&sock)[0];
+    assert_eq!(port["clients"].as_array().unwrap().len(), 1);
+    assert_eq!(port["kicked"], 1);
+
+    // Clear errors for what does not exist.
+    let (ok, _, err) = control(&sock, &["kick", "sim-echo", "999999"]);
+    assert!(!ok && err.contains("no client 999999"), "{err}");
+    let (ok, _, err) = control(&sock, &["status", "nope"]);
+    assert!(!ok && err.contains("no port \"nope\""), "{err}");
+    let (ok, out, _) = control(&sock, &["status"]);
+    assert!(
+        ok && out.contains("port sim-echo") && out.contains("CLIENT"),
+        "{out}"
+    );
+}
+
+#[test]
+fn issue10_status_without_a_daemon_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("none.sock");
+    let (ok, _, err) = control(&sock, &["status"]);
+    assert!(!ok);
+    assert!(err.contains("no serialhub at"), "{err}");
+}
