@@ -133,6 +133,10 @@ pub struct ServeArgs {
     /// this long, however busy it is (100ms to 1day).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
     pub lock_max: Duration,
+    /// Serve even if the device is not there, and open it when it appears
+    /// (without it, a missing device stops start-up).
+    #[arg(long)]
+    pub wait_for_device: bool,
     /// How clients' writes reach the device. merge: bytes go as they come,
     /// each client's in order. transaction: each client's writes are cut
     /// into requests (by the endpoint's framing; gap by default), one

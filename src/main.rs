@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let plan = PortPlan {
                 name: serialhub::daemon::default_name(&cfg.device),
                 config: cfg,
+                wait_for_device: args.wait_for_device,
             };
             serialhub::daemon::run(vec![plan], control, shutdown).await?;
         }

@@ -24,7 +24,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::ServeConfig;
 use crate::control::PortStatus;
-use crate::device::{self, Device, TtyError};
+use crate::device::{self, Device, DeviceSpec, TtyError};
 use crate::endpoint::accept::Protocol;
 use crate::endpoint::pty::{PtyEndpoint, PtyError};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
@@ -84,14 +84,18 @@ impl Port {
     /// Opens the device and the traffic log and binds every endpoint, then
     /// serves, until [`stop`](Self::stop) or until `parent` is cancelled.
     /// `fds` is the process's descriptor reserve, shared by its ports.
+    ///
+    /// With `wait_for_device`, a tty that is not there is no error: the port
+    /// serves its endpoints and opens the device when it appears.
     pub async fn start(
         name: &str,
         cfg: &ServeConfig,
+        wait_for_device: bool,
         fds: Arc<FdReserve>,
         parent: &CancellationToken,
     ) -> Result<Port, PortError> {
         let span = info_span!("port", port = %name);
-        Self::start_in(name, cfg, fds, parent, span.clone())
+        Self::start_in(name, cfg, wait_for_device, fds, parent, span.clone())
             .instrument(span)
             .await
     }
@@ -99,6 +103,7 @@ impl Port {
     async fn start_in(
         name: &str,
         cfg: &ServeConfig,
+        wait_for_device: bool,
         fds: Arc<FdReserve>,
         parent: &CancellationToken,
         span: tracing::Span,
@@ -113,9 +118,16 @@ impl Port {
             }
             None => (TrafficLog::disabled(), None),
         };
-        let mut device = Device::open(&cfg.device, cfg.line)?;
+        let mut device = match (Device::open(&cfg.device, cfg.line), &cfg.device) {
+            (Ok(d), _) => d,
+            (Err(e), DeviceSpec::Tty(path)) if wait_for_device => {
+                warn!(error = %e, "device not available; waiting for it");
+                Device::absent(path.clone(), cfg.line)
+            }
+            (Err(e), _) => return Err(e.into()),
+        };
         device.pacing = cfg.pacing;
-        info!(device = %cfg.device, tty = %device.tty().path().display(), line = %cfg.line,
+        info!(device = %cfg.device, tty = %device.path().display(), line = %cfg.line,
             write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
         let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), log);
         let cancel = parent.child_token();

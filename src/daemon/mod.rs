@@ -46,6 +46,8 @@ pub fn default_name(device: &DeviceSpec) -> String {
 pub struct PortPlan {
     pub name: String,
     pub config: ServeConfig,
+    /// Serve even if the device is absent, and open it when it appears.
+    pub wait_for_device: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +81,8 @@ pub async fn run(
     let fds = Arc::new(FdReserve::new(fds::RESERVE));
     let mut running: Vec<Port> = Vec::with_capacity(ports.len());
     for plan in &ports {
-        match Port::start(&plan.name, &plan.config, fds.clone(), &shutdown).await {
+        let wait = plan.wait_for_device;
+        match Port::start(&plan.name, &plan.config, wait, fds.clone(), &shutdown).await {
             Ok(p) => running.push(p),
             Err(source) => {
                 stop_all(running).await;

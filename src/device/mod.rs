@@ -14,7 +14,7 @@ pub mod sim;
 pub mod tty;
 pub mod writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -63,20 +63,24 @@ impl std::fmt::Display for DeviceSpec {
     }
 }
 
-/// An opened device, plus the simulator behind it if it is one.
+/// A device: its path and, once open, its tty; plus the simulator behind
+/// it if it is one.
 #[derive(Debug)]
 pub struct Device {
     pub line: LineSettings,
     /// Pace writes at the line rate (see [`writer`]).
     pub pacing: bool,
-    tty: Arc<Tty>,
+    path: PathBuf,
+    /// `None` while the device is not there (waiting for it at start-up).
+    tty: Option<Arc<Tty>>,
     /// Keeps an in-process simulator alive as long as the device.
     _sim: Option<Sim>,
 }
 
 /// Size of one device read; also the largest chunk fanned out to clients.
 pub const READ_CHUNK: usize = 4096;
-/// Delay before the first reopen attempt, doubled up to `REOPEN_MAX`.
+/// Delay before the first reopen attempt, doubled up to `REOPEN_MAX`, so a
+/// device that comes back is open again within a second.
 const REOPEN_MIN: Duration = Duration::from_millis(200);
 const REOPEN_MAX: Duration = Duration::from_secs(1);
 
@@ -97,18 +101,33 @@ impl Device {
         Ok(Device {
             line,
             pacing: true,
-            tty,
+            path,
+            tty: Some(tty),
             _sim: sim,
         })
     }
 
-    pub fn tty(&self) -> &Tty {
-        &self.tty
+    /// A tty that is not there yet: [`run`] opens it when it appears.
+    pub fn absent(path: PathBuf, line: LineSettings) -> Device {
+        Device {
+            line,
+            pacing: true,
+            path,
+            tty: None,
+            _sim: None,
+        }
+    }
+
+    /// The tty's path (a simulator's pty).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
 /// Moves bytes between `device` and `hub` until `shutdown`, then writes what
-/// is still queued for the device, for at most `drain` time.
+/// is still queued for the device, for at most `drain` time. A device that
+/// is absent, or goes away, is opened again when it (re)appears; clients'
+/// writes wait meanwhile.
 pub async fn run(
     mut device: Device,
     hub: Arc<Hub>,
@@ -119,13 +138,36 @@ pub async fn run(
 ) {
     let mut writer = DeviceWriter::new(writes, &device.line, device.pacing);
     let traffic = hub.traffic().clone();
+    let path = device.path.display().to_string();
     traffic.record(Event::Settings(settings_text(&device.line)));
-    traffic.record(Event::DeviceOpen(device.tty.path().display().to_string()));
-    hub.set_device_state(DeviceState::Open {
-        tty: device.tty.path().display().to_string(),
-    });
+    let mut opened_before = device.tty.is_some();
+    if !opened_before {
+        hub.set_device_state(DeviceState::Waiting);
+    }
     loop {
-        let tty = device.tty.clone();
+        let tty = match &device.tty {
+            Some(t) => t.clone(),
+            None => match reopen(&device.path, &device.line, &fds, &shutdown).await {
+                Some(t) => {
+                    if opened_before {
+                        info!(device = %path, "device reopened");
+                    } else {
+                        info!(device = %path, "device appeared; open");
+                    }
+                    opened_before = true;
+                    let t = Arc::new(t);
+                    device.tty = Some(t.clone());
+                    t
+                }
+                None => {
+                    traffic.record(Event::DeviceClose(path.clone()));
+                    hub.set_device_state(DeviceState::Closed);
+                    return;
+                }
+            },
+        };
+        traffic.record(Event::DeviceOpen(path.clone()));
+        hub.set_device_state(DeviceState::Open { tty: path.clone() });
         let lost = tokio::select! {
             e = read_loop(&tty, &hub) => e,
             e = writer.run(&tty, &hub) => e,
@@ -136,34 +178,20 @@ pub async fn run(
                     Err(_) => warn!(unwritten = hub.writes_in_flight(),
                         "gave up draining device writes after {drain:?}"),
                 }
-                traffic.record(Event::DeviceClose(tty.path().display().to_string()));
+                traffic.record(Event::DeviceClose(path.clone()));
                 hub.set_device_state(DeviceState::Closed);
                 return;
             }
         };
-        warn!(device = %tty.path().display(), error = %lost, "device lost; will reopen");
+        warn!(device = %path, error = %lost, "device lost; will reopen");
         hub.set_device_state(DeviceState::Reconnecting {
             error: lost.to_string(),
         });
         traffic.record(Event::DeviceLost {
-            path: tty.path().display().to_string(),
+            path: path.clone(),
             error: lost.to_string(),
         });
-        match reopen(tty.path(), &device.line, &fds, &shutdown).await {
-            Some(t) => {
-                info!(device = %t.path().display(), "device reopened");
-                traffic.record(Event::DeviceOpen(t.path().display().to_string()));
-                hub.set_device_state(DeviceState::Open {
-                    tty: t.path().display().to_string(),
-                });
-                device.tty = Arc::new(t);
-            }
-            None => {
-                traffic.record(Event::DeviceClose(tty.path().display().to_string()));
-                hub.set_device_state(DeviceState::Closed);
-                return;
-            }
-        }
+        device.tty = None;
     }
 }
 

@@ -15,6 +15,8 @@ use super::{ClientId, Hub};
 pub enum DeviceState {
     /// Not open yet.
     Opening,
+    /// Absent at start-up; serialhub opens it when it appears.
+    Waiting,
     /// Open and serving, on this tty.
     Open { tty: String },
     /// Lost (unplugged, I/O error); serialhub reopens it when it returns.

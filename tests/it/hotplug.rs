@@ -59,3 +59,73 @@ async fn device_replugged_is_reopened_and_clients_stay() {
         .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue10_a_device_absent_at_start_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyLATE");
+    let sock = dir.path().join("control.sock");
+    let server = crate::common::Server::start(&[
+        "--control",
+        sock.to_str().unwrap(),
+        "serve",
+        "--wait-for-device",
+        "-d",
+        link.to_str().unwrap(),
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0",
+    ]);
+    let state = || {
+        let out = std::process::Command::new(crate::common::BIN)
+            .arg("--control")
+            .arg(&sock)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["device_state"]["state"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(state(), "waiting");
+    // A client connects and writes before the device exists: its bytes wait.
+    let mut client = TcpStream::connect(server.addr()).await.unwrap();
+    client
+        .write_all(b"written-before-the-device\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let device = sim(SimMode::Echo, 115_200);
+    relink(device.path(), &link);
+    let appeared = std::time::Instant::now();
+    read_until(
+        &mut client,
+        b"written-before-the-device\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    eprintln!("served {:?} after the device appeared", appeared.elapsed());
+    assert_eq!(state(), "open");
+    assert!(server.log().contains("device appeared"), "{}", server.log());
+}
+
+#[test]
+fn issue10_without_wait_for_device_a_missing_device_fails_fast() {
+    let (status, err, took) = crate::common::run_to_exit(
+        &[
+            "serve",
+            "-d",
+            "/dev/does-not-exist",
+            "-l",
+            "tcp:127.0.0.1:0",
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(!status.success());
+    assert!(err.contains("/dev/does-not-exist"), "{err}");
+    assert!(took < Duration::from_secs(5));
+}
