@@ -127,7 +127,7 @@ impl RequestFramer {
             } => {
                 // The silence passed before these bytes were read.
                 if last.is_some_and(|t| now >= t + *gap) && !buf.is_empty() {
-                    out.push(Framed::Request(buf.split().freeze(), ReplyRule::Gap));
+                    out.push(gap_request(buf.split().freeze()));
                 }
                 let mut rest = data;
                 while !rest.is_empty() {
@@ -135,7 +135,7 @@ impl RequestFramer {
                     buf.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
                     if buf.len() >= *max {
-                        out.push(Framed::Request(buf.split().freeze(), ReplyRule::Gap));
+                        out.push(gap_request(buf.split().freeze()));
                         out.push(Framed::Split);
                     }
                 }
@@ -177,7 +177,7 @@ impl RequestFramer {
         match self {
             RequestFramer::Gap { buf, last, .. } => {
                 if !buf.is_empty() {
-                    out.push(Framed::Request(buf.split().freeze(), ReplyRule::Gap));
+                    out.push(gap_request(buf.split().freeze()));
                 }
                 *last = None;
                 false
@@ -208,6 +208,22 @@ impl RequestFramer {
             }
         }
     }
+}
+
+/// A request framed by silence. One that is a whole Modbus RTU request (its
+/// length is the one its function code implies, and its CRC is right: a
+/// chance of 1 in 65536 for other data) gets a Modbus reply rule, so its
+/// reply ends at its own length rather than at a silence, which a device or
+/// a loaded machine can leave in the middle of a reply.
+fn gap_request(request: Bytes) -> Framed {
+    let modbus = rtu::crc_ok(&request)
+        && rtu::request_len(&request) == rtu::FrameLen::Complete(request.len());
+    let rule = match (modbus, request.first(), request.get(1)) {
+        (true, Some(0), _) => ReplyRule::None,
+        (true, Some(_), Some(func)) => ReplyRule::ModbusRtu { func: *func },
+        _ => ReplyRule::Gap,
+    };
+    Framed::Request(request, rule)
 }
 
 fn rtu_events(events: Vec<RtuEvent>, out: &mut Vec<Framed>) {
@@ -452,6 +468,26 @@ mod tests {
         f.on_silence(&mut out);
         assert_eq!(requests(&out), [b"hij"]);
         assert_eq!(f.deadline(ms(0)), None);
+    }
+
+    #[test]
+    fn gap_framed_modbus_requests_expect_modbus_replies() {
+        let t0 = Instant::now();
+        let mut f = RequestFramer::new(&opts("framing=gap"), Duration::from_millis(2));
+        let mut read = vec![0x02, 0x04, 0x00, 0x10, 0x00, 0x03];
+        rtu::append_crc(&mut read);
+        let mut out = Vec::new();
+        f.push(&read, t0, &mut out);
+        f.on_silence(&mut out);
+        f.push(b"ATI\r", t0, &mut out);
+        f.on_silence(&mut out);
+        assert_eq!(
+            out,
+            [
+                Framed::Request(Bytes::from(read), ReplyRule::ModbusRtu { func: 4 }),
+                Framed::Request(Bytes::from_static(b"ATI\r"), ReplyRule::Gap),
+            ]
+        );
     }
 
     #[test]
