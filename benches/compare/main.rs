@@ -1,7 +1,7 @@
 //! Side-by-side comparison of serialhub with socat and ser2net, on the same
 //! simulated devices, in one run. Run it through `bench/compare`.
 //!
-//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle]`
+//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn]`
 //!
 //! Quick mode (under 2 minutes) prints the tables. Full mode (about 25
 //! minutes) also writes `bench/RESULTS.md` and one SVG chart per scenario
@@ -13,6 +13,7 @@ mod idle;
 mod proxy;
 mod report;
 mod throughput;
+mod txn;
 
 use std::time::Instant;
 
@@ -44,7 +45,7 @@ fn parse_args() -> Plan {
             "--bench" => {}
             other => {
                 eprintln!(
-                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle]"
+                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn]"
                 );
                 std::process::exit(2);
             }
@@ -119,6 +120,9 @@ async fn main() {
     }
     if plan.wants("idle") {
         run(idle::idle(if q { 8 } else { 64 }, if q { 1 } else { 10 }).await);
+    }
+    if plan.wants("txn") {
+        run(txn::txn(if q { 2 } else { 10 }, if q { 1 } else { 3 }).await);
     }
     eprintln!("comparison took {:.0} s", started.elapsed().as_secs_f64());
     // Only a complete full run replaces bench/RESULTS.md.

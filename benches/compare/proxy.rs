@@ -167,7 +167,8 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
     })
 }
 
-fn spawn_and_find(
+/// Spawns `cmd` and waits for `find` to spot its listening address on stderr.
+pub fn spawn_and_find(
     mut cmd: Command,
     find: fn(&str) -> Option<SocketAddr>,
 ) -> Result<(Child, SocketAddr), String> {

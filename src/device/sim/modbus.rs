@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::time::Instant;
 
-use super::{Master, SimStats, bucket, burst, send};
+use super::{Master, SimStats, send};
 use crate::proto::modbus::rtu::{self, MAX_FRAME};
 use crate::proto::modbus::{ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE, ILLEGAL_FUNCTION};
 
@@ -215,7 +215,6 @@ pub(super) async fn serve(
 ) -> std::io::Result<()> {
     let quiet = silence(rate);
     let mut slave = Slave::new();
-    let mut bucket = bucket(rate);
     // One byte over MAX_FRAME is kept, so an overlong frame is seen as such
     // (and fails) without buffering all of it.
     let mut frame = Vec::with_capacity(MAX_FRAME + 1);
@@ -260,18 +259,44 @@ pub(super) async fn serve(
                 frame.clear();
                 if let Some(reply) = reply {
                     tokio::time::sleep(reply_delay).await;
-                    let mut rest = &reply[..];
-                    while !rest.is_empty() {
-                        let n = bucket.take(rest.len(), burst(rate) / 2).await;
-                        send(&master, &rest[..n]).await?;
-                        stats.tx_bytes.fetch_add(n as u64, Relaxed);
-                        rest = &rest[n..];
-                    }
+                    send_at_line_rate(&master, &reply, rate, &stats).await?;
                     stats.modbus_answered.fetch_add(1, Relaxed);
                 }
             }
         }
     }
+}
+
+/// Sends `reply` as a UART would: each character once its stop bit has
+/// gone out, one character time after the one before. A reply then takes its
+/// line time to arrive, as on a real bus, instead of arriving at once from a
+/// full token bucket; a benchmark against the bus's physical limit needs
+/// that. Deadlines are absolute, so a late timer wake-up sends the
+/// characters that are due together rather than slowing the reply down.
+async fn send_at_line_rate(
+    master: &Master,
+    reply: &[u8],
+    rate: f64,
+    stats: &SimStats,
+) -> std::io::Result<()> {
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < reply.len() {
+        let due = if rate.is_finite() && rate > 0.0 {
+            let chars = start.elapsed().as_secs_f64() * rate;
+            (chars as usize).min(reply.len())
+        } else {
+            reply.len()
+        };
+        if due > sent {
+            send(master, &reply[sent..due]).await?;
+            stats.tx_bytes.fetch_add((due - sent) as u64, Relaxed);
+            sent = due;
+        } else {
+            tokio::time::sleep_until(start + line_time(sent + 1, rate)).await;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -469,5 +494,48 @@ mod tests {
         assert_eq!(silence(960.0), Duration::from_secs_f64(3.5 / 960.0));
         assert_eq!(silence(3840.0), MIN_SILENCE);
         assert_eq!(silence(f64::INFINITY), MIN_SILENCE);
+    }
+
+    /// A reply comes out at line rate, as from a UART, not in one burst:
+    /// its last character arrives at least 24 character times after its
+    /// first (a lower bound only, so a loaded machine cannot fail it).
+    #[tokio::test]
+    async fn a_reply_takes_its_line_time() {
+        use std::io::{Read, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let spec = crate::device::SimSpec {
+            mode: crate::device::SimMode::Modbus,
+            reply_delay: Duration::ZERO,
+        };
+        let line = crate::line::LineSettings::with_baud(19_200);
+        let sim = crate::device::Sim::spawn_spec(spec, &line).unwrap();
+        let path = sim.path().to_owned();
+        let read = tokio::task::spawn_blocking(move || {
+            let mut port = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOCTTY)
+                .open(&path)
+                .unwrap();
+            port.write_all(&req(&[1, 3, 0, 0, 0, 10])).unwrap();
+            let (mut buf, mut got, mut first) = ([0u8; 25], 0, None);
+            while got < buf.len() {
+                let n = port.read(&mut buf[got..]).unwrap();
+                assert!(n > 0, "the pty closed");
+                first.get_or_insert_with(std::time::Instant::now);
+                got += n;
+            }
+            assert!(rtu::crc_ok(&buf), "{buf:02x?}");
+            first.unwrap().elapsed()
+        });
+        let spread = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("no reply within 10 s")
+            .unwrap();
+        let least = Duration::from_secs_f64(24.0 / line.bytes_per_sec()) - Duration::from_millis(1);
+        assert!(
+            spread >= least,
+            "the reply came in {spread:?}, faster than the line allows"
+        );
     }
 }
