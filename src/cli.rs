@@ -96,7 +96,7 @@ pub struct ServeArgs {
     /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH or pty:PATH,
     /// then options: ,access=rw|ro ,framing=none|line ,delimiter=lf|cr|nul|0xNN
     /// ,max-line=SIZE (1 to 64KiB) ,lock=none|inband ,slow-reader=POLICY
-    /// ,mode=0000-0777 (unix).
+    /// ,mode=0000-0777 (unix) ,keepalive=DURATION|off (tcp, modbus-tcp; default 30s).
     /// Default: tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,

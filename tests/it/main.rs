@@ -8,6 +8,7 @@ mod acked;
 mod backpressure;
 mod fanout;
 mod hotplug;
+mod keepalive;
 mod lifecycle;
 mod limits;
 mod modbus;
