@@ -48,6 +48,11 @@ pub enum Command {
     Status(StatusArgs),
     /// Disconnect one client of a running serialhub.
     Kick(KickArgs),
+    /// Print a shell completion script, e.g.
+    /// `serialhub completions bash > /etc/bash_completion.d/serialhub`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `serialhub man | man -l -`.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +70,23 @@ pub struct KickArgs {
     pub port: String,
     /// The client's id (see `serialhub status`).
     pub client: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A subcommand's page (serialhub-serve(1)) instead of serialhub(1).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Write every page (serialhub.1, serialhub-serve.1, ...) into DIR,
+    /// which must exist, instead of printing one.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
