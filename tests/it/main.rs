@@ -14,6 +14,7 @@ mod limits;
 mod modbus;
 mod modbus_sim;
 mod options;
+mod packaging;
 mod pty;
 mod sharing;
 mod slow_reader;
