@@ -48,6 +48,11 @@ pub enum Command {
     Status(StatusArgs),
     /// Disconnect one client of a running serialhub.
     Kick(KickArgs),
+    /// Print a shell completion script, e.g.
+    /// `serialhub completions bash > /etc/bash_completion.d/serialhub`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), e.g. `serialhub man | man -l -`.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +70,23 @@ pub struct KickArgs {
     pub port: String,
     /// The client's id (see `serialhub status`).
     pub client: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A subcommand's page (serialhub-serve(1)) instead of serialhub(1).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+    /// Write every page (serialhub.1, serialhub-serve.1, ...) into DIR,
+    /// which must exist, instead of printing one.
+    #[arg(long, value_name = "DIR", conflicts_with = "command")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -96,7 +118,7 @@ pub struct ServeArgs {
     /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH or pty:PATH,
     /// then options: ,access=rw|ro ,framing=none|line ,delimiter=lf|cr|nul|0xNN
     /// ,max-line=SIZE (1 to 64KiB) ,lock=none|inband ,slow-reader=POLICY
-    /// ,mode=0000-0777 (unix).
+    /// ,mode=0000-0777 (unix) ,keepalive=DURATION|off (tcp, modbus-tcp; default 30s).
     /// Default: tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,

@@ -31,12 +31,14 @@
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
 //!   server and client.
 //! - [`sim`] and [`logcmd`]: what the `sim` and `log` subcommands run.
+//! - [`docgen`]: shell completions and man pages from the clap definition.
 
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod device;
+pub mod docgen;
 pub mod endpoint;
 pub mod fds;
 pub mod hub;

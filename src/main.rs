@@ -119,6 +119,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serialhub::sim::run(spec, line, &args.link, shutdown).await?;
         }
         Command::Log(args) => serialhub::logcmd::run(&args)?,
+        Command::Completions(args) => {
+            serialhub::docgen::print(&serialhub::docgen::completions(args.shell))?
+        }
+        Command::Man(args) => match &args.dir {
+            Some(dir) => {
+                for page in serialhub::docgen::write_man_pages(dir)? {
+                    println!("{}", page.display());
+                }
+            }
+            None => {
+                serialhub::docgen::print(&serialhub::docgen::man_page(args.command.as_deref())?)?
+            }
+        },
     }
     Ok(())
 }

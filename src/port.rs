@@ -273,8 +273,8 @@ impl Port {
 }
 
 enum Bound {
-    Tcp(tokio::net::TcpListener),
-    ModbusTcp(tokio::net::TcpListener),
+    Tcp(tcp::TcpEndpoint),
+    ModbusTcp(tcp::TcpEndpoint),
     Unix(UnixEndpoint),
     Pty(PtyEndpoint),
 }
@@ -282,7 +282,7 @@ enum Bound {
 async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String), PortError> {
     let bound = match &spec.kind {
         EndpointKind::Tcp { addr } => {
-            let l = tcp::bind(addr, cfg.sockets).await?;
+            let l = tcp::bind(addr, cfg.sockets, spec.options.keepalive).await?;
             let shown = match l.local_addr() {
                 Ok(local) => format!("tcp:{local}"),
                 Err(_) => format!("tcp:{addr}"),
@@ -290,7 +290,7 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String),
             (Bound::Tcp(l), shown)
         }
         EndpointKind::ModbusTcp { addr } => {
-            let l = tcp::bind(addr, cfg.sockets).await?;
+            let l = tcp::bind(addr, cfg.sockets, spec.options.keepalive).await?;
             let shown = match l.local_addr() {
                 Ok(local) => format!("modbus-tcp:{local}"),
                 Err(_) => format!("modbus-tcp:{addr}"),

@@ -10,7 +10,9 @@
 //! `access=rw|ro`, `framing=none|line|gap|modbus-rtu`, `delimiter=lf|cr|nul|0xNN`,
 //! `max-line=BYTES` (1 to 64 KiB), `gap=DURATION` (100us to 10s),
 //! `max-request=BYTES` (1 to 64 KiB), `see=own|all`, `lock=none|inband`,
-//! `slow-reader=disconnect|drop|block`, and `mode=OCTAL` (unix only).
+//! `slow-reader=disconnect|drop|block`, `mode=OCTAL` (unix only), and
+//! `keepalive=DURATION|off` (tcp and modbus-tcp, the only option modbus-tcp
+//! takes).
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -99,6 +101,9 @@ pub struct EndpointOptions {
     /// Which output the client gets in transaction mode; by default `all`
     /// for read-only endpoints, `own` otherwise.
     pub see: Option<See>,
+    /// TCP keepalive idle time for tcp and modbus-tcp clients; `None`
+    /// (`keepalive=off`) sends no probes.
+    pub keepalive: Option<Duration>,
 }
 
 impl EndpointOptions {
@@ -124,6 +129,12 @@ pub const MAX_REQUEST: RangeInclusive<usize> = 1..=64 * 1024;
 pub const GAP: RangeInclusive<Duration> = Duration::from_micros(100)..=Duration::from_secs(10);
 /// Default unix socket mode: owner and group may connect.
 pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+/// Default TCP keepalive idle time: with 3 probes 10 s apart, a vanished
+/// peer is dropped about a minute after it last sent anything.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+/// `keepalive`: at least 1 s (the kernel counts whole seconds), at most 2 h
+/// (the kernel's own default, past which the option is pointless).
+pub const KEEPALIVE: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(7200);
 
 impl Default for EndpointOptions {
     fn default() -> Self {
@@ -138,6 +149,7 @@ impl Default for EndpointOptions {
             gap: None,
             max_request: DEFAULT_MAX_REQUEST,
             see: None,
+            keepalive: Some(DEFAULT_KEEPALIVE),
         }
     }
 }
@@ -151,7 +163,7 @@ pub enum EndpointParseError {
     #[error("bad address in {spec:?}: {why}")]
     Address { spec: String, why: &'static str },
     #[error(
-        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode"
+        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive"
     )]
     Option { option: String, spec: String },
     #[error("bad value for {option} in {spec:?}: {why}")]
@@ -222,12 +234,12 @@ enum OptErr {
 }
 
 fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
-    if matches!(kind, EndpointKind::ModbusTcp { .. }) {
+    let (key, value) = opt.split_once('=').ok_or(OptErr::Unknown)?;
+    if matches!(kind, EndpointKind::ModbusTcp { .. }) && key != "keepalive" {
         return Err(OptErr::Value(
-            "modbus-tcp endpoints take no options: requests are Modbus TCP frames",
+            "modbus-tcp endpoints take only keepalive: requests are Modbus TCP frames",
         ));
     }
-    let (key, value) = opt.split_once('=').ok_or(OptErr::Unknown)?;
     match key {
         "access" => {
             o.access = match value {
@@ -317,6 +329,29 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 ))?
         }
         "mode" => return Err(OptErr::Value("only unix endpoints have a mode")),
+        "keepalive"
+            if matches!(
+                kind,
+                EndpointKind::Tcp { .. } | EndpointKind::ModbusTcp { .. }
+            ) =>
+        {
+            o.keepalive = match value {
+                "off" => None,
+                _ => Some(
+                    humantime::parse_duration(value)
+                        .ok()
+                        .filter(|d| KEEPALIVE.contains(d) && d.subsec_nanos() == 0)
+                        .ok_or(OptErr::Value(
+                            "expected whole seconds from 1s to 2h, such as 30s or 5m, or off",
+                        ))?,
+                ),
+            }
+        }
+        "keepalive" => {
+            return Err(OptErr::Value(
+                "only tcp and modbus-tcp endpoints have a keepalive",
+            ));
+        }
         _ => return Err(OptErr::Unknown),
     }
     Ok(())
@@ -426,6 +461,23 @@ mod tests {
         assert!(err("tcp:1.2.3.4:5,mode=0600").contains("only unix endpoints"));
         assert!(err("unix:/x,mode=999").contains("octal"));
         assert!(err("tcp:h:1,max-line=0").contains("max-line"));
+        assert!(err("unix:/x,keepalive=5s").contains("only tcp and modbus-tcp"));
+        assert!(err("pty:/x,keepalive=off").contains("only tcp and modbus-tcp"));
+        assert!(err("modbus-tcp:h:502,access=ro").contains("only keepalive"));
+    }
+
+    #[test]
+    fn keepalive_defaults_on_and_can_be_set_or_turned_off() {
+        assert_eq!(parse("tcp:h:1").options.keepalive, Some(DEFAULT_KEEPALIVE));
+        assert_eq!(
+            parse("tcp:h:1,keepalive=5s").options.keepalive,
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(parse("tcp:h:1,keepalive=off").options.keepalive, None);
+        assert_eq!(
+            parse("modbus-tcp:h:502,keepalive=1m").options.keepalive,
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
@@ -477,6 +529,21 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+        for bad in ["0s", "500ms", "1500ms", "2h 1s", "3h", "x", "", "on", "-1s"] {
+            let e = err(&format!("tcp:h:1,keepalive={bad}"));
+            assert!(
+                e.contains("keepalive") && e.contains("1s to 2h"),
+                "{bad}: {e}"
+            );
+        }
+        assert_eq!(
+            parse("tcp:h:1,keepalive=1s").options.keepalive,
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            parse("tcp:h:1,keepalive=2h").options.keepalive,
+            Some(Duration::from_secs(7200))
+        );
         assert_eq!(parse("unix:/x,mode=0").options.mode, 0);
         assert_eq!(parse("unix:/x,mode=777").options.mode, 0o777);
     }
