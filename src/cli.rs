@@ -29,7 +29,7 @@ pub struct Cli {
     /// The control socket: where `serve` listens for `status`, `kick` and
     /// the like (with flags, only when given), and where those commands
     /// find it. Default: $XDG_RUNTIME_DIR/serialhub.sock, or
-    /// /run/serialhub.sock as root.
+    /// /run/serialhub/serialhub.sock as root.
     #[arg(long, global = true, value_name = "PATH")]
     pub control: Option<PathBuf>,
     #[command(subcommand)]

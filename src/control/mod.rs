@@ -116,7 +116,8 @@ pub struct ControlConfig {
 pub const DEFAULT_MODE: u32 = 0o600;
 
 /// Where the control socket is unless configured: in `$XDG_RUNTIME_DIR`,
-/// `/run` as root, else `/tmp` with the user id in its name.
+/// `/run/serialhub/` as root (the service's runtime directory), else `/tmp`
+/// with the user id in its name.
 pub fn default_path() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("serialhub.sock");
@@ -124,7 +125,7 @@ pub fn default_path() -> PathBuf {
     // SAFETY: getuid cannot fail and touches no memory.
     let uid = unsafe { libc::getuid() };
     if uid == 0 {
-        PathBuf::from("/run/serialhub.sock")
+        PathBuf::from("/run/serialhub/serialhub.sock")
     } else {
         PathBuf::from(format!("/tmp/serialhub-{uid}.sock"))
     }
