@@ -11,7 +11,10 @@ use crate::endpoint::EndpointSpec;
 use crate::hub::{SlowReaderPolicy, Unsolicited};
 use crate::line::{FlowControl, Parity};
 use crate::traffic::{DEFAULT_KEEP, Direction, Format};
+use crate::units::parse_bytes;
 use time::OffsetDateTime;
+
+pub use crate::config::Writers;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +41,17 @@ pub enum Command {
     Sim(SimArgs),
     /// Print a traffic log written by `serve --log`.
     Log(LogArgs),
+    /// Validate a configuration file and summarise it, starting nothing.
+    CheckConfig(CheckConfigArgs),
+    /// Print an example configuration file with every option and its default.
+    PrintConfig,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The configuration file (TOML), as for `serve --config`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -62,8 +76,17 @@ pub struct ServeArgs {
     /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty) or a
     /// built-in simulator: sim:echo, sim:source, sim:sink or sim:modbus
     /// (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to 10s).
-    #[arg(short, long, value_parser = parse_device)]
-    pub device: DeviceSpec,
+    /// Required unless --config is given.
+    #[arg(short, long, value_parser = parse_device, required_unless_present = "config")]
+    pub device: Option<DeviceSpec>,
+    /// Serve the ports of this configuration file (TOML; see
+    /// `serialhub print-config`) instead of one port from flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = PORT_FLAGS)]
+    pub config: Option<PathBuf>,
+    /// The port's name in logs (letters, digits, '_', '.', '-'). Default:
+    /// the device's file name (ttyUSB0), or sim-MODE.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     #[command(flatten)]
     pub line: LineArgs,
     /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH or pty:PATH,
@@ -146,12 +169,35 @@ pub struct ServeArgs {
     pub log_keep: usize,
 }
 
-/// How clients' writes reach the device (`--writers`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Writers {
-    Merge,
-    Transaction,
-}
+/// The `serve` flags that describe one port, which a `--config` file
+/// describes instead: giving both is a usage error.
+const PORT_FLAGS: &[&str] = &[
+    "device",
+    "name",
+    "baud",
+    "data_bits",
+    "parity",
+    "stop_bits",
+    "flow_control",
+    "listen",
+    "slow_reader",
+    "client_queue",
+    "max_inflight",
+    "stats_every",
+    "no_pacing",
+    "max_clients",
+    "lock_idle",
+    "lock_max",
+    "writers",
+    "reply_timeout",
+    "reply_gap",
+    "unsolicited",
+    "drain_timeout",
+    "log",
+    "log_format",
+    "log_max_size",
+    "log_keep",
+];
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
@@ -209,13 +255,6 @@ fn parse_device(s: &str) -> Result<DeviceSpec, String> {
     s.parse()
 }
 
-/// Parses sizes like `4096`, `64KiB`, `10MiB`, `1kb`.
-pub fn parse_bytes(s: &str) -> Result<usize, String> {
-    let n = parse_size::parse_size(s)
-        .map_err(|e| format!("{e} in {s:?} (try 4096, 64KiB or 10MiB)"))?;
-    usize::try_from(n).map_err(|_| format!("{s} is too large"))
-}
-
 /// Parses an RFC 3339 time, or a duration meaning that long ago.
 pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     if let Some(t) = crate::traffic::text::parse_ts(s) {
@@ -233,14 +272,6 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_accept_binary_suffixes() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64KiB"), Ok(65536));
-        assert_eq!(parse_bytes("10MiB"), Ok(10 << 20));
-        assert!(parse_bytes("lots").is_err());
-    }
 
     #[test]
     fn cli_definition_is_consistent() {

@@ -45,5 +45,6 @@ pub mod proto;
 pub mod serve;
 pub mod sim;
 pub mod traffic;
+pub mod units;
 
 pub use serve::serve;

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use serialhub::cli::{Cli, Command};
-use serialhub::config::{self, ConfigError, ServeConfig};
+use serialhub::config::{self, ConfigError, FileError, PortConfig};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -23,6 +23,14 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    match &cli.command {
+        Command::CheckConfig(args) => return check_config(&args.file),
+        Command::PrintConfig => {
+            print!("{}", config::file::EXAMPLE);
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     raise_fd_limit();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -41,10 +49,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Settings out of range are usage errors, like the ones clap reports
-/// (exit status 2); anything else that stops serialhub is 1.
+/// `check-config FILE`: the summary on stdout, or the error and status 2.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(cfg) => {
+            print!("{}", cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("serialhub: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Settings out of range and bad configuration files are usage errors,
+/// like the ones clap reports (exit status 2); anything else that stops
+/// serialhub is 1.
 fn exit_code(e: &anyhow::Error) -> ExitCode {
-    if e.downcast_ref::<ConfigError>().is_some() {
+    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<FileError>().is_some() {
         ExitCode::from(2)
     } else {
         ExitCode::FAILURE
@@ -56,7 +79,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tokio::spawn(on_signal(shutdown.clone()));
     match cli.command {
         Command::Serve(args) => {
-            let cfg = ServeConfig::from_args(&args).context("invalid settings")?;
+            let cfg = match &args.config {
+                // The daemon runs many ports; until it lands, one.
+                Some(file) => {
+                    let mut daemon = config::load(file)?;
+                    if daemon.ports.len() != 1 {
+                        anyhow::bail!(
+                            "{}: {} ports: serving more or fewer than one port from a file is not supported yet",
+                            file.display(),
+                            daemon.ports.len()
+                        );
+                    }
+                    daemon.ports.remove(0)
+                }
+                None => PortConfig::from_args(&args).context("invalid settings")?,
+            };
             serialhub::serve(cfg, shutdown).await?;
         }
         Command::Sim(args) => {
@@ -65,6 +102,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serialhub::sim::run(spec, line, &args.link, shutdown).await?;
         }
         Command::Log(args) => serialhub::logcmd::run(&args)?,
+        // Synchronous, run before the runtime starts.
+        Command::CheckConfig(_) | Command::PrintConfig => {}
     }
     Ok(())
 }
