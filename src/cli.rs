@@ -33,6 +33,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up, so the size of `serve`'s flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve one serial device to network and local clients.
@@ -329,6 +331,42 @@ mod tests {
         assert_eq!(a.log_max_size, 65536);
         assert_eq!(a.log_format, Format::Json);
         assert!(serve(&["--log-keep", "3"]).is_err());
+    }
+
+    #[test]
+    fn config_replaces_the_port_flags() {
+        let serve = |extra: &[&str]| {
+            let mut args = vec!["serialhub", "serve"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let Command::Serve(a) = serve(&["--config", "hub.toml"]).unwrap().command else {
+            panic!("not serve")
+        };
+        assert_eq!(a.config, Some(PathBuf::from("hub.toml")));
+        assert_eq!(a.device, None);
+        assert!(serve(&[]).is_err(), "neither --device nor --config");
+        for flag in [
+            &["-d", "sim:echo"][..],
+            &["--name", "x"],
+            &["-b", "115200"],
+            &["-l", "tcp:127.0.0.1:0"],
+            &["--max-clients", "3"],
+            &["--no-pacing"],
+            &["--log", "/tmp"],
+        ] {
+            let mut args = vec!["--config", "hub.toml"];
+            args.extend_from_slice(flag);
+            let e = serve(&args).expect_err(&format!("{flag:?} with --config"));
+            assert!(
+                e.to_string().contains("cannot be used with"),
+                "{flag:?}: {e}"
+            );
+        }
+        assert!(serve(&["-v", "--config", "hub.toml"]).is_ok());
+        assert!(Cli::try_parse_from(["serialhub", "check-config", "hub.toml"]).is_ok());
+        assert!(Cli::try_parse_from(["serialhub", "check-config"]).is_err());
+        assert!(Cli::try_parse_from(["serialhub", "print-config"]).is_ok());
     }
 
     #[test]

@@ -110,7 +110,8 @@ pub struct FileError {
     pub at: Option<(usize, usize)>,
     /// The port the problem is in, for per-port problems.
     pub port: Option<String>,
-    pub problem: Problem,
+    /// Boxed: errors are rare, and a small `Result` is cheap to return.
+    pub problem: Box<Problem>,
 }
 
 impl fmt::Display for FileError {
@@ -167,7 +168,7 @@ pub fn load(path: &Path) -> Result<DaemonConfig, FileError> {
         file: path.to_owned(),
         at: None,
         port: None,
-        problem: Problem::Read(e),
+        problem: Box::new(Problem::Read(e)),
     })?;
     parse(path, &text)
 }
@@ -178,7 +179,7 @@ pub fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> {
         file: path.to_owned(),
         at: span.map(|s| line_col(text, s.start)),
         port: port.map(str::to_owned),
-        problem,
+        problem: Box::new(problem),
     };
     let raw: RawFile =
         toml::from_str(text).map_err(|e| err(e.span(), None, Problem::Toml(e.message().into())))?;
@@ -604,9 +605,9 @@ impl<'de> Deserialize<'de> for Size {
                     .map_err(|_| E::custom(format!("size {n} is negative")))
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
-                parse_size::parse_size(s)
-                    .map(Size)
-                    .map_err(|e| E::custom(format!("{e} in {s:?} (try 4096, \"64KiB\" or \"10MiB\")")))
+                parse_size::parse_size(s).map(Size).map_err(|e| {
+                    E::custom(format!("{e} in {s:?} (try 4096, \"64KiB\" or \"10MiB\")"))
+                })
             }
         }
         d.deserialize_any(V)
@@ -699,7 +700,10 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
             })
         );
         assert_eq!(cfg.metrics, None);
-        assert!(cfg.summary().contains("port lab1: device sim:echo, 115200 8N1"));
+        assert!(
+            cfg.summary()
+                .contains("port lab1: device sim:echo, 115200 8N1")
+        );
     }
 
     /// What the example says are the defaults are the defaults: its port
@@ -790,7 +794,10 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
         let e = error(&format!(
             "{MINIMAL}[port.log]\ndir = \"/tmp\"\nmax_size = 5\n"
         ));
-        assert!(e.starts_with("hub.toml:11:1: unknown field `max_size`"), "{e}");
+        assert!(
+            e.starts_with("hub.toml:11:1: unknown field `max_size`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -803,19 +810,28 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
         let e = with("\"pty:/tmp/ttyLAB1\"", "\"pty:/tmp/x,acces=ro\"");
         assert!(e.starts_with("hub.toml:8:33: unknown option"), "{e}");
         let e = with("\"sim:echo\"", "\"sim:ech\"");
-        assert!(e.starts_with("hub.toml:6:10: unknown simulator mode"), "{e}");
+        assert!(
+            e.starts_with("hub.toml:6:10: unknown simulator mode"),
+            "{e}"
+        );
         let e = with("baud = 115200", "max-inflight = \"soon\"");
         assert!(e.starts_with("hub.toml:7:16: \"soon\""), "{e}");
         let e = with("baud = 115200", "max-inflight = 1");
         assert!(e.contains("expected a duration such as"), "{e}");
         let e = with("baud = 115200", "client-queue = \"lots\"");
-        assert!(e.starts_with("hub.toml:7:16:") && e.contains("64KiB"), "{e}");
+        assert!(
+            e.starts_with("hub.toml:7:16:") && e.contains("64KiB"),
+            "{e}"
+        );
         let e = with("baud = 115200", "client-queue = -4096");
         assert!(e.contains("size -4096 is negative"), "{e}");
         let e = with("baud = 115200", "parity = \"mark\"");
         assert!(e.contains("unknown variant `mark`"), "{e}");
         let e = with("socket", "mode = \"0800\"\nsocket");
-        assert!(e.starts_with("hub.toml:2:8: expected an octal file mode"), "{e}");
+        assert!(
+            e.starts_with("hub.toml:2:8: expected an octal file mode"),
+            "{e}"
+        );
         let e = error("[[port]]\nname = \"a\"\nbaud = 9600\n[[port]]\nname = \"b\"\n= 5\n");
         assert!(e.starts_with("hub.toml:6:1:"), "{e}");
     }
@@ -846,12 +862,24 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
             "hub.toml:4:1: port \"lab1\": max-clients 0 is out of range (1 to 65536)"
         );
         for (extra, want) in [
-            ("baud = 49", "baud: baud rate 49 is out of range (50 to 20000000)"),
+            (
+                "baud = 49",
+                "baud: baud rate 49 is out of range (50 to 20000000)",
+            ),
             ("data-bits = 9", "data-bits: data bits must be 5, 6, 7 or 8"),
             ("stop-bits = 3", "stop-bits: stop bits must be 1 or 2"),
-            ("client-queue = 4095", "client-queue 4095 is out of range (4KiB to 64MiB)"),
-            ("max-inflight = \"9ms\"", "max-inflight 9ms is out of range (10ms to 1h)"),
-            ("stats-every = \"1ms\"", "stats-every 1ms is out of range (0 for off"),
+            (
+                "client-queue = 4095",
+                "client-queue 4095 is out of range (4KiB to 64MiB)",
+            ),
+            (
+                "max-inflight = \"9ms\"",
+                "max-inflight 9ms is out of range (10ms to 1h)",
+            ),
+            (
+                "stats-every = \"1ms\"",
+                "stats-every 1ms is out of range (0 for off",
+            ),
             ("lock-idle = \"2h\"", "lock-idle 2h is out of range"),
             ("lock-max = \"2days\"", "lock-max 2days is out of range"),
             ("drain-timeout = \"2h\"", "drain-timeout 2h is out of range"),
@@ -871,17 +899,26 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
             let text = MINIMAL.replace("baud = 115200", extra);
             // `listen` given twice is a TOML error; the case replaces it.
             let text = if extra.starts_with("listen") {
-                text.replace("listen = [\"tcp:127.0.0.1:7001\", \"pty:/tmp/ttyLAB1\"]\n", "")
+                text.replace(
+                    "listen = [\"tcp:127.0.0.1:7001\", \"pty:/tmp/ttyLAB1\"]\n",
+                    "",
+                )
             } else {
                 text
             };
             let e = error(&text);
-            assert!(e.contains("port \"lab1\": ") && e.contains(want), "{extra}: {e}");
+            assert!(
+                e.contains("port \"lab1\": ") && e.contains(want),
+                "{extra}: {e}"
+            );
             assert!(!e.contains("--"), "{extra}: {e}");
         }
         let log = |extra: &str| error(&format!("{MINIMAL}[port.log]\ndir = \"/tmp\"\n{extra}\n"));
         let e = log("max-size = \"2TiB\"");
-        assert!(e.contains("log.max-size 2TiB is out of range (4KiB to 1TiB)"), "{e}");
+        assert!(
+            e.contains("log.max-size 2TiB is out of range (4KiB to 1TiB)"),
+            "{e}"
+        );
         let e = log("keep = 0");
         assert!(e.contains("log.keep 0 is out of range (1 to 1000)"), "{e}");
         let off = MINIMAL.replace("baud = 115200", "stats-every = \"0s\"");
@@ -890,13 +927,20 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
 
     #[test]
     fn a_port_needs_a_usable_name_a_device_and_an_endpoint() {
-        let e = error(&ports(&["device = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]"]));
+        let e = error(&ports(&[
+            "device = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]",
+        ]));
         assert_eq!(e, "hub.toml:1:1: no name given");
         let e = error(&ports(&["name = \"a\"\nlisten = [\"tcp:127.0.0.1:0\"]"]));
         assert_eq!(e, "hub.toml:1:1: port \"a\": no device given");
         let e = error(&ports(&["name = \"a\"\ndevice = \"sim:echo\""]));
-        assert!(e.starts_with("hub.toml:1:1: port \"a\": no listen given"), "{e}");
-        let e = error(&ports(&["name = \"a\"\ndevice = \"sim:echo\"\nlisten = []"]));
+        assert!(
+            e.starts_with("hub.toml:1:1: port \"a\": no listen given"),
+            "{e}"
+        );
+        let e = error(&ports(&[
+            "name = \"a\"\ndevice = \"sim:echo\"\nlisten = []",
+        ]));
         assert!(e.contains("no listen given"), "{e}");
         for bad in ["", "lab 1", "lab/1", "läb", "a\\nb", &"x".repeat(65)] {
             let e = error(&ports(&[&format!(
@@ -953,8 +997,16 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
         let e = error(&ports(&[&a.replace("ttyS0", "null"), &b]));
         assert!(e.contains("is also used by port \"a\""), "{e}");
         // Simulators are each their own.
-        let sim = |n: &str| format!("name = \"{n}\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]");
-        assert_eq!(load_str(&ports(&[&sim("a"), &sim("b")])).unwrap().ports.len(), 2);
+        let sim = |n: &str| {
+            format!("name = \"{n}\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]")
+        };
+        assert_eq!(
+            load_str(&ports(&[&sim("a"), &sim("b")]))
+                .unwrap()
+                .ports
+                .len(),
+            2
+        );
         let logged = |n: &str| format!("{}\n[port.log]\ndir = \"/tmp/logs\"", sim(n));
         let e = error(&ports(&[&logged("a"), &logged("b")]));
         assert!(
@@ -991,10 +1043,19 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
             );
         }
         let e = clash("\"pty:/tmp/ttyA\"", "\"pty:/tmp/ttyB\", \"pty:/tmp/ttyA\"").unwrap();
-        assert!(e.starts_with("hub.toml:10:28: port \"sink\": pty:/tmp/ttyA"), "{e}");
+        assert!(
+            e.starts_with("hub.toml:10:28: port \"sink\": pty:/tmp/ttyA"),
+            "{e}"
+        );
         // Within one port too.
-        let e = error(&ports(&[&port("echo", "\"tcp:127.0.0.1:7001\", \"tcp:127.0.0.1:7001\"")]));
-        assert!(e.contains("port \"echo\": tcp:127.0.0.1:7001 is also used by port \"echo\""), "{e}");
+        let e = error(&ports(&[&port(
+            "echo",
+            "\"tcp:127.0.0.1:7001\", \"tcp:127.0.0.1:7001\"",
+        )]));
+        assert!(
+            e.contains("port \"echo\": tcp:127.0.0.1:7001 is also used by port \"echo\""),
+            "{e}"
+        );
         for (a, b) in [
             ("\"tcp:127.0.0.1:0\"", "\"tcp:127.0.0.1:0\""),
             ("\"tcp:127.0.0.1:7001\"", "\"tcp:127.0.0.2:7001\""),
@@ -1008,12 +1069,18 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
             "[control]\nsocket = \"/tmp/c.sock\"\n{}",
             ports(&[&port("echo", "\"unix:/tmp/c.sock\"")])
         ));
-        assert!(e.ends_with("unix:/tmp/c.sock is also used by the control socket"), "{e}");
+        assert!(
+            e.ends_with("unix:/tmp/c.sock is also used by the control socket"),
+            "{e}"
+        );
         let e = error(&format!(
             "[metrics]\nlisten = \"127.0.0.1:9108\"\n{}",
             ports(&[&port("echo", "\"tcp:127.0.0.1:9108\"")])
         ));
-        assert!(e.ends_with("tcp:127.0.0.1:9108 is also used by the metrics endpoint"), "{e}");
+        assert!(
+            e.ends_with("tcp:127.0.0.1:9108 is also used by the metrics endpoint"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1032,8 +1099,13 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
 
     #[test]
     fn an_unreadable_file_is_named() {
-        let e = load(Path::new("/nonexistent/hub.toml")).unwrap_err().to_string();
-        assert!(e.starts_with("/nonexistent/hub.toml: cannot read it:"), "{e}");
+        let e = load(Path::new("/nonexistent/hub.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("/nonexistent/hub.toml: cannot read it:"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -295,7 +295,10 @@ impl PortConfig {
     /// out. Errors name the setting as `source` spells it.
     pub fn resolve(mut s: PortSettings, source: Source) -> Result<PortConfig, ConfigError> {
         use settings::defaults as d;
-        let device = s.device.take().ok_or(ConfigError::Missing(source.name("--device")))?;
+        let device = s
+            .device
+            .take()
+            .ok_or(ConfigError::Missing(source.name("--device")))?;
         let name = match s.name.take() {
             Some(name) => check_name(source.name("--name"), name)?,
             None => name_of(&device),
@@ -357,7 +360,12 @@ impl PortConfig {
             _ => vec![DEFAULT_LISTEN.parse().expect("default endpoint parses")],
         };
         let client_queue = match s.client_queue {
-            Some(n) => check(source.name("--client-queue"), n, &CLIENT_QUEUE, usize_size_text)?,
+            Some(n) => check(
+                source.name("--client-queue"),
+                n,
+                &CLIENT_QUEUE,
+                usize_size_text,
+            )?,
             None => line
                 .bytes_in(CLIENT_QUEUE_TIME)
                 .clamp(CLIENT_QUEUE_MIN, *CLIENT_QUEUE.end()),
@@ -477,10 +485,7 @@ fn txn_config(
     })
 }
 
-fn traffic_config(
-    log: &LogSettings,
-    source: Source,
-) -> Result<Option<TrafficConfig>, ConfigError> {
+fn traffic_config(log: &LogSettings, source: Source) -> Result<Option<TrafficConfig>, ConfigError> {
     use settings::defaults as d;
     let Some(dir) = &log.dir else { return Ok(None) };
     Ok(Some(TrafficConfig {
@@ -806,6 +811,55 @@ mod tests {
         ] {
             assert!(help.contains(&want), "--help lacks {want:?}:\n{help}");
         }
+    }
+
+    /// The flags' defaults are the built-in defaults that a file's port
+    /// gets, so `--help` and `print-config` agree.
+    #[test]
+    fn flag_defaults_are_the_builtin_defaults() {
+        let flags = ServeConfig::from_args(&serve_args(&["--name", "p"])).unwrap();
+        let bare = PortConfig::resolve(
+            PortSettings {
+                name: Some("p".into()),
+                device: Some("sim:echo".parse().unwrap()),
+                ..PortSettings::default()
+            },
+            Source::File,
+        )
+        .unwrap();
+        assert_eq!(format!("{flags:?}"), format!("{bare:?}"));
+    }
+
+    #[test]
+    fn ports_are_named_after_their_device_unless_named() {
+        let name = |device: &str, extra: &[&str]| {
+            let mut args = vec!["serialhub", "serve", "-d", device];
+            args.extend_from_slice(extra);
+            let crate::cli::Command::Serve(a) =
+                crate::cli::Cli::try_parse_from(args).unwrap().command
+            else {
+                panic!("not serve")
+            };
+            PortConfig::from_args(&a)
+                .map(|c| c.name)
+                .map_err(|e| e.to_string())
+        };
+        use clap::Parser;
+        assert_eq!(name("/dev/ttyUSB0", &[]).unwrap(), "ttyUSB0");
+        assert_eq!(name("sim:echo", &[]).unwrap(), "sim-echo");
+        assert_eq!(
+            name("sim:modbus,reply-delay=1ms", &[]).unwrap(),
+            "sim-modbus"
+        );
+        assert_eq!(name("/tmp/odd name:1", &[]).unwrap(), "odd_name_1");
+        assert_eq!(name("/", &[]).unwrap(), "_");
+        assert_eq!(name("sim:echo", &["--name", "lab1"]).unwrap(), "lab1");
+        let e = name("sim:echo", &["--name", "lab 1"]).unwrap_err();
+        assert!(
+            e.starts_with("--name \"lab 1\" is not a usable port name"),
+            "{e}"
+        );
+        assert!(name("sim:echo", &["--name", ""]).is_err());
     }
 
     #[test]

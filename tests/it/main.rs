@@ -4,6 +4,7 @@ mod common;
 
 mod acked;
 mod backpressure;
+mod config;
 mod fanout;
 mod hotplug;
 mod lifecycle;
