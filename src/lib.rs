@@ -26,7 +26,8 @@
 //! - [`pace`]: the token bucket that models a UART.
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
-//! - [`cli`] and [`config`]: flags, then validated settings.
+//! - [`cli`] and [`config`]: flags or a configuration file, then validated
+//!   settings; [`units`]: sizes and durations as users write them.
 //! - [`serve`](mod@serve), [`sim`] and [`logcmd`]: what the subcommands run.
 
 pub mod cli;
