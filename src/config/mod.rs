@@ -1,7 +1,7 @@
 //! Resolved, validated settings: one [`PortConfig`] per serial port.
 //!
 //! Settings come from the `serve` flags or a configuration file
-//! ([`file`]); either source first becomes raw [`PortSettings`]
+//! ([`mod@file`]); either source first becomes raw [`PortSettings`]
 //! ([`settings`]), and [`PortConfig::resolve`] alone validates those, so
 //! both sources share every range and message (naming the setting as its
 //! [`Source`] spells it: `--max-clients` or `max-clients`).
