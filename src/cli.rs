@@ -11,7 +11,10 @@ use crate::endpoint::EndpointSpec;
 use crate::hub::{SlowReaderPolicy, Unsolicited};
 use crate::line::{FlowControl, Parity};
 use crate::traffic::{DEFAULT_KEEP, Direction, Format};
+use crate::units::parse_bytes;
 use time::OffsetDateTime;
+
+pub use crate::config::Writers;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -36,6 +39,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start-up, so the size of `serve`'s flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve one serial device to network and local clients.
@@ -53,6 +58,10 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `serialhub man | man -l -`.
     Man(ManArgs),
+    /// Validate a configuration file and summarise it, starting nothing.
+    CheckConfig(CheckConfigArgs),
+    /// Print an example configuration file with every option and its default.
+    PrintConfig,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +99,13 @@ pub struct ManArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The configuration file (TOML), as for `serve --config`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct LineArgs {
     /// Baud rate (50 to 20000000).
     #[arg(short, long, default_value_t = 9600)]
@@ -111,8 +127,17 @@ pub struct ServeArgs {
     /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty) or a
     /// built-in simulator: sim:echo, sim:source, sim:sink or sim:modbus
     /// (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to 10s).
-    #[arg(short, long, value_parser = parse_device)]
-    pub device: DeviceSpec,
+    /// Required unless --config is given.
+    #[arg(short, long, value_parser = parse_device, required_unless_present = "config")]
+    pub device: Option<DeviceSpec>,
+    /// Serve the ports of this configuration file (TOML; see
+    /// `serialhub print-config`) instead of one port from flags.
+    #[arg(long, value_name = "FILE", conflicts_with_all = PORT_FLAGS)]
+    pub config: Option<PathBuf>,
+    /// The port's name in logs (letters, digits, '_', '.', '-'). Default:
+    /// the device's file name (ttyUSB0), or sim-MODE.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     #[command(flatten)]
     pub line: LineArgs,
     /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH or pty:PATH,
@@ -199,12 +224,36 @@ pub struct ServeArgs {
     pub log_keep: usize,
 }
 
-/// How clients' writes reach the device (`--writers`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Writers {
-    Merge,
-    Transaction,
-}
+/// The `serve` flags that describe one port, which a `--config` file
+/// describes instead: giving both is a usage error.
+const PORT_FLAGS: &[&str] = &[
+    "device",
+    "name",
+    "wait_for_device",
+    "baud",
+    "data_bits",
+    "parity",
+    "stop_bits",
+    "flow_control",
+    "listen",
+    "slow_reader",
+    "client_queue",
+    "max_inflight",
+    "stats_every",
+    "no_pacing",
+    "max_clients",
+    "lock_idle",
+    "lock_max",
+    "writers",
+    "reply_timeout",
+    "reply_gap",
+    "unsolicited",
+    "drain_timeout",
+    "log",
+    "log_format",
+    "log_max_size",
+    "log_keep",
+];
 
 #[derive(Debug, Args)]
 pub struct LogArgs {
@@ -262,13 +311,6 @@ fn parse_device(s: &str) -> Result<DeviceSpec, String> {
     s.parse()
 }
 
-/// Parses sizes like `4096`, `64KiB`, `10MiB`, `1kb`.
-pub fn parse_bytes(s: &str) -> Result<usize, String> {
-    let n = parse_size::parse_size(s)
-        .map_err(|e| format!("{e} in {s:?} (try 4096, 64KiB or 10MiB)"))?;
-    usize::try_from(n).map_err(|_| format!("{s} is too large"))
-}
-
 /// Parses an RFC 3339 time, or a duration meaning that long ago.
 pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     if let Some(t) = crate::traffic::text::parse_ts(s) {
@@ -286,14 +328,6 @@ pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_accept_binary_suffixes() {
-        assert_eq!(parse_bytes("4096"), Ok(4096));
-        assert_eq!(parse_bytes("64KiB"), Ok(65536));
-        assert_eq!(parse_bytes("10MiB"), Ok(10 << 20));
-        assert!(parse_bytes("lots").is_err());
-    }
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -351,6 +385,42 @@ mod tests {
         assert_eq!(a.log_max_size, 65536);
         assert_eq!(a.log_format, Format::Json);
         assert!(serve(&["--log-keep", "3"]).is_err());
+    }
+
+    #[test]
+    fn config_replaces_the_port_flags() {
+        let serve = |extra: &[&str]| {
+            let mut args = vec!["serialhub", "serve"];
+            args.extend_from_slice(extra);
+            Cli::try_parse_from(args)
+        };
+        let Command::Serve(a) = serve(&["--config", "hub.toml"]).unwrap().command else {
+            panic!("not serve")
+        };
+        assert_eq!(a.config, Some(PathBuf::from("hub.toml")));
+        assert_eq!(a.device, None);
+        assert!(serve(&[]).is_err(), "neither --device nor --config");
+        for flag in [
+            &["-d", "sim:echo"][..],
+            &["--name", "x"],
+            &["-b", "115200"],
+            &["-l", "tcp:127.0.0.1:0"],
+            &["--max-clients", "3"],
+            &["--no-pacing"],
+            &["--log", "/tmp"],
+        ] {
+            let mut args = vec!["--config", "hub.toml"];
+            args.extend_from_slice(flag);
+            let e = serve(&args).expect_err(&format!("{flag:?} with --config"));
+            assert!(
+                e.to_string().contains("cannot be used with"),
+                "{flag:?}: {e}"
+            );
+        }
+        assert!(serve(&["-v", "--config", "hub.toml"]).is_ok());
+        assert!(Cli::try_parse_from(["serialhub", "check-config", "hub.toml"]).is_ok());
+        assert!(Cli::try_parse_from(["serialhub", "check-config"]).is_err());
+        assert!(Cli::try_parse_from(["serialhub", "print-config"]).is_ok());
     }
 
     #[test]

@@ -26,7 +26,8 @@
 //! - [`pace`]: the token bucket that models a UART.
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
-//! - [`cli`] and [`config`]: flags, then validated settings.
+//! - [`cli`] and [`config`]: flags or a configuration file, then validated
+//!   settings; [`units`]: sizes and durations as users write them.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
 //!   server and client.
@@ -52,3 +53,4 @@ pub mod port;
 pub mod proto;
 pub mod sim;
 pub mod traffic;
+pub mod units;

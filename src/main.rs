@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use serialhub::cli::{Cli, Command};
-use serialhub::config::{self, ConfigError, ServeConfig};
+use serialhub::config::{self, ConfigError, FileError, PortConfig};
 use serialhub::control::ControlConfig;
 use serialhub::daemon::PortPlan;
 
@@ -29,6 +29,14 @@ fn main() -> ExitCode {
             }
         };
     }
+    match &cli.command {
+        Command::CheckConfig(args) => return check_config(&args.file),
+        Command::PrintConfig => {
+            print!("{}", config::file::EXAMPLE);
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
     raise_fd_limit();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -46,10 +54,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// Settings out of range are usage errors, like the ones clap reports
-/// (exit status 2); anything else that stops serialhub is 1.
+/// `check-config FILE`: the summary on stdout, or the error and status 2.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(cfg) => {
+            print!("{}", cfg.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("serialhub: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Settings out of range and bad configuration files are usage errors,
+/// like the ones clap reports (exit status 2); anything else that stops
+/// serialhub is 1.
 fn exit_code(e: &anyhow::Error) -> ExitCode {
-    if e.downcast_ref::<ConfigError>().is_some() {
+    if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<FileError>().is_some() {
         ExitCode::from(2)
     } else {
         ExitCode::FAILURE
@@ -104,13 +127,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     match cli.command {
         Command::Serve(args) => {
-            let cfg = ServeConfig::from_args(&args).context("invalid settings")?;
-            let plan = PortPlan {
-                name: serialhub::daemon::default_name(&cfg.device),
-                config: cfg,
-                wait_for_device: args.wait_for_device,
+            let (plans, file_control) = match &args.config {
+                Some(file) => {
+                    let daemon = config::load(file)?;
+                    // From a file, a port whose device is absent waits for it.
+                    let plans = daemon
+                        .ports
+                        .into_iter()
+                        .map(|config| PortPlan {
+                            name: config.name.clone(),
+                            config,
+                            wait_for_device: true,
+                        })
+                        .collect();
+                    let control = daemon.control.unwrap_or(config::ControlConfig {
+                        socket: None,
+                        mode: serialhub::control::DEFAULT_MODE,
+                    });
+                    (plans, Some(control))
+                }
+                None => {
+                    let config = PortConfig::from_args(&args).context("invalid settings")?;
+                    let plan = PortPlan {
+                        name: config.name.clone(),
+                        config,
+                        wait_for_device: args.wait_for_device,
+                    };
+                    (vec![plan], None)
+                }
             };
-            serialhub::daemon::run(vec![plan], control, shutdown).await?;
+            // --control wins; a file always has a control socket.
+            let control = control.or_else(|| {
+                file_control.map(|c| ControlConfig {
+                    path: c.socket.unwrap_or_else(serialhub::control::default_path),
+                    mode: c.mode,
+                })
+            });
+            serialhub::daemon::run(plans, control, shutdown).await?;
         }
         Command::Status(_) | Command::Kick(_) => {}
         Command::Sim(args) => {
@@ -132,6 +185,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 serialhub::docgen::print(&serialhub::docgen::man_page(args.command.as_deref())?)?
             }
         },
+        // Synchronous, run before the runtime starts.
+        Command::CheckConfig(_) | Command::PrintConfig => {}
     }
     Ok(())
 }

@@ -14,32 +14,9 @@ use tracing::{info, warn};
 use crate::config::ServeConfig;
 use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, Request, Response};
-use crate::device::DeviceSpec;
 use crate::endpoint::unix::UnixError;
 use crate::fds::{self, FdReserve};
 use crate::port::{Port, PortError};
-
-/// The name of a port given by flags: its device's file name (`ttyUSB0`),
-/// or `sim-MODE`, with anything but letters, digits, `.`, `_` and `-`
-/// replaced by `_`.
-pub fn default_name(device: &DeviceSpec) -> String {
-    let raw = match device {
-        DeviceSpec::Tty(path) => path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "port".into()),
-        DeviceSpec::Sim(_) => device.to_string().replace(':', "-"),
-    };
-    let name: String = raw
-        .chars()
-        .take_while(|c| *c != ',')
-        .map(|c| match c {
-            'A'..='Z' | 'a'..='z' | '0'..='9' | '.' | '_' | '-' => c,
-            _ => '_',
-        })
-        .collect();
-    if name.is_empty() { "port".into() } else { name }
-}
 
 /// A port to run, with its name.
 #[derive(Clone, Debug)]

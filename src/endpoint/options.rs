@@ -273,7 +273,7 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
             }
         }
         "max-line" => {
-            o.max_line = crate::cli::parse_bytes(value)
+            o.max_line = crate::units::parse_bytes(value)
                 .ok()
                 .filter(|n| (1..=MAX_MAX_LINE).contains(n))
                 .ok_or(OptErr::Value(
@@ -291,7 +291,7 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
             )
         }
         "max-request" => {
-            o.max_request = crate::cli::parse_bytes(value)
+            o.max_request = crate::units::parse_bytes(value)
                 .ok()
                 .filter(|n| MAX_REQUEST.contains(n))
                 .ok_or(OptErr::Value(

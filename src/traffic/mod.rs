@@ -55,7 +55,8 @@ pub enum Direction {
 }
 
 /// The file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Hex and printable ASCII side by side; reads well in `less`.
     #[default]

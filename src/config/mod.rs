@@ -1,4 +1,10 @@
-//! Resolved, validated settings for `serve`, derived from the CLI flags.
+//! Resolved, validated settings: one [`PortConfig`] per serial port.
+//!
+//! Settings come from the `serve` flags or a configuration file
+//! ([`mod@file`]); either source first becomes raw [`PortSettings`]
+//! ([`settings`]), and [`PortConfig::resolve`] alone validates those, so
+//! both sources share every range and message (naming the setting as its
+//! [`Source`] spells it: `--max-clients` or `max-clients`).
 //!
 //! This is where the one-second in-flight bound becomes concrete buffer sizes.
 //! Bytes a client has sent but the wire has not yet carried sit in three
@@ -13,11 +19,13 @@
 //! size, a duration or a semaphore further in. The README and `--help` quote
 //! these ranges.
 
+pub mod file;
+pub mod settings;
+
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
-use crate::cli::Writers;
 use crate::device::sim::REPLY_DELAY;
 use crate::device::{DeviceSpec, READ_CHUNK, SimMode, SimSpec};
 use crate::endpoint::tcp::SocketSizing;
@@ -25,6 +33,11 @@ use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec, Framing};
 use crate::hub::{HubConfig, SlowReaderPolicy, TxnConfig};
 use crate::line::{LineError, LineSettings};
 use crate::traffic::{self, TrafficConfig};
+use crate::units::usize_size_text;
+
+pub use crate::units::{duration_text, size_text};
+pub use file::{ControlConfig, DaemonConfig, FileError, MetricsConfig, load};
+pub use settings::{LogSettings, PortSettings, Writers};
 
 /// Default per-client queue: this much line time...
 const CLIENT_QUEUE_TIME: Duration = Duration::from_secs(2);
@@ -84,6 +97,10 @@ const FRAME_GAP_MIN: Duration = Duration::from_micros(1750);
 /// `--log-keep`: files kept, the current one included.
 pub const LOG_KEEP: RangeInclusive<usize> = 1..=1000;
 
+/// Longest port name: a name is in every log line and metric label of its
+/// port, so it is kept short enough to read.
+pub const MAX_NAME: usize = 64;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{option}: {why}")]
@@ -92,9 +109,19 @@ pub enum ConfigError {
         why: LineError,
     },
     #[error(
-        "{0} needs --writers transaction: its options (a modbus-tcp gateway, framing=gap or modbus-rtu, see=) are about requests and the replies routed to them"
+        "{spec} needs {writers}: its options (a modbus-tcp gateway, framing=gap or modbus-rtu, see=) are about requests and the replies routed to them"
     )]
-    NeedsTransactions(String),
+    NeedsTransactions {
+        spec: String,
+        /// `--writers transaction`, or `writers = "transaction"`.
+        writers: &'static str,
+    },
+    #[error("no {0} given")]
+    Missing(&'static str),
+    #[error(
+        "{option} {name:?} is not a usable port name: use 1 to {MAX_NAME} letters, digits, '_', '.' or '-'"
+    )]
+    Name { option: &'static str, name: String },
     #[error("{option} {value} is out of range ({range})")]
     OutOfRange {
         option: &'static str,
@@ -109,34 +136,50 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn line(e: LineError) -> Self {
+    fn line(e: LineError, source: Source) -> Self {
         let option = match e {
             LineError::Baud(_) => "--baud",
             LineError::DataBits(_) => "--data-bits",
             LineError::StopBits(_) => "--stop-bits",
         };
-        ConfigError::Line { option, why: e }
+        ConfigError::Line {
+            option: source.name(option),
+            why: e,
+        }
     }
 }
 
-/// A duration as messages and help text write it: `10ms`, `1h`.
-pub fn duration_text(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+/// Where settings came from, which decides how messages name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `serve` flags: `--max-clients`.
+    Flags,
+    /// A configuration file's keys: `max-clients`, `log.keep`.
+    File,
 }
 
-/// A size in bytes as messages and help text write it: `4KiB`, `64MiB`, `1000`.
-pub fn size_text(n: u64) -> String {
-    let unit = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)]
-        .into_iter()
-        .find(|(_, shift)| n >> shift > 0 && n.is_multiple_of(1 << shift));
-    match unit {
-        Some((name, shift)) => format!("{}{name}", n >> shift),
-        None => n.to_string(),
+impl Source {
+    /// The setting whose flag is `flag`, as this source spells it.
+    pub fn name(self, flag: &'static str) -> &'static str {
+        match self {
+            Source::Flags => flag,
+            Source::File => match flag {
+                "--log" => "log.dir",
+                "--log-format" => "log.format",
+                "--log-max-size" => "log.max-size",
+                "--log-keep" => "log.keep",
+                "--no-pacing" => "pacing",
+                f => f.trim_start_matches("--"),
+            },
+        }
     }
-}
 
-fn usize_size_text(n: usize) -> String {
-    size_text(u64::try_from(n).unwrap_or(u64::MAX))
+    fn transaction_writers(self) -> &'static str {
+        match self {
+            Source::Flags => "--writers transaction",
+            Source::File => "writers = \"transaction\"",
+        }
+    }
 }
 
 fn count_text(n: usize) -> String {
@@ -164,7 +207,8 @@ fn check<T: PartialOrd + Copy>(
 /// The line settings of `sim --baud`.
 pub fn sim_line(baud: u32) -> Result<LineSettings, ConfigError> {
     let line = LineSettings::with_baud(baud);
-    line.validate().map_err(ConfigError::line)?;
+    line.validate()
+        .map_err(|e| ConfigError::line(e, Source::Flags))?;
     Ok(line)
 }
 
@@ -183,8 +227,11 @@ pub fn sim_spec(mode: SimMode, reply_delay: Option<Duration>) -> Result<SimSpec,
     Ok(spec)
 }
 
+/// One port's resolved, validated settings.
 #[derive(Clone, Debug)]
-pub struct ServeConfig {
+pub struct PortConfig {
+    /// Names the port in logs, status and metrics; unique in a daemon.
+    pub name: String,
     pub device: DeviceSpec,
     pub line: LineSettings,
     pub listen: Vec<EndpointSpec>,
@@ -195,41 +242,111 @@ pub struct ServeConfig {
     pub pacing: bool,
     /// How often to log the port's counters; `None` for never.
     pub stats_every: Option<Duration>,
-    /// `None` when `--log` is not given.
+    /// `None` when no traffic log directory is given.
     pub traffic: Option<TrafficConfig>,
 }
 
-impl ServeConfig {
-    pub fn from_args(a: &ServeArgs) -> Result<ServeConfig, ConfigError> {
-        let line = LineSettings {
-            baud: a.line.baud,
-            data_bits: a.line.data_bits,
-            parity: a.line.parity,
-            stop_bits: a.line.stop_bits,
-            flow_control: a.line.flow_control,
+/// The old name of [`PortConfig`], from when a process served one port.
+pub type ServeConfig = PortConfig;
+
+impl From<&ServeArgs> for PortSettings {
+    /// Every flag, defaults included (clap fills them in).
+    fn from(a: &ServeArgs) -> Self {
+        PortSettings {
+            name: a.name.clone(),
+            device: a.device.clone(),
+            baud: Some(a.line.baud),
+            data_bits: Some(a.line.data_bits),
+            parity: Some(a.line.parity),
+            stop_bits: Some(a.line.stop_bits),
+            flow_control: Some(a.line.flow_control),
+            listen: Some(a.listen.clone()),
+            slow_reader: Some(a.slow_reader),
+            client_queue: a.client_queue,
+            max_inflight: Some(a.max_inflight),
+            max_clients: Some(a.max_clients),
+            pacing: Some(!a.no_pacing),
+            lock_idle: Some(a.lock_idle),
+            lock_max: Some(a.lock_max),
+            writers: Some(a.writers),
+            reply_timeout: Some(a.reply_timeout),
+            reply_gap: a.reply_gap,
+            unsolicited: Some(a.unsolicited),
+            drain_timeout: Some(a.drain_timeout),
+            stats_every: Some(a.stats_every),
+            log: LogSettings {
+                dir: a.log.clone(),
+                format: Some(a.log_format),
+                // A size that does not fit in u64 is out of range anyway.
+                max_size: Some(u64::try_from(a.log_max_size).unwrap_or(u64::MAX)),
+                keep: Some(a.log_keep),
+            },
+        }
+    }
+}
+
+impl PortConfig {
+    /// The port that `serve` flags describe.
+    pub fn from_args(a: &ServeArgs) -> Result<PortConfig, ConfigError> {
+        Self::resolve(PortSettings::from(a), Source::Flags)
+    }
+
+    /// Validates `s`, filling in the built-in defaults for what it leaves
+    /// out. Errors name the setting as `source` spells it.
+    pub fn resolve(mut s: PortSettings, source: Source) -> Result<PortConfig, ConfigError> {
+        use settings::defaults as d;
+        let device = s
+            .device
+            .take()
+            .ok_or(ConfigError::Missing(source.name("--device")))?;
+        let name = match s.name.take() {
+            Some(name) => check_name(source.name("--name"), name)?,
+            None => name_of(&device),
         };
-        line.validate().map_err(ConfigError::line)?;
+        let line = LineSettings {
+            baud: s.baud.unwrap_or(d::BAUD),
+            data_bits: s.data_bits.unwrap_or(d::DATA_BITS),
+            parity: s.parity.unwrap_or(d::PARITY),
+            stop_bits: s.stop_bits.unwrap_or(d::STOP_BITS),
+            flow_control: s.flow_control.unwrap_or(d::FLOW_CONTROL),
+        };
+        line.validate().map_err(|e| ConfigError::line(e, source))?;
         let max_inflight = check(
-            "--max-inflight",
-            a.max_inflight,
+            source.name("--max-inflight"),
+            s.max_inflight.unwrap_or(d::MAX_INFLIGHT),
             &MAX_INFLIGHT,
             duration_text,
         )?;
-        let max_clients = check("--max-clients", a.max_clients, &MAX_CLIENTS, count_text)?;
-        let lock_idle = check("--lock-idle", a.lock_idle, &LOCK_IDLE, duration_text)?;
-        let lock_max = check("--lock-max", a.lock_max, &LOCK_MAX, duration_text)?;
+        let max_clients = check(
+            source.name("--max-clients"),
+            s.max_clients.unwrap_or(d::MAX_CLIENTS),
+            &MAX_CLIENTS,
+            count_text,
+        )?;
+        let lock_idle = check(
+            source.name("--lock-idle"),
+            s.lock_idle.unwrap_or(d::LOCK_IDLE),
+            &LOCK_IDLE,
+            duration_text,
+        )?;
+        let lock_max = check(
+            source.name("--lock-max"),
+            s.lock_max.unwrap_or(d::LOCK_MAX),
+            &LOCK_MAX,
+            duration_text,
+        )?;
         let drain_timeout = check(
-            "--drain-timeout",
-            a.drain_timeout,
+            source.name("--drain-timeout"),
+            s.drain_timeout.unwrap_or(d::DRAIN_TIMEOUT),
             &DRAIN_TIMEOUT,
             duration_text,
         )?;
-        let stats_every = (!a.stats_every.is_zero()).then_some(a.stats_every);
+        let stats_every = Some(s.stats_every.unwrap_or(d::STATS_EVERY)).filter(|e| !e.is_zero());
         if let Some(every) = stats_every
             && !STATS_EVERY.contains(&every)
         {
             return Err(ConfigError::OutOfRange {
-                option: "--stats-every",
+                option: source.name("--stats-every"),
                 value: duration_text(every),
                 range: format!(
                     "0 for off, or {} to {}",
@@ -238,87 +355,154 @@ impl ServeConfig {
                 ),
             });
         }
-        let listen = if a.listen.is_empty() {
-            vec![DEFAULT_LISTEN.parse().expect("default endpoint parses")]
-        } else {
-            a.listen.clone()
+        let listen = match s.listen.take() {
+            Some(listen) if !listen.is_empty() => listen,
+            _ => vec![DEFAULT_LISTEN.parse().expect("default endpoint parses")],
         };
-        let client_queue = match a.client_queue {
-            Some(n) => check("--client-queue", n, &CLIENT_QUEUE, usize_size_text)?,
+        let client_queue = match s.client_queue {
+            Some(n) => check(
+                source.name("--client-queue"),
+                n,
+                &CLIENT_QUEUE,
+                usize_size_text,
+            )?,
             None => line
                 .bytes_in(CLIENT_QUEUE_TIME)
                 .clamp(CLIENT_QUEUE_MIN, *CLIENT_QUEUE.end()),
         };
-        if a.writers != Writers::Transaction
-            && let Some(spec) = listen
-                .iter()
-                .find(|s| matches!(s.kind, crate::endpoint::EndpointKind::ModbusTcp { .. }))
-        {
-            return Err(ConfigError::NeedsTransactions(spec.to_string()));
-        }
-        if a.writers != Writers::Transaction
+        let writers = s.writers.unwrap_or(d::WRITERS);
+        if writers != Writers::Transaction
             && let Some(spec) = listen.iter().find(|s| {
-                matches!(s.options.framing, Framing::Gap | Framing::ModbusRtu)
+                matches!(s.kind, crate::endpoint::EndpointKind::ModbusTcp { .. })
+                    || matches!(s.options.framing, Framing::Gap | Framing::ModbusRtu)
                     || s.options.see.is_some()
             })
         {
-            return Err(ConfigError::NeedsTransactions(spec.to_string()));
+            return Err(ConfigError::NeedsTransactions {
+                spec: spec.to_string(),
+                writers: source.transaction_writers(),
+            });
         }
-        let txn = match a.writers {
+        let txn = match writers {
             Writers::Merge => None,
-            Writers::Transaction => Some(txn_config(a, &line)?),
+            Writers::Transaction => Some(txn_config(&s, &line, source)?),
         };
-        Ok(ServeConfig {
-            device: a.device.clone(),
+        let traffic = traffic_config(&s.log, source)?;
+        Ok(PortConfig {
+            name,
+            device,
             hub: HubConfig {
                 lock_idle,
                 lock_max,
                 txn,
-                ..hub_config(&line, max_inflight, client_queue, a.slow_reader)
+                ..hub_config(
+                    &line,
+                    max_inflight,
+                    client_queue,
+                    s.slow_reader.unwrap_or(d::SLOW_READER),
+                )
             },
             sockets: socket_sizing(&line, max_inflight),
             line,
             listen,
             max_clients,
             drain_timeout,
-            pacing: !a.no_pacing,
+            pacing: s.pacing.unwrap_or(d::PACING),
             stats_every,
-            traffic: traffic_config(a)?,
+            traffic,
         })
     }
 }
 
+/// Whether `name` may name a port: it appears in every log line and metric
+/// label of the port, so it is short and needs no quoting.
+pub fn is_port_name(name: &str) -> bool {
+    (1..=MAX_NAME).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn check_name(option: &'static str, name: String) -> Result<String, ConfigError> {
+    if is_port_name(&name) {
+        Ok(name)
+    } else {
+        Err(ConfigError::Name { option, name })
+    }
+}
+
+/// The name of a port that is not given one: its device's file name
+/// (`ttyUSB0`), or `sim-MODE`, with any character a name may not hold
+/// replaced by `_`.
+pub fn name_of(device: &DeviceSpec) -> String {
+    let raw = match device {
+        DeviceSpec::Tty(path) => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.to_string_lossy().into_owned()),
+        DeviceSpec::Sim(sim) => format!("sim-{}", format!("{:?}", sim.mode).to_lowercase()),
+    };
+    let mut name: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_NAME)
+        .collect();
+    if name.is_empty() {
+        name.push_str("port");
+    }
+    name
+}
+
 /// Transaction timing: the gaps follow the line rate unless set.
-fn txn_config(a: &ServeArgs, line: &LineSettings) -> Result<TxnConfig, ConfigError> {
+fn txn_config(
+    s: &PortSettings,
+    line: &LineSettings,
+    source: Source,
+) -> Result<TxnConfig, ConfigError> {
     let char_time = Duration::from_secs_f64(1.0 / line.bytes_per_sec());
     let three_and_a_half = char_time.saturating_mul(7) / 2;
-    let reply_gap = match a.reply_gap {
-        Some(g) => check("--reply-gap", g, &REPLY_GAP, duration_text)?,
+    let reply_gap = match s.reply_gap {
+        Some(g) => check(source.name("--reply-gap"), g, &REPLY_GAP, duration_text)?,
         None => three_and_a_half.max(REPLY_GAP_MIN),
     };
     Ok(TxnConfig {
         reply_timeout: check(
-            "--reply-timeout",
-            a.reply_timeout,
+            source.name("--reply-timeout"),
+            s.reply_timeout.unwrap_or(settings::defaults::REPLY_TIMEOUT),
             &REPLY_TIMEOUT,
             duration_text,
         )?,
         reply_gap,
         frame_gap: three_and_a_half.max(FRAME_GAP_MIN),
         char_time,
-        unsolicited: a.unsolicited,
+        unsolicited: s.unsolicited.unwrap_or(settings::defaults::UNSOLICITED),
     })
 }
 
-fn traffic_config(a: &ServeArgs) -> Result<Option<TrafficConfig>, ConfigError> {
-    let Some(dir) = &a.log else { return Ok(None) };
-    // A size that does not fit in u64 is out of range anyway.
-    let max_size = u64::try_from(a.log_max_size).unwrap_or(u64::MAX);
+fn traffic_config(log: &LogSettings, source: Source) -> Result<Option<TrafficConfig>, ConfigError> {
+    use settings::defaults as d;
+    let Some(dir) = &log.dir else { return Ok(None) };
     Ok(Some(TrafficConfig {
         dir: dir.clone(),
-        format: a.log_format,
-        max_size: check("--log-max-size", max_size, &LOG_MAX_SIZE, size_text)?,
-        keep: check("--log-keep", a.log_keep, &LOG_KEEP, count_text)?,
+        format: log.format.unwrap_or(d::LOG_FORMAT),
+        max_size: check(
+            source.name("--log-max-size"),
+            log.max_size.unwrap_or(d::LOG_MAX_SIZE),
+            &LOG_MAX_SIZE,
+            size_text,
+        )?,
+        keep: check(
+            source.name("--log-keep"),
+            log.keep.unwrap_or(d::LOG_KEEP),
+            &LOG_KEEP,
+            count_text,
+        )?,
     }))
 }
 
@@ -627,6 +811,55 @@ mod tests {
         ] {
             assert!(help.contains(&want), "--help lacks {want:?}:\n{help}");
         }
+    }
+
+    /// The flags' defaults are the built-in defaults that a file's port
+    /// gets, so `--help` and `print-config` agree.
+    #[test]
+    fn flag_defaults_are_the_builtin_defaults() {
+        let flags = ServeConfig::from_args(&serve_args(&["--name", "p"])).unwrap();
+        let bare = PortConfig::resolve(
+            PortSettings {
+                name: Some("p".into()),
+                device: Some("sim:echo".parse().unwrap()),
+                ..PortSettings::default()
+            },
+            Source::File,
+        )
+        .unwrap();
+        assert_eq!(format!("{flags:?}"), format!("{bare:?}"));
+    }
+
+    #[test]
+    fn ports_are_named_after_their_device_unless_named() {
+        let name = |device: &str, extra: &[&str]| {
+            let mut args = vec!["serialhub", "serve", "-d", device];
+            args.extend_from_slice(extra);
+            let crate::cli::Command::Serve(a) =
+                crate::cli::Cli::try_parse_from(args).unwrap().command
+            else {
+                panic!("not serve")
+            };
+            PortConfig::from_args(&a)
+                .map(|c| c.name)
+                .map_err(|e| e.to_string())
+        };
+        use clap::Parser;
+        assert_eq!(name("/dev/ttyUSB0", &[]).unwrap(), "ttyUSB0");
+        assert_eq!(name("sim:echo", &[]).unwrap(), "sim-echo");
+        assert_eq!(
+            name("sim:modbus,reply-delay=1ms", &[]).unwrap(),
+            "sim-modbus"
+        );
+        assert_eq!(name("/tmp/odd name:1", &[]).unwrap(), "odd_name_1");
+        assert_eq!(name("/", &[]).unwrap(), "_");
+        assert_eq!(name("sim:echo", &["--name", "lab1"]).unwrap(), "lab1");
+        let e = name("sim:echo", &["--name", "lab 1"]).unwrap_err();
+        assert!(
+            e.starts_with("--name \"lab 1\" is not a usable port name"),
+            "{e}"
+        );
+        assert!(name("sim:echo", &["--name", ""]).is_err());
     }
 
     #[test]

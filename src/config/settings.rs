@@ -1,0 +1,161 @@
+//! One port's raw settings, as any source gives them: every value optional,
+//! nothing checked yet. The `serve` flags and a `[[port]]` table of the
+//! configuration file both become a [`PortSettings`]; the file's port is
+//! laid over its `[defaults]` with [`PortSettings::over`]; and
+//! [`PortConfig::resolve`](super::PortConfig::resolve) fills in the
+//! built-in defaults below and validates, so both sources share one set of
+//! ranges and messages.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::device::DeviceSpec;
+use crate::endpoint::EndpointSpec;
+use crate::hub::{SlowReaderPolicy, Unsolicited};
+use crate::line::{FlowControl, Parity};
+use crate::traffic::Format;
+
+/// How clients' writes reach the device (`--writers`, `writers =`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Writers {
+    Merge,
+    Transaction,
+}
+
+/// The built-in defaults, which `--help` and `print-config` show; a test
+/// checks that the flags' defaults are these.
+pub mod defaults {
+    use super::*;
+
+    pub const BAUD: u32 = 9600;
+    pub const DATA_BITS: u8 = 8;
+    pub const PARITY: Parity = Parity::None;
+    pub const STOP_BITS: u8 = 1;
+    pub const FLOW_CONTROL: FlowControl = FlowControl::None;
+    pub const SLOW_READER: SlowReaderPolicy = SlowReaderPolicy::Disconnect;
+    pub const MAX_INFLIGHT: Duration = Duration::from_secs(1);
+    pub const STATS_EVERY: Duration = Duration::from_secs(60);
+    pub const PACING: bool = true;
+    pub const MAX_CLIENTS: usize = 256;
+    pub const LOCK_IDLE: Duration = crate::config::DEFAULT_LOCK_IDLE;
+    pub const LOCK_MAX: Duration = crate::config::DEFAULT_LOCK_MAX;
+    pub const WRITERS: Writers = Writers::Merge;
+    pub const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const UNSOLICITED: Unsolicited = Unsolicited::All;
+    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+    pub const LOG_FORMAT: Format = Format::Text;
+    pub const LOG_MAX_SIZE: u64 = crate::traffic::DEFAULT_MAX_SIZE;
+    pub const LOG_KEEP: usize = crate::traffic::DEFAULT_KEEP;
+}
+
+/// One port's settings before validation; `None` means "not given here".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PortSettings {
+    pub name: Option<String>,
+    pub device: Option<DeviceSpec>,
+    pub baud: Option<u32>,
+    pub data_bits: Option<u8>,
+    pub parity: Option<Parity>,
+    pub stop_bits: Option<u8>,
+    pub flow_control: Option<FlowControl>,
+    /// `None` or empty: the flags' default endpoint. The file requires it.
+    pub listen: Option<Vec<EndpointSpec>>,
+    pub slow_reader: Option<SlowReaderPolicy>,
+    /// `None`: two seconds of line time, at least 16 KiB.
+    pub client_queue: Option<usize>,
+    pub max_inflight: Option<Duration>,
+    pub max_clients: Option<usize>,
+    pub pacing: Option<bool>,
+    pub lock_idle: Option<Duration>,
+    pub lock_max: Option<Duration>,
+    pub writers: Option<Writers>,
+    pub reply_timeout: Option<Duration>,
+    /// `None`: 3.5 characters at the line rate, at least 10 ms.
+    pub reply_gap: Option<Duration>,
+    pub unsolicited: Option<Unsolicited>,
+    pub drain_timeout: Option<Duration>,
+    /// Zero turns the periodic stats line off.
+    pub stats_every: Option<Duration>,
+    pub log: LogSettings,
+}
+
+/// The traffic log's raw settings; there is a log only if `dir` is given.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogSettings {
+    pub dir: Option<PathBuf>,
+    pub format: Option<Format>,
+    pub max_size: Option<u64>,
+    pub keep: Option<usize>,
+}
+
+impl PortSettings {
+    /// These settings, with anything they leave out taken from `base`.
+    pub fn over(self, base: &PortSettings) -> PortSettings {
+        let b = base.clone();
+        PortSettings {
+            name: self.name.or(b.name),
+            device: self.device.or(b.device),
+            baud: self.baud.or(b.baud),
+            data_bits: self.data_bits.or(b.data_bits),
+            parity: self.parity.or(b.parity),
+            stop_bits: self.stop_bits.or(b.stop_bits),
+            flow_control: self.flow_control.or(b.flow_control),
+            listen: self.listen.or(b.listen),
+            slow_reader: self.slow_reader.or(b.slow_reader),
+            client_queue: self.client_queue.or(b.client_queue),
+            max_inflight: self.max_inflight.or(b.max_inflight),
+            max_clients: self.max_clients.or(b.max_clients),
+            pacing: self.pacing.or(b.pacing),
+            lock_idle: self.lock_idle.or(b.lock_idle),
+            lock_max: self.lock_max.or(b.lock_max),
+            writers: self.writers.or(b.writers),
+            reply_timeout: self.reply_timeout.or(b.reply_timeout),
+            reply_gap: self.reply_gap.or(b.reply_gap),
+            unsolicited: self.unsolicited.or(b.unsolicited),
+            drain_timeout: self.drain_timeout.or(b.drain_timeout),
+            stats_every: self.stats_every.or(b.stats_every),
+            log: LogSettings {
+                dir: self.log.dir.or(b.log.dir),
+                format: self.log.format.or(b.log.format),
+                max_size: self.log.max_size.or(b.log.max_size),
+                keep: self.log.keep.or(b.log.keep),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_settings_win_and_gaps_are_filled() {
+        let base = PortSettings {
+            baud: Some(115_200),
+            max_clients: Some(4),
+            log: LogSettings {
+                keep: Some(3),
+                format: Some(Format::Json),
+                ..LogSettings::default()
+            },
+            ..PortSettings::default()
+        };
+        let own = PortSettings {
+            baud: Some(19_200),
+            log: LogSettings {
+                dir: Some("/tmp".into()),
+                keep: Some(9),
+                ..LogSettings::default()
+            },
+            ..PortSettings::default()
+        };
+        let s = own.over(&base);
+        assert_eq!(s.baud, Some(19_200));
+        assert_eq!(s.max_clients, Some(4));
+        assert_eq!(s.data_bits, None);
+        assert_eq!(s.log.keep, Some(9));
+        assert_eq!(s.log.format, Some(Format::Json));
+        assert_eq!(s.log.dir, Some(PathBuf::from("/tmp")));
+    }
+}
