@@ -118,3 +118,85 @@ fn issue10_status_without_a_daemon_says_so() {
     assert!(!ok);
     assert!(err.contains("no serialhub at"), "{err}");
 }
+
+#[test]
+fn issue10_a_config_with_three_ports_serves_them_all() {
+    use crate::common::PtyDevice;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("hub.sock");
+    let device = PtyDevice::new();
+    let file = dir.path().join("hub.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+[control]
+socket = "{sock}"
+
+[defaults]
+baud = 115200
+
+[[port]]
+name = "echo"
+device = "sim:echo"
+listen = ["tcp:127.0.0.1:0"]
+
+[[port]]
+name = "source"
+device = "sim:source"
+listen = ["tcp:127.0.0.1:0"]
+
+[[port]]
+name = "pty"
+device = "{pty}"
+listen = ["tcp:127.0.0.1:0"]
+"#,
+            sock = sock.display(),
+            pty = device.path
+        ),
+    )
+    .unwrap();
+    let _server = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+    let ports = status(&sock);
+    let addr = |name: &str| -> String {
+        let port = ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no port {name} in {ports}"));
+        assert_eq!(port["device_state"]["state"], "open", "{port}");
+        port["endpoints"][0]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("tcp:")
+            .to_owned()
+    };
+    let mut echo = TcpStream::connect(addr("echo")).unwrap();
+    let mut source = TcpStream::connect(addr("source")).unwrap();
+    let mut pty = TcpStream::connect(addr("pty")).unwrap();
+    for s in [&mut echo, &mut source, &mut pty] {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    }
+    echo.write_all(b"to-echo\n").unwrap();
+    expect(&mut echo, b"to-echo\n");
+    let mut buf = [0u8; 9];
+    source.read_exact(&mut buf).unwrap();
+    device.send(b"from-the-pty\n");
+    expect(&mut pty, b"from-the-pty\n");
+
+    let ports = status(&sock);
+    let ports = ports.as_array().unwrap();
+    assert_eq!(ports.len(), 3);
+    for p in ports {
+        assert_eq!(p["clients"].as_array().unwrap().len(), 1, "{p}");
+    }
+    // Ids are unique across the ports.
+    let mut ids: Vec<u64> = ports
+        .iter()
+        .map(|p| p["clients"][0]["id"].as_u64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+}
