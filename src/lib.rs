@@ -29,7 +29,7 @@
 //! - [`cli`] and [`config`]: flags, then validated settings.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
-//!   server and client.
+//!   server and client, and the Prometheus metrics endpoint.
 //! - [`sim`] and [`logcmd`]: what the `sim` and `log` subcommands run.
 
 pub mod cli;

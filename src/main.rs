@@ -109,7 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 name: serialhub::daemon::default_name(&cfg.device),
                 config: cfg,
             };
-            serialhub::daemon::run(vec![plan], control, shutdown).await?;
+            serialhub::daemon::run(vec![plan], control, cli.metrics, shutdown).await?;
         }
         Command::Status(_) | Command::Kick(_) => {}
         Command::Sim(args) => {

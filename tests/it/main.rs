@@ -10,6 +10,7 @@ mod fanout;
 mod hotplug;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod modbus;
 mod modbus_sim;
 mod options;
