@@ -35,6 +35,10 @@ pub struct Cli {
     /// /run/serialhub/serialhub.sock as root.
     #[arg(long, global = true, value_name = "PATH")]
     pub control: Option<PathBuf>,
+    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
+    /// /metrics. Off unless given.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -30,7 +30,7 @@
 //!   settings; [`units`]: sizes and durations as users write them.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
-//!   server and client.
+//!   server and client, and the Prometheus metrics endpoint.
 //! - [`sim`] and [`logcmd`]: what the `sim` and `log` subcommands run.
 //! - [`docgen`]: shell completions and man pages from the clap definition.
 

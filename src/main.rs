@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     match cli.command {
         Command::Serve(args) => {
-            let (plans, file_control) = match &args.config {
+            let (plans, file_control, file_metrics) = match &args.config {
                 Some(file) => {
                     let daemon = config::load(file)?;
                     // From a file, a port whose device is absent waits for it.
@@ -144,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         socket: None,
                         mode: serialhub::control::DEFAULT_MODE,
                     });
-                    (plans, Some(control))
+                    (plans, Some(control), daemon.metrics)
                 }
                 None => {
                     let config = PortConfig::from_args(&args).context("invalid settings")?;
@@ -153,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         config,
                         wait_for_device: args.wait_for_device,
                     };
-                    (vec![plan], None)
+                    (vec![plan], None, None)
                 }
             };
             // --control wins; a file always has a control socket.
@@ -163,7 +163,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     mode: c.mode,
                 })
             });
-            serialhub::daemon::run(plans, control, shutdown).await?;
+            let metrics = cli.metrics.or(file_metrics.map(|m| m.listen));
+            serialhub::daemon::run(plans, control, metrics, shutdown).await?;
         }
         Command::Status(_) | Command::Kick(_) => {}
         Command::Sim(args) => {

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod client;
+pub mod metrics;
 pub mod server;
 pub mod show;
 

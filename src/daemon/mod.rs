@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::ServeConfig;
+use crate::control::metrics::{MetricsError, MetricsServer};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, Request, Response};
 use crate::endpoint::unix::UnixError;
@@ -37,12 +38,17 @@ pub enum DaemonError {
     },
     #[error("control socket: {0}")]
     Control(#[from] UnixError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
-/// Runs `ports` (and the control socket, if any) until `shutdown`.
+/// Runs `ports` (and the control socket and the metrics endpoint, if any)
+/// until `shutdown`. `metrics` is the address to serve `/metrics` on
+/// (`127.0.0.1:9108`).
 pub async fn run(
     ports: Vec<PortPlan>,
     control: Option<ControlConfig>,
+    metrics: Option<String>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     // Bound first: a second daemon on the same socket fails before it
@@ -52,6 +58,15 @@ pub async fn run(
             let socket = ControlSocket::bind(&c.path, c.mode)?;
             info!(path = %c.path.display(), "control socket listening");
             Some(socket)
+        }
+        None => None,
+    };
+    let metrics = match metrics {
+        Some(addr) => {
+            let server = MetricsServer::bind(&addr).await?;
+            // Tests and operators who asked for port 0 learn it here.
+            info!("metrics served at http://{}/metrics", server.local_addr());
+            Some(server)
         }
         None => None,
     };
@@ -70,12 +85,16 @@ pub async fn run(
             }
         }
     }
+    // The control socket and the metrics endpoint ask the ports' owner,
+    // this task; with neither, the channel closes and is never polled again.
     let (asks, mut asked) = mpsc::channel::<Asked>(QUEUE);
     if let Some(socket) = control {
-        tokio::spawn(socket.serve(asks, shutdown.clone()));
-    } else {
-        drop(asks);
+        tokio::spawn(socket.serve(asks.clone(), shutdown.clone()));
     }
+    if let Some(server) = metrics {
+        tokio::spawn(server.serve(asks.clone(), shutdown.clone()));
+    }
+    drop(asks);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,

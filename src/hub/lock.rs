@@ -16,6 +16,8 @@
 //! in a loop would win every race against the waiters it was just made to
 //! let through.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -75,6 +77,9 @@ pub struct WriteLock {
     released: Notify,
     idle: Duration,
     max: Duration,
+    /// Calls that had to wait for another client's lock, for status and
+    /// metrics: a high rate says a lock holder is starving the others.
+    waits: AtomicU64,
 }
 
 /// Removes a blocked call from `waiting` when it returns or is cancelled.
@@ -109,7 +114,14 @@ impl WriteLock {
             released: Notify::new(),
             idle,
             max,
+            waits: AtomicU64::new(0),
         }
+    }
+
+    /// How many calls have had to wait for another client's lock (once per
+    /// call, however long it waited).
+    pub fn waits(&self) -> u64 {
+        self.waits.load(Relaxed)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -184,6 +196,7 @@ impl WriteLock {
                 if !waiting.registered {
                     waiting.registered = true;
                     s.waiting.push(id);
+                    self.waits.fetch_add(1, Relaxed);
                 }
                 Err(until)
             }
@@ -282,6 +295,7 @@ mod tests {
         let lock = lock();
         lock.acquire(1, &name("a")).await;
         lock.wait_turn(1).await; // the holder itself never waits
+        assert_eq!(lock.waits(), 0);
         let l = lock.clone();
         let b = tokio::spawn(async move { l.wait_turn(2).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -290,6 +304,8 @@ mod tests {
         assert!(lock.release(1, "asked"));
         b.await.unwrap();
         assert_eq!(lock.holder(), None);
+        // One wait, however many times the waiter was woken.
+        assert_eq!(lock.waits(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -124,6 +124,11 @@ pub struct HubStats {
     pub bad_replies: AtomicU64,
     /// Reply bytes whose client had gone before they came.
     pub replies_discarded: AtomicU64,
+    /// Times the device came back after being lost (opens after the first).
+    pub reopens: AtomicU64,
+    /// Requests that waited for another client's lock turn (transaction
+    /// mode); the merge mode's waits are counted by [`WriteLock::waits`].
+    pub lock_waits: AtomicU64,
 }
 
 #[derive(Debug)]

@@ -4,13 +4,13 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{ClientId, Hub};
 
 /// Where the device is in its life.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum DeviceState {
     /// Not open yet.
@@ -27,7 +27,7 @@ pub enum DeviceState {
 }
 
 /// One client, as status shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClientStatus {
     pub id: ClientId,
     /// Endpoint kind and peer: `tcp:127.0.0.1:40522`, `pty:/tmp/ttyA`.
@@ -48,8 +48,9 @@ pub struct ClientStatus {
     pub timeouts: u64,
 }
 
-/// A hub's part of a port's status.
-#[derive(Clone, Debug, Serialize)]
+/// A hub's part of a port's status. It deserializes too, so that readers
+/// of the control protocol (the metrics exporter) get it typed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct HubStatus {
     pub device_state: DeviceState,
     /// RFC 3339, UTC: when the device entered its state.
@@ -61,6 +62,15 @@ pub struct HubStatus {
     pub refused: u64,
     pub transactions: u64,
     pub timeouts: u64,
+    /// Times the device came back after being lost.
+    #[serde(default)]
+    pub reopens: u64,
+    /// Writes and requests that had to wait for another client's write lock.
+    #[serde(default)]
+    pub lock_waits: u64,
+    /// Traffic-log records dropped because the log's writer was behind.
+    #[serde(default)]
+    pub traffic_log_dropped: u64,
     /// The write lock's holder, if any.
     pub write_lock: Option<String>,
     pub clients: Vec<ClientStatus>,
@@ -73,9 +83,17 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 impl Hub {
-    /// Records a change of the device's state.
+    /// Records a change of the device's state. An open after the device was
+    /// lost counts as a reopen.
     pub fn set_device_state(&self, state: DeviceState) {
-        *self.device.lock().unwrap_or_else(|e| e.into_inner()) = (state, OffsetDateTime::now_utc());
+        let mut device = self.device.lock().unwrap_or_else(|e| e.into_inner());
+        let was = &device.0;
+        if matches!(state, DeviceState::Open { .. })
+            && !matches!(was, DeviceState::Open { .. } | DeviceState::Opening)
+        {
+            self.stats.reopens.fetch_add(1, Relaxed);
+        }
+        *device = (state, OffsetDateTime::now_utc());
     }
 
     pub fn status(&self) -> HubStatus {
@@ -111,6 +129,9 @@ impl Hub {
             refused: s.refused.load(Relaxed),
             transactions: s.transactions.load(Relaxed),
             timeouts: s.timeouts.load(Relaxed),
+            reopens: s.reopens.load(Relaxed),
+            lock_waits: s.lock_waits.load(Relaxed).saturating_add(self.lock.waits()),
+            traffic_log_dropped: self.traffic.dropped(),
             write_lock: self.lock.holder().map(|h| h.to_string()),
             clients,
         }

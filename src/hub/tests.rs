@@ -180,3 +180,22 @@ async fn writes_from_two_clients_arrive_as_whole_chunks_in_order() {
             .collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn issue10_a_device_back_after_a_loss_counts_as_a_reopen() {
+    use status::DeviceState;
+    let (hub, _w) = hub(SlowReaderPolicy::Disconnect, 1024, 64);
+    let open = || DeviceState::Open {
+        tty: "/dev/pts/1".into(),
+    };
+    hub.set_device_state(open());
+    assert_eq!(hub.status().reopens, 0, "the first open is no reopen");
+    for _ in 0..2 {
+        hub.set_device_state(DeviceState::Reconnecting {
+            error: "gone".into(),
+        });
+        hub.set_device_state(open());
+    }
+    hub.set_device_state(open()); // already open: no transition
+    assert_eq!(hub.status().reopens, 2);
+}

@@ -420,7 +420,10 @@ impl Arbiter {
                         break "holder asked".to_owned();
                     }
                     Some(Turn::Unlock { .. }) => {}
-                    Some(other) => self.deferred.push_back(other),
+                    Some(other) => {
+                        hub.stats.lock_waits.fetch_add(1, Relaxed);
+                        self.deferred.push_back(other);
+                    }
                     None => break "shutting down".to_owned(),
                 },
                 () = tokio::time::sleep_until(last_write + idle) => {

@@ -12,6 +12,7 @@ mod hotplug;
 mod keepalive;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod modbus;
 mod modbus_sim;
 mod options;

@@ -1,0 +1,637 @@
+//! The metrics endpoint: Prometheus (OpenMetrics) text over HTTP, at
+//! `/metrics`.
+//!
+//! Like the control socket, the exporter never reads a port itself: each
+//! scrape sends `status` to the daemon task that owns the ports, as a
+//! message, and renders its answer. So a scrape sees one consistent
+//! snapshot, and a port's counters live in one place (its hub).
+//!
+//! The HTTP side is hyper's HTTP/1 server with tight limits: at most
+//! [`MAX_CONNECTIONS`] at once (a permit is taken before `accept`), headers
+//! within [`MAX_REQUEST_BUF`] bytes and [`HEADER_TIMEOUT`], one request per
+//! connection, and each connection ends after [`CONNECTION_TIMEOUT`].
+//! Malformed requests are hyper's to refuse; nothing here panics on them.
+//!
+//! Per-client series are capped at [`MAX_CLIENT_SERIES`] per port, so a
+//! port with thousands of clients cannot blow up a Prometheus server's
+//! memory; the other clients are summed into one `client="other"` series.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request as HttpRequest, Response as HttpResponse, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::server::Asked;
+use super::{PortStatus, Request, Response};
+use crate::hub::status::{ClientStatus, DeviceState, HubStatus};
+
+/// Per-client series exported per port. Each client costs four series
+/// (with its id and peer as labels, so every new connection is new series);
+/// past this many, a scrape could grow without bound. Clients beyond it (the
+/// most recent ones: ids rise) are summed into `client="other"`, and counted
+/// by `serialhub_unlisted_clients`.
+pub const MAX_CLIENT_SERIES: usize = 64;
+/// Scrapes served at once. Prometheus scrapes one at a time; a few more
+/// allow a curl alongside, and this bounds what the port can cost us.
+pub const MAX_CONNECTIONS: usize = 16;
+/// Buffer for a request's head; hyper refuses a longer one (431). 16 KiB
+/// is twice the minimum hyper allows and ample for a scraper's headers.
+pub const MAX_REQUEST_BUF: usize = 16 * 1024;
+/// Time a client has to send its request head.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a connection may last in all, reading included: a client that
+/// does not read its response is cut off then.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time the daemon task has to answer a scrape's status request.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// What `/metrics` is served as: the format prometheus-client writes.
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The device states, for `serialhub_device_state{state}`.
+const STATES: [&str; 5] = ["opening", "waiting", "open", "reconnecting", "closed"];
+
+/// The metrics endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("metrics: cannot listen on {addr}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The bound metrics endpoint.
+#[derive(Debug)]
+pub struct MetricsServer {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl MetricsServer {
+    /// Binds `addr` (`127.0.0.1:9108`, `[::1]:9108`, `localhost:9108`).
+    pub async fn bind(addr: &str) -> Result<MetricsServer, MetricsError> {
+        let fail = |source| MetricsError::Bind {
+            addr: addr.to_owned(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(fail)?;
+        let addr = listener.local_addr().map_err(fail)?;
+        Ok(MetricsServer { listener, addr })
+    }
+
+    /// The address as bound (its port chosen by the OS if it was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves scrapes until `shutdown`, asking `daemon` for each one's data.
+    pub async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
+        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            // The permit first, so connections past the limit wait in the
+            // kernel's backlog instead of costing us anything.
+            let permit = tokio::select! {
+                p = limit.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return, // never closed
+                },
+                () = shutdown.cancelled() => return,
+            };
+            let (stream, peer) = tokio::select! {
+                r = self.listener.accept() => match r {
+                    Ok(s) => s,
+                    Err(e) => {
+                        // Out of descriptors, most likely: let some close.
+                        warn!(error = %e, "metrics: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => return,
+            };
+            let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let _permit = permit;
+                let service = service_fn(move |req| {
+                    let daemon = daemon.clone();
+                    async move { Ok::<_, Infallible>(respond(&req, &daemon).await) }
+                });
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_REQUEST_BUF)
+                    .keep_alive(false)
+                    .serve_connection(TokioIo::new(stream), service);
+                tokio::select! {
+                    r = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => debug!(%peer, error = %e, "metrics: bad connection"),
+                        Err(_) => debug!(%peer, "metrics: connection timed out"),
+                    },
+                    () = shutdown.cancelled() => {}
+                }
+            });
+        }
+    }
+}
+
+fn reply(
+    status: StatusCode,
+    content_type: &'static str,
+    body: String,
+) -> HttpResponse<Full<Bytes>> {
+    let mut r = HttpResponse::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+async fn respond(
+    req: &HttpRequest<Incoming>,
+    daemon: &mpsc::Sender<Asked>,
+) -> HttpResponse<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if req.uri().path() != "/metrics" {
+        return reply(
+            StatusCode::NOT_FOUND,
+            TEXT,
+            "not found: metrics are at /metrics\n".into(),
+        );
+    }
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            TEXT,
+            "only GET and HEAD\n".into(),
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match status(daemon).await {
+        Ok(ports) => match render(&ports) {
+            Ok(text) => reply(StatusCode::OK, CONTENT_TYPE_OPENMETRICS, text),
+            Err(e) => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                TEXT,
+                format!("cannot encode metrics: {e}\n"),
+            ),
+        },
+        Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{why}\n")),
+    }
+}
+
+/// Every port's status, from the daemon task.
+async fn status(daemon: &mpsc::Sender<Asked>) -> Result<Vec<PortStatus>, String> {
+    let (tx, rx) = oneshot::channel();
+    let ask = async {
+        daemon
+            .send((Request::Status { port: None }, tx))
+            .await
+            .map_err(|_| "the daemon is shutting down".to_owned())?;
+        rx.await
+            .map_err(|_| "the daemon is shutting down".to_owned())
+    };
+    let answer: Response = tokio::time::timeout(STATUS_TIMEOUT, ask)
+        .await
+        .map_err(|_| format!("the daemon did not answer within {STATUS_TIMEOUT:?}"))??;
+    match answer {
+        Response {
+            ok: true, ports, ..
+        } => Ok(ports),
+        Response { error, .. } => Err(error.unwrap_or_else(|| "status failed".into())),
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PortLabels {
+    port: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    port: String,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabels {
+    port: String,
+    client: String,
+    peer: String,
+}
+
+type PortCounter = Family<PortLabels, Counter>;
+type PortGauge = Family<PortLabels, Gauge<u64, std::sync::atomic::AtomicU64>>;
+type ClientGauge = Family<ClientLabels, Gauge<u64, std::sync::atomic::AtomicU64>>;
+
+/// The metric families of one scrape. The registry is built afresh from
+/// each status snapshot: the counters live in the hubs, and clients come and
+/// go, so there is nothing to keep between scrapes.
+struct Families {
+    registry: Registry,
+    read: PortCounter,
+    written: PortCounter,
+    up: PortGauge,
+    state: Family<StateLabels, Gauge<u64, std::sync::atomic::AtomicU64>>,
+    reopens: PortCounter,
+    clients: PortGauge,
+    unlisted: PortGauge,
+    dropped: PortCounter,
+    kicked: PortCounter,
+    refused: PortCounter,
+    lock_waits: PortCounter,
+    log_dropped: PortCounter,
+    transactions: PortCounter,
+    timeouts: PortCounter,
+    client_in: ClientGauge,
+    client_out: ClientGauge,
+    client_queued: ClientGauge,
+    client_dropped: ClientGauge,
+}
+
+fn family<F: Default + Clone + prometheus_client::registry::Metric>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+) -> F {
+    let f = F::default();
+    registry.register(name, help, f.clone());
+    f
+}
+
+impl Families {
+    fn new() -> Families {
+        let mut r = Registry::with_prefix("serialhub");
+        // Counters get `_total` from the encoder.
+        Families {
+            read: family(&mut r, "device_read_bytes", "Bytes read from the device"),
+            written: family(
+                &mut r,
+                "device_written_bytes",
+                "Bytes written to the device",
+            ),
+            up: family(&mut r, "device_up", "1 if the device is open, else 0"),
+            state: family(
+                &mut r,
+                "device_state",
+                "1 for the device's current state (opening, waiting, open, reconnecting, closed), 0 for the others",
+            ),
+            reopens: family(
+                &mut r,
+                "device_reopens",
+                "Times the device was opened again after being lost",
+            ),
+            clients: family(&mut r, "clients", "Clients connected"),
+            unlisted: family(
+                &mut r,
+                "unlisted_clients",
+                "Clients past the per-port series cap, summed into client=\"other\"",
+            ),
+            dropped: family(
+                &mut r,
+                "dropped_bytes",
+                "Device bytes clients did not get (slow readers, kicked clients' queues)",
+            ),
+            kicked: family(
+                &mut r,
+                "kicked_clients",
+                "Clients disconnected by a policy or an operator",
+            ),
+            refused: family(
+                &mut r,
+                "refused_clients",
+                "Connections refused (max clients reached, no file descriptor to spare)",
+            ),
+            lock_waits: family(
+                &mut r,
+                "lock_waits",
+                "Writes and requests that had to wait for another client's write lock",
+            ),
+            log_dropped: family(
+                &mut r,
+                "traffic_log_dropped_records",
+                "Traffic-log records dropped because the log writer was behind",
+            ),
+            transactions: family(
+                &mut r,
+                "transactions",
+                "Transactions run (--writers transaction)",
+            ),
+            timeouts: family(
+                &mut r,
+                "reply_timeouts",
+                "Transactions that got no reply in time",
+            ),
+            client_in: family(
+                &mut r,
+                "client_in_bytes",
+                "Bytes the client sent to the device",
+            ),
+            client_out: family(
+                &mut r,
+                "client_out_bytes",
+                "Device bytes queued for the client",
+            ),
+            client_queued: family(
+                &mut r,
+                "client_queued_bytes",
+                "Bytes waiting in the client's output queue now",
+            ),
+            client_dropped: family(
+                &mut r,
+                "client_dropped_bytes",
+                "Device bytes the client did not get",
+            ),
+            registry: r,
+        }
+    }
+
+    fn port(&self, name: &str, hub: &HubStatus) {
+        let l = PortLabels {
+            port: name.to_owned(),
+        };
+        self.read.get_or_create(&l).inc_by(hub.bytes_from_device);
+        self.written.get_or_create(&l).inc_by(hub.bytes_to_device);
+        let state = state_name(&hub.device_state);
+        self.up.get_or_create(&l).set(u64::from(state == "open"));
+        for s in STATES {
+            let labels = StateLabels {
+                port: name.to_owned(),
+                state: s,
+            };
+            self.state.get_or_create(&labels).set(u64::from(s == state));
+        }
+        self.reopens.get_or_create(&l).inc_by(hub.reopens);
+        self.clients.get_or_create(&l).set(hub.clients.len() as u64);
+        self.dropped.get_or_create(&l).inc_by(hub.dropped);
+        self.kicked.get_or_create(&l).inc_by(hub.kicked);
+        self.refused.get_or_create(&l).inc_by(hub.refused);
+        self.lock_waits.get_or_create(&l).inc_by(hub.lock_waits);
+        self.log_dropped
+            .get_or_create(&l)
+            .inc_by(hub.traffic_log_dropped);
+        self.transactions.get_or_create(&l).inc_by(hub.transactions);
+        self.timeouts.get_or_create(&l).inc_by(hub.timeouts);
+
+        let mut clients: Vec<&ClientStatus> = hub.clients.iter().collect();
+        clients.sort_by_key(|c| c.id);
+        let rest = clients.split_off(clients.len().min(MAX_CLIENT_SERIES));
+        self.unlisted.get_or_create(&l).set(rest.len() as u64);
+        for c in clients {
+            self.client(name, c.id.to_string(), c.peer.clone(), c);
+        }
+        if !rest.is_empty() {
+            let mut sum = Sum::default();
+            for c in rest {
+                sum.add(c);
+            }
+            let labels = ClientLabels {
+                port: name.to_owned(),
+                client: "other".into(),
+                peer: "other".into(),
+            };
+            self.client_in.get_or_create(&labels).set(sum.bytes_in);
+            self.client_out.get_or_create(&labels).set(sum.bytes_out);
+            self.client_queued.get_or_create(&labels).set(sum.queued);
+            self.client_dropped.get_or_create(&labels).set(sum.dropped);
+        }
+    }
+
+    fn client(&self, port: &str, client: String, peer: String, c: &ClientStatus) {
+        let labels = ClientLabels {
+            port: port.to_owned(),
+            client,
+            peer,
+        };
+        self.client_in.get_or_create(&labels).set(c.bytes_in);
+        self.client_out.get_or_create(&labels).set(c.bytes_out);
+        self.client_queued
+            .get_or_create(&labels)
+            .set(u64::try_from(c.queued).unwrap_or(u64::MAX));
+        self.client_dropped.get_or_create(&labels).set(c.dropped);
+    }
+}
+
+/// The clients past the cap, added up.
+#[derive(Default)]
+struct Sum {
+    bytes_in: u64,
+    bytes_out: u64,
+    queued: u64,
+    dropped: u64,
+}
+
+impl Sum {
+    fn add(&mut self, c: &ClientStatus) {
+        self.bytes_in = self.bytes_in.saturating_add(c.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(c.bytes_out);
+        self.queued = self
+            .queued
+            .saturating_add(u64::try_from(c.queued).unwrap_or(u64::MAX));
+        self.dropped = self.dropped.saturating_add(c.dropped);
+    }
+}
+
+fn state_name(s: &DeviceState) -> &'static str {
+    match s {
+        DeviceState::Opening => "opening",
+        DeviceState::Waiting => "waiting",
+        DeviceState::Open { .. } => "open",
+        DeviceState::Reconnecting { .. } => "reconnecting",
+        DeviceState::Closed => "closed",
+    }
+}
+
+/// The exposition text for `ports`, in the OpenMetrics text format.
+pub fn render(ports: &[PortStatus]) -> Result<String, std::fmt::Error> {
+    let families = Families::new();
+    for p in ports {
+        match serde_json::from_value::<HubStatus>(p.hub.clone()) {
+            Ok(hub) => families.port(&p.name, &hub),
+            // Both ends are this crate: only a bug gets here.
+            Err(e) => warn!(port = %p.name, error = %e, "metrics: unreadable port status"),
+        }
+    }
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, &families.registry)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: u64) -> ClientStatus {
+        ClientStatus {
+            id,
+            peer: format!("tcp:127.0.0.1:{}", 40000 + id),
+            connected_since: "2026-01-01T00:00:00Z".into(),
+            bytes_in: id,
+            bytes_out: 1000 + id,
+            queued: 1,
+            dropped: 2,
+            discarded: 0,
+            transactions: 0,
+            timeouts: 0,
+        }
+    }
+
+    fn port(name: &str, clients: Vec<ClientStatus>, state: DeviceState) -> PortStatus {
+        let hub = HubStatus {
+            device_state: state,
+            device_since: "2026-01-01T00:00:00Z".into(),
+            bytes_from_device: 5,
+            bytes_to_device: 7,
+            dropped: 0,
+            kicked: 3,
+            refused: 0,
+            transactions: 0,
+            timeouts: 0,
+            reopens: 4,
+            lock_waits: 0,
+            traffic_log_dropped: 0,
+            write_lock: None,
+            clients,
+        };
+        PortStatus::new(
+            name,
+            "sim:echo".into(),
+            "9600 8N1".into(),
+            "merge",
+            vec![],
+            &hub,
+        )
+    }
+
+    /// The value of the one sample of `metric` whose labels include all of
+    /// `labels`.
+    fn value(text: &str, metric: &str, labels: &[&str]) -> Vec<u64> {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .filter(|l| labels.iter().all(|want| l.contains(want)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect()
+    }
+
+    #[test]
+    fn issue10_per_client_series_are_capped_and_the_rest_summed() {
+        let n = MAX_CLIENT_SERIES as u64 + 6;
+        // Out of order, as a status could list them: the cap keeps the
+        // lowest ids (the oldest clients), whatever the order.
+        let clients: Vec<_> = (1..=n).rev().map(client).collect();
+        let text = render(&[port("big", clients, DeviceState::Opening)]).unwrap();
+        let series = value(&text, "serialhub_client_in_bytes", &[r#"port="big""#]);
+        assert_eq!(series.len(), MAX_CLIENT_SERIES + 1, "{text}");
+        for id in 1..=MAX_CLIENT_SERIES as u64 {
+            let c = format!(r#"client="{id}""#);
+            assert_eq!(value(&text, "serialhub_client_in_bytes", &[&c]), [id]);
+        }
+        let over = format!(r#"client="{}""#, MAX_CLIENT_SERIES + 1);
+        assert!(value(&text, "serialhub_client_in_bytes", &[&over]).is_empty());
+        let other = [r#"client="other""#, r#"peer="other""#];
+        let rest = MAX_CLIENT_SERIES as u64 + 1..=n;
+        assert_eq!(
+            value(&text, "serialhub_client_in_bytes", &other),
+            [rest.clone().sum::<u64>()]
+        );
+        assert_eq!(
+            value(&text, "serialhub_client_out_bytes", &other),
+            [rest.map(|id| 1000 + id).sum::<u64>()]
+        );
+        assert_eq!(value(&text, "serialhub_client_queued_bytes", &other), [6]);
+        assert_eq!(value(&text, "serialhub_client_dropped_bytes", &other), [12]);
+        assert_eq!(value(&text, "serialhub_unlisted_clients", &[]), [6]);
+        assert_eq!(value(&text, "serialhub_clients", &[]), [n]);
+    }
+
+    #[test]
+    fn issue10_ports_under_the_cap_have_no_other_series() {
+        let text = render(&[
+            port(
+                "a",
+                vec![client(1), client(2)],
+                DeviceState::Open {
+                    tty: "/dev/pts/3".into(),
+                },
+            ),
+            port(
+                "b",
+                vec![],
+                DeviceState::Reconnecting {
+                    error: "gone".into(),
+                },
+            ),
+        ])
+        .unwrap();
+        assert!(
+            !text
+                .lines()
+                .any(|l| !l.starts_with('#') && l.contains(r#"client="other""#)),
+            "{text}"
+        );
+        assert_eq!(
+            value(&text, "serialhub_unlisted_clients", &[r#"port="a""#]),
+            [0]
+        );
+        assert_eq!(value(&text, "serialhub_device_up", &[r#"port="a""#]), [1]);
+        assert_eq!(value(&text, "serialhub_device_up", &[r#"port="b""#]), [0]);
+        assert_eq!(
+            value(
+                &text,
+                "serialhub_device_state",
+                &[r#"port="b""#, r#"state="reconnecting""#]
+            ),
+            [1]
+        );
+        assert_eq!(
+            value(
+                &text,
+                "serialhub_device_state",
+                &[r#"port="b""#, r#"state="open""#]
+            ),
+            [0]
+        );
+        assert_eq!(
+            value(&text, "serialhub_device_reopens_total", &[r#"port="b""#]),
+            [4]
+        );
+        assert_eq!(
+            value(&text, "serialhub_kicked_clients_total", &[r#"port="a""#]),
+            [3]
+        );
+        assert_eq!(
+            value(&text, "serialhub_device_read_bytes_total", &[r#"port="a""#]),
+            [5]
+        );
+        assert_eq!(
+            value(
+                &text,
+                "serialhub_device_written_bytes_total",
+                &[r#"port="a""#]
+            ),
+            [7]
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
