@@ -57,6 +57,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Disconnect one client of a running serialhub.
     Kick(KickArgs),
+    /// Make a running serialhub read its configuration file again and apply
+    /// it (as SIGHUP does); says what changed, or why nothing did.
+    Reload,
     /// Print a shell completion script, e.g.
     /// `serialhub completions bash > /etc/bash_completion.d/serialhub`.
     Completions(CompletionsArgs),

@@ -15,7 +15,7 @@ use serialhub::daemon::PortPlan;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
-    if let Command::Status(_) | Command::Kick(_) = &cli.command {
+    if let Command::Status(_) | Command::Kick(_) | Command::Reload = &cli.command {
         return control_command(&cli);
     }
     if let Command::Log(args) = &cli.command {
@@ -97,6 +97,7 @@ fn control_command(cli: &Cli) -> ExitCode {
             },
             false,
         ),
+        Command::Reload => (Request::Reload, false),
         _ => return ExitCode::FAILURE,
     };
     match client::request(&path, &request) {
@@ -109,6 +110,9 @@ fn control_command(cli: &Cli) -> ExitCode {
         }
         Ok(r) => {
             print!("{}", show::tables(&r.ports));
+            if let Some(done) = r.done {
+                println!("{done}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -164,9 +168,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
             });
             let metrics = cli.metrics.or(file_metrics.map(|m| m.listen));
-            serialhub::daemon::run(plans, control, metrics, shutdown).await?;
+            serialhub::daemon::run(plans, control, metrics, args.config.clone(), shutdown).await?;
         }
-        Command::Status(_) | Command::Kick(_) => {}
+        Command::Status(_) | Command::Kick(_) | Command::Reload => {}
         Command::Sim(args) => {
             let line = config::sim_line(args.baud).context("invalid settings")?;
             let spec = config::sim_spec(args.mode, args.reply_delay).context("invalid settings")?;

@@ -228,7 +228,7 @@ pub fn sim_spec(mode: SimMode, reply_delay: Option<Duration>) -> Result<SimSpec,
 }
 
 /// One port's resolved, validated settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PortConfig {
     /// Names the port in logs, status and metrics; unique in a daemon.
     pub name: String,

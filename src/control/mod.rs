@@ -40,6 +40,8 @@ pub enum Request {
     },
     /// Disconnect one client.
     Kick { port: String, client: ClientId },
+    /// Read the configuration file again and apply it.
+    Reload,
 }
 
 /// The daemon's answer.
@@ -48,6 +50,9 @@ pub struct Response {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What was done, for people (a reload's summary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortStatus>,
 }
@@ -57,7 +62,15 @@ impl Response {
         Response {
             ok: true,
             error: None,
+            done: None,
             ports: Vec::new(),
+        }
+    }
+
+    pub fn done(what: impl Into<String>) -> Response {
+        Response {
+            done: Some(what.into()),
+            ..Response::ok()
         }
     }
 
@@ -65,6 +78,7 @@ impl Response {
         Response {
             ok: false,
             error: Some(why.into()),
+            done: None,
             ports: Vec::new(),
         }
     }

@@ -2,16 +2,26 @@
 //!
 //! One task owns the ports. It starts them all (if one cannot start, the
 //! ones already started are stopped and the daemon fails: it never runs
-//! half-configured), answers control requests as messages, and on shutdown
-//! stops every port at once, each draining what it accepted.
+//! half-configured), answers control requests as messages, reloads the
+//! configuration file on SIGHUP or `serialhub reload`, and on shutdown stops
+//! every port at once, each draining what it accepted.
+//!
+//! A reload reads and validates the whole file first: a file with an error
+//! changes nothing. Ports are matched by name. An unchanged port is not
+//! touched: its clients and data keep flowing. A changed port is stopped
+//! (draining as at shutdown) and started with its new settings; a removed
+//! one is stopped; an added one is started. Every port that goes is stopped
+//! before any new one starts, so an endpoint that moves (a unix socket or a
+//! pty link) is never deleted by its old owner after its new one made it.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::config::ServeConfig;
+use crate::config::{self, ServeConfig};
 use crate::control::metrics::{MetricsError, MetricsServer};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, Request, Response};
@@ -36,7 +46,7 @@ pub enum DaemonError {
         #[source]
         source: PortError,
     },
-    #[error("control socket: {0}")]
+    #[error("control socket")]
     Control(#[from] UnixError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -45,16 +55,27 @@ pub enum DaemonError {
 /// Runs `ports` (and the control socket and the metrics endpoint, if any)
 /// until `shutdown`. `metrics` is the address to serve `/metrics` on
 /// (`127.0.0.1:9108`).
+/// `config_file` is where the ports came from, to reload; `None` when they
+/// came from flags.
 pub async fn run(
     ports: Vec<PortPlan>,
     control: Option<ControlConfig>,
     metrics: Option<String>,
+    config_file: Option<PathBuf>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     // Bound first: a second daemon on the same socket fails before it
     // touches any device.
     let control = match control {
         Some(c) => {
+            // The default path's directory (/run/serialhub as root) is made
+            // when missing, as systemd's RuntimeDirectory would.
+            if c.path == crate::control::default_path()
+                && let Some(dir) = c.path.parent()
+                && !dir.exists()
+            {
+                let _ = std::fs::create_dir_all(dir);
+            }
             let socket = ControlSocket::bind(&c.path, c.mode)?;
             info!(path = %c.path.display(), "control socket listening");
             Some(socket)
@@ -71,11 +92,10 @@ pub async fn run(
         None => None,
     };
     let fds = Arc::new(FdReserve::new(fds::RESERVE));
-    let mut running: Vec<Port> = Vec::with_capacity(ports.len());
-    for plan in &ports {
-        let wait = plan.wait_for_device;
-        match Port::start(&plan.name, &plan.config, wait, fds.clone(), &shutdown).await {
-            Ok(p) => running.push(p),
+    let mut running: Vec<Running> = Vec::with_capacity(ports.len());
+    for plan in ports {
+        match start(&plan, &fds, &shutdown).await {
+            Ok(port) => running.push(Running { plan, port }),
             Err(source) => {
                 stop_all(running).await;
                 return Err(DaemonError::Port {
@@ -85,6 +105,7 @@ pub async fn run(
             }
         }
     }
+    let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // The control socket and the metrics endpoint ask the ports' owner,
     // this task; with neither, the channel closes and is never polled again.
     let (asks, mut asked) = mpsc::channel::<Asked>(QUEUE);
@@ -98,8 +119,21 @@ pub async fn run(
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(()) = hangup(&mut hangups) => {
+                info!("SIGHUP: reloading the configuration");
+                let _ = reload(&mut running, config_file.as_deref(), &fds, &shutdown).await;
+            }
             Some((request, reply)) = asked.recv() => {
-                let _ = reply.send(handle(&running, request));
+                let answer = match request {
+                    Request::Reload => {
+                        match reload(&mut running, config_file.as_deref(), &fds, &shutdown).await {
+                            Ok(summary) => Response::done(summary),
+                            Err(e) => Response::error(e),
+                        }
+                    }
+                    other => handle(&running, other),
+                };
+                let _ = reply.send(answer);
             }
         }
     }
@@ -107,9 +141,125 @@ pub async fn run(
     Ok(())
 }
 
+/// A running port and the plan it was started from, to compare on reload.
+struct Running {
+    plan: PortPlan,
+    port: Port,
+}
+
+async fn start(
+    plan: &PortPlan,
+    fds: &Arc<FdReserve>,
+    shutdown: &CancellationToken,
+) -> Result<Port, PortError> {
+    let wait = plan.wait_for_device;
+    Port::start(&plan.name, &plan.config, wait, fds.clone(), shutdown).await
+}
+
+/// The next SIGHUP; never, if the handler could not be installed.
+async fn hangup(signals: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signals {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies the configuration file anew (see the module docs). `Ok` with a
+/// summary; `Err` if the file is bad (nothing changed) or a port could not
+/// start (the others are as the file says).
+async fn reload(
+    running: &mut Vec<Running>,
+    file: Option<&Path>,
+    fds: &Arc<FdReserve>,
+    shutdown: &CancellationToken,
+) -> Result<String, String> {
+    let Some(file) = file else {
+        let why = "serialhub was started with flags, not --config: there is nothing to reload";
+        warn!("{why}");
+        return Err(why.into());
+    };
+    let new = match config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            warn!(error = %e, "reload refused: the configuration has an error; nothing changed");
+            return Err(format!("{e}; nothing changed"));
+        }
+    };
+    let plans: Vec<PortPlan> = new
+        .ports
+        .into_iter()
+        .map(|config| PortPlan {
+            name: config.name.clone(),
+            config,
+            wait_for_device: true,
+        })
+        .collect();
+    let (mut kept, mut going) = (Vec::new(), Vec::new());
+    for r in running.drain(..) {
+        match plans.iter().find(|p| p.name == r.plan.name) {
+            Some(p) if p.config == r.plan.config => kept.push(r),
+            _ => going.push(r),
+        }
+    }
+    let mut summary = Vec::new();
+    let unchanged: Vec<&str> = kept.iter().map(|r| r.plan.name.as_str()).collect();
+    if !unchanged.is_empty() {
+        summary.push(format!("unchanged: {}", unchanged.join(", ")));
+    }
+    let gone: Vec<String> = going.iter().map(|r| r.plan.name.clone()).collect();
+    stop_all(going).await;
+    let (mut added, mut restarted, mut failed) = (Vec::new(), Vec::new(), Vec::new());
+    for plan in plans {
+        if let Some(i) = kept.iter().position(|r| r.plan.name == plan.name) {
+            running.push(kept.remove(i));
+            continue;
+        }
+        let was_there = gone.contains(&plan.name);
+        match start(&plan, fds, shutdown).await {
+            Ok(port) => {
+                if was_there {
+                    restarted.push(plan.name.clone());
+                } else {
+                    added.push(plan.name.clone());
+                }
+                running.push(Running { plan, port });
+            }
+            Err(e) => {
+                warn!(port = %plan.name, error = %e, "reload: the port could not start");
+                failed.push(format!("{}: {e}", plan.name));
+            }
+        }
+    }
+    let removed: Vec<&String> = gone
+        .iter()
+        .filter(|n| {
+            !restarted.contains(n) && !failed.iter().any(|f| f.starts_with(&format!("{n}:")))
+        })
+        .collect();
+    for (what, names) in [("restarted", &restarted), ("added", &added)] {
+        if !names.is_empty() {
+            summary.push(format!("{what}: {}", names.join(", ")));
+        }
+    }
+    if !removed.is_empty() {
+        let removed: Vec<&str> = removed.iter().map(|s| s.as_str()).collect();
+        summary.push(format!("removed: {}", removed.join(", ")));
+    }
+    let summary = summary.join("; ");
+    if failed.is_empty() {
+        info!("reloaded: {summary}");
+        Ok(summary)
+    } else {
+        Err(format!("{summary}; failed to start: {}", failed.join("; ")))
+    }
+}
+
 /// Stops every port at once; each drains for at most its drain timeout.
-async fn stop_all(ports: Vec<Port>) {
-    let stops: Vec<_> = ports.into_iter().map(|p| tokio::spawn(p.stop())).collect();
+async fn stop_all(ports: Vec<Running>) {
+    let stops: Vec<_> = ports
+        .into_iter()
+        .map(|r| tokio::spawn(r.port.stop()))
+        .collect();
     for s in stops {
         if let Err(e) = s.await {
             warn!(error = %e, "a port failed while stopping");
@@ -117,26 +267,33 @@ async fn stop_all(ports: Vec<Port>) {
     }
 }
 
-fn find<'a>(ports: &'a [Port], name: &str) -> Result<&'a Port, Response> {
-    ports.iter().find(|p| p.name() == name).ok_or_else(|| {
-        let names: Vec<&str> = ports.iter().map(|p| p.name()).collect();
-        Response::error(format!(
-            "no port {name:?}; ports: {}",
-            if names.is_empty() {
-                "none".to_owned()
-            } else {
-                names.join(", ")
-            }
-        ))
-    })
+fn find<'a>(ports: &'a [Running], name: &str) -> Result<&'a Port, Response> {
+    let ports: Vec<&Port> = ports.iter().map(|r| &r.port).collect();
+    ports
+        .iter()
+        .copied()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ports.iter().map(|p| p.name()).collect();
+            Response::error(format!(
+                "no port {name:?}; ports: {}",
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ))
+        })
 }
 
-fn handle(ports: &[Port], request: Request) -> Response {
+fn handle(ports: &[Running], request: Request) -> Response {
     let result = match request {
         Request::Status { port: None } => Ok(Response {
-            ports: ports.iter().map(Port::status).collect(),
+            ports: ports.iter().map(|r| r.port.status()).collect(),
             ..Response::ok()
         }),
+        // Handled by the daemon's loop, which may change the ports.
+        Request::Reload => Ok(Response::error("reload is handled by the daemon")),
         Request::Status { port: Some(name) } => find(ports, &name).map(|p| Response {
             ports: vec![p.status()],
             ..Response::ok()

@@ -25,7 +25,7 @@ use super::accept::Accept;
 
 /// Kernel socket buffer sizes for client sockets, in bytes as passed to
 /// `setsockopt` (Linux doubles them and applies its minimum).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketSizing {
     pub recv_buffer: usize,
     pub send_buffer: usize,

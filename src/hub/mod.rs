@@ -54,7 +54,7 @@ pub enum SlowReaderPolicy {
 }
 
 /// Sizes that bound the hub's memory and latency.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct HubConfig {
     /// Bytes a client's output queue holds before the slow-reader policy acts.
     pub client_queue: usize,

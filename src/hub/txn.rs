@@ -61,7 +61,7 @@ pub enum Unsolicited {
 }
 
 /// Timing of transactions, resolved from the line rate and the flags.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct TxnConfig {
     /// No reply after this long (from the request's last byte on the wire)
     /// ends the transaction as a timeout.

@@ -157,7 +157,10 @@ async fn issue10_serve_config_serves_its_port() {
     let file = write(
         dir.path(),
         "hub.toml",
-        "[defaults]\nmax-clients = 4\n\n[[port]]\nname = \"lab1\"\ndevice = \"sim:echo\"\nbaud = 115200\nlisten = [\"tcp:127.0.0.1:0\"]\n",
+        &format!(
+            "[control]\nsocket = \"{}\"\n\n[defaults]\nmax-clients = 4\n\n[[port]]\nname = \"lab1\"\ndevice = \"sim:echo\"\nbaud = 115200\nlisten = [\"tcp:127.0.0.1:0\"]\n",
+            dir.path().join("hub.sock").display()
+        ),
     );
     let server = Server::start(&["serve", "--config", file.to_str().unwrap()]);
     let mut client = TcpStream::connect(server.addr()).await.unwrap();

@@ -200,3 +200,113 @@ listen = ["tcp:127.0.0.1:0"]
     ids.dedup();
     assert_eq!(ids.len(), 3);
 }
+
+fn write_config(file: &Path, sock: &Path, ports: &str) {
+    std::fs::write(
+        file,
+        format!("[control]\nsocket = \"{}\"\n{ports}", sock.display()),
+    )
+    .unwrap();
+}
+
+fn tcp_of(ports: &serde_json::Value, name: &str) -> String {
+    let port = ports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no port {name} in {ports}"));
+    port["endpoints"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("tcp:")
+        .to_owned()
+}
+
+#[test]
+fn issue10_reload_changes_one_port_and_leaves_the_others_flowing() {
+    use serialhub::pattern::Checker;
+    let dir = tempfile::tempdir().unwrap();
+    let (file, sock) = (dir.path().join("hub.toml"), dir.path().join("hub.sock"));
+    let port = |name: &str, device: &str, baud: u32| {
+        format!(
+            "[[port]]\nname = \"{name}\"\ndevice = \"{device}\"\nbaud = {baud}\nlisten = [\"tcp:127.0.0.1:0\"]\n"
+        )
+    };
+    let stream = port("stream", "sim:source", 115_200);
+    write_config(
+        &file,
+        &sock,
+        &(stream.clone() + &port("echo", "sim:echo", 115_200)),
+    );
+    let server = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+    let ports = status(&sock);
+    let mut streaming = TcpStream::connect(tcp_of(&ports, "stream")).unwrap();
+    streaming
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut checker = Checker::new();
+    let mut buf = [0u8; 4096];
+    let mut read_for = |s: &mut TcpStream, checker: &mut Checker, d: Duration| {
+        let end = std::time::Instant::now() + d;
+        while std::time::Instant::now() < end {
+            let n = s
+                .read(&mut buf)
+                .expect("the streaming client stays connected");
+            assert!(n > 0, "the streaming client was closed");
+            checker.feed(&buf[..n]);
+        }
+    };
+    read_for(&mut streaming, &mut checker, Duration::from_millis(500));
+
+    // SIGHUP with one port's baud rate changed, and a port added.
+    write_config(
+        &file,
+        &sock,
+        &(stream.clone() + &port("echo", "sim:echo", 9600) + &port("extra", "sim:echo", 9600)),
+    );
+    let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    assert!(
+        server.wait_log("reloaded:", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    read_for(&mut streaming, &mut checker, Duration::from_millis(500));
+    let ports = status(&sock);
+    assert_eq!(ports.as_array().unwrap().len(), 3, "{ports}");
+    let line = |name: &str| {
+        ports
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap()["line"]
+            .clone()
+    };
+    assert_eq!(line("echo"), "9600 8N1");
+    let mut extra = TcpStream::connect(tcp_of(&ports, "extra")).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    extra.write_all(b"new-port\n").unwrap();
+    expect(&mut extra, b"new-port\n");
+
+    // A bad file changes nothing, and says why.
+    std::fs::write(&file, "[[port]]\nname = \"x\"\ndevcie = \"sim:echo\"\n").unwrap();
+    let (ok, _, err) = control(&sock, &["reload"]);
+    assert!(!ok, "a bad file was accepted");
+    assert!(err.contains("devcie") && err.contains("3:1"), "{err}");
+    assert_eq!(status(&sock).as_array().unwrap().len(), 3);
+
+    // Removing ports by `serialhub reload`.
+    write_config(&file, &sock, &stream);
+    let (ok, out, err) = control(&sock, &["reload"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("removed: echo, extra"), "{out}");
+    read_for(&mut streaming, &mut checker, Duration::from_millis(500));
+    assert_eq!(status(&sock).as_array().unwrap().len(), 1);
+    // Through all of it, the unchanged port's stream had no gap.
+    assert_eq!(checker.errors, 0, "{:?}", checker.first_error);
+    assert!(checker.records > 100);
+}
