@@ -27,7 +27,8 @@
 //! - [`measure`]: socket and process probes for tests and benches.
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
 //! - [`cli`] and [`config`]: flags or a configuration file, then validated
-//!   settings; [`units`]: sizes and durations as users write them.
+//!   settings; [`units`]: sizes and durations as users write them; [`ids`]:
+//!   client ids. Both are leaves that any module may import.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
 //!   server and client, and the Prometheus metrics endpoint.
@@ -43,6 +44,7 @@ pub mod docgen;
 pub mod endpoint;
 pub mod fds;
 pub mod hub;
+pub mod ids;
 pub mod line;
 pub mod link;
 pub mod logcmd;

@@ -78,7 +78,7 @@ pub struct HubConfig {
 /// so the budget is the real bound; this only caps bookkeeping.
 const WRITE_CHANNEL_CHUNKS: usize = 64;
 
-pub type ClientId = u64;
+pub use crate::ids::ClientId;
 
 /// Client ids are unique in the process, over all its ports, so a log line
 /// or a `kick` names one client unambiguously.

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
-use crate::hub::ClientId;
+use crate::ids::ClientId;
 
 /// Records in the queue between the data path and the writer thread: about
 /// one second of the worst case at 9600 baud (a record per byte), and far
