@@ -56,3 +56,4 @@ pub mod proto;
 pub mod sim;
 pub mod traffic;
 pub mod units;
+pub mod watch;

@@ -28,7 +28,9 @@ use crate::hub::status::DeviceState;
 use crate::hub::{Hub, WriteQueue};
 use crate::line::LineSettings;
 use crate::traffic::Event;
+use crate::watch::Watch;
 pub use fd::register as register_fd;
+use nix::sys::inotify::AddWatchFlags;
 pub use sim::set_nonblocking;
 pub use sim::{Sim, SimMode, SimSpec};
 pub use tty::{Tty, TtyError};
@@ -220,9 +222,16 @@ async fn reopen(
 ) -> Option<Tty> {
     let mut delay = REOPEN_MIN;
     let mut attempts = 0u64;
+    // Hear of the device appearing (created, moved or linked in place, or
+    // its permissions set) at once; the timer is the fallback where the
+    // directory cannot be watched (it does not exist yet, or no descriptor
+    // is to be had).
+    let appears = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ATTRIB;
+    let watch = path.parent().and_then(|dir| Watch::new(dir, appears).ok());
     loop {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
+            _ = changed(watch.as_ref()) => {}
             () = shutdown.cancelled() => return None,
         }
         // With the reserve's descriptors, so clients cannot starve it.
@@ -236,6 +245,18 @@ async fn reopen(
             }
         }
         delay = (delay * 2).min(REOPEN_MAX);
+    }
+}
+
+/// Waits for events on `watch`, or forever without one.
+async fn changed(watch: Option<&Watch>) {
+    match watch {
+        Some(w) => {
+            if w.next().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 

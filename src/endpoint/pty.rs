@@ -18,7 +18,7 @@
 //! points at this pty; serialhub never replaces a file or a live link that is
 //! not its own (see [`crate::link`]).
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ use std::time::Duration;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::pty::PtyMaster;
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+use nix::sys::inotify::AddWatchFlags;
 use nix::sys::termios;
 use tokio::io::AsyncWrite;
 use tokio::io::unix::AsyncFd;
@@ -40,6 +40,7 @@ use super::EndpointOptions;
 use super::accept::Context;
 use super::client::{self, ClientSource};
 use crate::link::{LinkError, OwnedLink};
+use crate::watch::Watch;
 
 /// How often to look for a program opening the port. Opening is not an
 /// event the master can wait for, so it is polled.
@@ -86,7 +87,7 @@ pub struct PtyEndpoint {
     master: PtyMaster,
     /// The slave's opens and closes, to tell when a second program opens
     /// the port; `None` if inotify is not available.
-    opens: Option<AsyncFd<OpenWatch>>,
+    opens: Option<Watch>,
     /// Removed when the endpoint is dropped, if it still points at `tty`.
     link: OwnedLink,
     tty: PathBuf,
@@ -119,7 +120,7 @@ impl PtyEndpoint {
         drop(slave);
         crate::device::set_nonblocking(&master).map_err(create)?;
         // After our own open, which must not count.
-        let opens = OpenWatch::new(&tty)
+        let opens = Watch::new(&tty, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_CLOSE)
             .inspect_err(|e| {
                 warn!(port = %link.display(), error = %e,
                     "cannot watch the port for a second program opening it")
@@ -204,26 +205,6 @@ impl PtyEndpoint {
     }
 }
 
-/// An inotify watch on a pty slave's opens and closes.
-#[derive(Debug)]
-struct OpenWatch(Inotify);
-
-impl AsRawFd for OpenWatch {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-impl OpenWatch {
-    fn new(tty: &Path) -> std::io::Result<AsyncFd<OpenWatch>> {
-        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        inotify.add_watch(tty, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_CLOSE)?;
-        // SAFETY: `OpenWatch` owns its descriptor, which stays open and the
-        // same until the `AsyncFd` drops it.
-        unsafe { AsyncFd::register(OpenWatch(inotify)) }.map_err(|e| e.into_parts().1)
-    }
-}
-
 /// Warns when the port is open more than once: one program has it and
 /// another opens it too, so the two split what the device sends. Nothing
 /// can stop that (see the module docs), but it is logged.
@@ -232,21 +213,14 @@ impl OpenWatch {
 /// a hang-up sets the count to 0, which keeps it right should the kernel
 /// merge or drop events. Two opens so close together that the kernel merges
 /// them go unseen. Never returns.
-async fn watch_opens(watch: Option<&AsyncFd<OpenWatch>>, master: &PtyMaster, name: &str) {
+async fn watch_opens(watch: Option<&Watch>, master: &PtyMaster, name: &str) {
     let Some(watch) = watch else {
         return std::future::pending().await;
     };
     let mut open: u32 = 0;
     loop {
-        let events = match watch.readable().await {
-            Ok(mut guard) => match guard.try_io(|w| Ok(w.get_ref().0.read_events()?)) {
-                Ok(Ok(events)) => events,
-                Ok(Err(e)) => {
-                    warn!(port = %name, error = %e, "stopped watching the port for a second program");
-                    return std::future::pending().await;
-                }
-                Err(_would_block) => continue,
-            },
+        let events = match watch.next().await {
+            Ok(events) => events,
             Err(e) => {
                 warn!(port = %name, error = %e, "stopped watching the port for a second program");
                 return std::future::pending().await;
