@@ -54,6 +54,7 @@ pub mod pattern;
 pub mod port;
 pub mod proto;
 pub mod sim;
+pub mod timer;
 pub mod traffic;
 pub mod units;
 pub mod watch;

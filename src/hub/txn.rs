@@ -37,6 +37,7 @@ use tracing::{debug, info, warn};
 
 use super::reply::{ReplyDetector, ReplyRule};
 use super::{ClientId, Hub};
+use crate::timer::PreciseTimer;
 use crate::traffic::{ClientRef, Event};
 
 /// Requests one client may have queued. One would do for a strict
@@ -218,6 +219,8 @@ pub struct Arbiter {
     deferred: VecDeque<Turn>,
     /// Until when the bus is busy with the last request we wrote.
     wire_busy_until: Option<Instant>,
+    /// Made by `run`, in the runtime that drives it.
+    timer: Option<PreciseTimer>,
 }
 
 pub(super) fn channel(config: TxnConfig) -> (mpsc::Sender<Turn>, Arbiter) {
@@ -227,6 +230,7 @@ pub(super) fn channel(config: TxnConfig) -> (mpsc::Sender<Turn>, Arbiter) {
         config,
         deferred: VecDeque::new(),
         wire_busy_until: None,
+        timer: None,
     };
     (tx, arbiter)
 }
@@ -234,6 +238,10 @@ pub(super) fn channel(config: TxnConfig) -> (mpsc::Sender<Turn>, Arbiter) {
 impl Arbiter {
     /// Runs transactions until `stop`, then the ones already queued.
     pub async fn run(mut self, hub: Arc<Hub>, stop: CancellationToken) {
+        // The inter-frame silence is a few character times: tokio's
+        // millisecond timer would round it up by as much again.
+        let timer = PreciseTimer::new();
+        self.timer = Some(timer);
         loop {
             let turn = match self.deferred.pop_front() {
                 Some(t) => t,
@@ -287,7 +295,10 @@ impl Arbiter {
             if now >= quiet_at || now >= give_up {
                 return;
             }
-            tokio::time::sleep_until(quiet_at.min(give_up)).await;
+            match &self.timer {
+                Some(t) => t.sleep_until(quiet_at.min(give_up)).await,
+                None => tokio::time::sleep_until(quiet_at.min(give_up)).await,
+            }
         }
     }
 

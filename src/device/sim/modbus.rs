@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio::io::Interest;
 use tokio::time::Instant;
 
+use crate::timer::PreciseTimer;
+
 use super::{Master, SimStats, send};
 use crate::proto::modbus::rtu::{self, MAX_FRAME};
 use crate::proto::modbus::{ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE, ILLEGAL_FUNCTION};
@@ -214,6 +216,9 @@ pub(super) async fn serve(
     stats: Arc<SimStats>,
 ) -> std::io::Result<()> {
     let quiet = silence(rate);
+    // A device's UART keeps time to the bit; tokio's millisecond timer
+    // would add a millisecond or so to each silence and delay.
+    let timer = PreciseTimer::new();
     let mut slave = Slave::new();
     // One byte over MAX_FRAME is kept, so an overlong frame is seen as such
     // (and fails) without buffering all of it.
@@ -239,7 +244,7 @@ pub(super) async fn serve(
                 let room = (MAX_FRAME + 1).saturating_sub(frame.len());
                 frame.extend_from_slice(&buf[..n.min(room)]);
             }
-            () = tokio::time::sleep_until(frame_end), if in_frame => {
+            () = timer.sleep_until(frame_end), if in_frame => {
                 let reply = match slave.handle(&frame) {
                     Outcome::Reply(r) => Some(r),
                     Outcome::Exception(r) => {
@@ -258,8 +263,8 @@ pub(super) async fn serve(
                 };
                 frame.clear();
                 if let Some(reply) = reply {
-                    tokio::time::sleep(reply_delay).await;
-                    send_at_line_rate(&master, &reply, rate, &stats).await?;
+                    timer.sleep_until(Instant::now() + reply_delay).await;
+                    send_at_line_rate(&master, &reply, rate, &stats, &timer).await?;
                     stats.modbus_answered.fetch_add(1, Relaxed);
                 }
             }
@@ -278,6 +283,7 @@ async fn send_at_line_rate(
     reply: &[u8],
     rate: f64,
     stats: &SimStats,
+    timer: &PreciseTimer,
 ) -> std::io::Result<()> {
     let start = Instant::now();
     let mut sent = 0;
@@ -293,7 +299,7 @@ async fn send_at_line_rate(
             stats.tx_bytes.fetch_add((due - sent) as u64, Relaxed);
             sent = due;
         } else {
-            tokio::time::sleep_until(start + line_time(sent + 1, rate)).await;
+            timer.sleep_until(start + line_time(sent + 1, rate)).await;
         }
     }
     Ok(())
