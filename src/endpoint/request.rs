@@ -134,6 +134,13 @@ impl RequestFramer {
                     let take = (*max - buf.len()).min(rest.len());
                     buf.extend_from_slice(&rest[..take]);
                     rest = &rest[take..];
+                    // A whole Modbus RTU request goes at once: no need to
+                    // wait for the silence, and two read together (a
+                    // client that gave up waiting and sent the next) are
+                    // never merged into one frame no slave would answer.
+                    while let Some(n) = whole_modbus_request(buf) {
+                        out.push(gap_request(buf.split_to(n).freeze()));
+                    }
                     if buf.len() >= *max {
                         out.push(gap_request(buf.split().freeze()));
                         out.push(Framed::Split);
@@ -207,6 +214,16 @@ impl RequestFramer {
                 self.on_silence(out);
             }
         }
+    }
+}
+
+/// The length of the whole Modbus RTU request at the start of `buf`, if
+/// there is one: the length its function code implies, and a correct CRC
+/// (a chance of 1 in 65536 for other data).
+fn whole_modbus_request(buf: &[u8]) -> Option<usize> {
+    match rtu::request_len(buf) {
+        rtu::FrameLen::Complete(n) if buf.len() >= n && rtu::crc_ok(&buf[..n]) => Some(n),
+        _ => None,
     }
 }
 
@@ -468,6 +485,36 @@ mod tests {
         f.on_silence(&mut out);
         assert_eq!(requests(&out), [b"hij"]);
         assert_eq!(f.deadline(ms(0)), None);
+    }
+
+    #[test]
+    fn gap_framing_splits_modbus_requests_read_together() {
+        let t0 = Instant::now();
+        let mut f = RequestFramer::new(&opts("framing=gap"), Duration::from_millis(2));
+        let mut a = vec![0x01, 0x03, 0x00, 0x00, 0x00, 0x02];
+        rtu::append_crc(&mut a);
+        let mut b = vec![0x02, 0x04, 0x00, 0x10, 0x00, 0x03];
+        rtu::append_crc(&mut b);
+        let mut out = Vec::new();
+        // Both in one read, then half of a third: the two whole ones go at
+        // once, without waiting for the silence.
+        f.push(&[a.as_slice(), &b, &a[..3]].concat(), t0, &mut out);
+        assert_eq!(
+            out,
+            [
+                Framed::Request(Bytes::from(a.clone()), ReplyRule::ModbusRtu { func: 3 }),
+                Framed::Request(Bytes::from(b), ReplyRule::ModbusRtu { func: 4 }),
+            ]
+        );
+        out.clear();
+        f.push(&a[3..], t0, &mut out);
+        assert_eq!(
+            out,
+            [Framed::Request(
+                Bytes::from(a),
+                ReplyRule::ModbusRtu { func: 3 }
+            )]
+        );
     }
 
     #[test]
