@@ -21,9 +21,13 @@ pub fn unacked(socket: &impl AsRawFd) -> std::io::Result<usize> {
 pub struct Memory {
     pub peak_kib: u64,
     pub current_kib: u64,
+    /// The anonymous part of `current_kib` (heap, stacks): what the process
+    /// allocated, without the pages of its executable and libraries, which
+    /// vary by a few hundred KiB from run to run with the page cache.
+    pub anon_kib: u64,
 }
 
-/// Reads `VmHWM` and `VmRSS` from `/proc/PID/status`.
+/// Reads `VmHWM`, `VmRSS` and `RssAnon` from `/proc/PID/status`.
 pub fn memory(pid: u32) -> std::io::Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| {
@@ -37,6 +41,7 @@ pub fn memory(pid: u32) -> std::io::Result<Memory> {
     Ok(Memory {
         peak_kib: field("VmHWM:"),
         current_kib: field("VmRSS:"),
+        anon_kib: field("RssAnon:"),
     })
 }
 
@@ -54,6 +59,25 @@ pub fn cpu_seconds(pid: u32) -> std::io::Result<f64> {
         _ => 100.0,
     };
     Ok((ticks(11) + ticks(12)) as f64 / hz)
+}
+
+/// Context switches (voluntary and involuntary) of all a process's threads
+/// so far: each is a thread going to sleep or being preempted, so a process
+/// that nothing wakes adds none. Threads that have exited are not counted.
+pub fn context_switches(pid: u32) -> std::io::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may exit between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    Ok(total)
 }
 
 /// What a flooding client saw.
@@ -116,7 +140,10 @@ mod tests {
     fn reads_own_memory_and_cpu() {
         let m = memory(std::process::id()).unwrap();
         assert!(m.peak_kib >= m.current_kib && m.current_kib > 0, "{m:?}");
+        assert!(m.anon_kib > 0 && m.anon_kib <= m.current_kib, "{m:?}");
         assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
+        // The harness's main thread sleeps while the tests run.
+        assert!(context_switches(std::process::id()).unwrap() > 0);
     }
 
     #[test]

@@ -1,8 +1,19 @@
 //! Scenario 6: the cost of open ports with no traffic.
+//!
+//! Every tool serves the same idle ptys, each on its own TCP port, and is
+//! measured over a window in which nothing happens: CPU time and context
+//! switches (a wake-up of any thread) from `/proc`, then resident memory.
+//! serialhub runs twice: one process per port, and one process serving every
+//! port from a generated config file. A tool that serves all ports from one
+//! process is also run with one port, so its marginal cost per port, the
+//! memory that one more port adds, is told apart from the fixed cost of the
+//! process.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serialhub::measure::{cpu_seconds, memory};
+use serialhub::measure::{Memory, context_switches, cpu_seconds, memory};
 
 use crate::proxy::{self, Proxy, Setup, TOOLS, Tool};
 use crate::report::{Chart, Section};
@@ -13,47 +24,94 @@ pub async fn idle(ports: usize, secs: u64) -> Section {
         &[
             "tool",
             "processes",
-            "CPU per port",
-            "RSS per port",
+            "CPU over the window",
+            "wake-ups per port per s",
+            "RSS per port (total / ports)",
+            "marginal RSS per port",
             "device held open",
         ],
     );
     s.notes.push(format!(
-        "{ports} idle ptys, each served on its own TCP port, measured over {secs} s. serialhub and socat run one process per port; ser2net serves all ports from one process."
+        "{ports} idle ptys, each served on its own TCP port, measured over {secs} s after 1 s of settling. \
+         \"serialhub\" and socat run one process per port; \"serialhub, one process\" serves all ports from one \
+         `serve --config` file (one `[[port]]` each); ser2net serves all ports from one process. \
+         CPU is user + system time of all the tool's processes over the window (`/proc/PID/stat`, 10 ms ticks). \
+         Wake-ups are context switches of all their threads over the window (`/proc/PID/task/*/status`). \
+         RSS is `VmRSS` at the end of the window. The marginal RSS per port of a one-process tool is \
+         (RSS with {ports} ports - RSS with 1 port) / {}, from a run with one port measured the same way; \
+         the anonymous figure does the same with `RssAnon` (heap and stacks, without the executable's and \
+         libraries' pages, which vary by a few hundred KiB between runs). \
+         For one process per port, a port costs a whole process.",
+        ports.saturating_sub(1)
     ));
     let mut bars = Vec::new();
     let masters: Vec<_> = (0..ports).filter_map(|_| pty()).collect();
     let paths: Vec<String> = masters.iter().map(|m| m.1.clone()).collect();
+    let n = paths.len();
+    let mut rows = Vec::new();
     for tool in TOOLS {
         if tool == Tool::Ser2net4k {
             continue;
         }
-        match measure(tool, &paths, secs).await {
-            Ok((procs, cpu_pct, rss_kib)) => {
-                let held = if tool == Tool::Serialhub {
+        rows.push((tool.name(), measure(tool, &paths, secs).await));
+        if tool == Tool::Serialhub {
+            rows.push(("serialhub, one process", one_process(&paths, secs).await));
+        }
+    }
+    for (name, result) in rows {
+        match result {
+            Ok(m) => {
+                let held = if name.starts_with("serialhub") {
                     "yes"
                 } else {
                     "no (opened per connection)"
                 };
+                let per_port = m.rss_kib as f64 / n as f64;
+                let more = |all: u64, one: u64| (all as f64 - one as f64) / (n - 1) as f64;
+                let marginal = match m.one_port {
+                    Some(one) if n > 1 => format!(
+                        "{:.1} KiB (anonymous: {:.1} KiB)",
+                        more(m.rss_kib, one.rss_kib),
+                        more(m.anon_kib, one.anon_kib)
+                    ),
+                    Some(_) => "n/a (one port)".into(),
+                    None => format!("{per_port:.0} KiB (a process)"),
+                };
                 s.row(vec![
-                    tool.name().into(),
-                    procs.to_string(),
-                    format!("{cpu_pct:.3}% CPU"),
-                    format!("{:.0} KiB", rss_kib),
+                    name.into(),
+                    m.processes.to_string(),
+                    format!("{:.2} s", m.cpu_s),
+                    format!("{:.3}", m.wakeups as f64 / secs as f64 / n as f64),
+                    format!("{per_port:.0} KiB"),
+                    marginal,
                     held.into(),
                 ]);
-                bars.push((tool.name().to_owned(), rss_kib));
+                bars.push((name.to_owned(), per_port));
             }
-            Err(why) => s.skipped(tool.name(), &why),
+            Err(why) => s.skipped(name, &why),
         }
     }
     s.chart = Some(Chart {
         file: "idle.svg".into(),
-        caption: format!("RSS per idle port, KiB, with {ports} ports (lower is better)"),
+        caption: format!(
+            "RSS per idle port (total / ports), KiB, with {ports} ports (lower is better)"
+        ),
         bars,
     });
     drop(masters);
     s
+}
+
+/// What one tool cost over the window, summed over its processes.
+struct Cost {
+    processes: usize,
+    cpu_s: f64,
+    wakeups: u64,
+    rss_kib: u64,
+    /// The anonymous part of `rss_kib` (see [`Memory::anon_kib`]).
+    anon_kib: u64,
+    /// The same tool serving one port, when it serves all from one process.
+    one_port: Option<Box<Cost>>,
 }
 
 fn pty() -> Option<(nix::pty::PtyMaster, String)> {
@@ -65,33 +123,131 @@ fn pty() -> Option<(nix::pty::PtyMaster, String)> {
     Some((m, path))
 }
 
-async fn measure(tool: Tool, paths: &[String], secs: u64) -> Result<(usize, f64, f64), String> {
+/// Lets `pids` settle for a second, then measures them over `secs`.
+async fn window(pids: &[u32], secs: u64) -> Cost {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cpu = || {
+        pids.iter()
+            .map(|&p| cpu_seconds(p).unwrap_or(0.0))
+            .sum::<f64>()
+    };
+    let switches = || {
+        pids.iter()
+            .map(|&p| context_switches(p).unwrap_or(0))
+            .sum::<u64>()
+    };
+    let (cpu0, sw0) = (cpu(), switches());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    Cost {
+        processes: pids.len(),
+        cpu_s: cpu() - cpu0,
+        wakeups: switches().saturating_sub(sw0),
+        rss_kib: pids.iter().map(|&p| mem(p).current_kib).sum(),
+        anon_kib: pids.iter().map(|&p| mem(p).anon_kib).sum(),
+        one_port: None,
+    }
+}
+
+fn mem(pid: u32) -> Memory {
+    memory(pid).unwrap_or_default()
+}
+
+async fn measure(tool: Tool, paths: &[String], secs: u64) -> Result<Cost, String> {
     let setup = Setup {
         baud: 9600,
         clients: 1,
         ..Setup::default()
     };
-    let procs: Vec<Proxy> = if tool == Tool::Ser2net {
-        vec![proxy::start(tool, paths, &setup)?]
-    } else {
-        paths
-            .iter()
-            .map(|p| proxy::start(tool, std::slice::from_ref(p), &setup))
-            .collect::<Result<_, _>>()?
-    };
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let cpu = |ps: &[Proxy]| {
-        ps.iter()
-            .map(|p| cpu_seconds(p.pid()).unwrap_or(0.0))
-            .sum::<f64>()
-    };
-    let cpu0 = cpu(&procs);
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let used = cpu(&procs) - cpu0;
-    let rss: u64 = procs
+    if tool == Tool::Ser2net {
+        let one = proxy::start(tool, &paths[..1], &setup)?;
+        let one_port = window(&[one.pid()], secs).await;
+        drop(one);
+        let all = proxy::start(tool, paths, &setup)?;
+        let mut cost = window(&[all.pid()], secs).await;
+        cost.one_port = Some(Box::new(one_port));
+        return Ok(cost);
+    }
+    let procs: Vec<Proxy> = paths
         .iter()
-        .map(|p| memory(p.pid()).unwrap_or_default().current_kib)
-        .sum();
-    let n = paths.len() as f64;
-    Ok((procs.len(), 100.0 * used / secs as f64 / n, rss as f64 / n))
+        .map(|p| proxy::start(tool, std::slice::from_ref(p), &setup))
+        .collect::<Result<_, _>>()?;
+    let pids: Vec<u32> = procs.iter().map(Proxy::pid).collect();
+    Ok(window(&pids, secs).await)
+}
+
+/// serialhub serving every path from one process, and, for the marginal
+/// cost, the first path alone.
+async fn one_process(paths: &[String], secs: u64) -> Result<Cost, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let one = Served::start(dir.path(), &paths[..1])?;
+    let one_port = window(&[one.pid()], secs).await;
+    drop(one);
+    let all = Served::start(dir.path(), paths)?;
+    let mut cost = window(&[all.pid()], secs).await;
+    cost.one_port = Some(Box::new(one_port));
+    Ok(cost)
+}
+
+/// `serialhub serve --config` on a generated file. Killed when dropped.
+struct Served(Child);
+
+impl Served {
+    fn start(dir: &std::path::Path, paths: &[String]) -> Result<Served, String> {
+        // The control socket in the temp dir, never the user's default one.
+        let mut toml = format!(
+            "[control]\nsocket = \"{}\"\n",
+            dir.join("control.sock").display()
+        );
+        for (i, path) in paths.iter().enumerate() {
+            toml += &format!(
+                "\n[[port]]\nname = \"idle{i}\"\ndevice = \"{path}\"\nbaud = 9600\nlisten = [\"tcp:127.0.0.1:0\"]\n"
+            );
+        }
+        let conf = dir.join("idle.toml");
+        std::fs::write(&conf, toml).map_err(|e| e.to_string())?;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_serialhub"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stderr = child.stderr.take();
+        let served = Served(child);
+        let stderr = stderr.ok_or("no stderr")?;
+        // Every port logs "listening on" once bound, after opening its
+        // device; the thread drains stderr to the end so the pipe never fills.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening on tcp:") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        for listening in 0..paths.len() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if rx.recv_timeout(left).is_err() {
+                return Err(format!(
+                    "only {listening} of {} ports listened within 60 s",
+                    paths.len()
+                ));
+            }
+        }
+        Ok(served)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

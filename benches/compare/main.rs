@@ -5,7 +5,8 @@
 //!
 //! Quick mode (under 2 minutes) prints the tables. Full mode (about 25
 //! minutes) also writes `bench/RESULTS.md` and one SVG chart per scenario
-//! under `bench/plots/`, unless `--only` picked some scenarios.
+//! under `bench/plots/`, unless `--only` picked some scenarios (then only
+//! their charts are redrawn).
 
 mod fanout;
 mod flood;
@@ -125,9 +126,23 @@ async fn main() {
         run(txn::txn(if q { 2 } else { 10 }, if q { 1 } else { 3 }).await);
     }
     eprintln!("comparison took {:.0} s", started.elapsed().as_secs_f64());
-    // Only a complete full run replaces bench/RESULTS.md.
+    // Only a complete full run replaces bench/RESULTS.md. A full run of
+    // some scenarios redraws their charts, so the tables it printed can be
+    // pasted into RESULTS.md beside charts that match them.
     if !q && plan.only.is_none() {
         write_results(&sections);
+    } else if !q {
+        draw_charts(&sections);
+    }
+}
+
+fn draw_charts(sections: &[Section]) {
+    let plots = std::path::Path::new("bench/plots");
+    for c in sections.iter().filter_map(|s| s.chart.as_ref()) {
+        match report::bar_chart(&plots.join(&c.file), c) {
+            Ok(()) => eprintln!("drew {}", plots.join(&c.file).display()),
+            Err(e) => eprintln!("chart {}: {e}", c.file),
+        }
     }
 }
 

@@ -203,6 +203,12 @@ pub async fn run(
 /// some clients got the last chunk and others did not. It is only cancelled
 /// when the device is lost or on shutdown.
 async fn read_loop(tty: &Tty, hub: &Hub) -> std::io::Error {
+    // The buffer is made when the device first has something to say, so a
+    // port whose device stays silent holds none (issue 10: a daemon serving
+    // many idle ports).
+    if let Err(e) = tty.readable().await {
+        return e;
+    }
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         match tty.read(&mut buf).await {

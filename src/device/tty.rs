@@ -71,6 +71,13 @@ impl Tty {
         &self.path
     }
 
+    /// Waits until a read would not block: data, a hang-up or an error.
+    /// Cancel safe; the readiness is kept for the next [`read`](Self::read).
+    pub async fn readable(&self) -> std::io::Result<()> {
+        // Dropping the guard without clearing it keeps the readiness.
+        self.fd.readable().await.map(drop)
+    }
+
     /// Reads what the tty has. `Ok(0)` means the device hung up.
     pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.fd
