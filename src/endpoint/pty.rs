@@ -42,9 +42,12 @@ use super::client::{self, ClientSource};
 use crate::link::{LinkError, OwnedLink};
 use crate::watch::Watch;
 
-/// How often to look for a program opening the port. Opening is not an
-/// event the master can wait for, so it is polled.
+/// How often to look for a program opening the port when no inotify watch
+/// tells of it: opening is not an event the master can wait for.
 const OPEN_POLL: Duration = Duration::from_millis(50);
+/// With a watch, the poll is only a fallback (for a lost event): an idle
+/// endpoint then wakes once a second, not twenty times.
+const OPEN_POLL_WATCHED: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PtyError {
@@ -88,6 +91,8 @@ pub struct PtyEndpoint {
     /// The slave's opens and closes, to tell when a second program opens
     /// the port; `None` if inotify is not available.
     opens: Option<Watch>,
+    /// The slave's opens, to wake the wait for the next program.
+    appears: Option<Watch>,
     /// Removed when the endpoint is dropped, if it still points at `tty`.
     link: OwnedLink,
     tty: PathBuf,
@@ -126,6 +131,7 @@ impl PtyEndpoint {
                     "cannot watch the port for a second program opening it")
             })
             .ok();
+        let appears = Watch::new(&tty, AddWatchFlags::IN_OPEN).ok();
         let link = OwnedLink::create(link, &tty).map_err(|source| PtyError::Link {
             path: link.to_owned(),
             source,
@@ -133,6 +139,7 @@ impl PtyEndpoint {
         Ok(PtyEndpoint {
             master,
             opens,
+            appears,
             link,
             tty,
         })
@@ -164,7 +171,7 @@ impl PtyEndpoint {
         let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
         loop {
             tokio::select! {
-                () = wait_opened(&self.master) => {}
+                () = wait_opened(&self.master, self.appears.as_ref()) => {}
                 () = cx.shutdown.cancelled() => return,
             }
             let session = match self.session() {
@@ -262,14 +269,27 @@ fn poll_now(fd: &impl AsFd) -> (bool, bool) {
 }
 
 /// Returns once a program has the slave open, or has written to it and
-/// closed it already (its bytes still wait in the master).
-async fn wait_opened(master: &PtyMaster) {
+/// closed it already (its bytes still wait in the master). `appears`, if
+/// there is one, wakes it when the slave is opened; opens seen during the
+/// last session only make it look once more.
+async fn wait_opened(master: &PtyMaster, appears: Option<&Watch>) {
     loop {
         let (readable, hung_up) = poll_now(master);
         if readable || !hung_up {
             return;
         }
-        tokio::time::sleep(OPEN_POLL).await;
+        match appears {
+            Some(w) => tokio::select! {
+                r = w.next() => {
+                    // A broken watch must not turn this into a busy loop.
+                    if r.is_err() {
+                        tokio::time::sleep(OPEN_POLL).await;
+                    }
+                }
+                () = tokio::time::sleep(OPEN_POLL_WATCHED) => {}
+            },
+            None => tokio::time::sleep(OPEN_POLL).await,
+        }
     }
 }
 
