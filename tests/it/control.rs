@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{BIN, Server};
+use crate::common::{BIN, Server, expect};
 
 fn control(sock: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(BIN)
@@ -26,12 +26,6 @@ fn status(sock: &Path) -> serde_json::Value {
     let (ok, out, err) = control(sock, &["status", "--json"]);
     assert!(ok, "status failed: {err}");
     serde_json::from_str(&out).unwrap()
-}
-
-fn expect(s: &mut TcpStream, msg: &[u8]) {
-    let mut got = vec![0u8; msg.len()];
-    s.read_exact(&mut got).unwrap();
-    assert_eq!(got, msg);
 }
 
 #[test]

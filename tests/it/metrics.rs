@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Server, run_to_exit};
+use crate::common::{Server, expect, run_to_exit};
 
 /// Parses the text on stdin with `prometheus_client`'s OpenMetrics parser
 /// (the format `/metrics` is served as) and prints its families as JSON:
@@ -83,12 +83,6 @@ fn sample(families: &Value, family: &str, labels: &[(&str, &str)]) -> f64 {
         .collect();
     assert_eq!(found.len(), 1, "{family} {labels:?}: {samples:?}");
     found[0]
-}
-
-fn expect(s: &mut TcpStream, msg: &[u8]) {
-    let mut got = vec![0u8; msg.len()];
-    s.read_exact(&mut got).unwrap();
-    assert_eq!(got, msg);
 }
 
 #[test]

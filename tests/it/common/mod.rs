@@ -323,3 +323,10 @@ pub async fn read_until(
     }
     got
 }
+
+/// Reads exactly `msg` from a blocking stream; panics with what came instead.
+pub fn expect(s: &mut impl std::io::Read, msg: &[u8]) {
+    let mut got = vec![0u8; msg.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(got, msg);
+}
