@@ -24,6 +24,8 @@ fn fan_out(c: &mut Criterion) {
             slow_reader: SlowReaderPolicy::Drop,
             write_budget: 4096,
             write_chunk: 1024,
+            max_inflight: Duration::from_secs(1),
+            client_queue_fixed: true,
             lock_idle: Duration::from_secs(5),
             lock_max: Duration::from_secs(600),
             txn: None,

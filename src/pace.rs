@@ -78,6 +78,15 @@ impl TokenBucket {
         self.tokens = (self.tokens + n as f64).min(self.capacity);
     }
 
+    /// How long until the modelled line has sent every byte granted so far.
+    pub fn until_empty(&mut self, now: Instant) -> Duration {
+        if self.unlimited {
+            return Duration::ZERO;
+        }
+        self.refill(now);
+        Duration::from_secs_f64((self.capacity - self.tokens).max(0.0) / self.rate)
+    }
+
     /// Waits, on the tokio clock, for a grant (see [`grant`](Self::grant)).
     pub async fn take(&mut self, want: usize, batch: usize) -> usize {
         loop {
@@ -94,6 +103,21 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn until_empty_is_the_time_to_send_what_was_granted() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1000.0, 100, t0);
+        assert_eq!(b.until_empty(t0), Duration::ZERO);
+        assert_eq!(b.grant(t0, 50, 1), Ok(50));
+        let d = b.until_empty(t0);
+        assert!((d.as_secs_f64() - 0.05).abs() < 1e-9, "{d:?}");
+        assert_eq!(
+            b.until_empty(t0 + Duration::from_millis(60)),
+            Duration::ZERO
+        );
+        assert_eq!(TokenBucket::unlimited().until_empty(t0), Duration::ZERO);
+    }
 
     #[test]
     fn full_bucket_grants_capacity_then_waits() {

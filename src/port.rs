@@ -11,6 +11,11 @@
 //! already holds from it), then the arbiter with the requests they handed
 //! over, then the device writer, which drains for at most the drain timeout,
 //! then the traffic log.
+//!
+//! A running port can also be changed in place ([`Port::reconfigure`]): new
+//! line settings travel to the device on its ordered queue, and endpoints
+//! that were removed or added are stopped or bound, while every other client
+//! stays connected.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -69,6 +74,8 @@ pub struct Port {
     cancel: CancellationToken,
     /// The accept loops and the clients.
     tracker: TaskTracker,
+    /// What an endpoint added later is started with.
+    cx: Context,
     /// Under `--writers transaction`, the device's only writer.
     arbiter: Option<JoinHandle<()>>,
     arbiter_stop: CancellationToken,
@@ -76,9 +83,24 @@ pub struct Port {
     device_stop: CancellationToken,
     traffic: Option<traffic::writer::Writer>,
     drain_timeout: Duration,
-    /// What the endpoints are bound to (`tcp:127.0.0.1:40001`), for status.
-    endpoints: Vec<String>,
+    endpoints: Vec<Endpoint>,
 }
+
+/// One endpoint's accept loop (or pty) and its clients.
+#[derive(Debug)]
+struct Endpoint {
+    spec: EndpointSpec,
+    /// What it is bound to (`tcp:127.0.0.1:40001`), for status.
+    shown: String,
+    /// Stops the endpoint and its clients; a child of the port's token.
+    stop: CancellationToken,
+    /// Ends once the endpoint has let go of its address.
+    task: JoinHandle<()>,
+}
+
+/// How long a removed endpoint may take to let go of its address (its
+/// clients close on their own time, as at shutdown).
+const ENDPOINT_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Port {
     /// Opens the device and the traffic log and binds every endpoint, then
@@ -146,22 +168,11 @@ impl Port {
         for spec in &cfg.listen {
             bound.push(bind(spec, cfg).await?);
         }
-        let mut endpoints = Vec::new();
-        for ((endpoint, shown), spec) in bound.into_iter().zip(&cfg.listen) {
-            let (options, cx, span) = (spec.options.clone(), cx.clone(), span.clone());
-            match endpoint {
-                Bound::Tcp(l) => {
-                    tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
-                }
-                Bound::ModbusTcp(l) => tracker
-                    .spawn(accept::serve(l, options, cx, Protocol::ModbusTcp).instrument(span)),
-                Bound::Unix(l) => {
-                    tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
-                }
-                Bound::Pty(p) => tracker.spawn(p.serve(options, cx).instrument(span)),
-            };
-            endpoints.push(shown);
-        }
+        let endpoints = bound
+            .into_iter()
+            .zip(&cfg.listen)
+            .map(|(b, spec)| serve(b, spec, &cx, &span))
+            .collect();
         let arbiter_stop = CancellationToken::new();
         let arbiter = hub.take_arbiter().map(|a| {
             tokio::spawn(
@@ -197,6 +208,7 @@ impl Port {
             hub,
             cancel,
             tracker,
+            cx,
             arbiter,
             arbiter_stop,
             device,
@@ -217,19 +229,86 @@ impl Port {
 
     /// The port's status, for the control socket.
     pub fn status(&self) -> PortStatus {
+        let line = self
+            .hub
+            .line()
+            .map_or_else(|| self.line.clone(), |l| l.to_string());
         PortStatus::new(
             &self.name,
             self.device_spec.clone(),
-            self.line.clone(),
+            line,
             self.writers,
-            self.endpoints.clone(),
+            self.endpoints(),
             &self.hub.status(),
         )
     }
 
     /// Where the endpoints listen, as bound (`tcp:127.0.0.1:40001`).
-    pub fn endpoints(&self) -> &[String] {
-        &self.endpoints
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints.iter().map(|e| e.shown.clone()).collect()
+    }
+
+    /// Changes the running port from `old` to `new`, which differ only in
+    /// line settings and endpoints (see `daemon`): the line change is queued
+    /// for the device after the bytes already queued, removed endpoints stop
+    /// (their clients close, handing over what they sent), added ones are
+    /// bound. Other clients stay connected throughout. Returns what changed.
+    pub async fn reconfigure(
+        &mut self,
+        old: &ServeConfig,
+        new: &ServeConfig,
+    ) -> Result<String, PortError> {
+        let span = self.span.clone();
+        self.reconfigure_in(old, new).instrument(span).await
+    }
+
+    async fn reconfigure_in(
+        &mut self,
+        old: &ServeConfig,
+        new: &ServeConfig,
+    ) -> Result<String, PortError> {
+        let mut done = Vec::new();
+        if new.line != old.line {
+            // Not awaited: the device may be absent, and the change waits
+            // for it in the queue like any write. The writer logs the outcome.
+            let hub = self.hub.clone();
+            let line = new.line;
+            tokio::spawn(
+                async move {
+                    if let Ok(told) = hub.change_line(line, None).await
+                        && let Ok(answer) = told.await
+                        && let Some(why) = answer.refused
+                    {
+                        warn!(line = %line, error = %why, "reload: the device kept {}", answer.in_force);
+                    }
+                }
+                .in_current_span(),
+            );
+            done.push(format!("line {} -> {}", old.line, new.line));
+        }
+        // Stop first, so an endpoint that moves is never deleted by its old
+        // owner after its new one made it.
+        let (going, staying): (Vec<Endpoint>, Vec<Endpoint>) = std::mem::take(&mut self.endpoints)
+            .into_iter()
+            .partition(|e| !new.listen.contains(&e.spec));
+        self.endpoints = staying;
+        for mut e in going {
+            info!(endpoint = %e.shown, "reload: endpoint removed");
+            e.stop.cancel();
+            if tokio::time::timeout(ENDPOINT_STOP_TIMEOUT, &mut e.task)
+                .await
+                .is_err()
+            {
+                warn!(endpoint = %e.shown, "the endpoint did not stop in time");
+            }
+            done.push(format!("-{}", e.spec));
+        }
+        for spec in new.listen.iter().filter(|s| !old.listen.contains(s)) {
+            let b = bind(spec, new).await?;
+            self.endpoints.push(serve(b, spec, &self.cx, &self.span));
+            done.push(format!("+{spec}"));
+        }
+        Ok(done.join(", "))
     }
 
     /// Stops the port without losing what it accepted (see the module
@@ -269,6 +348,40 @@ impl Port {
             warn!("the traffic log writer did not finish in time; its last records may be missing");
         }
         log_counts(&self.hub, counts(&self.hub), "stopped");
+    }
+}
+
+/// Starts serving a bound endpoint, under its own token.
+fn serve(
+    bound: (Bound, String),
+    spec: &EndpointSpec,
+    cx: &Context,
+    span: &tracing::Span,
+) -> Endpoint {
+    let (endpoint, shown) = bound;
+    let stop = cx.shutdown.child_token();
+    let cx = Context {
+        shutdown: stop.clone(),
+        ..cx.clone()
+    };
+    let (options, tracker, span) = (spec.options.clone(), cx.tracker.clone(), span.clone());
+    let task = match endpoint {
+        Bound::Tcp(l) => {
+            tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
+        }
+        Bound::ModbusTcp(l) => {
+            tracker.spawn(accept::serve(l, options, cx, Protocol::ModbusTcp).instrument(span))
+        }
+        Bound::Unix(l) => {
+            tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
+        }
+        Bound::Pty(p) => tracker.spawn(p.serve(options, cx).instrument(span)),
+    };
+    Endpoint {
+        spec: spec.clone(),
+        shown,
+        stop,
+        task,
     }
 }
 

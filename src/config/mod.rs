@@ -30,7 +30,7 @@ use crate::device::sim::REPLY_DELAY;
 use crate::device::{DeviceSpec, READ_CHUNK, SimMode, SimSpec};
 use crate::endpoint::tcp::SocketSizing;
 use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec, Framing};
-use crate::hub::{HubConfig, SlowReaderPolicy, TxnConfig};
+use crate::hub::{HubConfig, Sizes, SlowReaderPolicy, TxnConfig};
 use crate::line::{LineError, LineSettings};
 use crate::traffic::{self, TrafficConfig};
 use crate::units::usize_size_text;
@@ -39,10 +39,6 @@ pub use crate::units::{duration_text, size_text};
 pub use file::{ControlConfig, DaemonConfig, FileError, MetricsConfig, load};
 pub use settings::{LogSettings, PortSettings, Writers};
 
-/// Default per-client queue: this much line time...
-const CLIENT_QUEUE_TIME: Duration = Duration::from_secs(2);
-/// ...but at least this many bytes, so short stalls at low rates are absorbed.
-const CLIENT_QUEUE_MIN: usize = 16 * 1024;
 /// Send buffer per client socket: one second of line time, at least 4 KiB,
 /// so a stalled reader fills its queue (and meets its policy) promptly.
 const SEND_BUFFER_MIN: usize = 4096;
@@ -50,14 +46,8 @@ const SEND_BUFFER_MIN: usize = 4096;
 pub const DEFAULT_LOCK_IDLE: Duration = Duration::from_secs(5);
 /// A lock holder loses the write lock after holding it this long.
 pub const DEFAULT_LOCK_MAX: Duration = Duration::from_secs(60);
-/// Smallest write budget; below this, per-chunk overheads dominate.
-const MIN_BUDGET: usize = 16;
-/// Largest write budget, whatever `--max-inflight` allows: the budget is
-/// memory (bytes read from clients and not yet written), so it is capped
-/// like every other queue. 64 MiB is over half a minute at 20 Mbaud.
-pub const MAX_BUDGET: usize = 64 << 20;
+pub use crate::hub::budget::{CLIENT_QUEUE_MIN, MAX_BUDGET, MIN_BUDGET};
 
-const MIB: usize = 1 << 20;
 const fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -66,7 +56,7 @@ const fn secs(n: u64) -> Duration {
 }
 
 /// `--client-queue`: at least one device read, at most 64 MiB per client.
-pub const CLIENT_QUEUE: RangeInclusive<usize> = READ_CHUNK..=64 * MIB;
+pub const CLIENT_QUEUE: RangeInclusive<usize> = READ_CHUNK..=crate::hub::budget::CLIENT_QUEUE_MAX;
 /// `--max-inflight`: below 10 ms a chunk is a byte or two; above an hour is
 /// no bound at all.
 pub const MAX_INFLIGHT: RangeInclusive<Duration> = ms(10)..=secs(3600);
@@ -360,15 +350,13 @@ impl PortConfig {
             _ => vec![DEFAULT_LISTEN.parse().expect("default endpoint parses")],
         };
         let client_queue = match s.client_queue {
-            Some(n) => check(
+            Some(n) => Some(check(
                 source.name("--client-queue"),
                 n,
                 &CLIENT_QUEUE,
                 usize_size_text,
-            )?,
-            None => line
-                .bytes_in(CLIENT_QUEUE_TIME)
-                .clamp(CLIENT_QUEUE_MIN, *CLIENT_QUEUE.end()),
+            )?),
+            None => None,
         };
         let writers = s.writers.unwrap_or(d::WRITERS);
         if writers != Writers::Transaction
@@ -506,20 +494,22 @@ fn traffic_config(log: &LogSettings, source: Source) -> Result<Option<TrafficCon
     }))
 }
 
-/// Splits the in-flight allowance between the hub and the socket buffers.
+/// Splits the in-flight allowance between the hub and the socket buffers;
+/// `client_queue` is the user's, if set.
 pub fn hub_config(
     line: &LineSettings,
     max_inflight: Duration,
-    client_queue: usize,
+    client_queue: Option<usize>,
     slow_reader: SlowReaderPolicy,
 ) -> HubConfig {
-    let write_budget = (line.bytes_in(max_inflight) / 2).clamp(MIN_BUDGET, MAX_BUDGET);
+    let sizes = Sizes::for_line(line, max_inflight, client_queue);
     HubConfig {
-        client_queue: client_queue.max(READ_CHUNK),
+        client_queue: sizes.client_queue.max(READ_CHUNK),
+        client_queue_fixed: client_queue.is_some(),
+        max_inflight,
         slow_reader,
-        write_budget,
-        // A quarter of the budget per read lets up to four writers take turns.
-        write_chunk: (write_budget / 4).max(1),
+        write_budget: sizes.write_budget,
+        write_chunk: sizes.write_chunk,
         lock_idle: DEFAULT_LOCK_IDLE,
         lock_max: DEFAULT_LOCK_MAX,
         txn: None,
@@ -540,7 +530,12 @@ mod tests {
     #[test]
     fn budget_is_half_the_inflight_allowance() {
         let line = LineSettings::with_baud(9600);
-        let h = hub_config(&line, Duration::from_secs(1), 0, SlowReaderPolicy::Drop);
+        let h = hub_config(
+            &line,
+            Duration::from_secs(1),
+            Some(0),
+            SlowReaderPolicy::Drop,
+        );
         assert_eq!(h.write_budget, 480);
         assert_eq!(h.write_chunk, 120);
         assert_eq!(h.client_queue, READ_CHUNK);
@@ -552,7 +547,12 @@ mod tests {
     #[test]
     fn tiny_allowance_keeps_a_working_budget() {
         let line = LineSettings::with_baud(300);
-        let h = hub_config(&line, Duration::from_millis(10), 0, SlowReaderPolicy::Drop);
+        let h = hub_config(
+            &line,
+            Duration::from_millis(10),
+            Some(0),
+            SlowReaderPolicy::Drop,
+        );
         assert_eq!(h.write_budget, MIN_BUDGET);
         assert!(h.write_chunk >= 1);
     }
@@ -704,7 +704,12 @@ mod tests {
         for baud in [crate::line::MIN_BAUD, 10_240, 9600, 4_000_000, 20_000_000] {
             for inflight in [*MAX_INFLIGHT.start(), *MAX_INFLIGHT.end()] {
                 let line = LineSettings::with_baud(baud);
-                let h = hub_config(&line, inflight, CLIENT_QUEUE_MIN, SlowReaderPolicy::Drop);
+                let h = hub_config(
+                    &line,
+                    inflight,
+                    Some(CLIENT_QUEUE_MIN),
+                    SlowReaderPolicy::Drop,
+                );
                 assert!(
                     (MIN_BUDGET..=MAX_BUDGET).contains(&h.write_budget),
                     "{baud} {inflight:?}"
@@ -718,7 +723,7 @@ mod tests {
         let h = hub_config(
             &LineSettings::with_baud(10_240),
             *MAX_INFLIGHT.end(),
-            0,
+            Some(0),
             SlowReaderPolicy::Drop,
         );
         assert_eq!(h.write_budget, 1024 * 3600 / 2);

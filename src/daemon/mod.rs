@@ -8,8 +8,10 @@
 //!
 //! A reload reads and validates the whole file first: a file with an error
 //! changes nothing. Ports are matched by name. An unchanged port is not
-//! touched: its clients and data keep flowing. A changed port is stopped
-//! (draining as at shutdown) and started with its new settings; a removed
+//! touched: its clients and data keep flowing. A port whose line settings or
+//! endpoints alone changed is changed in place ([`Port::reconfigure`]): its
+//! other clients stay connected. Any other change stops the port (draining
+//! as at shutdown) and starts it with its new settings; a removed
 //! one is stopped; an added one is started. Every port that goes is stopped
 //! before any new one starts, so an endpoint that moves (a unix socket or a
 //! pty link) is never deleted by its old owner after its new one made it.
@@ -195,16 +197,41 @@ async fn reload(
         })
         .collect();
     let (mut kept, mut going) = (Vec::new(), Vec::new());
-    for r in running.drain(..) {
-        match plans.iter().find(|p| p.name == r.plan.name) {
-            Some(p) if p.config == r.plan.config => kept.push(r),
-            _ => going.push(r),
+    let mut changed = Vec::new();
+    for mut r in running.drain(..) {
+        let Some(p) = plans.iter().find(|p| p.name == r.plan.name) else {
+            going.push(r);
+            continue;
+        };
+        match Change::between(&r.plan.config, &p.config) {
+            Change::None => kept.push(r),
+            Change::InPlace => match r.port.reconfigure(&r.plan.config, &p.config).await {
+                Ok(what) => {
+                    changed.push(format!("{} ({what})", p.name));
+                    r.plan = p.clone();
+                    kept.push(r);
+                }
+                // An endpoint that cannot bind: the port restarts, and
+                // reports the same error if it cannot start either.
+                Err(e) => {
+                    warn!(port = %p.name, error = %e, "reload: cannot change the port in place; restarting it");
+                    going.push(r);
+                }
+            },
+            Change::Restart => going.push(r),
         }
     }
     let mut summary = Vec::new();
-    let unchanged: Vec<&str> = kept.iter().map(|r| r.plan.name.as_str()).collect();
+    let unchanged: Vec<&str> = kept
+        .iter()
+        .map(|r| r.plan.name.as_str())
+        .filter(|n| !changed.iter().any(|c| c.split(' ').next() == Some(*n)))
+        .collect();
     if !unchanged.is_empty() {
         summary.push(format!("unchanged: {}", unchanged.join(", ")));
+    }
+    if !changed.is_empty() {
+        summary.push(format!("changed in place: {}", changed.join("; ")));
     }
     let gone: Vec<String> = going.iter().map(|r| r.plan.name.clone()).collect();
     stop_all(going).await;
@@ -251,6 +278,41 @@ async fn reload(
         Ok(summary)
     } else {
         Err(format!("{summary}; failed to start: {}", failed.join("; ")))
+    }
+}
+
+/// How a port's new configuration differs from the one it runs with.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    None,
+    /// Only line settings and endpoints: [`Port::reconfigure`] applies it
+    /// without disturbing the other clients.
+    InPlace,
+    /// Anything else: the port is stopped (draining) and started anew.
+    Restart,
+}
+
+impl Change {
+    fn between(old: &ServeConfig, new: &ServeConfig) -> Change {
+        if old == new {
+            return Change::None;
+        }
+        // The same port with the old line and endpoints: the sizes derived
+        // from the line rate follow it at run time (the hub resizes them).
+        let mut same = new.clone();
+        same.listen = old.listen.clone();
+        same.line = old.line;
+        same.sockets = old.sockets;
+        same.hub.write_budget = old.hub.write_budget;
+        same.hub.write_chunk = old.hub.write_chunk;
+        if !new.hub.client_queue_fixed {
+            same.hub.client_queue = old.hub.client_queue;
+        }
+        if same == *old {
+            Change::InPlace
+        } else {
+            Change::Restart
+        }
     }
 }
 
@@ -307,4 +369,47 @@ fn handle(ports: &[Running], request: Request) -> Response {
         }),
     };
     result.unwrap_or_else(|e| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PortConfig, PortSettings, Source};
+
+    fn port(f: impl FnOnce(&mut PortSettings)) -> PortConfig {
+        let mut s = PortSettings {
+            name: Some("p".into()),
+            device: Some("/dev/ttyS0".parse().unwrap()),
+            ..PortSettings::default()
+        };
+        f(&mut s);
+        PortConfig::resolve(s, Source::File).unwrap()
+    }
+
+    #[test]
+    fn line_and_endpoint_changes_are_made_in_place() {
+        let old = port(|_| {});
+        assert_eq!(Change::between(&old, &old.clone()), Change::None);
+        let faster = port(|s| s.baud = Some(115_200));
+        assert_eq!(Change::between(&old, &faster), Change::InPlace);
+        let listen = port(|s| s.listen = Some(vec!["unix:/tmp/x.sock".parse().unwrap()]));
+        assert_eq!(Change::between(&old, &listen), Change::InPlace);
+        let parity = port(|s| {
+            s.parity = Some(crate::line::Parity::Even);
+            s.listen = Some(vec!["tcp:127.0.0.1:0".parse().unwrap()]);
+        });
+        assert_eq!(Change::between(&old, &parity), Change::InPlace);
+        // Anything else restarts the port.
+        for other in [
+            port(|s| s.max_clients = Some(3)),
+            port(|s| s.device = Some("/dev/ttyS1".parse().unwrap())),
+            port(|s| s.client_queue = Some(1 << 20)),
+            port(|s| {
+                s.baud = Some(115_200);
+                s.writers = Some(crate::config::Writers::Transaction);
+            }),
+        ] {
+            assert_eq!(Change::between(&old, &other), Change::Restart, "{other:?}");
+        }
+    }
 }

@@ -142,6 +142,7 @@ pub async fn run(
     let traffic = hub.traffic().clone();
     let path = device.path.display().to_string();
     traffic.record(Event::Settings(settings_text(&device.line)));
+    hub.line_applied(device.line);
     let mut opened_before = device.tty.is_some();
     if !opened_before {
         hub.set_device_state(DeviceState::Waiting);
@@ -149,7 +150,8 @@ pub async fn run(
     loop {
         let tty = match &device.tty {
             Some(t) => t.clone(),
-            None => match reopen(&device.path, &device.line, &fds, &shutdown).await {
+            // With the settings in force now, which clients may have changed.
+            None => match reopen(&device.path, writer.line(), &fds, &shutdown).await {
                 Some(t) => {
                     if opened_before {
                         info!(device = %path, "device reopened");

@@ -104,6 +104,47 @@ impl Tty {
         Ok(())
     }
 
+    /// Changes the tty's line settings. The kernel first waits for its
+    /// output queue to drain (`TCSADRAIN`), which on a UART with flow
+    /// control stopped can take long, so the call runs off the runtime's
+    /// threads. A setting the driver does not take fails the change and the
+    /// previous settings are put back.
+    pub async fn set_line(
+        &self,
+        line: &LineSettings,
+        before: &LineSettings,
+    ) -> Result<(), TtyError> {
+        let config_err = |reason| TtyError::Configure {
+            path: self.path.clone(),
+            line: *line,
+            reason,
+        };
+        let fd = self
+            .fd
+            .get_ref()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(config_err)?;
+        let (line, before) = (*line, *before);
+        let set = tokio::task::spawn_blocking(move || {
+            // The duplicate shares the tty; settings belong to the tty.
+            let mut port = serial2::SerialPort::from(fd);
+            let set = |port: &mut serial2::SerialPort, line: &LineSettings| {
+                let mut s = port.get_configuration()?;
+                apply(&mut s, line)?;
+                port.set_configuration(&s)
+            };
+            let result = set(&mut port, &line);
+            if result.is_err() {
+                let _ = set(&mut port, &before);
+            }
+            result
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        set.map_err(config_err)
+    }
+
     /// Bytes in the driver's output queue not yet sent on the wire. Drivers
     /// that do not track it (pseudo-terminals) report 0.
     pub fn output_queue(&self) -> std::io::Result<usize> {

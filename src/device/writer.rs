@@ -10,16 +10,21 @@
 //! - the driver's output-queue count (`TIOCOUTQ`) where it has one, which also
 //!   catches a line slowed by flow control.
 //!
-//! The writer's state (the partly written chunk) lives in the struct, so its
-//! futures can be cancelled at any await and resumed on a reopened device
-//! without losing or repeating a byte.
+//! Settings changes come on the same queue as the bytes. The writer applies
+//! one only when the line has sent every byte before it (the driver's queue
+//! is empty and the modelled line idle), then paces at the new rate.
+//!
+//! The writer's state (the partly written chunk, or the change it is
+//! applying) lives in the struct, so its futures can be cancelled at any
+//! await and resumed on a reopened device without losing or repeating a
+//! byte or a change.
 
 use std::time::{Duration, Instant};
 
 use bytes::Buf;
 
 use super::Tty;
-use crate::hub::{Hub, WriteChunk, WriteQueue};
+use crate::hub::{DeviceOp, Hub, LineAnswer, LineChange, WriteQueue};
 use crate::line::LineSettings;
 use crate::pace::TokenBucket;
 use crate::traffic::{ClientRef, Event};
@@ -33,7 +38,10 @@ const MIN_LEAD: usize = 16;
 #[derive(Debug)]
 pub struct DeviceWriter {
     queue: WriteQueue,
-    pending: Option<WriteChunk>,
+    pending: Option<DeviceOp>,
+    /// The line settings in force: the device is (re)opened with them.
+    line: LineSettings,
+    pacing: bool,
     pacer: TokenBucket,
     lead: usize,
     char_time: Duration,
@@ -43,19 +51,34 @@ impl DeviceWriter {
     /// A writer pacing at `line`'s rate, or, with `pacing` off, relying on
     /// the driver alone (its output-queue count and blocking writes).
     pub fn new(queue: WriteQueue, line: &LineSettings, pacing: bool) -> Self {
-        let lead = line.bytes_in(LEAD).max(MIN_LEAD);
-        let pacer = if pacing {
-            TokenBucket::new(line.bytes_per_sec(), lead, Instant::now())
+        let mut w = Self {
+            queue,
+            pending: None,
+            line: *line,
+            pacing,
+            pacer: TokenBucket::unlimited(),
+            lead: 0,
+            char_time: Duration::ZERO,
+        };
+        w.pace(line);
+        w
+    }
+
+    /// Paces at `line`'s rate from now on.
+    fn pace(&mut self, line: &LineSettings) {
+        self.line = *line;
+        self.lead = line.bytes_in(LEAD).max(MIN_LEAD);
+        self.pacer = if self.pacing {
+            TokenBucket::new(line.bytes_per_sec(), self.lead, Instant::now())
         } else {
             TokenBucket::unlimited()
         };
-        Self {
-            queue,
-            pending: None,
-            pacer,
-            lead,
-            char_time: Duration::from_secs_f64(1.0 / line.bytes_per_sec()),
-        }
+        self.char_time = Duration::from_secs_f64(1.0 / line.bytes_per_sec());
+    }
+
+    /// The line settings in force.
+    pub fn line(&self) -> &LineSettings {
+        &self.line
     }
 
     /// Writes queued chunks until the device fails. Cancel safe.
@@ -88,10 +111,79 @@ impl DeviceWriter {
         }
     }
 
+    /// Writes part of the pending chunk, or applies the pending change.
+    async fn step(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+        match self.pending.as_ref() {
+            Some(DeviceOp::Write(_)) => self.write_step(tty, hub).await,
+            Some(DeviceOp::Line(_)) => self.change_line(tty, hub).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Applies the pending line change once the line has sent every byte
+    /// written before it, and tells the asker the settings in force.
+    async fn change_line(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+        self.wait_sent(tty, 0).await?;
+        let idle = self.pacer.until_empty(Instant::now());
+        if !idle.is_zero() {
+            tokio::time::sleep(idle).await;
+        }
+        let Some(DeviceOp::Line(change)) = self.pending.take() else {
+            return Ok(());
+        };
+        let LineChange { line, by, answer } = change;
+        let who = by.as_ref().map_or_else(
+            || "the operator".to_owned(),
+            |c| format!("client #{} {}", c.id, c.name),
+        );
+        let refused = if line == self.line {
+            None
+        } else {
+            match tty.set_line(&line, &self.line).await {
+                Ok(()) => {
+                    tracing::info!(from = %self.line, to = %line, by = %who, "line settings changed");
+                    self.pace(&line);
+                    hub.line_applied(line);
+                    let text = super::settings_text(&line);
+                    let text = match &by {
+                        Some(c) => format!("{text} by #{} {}", c.id, c.name),
+                        None => format!("{text} by operator"),
+                    };
+                    hub.traffic().record(Event::Settings(text));
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, by = %who, in_force = %self.line,
+                        "line settings refused by the device");
+                    Some(e.to_string())
+                }
+            }
+        };
+        if let Some(answer) = answer {
+            let _ = answer.send(LineAnswer {
+                in_force: self.line,
+                refused,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits while the driver's output queue holds more than `most` bytes.
+    async fn wait_sent(&self, tty: &Tty, most: usize) -> std::io::Result<()> {
+        loop {
+            let queued = tty.output_queue()?;
+            if queued <= most {
+                return Ok(());
+            }
+            let over = u32::try_from(queued - most).unwrap_or(u32::MAX);
+            tokio::time::sleep(self.char_time.saturating_mul(over)).await;
+        }
+    }
+
     /// Writes part of the pending chunk, paced, then waits while the driver's
     /// output queue is over the lead.
-    async fn step(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
-        let Some(chunk) = self.pending.as_mut() else {
+    async fn write_step(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+        let Some(DeviceOp::Write(chunk)) = self.pending.as_mut() else {
             return Ok(());
         };
         let granted = self.pacer.take(chunk.data.len(), self.lead / 2).await;
@@ -117,13 +209,6 @@ impl DeviceWriter {
         if chunk.data.is_empty() {
             self.pending = None;
         }
-        loop {
-            let queued = tty.output_queue()?;
-            if queued <= self.lead {
-                return Ok(());
-            }
-            let over = u32::try_from(queued - self.lead).unwrap_or(u32::MAX);
-            tokio::time::sleep(self.char_time.saturating_mul(over)).await;
-        }
+        self.wait_sent(tty, self.lead).await
     }
 }

@@ -15,28 +15,33 @@
 //! network no faster than the line sends it, and the budget bounds what is in
 //! flight inside serialhub.
 
+pub mod budget;
 pub mod lock;
+pub mod ops;
 pub mod queue;
 pub mod reply;
 pub mod status;
 pub mod txn;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub use budget::Sizes;
 pub use lock::WriteLock;
+pub use ops::{DeviceOp, LineAnswer, LineChange, WriteChunk, WriteQueue};
 pub use queue::{ByteQueue, PushError};
 pub use reply::ReplyRule;
 pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 
 use txn::{Routing, Target, Turn, TxnStats};
 
+use crate::line::LineSettings;
 use crate::traffic::{ClientRef, Event, TrafficLog};
 
 /// What to do with a client whose output queue is full.
@@ -64,6 +69,11 @@ pub struct HubConfig {
     /// Most bytes taken from one client in one go; smaller than the budget so
     /// that several writers take turns.
     pub write_chunk: usize,
+    /// Line time that may be in flight: the budget and client queues are
+    /// sized from it again when the line's rate changes.
+    pub max_inflight: Duration,
+    /// The client queue was set by the user, so it does not follow the rate.
+    pub client_queue_fixed: bool,
     /// A write-lock holder that writes nothing for this long loses the lock.
     pub lock_idle: Duration,
     /// A write-lock holder loses the lock after holding it this long, so a
@@ -162,32 +172,16 @@ impl Slot {
     }
 }
 
-/// One chunk from one client on its way to the device.
-#[derive(Debug)]
-pub struct WriteChunk {
-    pub client: ClientId,
-    /// For the traffic log, which names the writer of every byte.
-    pub client_name: Arc<str>,
-    pub data: Bytes,
-    permit: OwnedSemaphorePermit,
-}
-
-impl WriteChunk {
-    /// Returns the budget for `n` bytes that have reached the wire.
-    pub fn release(&mut self, n: usize) {
-        drop(self.permit.split(n.min(self.permit.num_permits())));
-    }
-}
-
-/// The hub's end of the write path, owned by the device writer.
-pub type WriteQueue = mpsc::Receiver<WriteChunk>;
-
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
     clients: Mutex<Vec<Arc<Slot>>>,
-    budget: Arc<Semaphore>,
-    writes: mpsc::Sender<WriteChunk>,
+    budget: budget::Budget,
+    /// The queue size for clients that attach now; it follows the line rate.
+    client_queue: AtomicUsize,
+    /// The line settings in force, as the device last applied them.
+    line: Mutex<Option<LineSettings>>,
+    writes: mpsc::Sender<DeviceOp>,
     lock: WriteLock,
     pub stats: HubStats,
     traffic: TrafficLog,
@@ -216,10 +210,7 @@ impl Hub {
     }
 
     /// A hub whose traffic (and clients' comings and goings) goes to `traffic`.
-    pub fn with_traffic(mut config: HubConfig, traffic: TrafficLog) -> (Arc<Hub>, WriteQueue) {
-        // The settings are validated far smaller; this only keeps
-        // `Semaphore::new` from panicking whatever it is given.
-        config.write_budget = config.write_budget.clamp(1, Semaphore::MAX_PERMITS);
+    pub fn with_traffic(config: HubConfig, traffic: TrafficLog) -> (Arc<Hub>, WriteQueue) {
         let (writes, rx) = mpsc::channel(WRITE_CHANNEL_CHUNKS);
         let (turns, arbiter) = match &config.txn {
             Some(t) => {
@@ -229,7 +220,9 @@ impl Hub {
             None => (None, None),
         };
         let hub = Hub {
-            budget: Arc::new(Semaphore::new(config.write_budget)),
+            budget: budget::Budget::new(config.write_budget, config.write_chunk),
+            client_queue: AtomicUsize::new(config.client_queue),
+            line: Mutex::new(None),
             lock: WriteLock::new(config.lock_idle, config.lock_max),
             config,
             clients: Mutex::new(Vec::new()),
@@ -283,13 +276,7 @@ impl Hub {
     /// any client's chunk. Used by the arbiter, the only writer in
     /// transaction mode.
     async fn write_for(&self, client: ClientId, name: &Arc<str>, data: Bytes) {
-        let n = data.len().clamp(1, self.config.write_budget);
-        let Ok(permit) = self
-            .budget
-            .clone()
-            .acquire_many_owned(u32::try_from(n).unwrap_or(u32::MAX))
-            .await
-        else {
+        let Ok(permit) = self.budget.acquire(data.len()).await else {
             return;
         };
         if let Some(slot) = self.slot(client) {
@@ -302,7 +289,7 @@ impl Hub {
             permit,
         };
         let shown = chunk.data.clone();
-        if self.writes.send(chunk).await.is_ok() {
+        if self.writes.send(DeviceOp::Write(chunk)).await.is_ok() {
             self.fan_out(shown, Target::Request(client)).await;
         }
     }
@@ -360,7 +347,7 @@ impl Hub {
         let slot = Arc::new(Slot {
             id: NEXT_CLIENT_ID.fetch_add(1, Relaxed),
             name: name.into(),
-            queue: ByteQueue::new(self.config.client_queue),
+            queue: ByteQueue::new(self.client_queue.load(Relaxed)),
             policy,
             kicked: CancellationToken::new(),
             dropping: AtomicBool::new(false),
@@ -509,7 +496,58 @@ impl Hub {
 
     /// Bytes of write budget currently held by clients and the device writer.
     pub fn writes_in_flight(&self) -> usize {
-        self.config.write_budget - self.budget.available_permits()
+        self.budget.in_flight()
+    }
+
+    /// Asks the device to change its line settings once every byte queued
+    /// before is on the wire. The receiver (if asked for) is told the
+    /// settings then in force; it is dropped unanswered if the port stops.
+    pub async fn change_line(
+        &self,
+        line: LineSettings,
+        by: Option<ClientRef>,
+    ) -> Result<oneshot::Receiver<LineAnswer>, HubClosed> {
+        let (answer, told) = oneshot::channel();
+        let change = LineChange {
+            line,
+            by,
+            answer: Some(answer),
+        };
+        self.writes
+            .send(DeviceOp::Line(change))
+            .await
+            .map_err(|_| HubClosed)?;
+        Ok(told)
+    }
+
+    /// The line settings in force; `None` before the device first opened.
+    pub fn line(&self) -> Option<LineSettings> {
+        *self.line.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The device now runs with `line`: the write budget and new clients'
+    /// queues follow its rate (see [`budget`]).
+    pub fn line_applied(&self, line: LineSettings) {
+        let before = self
+            .line
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(line);
+        if before.is_none_or(|b| b.bytes_per_sec() == line.bytes_per_sec()) {
+            return;
+        }
+        let fixed = self
+            .config
+            .client_queue_fixed
+            .then_some(self.config.client_queue);
+        let sizes = Sizes::for_line(&line, self.config.max_inflight, fixed);
+        self.budget.resize(sizes.write_budget, sizes.write_chunk);
+        self.client_queue.store(sizes.client_queue, Relaxed);
+        info!(
+            write_budget = sizes.write_budget,
+            client_queue = sizes.client_queue,
+            "sizes follow the new line rate"
+        );
     }
 }
 
@@ -652,22 +690,14 @@ impl ClientHandle {
     /// client has data ready, read at most `permit.num_permits()` bytes, then
     /// [`submit`](Self::submit). Cancel safe.
     pub async fn reserve(&self) -> Result<OwnedSemaphorePermit, HubClosed> {
-        self.reserve_exact(self.hub.config.write_chunk).await
+        self.reserve_exact(self.hub.budget.chunk()).await
     }
 
     /// Waits for write budget for `n` bytes (at most the whole budget), after
     /// waiting for the write lock to be free or ours. Cancel safe.
     pub async fn reserve_exact(&self, n: usize) -> Result<OwnedSemaphorePermit, HubClosed> {
         self.hub.lock.wait_turn(self.slot.id).await;
-        // A budget over u32::MAX permits is taken in pieces of at most that.
-        let n = n.clamp(1, self.hub.config.write_budget);
-        let n = u32::try_from(n).unwrap_or(u32::MAX);
-        self.hub
-            .budget
-            .clone()
-            .acquire_many_owned(n)
-            .await
-            .map_err(|_| HubClosed)
+        self.hub.budget.acquire(n).await.map_err(|_| HubClosed)
     }
 
     /// Takes the exclusive write lock, waiting while another client holds it.
@@ -699,7 +729,11 @@ impl ClientHandle {
             data,
             permit,
         };
-        self.hub.writes.send(chunk).await.map_err(|_| HubClosed)
+        self.hub
+            .writes
+            .send(DeviceOp::Write(chunk))
+            .await
+            .map_err(|_| HubClosed)
     }
 }
 

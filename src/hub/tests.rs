@@ -14,6 +14,8 @@ fn hub(policy: SlowReaderPolicy, client_queue: usize, budget: usize) -> (Arc<Hub
         slow_reader: policy,
         write_budget: budget,
         write_chunk: budget / 2,
+        max_inflight: Duration::from_secs(1),
+        client_queue_fixed: true,
         lock_idle: Duration::from_secs(60),
         lock_max: Duration::from_secs(600),
         txn: None,
@@ -135,7 +137,7 @@ async fn write_budget_bounds_bytes_in_flight() {
         "reserve must wait while the budget is spent"
     );
 
-    let mut first = writes.recv().await.unwrap();
+    let mut first = writes.recv().await.unwrap().into_write().unwrap();
     assert_eq!(first.data, "ab");
     first.release(1);
     assert_eq!(hub.writes_in_flight(), 5);
@@ -159,7 +161,7 @@ async fn writes_from_two_clients_arrive_as_whole_chunks_in_order() {
     let mut seen_a = Vec::new();
     let mut seen_b = Vec::new();
     for _ in 0..8 {
-        let w = writes.recv().await.unwrap();
+        let w = writes.recv().await.unwrap().into_write().unwrap();
         let v = if w.client == a.id() {
             &mut seen_a
         } else {

@@ -394,6 +394,8 @@ async fn the_hub_records_clients_data_and_slow_readers() {
             slow_reader: SlowReaderPolicy::Disconnect,
             write_budget: 64,
             write_chunk: 32,
+            max_inflight: std::time::Duration::from_secs(1),
+            client_queue_fixed: true,
             lock_idle: std::time::Duration::from_secs(60),
             lock_max: std::time::Duration::from_secs(600),
             txn: None,
@@ -416,7 +418,7 @@ async fn the_hub_records_clients_data_and_slow_readers() {
         .submit(Bytes::from_static(b"hi"), permit)
         .await
         .unwrap();
-    let chunk = writes.recv().await.unwrap();
+    let chunk = writes.recv().await.unwrap().into_write().unwrap();
     assert_eq!(&*chunk.client_name, "tcp:1.1.1.1:1");
     drop((lossy, kicked));
     assert!(writer.finish(Duration::from_secs(10)).await);

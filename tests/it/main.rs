@@ -18,6 +18,7 @@ mod modbus_sim;
 mod options;
 mod packaging;
 mod pty;
+mod reload;
 mod sharing;
 mod slow_reader;
 mod traffic;

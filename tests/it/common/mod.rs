@@ -240,6 +240,17 @@ impl PtyDevice {
         self.received.lock().unwrap().clone()
     }
 
+    /// The baud rate serialhub set on the device. A pty master reads the
+    /// slave's termios, which is what serialhub programs.
+    pub fn baud(&self) -> u32 {
+        use std::os::fd::AsRawFd;
+        // SAFETY: TCGETS2 fills one termios2 through the pointer we pass.
+        let mut t: libc::termios2 = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TCGETS2, &mut t) };
+        assert_eq!(r, 0, "TCGETS2 on the pty master");
+        t.c_ospeed
+    }
+
     /// Sends bytes as if the device produced them.
     pub fn send(&self, data: &[u8]) {
         let mut rest = data;

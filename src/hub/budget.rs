@@ -1,0 +1,197 @@
+//! The write budget, and the sizes the hub derives from the line rate.
+//!
+//! The budget is a semaphore sized in bytes: a client holds permits for the
+//! bytes it has read from its socket until the device writer has put them on
+//! the wire, so what is in flight inside serialhub stays within a fixed
+//! amount of line time. Because the amount is line *time*, the budget is
+//! resized when the line's rate changes at run time (a reload, or a client
+//! setting another baud rate): growing adds permits at once; shrinking takes
+//! permits back as they are returned, in the semaphore's FIFO order, so a
+//! client already waiting for a large grant is served before the budget
+//! shrinks under it and never waits for more than the budget holds.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::line::LineSettings;
+
+/// Smallest write budget; below this, per-chunk overheads dominate.
+pub const MIN_BUDGET: usize = 16;
+/// Largest write budget, whatever `--max-inflight` allows: the budget is
+/// memory (bytes read from clients and not yet written), so it is capped
+/// like every other queue. 64 MiB is over half a minute at 20 Mbaud.
+pub const MAX_BUDGET: usize = 64 << 20;
+/// Default per-client queue: this much line time...
+pub const CLIENT_QUEUE_TIME: Duration = Duration::from_secs(2);
+/// ...but at least this many bytes, so short stalls at low rates are absorbed...
+pub const CLIENT_QUEUE_MIN: usize = 16 * 1024;
+/// ...and at most this many, as any queue.
+pub const CLIENT_QUEUE_MAX: usize = 64 << 20;
+
+/// The sizes that follow the line rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sizes {
+    /// Bytes accepted from clients and not yet written to the device.
+    pub write_budget: usize,
+    /// Most bytes taken from one client in one go; a quarter of the budget
+    /// lets up to four writers take turns.
+    pub write_chunk: usize,
+    /// Bytes a client's output queue holds before its slow-reader policy acts.
+    pub client_queue: usize,
+}
+
+impl Sizes {
+    /// The budget gets half of `max_inflight` of line time (the sockets'
+    /// buffers hold the other half); the client queue is `client_queue` if
+    /// the user set one, else [`CLIENT_QUEUE_TIME`] of line time.
+    pub fn for_line(
+        line: &LineSettings,
+        max_inflight: Duration,
+        client_queue: Option<usize>,
+    ) -> Sizes {
+        let write_budget = (line.bytes_in(max_inflight) / 2).clamp(MIN_BUDGET, MAX_BUDGET);
+        Sizes {
+            write_budget,
+            write_chunk: (write_budget / 4).max(1),
+            client_queue: client_queue.unwrap_or_else(|| {
+                line.bytes_in(CLIENT_QUEUE_TIME)
+                    .clamp(CLIENT_QUEUE_MIN, CLIENT_QUEUE_MAX)
+            }),
+        }
+    }
+}
+
+/// The hub's write budget; see the module docs.
+#[derive(Debug)]
+pub struct Budget {
+    permits: Arc<Semaphore>,
+    /// The budget's size now; permits may briefly exceed it while it shrinks.
+    total: AtomicUsize,
+    chunk: AtomicUsize,
+}
+
+/// The budget is gone (the hub is shutting down).
+#[derive(Debug)]
+pub struct Closed;
+
+impl Budget {
+    pub fn new(total: usize, chunk: usize) -> Budget {
+        // The settings are validated far smaller; this only keeps
+        // `Semaphore::new` from panicking whatever it is given.
+        let total = total.clamp(1, Semaphore::MAX_PERMITS);
+        Budget {
+            permits: Arc::new(Semaphore::new(total)),
+            total: AtomicUsize::new(total),
+            chunk: AtomicUsize::new(chunk.clamp(1, total)),
+        }
+    }
+
+    /// The budget's size.
+    pub fn total(&self) -> usize {
+        self.total.load(Relaxed)
+    }
+
+    /// Most bytes one client takes in one go.
+    pub fn chunk(&self) -> usize {
+        self.chunk.load(Relaxed)
+    }
+
+    /// Waits for permits for `n` bytes, at most the whole budget. Cancel safe.
+    pub async fn acquire(&self, n: usize) -> Result<OwnedSemaphorePermit, Closed> {
+        let n = n.clamp(1, self.total());
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.permits
+            .clone()
+            .acquire_many_owned(n)
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Bytes held by clients and the device writer.
+    pub fn in_flight(&self) -> usize {
+        self.total()
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    /// Makes the budget `total` bytes and the chunk `chunk` bytes. Must be
+    /// called on the tokio runtime (a shrink finishes in a task).
+    pub fn resize(&self, total: usize, chunk: usize) {
+        let total = total.clamp(1, Semaphore::MAX_PERMITS);
+        let old = self.total.swap(total, Relaxed);
+        self.chunk.store(chunk.clamp(1, total), Relaxed);
+        if total > old {
+            self.permits.add_permits(total - old);
+        } else if total < old {
+            let owed = old - total;
+            let owed = owed - self.permits.forget_permits(owed);
+            if owed > 0 {
+                // Queued behind every waiter already there: they are served
+                // from the old budget first.
+                let permits = self.permits.clone();
+                tokio::spawn(async move {
+                    let owed = u32::try_from(owed).unwrap_or(u32::MAX);
+                    if let Ok(p) = permits.acquire_many_owned(owed).await {
+                        p.forget();
+                    }
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_follow_the_line() {
+        let slow = Sizes::for_line(&LineSettings::with_baud(9600), Duration::from_secs(1), None);
+        assert_eq!(slow.write_budget, 480);
+        assert_eq!(slow.write_chunk, 120);
+        assert_eq!(slow.client_queue, CLIENT_QUEUE_MIN);
+        let fast = Sizes::for_line(
+            &LineSettings::with_baud(115_200),
+            Duration::from_secs(1),
+            Some(5000),
+        );
+        assert_eq!(fast.write_budget, 5760);
+        assert_eq!(fast.client_queue, 5000);
+    }
+
+    #[tokio::test]
+    async fn growing_adds_permits_at_once() {
+        let b = Budget::new(100, 25);
+        let held = b.acquire(100).await.unwrap();
+        b.resize(300, 75);
+        assert_eq!(b.total(), 300);
+        assert_eq!(b.chunk(), 75);
+        let more = b.acquire(200).await.unwrap();
+        assert_eq!(b.in_flight(), 300);
+        drop((held, more));
+        assert_eq!(b.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn shrinking_takes_permits_back_as_they_return() {
+        let b = Budget::new(300, 75);
+        let held = b.acquire(250).await.unwrap();
+        b.resize(100, 25);
+        // 50 were free and are gone at once; 150 more are owed.
+        assert_eq!(b.total(), 100);
+        drop(held);
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(b.in_flight(), 0);
+        // The whole new budget, and no more, can be taken.
+        let all = b.acquire(1000).await.unwrap();
+        assert_eq!(all.num_permits(), 100);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), b.acquire(1))
+                .await
+                .is_err()
+        );
+    }
+}
