@@ -4,5 +4,8 @@
 //!
 //! - [`modbus`]: Modbus RTU framing and CRC, Modbus TCP (MBAP) headers, and
 //!   the conversions between the two.
+//! - [`telnet`]: Telnet framing and option negotiation, and the RFC 2217
+//!   COM-PORT-OPTION commands.
 
 pub mod modbus;
+pub mod telnet;
