@@ -49,6 +49,7 @@ pub mod line;
 pub mod link;
 pub mod logcmd;
 pub mod measure;
+pub mod modem;
 pub mod pace;
 pub mod pattern;
 pub mod port;

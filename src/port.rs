@@ -372,6 +372,9 @@ fn serve(
         Bound::ModbusTcp(l) => {
             tracker.spawn(accept::serve(l, options, cx, Protocol::ModbusTcp).instrument(span))
         }
+        Bound::Rfc2217(l) => {
+            tracker.spawn(accept::serve(l, options, cx, Protocol::Rfc2217).instrument(span))
+        }
         Bound::Unix(l) => {
             tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
         }
@@ -388,6 +391,7 @@ fn serve(
 enum Bound {
     Tcp(tcp::TcpEndpoint),
     ModbusTcp(tcp::TcpEndpoint),
+    Rfc2217(tcp::TcpEndpoint),
     Unix(UnixEndpoint),
     Pty(PtyEndpoint),
 }
@@ -409,6 +413,14 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String),
                 Err(_) => format!("modbus-tcp:{addr}"),
             };
             (Bound::ModbusTcp(l), shown)
+        }
+        EndpointKind::Rfc2217 { addr } => {
+            let l = tcp::bind(addr, cfg.sockets, spec.options.keepalive).await?;
+            let shown = match l.local_addr() {
+                Ok(local) => format!("rfc2217:{local}"),
+                Err(_) => format!("rfc2217:{addr}"),
+            };
+            (Bound::Rfc2217(l), shown)
         }
         EndpointKind::Unix { path } => {
             let l = UnixEndpoint::bind(path, spec.options.mode)?;

@@ -350,7 +350,9 @@ fn collisions(
                 other: other.clone(),
             };
             match &spec.kind {
-                EndpointKind::Tcp { addr } | EndpointKind::ModbusTcp { addr } => {
+                EndpointKind::Tcp { addr }
+                | EndpointKind::ModbusTcp { addr }
+                | EndpointKind::Rfc2217 { addr } => {
                     if let Some((_, other)) = tcp.iter().find(|(a, _)| same_tcp(a, addr)) {
                         return found(i, Part::Listen(k), clash(other));
                     }

@@ -106,6 +106,10 @@ pub enum ConfigError {
         /// `--writers transaction`, or `writers = "transaction"`.
         writers: &'static str,
     },
+    #[error(
+        "{spec}: rfc2217 endpoints need merged writes; under transaction writers use tcp or modbus-tcp endpoints"
+    )]
+    Rfc2217Transactions { spec: String },
     #[error("no {0} given")]
     Missing(&'static str),
     #[error(
@@ -369,6 +373,15 @@ impl PortConfig {
             return Err(ConfigError::NeedsTransactions {
                 spec: spec.to_string(),
                 writers: source.transaction_writers(),
+            });
+        }
+        if writers == Writers::Transaction
+            && let Some(spec) = listen
+                .iter()
+                .find(|s| matches!(s.kind, crate::endpoint::EndpointKind::Rfc2217 { .. }))
+        {
+            return Err(ConfigError::Rfc2217Transactions {
+                spec: spec.to_string(),
             });
         }
         let txn = match writers {

@@ -12,10 +12,17 @@ use std::path::{Path, PathBuf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+use crate::hub::Signal;
 use crate::line::{FlowControl, LineSettings, Parity};
+use crate::modem::ModemInputs;
 
 nix::ioctl_read_bad!(tiocoutq, libc::TIOCOUTQ, libc::c_int);
 nix::ioctl_none_bad!(tiocexcl, libc::TIOCEXCL);
+nix::ioctl_write_ptr_bad!(tiocmbis, libc::TIOCMBIS, libc::c_int);
+nix::ioctl_write_ptr_bad!(tiocmbic, libc::TIOCMBIC, libc::c_int);
+nix::ioctl_read_bad!(tiocmget, libc::TIOCMGET, libc::c_int);
+nix::ioctl_none_bad!(tiocsbrk, libc::TIOCSBRK);
+nix::ioctl_none_bad!(tioccbrk, libc::TIOCCBRK);
 
 /// A tty could not be opened or configured.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +150,44 @@ impl Tty {
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         set.map_err(config_err)
+    }
+
+    /// Raises or lowers a modem output, or starts or ends a break (so the
+    /// client, not a fixed `tcsendbreak`, decides how long it lasts). A pty
+    /// has no modem lines and fails with `ENOTTY`.
+    pub fn set_signal(&self, signal: Signal, on: bool) -> std::io::Result<()> {
+        let fd = self.fd.get_ref().as_raw_fd();
+        let bits: libc::c_int = match signal {
+            Signal::Dtr => libc::TIOCM_DTR,
+            Signal::Rts => libc::TIOCM_RTS,
+            Signal::Break => {
+                // SAFETY: TIOCSBRK and TIOCCBRK take no argument.
+                unsafe { if on { tiocsbrk(fd) } else { tioccbrk(fd) } }?;
+                return Ok(());
+            }
+        };
+        // SAFETY: TIOCMBIS/TIOCMBIC read one c_int through the pointer.
+        unsafe {
+            if on {
+                tiocmbis(fd, &bits)
+            } else {
+                tiocmbic(fd, &bits)
+            }
+        }?;
+        Ok(())
+    }
+
+    /// The modem status inputs. A pty has none and fails with `ENOTTY`.
+    pub fn modem_inputs(&self) -> std::io::Result<ModemInputs> {
+        let mut bits: libc::c_int = 0;
+        // SAFETY: TIOCMGET writes one c_int through the pointer.
+        unsafe { tiocmget(self.fd.get_ref().as_raw_fd(), &mut bits) }?;
+        Ok(ModemInputs {
+            cts: bits & libc::TIOCM_CTS != 0,
+            dsr: bits & libc::TIOCM_DSR != 0,
+            ri: bits & libc::TIOCM_RI != 0,
+            cd: bits & libc::TIOCM_CD != 0,
+        })
     }
 
     /// Bytes in the driver's output queue not yet sent on the wire. Drivers

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 
 use super::Tty;
-use crate::hub::{DeviceOp, Hub, LineAnswer, LineChange, WriteQueue};
+use crate::hub::{DeviceOp, Hub, LineAnswer, LineChange, Signal, SignalAnswer, WriteQueue};
 use crate::line::LineSettings;
 use crate::pace::TokenBucket;
 use crate::traffic::{ClientRef, Event};
@@ -42,6 +42,8 @@ pub struct DeviceWriter {
     /// The line settings in force: the device is (re)opened with them.
     line: LineSettings,
     pacing: bool,
+    /// The device's lack of modem lines has been logged.
+    warned_signals: bool,
     pacer: TokenBucket,
     lead: usize,
     char_time: Duration,
@@ -56,6 +58,7 @@ impl DeviceWriter {
             pending: None,
             line: *line,
             pacing,
+            warned_signals: false,
             pacer: TokenBucket::unlimited(),
             lead: 0,
             char_time: Duration::ZERO,
@@ -116,18 +119,59 @@ impl DeviceWriter {
         match self.pending.as_ref() {
             Some(DeviceOp::Write(_)) => self.write_step(tty, hub).await,
             Some(DeviceOp::Line(_)) => self.change_line(tty, hub).await,
+            Some(DeviceOp::Signal(_)) => self.change_signal(tty, hub).await,
             None => Ok(()),
         }
     }
 
-    /// Applies the pending line change once the line has sent every byte
-    /// written before it, and tells the asker the settings in force.
-    async fn change_line(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+    /// Waits until the line has sent every byte written so far.
+    async fn wait_idle(&mut self, tty: &Tty) -> std::io::Result<()> {
         self.wait_sent(tty, 0).await?;
         let idle = self.pacer.until_empty(Instant::now());
         if !idle.is_zero() {
             tokio::time::sleep(idle).await;
         }
+        Ok(())
+    }
+
+    /// Sets the pending modem output (or break) once the bytes before it are
+    /// out. A device without modem lines keeps the state all the same (a
+    /// client reads back what it set) and the answer says why it is not on
+    /// a wire.
+    async fn change_signal(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+        self.wait_idle(tty).await?;
+        let Some(DeviceOp::Signal(change)) = self.pending.take() else {
+            return Ok(());
+        };
+        let refused = tty.set_signal(change.signal, change.on).err().map(|e| {
+            if !self.warned_signals {
+                self.warned_signals = true;
+                tracing::warn!(error = %e, "the device has no modem lines: DTR, RTS and break \
+                    requests are answered and kept, but change nothing on a wire");
+            }
+            format!("the device has no modem lines ({e})")
+        });
+        let mut outputs = hub.settings.outputs();
+        match change.signal {
+            Signal::Dtr => outputs.dtr = change.on,
+            Signal::Rts => outputs.rts = change.on,
+            Signal::Break => outputs.brk = change.on,
+        }
+        hub.settings.set_outputs(outputs);
+        tracing::debug!(signal = %change.signal, on = change.on, "modem output set");
+        if let Some(answer) = change.answer {
+            let _ = answer.send(SignalAnswer {
+                on: change.on,
+                refused,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies the pending line change once the line has sent every byte
+    /// written before it, and tells the asker the settings in force.
+    async fn change_line(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+        self.wait_idle(tty).await?;
         let Some(DeviceOp::Line(change)) = self.pending.take() else {
             return Ok(());
         };

@@ -47,6 +47,8 @@ pub enum Protocol {
     Raw,
     /// Modbus TCP, for a Modbus RTU device ([`super::modbus_tcp`]).
     ModbusTcp,
+    /// Telnet with RFC 2217 port control ([`super::rfc2217`]).
+    Rfc2217,
 }
 
 /// What every accept loop needs from `serve`.
@@ -168,6 +170,9 @@ pub async fn serve<L: Accept>(
                     }
                     Protocol::ModbusTcp => {
                         super::modbus_tcp::run(handle, source, sink, slot, shutdown).await
+                    }
+                    Protocol::Rfc2217 => {
+                        super::rfc2217::run(handle, source, sink, &options, slot, shutdown).await
                     }
                 }
             }

@@ -15,6 +15,7 @@ pub mod modbus_tcp;
 pub mod options;
 pub mod pty;
 pub mod request;
+pub mod rfc2217;
 pub mod tcp;
 pub mod unix;
 

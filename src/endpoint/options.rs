@@ -5,20 +5,23 @@
 //! | `tcp` | `HOST:PORT` (IPv6 in brackets) | `tcp:127.0.0.1:7000` |
 //! | `unix` | socket path | `unix:/run/serialhub.sock,mode=0660` |
 //! | `pty` | symlink path for a virtual serial port | `pty:/tmp/ttyLOG,access=ro` |
+//! | `modbus-tcp` | `HOST:PORT` | `modbus-tcp:0.0.0.0:502` |
+//! | `rfc2217` | `HOST:PORT` | `rfc2217:0.0.0.0:7002,control=any` |
 //!
 //! Options apply to every client of the endpoint:
 //! `access=rw|ro`, `framing=none|line|gap|modbus-rtu`, `delimiter=lf|cr|nul|0xNN`,
 //! `max-line=BYTES` (1 to 64 KiB), `gap=DURATION` (100us to 10s),
 //! `max-request=BYTES` (1 to 64 KiB), `see=own|all`, `lock=none|inband`,
 //! `slow-reader=disconnect|drop|block`, `mode=OCTAL` (unix only), and
-//! `keepalive=DURATION|off` (tcp and modbus-tcp, the only option modbus-tcp
-//! takes).
+//! `keepalive=DURATION|off` (tcp, rfc2217 and modbus-tcp, the only option
+//! modbus-tcp takes), and `control=first|any|none` (rfc2217: whose settings
+//! changes apply).
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::hub::SlowReaderPolicy;
+use crate::hub::{ControlPolicy, SlowReaderPolicy};
 
 /// A parsed `--listen` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +46,22 @@ pub enum EndpointKind {
     ModbusTcp {
         addr: String,
     },
+    /// Telnet with the COM-PORT-OPTION (RFC 2217), on `HOST:PORT`.
+    Rfc2217 {
+        addr: String,
+    },
+}
+
+impl EndpointKind {
+    /// Whether clients come over TCP (and so have a keepalive).
+    pub fn is_tcp(&self) -> bool {
+        matches!(
+            self,
+            EndpointKind::Tcp { .. }
+                | EndpointKind::ModbusTcp { .. }
+                | EndpointKind::Rfc2217 { .. }
+        )
+    }
 }
 
 /// Whether a client may write to the device.
@@ -104,6 +123,8 @@ pub struct EndpointOptions {
     /// TCP keepalive idle time for tcp and modbus-tcp clients; `None`
     /// (`keepalive=off`) sends no probes.
     pub keepalive: Option<Duration>,
+    /// Whose settings changes apply (rfc2217 clients).
+    pub control: ControlPolicy,
 }
 
 impl EndpointOptions {
@@ -150,6 +171,7 @@ impl Default for EndpointOptions {
             max_request: DEFAULT_MAX_REQUEST,
             see: None,
             keepalive: Some(DEFAULT_KEEPALIVE),
+            control: ControlPolicy::default(),
         }
     }
 }
@@ -158,12 +180,14 @@ impl Default for EndpointOptions {
 pub enum EndpointParseError {
     #[error("endpoint {0:?} has no kind; expected KIND:ADDRESS such as tcp:127.0.0.1:7000")]
     NoKind(String),
-    #[error("unknown endpoint kind {kind:?} in {spec:?}; supported: tcp, unix, pty, modbus-tcp")]
+    #[error(
+        "unknown endpoint kind {kind:?} in {spec:?}; supported: tcp, unix, pty, modbus-tcp, rfc2217"
+    )]
     UnknownKind { kind: String, spec: String },
     #[error("bad address in {spec:?}: {why}")]
     Address { spec: String, why: &'static str },
     #[error(
-        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive"
+        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control"
     )]
     Option { option: String, spec: String },
     #[error("bad value for {option} in {spec:?}: {why}")]
@@ -197,6 +221,12 @@ impl std::str::FromStr for EndpointSpec {
             "modbus-tcp" => {
                 check_host_port(addr).map_err(address)?;
                 EndpointKind::ModbusTcp {
+                    addr: addr.to_owned(),
+                }
+            }
+            "rfc2217" => {
+                check_host_port(addr).map_err(address)?;
+                EndpointKind::Rfc2217 {
                     addr: addr.to_owned(),
                 }
             }
@@ -238,6 +268,14 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
     if matches!(kind, EndpointKind::ModbusTcp { .. }) && key != "keepalive" {
         return Err(OptErr::Value(
             "modbus-tcp endpoints take only keepalive: requests are Modbus TCP frames",
+        ));
+    }
+    if matches!(kind, EndpointKind::Rfc2217 { .. })
+        && !matches!(key, "access" | "slow-reader" | "keepalive" | "control")
+    {
+        return Err(OptErr::Value(
+            "rfc2217 endpoints take only access, slow-reader, keepalive and control: \
+             their data is framed by Telnet",
         ));
     }
     match key {
@@ -329,12 +367,17 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 ))?
         }
         "mode" => return Err(OptErr::Value("only unix endpoints have a mode")),
-        "keepalive"
-            if matches!(
-                kind,
-                EndpointKind::Tcp { .. } | EndpointKind::ModbusTcp { .. }
-            ) =>
-        {
+        "control" if matches!(kind, EndpointKind::Rfc2217 { .. }) => {
+            o.control = value
+                .parse()
+                .map_err(|_| OptErr::Value("expected first, any or none"))?
+        }
+        "control" => {
+            return Err(OptErr::Value(
+                "only rfc2217 endpoints change settings (control=)",
+            ));
+        }
+        "keepalive" if kind.is_tcp() => {
             o.keepalive = match value {
                 "off" => None,
                 _ => Some(
@@ -349,7 +392,7 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
         }
         "keepalive" => {
             return Err(OptErr::Value(
-                "only tcp and modbus-tcp endpoints have a keepalive",
+                "only tcp, rfc2217 and modbus-tcp endpoints have a keepalive",
             ));
         }
         _ => return Err(OptErr::Unknown),
@@ -378,6 +421,7 @@ impl std::fmt::Display for EndpointKind {
             EndpointKind::Unix { path } => write!(f, "unix:{}", path.display()),
             EndpointKind::Pty { path } => write!(f, "pty:{}", path.display()),
             EndpointKind::ModbusTcp { addr } => write!(f, "modbus-tcp:{addr}"),
+            EndpointKind::Rfc2217 { addr } => write!(f, "rfc2217:{addr}"),
         }
     }
 }
@@ -461,8 +505,14 @@ mod tests {
         assert!(err("tcp:1.2.3.4:5,mode=0600").contains("only unix endpoints"));
         assert!(err("unix:/x,mode=999").contains("octal"));
         assert!(err("tcp:h:1,max-line=0").contains("max-line"));
-        assert!(err("unix:/x,keepalive=5s").contains("only tcp and modbus-tcp"));
-        assert!(err("pty:/x,keepalive=off").contains("only tcp and modbus-tcp"));
+        assert!(err("unix:/x,keepalive=5s").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("pty:/x,keepalive=off").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("tcp:h:1,control=any").contains("only rfc2217"));
+        assert!(err("rfc2217:h:1,control=all").contains("first, any or none"));
+        assert_eq!(
+            parse("rfc2217:h:7002,control=none").options.control,
+            ControlPolicy::None
+        );
         assert!(err("modbus-tcp:h:502,access=ro").contains("only keepalive"));
     }
 

@@ -20,6 +20,7 @@ pub mod lock;
 pub mod ops;
 pub mod queue;
 pub mod reply;
+pub mod settings;
 pub mod status;
 pub mod txn;
 
@@ -34,9 +35,12 @@ use tracing::{debug, info, warn};
 
 pub use budget::Sizes;
 pub use lock::WriteLock;
-pub use ops::{DeviceOp, LineAnswer, LineChange, WriteChunk, WriteQueue};
+pub use ops::{
+    DeviceOp, LineAnswer, LineChange, Signal, SignalAnswer, SignalChange, WriteChunk, WriteQueue,
+};
 pub use queue::{ByteQueue, PushError};
 pub use reply::ReplyRule;
+pub use settings::Policy as ControlPolicy;
 pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 
 use txn::{Routing, Target, Turn, TxnStats};
@@ -181,6 +185,8 @@ pub struct Hub {
     client_queue: AtomicUsize,
     /// The line settings in force, as the device last applied them.
     line: Mutex<Option<LineSettings>>,
+    /// Who may change the settings; the modem lines.
+    pub settings: settings::SharedSettings,
     writes: mpsc::Sender<DeviceOp>,
     lock: WriteLock,
     pub stats: HubStats,
@@ -223,6 +229,7 @@ impl Hub {
             budget: budget::Budget::new(config.write_budget, config.write_chunk),
             client_queue: AtomicUsize::new(config.client_queue),
             line: Mutex::new(None),
+            settings: settings::SharedSettings::default(),
             lock: WriteLock::new(config.lock_idle, config.lock_max),
             config,
             clients: Mutex::new(Vec::new()),
@@ -373,6 +380,7 @@ impl Hub {
             let slot = clients.swap_remove(i);
             slot.queue.close();
             self.lock.release(id, "holder disconnected");
+            self.settings.release(id);
             self.stats.connected.fetch_sub(1, Relaxed);
             self.traffic.record(Event::Disconnect(slot.client_ref()));
             drop(clients);
@@ -520,6 +528,28 @@ impl Hub {
         Ok(told)
     }
 
+    /// Asks the device to set a modem output (or break) once every byte
+    /// queued before is on the wire; see [`change_line`](Self::change_line).
+    pub async fn change_signal(
+        &self,
+        signal: Signal,
+        on: bool,
+        by: Option<ClientRef>,
+    ) -> Result<oneshot::Receiver<SignalAnswer>, HubClosed> {
+        let (answer, told) = oneshot::channel();
+        let change = SignalChange {
+            signal,
+            on,
+            by,
+            answer: Some(answer),
+        };
+        self.writes
+            .send(DeviceOp::Signal(change))
+            .await
+            .map_err(|_| HubClosed)?;
+        Ok(told)
+    }
+
     /// The line settings in force; `None` before the device first opened.
     pub fn line(&self) -> Option<LineSettings> {
         *self.line.lock().unwrap_or_else(|e| e.into_inner())
@@ -575,6 +605,12 @@ impl ClientHandle {
     /// detached. Cancel safe.
     pub async fn next_output(&self) -> Option<Bytes> {
         self.slot.queue.pop().await
+    }
+
+    /// Discards the device data queued for this client and not yet sent
+    /// (the client asked for it: RFC 2217 PURGE-DATA). Returns how much.
+    pub fn purge_output(&self) -> usize {
+        self.slot.queue.clear()
     }
 
     /// Stops fan-out to this client, which takes no more device data (its
@@ -679,6 +715,41 @@ impl ClientHandle {
             self.slot.txn.transactions.load(Relaxed),
             self.slot.txn.timeouts.load(Relaxed),
         )
+    }
+
+    /// Asks for new line settings in the client's name (see
+    /// [`Hub::change_line`]); the caller applies the settings policy first.
+    pub async fn change_line(
+        &self,
+        line: LineSettings,
+    ) -> Result<oneshot::Receiver<LineAnswer>, HubClosed> {
+        self.hub
+            .change_line(line, Some(self.slot.client_ref()))
+            .await
+    }
+
+    /// Asks for a modem output (or break) in the client's name.
+    pub async fn change_signal(
+        &self,
+        signal: Signal,
+        on: bool,
+    ) -> Result<oneshot::Receiver<SignalAnswer>, HubClosed> {
+        self.hub
+            .change_signal(signal, on, Some(self.slot.client_ref()))
+            .await
+    }
+
+    /// Whether this client may change the port's settings under `policy`.
+    pub fn claim_settings(&self, policy: ControlPolicy) -> Result<(), settings::Denied> {
+        self.hub
+            .settings
+            .claim(self.slot.id, &self.slot.name, policy)
+    }
+
+    /// The port's hub, for what every client may read (settings in force,
+    /// modem lines).
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     /// Cancelled when the hub disconnects this client.

@@ -51,11 +51,50 @@ pub struct LineAnswer {
     pub refused: Option<String>,
 }
 
+/// A modem control output, or the break condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    Dtr,
+    Rts,
+    Break,
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Dtr => "DTR",
+            Signal::Rts => "RTS",
+            Signal::Break => "break",
+        })
+    }
+}
+
+/// Sets a modem control output (or break) on or off, in order with the data.
+#[derive(Debug)]
+pub struct SignalChange {
+    pub signal: Signal,
+    pub on: bool,
+    pub by: Option<ClientRef>,
+    pub answer: Option<oneshot::Sender<SignalAnswer>>,
+}
+
+/// The outcome of a [`SignalChange`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignalAnswer {
+    /// The state serialhub holds for the signal afterwards. A device without
+    /// modem lines (a pty) cannot show it on a wire; it is still kept, so a
+    /// client reads back what it set.
+    pub on: bool,
+    /// Why the device could not apply it, if it could not.
+    pub refused: Option<String>,
+}
+
 /// One item on the device's queue.
 #[derive(Debug)]
 pub enum DeviceOp {
     Write(WriteChunk),
     Line(LineChange),
+    Signal(SignalChange),
 }
 
 /// The hub's end of the device queue, owned by the device writer.
@@ -66,7 +105,7 @@ impl DeviceOp {
     pub fn into_write(self) -> Option<WriteChunk> {
         match self {
             DeviceOp::Write(c) => Some(c),
-            DeviceOp::Line(_) => None,
+            DeviceOp::Line(_) | DeviceOp::Signal(_) => None,
         }
     }
 }

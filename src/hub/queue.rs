@@ -121,6 +121,18 @@ impl ByteQueue {
         }
     }
 
+    /// Discards what the queue holds, leaving it open. Returns the number of
+    /// bytes discarded.
+    pub fn clear(&self) -> usize {
+        let mut s = self.lock();
+        let discarded = s.bytes;
+        s.chunks.clear();
+        s.bytes = 0;
+        drop(s);
+        self.writable.notify_one();
+        discarded
+    }
+
     /// Closes the queue and discards what it holds; wakes both sides.
     /// Returns the number of bytes discarded.
     pub fn close(&self) -> usize {
@@ -189,6 +201,16 @@ mod tests {
         assert_eq!(pusher.await.unwrap(), Err(PushError::Closed));
         assert_eq!(q.pop().await, None);
         assert_eq!(q.try_push(b(1)), Err(PushError::Closed));
+    }
+
+    #[tokio::test]
+    async fn clear_discards_but_stays_open() {
+        let q = ByteQueue::new(8);
+        q.try_push(b(5)).unwrap();
+        assert_eq!(q.clear(), 5);
+        assert!(q.is_empty());
+        q.try_push(Bytes::from_static(b"ok")).unwrap();
+        assert_eq!(q.pop().await.unwrap(), "ok");
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ mod options;
 mod packaging;
 mod pty;
 mod reload;
+mod rfc2217;
 mod sharing;
 mod slow_reader;
 mod traffic;

@@ -41,11 +41,11 @@ impl Server {
             .filter(|w| w[0] == "-l" || w[0] == "--listen")
             .map(|w| w[1])
             .collect();
-        let listeners = listens
-            .iter()
-            .filter(|l| l.starts_with("tcp:"))
-            .count()
-            .max(1);
+        // With no --listen, serve listens on its default TCP address.
+        let listeners = match listens.is_empty() {
+            true => 1,
+            false => listens.iter().filter(|l| l.starts_with("tcp:")).count(),
+        };
         let others = listens.len().saturating_sub(listeners);
         let mut cmd = Command::new(BIN);
         cmd.args(args)
@@ -240,15 +240,25 @@ impl PtyDevice {
         self.received.lock().unwrap().clone()
     }
 
-    /// The baud rate serialhub set on the device. A pty master reads the
+    /// The termios serialhub set on the device. A pty master reads the
     /// slave's termios, which is what serialhub programs.
-    pub fn baud(&self) -> u32 {
+    fn termios(&self) -> libc::termios2 {
         use std::os::fd::AsRawFd;
         // SAFETY: TCGETS2 fills one termios2 through the pointer we pass.
         let mut t: libc::termios2 = unsafe { std::mem::zeroed() };
         let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TCGETS2, &mut t) };
         assert_eq!(r, 0, "TCGETS2 on the pty master");
-        t.c_ospeed
+        t
+    }
+
+    /// The baud rate serialhub set on the device.
+    pub fn baud(&self) -> u32 {
+        self.termios().c_ospeed
+    }
+
+    /// The control flags (data bits, parity, stop bits) serialhub set.
+    pub fn cflag(&self) -> libc::tcflag_t {
+        self.termios().c_cflag
     }
 
     /// Sends bytes as if the device produced them.

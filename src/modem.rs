@@ -1,0 +1,36 @@
+//! Modem lines: the control outputs serialhub drives (DTR, RTS, break) and
+//! the status inputs it reports (CTS, DSR, RI, CD). A leaf of shared
+//! vocabulary: the device sets and reads them, the hub holds their state,
+//! RFC 2217 endpoints carry them to clients.
+
+use serde::Serialize;
+
+/// The status inputs, as RFC 2217's NOTIFY-MODEMSTATE reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ModemInputs {
+    pub cts: bool,
+    pub dsr: bool,
+    pub ri: bool,
+    pub cd: bool,
+}
+
+/// The control outputs as serialhub holds them. A device without modem
+/// lines (a pty) keeps them too, so a client reads back what it set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ModemOutputs {
+    pub dtr: bool,
+    pub rts: bool,
+    /// The break condition is on.
+    pub brk: bool,
+}
+
+impl Default for ModemOutputs {
+    /// What opening a tty does: DTR and RTS raised, no break.
+    fn default() -> Self {
+        ModemOutputs {
+            dtr: true,
+            rts: true,
+            brk: false,
+        }
+    }
+}

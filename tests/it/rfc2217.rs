@@ -1,0 +1,374 @@
+//! Issue 11: the `rfc2217:` endpoint, driven by pyserial's real
+//! `rfc2217://` client and by hand-written Telnet bytes.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{BIN, PtyDevice, Server, device_got, eventually, finish, python};
+
+/// A serialhub on `device` with the given endpoints and a control socket,
+/// and the addresses its endpoints got, as `status --json` tells them.
+struct Hub {
+    _server: Server,
+    _dir: tempfile::TempDir,
+    sock: PathBuf,
+    endpoints: Vec<String>,
+}
+
+impl Hub {
+    fn start(device: &str, baud: u32, listen: &[&str], extra: &[&str]) -> Hub {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("hub.sock");
+        let baud = baud.to_string();
+        let mut args = vec![
+            "--control",
+            sock.to_str().unwrap(),
+            "serve",
+            "-d",
+            device,
+            "-b",
+            &baud,
+        ];
+        for l in listen {
+            args.extend(["-l", l]);
+        }
+        args.extend_from_slice(extra);
+        let server = Server::start(&args);
+        let endpoints = status(&sock)[0]["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect();
+        Hub {
+            _server: server,
+            _dir: dir,
+            sock,
+            endpoints,
+        }
+    }
+
+    /// `HOST:PORT` of the endpoint of `kind`.
+    fn addr(&self, kind: &str) -> String {
+        let prefix = format!("{kind}:");
+        self.endpoints
+            .iter()
+            .find_map(|e| e.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {kind} endpoint in {:?}", self.endpoints))
+            .to_owned()
+    }
+}
+
+fn status(sock: &Path) -> serde_json::Value {
+    let out = Command::new(BIN)
+        .arg("--control")
+        .arg(sock)
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Opens `rfc2217://ADDR` at 19200 baud, checks data both ways (all 256
+/// byte values), sets 2 stop bits and toggles DTR/RTS; prints "OK".
+const OPEN_AND_TALK: &str = r#"
+import sys, serial
+s = serial.serial_for_url("rfc2217://" + sys.argv[1], baudrate=19200, timeout=5)
+assert s.baudrate == 19200
+data = bytes(range(256)) * 2
+s.write(data)
+print("WROTE", flush=True)
+got = b""
+while len(got) < len(data):
+    chunk = s.read(len(data) - len(got))
+    if not chunk:
+        sys.exit("timed out reading: got %d bytes" % len(got))
+    got += chunk
+assert got == data, "device data differs"
+s.stopbits = 2
+s.dtr = False; s.rts = False; s.dtr = True; s.rts = True
+print("OK", flush=True)
+s.close()
+"#;
+
+#[tokio::test]
+async fn issue11_pyserial_sets_baud_and_stop_bits_on_a_pty_device() {
+    let device = PtyDevice::new();
+    let hub = Hub::start(
+        &device.path,
+        9600,
+        &["rfc2217:127.0.0.1:0"],
+        &["--no-pacing"],
+    );
+    let client = python(OPEN_AND_TALK, &[&hub.addr("rfc2217")]);
+    // The device echoes what it gets, as a loopback would.
+    let data: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
+    assert!(
+        device_got(&device, &data, Duration::from_secs(15)).await,
+        "device got {:?}",
+        device.received().len()
+    );
+    device.send(&data);
+    let (ok, out) = finish(client, Duration::from_secs(30));
+    assert!(ok && out.contains("OK"), "{out}");
+    assert_eq!(device.baud(), 19200);
+    assert!(
+        device.cflag() & libc::CSTOPB != 0,
+        "2 stop bits were not set"
+    );
+    assert_eq!(status(&hub.sock)[0]["line"], "19200 8N2");
+}
+
+const SET_PARITY: &str = r#"
+import sys, time, serial
+s = serial.serial_for_url("rfc2217://" + sys.argv[1], baudrate=9600, timeout=1)
+t = time.monotonic()
+try:
+    s.parity = sys.argv[2]
+    s.bytesize = int(sys.argv[3])
+    print("SET", s.parity, s.bytesize)
+except (serial.SerialException, ValueError) as e:
+    print("REFUSED after %.1f s: %s" % (time.monotonic() - t, e))
+s.close()
+"#;
+
+#[tokio::test]
+async fn issue11_a_pty_refuses_parity_with_an_answer_not_a_timeout() {
+    let device = PtyDevice::new();
+    let hub = Hub::start(&device.path, 9600, &["rfc2217:127.0.0.1:0"], &[]);
+    let (ok, out) = finish(
+        python(SET_PARITY, &[&hub.addr("rfc2217"), "E", "7"]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    // pyserial names a rejected value "rejected"; a missing answer, "timeout".
+    assert!(out.contains("REFUSED") && out.contains("rejected"), "{out}");
+    assert!(!out.contains("timeout"), "{out}");
+    assert_eq!(status(&hub.sock)[0]["line"], "9600 8N1");
+}
+
+/// Opens at `argv[2]` baud and prints the baud rate pyserial ends up with,
+/// or the error.
+const OPEN_AT: &str = r#"
+import sys, serial
+try:
+    s = serial.serial_for_url("rfc2217://" + sys.argv[1], baudrate=int(sys.argv[2]), timeout=1)
+    print("OPEN", s.baudrate, flush=True)
+    sys.stdin.read()
+    s.close()
+except (serial.SerialException, ValueError) as e:
+    print("ERROR", e, flush=True)
+"#;
+
+#[tokio::test]
+async fn issue11_a_second_client_cannot_change_the_first_ones_baud() {
+    use std::process::Stdio;
+    let device = PtyDevice::new();
+    let hub = Hub::start(
+        &device.path,
+        9600,
+        &["rfc2217:127.0.0.1:0", "tcp:127.0.0.1:0"],
+        &[],
+    );
+    let addr = hub.addr("rfc2217");
+    let mut first = Command::new("python3")
+        .args(["-c", OPEN_AT, &addr, "19200"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(first.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "OPEN 19200");
+    assert_eq!(device.baud(), 19200);
+    // A raw TCP client shares the port meanwhile.
+    let mut raw = TcpStream::connect(hub.addr("tcp")).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The second asks for 38400: it is told 19200, which pyserial rejects.
+    let (_, second) = finish(python(OPEN_AT, &[&addr, "38400"]), Duration::from_secs(30));
+    assert!(second.contains("ERROR"), "{second}");
+    assert_eq!(device.baud(), 19200);
+    // The same rate as in force is fine for anyone.
+    let mut third = python(OPEN_AT, &[&addr, "19200"]);
+    let mut line = String::new();
+    let mut out3 = std::io::BufReader::new(third.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out3, &mut line).unwrap();
+    assert_eq!(line.trim(), "OPEN 19200");
+    raw.write_all(b"raw\n").unwrap();
+    assert!(device_got(&device, b"raw\n", Duration::from_secs(10)).await);
+    device.send(b"to all\n");
+    let mut got = [0u8; 7];
+    raw.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"to all\n");
+    drop(first.stdin.take());
+    let _ = first.wait();
+    let _ = third.kill();
+    let _ = third.wait();
+}
+
+const IAC: u8 = 255;
+const SB: u8 = 250;
+const SE: u8 = 240;
+const WILL: u8 = 251;
+const DO: u8 = 253;
+const DONT: u8 = 254;
+const WONT: u8 = 252;
+
+/// Reads from `s` until `want` appears in what came, or panics.
+fn read_until_has(s: &mut TcpStream, got: &mut Vec<u8>, want: &[u8]) {
+    let mut buf = [0u8; 4096];
+    while !got.windows(want.len()).any(|w| w == want) {
+        let n = s
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("waiting for {want:?}: {e}; got {got:?}"));
+        assert!(n > 0, "closed while waiting for {want:?}; got {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[tokio::test]
+async fn issue11_telnet_bytes_by_hand() {
+    let device = PtyDevice::new();
+    let hub = Hub::start(
+        &device.path,
+        9600,
+        &["rfc2217:127.0.0.1:0"],
+        &["--no-pacing"],
+    );
+    let mut s = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    // The server opens by asking for COM-PORT-OPTION.
+    read_until_has(&mut s, &mut got, &[IAC, DO, 44]);
+    // An unknown option is refused, each way.
+    s.write_all(&[IAC, WILL, 99, IAC, DO, 98]).unwrap();
+    read_until_has(&mut s, &mut got, &[IAC, DONT, 99]);
+    read_until_has(&mut s, &mut got, &[IAC, WONT, 98]);
+    // Agreeing to COM-PORT-OPTION gets the modem state at once.
+    s.write_all(&[IAC, WILL, 44]).unwrap();
+    read_until_has(&mut s, &mut got, &[IAC, SB, 44, 107]);
+    // IAC is doubled both ways, and a command split across writes works.
+    s.write_all(&[b'a', IAC]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(&[IAC, b'b', IAC, SB, 44]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // SET-BAUDRATE 115200 (0x0001c200).
+    s.write_all(&[1, 0, 1, 0xc2, 0, IAC, SE]).unwrap();
+    read_until_has(
+        &mut s,
+        &mut got,
+        &[IAC, SB, 44, 101, 0, 1, 0xc2, 0, IAC, SE],
+    );
+    assert!(device_got(&device, &[b'a', 0xff, b'b'], Duration::from_secs(10)).await);
+    assert_eq!(device.baud(), 115_200);
+    device.send(&[1, 0xff, 2]);
+    read_until_has(&mut s, &mut got, &[1, IAC, IAC, 2]);
+    // A baud rate with 0xff bytes in it (65535) is escaped in the answer too.
+    s.write_all(&[IAC, SB, 44, 1, 0, 0, IAC, IAC, IAC, IAC, IAC, SE])
+        .unwrap();
+    read_until_has(
+        &mut s,
+        &mut got,
+        &[IAC, SB, 44, 101, 0, 0, IAC, IAC, IAC, IAC, IAC, SE],
+    );
+    assert_eq!(device.baud(), 65_535);
+    // An over-long subnegotiation is skipped, and the stream goes on.
+    let mut long = vec![IAC, SB, 44, 0];
+    long.extend(std::iter::repeat_n(b'x', 10_000));
+    long.extend([IAC, SE, b'z']);
+    s.write_all(&long).unwrap();
+    assert!(device_got(&device, b"z", Duration::from_secs(10)).await);
+    // A query (value 0) answers the value in force and changes nothing.
+    s.write_all(&[IAC, SB, 44, 1, 0, 0, 0, 0, IAC, SE]).unwrap();
+    read_until_has(
+        &mut s,
+        &mut got,
+        &[IAC, SB, 44, 101, 0, 0, IAC, IAC, IAC, IAC, IAC, SE],
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || status(&hub.sock)[0]["line"]
+            == "65535 8N1")
+        .await
+    );
+}
+
+#[tokio::test]
+async fn issue11_a_baud_change_waits_for_the_bytes_before_it() {
+    use serialhub::pattern::{Checker, Generator};
+    let device = PtyDevice::new();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().to_str().unwrap().to_owned();
+    let hub = Hub::start(
+        &device.path,
+        9600,
+        &["rfc2217:127.0.0.1:0"],
+        &["--log", &log, "--log-format", "json"],
+    );
+    let mut s = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let data = Generator::new().take(4096);
+    assert!(!data.contains(&IAC));
+    // 4 KB, then at once a change to 115200 baud.
+    let mut burst = data.clone();
+    burst.extend([IAC, SB, 44, 1, 0, 1, 0xc2, 0, IAC, SE]);
+    s.write_all(&burst).unwrap();
+    let mut got = Vec::new();
+    read_until_has(
+        &mut s,
+        &mut got,
+        &[IAC, SB, 44, 101, 0, 1, 0xc2, 0, IAC, SE],
+    );
+    assert!(device_got(&device, &data, Duration::from_secs(10)).await);
+    let mut checker = Checker::new();
+    checker.feed(&device.received());
+    assert_eq!(checker.errors, 0, "{:?}", checker.first_error);
+    assert_eq!(device.baud(), 115_200);
+    drop(s);
+    drop(hub);
+    // The traffic log: every byte went out before the change, paced at the
+    // old rate (4096 bytes at 960 bytes/s is at least 4 s, less the
+    // 20 ms the writer may run ahead).
+    let mut files: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let (mut before, mut first, mut last, mut changed) = (0u64, None, None, false);
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        match v["kind"].as_str() {
+            Some("tx") if !changed => {
+                before += v["len"].as_u64().unwrap();
+                let ts = time::OffsetDateTime::parse(
+                    v["ts"].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap();
+                first.get_or_insert(ts);
+                last = Some(ts);
+            }
+            Some("settings") if v["line"].as_str().unwrap().starts_with("115200") => changed = true,
+            _ => {}
+        }
+    }
+    assert!(changed, "no settings record for the change:\n{text}");
+    assert_eq!(before, 4096, "bytes written before the change");
+    let span = last.unwrap() - first.unwrap();
+    assert!(
+        span >= time::Duration::milliseconds(4000),
+        "4 KB went out in {span}: not at 9600 baud"
+    );
+}
