@@ -29,7 +29,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::ServeConfig;
 use crate::control::PortStatus;
-use crate::device::{self, Device, DeviceSpec, TtyError};
+use crate::device::{self, Device, TtyError};
 use crate::endpoint::accept::Protocol;
 use crate::endpoint::pty::{PtyEndpoint, PtyError};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
@@ -140,13 +140,15 @@ impl Port {
             }
             None => (TrafficLog::disabled(), None),
         };
-        let mut device = match (Device::open(&cfg.device, cfg.line), &cfg.device) {
-            (Ok(d), _) => d,
-            (Err(e), DeviceSpec::Tty(path)) if wait_for_device => {
-                warn!(error = %e, "device not available; waiting for it");
-                Device::absent(path.clone(), cfg.line)
-            }
-            (Err(e), _) => return Err(e.into()),
+        let mut device = match Device::open(&cfg.device, cfg.line).await {
+            Ok(d) => d,
+            Err(e) => match Device::absent(&cfg.device, cfg.line) {
+                Some(absent) if wait_for_device => {
+                    warn!(error = %e, "device not available; waiting for it");
+                    absent
+                }
+                _ => return Err(e.into()),
+            },
         };
         device.pacing = cfg.pacing;
         info!(device = %cfg.device, tty = %device.path().display(), line = %cfg.line,

@@ -374,6 +374,9 @@ fn collisions(
 /// same file (a `/dev/serial/by-id/` link and its tty). Simulators are
 /// each their own.
 fn same_device(a: &DeviceSpec, b: &DeviceSpec) -> bool {
+    if let (DeviceSpec::Remote { addr: x, .. }, DeviceSpec::Remote { addr: y, .. }) = (a, b) {
+        return x == y;
+    }
     let (DeviceSpec::Tty(a), DeviceSpec::Tty(b)) = (a, b) else {
         return false;
     };

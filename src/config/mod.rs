@@ -442,6 +442,7 @@ pub fn name_of(device: &DeviceSpec) -> String {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.to_string_lossy().into_owned()),
         DeviceSpec::Sim(sim) => format!("sim-{}", format!("{:?}", sim.mode).to_lowercase()),
+        DeviceSpec::Remote { addr, .. } => addr.replace(':', "-"),
     };
     let mut name: String = raw
         .chars()

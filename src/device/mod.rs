@@ -1,15 +1,18 @@
 //! Devices: what a port is opened on, and the loops that move its bytes.
 //!
-//! A device is either a tty path or a built-in simulator (`sim:echo`,
-//! `sim:source`, `sim:sink`, `sim:modbus`); a simulator runs in-process on a pseudo-terminal
-//! and is then opened like any other tty, so every byte takes the real termios
-//! path. [`run`] owns the open port: one reading loop publishes into the hub,
+//! A device is a tty path, a built-in simulator (`sim:echo`, `sim:source`,
+//! `sim:sink`, `sim:modbus`), or a remote port (`rfc2217://HOST:PORT`,
+//! `tcp://HOST:PORT`, see [`remote`]). A simulator runs in-process on a
+//! pseudo-terminal and is then opened like any other tty, so every byte takes
+//! the real termios path. The loops see any of them as a [`DeviceIo`]. [`run`] owns the open port: one reading loop publishes into the hub,
 //! one writing loop drains the hub's write queue at line rate (see
 //! [`writer`]). If the device fails (a USB adapter unplugged) both loops stop,
 //! clients stay connected, and the port is reopened when the device returns;
 //! bytes not yet written wait in the write queue, so none is lost.
 
 mod fd;
+pub mod io;
+pub mod remote;
 pub mod sim;
 pub mod tty;
 pub mod writer;
@@ -30,6 +33,7 @@ use crate::line::LineSettings;
 use crate::traffic::Event;
 use crate::watch::Watch;
 pub use fd::register as register_fd;
+pub use io::DeviceIo;
 use nix::sys::inotify::AddWatchFlags;
 pub use sim::set_nonblocking;
 pub use sim::{Sim, SimMode, SimSpec};
@@ -41,6 +45,11 @@ pub use writer::DeviceWriter;
 pub enum DeviceSpec {
     Tty(PathBuf),
     Sim(SimSpec),
+    /// A remote port: `rfc2217://HOST:PORT` or `tcp://HOST:PORT`.
+    Remote {
+        protocol: remote::Protocol,
+        addr: String,
+    },
 }
 
 impl std::str::FromStr for DeviceSpec {
@@ -48,6 +57,23 @@ impl std::str::FromStr for DeviceSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(mode) = s.strip_prefix("sim:") {
             return mode.parse().map(DeviceSpec::Sim);
+        }
+        for protocol in [remote::Protocol::Rfc2217, remote::Protocol::Raw] {
+            if let Some(addr) = s
+                .strip_prefix(protocol.scheme())
+                .and_then(|r| r.strip_prefix("://"))
+            {
+                let ok = addr
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+                if !ok {
+                    return Err(format!("{s}: expected {}://HOST:PORT", protocol.scheme()));
+                }
+                return Ok(DeviceSpec::Remote {
+                    protocol,
+                    addr: addr.to_owned(),
+                });
+            }
         }
         if s.is_empty() {
             return Err("device path is empty".into());
@@ -61,6 +87,7 @@ impl std::fmt::Display for DeviceSpec {
         match self {
             DeviceSpec::Tty(p) => write!(f, "{}", p.display()),
             DeviceSpec::Sim(s) => write!(f, "sim:{s}"),
+            DeviceSpec::Remote { protocol, addr } => write!(f, "{}://{addr}", protocol.scheme()),
         }
     }
 }
@@ -73,8 +100,10 @@ pub struct Device {
     /// Pace writes at the line rate (see [`writer`]).
     pub pacing: bool,
     path: PathBuf,
+    /// Set for a remote port, which is reconnected rather than reopened.
+    remote: Option<remote::Protocol>,
     /// `None` while the device is not there (waiting for it at start-up).
-    tty: Option<Arc<Tty>>,
+    tty: Option<Arc<DeviceIo>>,
     /// Keeps an in-process simulator alive as long as the device.
     _sim: Option<Sim>,
 }
@@ -88,9 +117,25 @@ const REOPEN_MAX: Duration = Duration::from_secs(1);
 
 impl Device {
     /// Opens the device, starting the simulator first if it is one.
-    pub fn open(spec: &DeviceSpec, line: LineSettings) -> Result<Device, TtyError> {
+    pub async fn open(spec: &DeviceSpec, line: LineSettings) -> Result<Device, TtyError> {
         let (path, sim) = match spec {
             DeviceSpec::Tty(p) => (p.clone(), None),
+            DeviceSpec::Remote { protocol, addr } => {
+                let r = remote::Remote::connect(*protocol, addr, &line)
+                    .await
+                    .map_err(|reason| TtyError::Open {
+                        path: PathBuf::from(spec.to_string()),
+                        reason,
+                    })?;
+                return Ok(Device {
+                    line,
+                    pacing: true,
+                    path: PathBuf::from(addr),
+                    remote: Some(*protocol),
+                    tty: Some(Arc::new(DeviceIo::Remote(Box::new(r)))),
+                    _sim: None,
+                });
+            }
             DeviceSpec::Sim(sim) => {
                 let sim = Sim::spawn_spec(*sim, &line).map_err(|reason| TtyError::Open {
                     path: PathBuf::from(spec.to_string()),
@@ -99,28 +144,36 @@ impl Device {
                 (sim.path().to_owned(), Some(sim))
             }
         };
-        let tty = Arc::new(Tty::open(&path, &line)?);
+        let tty = Arc::new(DeviceIo::Tty(Tty::open(&path, &line)?));
         Ok(Device {
             line,
             pacing: true,
             path,
+            remote: None,
             tty: Some(tty),
             _sim: sim,
         })
     }
 
-    /// A tty that is not there yet: [`run`] opens it when it appears.
-    pub fn absent(path: PathBuf, line: LineSettings) -> Device {
-        Device {
+    /// A device that is not there yet: [`run`] opens it when it appears
+    /// (a tty) or connects when it answers (a remote port).
+    pub fn absent(spec: &DeviceSpec, line: LineSettings) -> Option<Device> {
+        let (path, remote) = match spec {
+            DeviceSpec::Tty(p) => (p.clone(), None),
+            DeviceSpec::Remote { protocol, addr } => (PathBuf::from(addr), Some(*protocol)),
+            DeviceSpec::Sim(_) => return None,
+        };
+        Some(Device {
             line,
             pacing: true,
             path,
+            remote,
             tty: None,
             _sim: None,
-        }
+        })
     }
 
-    /// The tty's path (a simulator's pty).
+    /// The tty's path (a simulator's pty; a remote port's address).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -151,7 +204,7 @@ pub async fn run(
         let tty = match &device.tty {
             Some(t) => t.clone(),
             // With the settings in force now, which clients may have changed.
-            None => match reopen(&device.path, writer.line(), &fds, &shutdown).await {
+            None => match reopen(&device, writer.line(), &fds, &shutdown).await {
                 Some(t) => {
                     if opened_before {
                         info!(device = %path, "device reopened");
@@ -204,7 +257,7 @@ pub async fn run(
 /// Not cancel safe in one respect: if cancelled inside a blocking fan-out,
 /// some clients got the last chunk and others did not. It is only cancelled
 /// when the device is lost or on shutdown.
-async fn read_loop(tty: &Tty, hub: &Hub) -> std::io::Error {
+async fn read_loop(tty: &DeviceIo, hub: &Hub) -> std::io::Error {
     // The buffer is made when the device first has something to say, so a
     // port whose device stays silent holds none (issue 10: a daemon serving
     // many idle ports).
@@ -215,7 +268,14 @@ async fn read_loop(tty: &Tty, hub: &Hub) -> std::io::Error {
     loop {
         match tty.read(&mut buf).await {
             Ok(0) => return std::io::Error::other("device hung up"),
-            Ok(n) => hub.publish(Bytes::copy_from_slice(&buf[..n])).await,
+            Ok(n) => {
+                if let DeviceIo::Remote(r) = tty
+                    && let Ok(inputs) = r.modem_inputs()
+                {
+                    hub.settings.inputs_changed(inputs);
+                }
+                hub.publish(Bytes::copy_from_slice(&buf[..n])).await
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return e,
         }
@@ -223,11 +283,12 @@ async fn read_loop(tty: &Tty, hub: &Hub) -> std::io::Error {
 }
 
 async fn reopen(
-    path: &std::path::Path,
+    device: &Device,
     line: &LineSettings,
     fds: &FdReserve,
     shutdown: &CancellationToken,
-) -> Option<Tty> {
+) -> Option<DeviceIo> {
+    let path = device.path.as_path();
     let mut delay = REOPEN_MIN;
     let mut attempts = 0u64;
     // Hear of the device appearing (created, moved or linked in place, or
@@ -235,15 +296,31 @@ async fn reopen(
     // directory cannot be watched (it does not exist yet, or no descriptor
     // is to be had).
     let appears = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_MOVED_TO | AddWatchFlags::IN_ATTRIB;
-    let watch = path.parent().and_then(|dir| Watch::new(dir, appears).ok());
+    let watch = match device.remote {
+        Some(_) => None,
+        None => path.parent().and_then(|dir| Watch::new(dir, appears).ok()),
+    };
     loop {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = changed(watch.as_ref()) => {}
             () = shutdown.cancelled() => return None,
         }
-        // With the reserve's descriptors, so clients cannot starve it.
-        match fds.with_reserve(|| Tty::open(path, line)) {
+        let opened = match device.remote {
+            Some(protocol) => {
+                let addr = path.to_string_lossy();
+                remote::Remote::connect(protocol, &addr, line)
+                    .await
+                    .map(|r| DeviceIo::Remote(Box::new(r)))
+                    .map_err(|e| e.to_string())
+            }
+            // With the reserve's descriptors, so clients cannot starve it.
+            None => fds
+                .with_reserve(|| Tty::open(path, line))
+                .map(DeviceIo::Tty)
+                .map_err(|e| e.to_string()),
+        };
+        match opened {
             Ok(t) => return Some(t),
             Err(e) => {
                 attempts += 1;
@@ -297,6 +374,31 @@ mod tests {
             "sim:sink".parse::<DeviceSpec>().unwrap().to_string(),
             "sim:sink"
         );
+        assert_eq!(
+            "rfc2217://host:7000".parse(),
+            Ok(DeviceSpec::Remote {
+                protocol: remote::Protocol::Rfc2217,
+                addr: "host:7000".into()
+            })
+        );
+        assert_eq!(
+            "tcp://[::1]:4001"
+                .parse::<DeviceSpec>()
+                .unwrap()
+                .to_string(),
+            "tcp://[::1]:4001"
+        );
+        for bad in [
+            "rfc2217://host",
+            "tcp://:7000",
+            "tcp://h:0",
+            "rfc2217://h:99999",
+        ] {
+            assert!(
+                bad.parse::<DeviceSpec>().unwrap_err().contains("HOST:PORT"),
+                "{bad}"
+            );
+        }
         let e = "sim:nope".parse::<DeviceSpec>().unwrap_err();
         assert!(e.contains("echo, source, sink or modbus"), "{e}");
         assert!("".parse::<DeviceSpec>().is_err());

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Buf;
 
-use super::Tty;
+use super::DeviceIo as Tty;
 use crate::hub::{DeviceOp, Hub, LineAnswer, LineChange, Signal, SignalAnswer, WriteQueue};
 use crate::line::LineSettings;
 use crate::pace::TokenBucket;
@@ -143,14 +143,18 @@ impl DeviceWriter {
         let Some(DeviceOp::Signal(change)) = self.pending.take() else {
             return Ok(());
         };
-        let refused = tty.set_signal(change.signal, change.on).err().map(|e| {
-            if !self.warned_signals {
-                self.warned_signals = true;
-                tracing::warn!(error = %e, "the device has no modem lines: DTR, RTS and break \
+        let refused = tty
+            .set_signal(change.signal, change.on)
+            .await
+            .err()
+            .map(|e| {
+                if !self.warned_signals {
+                    self.warned_signals = true;
+                    tracing::warn!(error = %e, "the device has no modem lines: DTR, RTS and break \
                     requests are answered and kept, but change nothing on a wire");
-            }
-            format!("the device has no modem lines ({e})")
-        });
+                }
+                format!("the device has no modem lines ({e})")
+            });
         let mut outputs = hub.settings.outputs();
         match change.signal {
             Signal::Dtr => outputs.dtr = change.on,

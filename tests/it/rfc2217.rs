@@ -12,7 +12,7 @@ use crate::common::{BIN, PtyDevice, Server, device_got, eventually, finish, pyth
 /// A serialhub on `device` with the given endpoints and a control socket,
 /// and the addresses its endpoints got, as `status --json` tells them.
 struct Hub {
-    _server: Server,
+    server: Server,
     _dir: tempfile::TempDir,
     sock: PathBuf,
     endpoints: Vec<String>,
@@ -44,11 +44,16 @@ impl Hub {
             .map(|e| e.as_str().unwrap().to_owned())
             .collect();
         Hub {
-            _server: server,
+            server,
             _dir: dir,
             sock,
             endpoints,
         }
+    }
+
+    /// Stops serialhub as SIGTERM does, so its traffic log is complete.
+    fn stop(mut self) {
+        assert!(self.server.terminate(Duration::from_secs(10)).is_some());
     }
 
     /// `HOST:PORT` of the endpoint of `kind`.
@@ -333,7 +338,7 @@ async fn issue11_a_baud_change_waits_for_the_bytes_before_it() {
     assert_eq!(checker.errors, 0, "{:?}", checker.first_error);
     assert_eq!(device.baud(), 115_200);
     drop(s);
-    drop(hub);
+    hub.stop();
     // The traffic log: every byte went out before the change, paced at the
     // old rate (4096 bytes at 960 bytes/s is at least 4 s, less the
     // 20 ms the writer may run ahead).
@@ -371,4 +376,44 @@ async fn issue11_a_baud_change_waits_for_the_bytes_before_it() {
         span >= time::Duration::milliseconds(4000),
         "4 KB went out in {span}: not at 9600 baud"
     );
+}
+
+#[tokio::test]
+async fn issue11_a_remote_serialhub_as_the_device_survives_its_restart() {
+    let upstream = Hub::start("sim:echo", 9600, &["rfc2217:127.0.0.1:0"], &[]);
+    let up = upstream.addr("rfc2217");
+    let remote = format!("rfc2217://{up}");
+    let downstream = Hub::start(&remote, 19200, &["tcp:127.0.0.1:0"], &[]);
+    // The downstream's line settings reached the upstream's device.
+    assert!(
+        eventually(Duration::from_secs(5), || status(&upstream.sock)[0]["line"]
+            == "19200 8N1")
+        .await
+    );
+    let mut c = TcpStream::connect(downstream.addr("tcp")).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let data: Vec<u8> = (0..=255u8).collect();
+    c.write_all(&data).unwrap();
+    let mut got = vec![0u8; data.len()];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(got, data, "every byte value through two serialhubs");
+
+    // The upstream restarts on the same address: the client stays, and data
+    // flows again once the downstream has reconnected.
+    drop(upstream);
+    let listen = format!("rfc2217:{up}");
+    let _again = Hub::start("sim:echo", 9600, &[&listen], &[]);
+    assert!(
+        eventually(
+            Duration::from_secs(15),
+            || status(&downstream.sock)[0]["device_state"]["state"] == "open"
+        )
+        .await,
+        "{}",
+        status(&downstream.sock)
+    );
+    c.write_all(b"again\n").unwrap();
+    let mut got = [0u8; 6];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"again\n");
 }

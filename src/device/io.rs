@@ -1,0 +1,82 @@
+//! The small interface a device's loops use: a local tty, or a remote port
+//! over the network, behind one type, so the reading loop and the writer
+//! (with its pacing, its ordered settings changes and the in-flight bound)
+//! are the same for both.
+
+use std::io;
+
+use super::remote::Remote;
+use super::tty::{Tty, TtyError};
+use crate::hub::Signal;
+use crate::line::LineSettings;
+use crate::modem::ModemInputs;
+
+/// An open device.
+#[derive(Debug)]
+pub enum DeviceIo {
+    Tty(Tty),
+    /// Boxed: a remote port's state is far larger than a tty's.
+    Remote(Box<Remote>),
+}
+
+impl DeviceIo {
+    /// Waits until a read would not block. Cancel safe.
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            DeviceIo::Tty(t) => t.readable().await,
+            DeviceIo::Remote(r) => r.readable().await,
+        }
+    }
+
+    /// Reads what the device has. `Ok(0)` means it hung up.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            DeviceIo::Tty(t) => t.read(buf).await,
+            DeviceIo::Remote(r) => r.read(buf).await,
+        }
+    }
+
+    /// Writes some of `buf`.
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            DeviceIo::Tty(t) => t.write(buf).await,
+            DeviceIo::Remote(r) => r.write(buf).await,
+        }
+    }
+
+    /// Bytes written and not yet sent on (a tty's driver queue; a remote
+    /// port's unacknowledged bytes).
+    pub fn output_queue(&self) -> io::Result<usize> {
+        match self {
+            DeviceIo::Tty(t) => t.output_queue(),
+            DeviceIo::Remote(r) => r.output_queue(),
+        }
+    }
+
+    /// Changes the line settings; on failure `before` is in force.
+    pub async fn set_line(&self, line: &LineSettings, before: &LineSettings) -> Result<(), String> {
+        match self {
+            DeviceIo::Tty(t) => t
+                .set_line(line, before)
+                .await
+                .map_err(|e: TtyError| e.to_string()),
+            DeviceIo::Remote(r) => r.set_line(line, before).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Sets a modem output, or the break condition.
+    pub async fn set_signal(&self, signal: Signal, on: bool) -> io::Result<()> {
+        match self {
+            DeviceIo::Tty(t) => t.set_signal(signal, on),
+            DeviceIo::Remote(r) => r.set_signal(signal, on).await,
+        }
+    }
+
+    /// The modem status inputs.
+    pub fn modem_inputs(&self) -> io::Result<ModemInputs> {
+        match self {
+            DeviceIo::Tty(t) => t.modem_inputs(),
+            DeviceIo::Remote(r) => r.modem_inputs(),
+        }
+    }
+}

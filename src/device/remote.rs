@@ -1,0 +1,422 @@
+//! A remote serial port as the device: `rfc2217://HOST:PORT` (an RFC 2217
+//! access server: a device server, ser2net, another serialhub) or
+//! `tcp://HOST:PORT` (a raw TCP device server).
+//!
+//! It stands where a tty does (see [`super::io`]): reads give the port's
+//! data, writes send it, and for RFC 2217 the line settings and modem
+//! outputs are requests answered by the server. Writes go through one
+//! socket-writer task fed by a small bounded queue, so Telnet commands and
+//! escaped data never interleave mid-sequence; the bytes in that queue and
+//! the socket's unacknowledged bytes (`SIOCOUTQ`) are reported as the
+//! device's output queue, so the in-flight bound holds across the network
+//! hop.
+
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::hub::Signal;
+use crate::line::{FlowControl, LineSettings, Parity};
+use crate::modem::ModemInputs;
+use crate::proto::telnet::rfc2217::{self, Command, Control, DataSize, Message, StopSize};
+use crate::proto::telnet::{Event, Telnet, escape_into};
+
+/// How long the server has to answer a settings request. pyserial waits 3 s
+/// for the same.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long to wait for a connection before trying again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Writes waiting for the socket. Each is one device write (a few hundred
+/// bytes at most: the device writer's lead); more would only hide the
+/// network's backpressure.
+const WRITE_QUEUE: usize = 4;
+
+/// Which protocol the remote port speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Telnet with the COM-PORT-OPTION.
+    Rfc2217,
+    /// Bytes as they are; no settings.
+    Raw,
+}
+
+impl Protocol {
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Protocol::Rfc2217 => "rfc2217",
+            Protocol::Raw => "tcp",
+        }
+    }
+}
+
+/// What the reader learnt from the server.
+#[derive(Debug, Default)]
+struct Learnt {
+    telnet: Option<Telnet>,
+    /// Data decoded and not yet returned by `read`.
+    data: BytesMut,
+    /// The server's last answer to each COM-PORT command, by code.
+    answers: Vec<(u8, Command)>,
+    modem: Option<ModemInputs>,
+}
+
+/// A connected remote port.
+#[derive(Debug)]
+pub struct Remote {
+    addr: String,
+    protocol: Protocol,
+    read: tokio::sync::Mutex<OwnedReadHalf>,
+    writes: mpsc::Sender<Bytes>,
+    /// Bytes handed to the socket writer and not yet written to the socket.
+    queued: std::sync::Arc<AtomicUsize>,
+    fd: std::os::fd::RawFd,
+    learnt: Mutex<Learnt>,
+    /// Woken when the server answers a request.
+    answered: Notify,
+    writer: JoinHandle<()>,
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.writer.abort();
+    }
+}
+
+impl Remote {
+    /// Connects, and for RFC 2217 negotiates and sends `line`, checking the
+    /// server's answers.
+    pub async fn connect(
+        protocol: Protocol,
+        addr: &str,
+        line: &LineSettings,
+    ) -> io::Result<Remote> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connection timed out"))??;
+        let _ = stream.set_nodelay(true);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        let (read, write) = stream.into_split();
+        let (writes, rx) = mpsc::channel(WRITE_QUEUE);
+        let queued = std::sync::Arc::new(AtomicUsize::new(0));
+        let writer = tokio::spawn(write_socket(write, rx, queued.clone()));
+        let remote = Remote {
+            addr: addr.to_owned(),
+            protocol,
+            read: tokio::sync::Mutex::new(read),
+            writes,
+            queued,
+            fd,
+            learnt: Mutex::new(Learnt::default()),
+            answered: Notify::new(),
+            writer,
+        };
+        if protocol == Protocol::Rfc2217 {
+            let mut hello = BytesMut::new();
+            let mut telnet = Telnet::client();
+            telnet.start(&mut hello);
+            remote.learn().telnet = Some(telnet);
+            remote.send(hello.freeze()).await?;
+            remote.set_line(line, line).await?;
+        }
+        Ok(remote)
+    }
+
+    fn learn(&self) -> std::sync::MutexGuard<'_, Learnt> {
+        self.learnt.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn send(&self, bytes: Bytes) -> io::Result<()> {
+        self.queued.fetch_add(bytes.len(), Relaxed);
+        self.writes.send(bytes).await.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the connection to the remote port closed",
+            )
+        })
+    }
+
+    /// Waits until a read would not block. Cancel safe.
+    pub async fn readable(&self) -> io::Result<()> {
+        if !self.learn().data.is_empty() {
+            return Ok(());
+        }
+        self.read.lock().await.readable().await
+    }
+
+    /// Reads the port's data. `Ok(0)` means the connection closed.
+    ///
+    /// Cancel safe: decoded data not yet returned stays for the next call.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            {
+                let mut l = self.learn();
+                if !l.data.is_empty() {
+                    let n = buf.len().min(l.data.len());
+                    buf[..n].copy_from_slice(&l.data.split_to(n));
+                    return Ok(n);
+                }
+            }
+            let mut raw = vec![0u8; buf.len().max(64)];
+            let n = {
+                let read = self.read.lock().await;
+                read.readable().await?;
+                match read.try_read(&mut raw) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if n == 0 {
+                return Ok(0);
+            }
+            if self.protocol == Protocol::Raw {
+                let now = n.min(buf.len());
+                buf[..now].copy_from_slice(&raw[..now]);
+                self.learn().data.extend_from_slice(&raw[now..n]);
+                return Ok(now);
+            }
+            self.decode(&raw[..n]).await?;
+        }
+    }
+
+    /// Feeds bytes from the server through Telnet: data is kept for `read`,
+    /// answers recorded, negotiation answered.
+    async fn decode(&self, raw: &[u8]) -> io::Result<()> {
+        let mut events = Vec::new();
+        let mut replies = BytesMut::new();
+        {
+            let mut l = self.learn();
+            let Some(telnet) = l.telnet.as_mut() else {
+                return Ok(());
+            };
+            telnet.feed(raw, &mut events, &mut replies);
+            for e in events.drain(..) {
+                match e {
+                    Event::Data(d) => l.data.extend_from_slice(&d),
+                    Event::ComPort(m) if m.direction == rfc2217::Direction::ToClient => {
+                        match m.command {
+                            Command::NotifyModemstate(Some(s)) => {
+                                l.modem = Some(ModemInputs {
+                                    cts: s.contains(rfc2217::ModemState::CTS),
+                                    dsr: s.contains(rfc2217::ModemState::DSR),
+                                    ri: s.contains(rfc2217::ModemState::RI),
+                                    cd: s.contains(rfc2217::ModemState::CD),
+                                });
+                            }
+                            c => {
+                                let code = c.code();
+                                l.answers.retain(|(k, _)| *k != code);
+                                l.answers.push((code, c));
+                            }
+                        }
+                        self.answered.notify_waiters();
+                    }
+                    Event::Malformed(m) => {
+                        debug!(problem = ?m, "malformed telnet from the remote port")
+                    }
+                    other => debug!(event = ?other, "telnet from the remote port"),
+                }
+            }
+        }
+        if !replies.is_empty() {
+            self.send(replies.freeze()).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends the port's data, IAC doubled for RFC 2217. Returns once it is
+    /// queued for the socket.
+    pub async fn write(&self, data: &[u8]) -> io::Result<usize> {
+        let bytes = match self.protocol {
+            Protocol::Raw => Bytes::copy_from_slice(data),
+            Protocol::Rfc2217 => {
+                let mut out = BytesMut::with_capacity(data.len() + 8);
+                escape_into(data, &mut out);
+                out.freeze()
+            }
+        };
+        self.send(bytes).await?;
+        Ok(data.len())
+    }
+
+    /// Bytes sent and not yet acknowledged by the server, plus those still
+    /// queued for the socket.
+    pub fn output_queue(&self) -> io::Result<usize> {
+        nix::ioctl_read_bad!(siocoutq, libc::TIOCOUTQ, libc::c_int);
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int through the pointer;
+        // the descriptor lives as long as `self.read`.
+        unsafe { siocoutq(self.fd, &mut n) }?;
+        Ok(usize::try_from(n).unwrap_or(0) + self.queued.load(Relaxed))
+    }
+
+    /// Sends `request` and waits for the server's answer to its command.
+    async fn ask(&self, request: Command) -> io::Result<Command> {
+        let code = request.code();
+        self.learn().answers.retain(|(k, _)| *k != code);
+        let mut out = BytesMut::new();
+        Message::to_server(request).encode(&mut out);
+        self.send(out.freeze()).await?;
+        let wait = async {
+            loop {
+                let answered = self.answered.notified();
+                if let Some((_, a)) = self.learn().answers.iter().find(|(k, _)| *k == code) {
+                    return a.clone();
+                }
+                answered.await;
+            }
+        };
+        tokio::time::timeout(ANSWER_TIMEOUT, wait)
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the remote port {} did not answer in {ANSWER_TIMEOUT:?}",
+                        self.addr
+                    ),
+                )
+            })
+    }
+
+    /// Asks the server for `line`. Fails if it answers other values than
+    /// asked (it did not take them) or does not answer.
+    ///
+    /// The answers come through [`read`](Self::read), which the device's
+    /// reading loop keeps calling; at connect, before that loop runs, this
+    /// reads itself.
+    pub async fn set_line(&self, line: &LineSettings, _before: &LineSettings) -> io::Result<()> {
+        if self.protocol == Protocol::Raw {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a raw TCP device server takes no line settings",
+            ));
+        }
+        let parity = match line.parity {
+            Parity::None => rfc2217::Parity::None,
+            Parity::Odd => rfc2217::Parity::Odd,
+            Parity::Even => rfc2217::Parity::Even,
+        };
+        let flow = match line.flow_control {
+            FlowControl::None => Control::FlowNone,
+            FlowControl::Xonxoff => Control::FlowXonXoff,
+            FlowControl::Rtscts => Control::FlowHardware,
+        };
+        let requests = [
+            Command::SetBaudrate(line.baud),
+            Command::SetDatasize(DataSize::from(line.data_bits)),
+            Command::SetParity(parity),
+            Command::SetStopsize(if line.stop_bits == 2 {
+                StopSize::Two
+            } else {
+                StopSize::One
+            }),
+            Command::SetControl(flow),
+        ];
+        for request in requests {
+            let answer = self.ask_reading(request.clone()).await?;
+            if answer != request {
+                return Err(io::Error::other(format!(
+                    "the remote port answered {answer:?} to {request:?}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// [`ask`](Self::ask), reading the socket meanwhile if nobody else is.
+    async fn ask_reading(&self, request: Command) -> io::Result<Command> {
+        let ask = self.ask(request);
+        tokio::pin!(ask);
+        loop {
+            tokio::select! {
+                a = &mut ask => return a,
+                r = self.pump() => r?,
+            }
+        }
+    }
+
+    /// Reads and decodes once, if no other task holds the read half;
+    /// otherwise waits forever (that task decodes the answers).
+    async fn pump(&self) -> io::Result<()> {
+        let Ok(read) = self.read.try_lock() else {
+            return std::future::pending().await;
+        };
+        read.readable().await?;
+        let mut raw = [0u8; 1024];
+        let n = match read.try_read(&mut raw) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the remote port closed",
+                ));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        drop(read);
+        self.decode(&raw[..n]).await
+    }
+
+    /// Sets a modem output (or break) on the remote port.
+    pub async fn set_signal(&self, signal: Signal, on: bool) -> io::Result<()> {
+        if self.protocol == Protocol::Raw {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a raw TCP device server has no modem lines",
+            ));
+        }
+        let c = match (signal, on) {
+            (Signal::Dtr, true) => Control::DtrOn,
+            (Signal::Dtr, false) => Control::DtrOff,
+            (Signal::Rts, true) => Control::RtsOn,
+            (Signal::Rts, false) => Control::RtsOff,
+            (Signal::Break, true) => Control::BreakOn,
+            (Signal::Break, false) => Control::BreakOff,
+        };
+        let answer = self.ask_reading(Command::SetControl(c)).await?;
+        if answer != Command::SetControl(c) {
+            return Err(io::Error::other(format!(
+                "the remote port answered {answer:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The modem inputs the server last reported.
+    pub fn modem_inputs(&self) -> io::Result<ModemInputs> {
+        self.learn().modem.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "the remote port reported no modem state",
+            )
+        })
+    }
+}
+
+/// Writes queued bytes to the socket in order until the queue or the socket
+/// closes.
+async fn write_socket(
+    mut sock: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Bytes>,
+    queued: std::sync::Arc<AtomicUsize>,
+) {
+    while let Some(bytes) = rx.recv().await {
+        let r = sock.write_all(&bytes).await;
+        queued.fetch_sub(bytes.len(), Relaxed);
+        if let Err(e) = r {
+            warn!(error = %e, "writing to the remote port failed");
+            return;
+        }
+    }
+}
