@@ -16,6 +16,7 @@
 //! flight inside serialhub.
 
 pub mod lock;
+pub mod operator;
 pub mod queue;
 pub mod reply;
 pub mod status;
@@ -35,7 +36,7 @@ pub use queue::{ByteQueue, PushError};
 pub use reply::ReplyRule;
 pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 
-use txn::{Routing, Target, Turn, TxnStats};
+use txn::{Routing, Target, Turn, TxnLock, TxnStats};
 
 use crate::traffic::{ClientRef, Event, TrafficLog};
 
@@ -203,6 +204,8 @@ pub struct Hub {
     turns: Option<mpsc::Sender<Turn>>,
     /// The arbiter, until the port takes it to run it.
     arbiter: Mutex<Option<Arbiter>>,
+    /// The write lock in transaction mode (`lock` is merge mode's).
+    txn_lock: TxnLock,
 }
 
 /// The hub is gone (shutting down); the client should close.
@@ -245,6 +248,7 @@ impl Hub {
             detached: Notify::new(),
             turns,
             arbiter: Mutex::new(arbiter),
+            txn_lock: TxnLock::default(),
         };
         (Arc::new(hub), rx)
     }
