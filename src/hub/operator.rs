@@ -6,7 +6,8 @@
 //! writes wait before they are read from its socket (backpressure, nothing
 //! dropped). In transaction mode it closes the arbiter's gate (see
 //! [`txn`](super::txn)). Neither call ever waits: a lock a client holds is
-//! an error naming it, for the operator to `unlock` first.
+//! an error naming it, for the operator to `unlock` first. The operator's
+//! lock ends when the port stops (shutdown, or a reload that restarts it).
 
 use std::sync::Arc;
 
@@ -61,6 +62,18 @@ impl Hub {
             None => Err(OperatorLockError::NotHeld),
             Some((OPERATOR, _)) => Ok(Released::Operator),
             Some((id, name)) => Ok(Released::Client { id, name }),
+        }
+    }
+
+    /// The port is stopping: the operator's lock (only the operator's)
+    /// ends, so what clients sent drains to the device as at any stop
+    /// instead of waiting for an `unlock` that cannot come.
+    pub fn end_operator_lock(&self) {
+        let why = "the port is stopping";
+        if self.is_transactional() {
+            self.txn_lock.release_operator(why);
+        } else {
+            self.lock.release(OPERATOR, why);
         }
     }
 

@@ -296,6 +296,19 @@ impl TxnLock {
         Some(was)
     }
 
+    /// Releases the lock if the operator holds it.
+    pub(super) fn release_operator(&self, why: &str) {
+        let mut held = self.held();
+        if *held == Held::Operator {
+            *held = Held::Free;
+            info!(
+                holder = super::lock::OPERATOR_NAME,
+                "write lock released: {why}"
+            );
+            self.changed.notify_waiters();
+        }
+    }
+
     /// Waits while the operator holds the lock (until `stop`: what clients
     /// handed over is still delivered at shutdown), counting the wait; then,
     /// for a lock turn, makes `turn` the holder at once, so the operator

@@ -509,3 +509,42 @@ async fn issue10_operator_lock_holds_transactions_until_unlock() {
         server.log()
     );
 }
+
+/// The operator's lock ends with the port: a stop drains what clients sent,
+/// as at any stop, instead of waiting for an `unlock` that cannot come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue10_sigterm_under_the_operator_lock_still_drains_accepted_writes() {
+    use crate::common::{PtyDevice, eventually};
+    use tokio::io::AsyncWriteExt;
+    let device = PtyDevice::new();
+    let mut server = Server::serve(&device.path, 115_200, &[]);
+    let port = only_port(&server)["name"].as_str().unwrap().to_owned();
+    let (ok, out) = ask(&server, &["lock", &port]);
+    assert!(ok, "{out}");
+    let mut client = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    client.write_all(b"accepted-while-locked\n").await.unwrap();
+    // Acknowledged by the kernel: serialhub's to deliver.
+    let accepted = eventually(Duration::from_secs(10), || {
+        serialhub::measure::unacked(&client).unwrap() == 0
+    })
+    .await;
+    assert!(accepted);
+    assert!(device.received().is_empty());
+    let status = server.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        server.log()
+    );
+    assert_eq!(
+        device.received(),
+        b"accepted-while-locked\n",
+        "{}",
+        server.log()
+    );
+    assert!(
+        !server.log().contains("did not close in time"),
+        "{}",
+        server.log()
+    );
+}
