@@ -57,6 +57,13 @@ pub enum Command {
     Status(StatusArgs),
     /// Disconnect one client of a running serialhub.
     Kick(KickArgs),
+    /// Take a port's write lock as the operator: no client's writes reach
+    /// the device (they wait, nothing is dropped) until `unlock`. Never
+    /// expires. Refused while a client holds the lock.
+    Lock(PortArgs),
+    /// Release a port's write lock, whoever holds it (a client or the
+    /// operator).
+    Unlock(PortArgs),
     /// Make a running serialhub read its configuration file again and apply
     /// it (as SIGHUP does); says what changed, or why nothing did.
     Reload,
@@ -86,6 +93,12 @@ pub struct KickArgs {
     pub port: String,
     /// The client's id (see `serialhub status`).
     pub client: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// The port's name (see `serialhub status`).
+    pub port: String,
 }
 
 #[derive(Debug, Args)]

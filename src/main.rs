@@ -15,7 +15,12 @@ use serialhub::daemon::PortPlan;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.quiet);
-    if let Command::Status(_) | Command::Kick(_) | Command::Reload = &cli.command {
+    if let Command::Status(_)
+    | Command::Kick(_)
+    | Command::Lock(_)
+    | Command::Unlock(_)
+    | Command::Reload = &cli.command
+    {
         return control_command(&cli);
     }
     if let Command::Log(args) = &cli.command {
@@ -79,7 +84,7 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
     }
 }
 
-/// `status`, `kick`: one request to a running serialhub's control socket.
+/// `status`, `kick`, `lock`, `unlock`, `reload`: one request to a running serialhub's control socket.
 fn control_command(cli: &Cli) -> ExitCode {
     use serialhub::control::{Request, client, default_path, show};
     let path = cli.control.clone().unwrap_or_else(default_path);
@@ -94,6 +99,18 @@ fn control_command(cli: &Cli) -> ExitCode {
             Request::Kick {
                 port: a.port.clone(),
                 client: a.client,
+            },
+            false,
+        ),
+        Command::Lock(a) => (
+            Request::Lock {
+                port: a.port.clone(),
+            },
+            false,
+        ),
+        Command::Unlock(a) => (
+            Request::Unlock {
+                port: a.port.clone(),
             },
             false,
         ),
@@ -170,7 +187,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let metrics = cli.metrics.or(file_metrics.map(|m| m.listen));
             serialhub::daemon::run(plans, control, metrics, args.config.clone(), shutdown).await?;
         }
-        Command::Status(_) | Command::Kick(_) | Command::Reload => {}
+        Command::Status(_)
+        | Command::Kick(_)
+        | Command::Lock(_)
+        | Command::Unlock(_)
+        | Command::Reload => {}
         Command::Sim(args) => {
             let line = config::sim_line(args.baud).context("invalid settings")?;
             let spec = config::sim_spec(args.mode, args.reply_delay).context("invalid settings")?;

@@ -323,6 +323,8 @@ impl Port {
     async fn stop_in(self) {
         info!("shutting down");
         self.cancel.cancel();
+        // Clients flush what they sent; an operator's lock would hold it.
+        self.hub.end_operator_lock();
         self.tracker.close();
         if tokio::time::timeout(CLIENT_CLOSE_TIMEOUT, self.tracker.wait())
             .await
@@ -469,7 +471,7 @@ fn log_counts(hub: &Hub, c: [u64; 10], what: &str) {
         traffic_dropped = c[7],
         transactions = c[8],
         reply_timeouts = c[9],
-        write_lock = hub.write_lock().holder().as_deref().unwrap_or("-"),
+        write_lock = hub.write_lock_holder().as_deref().unwrap_or("-"),
         "{what}"
     );
 }

@@ -12,6 +12,8 @@
 //! < {"ok":true,"ports":[{"name":"lab1",...}]}
 //! > {"cmd":"kick","port":"lab1","client":3}
 //! < {"ok":true}                          {"ok":false,"error":"port lab1 has no client 3"}
+//! > {"cmd":"lock","port":"lab1"}         {"cmd":"unlock","port":"lab1"}
+//! < {"ok":true,"done":"port lab1: ..."}  {"ok":false,"error":"port lab1: the write lock is not held"}
 //! ```
 
 pub mod client;
@@ -40,6 +42,11 @@ pub enum Request {
     },
     /// Disconnect one client.
     Kick { port: String, client: ClientId },
+    /// The operator takes a port's write lock: no client's writes reach the
+    /// device until `unlock`.
+    Lock { port: String },
+    /// Release a port's write lock, whoever holds it.
+    Unlock { port: String },
     /// Read the configuration file again and apply it.
     Reload,
 }

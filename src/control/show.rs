@@ -32,7 +32,7 @@ pub fn tables(ports: &[PortStatus]) -> String {
         let _ = writeln!(
             out,
             "  bytes from device {}, to device {}; dropped {}, kicked {}, refused {}; \
-             transactions {}, timeouts {}; write lock {}",
+             transactions {}, timeouts {}",
             num("bytes_from_device"),
             num("bytes_to_device"),
             num("dropped"),
@@ -40,7 +40,14 @@ pub fn tables(ports: &[PortStatus]) -> String {
             num("refused"),
             num("transactions"),
             num("timeouts"),
+        );
+        let _ = writeln!(
+            out,
+            "  write lock {}, lock waits {}; device reopens {}; traffic log dropped {}",
             field("write_lock").as_str().unwrap_or("-"),
+            num("lock_waits"),
+            num("reopens"),
+            num("traffic_log_dropped"),
         );
         let _ = writeln!(out, "  endpoints: {}", p.endpoints.join(", "));
         let clients = field("clients");
@@ -69,4 +76,48 @@ pub fn tables(ports: &[PortStatus]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::status::{DeviceState, HubStatus};
+
+    #[test]
+    fn issue10_tables_show_the_lock_and_the_reopen_and_drop_counters() {
+        let hub = HubStatus {
+            device_state: DeviceState::Open {
+                tty: "/dev/pts/3".into(),
+            },
+            device_since: "2026-01-01T00:00:00Z".into(),
+            bytes_from_device: 5,
+            bytes_to_device: 7,
+            dropped: 0,
+            kicked: 0,
+            refused: 0,
+            transactions: 0,
+            timeouts: 0,
+            reopens: 4,
+            lock_waits: 9,
+            traffic_log_dropped: 11,
+            write_lock: Some("operator (control socket)".into()),
+            clients: Vec::new(),
+        };
+        let port = PortStatus::new(
+            "lab1",
+            "sim:echo".into(),
+            "9600 8N1".into(),
+            "merge",
+            vec![],
+            &hub,
+        );
+        let text = tables(&[port]);
+        assert!(
+            text.contains(
+                "write lock operator (control socket), lock waits 9; device reopens 4; \
+                 traffic log dropped 11"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -367,8 +367,42 @@ fn handle(ports: &[Running], request: Request) -> Response {
                 Response::error(format!("port {port} has no client {client}"))
             }
         }),
+        Request::Lock { port } => find(ports, &port).map(|p| operator_lock(p, &port)),
+        Request::Unlock { port } => find(ports, &port).map(|p| operator_unlock(p, &port)),
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// `serialhub lock PORT`: never waits for a client's lock, names it instead.
+fn operator_lock(p: &Port, port: &str) -> Response {
+    match p.hub().operator_lock() {
+        Ok(true) => {
+            info!(port, "write lock taken by the operator (control socket)");
+            Response::done(format!(
+                "port {port}: write lock taken; clients' writes wait until `serialhub unlock {port}`"
+            ))
+        }
+        Ok(false) => Response::done(format!(
+            "port {port}: the operator already holds the write lock"
+        )),
+        Err(e) => Response::error(format!(
+            "port {port}: {e}; `serialhub unlock {port}` releases it"
+        )),
+    }
+}
+
+/// `serialhub unlock PORT`: releases whoever holds the lock.
+fn operator_unlock(p: &Port, port: &str) -> Response {
+    match p.hub().operator_unlock() {
+        Ok(released) => {
+            info!(port, released = %released, by = "operator (control socket)",
+                "write lock released");
+            Response::done(format!(
+                "port {port}: released the write lock of {released}"
+            ))
+        }
+        Err(e) => Response::error(format!("port {port}: {e}")),
+    }
 }
 
 #[cfg(test)]

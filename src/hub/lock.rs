@@ -27,10 +27,20 @@ use tracing::{info, warn};
 
 use super::ClientId;
 
+/// The holder id of the operator's lock (`serialhub lock`): client ids
+/// start at 1, so it is nobody's.
+pub const OPERATOR: ClientId = 0;
+
+/// How the operator's lock shows in status and the log.
+pub const OPERATOR_NAME: &str = "operator (control socket)";
+
 #[derive(Debug)]
 struct Holder {
     id: ClientId,
     name: Arc<str>,
+    /// Whether the idle and maximum times apply: not to the operator, who
+    /// holds the lock until `serialhub unlock`.
+    expires: bool,
     /// When it took the lock, for the maximum hold time.
     since: Instant,
     /// Its last write (or when it took the lock), for the idle timeout.
@@ -128,8 +138,11 @@ impl WriteLock {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// When `h` loses the lock; `None` if that is too far off to represent.
+    /// When `h` loses the lock; `None` if never, or too far off to represent.
     fn expiry(&self, h: &Holder) -> Option<Instant> {
+        if !h.expires {
+            return None;
+        }
         let idle = h.last_write.checked_add(self.idle);
         let max = h.since.checked_add(self.max);
         match (idle, max) {
@@ -184,6 +197,7 @@ impl WriteLock {
                     s.holder = Some(Holder {
                         id,
                         name: name.clone(),
+                        expires: true,
                         since: now,
                         last_write: now,
                     });
@@ -254,6 +268,42 @@ impl WriteLock {
             }
             None => false,
         }
+    }
+
+    /// The operator takes the lock, with no expiry, until
+    /// [`release_any`](Self::release_any): every client's writes wait.
+    /// `Ok(false)` if the operator held it already; `Err` with the client
+    /// that holds it (the operator never waits for a client).
+    pub fn take_for_operator(&self) -> Result<bool, (ClientId, Arc<str>)> {
+        let mut s = self.state();
+        let now = Instant::now();
+        self.expire(&mut s, now);
+        match s.holder.as_ref() {
+            Some(cur) if cur.id == OPERATOR => Ok(false),
+            Some(cur) => Err((cur.id, cur.name.clone())),
+            None => {
+                info!(holder = OPERATOR_NAME, "write lock taken");
+                s.holder = Some(Holder {
+                    id: OPERATOR,
+                    name: OPERATOR_NAME.into(),
+                    expires: false,
+                    since: now,
+                    last_write: now,
+                });
+                Ok(true)
+            }
+        }
+    }
+
+    /// Releases the lock whoever holds it (`serialhub unlock`); returns the
+    /// holder it released. `why` goes in the log.
+    pub fn release_any(&self, why: &str) -> Option<(ClientId, Arc<str>)> {
+        let mut s = self.state();
+        self.expire(&mut s, Instant::now());
+        let cur = s.holder.take()?;
+        info!(holder = %cur.name, "write lock released: {why}");
+        self.released.notify_waiters();
+        Some((cur.id, cur.name))
     }
 
     /// Records a write by `id`, restarting its idle timer if it holds the lock.
@@ -482,5 +532,43 @@ mod tests {
             .expect("the bar was not lifted")
             .unwrap();
         assert_eq!(lock.holder().as_deref(), Some("a"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn issue10_operator_lock_never_expires_and_holds_writers() {
+        let lock = lock();
+        assert_eq!(lock.take_for_operator(), Ok(true));
+        assert_eq!(lock.take_for_operator(), Ok(false), "taking it again");
+        let l = lock.clone();
+        let w = tokio::spawn(async move { l.wait_turn(1).await });
+        let l = lock.clone();
+        let a = tokio::spawn(async move { l.acquire(2, &name("b")).await });
+        tokio::time::sleep(MAX * 10).await;
+        assert!(!w.is_finished() && !a.is_finished());
+        assert_eq!(lock.holder().as_deref(), Some(OPERATOR_NAME));
+        assert_eq!(
+            lock.release_any("unlock"),
+            Some((OPERATOR, OPERATOR_NAME.into()))
+        );
+        w.await.unwrap();
+        a.await.unwrap();
+        assert_eq!(lock.holder().as_deref(), Some("b"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn issue10_operator_cannot_take_a_clients_lock_but_can_release_it() {
+        let lock = lock();
+        assert_eq!(lock.release_any("unlock"), None, "not held");
+        lock.acquire(7, &name("a")).await;
+        assert_eq!(lock.take_for_operator(), Err((7, name("a"))));
+        let l = lock.clone();
+        let w = tokio::spawn(async move { l.wait_turn(8).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!w.is_finished());
+        assert_eq!(lock.release_any("unlock"), Some((7, name("a"))));
+        w.await.unwrap();
+        assert_eq!(lock.holder(), None);
+        // The released client's own release finds nothing to release.
+        assert!(!lock.release(7, "holder asked"));
     }
 }

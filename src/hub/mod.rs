@@ -17,6 +17,7 @@
 
 pub mod budget;
 pub mod lock;
+pub mod operator;
 pub mod ops;
 pub mod queue;
 pub mod reply;
@@ -43,7 +44,7 @@ pub use reply::ReplyRule;
 pub use settings::Policy as ControlPolicy;
 pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 
-use txn::{Routing, Target, Turn, TxnStats};
+use txn::{Routing, Target, Turn, TxnLock, TxnStats};
 
 use crate::line::LineSettings;
 use crate::traffic::{ClientRef, Event, TrafficLog};
@@ -203,6 +204,8 @@ pub struct Hub {
     turns: Option<mpsc::Sender<Turn>>,
     /// The arbiter, until the port takes it to run it.
     arbiter: Mutex<Option<Arbiter>>,
+    /// The write lock in transaction mode (`lock` is merge mode's).
+    txn_lock: TxnLock,
 }
 
 /// The hub is gone (shutting down); the client should close.
@@ -245,6 +248,7 @@ impl Hub {
             detached: Notify::new(),
             turns,
             arbiter: Mutex::new(arbiter),
+            txn_lock: TxnLock::default(),
         };
         (Arc::new(hub), rx)
     }

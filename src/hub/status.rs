@@ -132,7 +132,7 @@ impl Hub {
             reopens: s.reopens.load(Relaxed),
             lock_waits: s.lock_waits.load(Relaxed).saturating_add(self.lock.waits()),
             traffic_log_dropped: self.traffic.dropped(),
-            write_lock: self.lock.holder().map(|h| h.to_string()),
+            write_lock: self.write_lock_holder().map(|h| h.to_string()),
             clients,
         }
     }

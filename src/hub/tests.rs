@@ -201,3 +201,95 @@ async fn issue10_a_device_back_after_a_loss_counts_as_a_reopen() {
     hub.set_device_state(open()); // already open: no transition
     assert_eq!(hub.status().reopens, 2);
 }
+
+fn txn_hub() -> (Arc<Hub>, WriteQueue) {
+    Hub::new(HubConfig {
+        client_queue: 1024,
+        slow_reader: SlowReaderPolicy::Disconnect,
+        write_budget: 1024,
+        write_chunk: 512,
+        lock_idle: Duration::from_secs(60),
+        lock_max: Duration::from_secs(600),
+        txn: Some(TxnConfig {
+            reply_timeout: Duration::from_millis(100),
+            reply_gap: Duration::from_millis(10),
+            frame_gap: Duration::from_millis(1),
+            char_time: Duration::from_micros(100),
+            unsolicited: Unsolicited::All,
+        }),
+    })
+}
+
+/// Whether the arbiter has written `n` bytes of `c`'s requests towards the
+/// device within `wait`.
+async fn wrote(c: &ClientHandle, n: u64, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if c.stats().from_client.load(Relaxed) >= n {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn issue10_operator_lock_holds_transactions_until_unlock() {
+    let (hub, _writes) = txn_hub();
+    let stop = CancellationToken::new();
+    let arbiter = tokio::spawn(hub.take_arbiter().unwrap().run(hub.clone(), stop.clone()));
+    let a = hub.attach("a");
+    assert_eq!(hub.operator_lock(), Ok(true));
+    assert_eq!(
+        hub.write_lock_holder().as_deref(),
+        Some(operator::OPERATOR_NAME)
+    );
+    a.request(Bytes::from_static(b"held"), ReplyRule::None, None)
+        .await
+        .unwrap();
+    assert!(!wrote(&a, 1, Duration::from_millis(300)).await);
+    assert_eq!(hub.operator_unlock(), Ok(operator::Released::Operator));
+    assert!(wrote(&a, 4, Duration::from_secs(10)).await);
+    assert_eq!(hub.stats.lock_waits.load(Relaxed), 1);
+    assert_eq!(
+        hub.operator_unlock(),
+        Err(operator::OperatorLockError::NotHeld)
+    );
+    stop.cancel();
+    arbiter.await.unwrap();
+}
+
+#[tokio::test]
+async fn issue10_operator_unlock_ends_a_clients_lock_turn() {
+    let (hub, _writes) = txn_hub();
+    let stop = CancellationToken::new();
+    let arbiter = tokio::spawn(hub.take_arbiter().unwrap().run(hub.clone(), stop.clone()));
+    let (a, b) = (hub.attach("a"), hub.attach("b"));
+    a.txn_lock(None).await.unwrap();
+    assert_eq!(hub.write_lock_holder().as_deref(), Some("a"));
+    let held_by = hub.operator_lock().unwrap_err();
+    assert_eq!(
+        held_by,
+        operator::OperatorLockError::HeldBy {
+            id: a.id(),
+            name: "a".into()
+        }
+    );
+    b.request(Bytes::from_static(b"from-b"), ReplyRule::None, None)
+        .await
+        .unwrap();
+    assert!(!wrote(&b, 1, Duration::from_millis(300)).await);
+    assert_eq!(
+        hub.operator_unlock(),
+        Ok(operator::Released::Client {
+            id: a.id(),
+            name: "a".into()
+        })
+    );
+    assert!(wrote(&b, 6, Duration::from_secs(10)).await);
+    assert_eq!(hub.write_lock_holder(), None);
+    stop.cancel();
+    arbiter.await.unwrap();
+}

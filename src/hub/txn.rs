@@ -20,17 +20,22 @@
 //! writing for the idle time, reaches the lock's maximum hold time, or
 //! disconnects.
 //!
+//! The operator's lock (`serialhub lock`) closes the gate in front of the
+//! arbiter: the transaction on the wire finishes, and no other starts (nor
+//! any lock turn) until `serialhub unlock`; the requests that come meanwhile
+//! wait in their clients' pipelines. `unlock` also ends a client's lock turn.
+//!
 //! Every queue is bounded: a client has at most [`PIPELINE`] requests queued
 //! (then its endpoint stops reading it: backpressure), and a client waits
 //! for its lock turn before it sends more.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -210,6 +215,136 @@ impl Routing {
     }
 }
 
+/// Who holds the write lock in transaction mode: a client during its lock
+/// turn, or the operator. Shared by the arbiter and the control socket,
+/// which must never wait for each other.
+#[derive(Debug, Default)]
+pub(super) struct TxnLock {
+    held: Mutex<Held>,
+    /// Woken when the lock is released or taken by the operator.
+    changed: Notify,
+}
+
+#[derive(Debug, Default, PartialEq)]
+enum Held {
+    #[default]
+    Free,
+    Client(ClientId, Arc<str>),
+    Operator,
+}
+
+/// A client's lock turn in [`TxnLock`]; ends it (if the operator has not
+/// already) when dropped.
+pub(super) struct ClientTurn<'a> {
+    lock: &'a TxnLock,
+    id: ClientId,
+}
+
+impl Drop for ClientTurn<'_> {
+    fn drop(&mut self) {
+        let mut held = self.lock.held();
+        if matches!(&*held, Held::Client(id, _) if *id == self.id) {
+            *held = Held::Free;
+            self.lock.changed.notify_waiters();
+        }
+    }
+}
+
+impl TxnLock {
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The holder's name, for status.
+    pub(super) fn holder(&self) -> Option<Arc<str>> {
+        match &*self.held() {
+            Held::Free => None,
+            Held::Client(_, name) => Some(name.clone()),
+            Held::Operator => Some(super::lock::OPERATOR_NAME.into()),
+        }
+    }
+
+    fn is_held_by(&self, client: ClientId) -> bool {
+        matches!(&*self.held(), Held::Client(id, _) if *id == client)
+    }
+
+    /// See [`WriteLock::take_for_operator`](super::WriteLock::take_for_operator).
+    pub(super) fn take_for_operator(&self) -> Result<bool, (ClientId, Arc<str>)> {
+        let mut held = self.held();
+        match &*held {
+            Held::Operator => Ok(false),
+            Held::Client(id, name) => Err((*id, name.clone())),
+            Held::Free => {
+                info!(holder = super::lock::OPERATOR_NAME, "write lock taken");
+                *held = Held::Operator;
+                self.changed.notify_waiters();
+                Ok(true)
+            }
+        }
+    }
+
+    /// Releases the lock whoever holds it; a client's lock turn ends.
+    pub(super) fn release_any(&self, why: &str) -> Option<(ClientId, Arc<str>)> {
+        let mut held = self.held();
+        let was = match std::mem::take(&mut *held) {
+            Held::Free => return None,
+            Held::Client(id, name) => (id, name),
+            Held::Operator => (super::lock::OPERATOR, super::lock::OPERATOR_NAME.into()),
+        };
+        info!(holder = %was.1, "write lock released: {why}");
+        self.changed.notify_waiters();
+        Some(was)
+    }
+
+    /// Releases the lock if the operator holds it.
+    pub(super) fn release_operator(&self, why: &str) {
+        let mut held = self.held();
+        if *held == Held::Operator {
+            *held = Held::Free;
+            info!(
+                holder = super::lock::OPERATOR_NAME,
+                "write lock released: {why}"
+            );
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Waits while the operator holds the lock (until `stop`: what clients
+    /// handed over is still delivered at shutdown), counting the wait; then,
+    /// for a lock turn, makes `turn` the holder at once, so the operator
+    /// cannot slip in between. Cancel safe.
+    async fn gate<'a>(
+        &'a self,
+        turn: Option<(ClientId, &Arc<str>)>,
+        waits: &std::sync::atomic::AtomicU64,
+        stop: &CancellationToken,
+    ) -> Option<ClientTurn<'a>> {
+        let mut counted = false;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut held = self.held();
+                if *held != Held::Operator || stop.is_cancelled() {
+                    return turn.map(|(id, name)| {
+                        *held = Held::Client(id, name.clone());
+                        ClientTurn { lock: self, id }
+                    });
+                }
+            }
+            if !counted {
+                counted = true;
+                waits.fetch_add(1, Relaxed);
+            }
+            tokio::select! {
+                () = changed => {}
+                () = stop.cancelled() => {}
+            }
+        }
+    }
+}
+
 /// The arbiter's receiving end, taken once by the port that runs it.
 #[derive(Debug)]
 pub struct Arbiter {
@@ -267,13 +402,21 @@ impl Arbiter {
 
     async fn take(&mut self, hub: &Hub, turn: Turn, stop: &CancellationToken) {
         match turn {
-            Turn::Request(r) => self.transact(hub, r).await,
+            Turn::Request(r) => {
+                hub.txn_lock.gate(None, &hub.stats.lock_waits, stop).await;
+                self.transact(hub, r).await
+            }
             Turn::Lock {
                 client,
                 name,
                 granted,
                 ack,
-            } => self.lock_turn(hub, client, name, granted, ack, stop).await,
+            } => {
+                let turn = Some((client, &name));
+                let _turn = hub.txn_lock.gate(turn, &hub.stats.lock_waits, stop).await;
+                self.lock_turn(hub, client, name.clone(), granted, ack, stop)
+                    .await
+            }
             // Not the holder (any more): nothing to release.
             Turn::Unlock { .. } => {}
         }
@@ -409,8 +552,15 @@ impl Arbiter {
             let detached = hub.detached.notified();
             tokio::pin!(detached);
             detached.as_mut().enable();
+            let released = hub.txn_lock.changed.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
             if !hub.is_attached(holder) {
                 break "holder disconnected".to_owned();
+            }
+            if !hub.txn_lock.is_held_by(holder) {
+                // `serialhub unlock`, which logged it.
+                break "released by the operator".to_owned();
             }
             tokio::select! {
                 t = self.turns.recv() => match t {
@@ -444,6 +594,7 @@ impl Arbiter {
                     break format!("held for the maximum {max:?} (--lock-max)");
                 }
                 () = &mut detached => {}
+                () = &mut released => {}
                 () = stop.cancelled(), if self.turns.is_empty() => {
                     break "shutting down".to_owned();
                 }

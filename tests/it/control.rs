@@ -1,4 +1,5 @@
-//! Issue 10: the control socket: `status` and `kick` on a running serialhub.
+//! Issue 10: the control socket: `status`, `kick`, `lock`, `unlock` and
+//! `reload` on a running serialhub.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -303,4 +304,247 @@ fn issue10_reload_changes_one_port_and_leaves_the_others_flowing() {
     // Through all of it, the unchanged port's stream had no gap.
     assert_eq!(checker.errors, 0, "{:?}", checker.first_error);
     assert!(checker.records > 100);
+}
+
+/// `serialhub --control PATH ARGS` as (success, stdout + stderr).
+fn ask(server: &Server, args: &[&str]) -> (bool, String) {
+    let (ok, out, err) = control(&server.control, args);
+    (ok, out + &err)
+}
+
+/// The only port of `server`, from `status --json`.
+fn only_port(server: &Server) -> serde_json::Value {
+    let ports = status(&server.control);
+    assert_eq!(ports.as_array().map(Vec::len), Some(1), "{ports}");
+    ports[0].clone()
+}
+
+/// `n` bytes of numbered lines, so a lost or reordered line shows.
+fn numbered(n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while out.len() < n {
+        out.extend_from_slice(format!("line-{i:06}\n").as_bytes());
+        i += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue10_operator_lock_holds_client_writes_until_unlock() {
+    use crate::common::{PtyDevice, device_got};
+    let device = PtyDevice::new();
+    let server = Server::serve(&device.path, 115_200, &[]);
+    let port = only_port(&server)["name"].as_str().unwrap().to_owned();
+    for key in ["reopens", "lock_waits", "traffic_log_dropped"] {
+        assert!(only_port(&server)[key].is_u64(), "no {key} in status");
+    }
+
+    let (ok, out) = ask(&server, &["lock", &port]);
+    assert!(ok && out.contains("write lock taken"), "{out}");
+    let (ok, out) = ask(&server, &["lock", &port]);
+    assert!(ok && out.contains("already holds"), "{out}");
+    assert_eq!(
+        only_port(&server)["write_lock"],
+        "operator (control socket)"
+    );
+    let (ok, out) = ask(&server, &["status"]);
+    assert!(
+        ok && out.contains("write lock operator (control socket), lock waits"),
+        "{out}"
+    );
+
+    // More than the write budget holds: the rest waits in the sockets.
+    let payload = numbered(24 * 1024);
+    let addr = server.addr();
+    let sent = payload.clone();
+    let writer = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(&sent).unwrap();
+        s
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        device.received().is_empty(),
+        "a client wrote while the operator held the lock"
+    );
+    let held = only_port(&server);
+    assert_eq!(held["bytes_to_device"], 0, "{held}");
+    assert!(held["lock_waits"].as_u64().unwrap() >= 1, "{held}");
+
+    let (ok, out) = ask(&server, &["unlock", &port]);
+    assert!(
+        ok && out.contains("released the write lock of operator (control socket)"),
+        "{out}"
+    );
+    assert!(
+        device_got(
+            &device,
+            &payload[payload.len() - 12..],
+            Duration::from_secs(60)
+        )
+        .await,
+        "the held writes did not arrive:\n{}",
+        server.log()
+    );
+    assert_eq!(
+        device.received(),
+        payload,
+        "held writes were lost or reordered"
+    );
+    let _client = writer.join().unwrap();
+    assert!(only_port(&server)["write_lock"].is_null());
+    let (ok, out) = ask(&server, &["unlock", &port]);
+    assert!(
+        !ok && out.contains(&format!("port {port}: the write lock is not held")),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue10_unlock_releases_a_clients_inband_lock() {
+    use crate::common::{PtyDevice, device_got};
+    use tokio::io::AsyncWriteExt;
+    let device = PtyDevice::new();
+    let server = Server::serve(
+        &device.path,
+        115_200,
+        // Longer than the test: only the operator releases the lock.
+        &["-l", "tcp:127.0.0.1:0,lock=inband", "--lock-idle", "10m"],
+    );
+    let port = only_port(&server)["name"].as_str().unwrap().to_owned();
+    let inband = server.addrs[1];
+    let mut a = tokio::net::TcpStream::connect(inband).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(inband).await.unwrap();
+    a.write_all(b"\x10La-holds\n").await.unwrap();
+    assert!(device_got(&device, b"a-holds\n", Duration::from_secs(10)).await);
+    let a_peer = format!("tcp:{}", a.local_addr().unwrap());
+    assert_eq!(only_port(&server)["write_lock"], a_peer.as_str());
+    let a_id = only_port(&server)["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["peer"] == a_peer.as_str())
+        .expect("client a is listed")["id"]
+        .as_u64()
+        .unwrap();
+
+    // The operator cannot take a client's lock: the answer names it.
+    let (ok, out) = ask(&server, &["lock", &port]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!("held by client {a_id} ({a_peer})"))
+            && out.contains(&format!("serialhub unlock {port}")),
+        "{out}"
+    );
+
+    b.write_all(b"from-b\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !device_got(&device, b"from-b", Duration::ZERO).await,
+        "b wrote while a held the lock"
+    );
+    let (ok, out) = ask(&server, &["unlock", &port]);
+    assert!(
+        ok && out.contains(&format!(
+            "released the write lock of client {a_id} ({a_peer})"
+        )),
+        "{out}"
+    );
+    assert!(
+        device_got(&device, b"from-b\n", Duration::from_secs(10)).await,
+        "b still held after unlock:\n{}",
+        server.log()
+    );
+    assert_eq!(device.received(), b"a-holds\nfrom-b\n");
+    assert!(
+        server.wait_log(
+            "write lock released: released by the operator",
+            Duration::from_secs(10)
+        ),
+        "{}",
+        server.log()
+    );
+    // a carries on as an ordinary writer; its own unlock finds nothing.
+    a.write_all(b"a-again\n\x10U").await.unwrap();
+    assert!(device_got(&device, b"a-again\n", Duration::from_secs(10)).await);
+
+    for (args, why) in [
+        (["lock", "nope"], "no port \"nope\""),
+        (["unlock", "nope"], "no port \"nope\""),
+    ] {
+        let (ok, out) = ask(&server, &args);
+        assert!(!ok && out.contains(why), "{args:?}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue10_operator_lock_holds_transactions_until_unlock() {
+    use crate::common::{PtyDevice, device_got};
+    use tokio::io::AsyncWriteExt;
+    let device = PtyDevice::new();
+    let server = Server::serve(
+        &device.path,
+        115_200,
+        &["--writers", "transaction", "--reply-timeout", "100ms"],
+    );
+    let port = only_port(&server)["name"].as_str().unwrap().to_owned();
+    let (ok, out) = ask(&server, &["lock", &port]);
+    assert!(ok, "{out}");
+    let mut a = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    a.write_all(b"request-1\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        device.received().is_empty(),
+        "a request went out while locked"
+    );
+    let held = only_port(&server);
+    assert_eq!(held["write_lock"], "operator (control socket)", "{held}");
+    assert!(held["lock_waits"].as_u64().unwrap() >= 1, "{held}");
+    let (ok, out) = ask(&server, &["unlock", &port]);
+    assert!(ok && out.contains("operator (control socket)"), "{out}");
+    assert!(
+        device_got(&device, b"request-1\n", Duration::from_secs(10)).await,
+        "{}",
+        server.log()
+    );
+}
+
+/// The operator's lock ends with the port: a stop drains what clients sent,
+/// as at any stop, instead of waiting for an `unlock` that cannot come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue10_sigterm_under_the_operator_lock_still_drains_accepted_writes() {
+    use crate::common::{PtyDevice, eventually};
+    use tokio::io::AsyncWriteExt;
+    let device = PtyDevice::new();
+    let mut server = Server::serve(&device.path, 115_200, &[]);
+    let port = only_port(&server)["name"].as_str().unwrap().to_owned();
+    let (ok, out) = ask(&server, &["lock", &port]);
+    assert!(ok, "{out}");
+    let mut client = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    client.write_all(b"accepted-while-locked\n").await.unwrap();
+    // Acknowledged by the kernel: serialhub's to deliver.
+    let accepted = eventually(Duration::from_secs(10), || {
+        serialhub::measure::unacked(&client).unwrap() == 0
+    })
+    .await;
+    assert!(accepted);
+    assert!(device.received().is_empty());
+    let status = server.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        server.log()
+    );
+    assert_eq!(
+        device.received(),
+        b"accepted-while-locked\n",
+        "{}",
+        server.log()
+    );
+    assert!(
+        !server.log().contains("did not close in time"),
+        "{}",
+        server.log()
+    );
 }

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,14 +22,56 @@ pub fn sim(mode: SimMode, baud: u32) -> Sim {
 /// A running `serialhub` process whose stderr is collected.
 pub struct Server {
     child: Child,
+    /// Its `tcp:` endpoints as bound, in the order of its ports and their
+    /// endpoints (`status --json`).
     pub addrs: Vec<SocketAddr>,
     /// The addresses of `modbus-tcp:` endpoints, in order.
     pub modbus: Vec<SocketAddr>,
+    /// Its control socket: the test's own, or one the harness gave it.
+    pub control: PathBuf,
     log: Arc<Mutex<String>>,
+    /// Holds the control socket the harness made up, if it did.
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The value after `flag` in `args`.
+fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
+    args.windows(2).find(|w| w[0] == flag).map(|w| w[1])
+}
+
+/// `serialhub --control PATH status --json`, parsed; `Err` with its stderr
+/// if it failed (the daemon is not up yet, or gone).
+pub fn status_json(control: &Path) -> Result<serde_json::Value, String> {
+    let out = Command::new(BIN)
+        .arg("--control")
+        .arg(control)
+        .args(["status", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("spawn serialhub status: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("status --json: {e}"))
+}
+
+/// The endpoints of every port in a `status --json` answer with `prefix`
+/// (`tcp:`), as addresses, in order.
+pub fn endpoints(ports: &serde_json::Value, prefix: &str) -> Vec<SocketAddr> {
+    ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter_map(|e| e.as_str()?.strip_prefix(prefix)?.parse().ok())
+        .collect()
 }
 
 impl Server {
-    /// Starts `serialhub ARGS` and waits until all its TCP endpoints listen.
+    /// Starts `serialhub ARGS` and waits until its control socket answers
+    /// `status`, which it does once every endpoint is bound; the addresses
+    /// come from that answer. Without `--control` (in ARGS or the
+    /// `--config` file) the harness gives it one in a temp dir.
     pub fn start(args: &[&str]) -> Server {
         Self::start_with(args, |_| {})
     }
@@ -36,18 +79,24 @@ impl Server {
     /// As [`start`](Self::start), with the command adjusted by `configure`
     /// first (limits, environment).
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Server {
-        let listens: Vec<&str> = args
-            .windows(2)
-            .filter(|w| w[0] == "-l" || w[0] == "--listen")
-            .map(|w| w[1])
-            .collect();
-        // With no --listen, serve listens on its default TCP address.
-        let listeners = match listens.is_empty() {
-            true => 1,
-            false => listens.iter().filter(|l| l.starts_with("tcp:")).count(),
+        let from_file = flag_value(args, "--config").and_then(|f| {
+            let file = serialhub::config::load(Path::new(f)).ok()?;
+            file.control?.socket
+        });
+        let (control, dir) = match flag_value(args, "--control")
+            .map(PathBuf::from)
+            .or(from_file)
+        {
+            Some(path) => (path, None),
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                (dir.path().join("control.sock"), Some(dir))
+            }
         };
-        let others = listens.len().saturating_sub(listeners);
         let mut cmd = Command::new(BIN);
+        if dir.is_some() {
+            cmd.arg("--control").arg(&control);
+        }
         cmd.args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -69,12 +118,16 @@ impl Server {
             child,
             addrs: Vec::new(),
             modbus: Vec::new(),
+            control,
             log,
+            _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while server.addrs.len() < listeners
-            || server.log().matches("listening on ").count() < listeners + others
-        {
+        let ports = loop {
+            let asked = status_json(&server.control);
+            if let Ok(ports) = asked {
+                break ports;
+            }
             if let Ok(Some(status)) = server.child.try_wait() {
                 panic!(
                     "serialhub exited with {status} before listening:\n{}",
@@ -83,23 +136,13 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "serialhub did not listen:\n{}",
+                "serialhub did not answer status: {asked:?}\n{}",
                 server.log()
             );
-            std::thread::sleep(Duration::from_millis(20));
-            server.addrs = server
-                .log()
-                .lines()
-                .filter_map(|l| l.split("listening on tcp:").nth(1))
-                .filter_map(|a| a.trim().parse().ok())
-                .collect();
-        }
-        server.modbus = server
-            .log()
-            .lines()
-            .filter_map(|l| l.split("listening on modbus-tcp:").nth(1))
-            .filter_map(|a| a.trim().parse().ok())
-            .collect();
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        server.addrs = endpoints(&ports, "tcp:");
+        server.modbus = endpoints(&ports, "modbus-tcp:");
         server
     }
 
