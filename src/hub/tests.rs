@@ -208,6 +208,8 @@ fn txn_hub() -> (Arc<Hub>, WriteQueue) {
         slow_reader: SlowReaderPolicy::Disconnect,
         write_budget: 1024,
         write_chunk: 512,
+        max_inflight: Duration::from_secs(1),
+        client_queue_fixed: true,
         lock_idle: Duration::from_secs(60),
         lock_max: Duration::from_secs(600),
         txn: Some(TxnConfig {
