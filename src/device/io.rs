@@ -5,6 +5,7 @@
 
 use std::io;
 
+use super::loopback::Loopback;
 use super::remote::Remote;
 use super::tty::{Tty, TtyError};
 use crate::hub::Signal;
@@ -17,6 +18,8 @@ pub enum DeviceIo {
     Tty(Tty),
     /// Boxed: a remote port's state is far larger than a tty's.
     Remote(Box<Remote>),
+    /// `sim:loopback`, in process.
+    Loopback(Loopback),
 }
 
 impl DeviceIo {
@@ -25,6 +28,7 @@ impl DeviceIo {
         match self {
             DeviceIo::Tty(t) => t.readable().await,
             DeviceIo::Remote(r) => r.readable().await,
+            DeviceIo::Loopback(l) => l.readable().await,
         }
     }
 
@@ -33,6 +37,7 @@ impl DeviceIo {
         match self {
             DeviceIo::Tty(t) => t.read(buf).await,
             DeviceIo::Remote(r) => r.read(buf).await,
+            DeviceIo::Loopback(l) => l.read(buf).await,
         }
     }
 
@@ -41,6 +46,7 @@ impl DeviceIo {
         match self {
             DeviceIo::Tty(t) => t.write(buf).await,
             DeviceIo::Remote(r) => r.write(buf).await,
+            DeviceIo::Loopback(l) => l.write(buf).await,
         }
     }
 
@@ -50,6 +56,8 @@ impl DeviceIo {
         match self {
             DeviceIo::Tty(t) => t.output_queue(),
             DeviceIo::Remote(r) => r.output_queue(),
+            // The writer's pacer models the line.
+            DeviceIo::Loopback(_) => Ok(0),
         }
     }
 
@@ -61,6 +69,7 @@ impl DeviceIo {
                 .await
                 .map_err(|e: TtyError| e.to_string()),
             DeviceIo::Remote(r) => r.set_line(line, before).await.map_err(|e| e.to_string()),
+            DeviceIo::Loopback(l) => l.set_line(line),
         }
     }
 
@@ -69,6 +78,10 @@ impl DeviceIo {
         match self {
             DeviceIo::Tty(t) => t.set_signal(signal, on),
             DeviceIo::Remote(r) => r.set_signal(signal, on).await,
+            DeviceIo::Loopback(l) => {
+                l.set_signal(signal, on);
+                Ok(())
+            }
         }
     }
 
@@ -77,6 +90,7 @@ impl DeviceIo {
         match self {
             DeviceIo::Tty(t) => t.modem_inputs(),
             DeviceIo::Remote(r) => r.modem_inputs(),
+            DeviceIo::Loopback(l) => Ok(l.modem_inputs()),
         }
     }
 }

@@ -12,6 +12,7 @@
 
 mod fd;
 pub mod io;
+pub mod loopback;
 pub mod remote;
 pub mod sim;
 pub mod tty;
@@ -120,6 +121,19 @@ impl Device {
     pub async fn open(spec: &DeviceSpec, line: LineSettings) -> Result<Device, TtyError> {
         let (path, sim) = match spec {
             DeviceSpec::Tty(p) => (p.clone(), None),
+            DeviceSpec::Sim(SimSpec {
+                mode: SimMode::Loopback,
+                ..
+            }) => {
+                return Ok(Device {
+                    line,
+                    pacing: true,
+                    path: PathBuf::from(spec.to_string()),
+                    remote: None,
+                    tty: Some(Arc::new(DeviceIo::Loopback(loopback::Loopback::default()))),
+                    _sim: None,
+                });
+            }
             DeviceSpec::Remote { protocol, addr } => {
                 let r = remote::Remote::connect(*protocol, addr, &line)
                     .await
@@ -228,6 +242,7 @@ pub async fn run(
         let lost = tokio::select! {
             e = read_loop(&tty, &hub) => e,
             e = writer.run(&tty, &hub) => e,
+            e = watch_modem(&tty, &hub) => e,
             () = shutdown.cancelled() => {
                 match tokio::time::timeout(drain, writer.drain(&tty, &hub)).await {
                     Ok(Ok(())) => info!("device writes drained"),
@@ -279,6 +294,25 @@ async fn read_loop(tty: &DeviceIo, hub: &Hub) -> std::io::Error {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return e,
         }
+    }
+}
+
+/// How often a tty's modem inputs are read while a client watches them
+/// (RFC 2217's NOTIFY-MODEMSTATE). Not every driver supports TIOCMIWAIT,
+/// and a thread blocked in it could not be stopped; a poll costs nothing
+/// while nobody watches.
+const MODEM_POLL: Duration = Duration::from_millis(100);
+
+/// Tells the hub of the device's modem inputs while someone watches them.
+/// A device without modem lines (a pty) is never polled again. Never ends.
+async fn watch_modem(io: &DeviceIo, hub: &Hub) -> std::io::Error {
+    loop {
+        hub.settings.watched().await;
+        match io.modem_inputs() {
+            Ok(inputs) => hub.settings.inputs_changed(inputs),
+            Err(_) => std::future::pending().await,
+        }
+        tokio::time::sleep(MODEM_POLL).await;
     }
 }
 
@@ -400,7 +434,7 @@ mod tests {
             );
         }
         let e = "sim:nope".parse::<DeviceSpec>().unwrap_err();
-        assert!(e.contains("echo, source, sink or modbus"), "{e}");
+        assert!(e.contains("echo, source, sink, modbus or loopback"), "{e}");
         assert!("".parse::<DeviceSpec>().is_err());
     }
 

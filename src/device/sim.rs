@@ -10,7 +10,11 @@
 //! - `source`: sends the counter pattern of [`crate::pattern`] continuously;
 //! - `sink`: receives and checks the counter pattern, counting loss and
 //!   reordering in [`SimStats`];
-//! - `modbus`: a Modbus RTU slave with units 1 to 3 (see [`modbus`]).
+//! - `modbus`: a Modbus RTU slave with units 1 to 3 (see [`modbus`]);
+//! - `loopback`: in `serve`, a loopback plug in process with modem lines
+//!   and any line settings (see [`super::loopback`]); `serialhub sim`,
+//!   which can only offer a pty, serves it as `echo` (a pty has no modem
+//!   lines).
 //!
 //! A simulator is named by a [`SimSpec`]: `echo`, `source`, `sink`, `modbus`
 //! or `modbus,reply-delay=DURATION`.
@@ -43,13 +47,16 @@ pub enum SimMode {
     Source,
     Sink,
     Modbus,
+    Loopback,
 }
 
 impl std::str::FromStr for SimMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
-            format!("unknown simulator mode {s:?} (expected echo, source, sink or modbus)")
+            format!(
+                "unknown simulator mode {s:?} (expected echo, source, sink, modbus or loopback)"
+            )
         })
     }
 }
@@ -259,7 +266,7 @@ async fn run(
             })
             .await
         }
-        SimMode::Echo => {
+        SimMode::Echo | SimMode::Loopback => {
             let (tx, rx) = mpsc::channel(ECHO_CHUNKS);
             // Both halves run in this task, so aborting the simulator stops
             // both and closes the pty.

@@ -10,7 +10,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::ids::ClientId;
 use crate::modem::{ModemInputs, ModemOutputs};
@@ -82,6 +82,8 @@ pub struct SharedSettings {
     owner: Mutex<Option<(ClientId, String)>>,
     outputs: Mutex<ModemOutputs>,
     inputs: watch::Sender<ModemInputs>,
+    /// Woken when someone starts watching the inputs.
+    watching: Notify,
 }
 
 impl Default for SharedSettings {
@@ -90,6 +92,7 @@ impl Default for SharedSettings {
             owner: Mutex::new(None),
             outputs: Mutex::new(ModemOutputs::default()),
             inputs: watch::Sender::new(ModemInputs::default()),
+            watching: Notify::new(),
         }
     }
 }
@@ -147,7 +150,20 @@ impl SharedSettings {
 
     /// The modem inputs now, and a receiver told of every change.
     pub fn watch_inputs(&self) -> watch::Receiver<ModemInputs> {
-        self.inputs.subscribe()
+        let rx = self.inputs.subscribe();
+        self.watching.notify_waiters();
+        rx
+    }
+
+    /// Returns once someone watches the inputs.
+    pub async fn watched(&self) {
+        loop {
+            let started = self.watching.notified();
+            if self.inputs_watched() {
+                return;
+            }
+            started.await;
+        }
     }
 
     /// The device's modem inputs changed.

@@ -417,3 +417,55 @@ async fn issue11_a_remote_serialhub_as_the_device_survives_its_restart() {
     c.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"again\n");
 }
+
+/// Against a loopback plug: parity and data size change, and the modem
+/// inputs follow the outputs as the plug's wiring says.
+const LOOPBACK: &str = r#"
+import sys, time, serial
+s = serial.serial_for_url("rfc2217://" + sys.argv[1], baudrate=19200, timeout=2)
+s.parity = serial.PARITY_EVEN
+s.bytesize = serial.SEVENBITS
+def wait(what, get, want):
+    end = time.monotonic() + 5
+    while get() != want:
+        if time.monotonic() > end:
+            sys.exit("%s stayed %s" % (what, get()))
+        time.sleep(0.02)
+for rts, dtr in [(False, True), (True, False), (False, False), (True, True)]:
+    s.rts = rts
+    s.dtr = dtr
+    wait("CTS", lambda: s.cts, rts)
+    wait("DSR", lambda: s.dsr, dtr)
+    wait("CD", lambda: s.cd, dtr)
+s.write(b"loop\n")
+assert s.read(5) == b"loop\n"
+print("OK", flush=True)
+"#;
+
+#[tokio::test]
+async fn issue11_pyserial_on_a_loopback_plug() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().to_str().unwrap().to_owned();
+    let hub = Hub::start(
+        "sim:loopback",
+        9600,
+        &["rfc2217:127.0.0.1:0"],
+        &["--log", &log, "--log-format", "json"],
+    );
+    let (ok, out) = finish(
+        python(LOOPBACK, &[&hub.addr("rfc2217")]),
+        Duration::from_secs(60),
+    );
+    assert!(ok && out.contains("OK"), "{out}");
+    assert_eq!(status(&hub.sock)[0]["line"], "19200 7E1");
+    hub.stop();
+    let text: String = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"settings\"") && l.contains("19200 7E1") && l.contains("by #")),
+        "no settings record naming the client:\n{text}"
+    );
+}
