@@ -16,7 +16,8 @@
 //!   their options (read-only, line framing, the in-band write lock), and the
 //!   per-client loops.
 //! - [`proto`]: sans-I/O protocol codecs: Modbus RTU framing and CRC, Modbus
-//!   TCP headers and the conversions between the two.
+//!   TCP headers and the conversions between the two; Telnet and the RFC 2217
+//!   COM-PORT-OPTION.
 //! - [`traffic`]: the traffic log: records, its two formats, the writer
 //!   thread, rotation, and reading logs back; [`logcmd`] prints them.
 //! - [`fds`]: the file descriptors held back so clients never starve the

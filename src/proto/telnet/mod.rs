@@ -40,6 +40,8 @@ pub mod rfc2217;
 pub mod session;
 
 #[cfg(test)]
+mod negotiation_tests;
+#[cfg(test)]
 mod rfc2217_tests;
 #[cfg(test)]
 mod tests;
