@@ -157,6 +157,7 @@ impl Port {
         let cancel = parent.child_token();
         let tracker = TaskTracker::new();
         let cx = Context {
+            port: Arc::from(name),
             hub: hub.clone(),
             clients: Arc::new(Semaphore::new(cfg.max_clients)),
             max_clients: cfg.max_clients,

@@ -54,6 +54,8 @@ pub enum Protocol {
 /// What every accept loop needs from `serve`.
 #[derive(Clone, Debug)]
 pub struct Context {
+    /// The port's name, for what clients are told (RFC 2217's SIGNATURE).
+    pub port: Arc<str>,
     pub hub: Arc<Hub>,
     pub clients: Arc<Semaphore>,
     /// `--max-clients`, the size of `clients`.
@@ -152,7 +154,7 @@ pub async fn serve<L: Accept>(
         full.over();
         let handle = cx.hub.attach_with(name.clone(), policy);
         let span = info_span!("client", id = handle.id(), peer = %name);
-        let (options, shutdown) = (options.clone(), cx.shutdown.clone());
+        let (options, shutdown, port) = (options.clone(), cx.shutdown.clone(), cx.port.clone());
         cx.tracker.spawn(
             async move {
                 match protocol {
@@ -172,7 +174,8 @@ pub async fn serve<L: Accept>(
                         super::modbus_tcp::run(handle, source, sink, slot, shutdown).await
                     }
                     Protocol::Rfc2217 => {
-                        super::rfc2217::run(handle, source, sink, &options, slot, shutdown).await
+                        super::rfc2217::run(handle, source, sink, &options, &port, slot, shutdown)
+                            .await
                     }
                 }
             }

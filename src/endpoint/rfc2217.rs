@@ -60,6 +60,7 @@ pub async fn run<S, W>(
     source: S,
     mut sink: W,
     options: &EndpointOptions,
+    port: &str,
     slot: OwnedSemaphorePermit,
     shutdown: CancellationToken,
 ) where
@@ -80,6 +81,7 @@ pub async fn run<S, W>(
     let mut reader = Reader {
         handle: &handle,
         options,
+        port,
         telnet,
         control,
         suspend,
@@ -150,6 +152,7 @@ struct Warned {
 struct Reader<'a> {
     handle: &'a ClientHandle,
     options: &'a EndpointOptions,
+    port: &'a str,
     telnet: Telnet,
     control: mpsc::Sender<Bytes>,
     suspend: watch::Sender<bool>,
@@ -313,9 +316,9 @@ impl Reader<'_> {
         let line = self.line();
         let answer = match command {
             Command::Signature(s) if s.is_empty() => Command::Signature(Bytes::from(format!(
-                "serialhub {} {}",
+                "serialhub {} port {}",
                 env!("CARGO_PKG_VERSION"),
-                self.handle.name()
+                self.port
             ))),
             Command::Signature(s) => {
                 info!(signature = %String::from_utf8_lossy(&s), "client signature");
@@ -611,6 +614,24 @@ fn modem_state(now: ModemInputs, before: Option<ModemInputs>) -> ModemState {
     ModemState(b)
 }
 
+/// The answers that state `line`: baud, data size, parity, stop size.
+fn settings_answers(line: &LineSettings) -> [Command; 4] {
+    [
+        Command::SetBaudrate(line.baud),
+        Command::SetDatasize(DataSize::from(line.data_bits)),
+        Command::SetParity(match line.parity {
+            Parity::None => rfc2217::Parity::None,
+            Parity::Odd => rfc2217::Parity::Odd,
+            Parity::Even => rfc2217::Parity::Even,
+        }),
+        Command::SetStopsize(if line.stop_bits == 2 {
+            StopSize::Two
+        } else {
+            StopSize::One
+        }),
+    ]
+}
+
 /// Sends the reader's answers, device data (IAC doubled) and modem-state
 /// notifications to the client, until its queue closes or a write fails.
 async fn to_client(
@@ -622,6 +643,9 @@ async fn to_client(
 ) -> io::Result<()> {
     let mut inputs = handle.hub().settings.watch_inputs();
     let mut notified = *inputs.borrow_and_update();
+    let mut line = handle.hub().watch_line();
+    line.borrow_and_update();
+    let mut line_open = true;
     let mut out = BytesMut::new();
     let (mut answers_open, mut inputs_open, mut suspend_open) = (true, true, true);
     loop {
@@ -650,6 +674,24 @@ async fn to_client(
                 }
             }
             r = suspended.changed(), if suspend_open => suspend_open = r.is_ok(),
+            r = line.changed(), if line_open => {
+                // Another client (or a reload) changed the line: every
+                // RFC 2217 client hears the settings now in force, as the
+                // answers it would get. Unsolicited answers are harmless to
+                // clients (pyserial only looks at them while it waits).
+                let now = *line.borrow_and_update();
+                match (r, now) {
+                    (Err(_), _) => line_open = false,
+                    (Ok(()), Some(now)) if shared.com_port.load(Relaxed) => {
+                        out.clear();
+                        for c in settings_answers(&now) {
+                            Message::to_client(c).encode(&mut out);
+                        }
+                        sink.write_all(&out).await?;
+                    }
+                    _ => {}
+                }
+            }
             chunk = handle.next_output(), if !paused => match chunk {
                 Some(data) => {
                     out.clear();

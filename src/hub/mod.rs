@@ -185,7 +185,7 @@ pub struct Hub {
     /// The queue size for clients that attach now; it follows the line rate.
     client_queue: AtomicUsize,
     /// The line settings in force, as the device last applied them.
-    line: Mutex<Option<LineSettings>>,
+    line: tokio::sync::watch::Sender<Option<LineSettings>>,
     /// Who may change the settings; the modem lines.
     pub settings: settings::SharedSettings,
     writes: mpsc::Sender<DeviceOp>,
@@ -231,7 +231,7 @@ impl Hub {
         let hub = Hub {
             budget: budget::Budget::new(config.write_budget, config.write_chunk),
             client_queue: AtomicUsize::new(config.client_queue),
-            line: Mutex::new(None),
+            line: tokio::sync::watch::Sender::new(None),
             settings: settings::SharedSettings::default(),
             lock: WriteLock::new(config.lock_idle, config.lock_max),
             config,
@@ -556,17 +556,18 @@ impl Hub {
 
     /// The line settings in force; `None` before the device first opened.
     pub fn line(&self) -> Option<LineSettings> {
-        *self.line.lock().unwrap_or_else(|e| e.into_inner())
+        *self.line.borrow()
+    }
+
+    /// Told of every change of the line settings in force.
+    pub fn watch_line(&self) -> tokio::sync::watch::Receiver<Option<LineSettings>> {
+        self.line.subscribe()
     }
 
     /// The device now runs with `line`: the write budget and new clients'
     /// queues follow its rate (see [`budget`]).
     pub fn line_applied(&self, line: LineSettings) {
-        let before = self
-            .line
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(line);
+        let before = self.line.send_replace(Some(line));
         if before.is_none_or(|b| b.bytes_per_sec() == line.bytes_per_sec()) {
             return;
         }

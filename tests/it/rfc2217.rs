@@ -261,6 +261,17 @@ async fn issue11_telnet_bytes_by_hand() {
     // Agreeing to COM-PORT-OPTION gets the modem state at once.
     s.write_all(&[IAC, WILL, 44]).unwrap();
     read_until_has(&mut s, &mut got, &[IAC, SB, 44, 107]);
+    // Another RFC 2217 client, which hears of the changes this one makes.
+    let mut other = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut heard = Vec::new();
+    other.write_all(&[IAC, WILL, 44]).unwrap();
+    read_until_has(&mut other, &mut heard, &[IAC, SB, 44, 107]);
+    // SIGNATURE names serialhub and the port.
+    s.write_all(&[IAC, SB, 44, 0, IAC, SE]).unwrap();
+    read_until_has(&mut s, &mut got, b"serialhub ");
     // IAC is doubled both ways, and a command split across writes works.
     s.write_all(&[b'a', IAC]).unwrap();
     std::thread::sleep(Duration::from_millis(50));
@@ -275,6 +286,11 @@ async fn issue11_telnet_bytes_by_hand() {
     );
     assert!(device_got(&device, &[b'a', 0xff, b'b'], Duration::from_secs(10)).await);
     assert_eq!(device.baud(), 115_200);
+    read_until_has(
+        &mut other,
+        &mut heard,
+        &[IAC, SB, 44, 101, 0, 1, 0xc2, 0, IAC, SE],
+    );
     device.send(&[1, 0xff, 2]);
     read_until_has(&mut s, &mut got, &[1, IAC, IAC, 2]);
     // A baud rate with 0xff bytes in it (65535) is escaped in the answer too.
