@@ -14,7 +14,14 @@ use crate::traffic::{DEFAULT_KEEP, Direction, Format};
 use crate::units::parse_bytes;
 use time::OffsetDateTime;
 
-pub use crate::config::Writers;
+/// How clients' writes reach the device (`--writers`, `writers =`). Here,
+/// with the flags, so the CLI layer depends on nothing above it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Writers {
+    Merge,
+    Transaction,
+}
 
 #[derive(Debug, Parser)]
 #[command(

@@ -15,13 +15,7 @@ use crate::hub::{SlowReaderPolicy, Unsolicited};
 use crate::line::{FlowControl, Parity};
 use crate::traffic::Format;
 
-/// How clients' writes reach the device (`--writers`, `writers =`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Writers {
-    Merge,
-    Transaction,
-}
+pub use crate::cli::Writers;
 
 /// The built-in defaults, which `--help` and `print-config` show; a test
 /// checks that the flags' defaults are these.
