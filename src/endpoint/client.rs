@@ -280,6 +280,14 @@ pub(super) fn read_failed(handle: &ClientHandle, source: &impl ClientSource, e: 
     End::Error(e)
 }
 
+/// A read-only client's write: counted as discarded, and warned of once.
+pub(super) fn discard(handle: &ClientHandle, n: usize, warned: &mut bool) {
+    handle.stats().discarded.fetch_add(n as u64, Relaxed);
+    if !std::mem::replace(warned, true) {
+        warn!("read-only client wrote to the device; its writes are discarded and counted");
+    }
+}
+
 /// Applies an endpoint's write options to what one client sends.
 struct Ingress<'a> {
     handle: &'a ClientHandle,
@@ -354,14 +362,7 @@ impl<'a> Ingress<'a> {
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), End> {
         if self.options.access == Access::ReadOnly {
-            self.handle
-                .stats()
-                .discarded
-                .fetch_add(data.len() as u64, Relaxed);
-            if !self.warned_ro {
-                self.warned_ro = true;
-                warn!("read-only client wrote to the device; its writes are discarded and counted");
-            }
+            discard(self.handle, data.len(), &mut self.warned_ro);
             return Ok(());
         }
         if self.options.framing == Framing::Line {

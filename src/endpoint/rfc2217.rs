@@ -275,11 +275,7 @@ impl Reader<'_> {
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), End> {
         if self.options.access == Access::ReadOnly {
-            let s = self.handle.stats();
-            s.discarded.fetch_add(data.len() as u64, Relaxed);
-            if !std::mem::replace(&mut self.warned.read_only, true) {
-                warn!("read-only client wrote to the device; its writes are discarded and counted");
-            }
+            super::client::discard(self.handle, data.len(), &mut self.warned.read_only);
             return Ok(());
         }
         // Decoding only shrinks data, so the budget held for the read covers

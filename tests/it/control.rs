@@ -4,30 +4,9 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{BIN, Server, expect};
-
-fn control(sock: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
-        .arg("--control")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn status(sock: &Path) -> serde_json::Value {
-    let (ok, out, err) = control(sock, &["status", "--json"]);
-    assert!(ok, "status failed: {err}");
-    serde_json::from_str(&out).unwrap()
-}
+use crate::common::{Server, control, expect, status};
 
 #[test]
 fn issue10_status_lists_clients_and_kick_disconnects_one() {

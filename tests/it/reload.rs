@@ -5,28 +5,17 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{BIN, PtyDevice, Server, device_got, eventually, expect};
+use crate::common::{PtyDevice, Server, control, device_got, eventually, expect, status};
 
 fn ctl(sock: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new(BIN)
-        .arg("--control")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let (ok, out, err) = control(sock, args);
+    (ok, out + &err)
 }
 
 fn port_status(sock: &Path) -> serde_json::Value {
-    let (ok, out) = ctl(sock, &["status", "--json", "dev"]);
-    assert!(ok, "status failed: {out}");
-    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    v[0].clone()
+    status(sock)[0].clone()
 }
 
 fn config(file: &Path, sock: &Path, device: &str, baud: u32, listen: &[String]) {

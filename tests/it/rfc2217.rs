@@ -3,11 +3,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{BIN, PtyDevice, Server, device_got, eventually, finish, python};
+use crate::common::{PtyDevice, Server, device_got, eventually, finish, python, status};
 
 /// A serialhub on `device` with the given endpoints and a control socket,
 /// and the addresses its endpoints got, as `status --json` tells them.
@@ -65,21 +65,6 @@ impl Hub {
             .unwrap_or_else(|| panic!("no {kind} endpoint in {:?}", self.endpoints))
             .to_owned()
     }
-}
-
-fn status(sock: &Path) -> serde_json::Value {
-    let out = Command::new(BIN)
-        .arg("--control")
-        .arg(sock)
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Opens `rfc2217://ADDR` at 19200 baud, checks data both ways (all 256

@@ -39,6 +39,27 @@ fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
     args.windows(2).find(|w| w[0] == flag).map(|w| w[1])
 }
 
+/// `serialhub --control SOCK ARGS...`: (success, stdout, stderr).
+pub fn control(sock: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("--control")
+        .arg(sock)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn serialhub");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`status_json`], for a daemon that must be up.
+pub fn status(sock: &Path) -> serde_json::Value {
+    status_json(sock).unwrap_or_else(|e| panic!("status failed: {e}"))
+}
+
 /// `serialhub --control PATH status --json`, parsed; `Err` with its stderr
 /// if it failed (the daemon is not up yet, or gone).
 pub fn status_json(control: &Path) -> Result<serde_json::Value, String> {
