@@ -42,6 +42,11 @@ use crate::proto::telnet::{Event, Telnet, escape_into};
 const CONTROL_QUEUE: usize = 32;
 /// Read size for a read-only client, whose data is discarded.
 const DISCARD_READ: usize = 4096;
+/// How long a request waits for the device before it is answered with the
+/// value in force: less than the 3 s pyserial waits, so a client is never
+/// left hanging while the device is absent, or busy sending a long queue at
+/// a low rate. The change itself stays queued and applies in order.
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// RFC 2217's default modem-state mask: every change is reported.
 const DEFAULT_MODEM_MASK: u8 = 0xff;
 
@@ -507,16 +512,27 @@ impl Reader<'_> {
         if !self.may_change(what) {
             return Ok(line);
         }
-        let told = self.handle.change_line(new).await?;
-        match told.await {
+        let asked = async {
+            let told = self.handle.change_line(new).await?;
+            // Dropped unanswered only if the port stops.
+            told.await.map_err(|_| End::Hub)
+        };
+        match tokio::time::timeout(ANSWER_WAIT, asked).await {
             Ok(answer) => {
+                let answer = answer?;
                 if let Some(why) = answer.refused {
                     self.refused(format!("{what}: the device refused {new}: {why}"));
                 }
                 Ok(answer.in_force)
             }
-            // The port stopped before the device got to it.
-            Err(_) => Err(End::Hub),
+            Err(_) => {
+                self.refused(format!(
+                    "{what}: the device has not applied {new} within {ANSWER_WAIT:?} \
+                     (it is absent, or still sending what was queued before); \
+                     the change stays queued"
+                ));
+                Ok(line)
+            }
         }
     }
 
@@ -526,8 +542,17 @@ impl Reader<'_> {
         if on == now || !self.may_change(&signal.to_string()) {
             return Ok(now);
         }
-        let told = self.handle.change_signal(signal, on).await?;
-        let answer = told.await.map_err(|_| End::Hub)?;
+        let asked = async {
+            let told = self.handle.change_signal(signal, on).await?;
+            told.await.map_err(|_| End::Hub)
+        };
+        let Ok(answer) = tokio::time::timeout(ANSWER_WAIT, asked).await else {
+            self.refused(format!(
+                "{signal}: the device has not applied it within {ANSWER_WAIT:?}; it stays queued"
+            ));
+            return Ok(now);
+        };
+        let answer = answer?;
         if let Some(why) = answer.refused
             && !std::mem::replace(&mut self.warned.signals, true)
         {

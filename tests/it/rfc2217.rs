@@ -470,3 +470,26 @@ async fn issue11_pyserial_on_a_loopback_plug() {
         "no settings record naming the client:\n{text}"
     );
 }
+
+#[tokio::test]
+async fn issue11_a_request_is_answered_while_the_device_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("ttyGONE");
+    let hub = Hub::start(
+        missing.to_str().unwrap(),
+        9600,
+        &["rfc2217:127.0.0.1:0"],
+        &["--wait-for-device"],
+    );
+    let mut s = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    s.write_all(&[IAC, WILL, 44, IAC, SB, 44, 1, 0, 0, 0x4b, 0, IAC, SE])
+        .unwrap();
+    // Told the value in force (9600 = 0x2580), not left waiting.
+    read_until_has(
+        &mut s,
+        &mut got,
+        &[IAC, SB, 44, 101, 0, 0, 0x25, 0x80, IAC, SE],
+    );
+}
