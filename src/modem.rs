@@ -34,3 +34,14 @@ impl Default for ModemOutputs {
         }
     }
 }
+
+/// Counts of line errors and breaks the device has received, as the driver
+/// keeps them (`TIOCGICOUNT`). RFC 2217's NOTIFY-LINESTATE reports an
+/// increase of any of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LineErrors {
+    pub breaks: u32,
+    pub framing: u32,
+    pub parity: u32,
+    pub overrun: u32,
+}

@@ -10,7 +10,7 @@ use super::remote::Remote;
 use super::tty::{Tty, TtyError};
 use crate::hub::Signal;
 use crate::line::LineSettings;
-use crate::modem::ModemInputs;
+use crate::modem::{LineErrors, ModemInputs};
 
 /// An open device.
 #[derive(Debug)]
@@ -82,6 +82,29 @@ impl DeviceIo {
                 l.set_signal(signal, on);
                 Ok(())
             }
+        }
+    }
+
+    /// Received breaks and line errors, as counted so far.
+    pub fn line_errors(&self) -> io::Result<LineErrors> {
+        match self {
+            DeviceIo::Tty(t) => t.line_errors(),
+            DeviceIo::Loopback(l) => Ok(l.line_errors()),
+            DeviceIo::Remote(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a remote port's line state is not relayed",
+            )),
+        }
+    }
+
+    /// Tells the hub of the modem inputs and line errors, where the device
+    /// has them.
+    pub fn publish_state(&self, settings: &crate::hub::settings::SharedSettings) {
+        if let Ok(inputs) = self.modem_inputs() {
+            settings.inputs_changed(inputs);
+        }
+        if let Ok(errors) = self.line_errors() {
+            settings.line_errors_changed(errors);
         }
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 
 use crate::hub::Signal;
 use crate::line::LineSettings;
-use crate::modem::{ModemInputs, ModemOutputs};
+use crate::modem::{LineErrors, ModemInputs, ModemOutputs};
 
 /// Echoed bytes not yet read back: what a UART's receive FIFO and the
 /// kernel's buffer hold. Writes wait while it is full.
@@ -26,6 +26,8 @@ const CAPACITY: usize = 4096;
 struct State {
     echo: BytesMut,
     outputs: ModemOutputs,
+    /// A break sent is a break received, on a loopback plug.
+    breaks: u32,
 }
 
 #[derive(Debug, Default)]
@@ -99,7 +101,20 @@ impl Loopback {
         match signal {
             Signal::Dtr => s.outputs.dtr = on,
             Signal::Rts => s.outputs.rts = on,
-            Signal::Break => s.outputs.brk = on,
+            Signal::Break => {
+                if on && !s.outputs.brk {
+                    s.breaks = s.breaks.wrapping_add(1);
+                }
+                s.outputs.brk = on;
+            }
+        }
+    }
+
+    /// Breaks received (each one sent); no line errors on a plug.
+    pub fn line_errors(&self) -> LineErrors {
+        LineErrors {
+            breaks: self.state().breaks,
+            ..LineErrors::default()
         }
     }
 

@@ -303,15 +303,16 @@ async fn read_loop(tty: &DeviceIo, hub: &Hub) -> std::io::Error {
 /// while nobody watches.
 const MODEM_POLL: Duration = Duration::from_millis(100);
 
-/// Tells the hub of the device's modem inputs while someone watches them.
+/// Tells the hub of the device's modem inputs and line errors while someone
+/// watches them.
 /// A device without modem lines (a pty) is never polled again. Never ends.
 async fn watch_modem(io: &DeviceIo, hub: &Hub) -> std::io::Error {
     loop {
         hub.settings.watched().await;
-        match io.modem_inputs() {
-            Ok(inputs) => hub.settings.inputs_changed(inputs),
-            Err(_) => std::future::pending().await,
+        if io.modem_inputs().is_err() && io.line_errors().is_err() {
+            return std::future::pending().await;
         }
+        io.publish_state(&hub.settings);
         tokio::time::sleep(MODEM_POLL).await;
     }
 }

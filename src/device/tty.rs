@@ -14,7 +14,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::hub::Signal;
 use crate::line::{FlowControl, LineSettings, Parity};
-use crate::modem::ModemInputs;
+use crate::modem::{LineErrors, ModemInputs};
 
 nix::ioctl_read_bad!(tiocoutq, libc::TIOCOUTQ, libc::c_int);
 nix::ioctl_none_bad!(tiocexcl, libc::TIOCEXCL);
@@ -22,6 +22,25 @@ nix::ioctl_write_ptr_bad!(tiocmbis, libc::TIOCMBIS, libc::c_int);
 nix::ioctl_write_ptr_bad!(tiocmbic, libc::TIOCMBIC, libc::c_int);
 nix::ioctl_read_bad!(tiocmget, libc::TIOCMGET, libc::c_int);
 nix::ioctl_none_bad!(tiocsbrk, libc::TIOCSBRK);
+nix::ioctl_read_bad!(tiocgicount, libc::TIOCGICOUNT, SerialCounters);
+
+/// `struct serial_icounter_struct` of <linux/serial.h>.
+#[repr(C)]
+#[derive(Default)]
+struct SerialCounters {
+    cts: libc::c_int,
+    dsr: libc::c_int,
+    rng: libc::c_int,
+    dcd: libc::c_int,
+    rx: libc::c_int,
+    tx: libc::c_int,
+    frame: libc::c_int,
+    overrun: libc::c_int,
+    parity: libc::c_int,
+    brk: libc::c_int,
+    buf_overrun: libc::c_int,
+    reserved: [libc::c_int; 9],
+}
 nix::ioctl_none_bad!(tioccbrk, libc::TIOCCBRK);
 
 /// A tty could not be opened or configured.
@@ -187,6 +206,21 @@ impl Tty {
             dsr: bits & libc::TIOCM_DSR != 0,
             ri: bits & libc::TIOCM_RI != 0,
             cd: bits & libc::TIOCM_CD != 0,
+        })
+    }
+
+    /// The driver's counts of received breaks and line errors. A pty keeps
+    /// none and fails with `ENOTTY`.
+    pub fn line_errors(&self) -> std::io::Result<LineErrors> {
+        let mut c = SerialCounters::default();
+        // SAFETY: TIOCGICOUNT fills one serial_icounter_struct.
+        unsafe { tiocgicount(self.fd.get_ref().as_raw_fd(), &mut c) }?;
+        let n = |v: libc::c_int| u32::try_from(v).unwrap_or(0);
+        Ok(LineErrors {
+            breaks: n(c.brk),
+            framing: n(c.frame),
+            parity: n(c.parity),
+            overrun: n(c.overrun) + n(c.buf_overrun),
         })
     }
 

@@ -163,9 +163,7 @@ impl DeviceWriter {
         }
         hub.settings.set_outputs(outputs);
         // A loopback plug (or a device wired back) answers at once.
-        if let Ok(inputs) = tty.modem_inputs() {
-            hub.settings.inputs_changed(inputs);
-        }
+        tty.publish_state(&hub.settings);
         tracing::debug!(signal = %change.signal, on = change.on, "modem output set");
         if let Some(answer) = change.answer {
             let _ = answer.send(SignalAnswer {

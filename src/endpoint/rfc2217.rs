@@ -29,7 +29,7 @@ use super::client::{ClientSource, LINGER, read_failed, read_queued};
 use super::{Access, EndpointOptions};
 use crate::hub::{ClientHandle, HubClosed, Signal};
 use crate::line::{FlowControl, LineSettings, Parity};
-use crate::modem::ModemInputs;
+use crate::modem::{LineErrors, ModemInputs};
 use crate::proto::telnet::rfc2217::{
     self, COM_PORT_OPTION, Command, Control, DataSize, LineState, Message, ModemState, Purge,
     StopSize,
@@ -57,6 +57,8 @@ struct Shared {
     com_port: AtomicBool,
     /// SET-MODEMSTATE-MASK.
     modem_mask: AtomicU8,
+    /// SET-LINESTATE-MASK: RFC 2217's default is 0, no line-state reports.
+    line_mask: AtomicU8,
 }
 
 /// Runs one RFC 2217 client until it leaves.
@@ -76,6 +78,7 @@ pub async fn run<S, W>(
     let shared = Arc::new(Shared {
         com_port: AtomicBool::new(false),
         modem_mask: AtomicU8::new(DEFAULT_MODEM_MASK),
+        line_mask: AtomicU8::new(0),
     });
     let (control, answers) = mpsc::channel(CONTROL_QUEUE);
     let (suspend, suspended) = watch::channel(false);
@@ -402,7 +405,10 @@ impl Reader<'_> {
                 let inputs = *self.handle.hub().settings.watch_inputs().borrow();
                 Command::NotifyModemstate(Some(modem_state(inputs, None)))
             }
-            Command::SetLinestateMask(m) => Command::SetLinestateMask(m),
+            Command::SetLinestateMask(m) => {
+                self.shared.line_mask.store(m.0, Relaxed);
+                Command::SetLinestateMask(m)
+            }
             Command::SetModemstateMask(m) => {
                 self.shared.modem_mask.store(m.0, Relaxed);
                 Command::SetModemstateMask(m)
@@ -635,6 +641,22 @@ fn modem_state(now: ModemInputs, before: Option<ModemInputs>) -> ModemState {
     ModemState(b)
 }
 
+/// NOTIFY-LINESTATE's bits for the errors counted since `before`.
+fn line_state(now: LineErrors, before: LineErrors) -> u8 {
+    let mut b = 0u8;
+    for (more, bit) in [
+        (now.breaks != before.breaks, LineState::BREAK_DETECT),
+        (now.framing != before.framing, LineState::FRAMING_ERROR),
+        (now.parity != before.parity, LineState::PARITY_ERROR),
+        (now.overrun != before.overrun, LineState::OVERRUN_ERROR),
+    ] {
+        if more {
+            b |= bit;
+        }
+    }
+    b
+}
+
 /// The answers that state `line`: baud, data size, parity, stop size.
 fn settings_answers(line: &LineSettings) -> [Command; 4] {
     [
@@ -667,6 +689,9 @@ async fn to_client(
     let mut line = handle.hub().watch_line();
     line.borrow_and_update();
     let mut line_open = true;
+    let mut errors = handle.hub().settings.watch_line_errors();
+    let mut counted = *errors.borrow_and_update();
+    let mut errors_open = true;
     let mut out = BytesMut::new();
     let (mut answers_open, mut inputs_open, mut suspend_open) = (true, true, true);
     loop {
@@ -695,6 +720,21 @@ async fn to_client(
                 }
             }
             r = suspended.changed(), if suspend_open => suspend_open = r.is_ok(),
+            r = errors.changed(), if errors_open => {
+                if r.is_err() {
+                    errors_open = false;
+                    continue;
+                }
+                let now = *errors.borrow_and_update();
+                let state = line_state(now, counted) & shared.line_mask.load(Relaxed);
+                counted = now;
+                if shared.com_port.load(Relaxed) && state != 0 {
+                    out.clear();
+                    Message::to_client(Command::NotifyLinestate(Some(LineState(state))))
+                        .encode(&mut out);
+                    sink.write_all(&out).await?;
+                }
+            }
             r = line.changed(), if line_open => {
                 // Another client (or a reload) changed the line: every
                 // RFC 2217 client hears the settings now in force, as the

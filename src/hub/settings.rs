@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard};
 use tokio::sync::{Notify, watch};
 
 use crate::ids::ClientId;
-use crate::modem::{ModemInputs, ModemOutputs};
+use crate::modem::{LineErrors, ModemInputs, ModemOutputs};
 
 /// Whose settings changes apply on a shared port (endpoint option
 /// `control=`).
@@ -82,6 +82,8 @@ pub struct SharedSettings {
     owner: Mutex<Option<(ClientId, String)>>,
     outputs: Mutex<ModemOutputs>,
     inputs: watch::Sender<ModemInputs>,
+    /// Counts of received breaks and line errors.
+    line_errors: watch::Sender<LineErrors>,
     /// Woken when someone starts watching the inputs.
     watching: Notify,
 }
@@ -92,6 +94,7 @@ impl Default for SharedSettings {
             owner: Mutex::new(None),
             outputs: Mutex::new(ModemOutputs::default()),
             inputs: watch::Sender::new(ModemInputs::default()),
+            line_errors: watch::Sender::new(LineErrors::default()),
             watching: Notify::new(),
         }
     }
@@ -171,6 +174,21 @@ impl SharedSettings {
         self.inputs.send_if_modified(|now| {
             let changed = *now != inputs;
             *now = inputs;
+            changed
+        });
+    }
+
+    /// The device's counts of breaks and line errors, and a receiver told
+    /// of every change.
+    pub fn watch_line_errors(&self) -> watch::Receiver<LineErrors> {
+        self.line_errors.subscribe()
+    }
+
+    /// The device's counts of breaks and line errors changed.
+    pub fn line_errors_changed(&self, errors: LineErrors) {
+        self.line_errors.send_if_modified(|now| {
+            let changed = *now != errors;
+            *now = errors;
             changed
         });
     }

@@ -493,3 +493,27 @@ async fn issue11_a_request_is_answered_while_the_device_is_absent() {
         &[IAC, SB, 44, 101, 0, 0, 0x25, 0x80, IAC, SE],
     );
 }
+
+#[tokio::test]
+async fn issue11_break_on_a_loopback_plug_is_reported_as_line_state() {
+    let hub = Hub::start("sim:loopback", 9600, &["rfc2217:127.0.0.1:0"], &[]);
+    let mut s = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    s.write_all(&[IAC, WILL, 44]).unwrap();
+    read_until_has(&mut s, &mut got, &[IAC, SB, 44, 107]);
+    // Line state reports are off until asked for (RFC 2217's default mask).
+    s.write_all(&[IAC, SB, 44, 10, 0x10, IAC, SE]).unwrap();
+    read_until_has(&mut s, &mut got, &[IAC, SB, 44, 110, 0x10, IAC, SE]);
+    // BREAK on, then off: answered, and the plug receives the break.
+    s.write_all(&[IAC, SB, 44, 5, 5, IAC, SE]).unwrap();
+    read_until_has(&mut s, &mut got, &[IAC, SB, 44, 105, 5, IAC, SE]);
+    read_until_has(&mut s, &mut got, &[IAC, SB, 44, 106, 0x10, IAC, SE]);
+    s.write_all(&[IAC, SB, 44, 5, 6, IAC, SE, IAC, SB, 44, 5, 4, IAC, SE])
+        .unwrap();
+    read_until_has(
+        &mut s,
+        &mut got,
+        &[IAC, SB, 44, 105, 6, IAC, SE, IAC, SB, 44, 105, 6, IAC, SE],
+    );
+}
