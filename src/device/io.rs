@@ -2,6 +2,10 @@
 //! over the network, behind one type, so the reading loop and the writer
 //! (with its pacing, its ordered settings changes and the in-flight bound)
 //! are the same for both.
+//!
+//! A remote port's futures are boxed: they are larger than a tty's, and
+//! inline they would grow every port's long-lived device task by their
+//! size, whatever its device (issue 10: the memory of an idle port).
 
 use std::io;
 
@@ -27,7 +31,7 @@ impl DeviceIo {
     pub async fn readable(&self) -> io::Result<()> {
         match self {
             DeviceIo::Tty(t) => t.readable().await,
-            DeviceIo::Remote(r) => r.readable().await,
+            DeviceIo::Remote(r) => Box::pin(r.readable()).await,
             DeviceIo::Loopback(l) => l.readable().await,
         }
     }
@@ -36,7 +40,7 @@ impl DeviceIo {
     pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             DeviceIo::Tty(t) => t.read(buf).await,
-            DeviceIo::Remote(r) => r.read(buf).await,
+            DeviceIo::Remote(r) => Box::pin(r.read(buf)).await,
             DeviceIo::Loopback(l) => l.read(buf).await,
         }
     }
@@ -45,7 +49,7 @@ impl DeviceIo {
     pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             DeviceIo::Tty(t) => t.write(buf).await,
-            DeviceIo::Remote(r) => r.write(buf).await,
+            DeviceIo::Remote(r) => Box::pin(r.write(buf)).await,
             DeviceIo::Loopback(l) => l.write(buf).await,
         }
     }
@@ -68,7 +72,9 @@ impl DeviceIo {
                 .set_line(line, before)
                 .await
                 .map_err(|e: TtyError| e.to_string()),
-            DeviceIo::Remote(r) => r.set_line(line, before).await.map_err(|e| e.to_string()),
+            DeviceIo::Remote(r) => Box::pin(r.set_line(line, before))
+                .await
+                .map_err(|e| e.to_string()),
             DeviceIo::Loopback(l) => l.set_line(line),
         }
     }
@@ -77,7 +83,7 @@ impl DeviceIo {
     pub async fn set_signal(&self, signal: Signal, on: bool) -> io::Result<()> {
         match self {
             DeviceIo::Tty(t) => t.set_signal(signal, on),
-            DeviceIo::Remote(r) => r.set_signal(signal, on).await,
+            DeviceIo::Remote(r) => Box::pin(r.set_signal(signal, on)).await,
             DeviceIo::Loopback(l) => {
                 l.set_signal(signal, on);
                 Ok(())

@@ -344,7 +344,8 @@ async fn reopen(
         let opened = match device.remote {
             Some(protocol) => {
                 let addr = path.to_string_lossy();
-                remote::Remote::connect(protocol, &addr, line)
+                // Boxed: see `io`; connecting is rare, the task long-lived.
+                Box::pin(remote::Remote::connect(protocol, &addr, line))
                     .await
                     .map(|r| DeviceIo::Remote(Box::new(r)))
                     .map_err(|e| e.to_string())

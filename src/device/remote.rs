@@ -40,6 +40,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// network's backpressure.
 const WRITE_QUEUE: usize = 4;
 
+/// Data from the server held while a settings request waits for its answer
+/// and the device's reading loop is not running (at connect).
+const PENDING_MAX: usize = 64 * 1024;
+
 /// Which protocol the remote port speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -348,6 +352,12 @@ impl Remote {
     /// Reads and decodes once, if no other task holds the read half;
     /// otherwise waits forever (that task decodes the answers).
     async fn pump(&self) -> io::Result<()> {
+        // Data decoded while nobody reads it is held, up to a bound; past it
+        // the socket is left unread (TCP holds the server back) and the
+        // answer, if it is behind the data, times out.
+        if self.learn().data.len() >= PENDING_MAX {
+            return std::future::pending().await;
+        }
         let Ok(read) = self.read.try_lock() else {
             return std::future::pending().await;
         };
