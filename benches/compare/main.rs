@@ -3,7 +3,7 @@
 //!
 //! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217]`
 //!
-//! Quick mode (under 2 minutes) prints the tables. Full mode (about 25
+//! Quick mode (under 2 minutes) prints the tables. Full mode (about 40
 //! minutes) also writes `bench/RESULTS.md` and one SVG chart per scenario
 //! under `bench/plots/`, unless `--only` picked some scenarios (then only
 //! their charts are redrawn).

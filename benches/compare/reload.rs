@@ -22,6 +22,9 @@ use tokio::net::TcpStream;
 use crate::report::Section;
 
 const BAUD_A: u32 = 115_200;
+/// How long `status` may take to show B's new line settings after the
+/// reload command returned.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// B's baud rates, one per baud-rate reload, in turn.
 const BAUDS_B: [u32; 4] = [19_200, 38_400, 57_600, 9_600];
 
@@ -50,8 +53,12 @@ struct B {
 struct Run {
     reloads: usize,
     failed_reloads: usize,
-    /// Reloads after which `status` did not show B's new baud rate.
+    /// Reloads after which `status` did not show B's new baud rate within
+    /// [`APPLY_TIMEOUT`].
     not_applied: usize,
+    /// Longest time from the reload command's return until `status` showed
+    /// B's new baud rate.
+    shown_after: Duration,
     errors: u64,
     dropped: usize,
     /// Slowest reader's share of the line rate, before and during.
@@ -77,12 +84,14 @@ pub async fn reload(clients: usize, before_secs: u64, rounds: usize, runs: usize
             "during reloads",
             "reload command p50",
             "max",
+            "B's new line in status, at most after",
         ],
     );
     s.notes.push(format!(
-        "One `serialhub serve --config` process serves port A (`sim:source` at {BAUD_A} baud, {clients} TCP clients, each checking the counter pattern with `pattern::Checker`) and port B (`sim:echo`, one TCP endpoint). After 1 s of warm-up and {before_secs} s of streaming (\"before\"), B is changed in the file and `serialhub --control SOCK reload` is run, once a second: {rounds} rounds of four baud-rate changes ({}; applied in place) then a max-clients change (B restarts), an endpoint added (a unix socket) and removed again. \"During\" runs from the first reload to 1 s after the last. Share of line rate is bytes read over the window against {:.0} B/s. The read gap is the longest time a client waited between two reads. The reload latency is the wall time of the `serialhub reload` command, a process start included. \"Not applied\" counts reloads after which `status --json` did not show B's new baud rate. Each run starts a fresh process.",
+        "One `serialhub serve --config` process serves port A (`sim:source` at {BAUD_A} baud, {clients} TCP clients, each checking the counter pattern with `pattern::Checker`) and port B (`sim:echo`, one TCP endpoint, no clients). After 1 s of warm-up and {before_secs} s of streaming (\"before\"), B is changed in the file and `serialhub --control SOCK reload` is run, once a second: {rounds} rounds of four baud-rate changes ({}; applied in place) then a max-clients change (B restarts), an endpoint added (a unix socket) and removed again. \"During\" runs from the first reload to 1 s after the last. Share of line rate is bytes read over the window against {:.0} B/s. The read gap is the longest time a client waited between two reads. The reload latency is the wall time of the `serialhub reload` command, a process start included. The command returns once the daemon has taken the new file; a line change then travels on B's device queue, so the last column is the longest wait, after the command returned, until `status --json` showed B's new baud rate (polled every 5 ms); \"not applied\" counts reloads where it did not within {} s. Each run starts a fresh process.",
         BAUDS_B.map(|b| b.to_string()).join(", "),
-        serialhub::line::LineSettings::with_baud(BAUD_A).bytes_per_sec()
+        serialhub::line::LineSettings::with_baud(BAUD_A).bytes_per_sec(),
+        APPLY_TIMEOUT.as_secs()
     ));
     s.notes.push(
         "No peer is measured: ser2net re-reads its configuration on SIGHUP, but it applies a changed connection only once that connection's users have disconnected, so it has no live reload of one port comparable to this."
@@ -111,6 +120,7 @@ pub async fn reload(clients: usize, before_secs: u64, rounds: usize, runs: usize
                     format!("{:.0} ms", r.gap_during_ms),
                     ms(lat.get(lat.len() / 2)),
                     ms(lat.last()),
+                    ms(Some(&r.shown_after)),
                 ]);
             }
             Err(why) => s.skipped(&(i + 1).to_string(), &why),
@@ -328,17 +338,35 @@ async fn one(clients: usize, before_secs: u64, rounds: usize) -> Result<Run, Str
     during.store(true, Relaxed);
     let t1 = Instant::now();
     let (mut failed, mut not_applied, mut latencies) = (0, 0, Vec::new());
+    let mut shown_after = Duration::ZERO;
     let versions = schedule(rounds);
     for b in &versions {
         let next = Instant::now() + Duration::from_secs(1);
         std::fs::write(&conf, config(dir.path(), clients, b)).map_err(|e| e.to_string())?;
         let s = sock.clone();
-        let (took, ok, st) = tokio::task::spawn_blocking(move || {
+        let baud = b.baud;
+        let (took, ok, shown) = tokio::task::spawn_blocking(move || {
             let t = Instant::now();
             let out = control(&s, &["reload"]);
             let took = t.elapsed();
             let ok = out.is_ok_and(|o| o.status.success());
-            (took, ok, status(&s))
+            // The command returns once the daemon has taken the new file; a
+            // line change then waits on B's device queue, so `status` may
+            // show it a little later.
+            let done = Instant::now();
+            let shown = loop {
+                let line = status(&s).ok().and_then(|p| {
+                    port(&p, "b").and_then(|b| b["line"].as_str().map(str::to_owned))
+                });
+                if line.is_some_and(|l| l.starts_with(&format!("{baud} "))) {
+                    break Some(done.elapsed());
+                }
+                if done.elapsed() > APPLY_TIMEOUT {
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            };
+            (took, ok, shown)
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -347,11 +375,12 @@ async fn one(clients: usize, before_secs: u64, rounds: usize) -> Result<Run, Str
             failed += 1;
             eprintln!("reload ({}) failed", b.what);
         }
-        let line = st
-            .ok()
-            .and_then(|p| port(&p, "b").map(|b| b["line"].as_str().unwrap_or("").to_owned()));
-        if !line.is_some_and(|l| l.starts_with(&format!("{} ", b.baud))) {
-            not_applied += 1;
+        match shown {
+            Some(after) => shown_after = shown_after.max(after),
+            None => {
+                not_applied += 1;
+                eprintln!("reload ({}): B's status never showed {baud} baud", b.what);
+            }
         }
         tokio::time::sleep_until(next.into()).await;
     }
@@ -374,6 +403,7 @@ async fn one(clients: usize, before_secs: u64, rounds: usize) -> Result<Run, Str
         reloads: versions.len(),
         failed_reloads: failed,
         not_applied,
+        shown_after,
         errors: readers.iter().map(|r| r.errors.load(Relaxed)).sum(),
         dropped: readers.iter().filter(|r| r.ended.load(Relaxed)).count(),
         before,
