@@ -1,9 +1,9 @@
 //! Side-by-side comparison of serialhub with socat and ser2net, on the same
 //! simulated devices, in one run. Run it through `bench/compare`.
 //!
-//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn]`
+//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217]`
 //!
-//! Quick mode (under 2 minutes) prints the tables. Full mode (about 25
+//! Quick mode (under 2 minutes) prints the tables. Full mode (about 40
 //! minutes) also writes `bench/RESULTS.md` and one SVG chart per scenario
 //! under `bench/plots/`, unless `--only` picked some scenarios (then only
 //! their charts are redrawn).
@@ -12,7 +12,9 @@ mod fanout;
 mod flood;
 mod idle;
 mod proxy;
+mod reload;
 mod report;
+mod rfc2217;
 mod throughput;
 mod txn;
 
@@ -46,7 +48,7 @@ fn parse_args() -> Plan {
             "--bench" => {}
             other => {
                 eprintln!(
-                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn]"
+                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217]"
                 );
                 std::process::exit(2);
             }
@@ -124,6 +126,17 @@ async fn main() {
     }
     if plan.wants("txn") {
         run(txn::txn(if q { 2 } else { 10 }, if q { 1 } else { 3 }).await);
+    }
+    if plan.wants("reload") {
+        let (before, rounds, runs) = if q { (2, 1, 1) } else { (5, 2, 3) };
+        run(reload::reload(16, before, rounds, runs).await);
+    }
+    if plan.wants("rfc2217") {
+        let runs = if q { 1 } else { 3 };
+        run(rfc2217::latency(if q { 1000 } else { 5000 }, runs).await);
+        run(rfc2217::bulk(if q { 1 } else { 5 }, runs).await);
+        let (secs, drain) = if q { (2, 1) } else { (10, 5) };
+        run(rfc2217::flood_section(9600, secs, drain, runs).await);
     }
     eprintln!("comparison took {:.0} s", started.elapsed().as_secs_f64());
     // Only a complete full run replaces bench/RESULTS.md. A full run of

@@ -54,6 +54,8 @@ pub struct Setup {
     pub clients: usize,
     /// Extra `serialhub serve` flags.
     pub serialhub_args: Vec<String>,
+    /// Serve Telnet with the RFC 2217 COM-PORT-OPTION instead of raw TCP.
+    pub rfc2217: bool,
 }
 
 /// A running tool. Killed when dropped.
@@ -89,19 +91,19 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
     }
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let baud = setup.baud.to_string();
+    if setup.rfc2217 && tool == Tool::Socat {
+        return Err("socat has no RFC 2217 server".into());
+    }
     let (child, addrs) = match tool {
         Tool::Serialhub | Tool::SerialhubLog => {
             assert_eq!(devices.len(), 1, "one device per serialhub process");
             let mut c = Command::new(env!("CARGO_BIN_EXE_serialhub"));
-            c.args([
-                "serve",
-                "-d",
-                &devices[0],
-                "-b",
-                &baud,
-                "-l",
-                "tcp:127.0.0.1:0",
-            ]);
+            let listen = if setup.rfc2217 {
+                "rfc2217:127.0.0.1:0"
+            } else {
+                "tcp:127.0.0.1:0"
+            };
+            c.args(["serve", "-d", &devices[0], "-b", &baud, "-l", listen]);
             if tool == Tool::SerialhubLog {
                 let log = dir.path().join("traffic");
                 std::fs::create_dir(&log).map_err(|e| e.to_string())?;
@@ -110,7 +112,10 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
             c.args(["--max-clients", &(setup.clients + 16).to_string()]);
             c.args(&setup.serialhub_args);
             let (child, addr) = spawn_and_find(c, |l| {
-                l.split("listening on tcp:").nth(1)?.trim().parse().ok()
+                let (_, rest) = l
+                    .split_once("listening on tcp:")
+                    .or_else(|| l.split_once("listening on rfc2217:"))?;
+                rest.trim().parse().ok()
             })?;
             (child, vec![addr])
         }
@@ -131,11 +136,17 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
         Tool::Ser2net | Tool::Ser2net4k => {
             let mut yaml = String::from("%YAML 1.1\n---\n");
             let mut addrs = Vec::new();
+            // ser2net stacks gensios: Telnet with RFC 2217 over TCP.
+            let accepter = if setup.rfc2217 {
+                "telnet(rfc2217),tcp"
+            } else {
+                "tcp"
+            };
             for (i, dev) in devices.iter().enumerate() {
                 let port = free_port();
                 addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
                 yaml += &format!(
-                    "connection: &c{i}\n  accepter: tcp,127.0.0.1,{port}\n  connector: serialdev,{dev},{baud}n81,local\n  options:\n    max-connections: {}\n",
+                    "connection: &c{i}\n  accepter: {accepter},127.0.0.1,{port}\n  connector: serialdev,{dev},{baud}n81,local\n  options:\n    max-connections: {}\n",
                     setup.clients.max(1)
                 );
                 if tool == Tool::Ser2net4k {

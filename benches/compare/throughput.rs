@@ -27,6 +27,7 @@ fn setup(tool: Tool) -> Setup {
         } else {
             vec![]
         },
+        ..Setup::default()
     }
 }
 
