@@ -589,7 +589,10 @@ async fn issue8_deleted_log_dir_warns_at_most_once_per_10s() {
         }
         removed = std::fs::remove_dir_all(&dir);
     }
-    assert!(!dir.exists(), "cannot delete the log directory: {removed:?}");
+    assert!(
+        !dir.exists(),
+        "cannot delete the log directory: {removed:?}"
+    );
     let deleted = Instant::now();
     let before = got.load(Relaxed);
     tokio::time::sleep(Duration::from_secs(4)).await;
