@@ -50,7 +50,7 @@ fn bad_settings_give_clear_errors() {
         ),
         (
             &["serve", "-d", "sim:bogus"],
-            "expected echo, source, sink or modbus",
+            "expected echo, source, sink, modbus or loopback",
         ),
         (
             &["serve", "-d", "sim:echo", "--client-queue", "lots"],
