@@ -151,9 +151,10 @@ pub struct LineArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty) or a
-    /// built-in simulator: sim:echo, sim:source, sim:sink or sim:modbus
-    /// (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to 10s).
+    /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty), a
+    /// built-in simulator: sim:echo, sim:source, sim:sink, sim:loopback or
+    /// sim:modbus (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to
+    /// 10s), or a remote port: rfc2217://HOST:PORT or tcp://HOST:PORT.
     /// Required unless --config is given.
     #[arg(short, long, value_parser = parse_device, required_unless_present = "config")]
     pub device: Option<DeviceSpec>,
