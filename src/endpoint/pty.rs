@@ -48,6 +48,7 @@ use super::accept::Context;
 use super::client::{self, ClientSource};
 use super::pty_settings::{self as settings, Forwarder, Seen, TIOCPKT_DATA};
 use crate::hub::{ClientHandle, HubClosed};
+use crate::line::LineSettings;
 use crate::link::{LinkError, OwnedLink};
 use crate::watch::Watch;
 
@@ -113,9 +114,9 @@ pub struct PtyEndpoint {
 
 impl PtyEndpoint {
     /// Creates the pty, puts the slave in raw mode with `EXTPROC` and the
-    /// master in packet mode, and links it at `link` (see [`OwnedLink`] for
-    /// what may already be there).
-    pub fn create(link: &Path) -> Result<PtyEndpoint, PtyError> {
+    /// device's settings `line`, and the master in packet mode, and links
+    /// it at `link` (see [`OwnedLink`] for what may already be there).
+    pub fn create(link: &Path, line: &LineSettings) -> Result<PtyEndpoint, PtyError> {
         let create = |reason: nix::Error| PtyError::Create {
             path: link.to_owned(),
             reason: reason.into(),
@@ -138,15 +139,15 @@ impl PtyEndpoint {
         t.local_flags |= termios::LocalFlags::EXTPROC;
         termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t).map_err(create)?;
         drop(slave);
+        let create_io = |reason| PtyError::Create {
+            path: link.to_owned(),
+            reason,
+        };
+        // A program that opens the port reads the device's settings, and
+        // changes are told apart from them (not from a pty's 38400 default).
+        let seen = Seen::set(&master, line).map_err(create_io)?;
         // After the termios above, whose change must not be reported.
-        settings::packet_mode(&master, true).map_err(|e| PtyError::Create {
-            path: link.to_owned(),
-            reason: e,
-        })?;
-        let seen = Seen::new(&master).map_err(|e| PtyError::Create {
-            path: link.to_owned(),
-            reason: e,
-        })?;
+        settings::packet_mode(&master, true).map_err(create_io)?;
         crate::device::set_nonblocking(&master).map_err(create)?;
         // After our own open, which must not count.
         let opens = Watch::new(&tty, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_CLOSE)

@@ -199,10 +199,16 @@ fn keep_extproc(master: &impl AsRawFd, t: &libc::termios2) -> io::Result<()> {
 pub(super) struct Seen(Mutex<PtyLine>);
 
 impl Seen {
-    pub(super) fn new(master: &impl AsRawFd) -> io::Result<Seen> {
-        let t = get(master)?;
-        let line = PtyLine::from_termios(&t, &PtyLine::of(&LineSettings::default()));
-        Ok(Seen(Mutex::new(line)))
+    /// Shows `line` on the slave (before packet mode is on).
+    pub(super) fn set(master: &impl AsRawFd, line: &LineSettings) -> io::Result<Seen> {
+        let want = PtyLine::of(line);
+        let mut t = get(master)?;
+        want.to_termios(&mut t);
+        set(master, &t)?;
+        Ok(Seen(Mutex::new(PtyLine::from_termios(
+            &get(master)?,
+            &want,
+        ))))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, PtyLine> {
