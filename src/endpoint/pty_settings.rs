@@ -341,12 +341,7 @@ impl Forwarder {
             let now = PtyLine::from_termios(&t, &seen);
             (now, std::mem::replace(&mut *seen, now))
         };
-        if now == before {
-            // Raw mode, echo, timeouts: nothing the device has.
-            return Ok(());
-        }
-        let in_force = handle.hub().line().unwrap_or_default();
-        let new = now.changed(&before, in_force);
+        // Once per program: what it sets that never gets here.
         if first(&self.warned.limits) {
             info!(
                 "the program's baud rate, stop bits and flow control reach the device; \
@@ -354,6 +349,12 @@ impl Forwarder {
                  so the program's requests for those fail in the program (EINVAL, ENOTTY)"
             );
         }
+        if now == before {
+            // Raw mode, echo, timeouts: nothing the device has.
+            return Ok(());
+        }
+        let in_force = handle.hub().line().unwrap_or_default();
+        let new = now.changed(&before, in_force);
         if new == in_force {
             return Ok(());
         }

@@ -151,6 +151,13 @@ async fn issue11_pyserial_on_a_pty_endpoint_changes_the_device_baud_in_order() {
         hub.server.log()
     );
     assert_eq!(hub.line(), "38400 8N1");
+    // Once per program: what a pty cannot carry.
+    assert_eq!(
+        hub.server.log().matches("a pty carries no parity").count(),
+        1,
+        "{}",
+        hub.server.log()
+    );
     // The traffic log holds the device's queue in order: every `B` went out
     // before the change to 38400; the open set 19200 before it.
     let records = hub.stop();
