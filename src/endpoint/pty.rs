@@ -372,6 +372,8 @@ impl ClientSource for Session {
         }
         loop {
             match settings::read_packet(self.0.fd.get_ref(), buf) {
+                // Not seen in practice (a data packet carries data), and
+                // not the end of input.
                 Ok(Some((TIOCPKT_DATA, 0))) => {
                     return Err(std::io::ErrorKind::WouldBlock.into());
                 }
