@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{BIN, PtyDevice, Server, device_got, eventually, finish, python};
+use crate::common::{PtyDevice, Server, device_got, eventually, finish, python, status};
 
 /// A serialhub on a pty device at 9600 baud with a control socket and a
 /// JSON traffic log, and a pty endpoint at `tty` (with `options`).
@@ -53,18 +53,7 @@ impl Hub {
     }
 
     fn status(&self) -> serde_json::Value {
-        let out = Command::new(BIN)
-            .arg("--control")
-            .arg(self.dir.path().join("hub.sock"))
-            .args(["status", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        status(&self.dir.path().join("hub.sock"))
     }
 
     fn line(&self) -> String {
