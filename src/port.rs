@@ -432,7 +432,7 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String),
             (Bound::Unix(l), format!("unix:{}", path.display()))
         }
         EndpointKind::Pty { path } => {
-            let p = PtyEndpoint::create(path)?;
+            let p = PtyEndpoint::create(path, &cfg.line)?;
             let shown = format!("pty:{} -> {}", path.display(), p.tty().display());
             (Bound::Pty(p), shown)
         }

@@ -40,7 +40,7 @@ use super::framing::LineAssembler;
 use super::inband::{InbandParser, Piece, Suspicion};
 use super::request;
 use super::{Access, EndpointOptions, Framing};
-use crate::hub::ClientHandle;
+use crate::hub::{ClientHandle, HubClosed};
 
 /// How long a network client that has closed its sending side still
 /// receives.
@@ -61,6 +61,14 @@ pub trait ClientSource {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Bytes the kernel holds for reading now (`FIONREAD`).
     fn queued(&self) -> usize;
+    /// Acts on what the source reported besides data (a pty program's
+    /// termios change), once the bytes read before it were submitted.
+    /// Called after every read and at end of input; most sources report
+    /// nothing.
+    fn settle(&self, handle: &ClientHandle) -> impl Future<Output = Result<(), HubClosed>> + Send {
+        let _ = handle;
+        std::future::ready(Ok(()))
+    }
 }
 
 /// Bytes waiting to be read on `fd` (`FIONREAD`), 0 if unknown.
@@ -233,20 +241,30 @@ async fn to_device(
         };
         let mut buf = vec![0u8; size];
         match source.try_read(&mut buf) {
-            Ok(0) => return ingress.finish().await,
+            Ok(0) => {
+                ingress.finish().await?;
+                return settle(handle, source).await;
+            }
             Ok(n) => {
                 buf.truncate(n);
                 ingress.take(buf, permit).await?
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => drop(permit),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => drop(permit),
             Err(e) => {
                 // Whatever it had sent is taken; a reset ends the input.
                 ingress.finish().await?;
                 return Err(read_failed(handle, source, e));
             }
         }
+        settle(handle, source).await?;
     }
+}
+
+/// [`ClientSource::settle`], with no write budget held: a settings change
+/// waits on the device queue, where other clients' bytes go first.
+pub(super) async fn settle(handle: &ClientHandle, source: &impl ClientSource) -> Result<(), End> {
+    source.settle(handle).await.map_err(|_| End::Hub)
 }
 
 /// Reads what the kernel already holds from the client (`FIONREAD`), at

@@ -2,7 +2,8 @@
 //!
 //! Each kind has its own module that accepts clients: [`tcp`] and [`unix`]
 //! listen for stream connections; [`pty`] is a virtual serial port that one
-//! program at a time opens like a real one. [`client`] then runs a connected
+//! program at a time opens like a real one, and whose termios changes
+//! reach the device ([`pty_settings`]). [`client`] then runs a connected
 //! client, whatever its kind, applying the endpoint's [`options`]: read-only
 //! access, line framing ([`framing`]) and in-band lock commands
 //! ([`inband`]).
@@ -14,6 +15,7 @@ pub mod inband;
 pub mod modbus_tcp;
 pub mod options;
 pub mod pty;
+mod pty_settings;
 pub mod request;
 pub mod rfc2217;
 pub mod tcp;

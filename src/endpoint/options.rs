@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `tcp` | `HOST:PORT` (IPv6 in brackets) | `tcp:127.0.0.1:7000` |
 //! | `unix` | socket path | `unix:/run/serialhub.sock,mode=0660` |
-//! | `pty` | symlink path for a virtual serial port | `pty:/tmp/ttyLOG,access=ro` |
+//! | `pty` | symlink path for a virtual serial port | `pty:/tmp/ttyLOG,access=ro`, `pty:/tmp/ttyA,control=none` |
 //! | `modbus-tcp` | `HOST:PORT` | `modbus-tcp:0.0.0.0:502` |
 //! | `rfc2217` | `HOST:PORT` | `rfc2217:0.0.0.0:7002,control=any` |
 //!
@@ -14,8 +14,8 @@
 //! `max-request=BYTES` (1 to 64 KiB), `see=own|all`, `lock=none|inband`,
 //! `slow-reader=disconnect|drop|block`, `mode=OCTAL` (unix only), and
 //! `keepalive=DURATION|off` (tcp, rfc2217 and modbus-tcp, the only option
-//! modbus-tcp takes), and `control=first|any|none` (rfc2217: whose settings
-//! changes apply).
+//! modbus-tcp takes), and `control=first|any|none` (rfc2217 and pty: whose
+//! settings changes apply).
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -123,7 +123,7 @@ pub struct EndpointOptions {
     /// TCP keepalive idle time for tcp and modbus-tcp clients; `None`
     /// (`keepalive=off`) sends no probes.
     pub keepalive: Option<Duration>,
-    /// Whose settings changes apply (rfc2217 clients).
+    /// Whose settings changes apply (rfc2217 clients, pty programs).
     pub control: ControlPolicy,
 }
 
@@ -367,14 +367,19 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 ))?
         }
         "mode" => return Err(OptErr::Value("only unix endpoints have a mode")),
-        "control" if matches!(kind, EndpointKind::Rfc2217 { .. }) => {
+        "control"
+            if matches!(
+                kind,
+                EndpointKind::Rfc2217 { .. } | EndpointKind::Pty { .. }
+            ) =>
+        {
             o.control = value
                 .parse()
                 .map_err(|_| OptErr::Value("expected first, any or none"))?
         }
         "control" => {
             return Err(OptErr::Value(
-                "only rfc2217 endpoints change settings (control=)",
+                "only rfc2217 and pty endpoints change settings (control=)",
             ));
         }
         "keepalive" if kind.is_tcp() => {
@@ -507,7 +512,14 @@ mod tests {
         assert!(err("tcp:h:1,max-line=0").contains("max-line"));
         assert!(err("unix:/x,keepalive=5s").contains("only tcp, rfc2217 and modbus-tcp"));
         assert!(err("pty:/x,keepalive=off").contains("only tcp, rfc2217 and modbus-tcp"));
-        assert!(err("tcp:h:1,control=any").contains("only rfc2217"));
+        assert!(err("tcp:h:1,control=any").contains("only rfc2217 and pty"));
+        assert!(err("unix:/x,control=any").contains("only rfc2217 and pty"));
+        assert!(err("pty:/x,control=some").contains("first, any or none"));
+        assert_eq!(
+            parse("pty:/x,control=any").options.control,
+            ControlPolicy::Any
+        );
+        assert_eq!(parse("pty:/x").options.control, ControlPolicy::First);
         assert!(err("rfc2217:h:1,control=all").contains("first, any or none"));
         assert_eq!(
             parse("rfc2217:h:7002,control=none").options.control,

@@ -17,6 +17,13 @@
 //! bytes unmangled. The link is removed when the endpoint stops, if it still
 //! points at this pty; serialhub never replaces a file or a live link that is
 //! not its own (see [`crate::link`]).
+//!
+//! The program's baud rate, stop bits and flow control reach the device
+//! under the endpoint's `control=` policy: the master runs in packet mode,
+//! which tells of every termios change (see [`super::pty_settings`]). For
+//! that the slave has `EXTPROC` set, so its line discipline does no input
+//! processing of its own (no line editing or echo, as in raw mode, which
+//! is what serial programs use).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -39,6 +46,9 @@ use tracing::{Instrument, info, info_span, warn};
 use super::EndpointOptions;
 use super::accept::Context;
 use super::client::{self, ClientSource};
+use super::pty_settings::{self as settings, Forwarder, Seen, TIOCPKT_DATA};
+use crate::hub::{ClientHandle, HubClosed};
+use crate::line::LineSettings;
 use crate::link::{LinkError, OwnedLink};
 use crate::watch::Watch;
 
@@ -82,6 +92,8 @@ struct SessionFd {
     /// of the program that closed, or the first of the one that reopened,
     /// and the next session is where the reopening program gets its replies.
     hung_up: AtomicBool,
+    /// The program's settings changes.
+    forward: Forwarder,
 }
 
 /// A pty endpoint: its master and the link to its slave.
@@ -96,12 +108,15 @@ pub struct PtyEndpoint {
     /// Removed when the endpoint is dropped, if it still points at `tty`.
     link: OwnedLink,
     tty: PathBuf,
+    /// The slave's line settings, as last seen or set.
+    seen: Arc<Seen>,
 }
 
 impl PtyEndpoint {
-    /// Creates the pty, puts the slave in raw mode and links it at `link`
-    /// (see [`OwnedLink`] for what may already be there).
-    pub fn create(link: &Path) -> Result<PtyEndpoint, PtyError> {
+    /// Creates the pty, puts the slave in raw mode with `EXTPROC` and the
+    /// device's settings `line`, and the master in packet mode, and links
+    /// it at `link` (see [`OwnedLink`] for what may already be there).
+    pub fn create(link: &Path, line: &LineSettings) -> Result<PtyEndpoint, PtyError> {
         let create = |reason: nix::Error| PtyError::Create {
             path: link.to_owned(),
             reason: reason.into(),
@@ -121,8 +136,18 @@ impl PtyEndpoint {
         .map_err(create)?;
         let mut t = termios::tcgetattr(&slave).map_err(create)?;
         termios::cfmakeraw(&mut t);
+        t.local_flags |= termios::LocalFlags::EXTPROC;
         termios::tcsetattr(&slave, termios::SetArg::TCSANOW, &t).map_err(create)?;
         drop(slave);
+        let create_io = |reason| PtyError::Create {
+            path: link.to_owned(),
+            reason,
+        };
+        // A program that opens the port reads the device's settings, and
+        // changes are told apart from them (not from a pty's 38400 default).
+        let seen = Seen::set(&master, line).map_err(create_io)?;
+        // After the termios above, whose change must not be reported.
+        settings::packet_mode(&master, true).map_err(create_io)?;
         crate::device::set_nonblocking(&master).map_err(create)?;
         // After our own open, which must not count.
         let opens = Watch::new(&tty, AddWatchFlags::IN_OPEN | AddWatchFlags::IN_CLOSE)
@@ -142,6 +167,7 @@ impl PtyEndpoint {
             appears,
             link,
             tty,
+            seen: Arc::new(seen),
         })
     }
 
@@ -149,11 +175,12 @@ impl PtyEndpoint {
         &self.tty
     }
 
-    fn session(&self) -> std::io::Result<Session> {
+    fn session(&self, options: &EndpointOptions) -> std::io::Result<Session> {
         let fd = nix::unistd::dup(&self.master)?;
         Ok(Session(Arc::new(SessionFd {
             fd: crate::device::register_fd(fd)?,
             hung_up: AtomicBool::new(false),
+            forward: Forwarder::new(self.seen.clone(), options.control, options.access),
         })))
     }
 
@@ -169,12 +196,18 @@ impl PtyEndpoint {
     async fn sessions(&self, name: &str, options: &EndpointOptions, cx: &Context) {
         let name = name.to_owned();
         let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
+        // While nobody has the port, the slave shows the device's settings.
+        let idle = || {
+            if let Some(line) = cx.hub.line() {
+                settings::sync_idle(&self.master, &self.seen, &line);
+            }
+        };
         loop {
             tokio::select! {
-                () = wait_opened(&self.master, self.appears.as_ref()) => {}
+                () = wait_opened(&self.master, self.appears.as_ref(), idle) => {}
                 () = cx.shutdown.cancelled() => return,
             }
-            let session = match self.session() {
+            let session = match self.session(options) {
                 Ok(s) => s,
                 Err(e) => {
                     warn!(port = %name, error = %e, "cannot watch the port; retrying");
@@ -271,13 +304,15 @@ fn poll_now(fd: &impl AsFd) -> (bool, bool) {
 /// Returns once a program has the slave open, or has written to it and
 /// closed it already (its bytes still wait in the master). `appears`, if
 /// there is one, wakes it when the slave is opened; opens seen during the
-/// last session only make it look once more.
-async fn wait_opened(master: &PtyMaster, appears: Option<&Watch>) {
+/// last session only make it look once more. `idle` runs each time it
+/// finds nobody there.
+async fn wait_opened(master: &PtyMaster, appears: Option<&Watch>, idle: impl Fn()) {
     loop {
         let (readable, hung_up) = poll_now(master);
         if readable || !hung_up {
             return;
         }
+        idle();
         match appears {
             Some(w) => tokio::select! {
                 r = w.next() => {
@@ -295,6 +330,10 @@ async fn wait_opened(master: &PtyMaster, appears: Option<&Watch>) {
 
 impl ClientSource for Session {
     async fn readable(&self) -> std::io::Result<()> {
+        // A settings change waits until the master is read dry.
+        if self.0.forward.draining() {
+            return Ok(());
+        }
         loop {
             let mut guard = self.0.fd.readable().await?;
             let (readable, hung_up) = poll_now(self.0.fd.get_ref());
@@ -320,16 +359,50 @@ impl ClientSource for Session {
         client::queued_bytes(self.0.fd.get_ref())
     }
 
+    /// Reads data, taking the packet-mode status byte off every read and
+    /// noting control packets (termios changes) on the way.
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let forward = &self.0.forward;
         if self.0.hung_up.load(Relaxed) {
+            forward.drained();
             return Ok(0);
         }
-        match nix::unistd::read(self.0.fd.get_ref().as_fd(), buf) {
-            Ok(n) => Ok(n),
-            // The program closed the slave: end of this session's input.
-            Err(nix::errno::Errno::EIO) => Ok(0),
-            Err(e) => Err(e.into()),
+        if buf.is_empty() {
+            return Ok(0);
         }
+        loop {
+            match settings::read_packet(self.0.fd.get_ref(), buf) {
+                // Not seen in practice (a data packet carries data), and
+                // not the end of input.
+                Ok(Some((TIOCPKT_DATA, 0))) => {
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                Ok(Some((TIOCPKT_DATA, n))) => {
+                    forward.data(n);
+                    return Ok(n);
+                }
+                // A control packet has no data; what follows may.
+                Ok(Some((status, _))) => forward.status(status),
+                Ok(None) => {
+                    forward.drained();
+                    return Ok(0);
+                }
+                Err(nix::errno::Errno::EAGAIN) => {
+                    forward.drained();
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                // The program closed the slave: end of this session's input.
+                Err(nix::errno::Errno::EIO) => {
+                    forward.drained();
+                    return Ok(0);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn settle(&self, handle: &ClientHandle) -> impl Future<Output = Result<(), HubClosed>> + Send {
+        self.0.forward.settle(self.0.fd.get_ref(), handle)
     }
 }
 

@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::client::{ClientSource, End, read_failed, read_queued};
+use super::client::{ClientSource, End, read_failed, read_queued, settle};
 use super::framing::LineAssembler;
 use super::inband::{DLE, InbandParser, Piece, Suspicion};
 use super::{EndpointOptions, Framing};
@@ -304,7 +304,10 @@ pub(super) async fn to_arbiter(
         }
         let mut buf = vec![0u8; r.framer.room()];
         match source.try_read(&mut buf) {
-            Ok(0) => return r.finish().await,
+            Ok(0) => {
+                r.finish().await?;
+                return settle(handle, source).await;
+            }
             Ok(n) => r.take(&buf[..n]).await?,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -313,6 +316,7 @@ pub(super) async fn to_arbiter(
                 return Err(read_failed(handle, source, e));
             }
         }
+        settle(handle, source).await?;
     }
 }
 

@@ -18,6 +18,7 @@ mod modbus_sim;
 mod options;
 mod packaging;
 mod pty;
+mod pty_settings;
 mod reload;
 mod rfc2217;
 mod sharing;
