@@ -1,7 +1,12 @@
 //! Side-by-side comparison of serialhub with socat and ser2net, on the same
 //! simulated devices, in one run. Run it through `bench/compare`.
 //!
-//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217]`
+//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217] [--tools serialhub,socat,ser2net,ser2net-4k]`
+//!
+//! `--tools` runs only the tools named (the others are reported skipped);
+//! `SERIALHUB_BIN=PATH` runs another serialhub build (in the scenarios that
+//! start it through `proxy`: flood, bulk, latency, fanout, stall), so two builds can be
+//! compared in turns on a shared machine.
 //!
 //! Quick mode (under 2 minutes) prints the tables. Full mode (about 40
 //! minutes) also writes `bench/RESULTS.md` and one SVG chart per scenario
@@ -45,10 +50,14 @@ fn parse_args() -> Plan {
         match a.as_str() {
             "--quick" => plan.quick = true,
             "--only" => plan.only = it.next().map(|v| v.split(',').map(String::from).collect()),
+            "--tools" => {
+                let tools = it.next().map(|v| v.split(',').map(String::from).collect());
+                let _ = proxy::SELECTED.set(tools.unwrap_or_default());
+            }
             "--bench" => {}
             other => {
                 eprintln!(
-                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217]"
+                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217] [--tools serialhub,socat,ser2net,ser2net-4k]"
                 );
                 std::process::exit(2);
             }

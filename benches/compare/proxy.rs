@@ -32,6 +32,11 @@ impl Tool {
 
     /// Why this tool cannot run on this machine, if it cannot.
     pub fn missing(self) -> Option<String> {
+        if let Some(only) = SELECTED.get()
+            && !only.iter().any(|n| n == self.cmd())
+        {
+            return Some("not selected by --tools".into());
+        }
         let cmd = match self {
             Tool::Serialhub | Tool::SerialhubLog => return None,
             Tool::Socat => "socat",
@@ -44,6 +49,25 @@ impl Tool {
             .is_ok_and(|s| s.success());
         (!found).then(|| format!("{cmd} is not installed (bench/install-peers installs it)"))
     }
+
+    /// The name `--tools` selects it by.
+    fn cmd(self) -> &'static str {
+        match self {
+            Tool::Serialhub | Tool::SerialhubLog => "serialhub",
+            Tool::Socat => "socat",
+            Tool::Ser2net => "ser2net",
+            Tool::Ser2net4k => "ser2net-4k",
+        }
+    }
+}
+
+/// The tools `--tools` picked; all of them when unset.
+pub static SELECTED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// The serialhub binary under test: `SERIALHUB_BIN` if set, so a run can
+/// compare two builds side by side (`SERIALHUB_BIN=/tmp/base bench/compare`).
+fn serialhub_bin() -> std::ffi::OsString {
+    std::env::var_os("SERIALHUB_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_serialhub").into())
 }
 
 /// How to run a tool for one scenario.
@@ -97,7 +121,7 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
     let (child, addrs) = match tool {
         Tool::Serialhub | Tool::SerialhubLog => {
             assert_eq!(devices.len(), 1, "one device per serialhub process");
-            let mut c = Command::new(env!("CARGO_BIN_EXE_serialhub"));
+            let mut c = Command::new(serialhub_bin());
             let listen = if setup.rfc2217 {
                 "rfc2217:127.0.0.1:0"
             } else {
