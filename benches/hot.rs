@@ -26,6 +26,7 @@ fn fan_out(c: &mut Criterion) {
             write_chunk: 1024,
             max_inflight: Duration::from_secs(1),
             client_queue_fixed: true,
+            paced: true,
             lock_idle: Duration::from_secs(5),
             lock_max: Duration::from_secs(600),
             txn: None,

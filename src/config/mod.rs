@@ -42,6 +42,11 @@ pub use settings::{LogSettings, PortSettings, Writers};
 /// Send buffer per client socket: one second of line time, at least 4 KiB,
 /// so a stalled reader fills its queue (and meets its policy) promptly.
 const SEND_BUFFER_MIN: usize = 4096;
+/// Both kernel buffers of a client socket on an unpaced device: as much as
+/// the hub's write budget ([`crate::hub::budget::UNPACED_BUDGET`]), so a
+/// bulk transfer never waits on a window smaller than the hub's steps
+/// (Linux doubles it for its bookkeeping).
+const UNPACED_SOCKET_BUFFER: usize = 256 << 10;
 /// A lock holder that writes nothing for this long loses the write lock.
 pub const DEFAULT_LOCK_IDLE: Duration = Duration::from_secs(5);
 /// A lock holder loses the write lock after holding it this long.
@@ -389,6 +394,7 @@ impl PortConfig {
             Writers::Transaction => Some(txn_config(&s, &line, source)?),
         };
         let traffic = traffic_config(&s.log, source)?;
+        let pacing = s.pacing.unwrap_or(d::PACING);
         Ok(PortConfig {
             name,
             device,
@@ -398,17 +404,18 @@ impl PortConfig {
                 txn,
                 ..hub_config(
                     &line,
+                    pacing,
                     max_inflight,
                     client_queue,
                     s.slow_reader.unwrap_or(d::SLOW_READER),
                 )
             },
-            sockets: socket_sizing(&line, max_inflight),
+            sockets: socket_sizing(&line, pacing, max_inflight),
             line,
             listen,
             max_clients,
             drain_timeout,
-            pacing: s.pacing.unwrap_or(d::PACING),
+            pacing,
             stats_every,
             traffic,
         })
@@ -508,18 +515,21 @@ fn traffic_config(log: &LogSettings, source: Source) -> Result<Option<TrafficCon
     }))
 }
 
-/// Splits the in-flight allowance between the hub and the socket buffers;
+/// Splits the in-flight allowance between the hub and the socket buffers
+/// (a paced line), or gives an unpaced device fixed byte sizes;
 /// `client_queue` is the user's, if set.
 pub fn hub_config(
     line: &LineSettings,
+    paced: bool,
     max_inflight: Duration,
     client_queue: Option<usize>,
     slow_reader: SlowReaderPolicy,
 ) -> HubConfig {
-    let sizes = Sizes::for_line(line, max_inflight, client_queue);
+    let sizes = Sizes::for_device(line, paced, max_inflight, client_queue);
     HubConfig {
         client_queue: sizes.client_queue.max(READ_CHUNK),
         client_queue_fixed: client_queue.is_some(),
+        paced,
         max_inflight,
         slow_reader,
         write_budget: sizes.write_budget,
@@ -530,7 +540,15 @@ pub fn hub_config(
     }
 }
 
-pub fn socket_sizing(line: &LineSettings, max_inflight: Duration) -> SocketSizing {
+/// A client socket's kernel buffers: the other half of the in-flight
+/// allowance on a paced line; on an unpaced device, [`UNPACED_SOCKET_BUFFER`].
+pub fn socket_sizing(line: &LineSettings, paced: bool, max_inflight: Duration) -> SocketSizing {
+    if !paced {
+        return SocketSizing {
+            recv_buffer: UNPACED_SOCKET_BUFFER,
+            send_buffer: UNPACED_SOCKET_BUFFER,
+        };
+    }
     SocketSizing {
         recv_buffer: (line.bytes_in(max_inflight) / 2).max(1),
         send_buffer: line.bytes_in(Duration::from_secs(1)).max(SEND_BUFFER_MIN),
@@ -546,6 +564,7 @@ mod tests {
         let line = LineSettings::with_baud(9600);
         let h = hub_config(
             &line,
+            true,
             Duration::from_secs(1),
             Some(0),
             SlowReaderPolicy::Drop,
@@ -553,9 +572,32 @@ mod tests {
         assert_eq!(h.write_budget, 480);
         assert_eq!(h.write_chunk, 120);
         assert_eq!(h.client_queue, READ_CHUNK);
-        let s = socket_sizing(&line, Duration::from_secs(1));
+        let s = socket_sizing(&line, true, Duration::from_secs(1));
         assert_eq!(s.recv_buffer, 480);
         assert_eq!(s.send_buffer, SEND_BUFFER_MIN);
+    }
+
+    /// Issue 12: `--no-pacing` sizes the hub and sockets in bytes, not in
+    /// line time at the nominal baud; an explicit `--client-queue` wins.
+    #[test]
+    fn issue12_unpaced_port_gets_byte_sized_buffers() {
+        let cfg = |extra: &[&str]| ServeConfig::from_args(&serve_args(extra)).unwrap();
+        let paced = cfg(&["-b", "115200"]);
+        assert!(paced.pacing && paced.hub.paced);
+        assert_eq!(paced.hub.write_budget, 5760);
+        assert_eq!(paced.hub.write_chunk, 1440);
+        assert_eq!(paced.sockets.recv_buffer, 5760);
+        for baud in ["9600", "115200"] {
+            let c = cfg(&["-b", baud, "--no-pacing"]);
+            assert!(!c.pacing && !c.hub.paced);
+            assert_eq!(c.hub.write_budget, crate::hub::budget::UNPACED_BUDGET);
+            assert_eq!(c.hub.write_chunk, crate::hub::budget::UNPACED_CHUNK);
+            assert_eq!(c.hub.client_queue, crate::hub::budget::UNPACED_CLIENT_QUEUE);
+            assert_eq!(c.sockets.recv_buffer, UNPACED_SOCKET_BUFFER);
+            assert_eq!(c.sockets.send_buffer, UNPACED_SOCKET_BUFFER);
+        }
+        let c = cfg(&["--no-pacing", "--client-queue", "64KiB"]);
+        assert_eq!(c.hub.client_queue, 64 << 10);
     }
 
     #[test]
@@ -563,6 +605,7 @@ mod tests {
         let line = LineSettings::with_baud(300);
         let h = hub_config(
             &line,
+            true,
             Duration::from_millis(10),
             Some(0),
             SlowReaderPolicy::Drop,
@@ -720,6 +763,7 @@ mod tests {
                 let line = LineSettings::with_baud(baud);
                 let h = hub_config(
                     &line,
+                    true,
                     inflight,
                     Some(CLIENT_QUEUE_MIN),
                     SlowReaderPolicy::Drop,
@@ -736,6 +780,7 @@ mod tests {
         // 1 h at 10240 baud: a budget of 1.8 MB, not the wrapped 0-byte chunk.
         let h = hub_config(
             &LineSettings::with_baud(10_240),
+            true,
             *MAX_INFLIGHT.end(),
             Some(0),
             SlowReaderPolicy::Drop,

@@ -9,6 +9,11 @@
 //! permits back as they are returned, in the semaphore's FIFO order, so a
 //! client already waiting for a large grant is served before the budget
 //! shrinks under it and never waits for more than the budget holds.
+//!
+//! An unpaced device (`--no-pacing`: a pty used as a pipe, a USB CDC device
+//! whose nominal baud means nothing) has no line time to bound: its sizes
+//! are fixed byte counts big enough to keep the pipe full, and do not follow
+//! the baud rate when it changes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -31,6 +36,20 @@ pub const CLIENT_QUEUE_MIN: usize = 16 * 1024;
 /// ...and at most this many, as any queue.
 pub const CLIENT_QUEUE_MAX: usize = 64 << 20;
 
+/// An unpaced device's write budget. A pty takes about 4 KiB per write and
+/// its reader drains it as fast as it can, so what matters is that a client
+/// never waits for budget while the device could take more: 256 KiB is four
+/// 64 KiB chunks (each one `read` of a client socket), measured flat beyond
+/// that in `bench/compare --only bulk` (issue 12).
+pub const UNPACED_BUDGET: usize = 256 << 10;
+/// An unpaced device's write chunk: one client socket read, so a bulk
+/// writer moves 64 KiB per wake-up instead of a line-time quarter budget.
+pub const UNPACED_CHUNK: usize = 64 << 10;
+/// An unpaced device's default client queue: 1 MiB lets a reader fall a few
+/// milliseconds behind a device that produces hundreds of MB/s before its
+/// slow-reader policy acts.
+pub const UNPACED_CLIENT_QUEUE: usize = 1 << 20;
+
 /// The sizes that follow the line rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sizes {
@@ -44,6 +63,32 @@ pub struct Sizes {
 }
 
 impl Sizes {
+    /// The sizes for a device paced at `line`'s rate (see
+    /// [`for_line`](Self::for_line)), or, unpaced, the fixed byte sizes of
+    /// [`unpaced`](Self::unpaced).
+    pub fn for_device(
+        line: &LineSettings,
+        paced: bool,
+        max_inflight: Duration,
+        client_queue: Option<usize>,
+    ) -> Sizes {
+        if paced {
+            Sizes::for_line(line, max_inflight, client_queue)
+        } else {
+            Sizes::unpaced(client_queue)
+        }
+    }
+
+    /// An unpaced device's sizes: bytes, whatever the nominal baud rate;
+    /// `client_queue` is the user's, if set.
+    pub fn unpaced(client_queue: Option<usize>) -> Sizes {
+        Sizes {
+            write_budget: UNPACED_BUDGET,
+            write_chunk: UNPACED_CHUNK,
+            client_queue: client_queue.unwrap_or(UNPACED_CLIENT_QUEUE),
+        }
+    }
+
     /// The budget gets half of `max_inflight` of line time (the sockets'
     /// buffers hold the other half); the client queue is `client_queue` if
     /// the user set one, else [`CLIENT_QUEUE_TIME`] of line time.
@@ -159,6 +204,28 @@ mod tests {
         );
         assert_eq!(fast.write_budget, 5760);
         assert_eq!(fast.client_queue, 5000);
+    }
+
+    #[test]
+    fn issue12_unpaced_sizes_are_bytes_not_line_time() {
+        let inflight = Duration::from_secs(1);
+        for baud in [300, 9600, 115_200, 4_000_000] {
+            let line = LineSettings::with_baud(baud);
+            let paced = Sizes::for_device(&line, true, inflight, None);
+            assert_eq!(paced, Sizes::for_line(&line, inflight, None), "{baud}");
+            let unpaced = Sizes::for_device(&line, false, inflight, None);
+            assert_eq!(unpaced.write_budget, UNPACED_BUDGET, "{baud}");
+            assert_eq!(unpaced.write_chunk, UNPACED_CHUNK, "{baud}");
+            assert_eq!(unpaced.client_queue, UNPACED_CLIENT_QUEUE, "{baud}");
+        }
+        // At 115200 the paced budget is 5,760 bytes; unpaced it is far more.
+        let line = LineSettings::with_baud(115_200);
+        assert!(Sizes::for_device(&line, false, inflight, None).write_budget > 40 * 5760);
+        // The user's client queue wins either way.
+        assert_eq!(
+            Sizes::for_device(&line, false, inflight, Some(5000)).client_queue,
+            5000
+        );
     }
 
     #[tokio::test]

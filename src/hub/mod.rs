@@ -79,6 +79,9 @@ pub struct HubConfig {
     pub max_inflight: Duration,
     /// The client queue was set by the user, so it does not follow the rate.
     pub client_queue_fixed: bool,
+    /// The device is paced at the line rate, so the sizes are line time and
+    /// follow the rate; unpaced, they are fixed bytes (see [`budget`]).
+    pub paced: bool,
     /// A write-lock holder that writes nothing for this long loses the lock.
     pub lock_idle: Duration,
     /// A write-lock holder loses the lock after holding it this long, so a
@@ -565,10 +568,10 @@ impl Hub {
     }
 
     /// The device now runs with `line`: the write budget and new clients'
-    /// queues follow its rate (see [`budget`]).
+    /// queues follow its rate (see [`budget`]) if the device is paced.
     pub fn line_applied(&self, line: LineSettings) {
         let before = self.line.send_replace(Some(line));
-        if before.is_none_or(|b| b.bytes_per_sec() == line.bytes_per_sec()) {
+        if !self.config.paced || before.is_none_or(|b| b.bytes_per_sec() == line.bytes_per_sec()) {
             return;
         }
         let fixed = self

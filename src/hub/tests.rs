@@ -16,6 +16,7 @@ fn hub(policy: SlowReaderPolicy, client_queue: usize, budget: usize) -> (Arc<Hub
         write_chunk: budget / 2,
         max_inflight: Duration::from_secs(1),
         client_queue_fixed: true,
+        paced: true,
         lock_idle: Duration::from_secs(60),
         lock_max: Duration::from_secs(600),
         txn: None,
@@ -210,6 +211,7 @@ fn txn_hub() -> (Arc<Hub>, WriteQueue) {
         write_chunk: 512,
         max_inflight: Duration::from_secs(1),
         client_queue_fixed: true,
+        paced: true,
         lock_idle: Duration::from_secs(60),
         lock_max: Duration::from_secs(600),
         txn: Some(TxnConfig {

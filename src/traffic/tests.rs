@@ -396,6 +396,7 @@ async fn the_hub_records_clients_data_and_slow_readers() {
             write_chunk: 32,
             max_inflight: std::time::Duration::from_secs(1),
             client_queue_fixed: true,
+            paced: true,
             lock_idle: std::time::Duration::from_secs(60),
             lock_max: std::time::Duration::from_secs(600),
             txn: None,

@@ -6,6 +6,7 @@ mod control;
 
 mod acked;
 mod backpressure;
+mod bulk;
 mod config;
 mod fanout;
 mod hotplug;
