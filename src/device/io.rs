@@ -65,6 +65,17 @@ impl DeviceIo {
         }
     }
 
+    /// Whether [`output_queue`](Self::output_queue) counts anything: not
+    /// for a pty (always 0) or the in-process loopback, so the writer does
+    /// not ask them.
+    pub fn reports_output_queue(&self) -> bool {
+        match self {
+            DeviceIo::Tty(t) => t.reports_output_queue(),
+            DeviceIo::Remote(_) => true,
+            DeviceIo::Loopback(_) => false,
+        }
+    }
+
     /// Changes the line settings; on failure `before` is in force.
     pub async fn set_line(&self, line: &LineSettings, before: &LineSettings) -> Result<(), String> {
         match self {

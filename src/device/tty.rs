@@ -63,6 +63,10 @@ pub enum TtyError {
 pub struct Tty {
     path: PathBuf,
     fd: AsyncFd<serial2::SerialPort>,
+    /// The driver counts its output queue: false for a pseudo-terminal,
+    /// which reports 0 whatever it holds, so it is not asked (an ioctl per
+    /// write step, issue 12).
+    reports_queue: bool,
 }
 
 impl Tty {
@@ -85,12 +89,20 @@ impl Tty {
         // refuse to serve the port.
         // SAFETY: TIOCEXCL takes no argument; the fd is open.
         let _ = unsafe { tiocexcl(port.as_raw_fd()) };
+        let reports_queue = !is_pty(&port);
         // serial2 opens with O_NONBLOCK, as AsyncFd requires.
         let fd = super::fd::register(port).map_err(open_err)?;
         Ok(Tty {
             path: path.to_owned(),
             fd,
+            reports_queue,
         })
+    }
+
+    /// Whether [`output_queue`](Self::output_queue) means anything: false
+    /// for a pseudo-terminal.
+    pub fn reports_output_queue(&self) -> bool {
+        self.reports_queue
     }
 
     pub fn path(&self) -> &Path {
@@ -225,13 +237,46 @@ impl Tty {
     }
 
     /// Bytes in the driver's output queue not yet sent on the wire. Drivers
-    /// that do not track it (pseudo-terminals) report 0.
+    /// that do not track it (pseudo-terminals) report 0, so they are not
+    /// asked.
     pub fn output_queue(&self) -> std::io::Result<usize> {
+        if !self.reports_queue {
+            return Ok(0);
+        }
         let mut n: libc::c_int = 0;
         // SAFETY: TIOCOUTQ writes one c_int through the pointer we pass.
         unsafe { tiocoutq(self.fd.get_ref().as_raw_fd(), &mut n) }?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
+}
+
+/// Linux's Unix98 pty slaves (136-143) and BSD-style ones (3), from the
+/// kernel's `devices.txt`, for when `/proc/tty/drivers` cannot be read.
+const PTY_MAJORS: [u32; 9] = [3, 136, 137, 138, 139, 140, 141, 142, 143];
+
+/// Whether `fd` is a pseudo-terminal, by its device major number and the
+/// drivers the kernel lists as `pty:*` in `/proc/tty/drivers`. Once per open.
+fn is_pty(fd: &impl AsFd) -> bool {
+    let Ok(st) = nix::sys::stat::fstat(fd.as_fd()) else {
+        return false;
+    };
+    let major = libc::major(st.st_rdev);
+    match std::fs::read_to_string("/proc/tty/drivers") {
+        Ok(drivers) => pty_majors(&drivers).any(|m| m == major),
+        Err(_) => PTY_MAJORS.contains(&major),
+    }
+}
+
+/// The major numbers of the pty drivers in a `/proc/tty/drivers` listing
+/// (`NAME DEVICE MAJOR MINORS TYPE` per line).
+fn pty_majors(drivers: &str) -> impl Iterator<Item = u32> + '_ {
+    drivers.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            [.., major, _minors, kind] if kind.starts_with("pty:") => major.parse().ok(),
+            _ => None,
+        }
+    })
 }
 
 fn apply(s: &mut serial2::Settings, line: &LineSettings) -> std::io::Result<()> {
@@ -262,4 +307,37 @@ fn apply(s: &mut serial2::Settings, line: &LineSettings) -> std::io::Result<()> 
         FlowControl::Xonxoff => serial2::FlowControl::XonXoff,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pty_majors_come_from_the_driver_list() {
+        let drivers = "/dev/tty             /dev/tty        5       0 system:/dev/tty
+/dev/ptmx            /dev/ptmx       5       2 system
+serial               /dev/ttyS       4      64 serial
+pty_slave            /dev/pts      136 0-1048575 pty:slave
+pty_master           /dev/ptm      128 0-1048575 pty:master
+usbserial            /dev/ttyUSB   188 0-511 serial
+";
+        assert_eq!(pty_majors(drivers).collect::<Vec<_>>(), [136, 128]);
+        assert_eq!(pty_majors("garbage\n\n").count(), 0);
+    }
+
+    /// Issue 12: a pty is recognised, so its (always 0) output queue is
+    /// not asked for on every write.
+    #[tokio::test]
+    async fn issue12_a_pty_does_not_report_its_output_queue() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let name = nix::unistd::ttyname(&pty.slave).unwrap();
+        let tty = Tty::open(&name, &LineSettings::with_baud(9600)).unwrap();
+        assert!(!tty.reports_output_queue());
+        tty.write_all(b"hello").await.unwrap();
+        assert_eq!(tty.output_queue().unwrap(), 0);
+        // A file that is not a pty is taken to report.
+        let f = std::fs::File::open("/dev/null").unwrap();
+        assert!(!is_pty(&f));
+    }
 }
