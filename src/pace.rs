@@ -13,6 +13,42 @@
 
 use std::time::{Duration, Instant};
 
+/// Line time between a paced writer's wake-ups. Each wake-up costs a timer,
+/// a write and the runtime's bookkeeping whatever it carries, so the step is
+/// as long as the in-flight bound allows: 50 ms is 20 wake-ups a second at
+/// any rate, and a twentieth of the second of line time in flight a port is
+/// allowed by default (issue 12: 10 ms steps cost 2% of a core per port).
+pub const PACE_STEP: Duration = Duration::from_millis(50);
+/// How late a wake-up may come and still find the line busy: the writer
+/// keeps this much line time beyond one step in the driver.
+pub const PACE_MARGIN: Duration = Duration::from_millis(20);
+/// Fewest bytes per step; at very low rates a step is a few characters.
+pub const MIN_STEP: usize = 8;
+
+/// How a paced writer steps: it wakes when `step` bytes of line time have
+/// passed and tops the driver up to `lead` bytes ahead of the line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Steps {
+    pub step: usize,
+    /// The token bucket's capacity: one step plus [`PACE_MARGIN`].
+    pub lead: usize,
+}
+
+impl Steps {
+    /// The steps at `bytes_per_sec`.
+    pub fn for_rate(bytes_per_sec: f64) -> Steps {
+        let bytes = |d: Duration| (bytes_per_sec * d.as_secs_f64()).ceil() as usize;
+        let step = bytes(PACE_STEP).max(MIN_STEP);
+        Steps {
+            step,
+            lead: step + bytes(PACE_MARGIN).max(MIN_STEP),
+        }
+    }
+}
+
+/// Tokens short of a whole byte that still count as the byte (see `grant`).
+const TOKEN_SLACK: f64 = 1e-6;
+
 /// Token bucket in bytes, refilled at a fixed rate, capped at `capacity`.
 #[derive(Debug, Clone)]
 pub struct TokenBucket {
@@ -64,9 +100,13 @@ impl TokenBucket {
         }
         self.refill(now);
         let need = want.min(batch).clamp(1, self.capacity as usize) as f64;
-        if self.tokens >= need {
-            let n = want.min(self.tokens as usize);
-            self.tokens -= n as f64;
+        // A sleep of exactly the wait it was told refills a hair short of
+        // `need` in floating point; without the slack each step would take
+        // a second, 1 ms wake-up.
+        let have = self.tokens + TOKEN_SLACK;
+        if have >= need {
+            let n = want.min(have as usize);
+            self.tokens = (self.tokens - n as f64).max(0.0);
             Ok(n)
         } else {
             Err(Duration::from_secs_f64((need - self.tokens) / self.rate))
@@ -162,6 +202,55 @@ mod tests {
         assert_eq!(b.grant(t0 + Duration::from_millis(5), 100, 5), Ok(5));
         // A small request is not held back by the batch size.
         assert_eq!(b.grant(t0 + Duration::from_millis(7), 2, 5), Ok(2));
+    }
+
+    /// Issue 12: a writer that sleeps as the bucket says, with `Steps`,
+    /// wakes once per step of line time at any rate, and the line never
+    /// runs dry while it sleeps (no wall clock: simulated instants).
+    #[test]
+    fn issue12_pacer_wakes_once_per_step_and_keeps_the_line_busy() {
+        for baud in [300.0, 9600.0, 115_200.0, 4_000_000.0] {
+            let rate = baud / 10.0;
+            let s = Steps::for_rate(rate);
+            assert!(s.step >= MIN_STEP && s.lead > s.step, "{baud}: {s:?}");
+            let t0 = Instant::now();
+            let mut b = TokenBucket::new(rate, s.lead, t0);
+            let mut now = t0;
+            let (mut wakeups, mut sent) = (0u32, 0usize);
+            let secs = 15.0;
+            while now < t0 + Duration::from_secs_f64(secs) {
+                wakeups += 1;
+                match b.grant(now, usize::MAX, s.step) {
+                    Ok(n) => sent += n,
+                    Err(wait) => now += wait.max(Duration::from_millis(1)),
+                }
+            }
+            let steps = secs * rate / s.step as f64;
+            // A grant and a sleep per step.
+            assert!(
+                f64::from(wakeups) <= 2.0 * steps + 4.0,
+                "{baud}: {wakeups} for {steps}"
+            );
+            if s.step as f64 >= rate * PACE_STEP.as_secs_f64() {
+                // 50 ms steps or longer: at most 20 a second.
+                assert!(
+                    f64::from(wakeups) / 2.0 <= secs * 20.0 + 2.0,
+                    "{baud}: {wakeups}"
+                );
+            }
+            // Everything the line could send, plus the first full bucket.
+            let line = (secs * rate) as usize;
+            assert!(sent + s.step >= line, "{baud}: sent {sent} of {line}");
+            assert!(sent <= line + s.lead + 1, "{baud}: sent {sent} of {line}");
+        }
+        let s = Steps::for_rate(960.0);
+        assert_eq!(
+            s,
+            Steps {
+                step: 48,
+                lead: 48 + 20
+            }
+        );
     }
 
     #[test]

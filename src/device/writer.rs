@@ -26,14 +26,8 @@ use bytes::Buf;
 use super::DeviceIo as Tty;
 use crate::hub::{DeviceOp, Hub, LineAnswer, LineChange, Signal, SignalAnswer, WriteQueue};
 use crate::line::LineSettings;
-use crate::pace::TokenBucket;
+use crate::pace::{Steps, TokenBucket};
 use crate::traffic::{ClientRef, Event};
-
-/// How far the writer may run ahead of the modelled line: 20 ms of line time,
-/// at least `MIN_LEAD` bytes. Enough to keep the line busy across timer
-/// jitter; small next to the one second the whole path is allowed.
-const LEAD: Duration = Duration::from_millis(20);
-const MIN_LEAD: usize = 16;
 
 #[derive(Debug)]
 pub struct DeviceWriter {
@@ -45,7 +39,9 @@ pub struct DeviceWriter {
     /// The device's lack of modem lines has been logged.
     warned_signals: bool,
     pacer: TokenBucket,
-    lead: usize,
+    /// How far the writer runs ahead of the line, and how much it writes
+    /// per wake-up (see [`Steps`]).
+    steps: Steps,
     char_time: Duration,
 }
 
@@ -60,7 +56,7 @@ impl DeviceWriter {
             pacing,
             warned_signals: false,
             pacer: TokenBucket::unlimited(),
-            lead: 0,
+            steps: Steps { step: 1, lead: 1 },
             char_time: Duration::ZERO,
         };
         w.pace(line);
@@ -70,9 +66,9 @@ impl DeviceWriter {
     /// Paces at `line`'s rate from now on.
     fn pace(&mut self, line: &LineSettings) {
         self.line = *line;
-        self.lead = line.bytes_in(LEAD).max(MIN_LEAD);
+        self.steps = Steps::for_rate(line.bytes_per_sec());
         self.pacer = if self.pacing {
-            TokenBucket::new(line.bytes_per_sec(), self.lead, Instant::now())
+            TokenBucket::new(line.bytes_per_sec(), self.steps.lead, Instant::now())
         } else {
             TokenBucket::unlimited()
         };
@@ -219,7 +215,11 @@ impl DeviceWriter {
     }
 
     /// Waits while the driver's output queue holds more than `most` bytes.
+    /// A driver that does not count it (a pty) is not asked.
     async fn wait_sent(&self, tty: &Tty, most: usize) -> std::io::Result<()> {
+        if !tty.reports_output_queue() {
+            return Ok(());
+        }
         loop {
             let queued = tty.output_queue()?;
             if queued <= most {
@@ -230,13 +230,15 @@ impl DeviceWriter {
         }
     }
 
-    /// Writes part of the pending chunk, paced, then waits while the driver's
-    /// output queue is over the lead.
+    /// Writes part of the pending chunk, paced, then, where the driver counts
+    /// its output queue, lets it drain to one step short of the lead: on a
+    /// UART the driver's queue paces the writer (and catches a line slowed
+    /// by flow control), one wake-up per step.
     async fn write_step(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
         let Some(DeviceOp::Write(chunk)) = self.pending.as_mut() else {
             return Ok(());
         };
-        let granted = self.pacer.take(chunk.data.len(), self.lead / 2).await;
+        let granted = self.pacer.take(chunk.data.len(), self.steps.step).await;
         let written = match tty.write(&chunk.data[..granted]).await {
             Ok(n) => n,
             Err(e) => {
@@ -259,6 +261,6 @@ impl DeviceWriter {
         if chunk.data.is_empty() {
             self.pending = None;
         }
-        self.wait_sent(tty, self.lead).await
+        self.wait_sent(tty, self.steps.lead - self.steps.step).await
     }
 }
