@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::line::LineSettings;
+use crate::pace::Steps;
 
 /// Smallest write budget; below this, per-chunk overheads dominate.
 pub const MIN_BUDGET: usize = 16;
@@ -90,14 +91,19 @@ impl Sizes {
     }
 
     /// The budget gets half of `max_inflight` of line time (the sockets'
-    /// buffers hold the other half); the client queue is `client_queue` if
-    /// the user set one, else [`CLIENT_QUEUE_TIME`] of line time.
+    /// buffers hold the other half), less the device writer's lead: the
+    /// bytes it keeps in the driver have left the budget but not the wire.
+    /// The client queue is `client_queue` if the user set one, else
+    /// [`CLIENT_QUEUE_TIME`] of line time.
     pub fn for_line(
         line: &LineSettings,
         max_inflight: Duration,
         client_queue: Option<usize>,
     ) -> Sizes {
-        let write_budget = (line.bytes_in(max_inflight) / 2).clamp(MIN_BUDGET, MAX_BUDGET);
+        let lead = Steps::for_rate(line.bytes_per_sec()).lead;
+        let write_budget = (line.bytes_in(max_inflight) / 2)
+            .saturating_sub(lead)
+            .clamp(MIN_BUDGET, MAX_BUDGET);
         Sizes {
             write_budget,
             write_chunk: (write_budget / 4).max(1),
@@ -193,16 +199,18 @@ mod tests {
 
     #[test]
     fn sizes_follow_the_line() {
+        // Half a second of line time, less the writer's lead of 68 bytes.
         let slow = Sizes::for_line(&LineSettings::with_baud(9600), Duration::from_secs(1), None);
-        assert_eq!(slow.write_budget, 480);
-        assert_eq!(slow.write_chunk, 120);
+        assert_eq!(slow.write_budget, 480 - 68);
+        assert_eq!(slow.write_chunk, (480 - 68) / 4);
         assert_eq!(slow.client_queue, CLIENT_QUEUE_MIN);
         let fast = Sizes::for_line(
             &LineSettings::with_baud(115_200),
             Duration::from_secs(1),
             Some(5000),
         );
-        assert_eq!(fast.write_budget, 5760);
+        let lead = Steps::for_rate(11_520.0).lead;
+        assert_eq!(fast.write_budget, 5760 - lead);
         assert_eq!(fast.client_queue, 5000);
     }
 
@@ -218,7 +226,7 @@ mod tests {
             assert_eq!(unpaced.write_chunk, UNPACED_CHUNK, "{baud}");
             assert_eq!(unpaced.client_queue, UNPACED_CLIENT_QUEUE, "{baud}");
         }
-        // At 115200 the paced budget is 5,760 bytes; unpaced it is far more.
+        // At 115200 the paced budget is under 5,760 bytes; unpaced it is far more.
         let line = LineSettings::with_baud(115_200);
         assert!(Sizes::for_device(&line, false, inflight, None).write_budget > 40 * 5760);
         // The user's client queue wins either way.

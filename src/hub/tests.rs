@@ -297,3 +297,44 @@ async fn issue10_operator_unlock_ends_a_clients_lock_turn() {
     stop.cancel();
     arbiter.await.unwrap();
 }
+
+/// Issue 12: a paced port's sizes follow the line rate when it changes; an
+/// unpaced port's are bytes and stay as they are.
+#[tokio::test]
+async fn issue12_sizes_follow_a_line_change_only_when_paced() {
+    use crate::line::LineSettings;
+    let inflight = Duration::from_secs(1);
+    for paced in [true, false] {
+        let slow = LineSettings::with_baud(9600);
+        let fast = LineSettings::with_baud(115_200);
+        let at = |line: &LineSettings| Sizes::for_device(line, paced, inflight, None);
+        let s = at(&slow);
+        let (hub, _writes) = Hub::new(HubConfig {
+            client_queue: s.client_queue,
+            slow_reader: SlowReaderPolicy::Drop,
+            write_budget: s.write_budget,
+            write_chunk: s.write_chunk,
+            max_inflight: inflight,
+            client_queue_fixed: false,
+            paced,
+            lock_idle: Duration::from_secs(60),
+            lock_max: Duration::from_secs(600),
+            txn: None,
+        });
+        hub.line_applied(slow);
+        hub.line_applied(fast);
+        let now = at(&if paced { fast } else { slow });
+        assert_eq!(hub.budget.total(), now.write_budget, "paced {paced}");
+        assert_eq!(hub.budget.chunk(), now.write_chunk, "paced {paced}");
+        assert_eq!(
+            hub.client_queue.load(Relaxed),
+            now.client_queue,
+            "paced {paced}"
+        );
+        if paced {
+            assert!(hub.budget.total() > s.write_budget);
+        } else {
+            assert_eq!(now, Sizes::unpaced(None));
+        }
+    }
+}
