@@ -37,14 +37,16 @@ pub const CLIENT_QUEUE_MIN: usize = 16 * 1024;
 /// ...and at most this many, as any queue.
 pub const CLIENT_QUEUE_MAX: usize = 64 << 20;
 
-/// An unpaced device's write budget. A pty takes about 4 KiB per write and
-/// its reader drains it as fast as it can, so what matters is that a client
-/// never waits for budget while the device could take more: 256 KiB is four
-/// 64 KiB chunks (each one `read` of a client socket), measured flat beyond
-/// that in `bench/compare --only bulk` (issue 12).
+/// An unpaced device's write budget. Its reader drains it as fast as it
+/// can, so what matters is that a client never waits for budget while the
+/// device could take more: 256 KiB is four 64 KiB chunks, so the next chunks
+/// are read from the socket while one is written. With it, bulk toward a
+/// pty runs at 0.99 times socat's rate (bench/RESULTS.md, issue 12); larger
+/// sizes were not tried.
 pub const UNPACED_BUDGET: usize = 256 << 10;
 /// An unpaced device's write chunk: one client socket read, so a bulk
-/// writer moves 64 KiB per wake-up instead of a line-time quarter budget.
+/// writer moves 64 KiB per wake-up instead of a quarter of a line-time
+/// budget (1,440 bytes at 115200).
 pub const UNPACED_CHUNK: usize = 64 << 10;
 /// An unpaced device's default client queue: 1 MiB lets a reader fall a few
 /// milliseconds behind a device that produces hundreds of MB/s before its
