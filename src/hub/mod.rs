@@ -183,7 +183,9 @@ impl Slot {
 #[derive(Debug)]
 pub struct Hub {
     config: HubConfig,
-    clients: Mutex<Vec<Arc<Slot>>>,
+    /// Copy on write: attach and detach make a new list, so a publish
+    /// takes a snapshot with one reference count, not a copy of the list.
+    clients: Mutex<Arc<Vec<Arc<Slot>>>>,
     budget: budget::Budget,
     /// The queue size for clients that attach now; it follows the line rate.
     client_queue: AtomicUsize,
@@ -238,7 +240,7 @@ impl Hub {
             settings: settings::SharedSettings::default(),
             lock: WriteLock::new(config.lock_idle, config.lock_max),
             config,
-            clients: Mutex::new(Vec::new()),
+            clients: Mutex::new(Arc::new(Vec::new())),
             writes,
             stats: HubStats::default(),
             traffic,
@@ -343,8 +345,13 @@ impl Hub {
         &self.traffic
     }
 
-    fn clients(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Slot>>> {
+    fn clients_mut(&self) -> std::sync::MutexGuard<'_, Arc<Vec<Arc<Slot>>>> {
         self.clients.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The clients now; attach and detach do not change a snapshot.
+    fn clients(&self) -> Arc<Vec<Arc<Slot>>> {
+        self.clients_mut().clone()
     }
 
     /// Registers a client; it receives device data from now on.
@@ -372,7 +379,7 @@ impl Hub {
             pipeline: Arc::new(Semaphore::new(txn::PIPELINE)),
             txn: TxnStats::default(),
         });
-        self.clients().push(slot.clone());
+        Arc::make_mut(&mut self.clients_mut()).push(slot.clone());
         self.stats.connected.fetch_add(1, Relaxed);
         self.traffic.record(Event::Connect(slot.client_ref()));
         ClientHandle {
@@ -382,9 +389,9 @@ impl Hub {
     }
 
     fn detach(&self, id: ClientId) {
-        let mut clients = self.clients();
+        let mut clients = self.clients_mut();
         if let Some(i) = clients.iter().position(|s| s.id == id) {
-            let slot = clients.swap_remove(i);
+            let slot = Arc::make_mut(&mut clients).swap_remove(i);
             slot.queue.close();
             self.lock.release(id, "holder disconnected");
             self.settings.release(id);
@@ -437,8 +444,8 @@ impl Hub {
     }
 
     async fn fan_out(&self, data: Bytes, target: Target) {
-        let clients: Vec<Arc<Slot>> = self.clients().clone();
-        for slot in clients {
+        let clients = self.clients();
+        for slot in clients.iter() {
             let wanted = match target {
                 Target::Client(id) if slot.id == id => true,
                 Target::Request(id) if slot.id == id => false,
