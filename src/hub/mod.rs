@@ -475,7 +475,7 @@ impl Hub {
                     }
                 }
                 Err(PushError::Closed) => {}
-                Err(PushError::Full) => self.overflow(&slot, data.len()),
+                Err(PushError::Full) => self.overflow(slot, data.len()),
             }
         }
     }
