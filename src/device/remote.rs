@@ -25,9 +25,10 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::hub::Signal;
-use crate::line::{FlowControl, LineSettings, Parity};
+use crate::line::LineSettings;
 use crate::modem::ModemInputs;
-use crate::proto::telnet::rfc2217::{self, Command, Control, DataSize, Message, StopSize};
+use crate::proto::telnet::line as telnet_line;
+use crate::proto::telnet::rfc2217::{self, Command, Control, Message};
 use crate::proto::telnet::{Event, Telnet, escape_into};
 
 /// How long the server has to answer a settings request. pyserial waits 3 s
@@ -169,26 +170,21 @@ impl Remote {
                     return Ok(n);
                 }
             }
-            let mut raw = vec![0u8; buf.len().max(64)];
+            // Read in place: raw data is the answer as it is, and Telnet is
+            // decoded from here into `data`, then copied back out above.
             let n = {
                 let read = self.read.lock().await;
                 read.readable().await?;
-                match read.try_read(&mut raw) {
+                match read.try_read(buf) {
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                     Err(e) => return Err(e),
                 }
             };
-            if n == 0 {
-                return Ok(0);
+            if n == 0 || self.protocol == Protocol::Raw {
+                return Ok(n);
             }
-            if self.protocol == Protocol::Raw {
-                let now = n.min(buf.len());
-                buf[..now].copy_from_slice(&raw[..now]);
-                self.learn().data.extend_from_slice(&raw[now..n]);
-                return Ok(now);
-            }
-            self.decode(&raw[..n]).await?;
+            self.decode(&buf[..n]).await?;
         }
     }
 
@@ -305,27 +301,10 @@ impl Remote {
                 "a raw TCP device server takes no line settings",
             ));
         }
-        let parity = match line.parity {
-            Parity::None => rfc2217::Parity::None,
-            Parity::Odd => rfc2217::Parity::Odd,
-            Parity::Even => rfc2217::Parity::Even,
-        };
-        let flow = match line.flow_control {
-            FlowControl::None => Control::FlowNone,
-            FlowControl::Xonxoff => Control::FlowXonXoff,
-            FlowControl::Rtscts => Control::FlowHardware,
-        };
-        let requests = [
-            Command::SetBaudrate(line.baud),
-            Command::SetDatasize(DataSize::from(line.data_bits)),
-            Command::SetParity(parity),
-            Command::SetStopsize(if line.stop_bits == 2 {
-                StopSize::Two
-            } else {
-                StopSize::One
-            }),
-            Command::SetControl(flow),
-        ];
+        let settings = telnet_line::commands(line);
+        let requests = settings
+            .into_iter()
+            .chain([Command::SetControl(telnet_line::flow(line.flow_control))]);
         for request in requests {
             let answer = self.ask_reading(request.clone()).await?;
             if answer != request {

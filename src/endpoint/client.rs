@@ -209,7 +209,7 @@ async fn to_device(
     loop {
         let held_since = ingress.line_since.filter(|_| !ingress.warned_hold);
         tokio::select! {
-            r = source.readable() => r.map_err(|e| read_failed(handle, source, e))?,
+            r = source.readable() => r.map_err(|e| End::Error(read_failed(handle, source, e)))?,
             () = request::sleep_until(held_since.map(|t| t + LINE_HOLD_WARN)) => {
                 ingress.warned_hold = true;
                 warn!(delimiter = format_args!("{:#04x}", options.delimiter),
@@ -254,7 +254,7 @@ async fn to_device(
             Err(e) => {
                 // Whatever it had sent is taken; a reset ends the input.
                 ingress.finish().await?;
-                return Err(read_failed(handle, source, e));
+                return Err(End::Error(read_failed(handle, source, e)));
             }
         }
         settle(handle, source).await?;
@@ -288,14 +288,18 @@ pub(super) fn read_queued(source: &impl ClientSource) -> Vec<u8> {
 /// A read from the client failed, typically on a reset. The kernel returns
 /// queued data before the error, so normally nothing is pending; if some is,
 /// the kernel discarded it and serialhub can only count and report it.
-pub(super) fn read_failed(handle: &ClientHandle, source: &impl ClientSource, e: io::Error) -> End {
+pub(super) fn read_failed(
+    handle: &ClientHandle,
+    source: &impl ClientSource,
+    e: io::Error,
+) -> io::Error {
     let pending = source.queued();
     if pending > 0 {
         handle.count_lost(pending);
         warn!(error = %e, lost = pending,
             "client connection failed with unread bytes; the kernel discarded them");
     }
-    End::Error(e)
+    e
 }
 
 /// A read-only client's write: counted as discarded, and warned of once.

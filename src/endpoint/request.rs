@@ -281,7 +281,7 @@ pub(super) async fn to_arbiter(
     loop {
         let deadline = r.framer.deadline(hold);
         tokio::select! {
-            res = source.readable() => res.map_err(|e| read_failed(handle, source, e))?,
+            res = source.readable() => res.map_err(|e| End::Error(read_failed(handle, source, e)))?,
             () = sleep_until(deadline) => {
                 let mut out = Vec::new();
                 if r.framer.on_silence(&mut out) && !r.warned_hold {
@@ -313,7 +313,7 @@ pub(super) async fn to_arbiter(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => {
                 r.finish().await?;
-                return Err(read_failed(handle, source, e));
+                return Err(End::Error(read_failed(handle, source, e)));
             }
         }
         settle(handle, source).await?;

@@ -30,6 +30,7 @@ use super::{Access, EndpointOptions};
 use crate::hub::{ClientHandle, HubClosed, Signal};
 use crate::line::{FlowControl, LineSettings, Parity};
 use crate::modem::{LineErrors, ModemInputs};
+use crate::proto::telnet::line as telnet_line;
 use crate::proto::telnet::rfc2217::{
     self, COM_PORT_OPTION, Command, Control, DataSize, LineState, Message, ModemState, Purge,
     StopSize,
@@ -180,7 +181,7 @@ impl Reader<'_> {
         let kicked = self.handle.kicked().clone();
         loop {
             tokio::select! {
-                r = source.readable() => r.map_err(|e| End::Io(io_error(read_failed(self.handle, source, e))))?,
+                r = source.readable() => r.map_err(|e| End::Io(read_failed(self.handle, source, e)))?,
                 () = shutdown.cancelled() => {
                     self.take(read_queued(source), None).await?;
                     return Err(End::Shutdown);
@@ -212,7 +213,7 @@ impl Reader<'_> {
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return Err(End::Io(io_error(read_failed(self.handle, source, e)))),
+                Err(e) => return Err(End::Io(read_failed(self.handle, source, e))),
             }
         }
     }
@@ -370,11 +371,7 @@ impl Reader<'_> {
                     }
                     None => line.parity,
                 };
-                Command::SetParity(match in_force {
-                    Parity::None => rfc2217::Parity::None,
-                    Parity::Odd => rfc2217::Parity::Odd,
-                    Parity::Even => rfc2217::Parity::Even,
-                })
+                Command::SetParity(telnet_line::parity(in_force))
             }
             Command::SetStopsize(s) => {
                 let bits = match s {
@@ -393,11 +390,7 @@ impl Reader<'_> {
                     }
                     None => line.stop_bits,
                 };
-                Command::SetStopsize(if in_force == 2 {
-                    StopSize::Two
-                } else {
-                    StopSize::One
-                })
+                Command::SetStopsize(telnet_line::stop_size(in_force))
             }
             Command::SetControl(c) => Command::SetControl(self.control(c, line).await?),
             Command::NotifyLinestate(_) => Command::NotifyLinestate(Some(LineState(0))),
@@ -444,11 +437,7 @@ impl Reader<'_> {
     /// SET-CONTROL: flow control, break, DTR, RTS, and their queries.
     async fn control(&mut self, c: Control, line: LineSettings) -> Result<Control, End> {
         let outputs = self.handle.hub().settings.outputs();
-        let flow_code = |f: FlowControl| match f {
-            FlowControl::None => Control::FlowNone,
-            FlowControl::Xonxoff => Control::FlowXonXoff,
-            FlowControl::Rtscts => Control::FlowHardware,
-        };
+        let flow_code = telnet_line::flow;
         let inbound_code = |f: FlowControl| match f {
             FlowControl::None => Control::FlowInboundNone,
             FlowControl::Xonxoff => Control::FlowInboundXonXoff,
@@ -606,13 +595,6 @@ fn on_off(on: bool, yes: Control, no: Control) -> Control {
     if on { yes } else { no }
 }
 
-fn io_error(end: super::client::End) -> io::Error {
-    match end {
-        super::client::End::Error(e) => e,
-        other => io::Error::other(format!("{other:?}")),
-    }
-}
-
 /// NOTIFY-MODEMSTATE's byte for `now`, with delta bits against `before`.
 fn modem_state(now: ModemInputs, before: Option<ModemInputs>) -> ModemState {
     let mut b = 0u8;
@@ -655,24 +637,6 @@ fn line_state(now: LineErrors, before: LineErrors) -> u8 {
         }
     }
     b
-}
-
-/// The answers that state `line`: baud, data size, parity, stop size.
-fn settings_answers(line: &LineSettings) -> [Command; 4] {
-    [
-        Command::SetBaudrate(line.baud),
-        Command::SetDatasize(DataSize::from(line.data_bits)),
-        Command::SetParity(match line.parity {
-            Parity::None => rfc2217::Parity::None,
-            Parity::Odd => rfc2217::Parity::Odd,
-            Parity::Even => rfc2217::Parity::Even,
-        }),
-        Command::SetStopsize(if line.stop_bits == 2 {
-            StopSize::Two
-        } else {
-            StopSize::One
-        }),
-    ]
 }
 
 /// Sends the reader's answers, device data (IAC doubled) and modem-state
@@ -745,7 +709,7 @@ async fn to_client(
                     (Err(_), _) => line_open = false,
                     (Ok(()), Some(now)) if shared.com_port.load(Relaxed) => {
                         out.clear();
-                        for c in settings_answers(&now) {
+                        for c in telnet_line::commands(&now) {
                             Message::to_client(c).encode(&mut out);
                         }
                         sink.write_all(&out).await?;

@@ -305,7 +305,7 @@ impl Hub {
             permit,
         };
         let shown = chunk.data.clone();
-        if self.writes.send(DeviceOp::Write(chunk)).await.is_ok() {
+        if self.send_op(DeviceOp::Write(chunk)).await.is_ok() {
             self.fan_out(shown, Target::Request(client)).await;
         }
     }
@@ -530,15 +530,9 @@ impl Hub {
         by: Option<ClientRef>,
     ) -> Result<oneshot::Receiver<LineAnswer>, HubClosed> {
         let (answer, told) = oneshot::channel();
-        let change = LineChange {
-            line,
-            by,
-            answer: Some(answer),
-        };
-        self.writes
-            .send(DeviceOp::Line(change))
-            .await
-            .map_err(|_| HubClosed)?;
+        let answer = Some(answer);
+        self.send_op(DeviceOp::Line(LineChange { line, by, answer }))
+            .await?;
         Ok(told)
     }
 
@@ -551,17 +545,20 @@ impl Hub {
         by: Option<ClientRef>,
     ) -> Result<oneshot::Receiver<SignalAnswer>, HubClosed> {
         let (answer, told) = oneshot::channel();
+        let answer = Some(answer);
         let change = SignalChange {
             signal,
             on,
             by,
-            answer: Some(answer),
+            answer,
         };
-        self.writes
-            .send(DeviceOp::Signal(change))
-            .await
-            .map_err(|_| HubClosed)?;
+        self.send_op(DeviceOp::Signal(change)).await?;
         Ok(told)
+    }
+
+    /// Queues `op` for the device, after everything queued before.
+    async fn send_op(&self, op: DeviceOp) -> Result<(), HubClosed> {
+        self.writes.send(op).await.map_err(|_| HubClosed)
     }
 
     /// The line settings in force; `None` before the device first opened.
@@ -815,11 +812,7 @@ impl ClientHandle {
             data,
             permit,
         };
-        self.hub
-            .writes
-            .send(DeviceOp::Write(chunk))
-            .await
-            .map_err(|_| HubClosed)
+        self.hub.send_op(DeviceOp::Write(chunk)).await
     }
 }
 

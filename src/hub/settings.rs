@@ -138,11 +138,6 @@ impl SharedSettings {
         }
     }
 
-    /// The owner of the settings, if any, for status.
-    pub fn owner(&self) -> Option<(ClientId, String)> {
-        lock(&self.owner).clone()
-    }
-
     pub fn outputs(&self) -> ModemOutputs {
         *lock(&self.outputs)
     }
@@ -219,8 +214,9 @@ mod tests {
         );
         assert_eq!(s.claim(b, "b", Policy::Any), Ok(()));
         assert_eq!(s.claim(b, "b", Policy::None), Err(Denied::Operator));
+        // Another client leaving frees nothing.
         s.release(b);
-        assert!(s.owner().is_some());
+        assert!(s.claim(b, "b", Policy::First).is_err());
         s.release(a);
         assert_eq!(s.claim(b, "b", Policy::First), Ok(()));
     }

@@ -34,6 +34,7 @@
 //! bytes, not lines; a peer that refuses BINARY still gets its bytes as they
 //! are.
 
+pub mod line;
 pub mod negotiation;
 pub mod parser;
 pub mod rfc2217;
