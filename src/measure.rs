@@ -46,7 +46,43 @@ pub fn memory(pid: u32) -> std::io::Result<Memory> {
 }
 
 /// CPU time (user + system) a process has used, in seconds.
+///
+/// To the nanosecond where the kernel keeps scheduler statistics: the sum
+/// of `/proc/PID/task/*/schedstat` over the live threads (a thread that
+/// exits takes its time with it, so measure long-lived threads). Otherwise
+/// from `/proc/PID/stat`, in clock ticks (10 ms), which would make a
+/// window's figure for a light load a count of a few ticks.
 pub fn cpu_seconds(pid: u32) -> std::io::Result<f64> {
+    match scheduled_ns(pid) {
+        Ok(ns) => Ok(ns as f64 / 1e9),
+        Err(_) => cpu_ticks_seconds(pid),
+    }
+}
+
+/// Time on CPU of all a process's live threads, in nanoseconds.
+fn scheduled_ns(pid: u32) -> std::io::Result<u64> {
+    let mut total = 0u64;
+    let mut threads = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        // A thread may exit between the listing and the read.
+        let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+            continue;
+        };
+        let ns = stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok());
+        total += ns.ok_or_else(|| std::io::Error::other("unreadable schedstat"))?;
+        threads += 1;
+    }
+    if threads == 0 {
+        return Err(std::io::Error::other("no thread has schedstat"));
+    }
+    Ok(total)
+}
+
+/// CPU time from `/proc/PID/stat`, in whole clock ticks.
+fn cpu_ticks_seconds(pid: u32) -> std::io::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
