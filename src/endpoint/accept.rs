@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use tokio::io::AsyncWrite;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,6 +21,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::EndpointOptions;
 use super::client::{self, ClientSource};
+use super::sink::{Shared, SocketHalf};
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
 
@@ -34,7 +34,9 @@ const STARVED_MAX: Duration = Duration::from_secs(1);
 /// A listener that yields split connections and a name for each peer.
 pub trait Accept: AsFd + Send + 'static {
     type Source: ClientSource + Send + Sync + 'static;
-    type Sink: AsyncWrite + Unpin + Send + 'static;
+    /// The connection's sending half, shared by the client's writer and
+    /// the hub's fan-out (see [`super::sink`]).
+    type Sink: SocketHalf;
     fn accept(
         &self,
     ) -> impl Future<Output = std::io::Result<(Self::Source, Self::Sink, String)>> + Send;
@@ -153,12 +155,16 @@ pub async fn serve<L: Accept>(
         };
         full.over();
         let handle = cx.hub.attach_with(name.clone(), policy);
+        let sink = Shared::new(sink);
         let span = info_span!("client", id = handle.id(), peer = %name);
         let (options, shutdown, port) = (options.clone(), cx.shutdown.clone(), cx.port.clone());
         cx.tracker.spawn(
             async move {
                 match protocol {
                     Protocol::Raw => {
+                        // Raw output goes to the socket unchanged, so the
+                        // fan-out may write it there itself.
+                        handle.write_through_to(sink.direct());
                         client::run(
                             handle,
                             source,

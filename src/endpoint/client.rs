@@ -448,6 +448,7 @@ impl<'a> Ingress<'a> {
 async fn to_client(handle: &ClientHandle, sink: &mut (impl AsyncWrite + Unpin)) -> io::Result<()> {
     while let Some(chunk) = handle.next_output().await {
         sink.write_all(&chunk).await?;
+        handle.output_written();
     }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //! reach the device ([`pty_settings`]). [`client`] then runs a connected
 //! client, whatever its kind, applying the endpoint's [`options`]: read-only
 //! access, line framing ([`framing`]) and in-band lock commands
-//! ([`inband`]).
+//! ([`inband`]). A stream client's socket is shared with the hub's fan-out
+//! ([`sink`]), which writes device data to it directly while it keeps up.
 
 pub mod accept;
 pub mod client;
@@ -18,6 +19,7 @@ pub mod pty;
 mod pty_settings;
 pub mod request;
 pub mod rfc2217;
+pub mod sink;
 pub mod tcp;
 pub mod unix;
 

@@ -39,7 +39,7 @@ pub use lock::WriteLock;
 pub use ops::{
     DeviceOp, LineAnswer, LineChange, Signal, SignalAnswer, SignalChange, WriteChunk, WriteQueue,
 };
-pub use queue::{ByteQueue, PushError};
+pub use queue::{ByteQueue, DirectSink, PushError};
 pub use reply::ReplyRule;
 pub use settings::Policy as ControlPolicy;
 pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
@@ -617,6 +617,20 @@ impl ClientHandle {
     /// detached. Cancel safe.
     pub async fn next_output(&self) -> Option<Bytes> {
         self.slot.queue.pop().await
+    }
+
+    /// The client has written the chunk [`next_output`](Self::next_output)
+    /// gave it last.
+    pub fn output_written(&self) {
+        self.slot.queue.written();
+    }
+
+    /// Device data for this client is written straight to `sink` while its
+    /// queue is empty and its writer idle, without waking the writer (see
+    /// [`queue`]). The writer must write to the same socket and call
+    /// [`output_written`](Self::output_written) after each chunk.
+    pub fn write_through_to(&self, sink: Arc<dyn DirectSink>) {
+        self.slot.queue.write_through_to(sink);
     }
 
     /// Discards the device data queued for this client and not yet sent
