@@ -121,7 +121,7 @@ async fn main() {
         run(throughput::bulk(if q { 1 } else { 5 }, if q { 1 } else { 3 }).await);
     }
     if plan.wants("latency") {
-        run(throughput::latency(if q { 2000 } else { 10_000 }).await);
+        run(throughput::latency(if q { 2000 } else { 10_000 }, if q { 1 } else { 3 }).await);
     }
     if plan.wants("fanout") {
         let counts: &[usize] = if q {
