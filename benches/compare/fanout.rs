@@ -3,17 +3,17 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serialhub::device::{Sim, SimMode};
 use serialhub::line::LineSettings;
 use serialhub::measure::{cpu_seconds, memory};
-use serialhub::pattern::Checker;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::proxy::{self, Setup, TOOLS, Tool};
+use crate::readers::Readers;
 use crate::report::{Chart, Section};
 
 const BAUD: u32 = 115_200;
@@ -40,7 +40,7 @@ pub async fn fanout(counts: &[usize], secs: u64, runs: usize) -> Section {
             if tool == Tool::Socat && n > 1 {
                 continue;
             }
-            match median_run(runs, || readers(tool, n, secs)).await {
+            match median_run(runs, |r: &Fanned| r.cpu_per_mb, || readers(tool, n, secs)).await {
                 Ok(r) => {
                     s.row(vec![
                         tool.name().into(),
@@ -66,27 +66,28 @@ pub async fn fanout(counts: &[usize], secs: u64, runs: usize) -> Section {
     s
 }
 
-async fn median_run<F, Fut>(runs: usize, mut f: F) -> Result<Readers, String>
+/// Of `runs` results of `f`, the one with the median `key`.
+pub async fn median_run<T, F, Fut>(runs: usize, key: fn(&T) -> f64, mut f: F) -> Result<T, String>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Readers, String>>,
+    Fut: std::future::Future<Output = Result<T, String>>,
 {
     let mut all = Vec::new();
     for _ in 0..runs.max(1) {
         all.push(f().await?);
     }
-    all.sort_by(|a, b| a.cpu_per_mb.total_cmp(&b.cpu_per_mb));
+    all.sort_by(|a, b| key(a).total_cmp(&key(b)));
     Ok(all.swap_remove(all.len() / 2))
 }
 
-struct Readers {
+struct Fanned {
     cpu_per_mb: f64,
     min_share: f64,
     errors: u64,
     rss_mib: f64,
 }
 
-async fn readers(tool: Tool, n: usize, secs: u64) -> Result<Readers, String> {
+async fn readers(tool: Tool, n: usize, secs: u64) -> Result<Fanned, String> {
     let line = LineSettings::with_baud(BAUD);
     let source = Sim::spawn(SimMode::Source, &line).map_err(|e| e.to_string())?;
     let setup = Setup {
@@ -95,59 +96,31 @@ async fn readers(tool: Tool, n: usize, secs: u64) -> Result<Readers, String> {
         ..Setup::default()
     };
     let p = proxy::start(tool, &[source.path().display().to_string()], &setup)?;
-    let counters: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let errors = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for c in &counters {
-        let stream = TcpStream::connect(p.addr())
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (c, errors, stop) = (c.clone(), errors.clone(), stop.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut stream = stream;
-            let mut checker = Checker::new();
-            let mut buf = vec![0u8; 8192];
-            while !stop.load(Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await
-                {
-                    Ok(Ok(0)) | Ok(Err(_)) => break,
-                    Ok(Ok(k)) => {
-                        checker.feed(&buf[..k]);
-                        c.fetch_add(k as u64, Relaxed);
-                    }
-                    Err(_) => {}
-                }
-            }
-            errors.fetch_add(checker.errors, Relaxed);
-        }));
-    }
+    let readers = Readers::connect(&vec![p.addr(); n]).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu0 = cpu_seconds(p.pid()).unwrap_or(0.0);
-    let before: Vec<u64> = counters.iter().map(|c| c.load(Relaxed)).collect();
+    let before = readers.bytes();
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = cpu_seconds(p.pid()).unwrap_or(0.0) - cpu0;
-    let got: Vec<u64> = counters
+    let got: Vec<u64> = readers
+        .bytes()
         .iter()
         .zip(&before)
-        .map(|(c, b)| c.load(Relaxed) - b)
+        .map(|(c, b)| c - b)
         .collect();
-    stop.store(true, Relaxed);
-    for t in tasks {
-        let _ = t.await;
-    }
+    let errors = readers.finish().await;
     let total_mb = got.iter().sum::<u64>() as f64 / 1e6;
     let min = got.iter().copied().min().unwrap_or(0) as f64;
-    Ok(Readers {
+    Ok(Fanned {
         cpu_per_mb: if total_mb > 0.0 {
             cpu / total_mb
         } else {
             f64::NAN
         },
         min_share: min / (line.bytes_per_sec() * elapsed),
-        errors: errors.load(Relaxed),
+        errors,
         rss_mib: memory(p.pid()).unwrap_or_default().peak_kib as f64 / 1024.0,
     })
 }

@@ -9,13 +9,13 @@
 //! memory that one more port adds, is told apart from the fixed cost of the
 //! process.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serialhub::measure::{Memory, context_switches, cpu_seconds, memory};
 
+use crate::daemon::Daemon;
 use crate::proxy::{self, Proxy, Setup, TOOLS, Tool};
+use crate::pty::Pty;
 use crate::report::{Chart, Section};
 
 pub async fn idle(ports: usize, secs: u64) -> Section {
@@ -45,8 +45,8 @@ pub async fn idle(ports: usize, secs: u64) -> Section {
         ports.saturating_sub(1)
     ));
     let mut bars = Vec::new();
-    let masters: Vec<_> = (0..ports).filter_map(|_| pty()).collect();
-    let paths: Vec<String> = masters.iter().map(|m| m.1.clone()).collect();
+    let masters: Vec<Pty> = (0..ports).filter_map(|_| Pty::open().ok()).collect();
+    let paths: Vec<String> = masters.iter().map(|m| m.path.clone()).collect();
     let n = paths.len();
     let mut rows = Vec::new();
     for tool in TOOLS {
@@ -114,15 +114,6 @@ struct Cost {
     one_port: Option<Box<Cost>>,
 }
 
-fn pty() -> Option<(nix::pty::PtyMaster, String)> {
-    use nix::fcntl::OFlag;
-    let m = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).ok()?;
-    nix::pty::grantpt(&m).ok()?;
-    nix::pty::unlockpt(&m).ok()?;
-    let path = nix::pty::ptsname_r(&m).ok()?;
-    Some((m, path))
-}
-
 /// Lets `pids` settle for a second, then measures them over `secs`.
 async fn window(pids: &[u32], secs: u64) -> Cost {
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -178,76 +169,11 @@ async fn measure(tool: Tool, paths: &[String], secs: u64) -> Result<Cost, String
 /// serialhub serving every path from one process, and, for the marginal
 /// cost, the first path alone.
 async fn one_process(paths: &[String], secs: u64) -> Result<Cost, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let one = Served::start(dir.path(), &paths[..1])?;
+    let one = Daemon::start(&paths[..1], 9600).await?;
     let one_port = window(&[one.pid()], secs).await;
     drop(one);
-    let all = Served::start(dir.path(), paths)?;
+    let all = Daemon::start(paths, 9600).await?;
     let mut cost = window(&[all.pid()], secs).await;
     cost.one_port = Some(Box::new(one_port));
     Ok(cost)
-}
-
-/// `serialhub serve --config` on a generated file. Killed when dropped.
-struct Served(Child);
-
-impl Served {
-    fn start(dir: &std::path::Path, paths: &[String]) -> Result<Served, String> {
-        // The control socket in the temp dir, never the user's default one.
-        let mut toml = format!(
-            "[control]\nsocket = \"{}\"\n",
-            dir.join("control.sock").display()
-        );
-        for (i, path) in paths.iter().enumerate() {
-            toml += &format!(
-                "\n[[port]]\nname = \"idle{i}\"\ndevice = \"{path}\"\nbaud = 9600\nlisten = [\"tcp:127.0.0.1:0\"]\n"
-            );
-        }
-        let conf = dir.join("idle.toml");
-        std::fs::write(&conf, toml).map_err(|e| e.to_string())?;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_serialhub"))
-            .arg("serve")
-            .arg("--config")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
-        let stderr = child.stderr.take();
-        let served = Served(child);
-        let stderr = stderr.ok_or("no stderr")?;
-        // Every port logs "listening on" once bound, after opening its
-        // device; the thread drains stderr to the end so the pipe never fills.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening on tcp:") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        for listening in 0..paths.len() {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if rx.recv_timeout(left).is_err() {
-                return Err(format!(
-                    "only {listening} of {} ports listened within 60 s",
-                    paths.len()
-                ));
-            }
-        }
-        Ok(served)
-    }
-
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -1,22 +1,26 @@
 //! Side-by-side comparison of serialhub with socat and ser2net, on the same
 //! simulated devices, in one run. Run it through `bench/compare`.
 //!
-//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217] [--tools serialhub,socat,ser2net,ser2net-4k]`
+//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217] [--tools serialhub,socat,ser2net,ser2net-4k]`
 //!
 //! `--tools` runs only the tools named (the others are reported skipped);
 //! `SERIALHUB_BIN=PATH` runs another serialhub build (in the scenarios that
-//! start it through `proxy`: flood, bulk, latency, fanout, stall), so two builds can be
-//! compared in turns on a shared machine.
+//! start it through `proxy` or `daemon`: flood, bulk, latency, fanout, stall,
+//! idle, ports), so two builds can be compared in turns on a shared machine.
 //!
 //! Quick mode (under 2 minutes) prints the tables. Full mode (about 40
 //! minutes) also writes `bench/RESULTS.md` and one SVG chart per scenario
 //! under `bench/plots/`, unless `--only` picked some scenarios (then only
 //! their charts are redrawn).
 
+mod daemon;
 mod fanout;
 mod flood;
 mod idle;
+mod ports;
 mod proxy;
+mod pty;
+mod readers;
 mod reload;
 mod report;
 mod rfc2217;
@@ -57,7 +61,7 @@ fn parse_args() -> Plan {
             "--bench" => {}
             other => {
                 eprintln!(
-                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,txn,reload,rfc2217] [--tools serialhub,socat,ser2net,ser2net-4k]"
+                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217] [--tools serialhub,socat,ser2net,ser2net-4k]"
                 );
                 std::process::exit(2);
             }
@@ -117,7 +121,7 @@ async fn main() {
         run(throughput::bulk(if q { 1 } else { 5 }, if q { 1 } else { 3 }).await);
     }
     if plan.wants("latency") {
-        run(throughput::latency(if q { 2000 } else { 10_000 }).await);
+        run(throughput::latency(if q { 2000 } else { 10_000 }, if q { 1 } else { 3 }).await);
     }
     if plan.wants("fanout") {
         let counts: &[usize] = if q {
@@ -132,6 +136,10 @@ async fn main() {
     }
     if plan.wants("idle") {
         run(idle::idle(if q { 8 } else { 64 }, if q { 1 } else { 10 }).await);
+    }
+    if plan.wants("ports") {
+        let counts: &[usize] = if q { &[8] } else { &[16, 64] };
+        run(ports::ports(counts, if q { 2 } else { 5 }, if q { 1 } else { 3 }).await);
     }
     if plan.wants("txn") {
         run(txn::txn(if q { 2 } else { 10 }, if q { 1 } else { 3 }).await);

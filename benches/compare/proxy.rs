@@ -66,7 +66,7 @@ pub static SELECTED: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new
 
 /// The serialhub binary under test: `SERIALHUB_BIN` if set, so a run can
 /// compare two builds side by side (`SERIALHUB_BIN=/tmp/base bench/compare`).
-fn serialhub_bin() -> std::ffi::OsString {
+pub fn serialhub_bin() -> std::ffi::OsString {
     std::env::var_os("SERIALHUB_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_serialhub").into())
 }
 

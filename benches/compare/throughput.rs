@@ -139,39 +139,117 @@ async fn client_to_device(tool: Tool, secs: u64) -> Result<(f64, u64), String> {
     Ok((rate / 1e6, stats.errors.load(Relaxed)))
 }
 
-pub async fn latency(samples: usize) -> Section {
-    let mut s = Section::new(
-        "One-byte round trip through an echo device",
-        &["tool", "p50", "p99", "p99.9", "max", "samples"],
-    );
+/// One run's round trips, in µs: p50, p99, p99.9, max.
+type Quantiles = [f64; 4];
+
+pub async fn latency(samples: usize, runs: usize) -> Section {
+    let runs = runs.max(1);
+    let mut headers = vec!["tool", "p50", "p99", "p99.9", "max", "samples per run"];
+    if runs > 1 {
+        headers.push("p50 / p99 in each run");
+    }
+    let mut s = Section::new("One-byte round trip through an echo device", &headers);
     s.notes.push(format!(
-        "One client sends one byte and waits for its echo, {samples} times, through an unpaced echo simulator."
-    ));
-    let mut bars = Vec::new();
-    for tool in TOOLS {
-        match round_trips(tool, samples).await {
-            Ok(mut rtt) => {
-                rtt.sort();
-                let q = |p: f64| rtt[((rtt.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
-                s.row(vec![
-                    tool.name().into(),
-                    format!("{:.0} µs", q(0.5)),
-                    format!("{:.0} µs", q(0.99)),
-                    format!("{:.0} µs", q(0.999)),
-                    format!("{:.0} µs", q(1.0)),
-                    rtt.len().to_string(),
-                ]);
-                bars.push((tool.name().to_owned(), q(0.99)));
-            }
-            Err(why) => s.skipped(tool.name(), &why),
+        "One client sends one byte and waits for its echo, {samples} times after 100 unmeasured ones, through an unpaced echo simulator, with a fresh tool each run. {}",
+        if runs > 1 {
+            format!("Each figure is the median of {runs} runs; the runs take turns (run 1 of every tool, then run 2, ...), so a change in the machine's load hits every tool alike. The last column lists each run's p50 / p99 in µs, in run order.")
+        } else {
+            "One run.".to_owned()
         }
+    ));
+    // Per tool, each run's quantiles, or why it failed.
+    let mut results: Vec<(Tool, Result<Vec<Quantiles>, String>)> =
+        TOOLS.iter().map(|&t| (t, Ok(Vec::new()))).collect();
+    for _ in 0..runs {
+        for (tool, result) in &mut results {
+            let Ok(done) = result else { continue };
+            match round_trips(*tool, samples).await {
+                Ok(mut rtt) => {
+                    rtt.sort();
+                    let at =
+                        |p: f64| rtt[((rtt.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
+                    done.push([0.5, 0.99, 0.999, 1.0].map(at));
+                }
+                Err(why) => *result = Err(why),
+            }
+        }
+    }
+    let mut bars = Vec::new();
+    for (tool, result) in &results {
+        match result {
+            Ok(done) => {
+                let [p50, p99, p999, max] = median_quantiles(done);
+                let mut cells = vec![
+                    tool.name().into(),
+                    format!("{p50:.0} µs"),
+                    format!("{p99:.0} µs"),
+                    format!("{p999:.0} µs"),
+                    format!("{max:.0} µs"),
+                    samples.to_string(),
+                ];
+                if runs > 1 {
+                    let each: Vec<String> = done
+                        .iter()
+                        .map(|q| format!("{:.0} / {:.0}", q[0], q[1]))
+                        .collect();
+                    cells.push(each.join(" · "));
+                }
+                s.row(cells);
+                bars.push((tool.name().to_owned(), p99));
+            }
+            Err(why) => s.skipped(tool.name(), why),
+        }
+    }
+    if runs > 1 {
+        s.notes.push(goal_note(&results));
     }
     s.chart = Some(Chart {
         file: "latency.svg".into(),
-        caption: "One-byte round trip, p99 in µs (lower is better)".into(),
+        caption: "One-byte round trip, p99 in µs, median of the runs (lower is better)".into(),
         bars,
     });
     s
+}
+
+/// Each quantile's median over the runs.
+fn median_quantiles(runs: &[Quantiles]) -> Quantiles {
+    std::array::from_fn(|i| {
+        let mut v: Vec<f64> = runs.iter().map(|q| q[i]).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    })
+}
+
+/// Issue 12's goal, read off the runs: in which runs serialhub's p50 and p99
+/// were both at or below socat's and ser2net-4k's.
+fn goal_note(results: &[(Tool, Result<Vec<Quantiles>, String>)]) -> String {
+    let runs_of = |t: Tool| {
+        results
+            .iter()
+            .find(|r| r.0 == t)
+            .and_then(|r| r.1.as_ref().ok())
+    };
+    let (Some(ours), Some(socat), Some(s2n)) = (
+        runs_of(Tool::Serialhub),
+        runs_of(Tool::Socat),
+        runs_of(Tool::Ser2net4k),
+    ) else {
+        return "serialhub against socat and ser2net-4k per run: not all three ran.".into();
+    };
+    let met: Vec<String> = (0..ours.len().min(socat.len()).min(s2n.len()))
+        .filter(|&i| (0..2).all(|q| ours[i][q] <= socat[i][q] && ours[i][q] <= s2n[i][q]))
+        .map(|i| (i + 1).to_string())
+        .collect();
+    format!(
+        "serialhub's p50 and p99 were both at or below socat's and ser2net-4k's in {} of {} runs{}.",
+        met.len(),
+        ours.len(),
+        if met.is_empty() {
+            String::new()
+        } else {
+            format!(" (run {})", met.join(", "))
+        }
+    )
 }
 
 async fn round_trips(tool: Tool, samples: usize) -> Result<Vec<Duration>, String> {
