@@ -89,7 +89,25 @@ macro_rules! stream_source {
                 <$t>::readable(self)
             }
             fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-                <$t>::try_read(self, buf)
+                // A short read has drained the socket (epoll): like tokio's
+                // own `poll_read`, forget the readiness then, so the next
+                // read waits for new data instead of costing a read that
+                // fails with EAGAIN on the way to the device. `try_io`
+                // forgets only the readiness seen before this read, so
+                // data arriving meanwhile still wakes us.
+                let len = buf.len();
+                let mut short = 0;
+                match self.as_ref().try_io(tokio::io::Interest::READABLE, || {
+                    let n = <$t>::try_read(self, buf)?;
+                    if n > 0 && n < len {
+                        short = n;
+                        return Err(io::ErrorKind::WouldBlock.into());
+                    }
+                    Ok(n)
+                }) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
+                    other => other,
+                }
             }
             fn queued(&self) -> usize {
                 queued_bytes(self.as_ref())
