@@ -117,12 +117,31 @@ impl Tty {
     }
 
     /// Reads what the tty has. `Ok(0)` means the device hung up.
+    ///
+    /// A short read has emptied the line discipline's buffer (n_tty hands
+    /// over all it holds), and data that comes later wakes the reader
+    /// again. So, as tokio's streams do, the readiness is forgotten then,
+    /// instead of spending a read that fails with EAGAIN per chunk. Only
+    /// the readiness seen before this read is forgotten: data that arrived
+    /// meanwhile still counts.
     pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.fd
-            .async_io(Interest::READABLE, |p| {
-                nix::unistd::read(p.as_fd(), buf).map_err(std::io::Error::from)
-            })
-            .await
+        loop {
+            let mut ready = self.fd.readable().await?;
+            let read = ready.try_io(|p| {
+                nix::unistd::read(p.as_fd(), &mut buf[..]).map_err(std::io::Error::from)
+            });
+            match read {
+                Ok(Ok(n)) => {
+                    if n > 0 && n < buf.len() {
+                        ready.clear_ready();
+                    }
+                    return Ok(n);
+                }
+                Ok(Err(e)) => return Err(e),
+                // Would block: try_io forgot the readiness; wait again.
+                Err(_) => continue,
+            }
+        }
     }
 
     /// Writes some of `buf` to the tty's output queue.
