@@ -113,9 +113,9 @@ async fn main() {
         sections.push(s);
     };
     if plan.wants("flood") {
-        let (secs, drain) = if q { (2, 1) } else { (15, 10) };
-        run(flood::run(9600, secs, drain).await);
-        run(flood::run(115_200, secs, drain).await);
+        let (secs, drain, runs) = if q { (2, 1, 1) } else { (15, 10, 3) };
+        run(flood::run(9600, secs, drain, runs).await);
+        run(flood::run(115_200, secs, drain, runs).await);
     }
     if plan.wants("bulk") {
         run(throughput::bulk(if q { 1 } else { 5 }, if q { 1 } else { 3 }).await);
