@@ -31,15 +31,11 @@ impl Daemon {
         }
         let conf = dir.path().join("serialhub.toml");
         std::fs::write(&conf, toml).map_err(|e| e.to_string())?;
-        let child = Command::new(proxy::serialhub_bin())
-            .arg("serve")
-            .arg("--config")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let child = proxy::spawn_quiet(
+            Command::new(proxy::serialhub_bin())
+                .args(["serve", "--config"])
+                .arg(&conf),
+        )?;
         let mut d = Daemon {
             child,
             addrs: Vec::new(),

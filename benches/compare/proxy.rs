@@ -179,16 +179,13 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
             }
             let conf = dir.path().join("ser2net.yaml");
             std::fs::write(&conf, yaml).map_err(|e| e.to_string())?;
-            let child = Command::new("ser2net")
-                .args(["-d", "-u", "-P"])
-                .arg(dir.path().join("pid"))
-                .arg("-c")
-                .arg(&conf)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| e.to_string())?;
+            let child = spawn_quiet(
+                Command::new("ser2net")
+                    .args(["-d", "-u", "-P"])
+                    .arg(dir.path().join("pid"))
+                    .arg("-c")
+                    .arg(&conf),
+            )?;
             // ser2net opens the device per connection, so it listens before
             // anything touches the device; wait for the last port to listen.
             wait_listening(addrs[addrs.len() - 1])?;
@@ -200,6 +197,15 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
         addrs,
         _dir: dir,
     })
+}
+
+/// Spawns `cmd` detached from the terminal, its output discarded.
+pub fn spawn_quiet(cmd: &mut Command) -> Result<Child, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))
 }
 
 /// Spawns `cmd` and waits for `find` to spot its listening address on stderr.

@@ -19,6 +19,7 @@ use serialhub::pattern::Checker;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::proxy;
 use crate::report::Section;
 
 const BAUD_A: u32 = 115_200;
@@ -239,15 +240,11 @@ async fn one(clients: usize, before_secs: u64, rounds: usize) -> Result<Run, Str
         what: "start",
     };
     std::fs::write(&conf, config(dir.path(), clients, &first)).map_err(|e| e.to_string())?;
-    let child = Command::new(env!("CARGO_BIN_EXE_serialhub"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
+    let child = proxy::spawn_quiet(
+        Command::new(proxy::serialhub_bin())
+            .args(["serve", "--config"])
+            .arg(&conf),
+    )?;
     let mut daemon = Daemon(child);
     // The control socket answers once every endpoint is bound.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -17,7 +17,7 @@
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -198,15 +198,13 @@ impl Drop for Slave {
 fn start_slave() -> Result<Slave, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let tty = dir.path().join("ttySLAVE");
-    let child = Command::new(env!("CARGO_BIN_EXE_serialhub"))
-        .args(["sim", "--mode", "modbus", "--baud", &BAUD.to_string()])
-        .args(["--reply-delay", "5ms", "--link"])
-        .arg(&tty)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the slave: {e}"))?;
+    let child = proxy::spawn_quiet(
+        Command::new(proxy::serialhub_bin())
+            .args(["sim", "--mode", "modbus", "--baud", &BAUD.to_string()])
+            .args(["--reply-delay", "5ms", "--link"])
+            .arg(&tty),
+    )
+    .map_err(|e| format!("cannot start the slave: {e}"))?;
     let slave = Slave {
         child,
         tty,
