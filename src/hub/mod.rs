@@ -1,7 +1,8 @@
 //! The hub: where one device's data meets many clients.
 //!
 //! Reads fan out: every chunk read from the device is offered to every
-//! client's bounded [`ByteQueue`]. A client whose queue is full is handled by
+//! client's bounded [`ByteQueue`], which writes it straight to an idle raw
+//! client's socket when it can (see [`queue`]). A client whose queue is full is handled by
 //! its [`SlowReaderPolicy`], so one stalled reader never stalls the device or
 //! the other clients (unless the policy is `block`, which asks for exactly
 //! that).
