@@ -31,7 +31,7 @@ pub async fn fanout(counts: &[usize], secs: u64, runs: usize) -> Section {
         ],
     );
     s.notes.push(format!(
-        "Every reader reads the whole stream for {secs} s; each row is the run with the median CPU per MB of {runs} runs. CPU comes from `/proc/PID/stat` in 10 ms ticks, so small figures are coarse. socat serves one client, so it only has the 1-reader row."
+        "Every reader reads the whole stream for {secs} s; each row is the run with the median CPU per MB of {runs} runs. CPU is user + system time over the window, from `/proc/PID/task/*/schedstat` (to the nanosecond). socat serves one client, so it only has the 1-reader row."
     ));
     let mut bars = Vec::new();
     let biggest = counts.iter().copied().max().unwrap_or(1);

@@ -35,7 +35,7 @@ pub async fn idle(ports: usize, secs: u64) -> Section {
         "{ports} idle ptys, each served on its own TCP port, measured over {secs} s after 1 s of settling. \
          \"serialhub\" and socat run one process per port; \"serialhub, one process\" serves all ports from one \
          `serve --config` file (one `[[port]]` each); ser2net serves all ports from one process. \
-         CPU is user + system time of all the tool's processes over the window (`/proc/PID/stat`, 10 ms ticks). \
+         CPU is user + system time of all the tool's processes over the window (`/proc/PID/task/*/schedstat`, to the nanosecond). \
          Wake-ups are context switches of all their threads over the window (`/proc/PID/task/*/status`). \
          RSS is `VmRSS` at the end of the window. The marginal RSS per port of a one-process tool is \
          (RSS with {ports} ports - RSS with 1 port) / {}, from a run with one port measured the same way; \

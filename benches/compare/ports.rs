@@ -45,7 +45,7 @@ pub async fn ports(counts: &[usize], secs: u64, runs: usize) -> Section {
          each row is the run with the median CPU per MB of {runs} runs. serialhub serves all ports from one \
          `serve --config` file (one `[[port]]` each, `baud = {BAUD}`, defaults otherwise); ser2net serves all \
          from one process; socat runs one process per port. CPU is user + system time of all the tool's \
-         processes over the window (`/proc/PID/stat`, 10 ms ticks); CPU per port is that in % of one core, \
+         processes over the window (`/proc/PID/task/*/schedstat`, to the nanosecond); CPU per port is that in % of one core, \
          divided by N. RSS is the sum over the processes of `VmHWM` / `VmRSS` at the end."
     ));
     let mut bars = Vec::new();
