@@ -61,6 +61,13 @@ pub trait ClientSource {
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
     /// Bytes the kernel holds for reading now (`FIONREAD`).
     fn queued(&self) -> usize;
+    /// Reads what the kernel holds now, whatever the reactor has seen of
+    /// it: [`try_read`](Self::try_read) answers `WouldBlock` without
+    /// reading while the reactor has not yet taken in the readiness of
+    /// bytes that `queued` already counts.
+    fn read_held(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.try_read(buf)
+    }
     /// Acts on what the source reported besides data (a pty program's
     /// termios change), once the bytes read before it were submitted.
     /// Called after every read and at end of input; most sources report
@@ -111,6 +118,10 @@ macro_rules! stream_source {
             }
             fn queued(&self) -> usize {
                 queued_bytes(self.as_ref())
+            }
+            fn read_held(&self, buf: &mut [u8]) -> io::Result<usize> {
+                use std::os::fd::AsFd;
+                nix::unistd::read(self.as_ref().as_fd(), buf).map_err(io::Error::from)
             }
         }
     };
@@ -292,7 +303,7 @@ pub(super) fn read_queued(source: &impl ClientSource) -> Vec<u8> {
     let mut held = vec![0u8; source.queued()];
     let mut got = 0;
     while got < held.len() {
-        match source.try_read(&mut held[got..]) {
+        match source.read_held(&mut held[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
