@@ -67,3 +67,65 @@ async fn issue_2_sim_echo_answers_over_tcp() {
         .unwrap();
     assert_eq!(got, b"hello serialhub\r\n");
 }
+
+/// Issue 12: device output is written to an idle client's socket by the
+/// fan-out itself. Readers that reset or close mid-stream, while those
+/// writes go on, leave the other readers' streams whole, and are gone from
+/// `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue12_readers_leaving_mid_stream_leave_the_others_whole() {
+    let source = sim(SimMode::Source, 115_200);
+    let server = Server::serve(source.path().to_str().unwrap(), 115200, &[]);
+    let mut staying = Vec::new();
+    let mut leaving = Vec::new();
+    for i in 0..6 {
+        let s = TcpStream::connect(server.addr()).await.unwrap();
+        if i % 2 == 0 {
+            staying.push(s);
+        } else {
+            leaving.push(s);
+        }
+    }
+    let readers: Vec<_> = staying
+        .into_iter()
+        .map(|s| tokio::spawn(read_pattern(s, 4.0)))
+        .collect();
+    // Let the stream flow to every client, then leave in the middle of it:
+    // two with a reset (SO_LINGER 0), one with a FIN after reading a little.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let mut buf = [0u8; 512];
+    for (i, mut s) in leaving.into_iter().enumerate() {
+        let _ = s.read(&mut buf).await;
+        if i == 0 {
+            s.shutdown().await.unwrap();
+            drop(s);
+        } else {
+            s.set_linger(Some(Duration::ZERO)).unwrap();
+            drop(s);
+        }
+    }
+    // While the others still read, the three that left are gone.
+    let control = server.control.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let port = &crate::common::status(&control)[0];
+            let n = port["clients"].as_array().map_or(0, Vec::len);
+            if n == 3 || std::time::Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        listed, 3,
+        "the readers that left are still listed, or others went"
+    );
+    for r in readers {
+        let c = r.await.unwrap();
+        assert_eq!(c.errors, 0, "gap or corruption: {:?}", c.first_error);
+        assert!(c.records > 4000, "only {} records", c.records);
+    }
+}
