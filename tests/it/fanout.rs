@@ -100,7 +100,9 @@ async fn issue12_readers_leaving_mid_stream_leave_the_others_whole() {
             s.shutdown().await.unwrap();
             drop(s);
         } else {
-            s.set_linger(Some(Duration::ZERO)).unwrap();
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
             drop(s);
         }
     }
