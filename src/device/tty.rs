@@ -6,8 +6,10 @@
 //! opened with `TIOCEXCL` so no other (unprivileged) process can open it and
 //! steal bytes behind serialhub's back.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -62,7 +64,9 @@ pub enum TtyError {
 #[derive(Debug)]
 pub struct Tty {
     path: PathBuf,
+    /// Registered for reading only: see [`Room`].
     fd: AsyncFd<serial2::SerialPort>,
+    room: Room,
     /// The driver counts its output queue: false for a pseudo-terminal,
     /// which reports 0 whatever it holds, so it is not asked (an ioctl per
     /// write step, issue 12).
@@ -90,11 +94,15 @@ impl Tty {
         // SAFETY: TIOCEXCL takes no argument; the fd is open.
         let _ = unsafe { tiocexcl(port.as_raw_fd()) };
         let reports_queue = !is_pty(&port);
+        // Taken now, while the caller holds descriptors in reserve for
+        // opening devices, so a write never fails for want of one.
+        let room = Room::new(port.as_fd().try_clone_to_owned().map_err(open_err)?);
         // serial2 opens with O_NONBLOCK, as AsyncFd requires.
-        let fd = super::fd::register(port).map_err(open_err)?;
+        let fd = super::fd::register_for(port, Interest::READABLE).map_err(|(_, e)| open_err(e))?;
         Ok(Tty {
             path: path.to_owned(),
             fd,
+            room,
             reports_queue,
         })
     }
@@ -144,13 +152,36 @@ impl Tty {
         }
     }
 
-    /// Writes some of `buf` to the tty's output queue.
+    /// Writes some of `buf` to the tty's output queue: at once if the
+    /// driver has room, else when it has (see [`Room`]).
     pub async fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
-        self.fd
-            .async_io(Interest::WRITABLE, |p| {
-                nix::unistd::write(p.as_fd(), buf).map_err(std::io::Error::from)
-            })
-            .await
+        let n = match write_now(self.fd.get_ref(), buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                self.write_when_room(buf).await?
+            }
+            n => n?,
+        };
+        if n == buf.len() {
+            // The driver took it all: it has room, nothing to watch for.
+            self.room.unwatch();
+        }
+        Ok(n)
+    }
+
+    async fn write_when_room(&self, buf: &[u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(room) = self.room.watch() {
+                return room
+                    .async_io(Interest::WRITABLE, |fd| write_now(fd, buf))
+                    .await;
+            }
+            // Not registered (the reactor refused): look again shortly.
+            tokio::time::sleep(ROOM_POLL).await;
+            match write_now(self.fd.get_ref(), buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                n => return n,
+            }
+        }
     }
 
     pub async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
@@ -269,6 +300,92 @@ impl Tty {
     }
 }
 
+/// One non-blocking write.
+fn write_now(fd: &impl AsFd, buf: &[u8]) -> std::io::Result<usize> {
+    loop {
+        match nix::unistd::write(fd.as_fd(), buf) {
+            Err(nix::errno::Errno::EINTR) => {}
+            n => return n.map_err(std::io::Error::from),
+        }
+    }
+}
+
+/// How often a write the driver holds back is retried where its room
+/// cannot be watched (the reactor refused the registration).
+const ROOM_POLL: Duration = Duration::from_millis(5);
+
+/// The driver's write room, watched only while the driver holds writes
+/// back.
+///
+/// A tty reports room each time its line (or a pty's reader) takes a few
+/// bytes. Watched all the time, that wakes the reactor about a hundred
+/// times a second on a paced port, whose writer knows from its pacer when
+/// to write and needs no telling (issue 12: two thirds of the wake-ups of
+/// a 9600-baud flood). So the tty's own registration is for reading only,
+/// and a duplicate of its descriptor is registered for writing when a
+/// write is refused, until a write is taken whole.
+#[derive(Debug)]
+struct Room(Mutex<RoomState>);
+
+#[derive(Debug)]
+enum RoomState {
+    Idle(OwnedFd),
+    Watching(Arc<AsyncFd<OwnedFd>>),
+    /// Only while the lock is held, between the two.
+    Moving,
+}
+
+impl Room {
+    fn new(dup: OwnedFd) -> Room {
+        Room(Mutex::new(RoomState::Idle(dup)))
+    }
+
+    /// The registration that says when the driver has room, registering
+    /// it if it is not; `None` if the reactor refuses it.
+    fn watch(&self) -> Option<Arc<AsyncFd<OwnedFd>>> {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::mem::replace(&mut *state, RoomState::Moving) {
+            RoomState::Watching(fd) => {
+                *state = RoomState::Watching(fd.clone());
+                Some(fd)
+            }
+            RoomState::Idle(dup) => match super::fd::register_for(dup, Interest::WRITABLE) {
+                Ok(fd) => {
+                    let fd = Arc::new(fd);
+                    *state = RoomState::Watching(fd.clone());
+                    Some(fd)
+                }
+                Err((dup, e)) => {
+                    tracing::debug!(error = %e, "cannot watch the device's write room; polling");
+                    *state = RoomState::Idle(dup);
+                    None
+                }
+            },
+            RoomState::Moving => None,
+        }
+    }
+
+    /// Stops watching, unless a write is still waiting for room.
+    fn unwatch(&self) {
+        let mut state = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *state = match std::mem::replace(&mut *state, RoomState::Moving) {
+            RoomState::Watching(fd) => match Arc::try_unwrap(fd) {
+                Ok(fd) => RoomState::Idle(fd.into_inner()),
+                Err(fd) => RoomState::Watching(fd),
+            },
+            other => other,
+        };
+    }
+
+    #[cfg(test)]
+    fn watching(&self) -> bool {
+        matches!(
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner),
+            RoomState::Watching(_)
+        )
+    }
+}
+
 /// Linux's Unix98 pty slaves (136-143) and BSD-style ones (3), from the
 /// kernel's `devices.txt`, for when `/proc/tty/drivers` cannot be read.
 const PTY_MAJORS: [u32; 9] = [3, 136, 137, 138, 139, 140, 141, 142, 143];
@@ -331,6 +448,63 @@ fn apply(s: &mut serial2::Settings, line: &LineSettings) -> std::io::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12: the driver's write room is watched only while it holds a
+    /// write back, and a held-back write goes out, whole and in order,
+    /// when room comes.
+    #[tokio::test]
+    async fn issue12_write_room_is_watched_only_while_writes_are_held_back() {
+        use std::time::Instant;
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let name = nix::unistd::ttyname(&pty.slave).unwrap();
+        let tty = Tty::open(&name, &LineSettings::with_baud(9600)).unwrap();
+        tty.write_all(b"hello").await.unwrap();
+        assert!(!tty.room.watching(), "a write taken whole watches nothing");
+        // Fill the pty until it holds a write back.
+        let mut sent = b"hello".to_vec();
+        let mut i = 0u8;
+        loop {
+            let chunk: Vec<u8> = (0..512).map(|k| i.wrapping_add(k as u8)).collect();
+            match tokio::time::timeout(Duration::from_millis(200), tty.write(&chunk)).await {
+                Ok(n) => sent.extend_from_slice(&chunk[..n.unwrap()]),
+                Err(_) => break,
+            }
+            i = i.wrapping_add(1);
+            assert!(sent.len() < 1 << 20, "the pty never filled");
+        }
+        assert!(tty.room.watching(), "a held-back write watches for room");
+        // A reader drains the other end; the next write waits for room.
+        let master = pty.master;
+        let total = sent.len() + 100;
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut buf = [0u8; 4096];
+            while got.len() < total && Instant::now() < deadline {
+                use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+                let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+                if poll(&mut fds, PollTimeout::from(100u16)).unwrap() == 0 {
+                    continue;
+                }
+                match nix::unistd::read(&master, &mut buf) {
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+            got
+        });
+        let tail = [b'!'; 100];
+        tokio::time::timeout(Duration::from_secs(10), tty.write_all(&tail))
+            .await
+            .expect("the held-back write went out when room came")
+            .unwrap();
+        assert!(
+            !tty.room.watching(),
+            "room watched after a write taken whole"
+        );
+        sent.extend_from_slice(&tail);
+        assert_eq!(reader.join().unwrap(), sent);
+    }
 
     #[test]
     fn pty_majors_come_from_the_driver_list() {
