@@ -13,6 +13,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::timer::PreciseTimer;
+
 /// Line time between a paced writer's wake-ups. Each wake-up costs a timer,
 /// a write and the runtime's bookkeeping whatever it carries, so the step is
 /// as long as the in-flight bound allows: 50 ms is 20 wake-ups a second at
@@ -129,12 +131,34 @@ impl TokenBucket {
 
     /// Waits, on the tokio clock, for a grant (see [`grant`](Self::grant)).
     pub async fn take(&mut self, want: usize, batch: usize) -> usize {
+        self.take_on(None, want, batch).await
+    }
+
+    /// Waits for a grant on `timer` if given, else on tokio's timers.
+    ///
+    /// A paced writer sleeps once per step, 20 times a second. tokio's
+    /// timer wheel files a deadline that crosses one of its 64 ms slots in
+    /// a coarser level, and wakes at the slot to refile it: for most
+    /// 50 ms sleeps, a second wake-up that does nothing (issue 12). A
+    /// [`PreciseTimer`] wakes once, at the deadline.
+    pub async fn take_on(
+        &mut self,
+        timer: Option<&PreciseTimer>,
+        want: usize,
+        batch: usize,
+    ) -> usize {
         loop {
             match self.grant(Instant::now(), want, batch) {
                 Ok(n) => return n,
-                // Timers are millisecond-grained; sleeping at least 1 ms lets
-                // several characters accrue at high rates instead of spinning.
-                Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+                // Sleeping at least 1 ms lets several characters accrue at
+                // high rates instead of spinning.
+                Err(wait) => {
+                    let wait = wait.max(Duration::from_millis(1));
+                    match timer {
+                        Some(t) => t.sleep_until(tokio::time::Instant::now() + wait).await,
+                        None => tokio::time::sleep(wait).await,
+                    }
+                }
             }
         }
     }

@@ -68,7 +68,10 @@ impl PreciseTimer {
             };
             let mut count = [0u8; 8];
             match nix::unistd::read(fd.get_ref().0.as_fd(), &mut count) {
-                Ok(_) => return,
+                // Nothing makes a one-shot timer readable again until it is
+                // armed again: forget the readiness now, instead of the
+                // next sleep spending a read that fails to learn it.
+                Ok(_) => return guard.clear_ready(),
                 Err(nix::errno::Errno::EAGAIN) => guard.clear_ready(),
                 Err(_) => return tokio::time::sleep_until(deadline).await,
             }

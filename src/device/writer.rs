@@ -27,6 +27,7 @@ use super::DeviceIo as Tty;
 use crate::hub::{DeviceOp, Hub, LineAnswer, LineChange, Signal, SignalAnswer, WriteQueue};
 use crate::line::LineSettings;
 use crate::pace::{Steps, TokenBucket};
+use crate::timer::PreciseTimer;
 use crate::traffic::{ClientRef, Event};
 
 #[derive(Debug)]
@@ -43,6 +44,12 @@ pub struct DeviceWriter {
     /// per wake-up (see [`Steps`]).
     steps: Steps,
     char_time: Duration,
+    /// The last step finished a chunk with grant to spare: the next chunk,
+    /// if it is already queued, spends it in the same wake-up.
+    carry: bool,
+    /// The pacer's sleeps; made at the first, so an idle port holds no
+    /// descriptor for it.
+    timer: Option<PreciseTimer>,
 }
 
 impl DeviceWriter {
@@ -58,6 +65,8 @@ impl DeviceWriter {
             pacer: TokenBucket::unlimited(),
             steps: Steps { step: 1, lead: 1 },
             char_time: Duration::ZERO,
+            carry: false,
+            timer: None,
         };
         w.pace(line);
         w
@@ -238,8 +247,32 @@ impl DeviceWriter {
         let Some(DeviceOp::Write(chunk)) = self.pending.as_mut() else {
             return Ok(());
         };
-        let granted = self.pacer.take(chunk.data.len(), self.steps.step).await;
-        let written = match tty.write(&chunk.data[..granted]).await {
+        // One wake-up per step of line time however the bytes were cut into
+        // chunks (issue 12): a chunk's tail shorter than a step, with more
+        // queued behind it, waits for a whole step, and what it leaves of
+        // the grant goes to the chunks after it at once.
+        let len = chunk.data.len();
+        let carried = match std::mem::take(&mut self.carry) {
+            true => self.pacer.grant(Instant::now(), len, 1).ok(),
+            false => None,
+        };
+        let step = self.steps.step;
+        let granted = match carried {
+            Some(n) => n,
+            None => {
+                let want = match len < step && !self.queue.is_empty() {
+                    true => step,
+                    false => len,
+                };
+                // An unpaced writer never sleeps here: no timer for it.
+                let timer = match self.pacing {
+                    true => Some(&*self.timer.get_or_insert_with(PreciseTimer::new)),
+                    false => None,
+                };
+                self.pacer.take_on(timer, want, step).await
+            }
+        };
+        let written = match tty.write(&chunk.data[..granted.min(len)]).await {
             Ok(n) => n,
             Err(e) => {
                 self.pacer.refund(granted);
@@ -247,6 +280,7 @@ impl DeviceWriter {
             }
         };
         self.pacer.refund(granted - written);
+        self.carry = written == len;
         // Built only for a log that takes it: an Arc clone and a slice per
         // write, for nothing, otherwise.
         if written > 0 && hub.traffic().is_enabled() {
@@ -264,5 +298,92 @@ impl DeviceWriter {
             self.pending = None;
         }
         self.wait_sent(tty, self.steps.lead - self.steps.step).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::device::tty::Tty as PtyTty;
+    use crate::hub::{HubConfig, SlowReaderPolicy};
+
+    /// Issue 12: a paced writer wakes once per step of line time, however
+    /// small the chunks clients send: 7-byte chunks at 9600 baud go out
+    /// a step (48 bytes) at a time, whole and in order, not a write per
+    /// chunk.
+    #[tokio::test]
+    async fn issue12_small_chunks_go_out_a_step_at_a_time() {
+        let line = LineSettings::with_baud(9600);
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let name = nix::unistd::ttyname(&pty.slave).unwrap();
+        let io = super::super::DeviceIo::Tty(PtyTty::open(&name, &line).unwrap());
+        let (hub, queue) = Hub::new(HubConfig {
+            client_queue: 1 << 16,
+            slow_reader: SlowReaderPolicy::Block,
+            write_budget: 4096,
+            write_chunk: 1024,
+            max_inflight: Duration::from_secs(1),
+            client_queue_fixed: true,
+            paced: true,
+            lock_idle: Duration::from_secs(60),
+            lock_max: Duration::from_secs(600),
+            txn: None,
+        });
+        let mut writer = DeviceWriter::new(queue, &line, true);
+        let (chunks, size) = (100usize, 7usize);
+        let total = chunks * size;
+        let sent: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        let client = hub.attach("small");
+        let data = sent.clone();
+        let submitter = tokio::spawn(async move {
+            for piece in data.chunks(size) {
+                let permit = client.reserve_exact(piece.len()).await.unwrap();
+                client
+                    .submit(Bytes::copy_from_slice(piece), permit)
+                    .await
+                    .unwrap();
+            }
+            client
+        });
+        // The submitter keeps the (bounded) queue topped up meanwhile.
+        let master = pty.master;
+        let reader = tokio::task::spawn_blocking(move || {
+            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+            // Reads more than 3 ms after the one before start a burst: the
+            // writes of one wake-up come microseconds apart, steps 50 ms.
+            let (mut got, mut bursts) = (Vec::new(), 0);
+            let mut last = std::time::Instant::now() - Duration::from_secs(1);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let mut buf = [0u8; 4096];
+            while got.len() < total && std::time::Instant::now() < deadline {
+                let mut fds = [PollFd::new(master.as_fd(), PollFlags::POLLIN)];
+                if poll(&mut fds, PollTimeout::from(100u16)).unwrap() == 0 {
+                    continue;
+                }
+                let n = nix::unistd::read(&master, &mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+                if last.elapsed() > Duration::from_millis(3) {
+                    bursts += 1;
+                }
+                last = std::time::Instant::now();
+            }
+            (got, bursts)
+        });
+        let (got, bursts) = tokio::select! {
+            e = writer.run(&io, &hub) => panic!("the writer stopped: {e}"),
+            r = reader => r.unwrap(),
+        };
+        assert_eq!(got, sent, "every byte, in order");
+        // 700 bytes are about 15 steps of 48 (the first, a full lead of
+        // 68, at once); a wake-up per chunk would be 100, 7 ms apart.
+        assert!(
+            bursts <= 40,
+            "{bursts} bursts of writes for {chunks} chunks"
+        );
+        drop(submitter.await.unwrap());
     }
 }
