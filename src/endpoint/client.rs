@@ -59,6 +59,18 @@ pub trait ClientSource {
     /// Reads without waiting; `WouldBlock` if readiness was spurious,
     /// `Ok(0)` at end of input.
     fn try_read(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// [`try_read`](Self::try_read) into `buf`'s spare capacity, up to
+    /// `max` bytes, appending to it. Sources that can read into
+    /// uninitialised memory do, so a large read buffer costs no zeroing
+    /// when a client sends one byte (issue 12: 64 KiB zeroed per read on
+    /// an unpaced device).
+    fn try_read_vec(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let start = buf.len();
+        buf.resize(start + max, 0);
+        let read = self.try_read(&mut buf[start..]);
+        buf.truncate(start + *read.as_ref().unwrap_or(&0));
+        read
+    }
     /// Bytes the kernel holds for reading now (`FIONREAD`).
     fn queued(&self) -> usize;
     /// Reads what the kernel holds now, whatever the reactor has seen of
@@ -89,6 +101,31 @@ pub fn queued_bytes(fd: &impl AsRawFd) -> usize {
     }
 }
 
+/// Runs `read` (of at most `len` bytes) on `stream`. A short read has
+/// drained the socket (epoll): like tokio's own `poll_read`, it forgets
+/// the readiness then, so the next read waits for new data instead of
+/// costing a read that fails with EAGAIN on the way to the device.
+/// `try_io` forgets only the readiness seen before this read, so data
+/// arriving meanwhile still wakes us.
+fn forget_if_short(
+    len: usize,
+    try_io: impl FnOnce(&mut dyn FnMut() -> io::Result<usize>) -> io::Result<usize>,
+    mut read: impl FnMut() -> io::Result<usize>,
+) -> io::Result<usize> {
+    let mut short = 0;
+    match try_io(&mut || {
+        let n = read()?;
+        if n > 0 && n < len {
+            short = n;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    }) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
+        other => other,
+    }
+}
+
 macro_rules! stream_source {
     ($t:ty) => {
         impl ClientSource for $t {
@@ -96,25 +133,21 @@ macro_rules! stream_source {
                 <$t>::readable(self)
             }
             fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-                // A short read has drained the socket (epoll): like tokio's
-                // own `poll_read`, forget the readiness then, so the next
-                // read waits for new data instead of costing a read that
-                // fails with EAGAIN on the way to the device. `try_io`
-                // forgets only the readiness seen before this read, so
-                // data arriving meanwhile still wakes us.
                 let len = buf.len();
-                let mut short = 0;
-                match self.as_ref().try_io(tokio::io::Interest::READABLE, || {
-                    let n = <$t>::try_read(self, buf)?;
-                    if n > 0 && n < len {
-                        short = n;
-                        return Err(io::ErrorKind::WouldBlock.into());
-                    }
-                    Ok(n)
-                }) {
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => Ok(short),
-                    other => other,
-                }
+                let try_io = |f: &mut dyn FnMut() -> io::Result<usize>| {
+                    self.as_ref().try_io(tokio::io::Interest::READABLE, f)
+                };
+                forget_if_short(len, try_io, || <$t>::try_read(self, buf))
+            }
+            fn try_read_vec(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+                use bytes::BufMut;
+                buf.reserve(max);
+                let try_io = |f: &mut dyn FnMut() -> io::Result<usize>| {
+                    self.as_ref().try_io(tokio::io::Interest::READABLE, f)
+                };
+                forget_if_short(max, try_io, || {
+                    <$t>::try_read_buf(self, &mut (&mut *buf).limit(max))
+                })
             }
             fn queued(&self) -> usize {
                 queued_bytes(self.as_ref())
@@ -268,16 +301,13 @@ async fn to_device(
             (None, Access::ReadOnly) => DISCARD_READ,
             (None, Access::ReadWrite) => ingress.lines.room().max(1),
         };
-        let mut buf = vec![0u8; size];
-        match source.try_read(&mut buf) {
+        let mut buf = Vec::new();
+        match source.try_read_vec(&mut buf, size) {
             Ok(0) => {
                 ingress.finish().await?;
                 return settle(handle, source).await;
             }
-            Ok(n) => {
-                buf.truncate(n);
-                ingress.take(buf, permit).await?
-            }
+            Ok(_) => ingress.take(buf, permit).await?,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => drop(permit),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => drop(permit),
             Err(e) => {
