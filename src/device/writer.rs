@@ -321,18 +321,7 @@ mod tests {
         let pty = nix::pty::openpty(None, None).unwrap();
         let name = nix::unistd::ttyname(&pty.slave).unwrap();
         let io = super::super::DeviceIo::Tty(PtyTty::open(&name, &line).unwrap());
-        let (hub, queue) = Hub::new(HubConfig {
-            client_queue: 1 << 16,
-            slow_reader: SlowReaderPolicy::Block,
-            write_budget: 4096,
-            write_chunk: 1024,
-            max_inflight: Duration::from_secs(1),
-            client_queue_fixed: true,
-            paced: true,
-            lock_idle: Duration::from_secs(60),
-            lock_max: Duration::from_secs(600),
-            txn: None,
-        });
+        let (hub, queue) = Hub::new(HubConfig::for_tests(SlowReaderPolicy::Block, 1 << 16, 4096));
         let mut writer = DeviceWriter::new(queue, &line, true);
         let (chunks, size) = (100usize, 7usize);
         let total = chunks * size;

@@ -93,6 +93,30 @@ pub struct HubConfig {
     pub txn: Option<TxnConfig>,
 }
 
+#[cfg(test)]
+impl HubConfig {
+    /// A paced hub for unit tests: `client_queue` bytes a client, `budget`
+    /// bytes of write budget taken half at a time, the lock's defaults.
+    pub(crate) fn for_tests(
+        slow_reader: SlowReaderPolicy,
+        client_queue: usize,
+        budget: usize,
+    ) -> HubConfig {
+        HubConfig {
+            client_queue,
+            slow_reader,
+            write_budget: budget,
+            write_chunk: budget / 2,
+            max_inflight: Duration::from_secs(1),
+            client_queue_fixed: true,
+            paced: true,
+            lock_idle: Duration::from_secs(60),
+            lock_max: Duration::from_secs(600),
+            txn: None,
+        }
+    }
+}
+
 /// Chunks in the write channel. Every chunk holds at least one budget permit,
 /// so the budget is the real bound; this only caps bookkeeping.
 const WRITE_CHANNEL_CHUNKS: usize = 64;

@@ -9,18 +9,7 @@ use bytes::Bytes;
 use super::*;
 
 fn hub(policy: SlowReaderPolicy, client_queue: usize, budget: usize) -> (Arc<Hub>, WriteQueue) {
-    Hub::new(HubConfig {
-        client_queue,
-        slow_reader: policy,
-        write_budget: budget,
-        write_chunk: budget / 2,
-        max_inflight: Duration::from_secs(1),
-        client_queue_fixed: true,
-        paced: true,
-        lock_idle: Duration::from_secs(60),
-        lock_max: Duration::from_secs(600),
-        txn: None,
-    })
+    Hub::new(HubConfig::for_tests(policy, client_queue, budget))
 }
 
 fn chunk(n: usize) -> Bytes {
