@@ -94,8 +94,8 @@ impl Tty {
         // SAFETY: TIOCEXCL takes no argument; the fd is open.
         let _ = unsafe { tiocexcl(port.as_raw_fd()) };
         let reports_queue = !is_pty(&port);
-        // Taken now, while the caller holds descriptors in reserve for
-        // opening devices, so a write never fails for want of one.
+        // Taken at open (a reopen runs on the descriptor reserve), so a
+        // write never fails for want of a descriptor.
         let room = Room::new(port.as_fd().try_clone_to_owned().map_err(open_err)?);
         // serial2 opens with O_NONBLOCK, as AsyncFd requires.
         let fd = super::fd::register_for(port, Interest::READABLE).map_err(|(_, e)| open_err(e))?;

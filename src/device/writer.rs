@@ -44,11 +44,11 @@ pub struct DeviceWriter {
     /// per wake-up (see [`Steps`]).
     steps: Steps,
     char_time: Duration,
-    /// The last step finished a chunk with grant to spare: the next chunk,
-    /// if it is already queued, spends it in the same wake-up.
+    /// The last step finished a chunk: the next chunk, if it is already
+    /// queued, spends what is left of the grant in the same wake-up.
     carry: bool,
-    /// The pacer's sleeps; made at the first, so an idle port holds no
-    /// descriptor for it.
+    /// The pacer's sleeps; made at the first paced write, so an idle or
+    /// unpaced port holds no descriptor for it.
     timer: Option<PreciseTimer>,
 }
 

@@ -101,7 +101,7 @@ pub fn queued_bytes(fd: &impl AsRawFd) -> usize {
     }
 }
 
-/// Runs `read` (of at most `len` bytes) on `stream`. A short read has
+/// Runs `read` (of at most `len` bytes) through the socket's `try_io`. A short read has
 /// drained the socket (epoll): like tokio's own `poll_read`, it forgets
 /// the readiness then, so the next read waits for new data instead of
 /// costing a read that fails with EAGAIN on the way to the device.
