@@ -161,6 +161,7 @@ impl Port {
             hub: hub.clone(),
             clients: Arc::new(Semaphore::new(cfg.max_clients)),
             max_clients: cfg.max_clients,
+            lingering: Arc::new(Semaphore::new(cfg.max_clients)),
             fds: fds.clone(),
             shutdown: cancel.clone(),
             tracker: tracker.clone(),

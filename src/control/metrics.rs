@@ -511,6 +511,7 @@ mod tests {
             reopens: 4,
             lock_waits: 0,
             traffic_log_dropped: 0,
+            requests_dropped: 0,
             write_lock: None,
             clients,
         };

@@ -100,6 +100,7 @@ mod tests {
             reopens: 4,
             lock_waits: 9,
             traffic_log_dropped: 11,
+            requests_dropped: 0,
             write_lock: Some("operator (control socket)".into()),
             clients: Vec::new(),
         };

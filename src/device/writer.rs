@@ -121,11 +121,45 @@ impl DeviceWriter {
 
     /// Writes part of the pending chunk, or applies the pending change.
     async fn step(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
+            self.drop_orphan(hub);
+            return Ok(());
+        }
         match self.pending.as_ref() {
             Some(DeviceOp::Write(_)) => self.write_step(tty, hub).await,
             Some(DeviceOp::Line(_)) => self.change_line(tty, hub).await,
             Some(DeviceOp::Signal(_)) => self.change_signal(tty, hub).await,
             None => Ok(()),
+        }
+    }
+
+    /// Drops the pending change: its client left before it was applied.
+    /// Its asker, if still waiting, is told the state in force.
+    fn drop_orphan(&mut self, hub: &Hub) {
+        let left = "the client left before the device applied it".to_owned();
+        hub.stats.orphans_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match self.pending.take() {
+            Some(DeviceOp::Line(change)) => {
+                tracing::debug!(line = %change.line, "dropped a departed client's line change");
+                if let Some(answer) = change.answer {
+                    let in_force = self.line;
+                    let _ = answer.send(LineAnswer { in_force, refused: Some(left) });
+                }
+            }
+            Some(DeviceOp::Signal(change)) => {
+                tracing::debug!(signal = %change.signal, on = change.on,
+                    "dropped a departed client's modem-line change");
+                if let Some(answer) = change.answer {
+                    let outputs = hub.settings.outputs();
+                    let on = match change.signal {
+                        Signal::Dtr => outputs.dtr,
+                        Signal::Rts => outputs.rts,
+                        Signal::Break => outputs.brk,
+                    };
+                    let _ = answer.send(SignalAnswer { on, refused: Some(left) });
+                }
+            }
+            other => self.pending = other,
         }
     }
 
@@ -145,6 +179,10 @@ impl DeviceWriter {
     /// a wire.
     async fn change_signal(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
         self.wait_idle(tty).await?;
+        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
+            self.drop_orphan(hub);
+            return Ok(());
+        }
         let Some(DeviceOp::Signal(change)) = self.pending.take() else {
             return Ok(());
         };
@@ -183,10 +221,16 @@ impl DeviceWriter {
     /// written before it, and tells the asker the settings in force.
     async fn change_line(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
         self.wait_idle(tty).await?;
+        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
+            self.drop_orphan(hub);
+            return Ok(());
+        }
         let Some(DeviceOp::Line(change)) = self.pending.take() else {
             return Ok(());
         };
-        let LineChange { line, by, answer } = change;
+        let LineChange {
+            line, by, answer, ..
+        } = change;
         let who = by.as_ref().map_or_else(
             || "the operator".to_owned(),
             |c| format!("client #{} {}", c.id, c.name),

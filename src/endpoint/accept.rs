@@ -62,6 +62,9 @@ pub struct Context {
     pub clients: Arc<Semaphore>,
     /// `--max-clients`, the size of `clients`.
     pub max_clients: usize,
+    /// Clients that closed their sending side and still receive for a
+    /// moment: as many as `clients` (see [`client::Slot`]).
+    pub lingering: Arc<Semaphore>,
     /// Descriptors held back for reopening the device.
     pub fds: Arc<FdReserve>,
     pub shutdown: CancellationToken,
@@ -147,13 +150,14 @@ pub async fn serve<L: Accept>(
         };
         starved.over();
         backoff = STARVED_MIN;
-        let Ok(slot) = cx.clients.clone().try_acquire_owned() else {
+        let Ok(place) = cx.clients.clone().try_acquire_owned() else {
             // Dropping the connection closes it: the client knows.
             full.refuse(&cx.hub, 1, format_args!("--max-clients {}", cx.max_clients));
             debug!(peer = %name, "client refused: --max-clients reached");
             continue;
         };
         full.over();
+        let slot = client::Slot::new(place, cx.lingering.clone());
         let handle = cx.hub.attach_with(name.clone(), policy);
         let sink = Shared::new(sink);
         let span = info_span!("client", id = handle.id(), peer = %name);

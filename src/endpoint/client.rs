@@ -27,12 +27,13 @@
 use std::future::Future;
 use std::io;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -174,15 +175,47 @@ pub(super) enum End {
     Error(io::Error),
 }
 
+/// A client's place among `--max-clients`, and its right to linger once it
+/// has closed its sending side. Lingering clients are bounded apart (as
+/// many again as `--max-clients`), so a loop that connects and closes
+/// cannot pile up connections: past the bound, a half-closed client is
+/// closed at once (issue 18).
+#[derive(Debug)]
+pub struct Slot {
+    place: Option<OwnedSemaphorePermit>,
+    lingering: Arc<Semaphore>,
+    linger: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    pub fn new(place: OwnedSemaphorePermit, lingering: Arc<Semaphore>) -> Self {
+        Self {
+            place: Some(place),
+            lingering,
+            linger: None,
+        }
+    }
+
+    /// The client closed its sending side: its place is given up, and it
+    /// may linger if a permit to is free (taken first, so the connection
+    /// always counts against one bound). Drop the slot only once the
+    /// connection is closed.
+    pub fn half_closed(&mut self) -> bool {
+        self.linger = self.lingering.clone().try_acquire_owned().ok();
+        self.place = None;
+        self.linger.is_some()
+    }
+}
+
 /// Runs one client until it ends, then detaches it from the hub. `slot` is
-/// the client's `--max-clients` permit, freed as soon as its input ends.
+/// the client's `--max-clients` place, freed as soon as its input ends.
 pub async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,
     options: &EndpointOptions,
     linger: Duration,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     shutdown: CancellationToken,
 ) where
     S: ClientSource,
@@ -190,7 +223,7 @@ pub async fn run<S, W>(
 {
     info!("client connected");
     handle.see_all(options.sees_all());
-    let mut slot = Some(slot);
+    let mut slot = slot;
     let (end, output_end) = {
         let to_device = async {
             match (handle.txn_config(), options.access) {
@@ -209,12 +242,16 @@ pub async fn run<S, W>(
                     // Half-closed: it can write no more, so it needs neither
                     // the lock nor a slot; keep delivering for a moment, so
                     // replies to its last request arrive.
-                    slot = None;
+                    let lingers = slot.half_closed();
                     handle.unlock("holder closed its sending side");
                     if handle.txn_config().is_some() {
                         let _ = handle.txn_unlock().await;
                     }
-                    let _ = tokio::time::timeout(linger, &mut to_client).await;
+                    if lingers {
+                        let _ = tokio::time::timeout(linger, &mut to_client).await;
+                    } else {
+                        debug!("too many clients lingering; closed at once");
+                    }
                 }
                 (r, None)
             }
@@ -230,7 +267,6 @@ pub async fn run<S, W>(
             }
         }
     };
-    drop(slot);
     let end = end.err().unwrap_or(End::Closed);
     let _ = sink.shutdown().await;
     let s = handle.stats();
@@ -252,6 +288,10 @@ pub async fn run<S, W>(
             info!(reason = ?other, output_error, rx, tx, dropped, discarded, "client disconnected")
         }
     }
+    // The connection is closed (the hub's fan-out holds the socket too,
+    // until the client detaches) before its place is free.
+    drop((source, sink, handle));
+    drop(slot);
 }
 
 /// Moves the client's bytes into the hub. `Ok` on end of input.

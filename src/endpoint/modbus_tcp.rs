@@ -20,11 +20,11 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::client::ClientSource;
+use super::client::{ClientSource, Slot};
 use crate::hub::txn::PIPELINE;
 use crate::hub::{ClientHandle, Outcome, ReplyRule};
 use crate::proto::modbus::GATEWAY_TARGET_FAILED;
@@ -55,7 +55,7 @@ pub async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     shutdown: CancellationToken,
 ) where
     S: ClientSource,
@@ -68,7 +68,6 @@ pub async fn run<S, W>(
         requests(&handle, &source, tx, &shutdown),
         replies(&handle, &mut sink, rx)
     );
-    drop(slot);
     let _ = sink.shutdown().await;
     let (txns, timeouts) = handle.transactions();
     let stats = handle.stats();
@@ -85,6 +84,10 @@ pub async fn run<S, W>(
         end => info!(reason = ?end, ?output_error, txns, timeouts, rx_bytes, tx_bytes,
             "Modbus TCP client disconnected"),
     }
+    // The connection is closed (the hub's fan-out holds the socket too,
+    // until the client detaches) before its place is free.
+    drop((source, sink, handle));
+    drop(slot);
 }
 
 /// Reads requests and queues them, each after its place in `pending`.
@@ -119,8 +122,13 @@ async fn requests(
                 func,
                 done,
             };
-            if pending.send(p).await.is_err() {
-                return End::Hub;
+            // The replies wait here while the client does not read them:
+            // a kick must still end the connection.
+            tokio::select! {
+                r = pending.send(p) => if r.is_err() {
+                    return End::Hub;
+                },
+                () = kicked.cancelled() => return End::Kicked,
             }
             if handle
                 .request(Bytes::from(rtu), rule, Some(done_tx))
@@ -188,7 +196,11 @@ async fn replies(
                 }
             },
         };
-        sink.write_all(&adu).await?;
+        // A client that does not read is left behind when it is kicked.
+        tokio::select! {
+            r = sink.write_all(&adu) => r?,
+            () = handle.kicked().cancelled() => return Ok(()),
+        }
     }
     Ok(())
 }

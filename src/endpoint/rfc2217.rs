@@ -14,20 +14,26 @@
 //!   then device data with IAC doubled, and NOTIFY-MODEMSTATE when the
 //!   device's modem inputs change. FLOWCONTROL-SUSPEND pauses the device
 //!   data (the client's queue then meets its slow-reader policy).
+//!
+//! The reader never waits on its own client while it holds write budget:
+//! answers go to a bounded [`Outbox`], and a client that sends requests
+//! without reading the answers overflows it and meets its slow-reader
+//! policy like one that does not read data (issue 18: four such clients
+//! used to hold the whole write budget).
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::client::{ClientSource, LINGER, read_failed, read_queued};
+use super::client::{ClientSource, LINGER, Slot, read_failed, read_queued};
 use super::{Access, EndpointOptions};
-use crate::hub::{ClientHandle, HubClosed, Signal};
+use crate::hub::{ClientHandle, HubClosed, Signal, SlowReaderPolicy};
 use crate::line::{FlowControl, LineSettings, Parity};
 use crate::modem::{LineErrors, ModemInputs};
 use crate::proto::telnet::line as telnet_line;
@@ -37,10 +43,11 @@ use crate::proto::telnet::rfc2217::{
 };
 use crate::proto::telnet::{Event, Telnet, escape_into};
 
-/// Answers and notifications waiting for the writer. The reader waits when
-/// it is full, so a client that sends requests without reading answers is
-/// held back like one that floods data.
-const CONTROL_QUEUE: usize = 32;
+/// Bytes of Telnet answers that may wait for a client to read them. An
+/// answer is 3 to 10 bytes and a client reads each before it asks again,
+/// so a client past this has sent thousands of requests without reading:
+/// a slow reader.
+const OUTBOX_BYTES: usize = 16 * 1024;
 /// Read size for a read-only client, whose data is discarded.
 const DISCARD_READ: usize = 4096;
 /// How long a request waits for the device before it is answered with the
@@ -62,6 +69,59 @@ struct Shared {
     line_mask: AtomicU8,
 }
 
+/// Telnet answers waiting for the writer, bounded in bytes. The reader
+/// appends without waiting (under `block` it waits for room, holding no
+/// budget); the writer takes all that is there at once.
+#[derive(Debug)]
+struct Outbox {
+    buf: Mutex<BytesMut>,
+    /// Woken when bytes are added.
+    filled: Notify,
+    /// Woken when the writer takes the bytes.
+    emptied: Notify,
+}
+
+/// The answers did not fit.
+#[derive(Debug)]
+struct Full;
+
+impl Outbox {
+    fn new() -> Self {
+        Self {
+            buf: Mutex::new(BytesMut::new()),
+            filled: Notify::new(),
+            emptied: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BytesMut> {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, bytes: &[u8]) -> Result<(), Full> {
+        let mut buf = self.lock();
+        if buf.len() + bytes.len() > OUTBOX_BYTES {
+            return Err(Full);
+        }
+        buf.extend_from_slice(bytes);
+        drop(buf);
+        self.filled.notify_one();
+        Ok(())
+    }
+
+    /// Everything queued, if anything is.
+    fn take(&self) -> Option<Bytes> {
+        let mut buf = self.lock();
+        if buf.is_empty() {
+            return None;
+        }
+        let out = buf.split().freeze();
+        drop(buf);
+        self.emptied.notify_one();
+        Some(out)
+    }
+}
+
 /// Runs one RFC 2217 client until it leaves.
 pub async fn run<S, W>(
     handle: ClientHandle,
@@ -69,7 +129,7 @@ pub async fn run<S, W>(
     mut sink: W,
     options: &EndpointOptions,
     port: &str,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     shutdown: CancellationToken,
 ) where
     S: ClientSource,
@@ -81,31 +141,30 @@ pub async fn run<S, W>(
         modem_mask: AtomicU8::new(DEFAULT_MODEM_MASK),
         line_mask: AtomicU8::new(0),
     });
-    let (control, answers) = mpsc::channel(CONTROL_QUEUE);
+    let outbox = Arc::new(Outbox::new());
     let (suspend, suspended) = watch::channel(false);
     let mut telnet = Telnet::server();
     let mut hello = BytesMut::new();
     telnet.start(&mut hello);
-    let _ = control.try_send(hello.freeze());
+    let _ = outbox.push(&hello);
     let mut reader = Reader {
         handle: &handle,
         options,
         port,
         telnet,
-        control,
+        outbox: outbox.clone(),
         suspend,
         shared: shared.clone(),
         warned: Warned::default(),
     };
-    let mut slot = Some(slot);
+    let mut slot = slot;
     let end = {
         let to_device = reader.run(&source, &shutdown);
-        let to_client = to_client(&handle, &mut sink, answers, suspended, &shared);
+        let to_client = to_client(&handle, &mut sink, &outbox, suspended, &shared);
         tokio::pin!(to_device, to_client);
         tokio::select! {
             r = &mut to_device => {
-                slot = None;
-                if r.is_ok() {
+                if r.is_ok() && slot.half_closed() {
                     let _ = tokio::time::timeout(LINGER, &mut to_client).await;
                 }
                 r
@@ -119,7 +178,6 @@ pub async fn run<S, W>(
             }
         }
     };
-    drop(slot);
     let _ = sink.shutdown().await;
     let s = handle.stats();
     let (rx, tx) = (s.to_client.load(Relaxed), s.from_client.load(Relaxed));
@@ -127,6 +185,10 @@ pub async fn run<S, W>(
         Ok(()) => info!(rx, tx, "RFC 2217 client disconnected"),
         Err(why) => info!(reason = %why, rx, tx, "RFC 2217 client disconnected"),
     }
+    // The connection is closed (the hub's fan-out holds the socket too,
+    // until the client detaches) before its place is free.
+    drop((source, sink, handle));
+    drop(slot);
 }
 
 /// Why a client's input ended, other than by closing.
@@ -163,7 +225,7 @@ struct Reader<'a> {
     options: &'a EndpointOptions,
     port: &'a str,
     telnet: Telnet,
-    control: mpsc::Sender<Bytes>,
+    outbox: Arc<Outbox>,
     suspend: watch::Sender<bool>,
     shared: Arc<Shared>,
     warned: Warned,
@@ -181,7 +243,9 @@ impl Reader<'_> {
         let kicked = self.handle.kicked().clone();
         loop {
             tokio::select! {
-                r = source.readable() => r.map_err(|e| End::Io(read_failed(self.handle, source, e)))?,
+                // A client that floods requests is always readable: look at
+                // the kick first, or it could be read on long after it.
+                biased;
                 () = shutdown.cancelled() => {
                     self.take(read_queued(source), None).await?;
                     return Err(End::Shutdown);
@@ -190,6 +254,7 @@ impl Reader<'_> {
                     self.take(read_queued(source), None).await?;
                     return Err(End::Kicked);
                 }
+                r = source.readable() => r.map_err(|e| End::Io(read_failed(self.handle, source, e)))?,
             }
             let permit = match self.options.access {
                 Access::ReadWrite => Some(self.handle.reserve().await?),
@@ -222,12 +287,16 @@ impl Reader<'_> {
     async fn take(
         &mut self,
         raw: Vec<u8>,
-        permit: Option<OwnedSemaphorePermit>,
+        mut permit: Option<OwnedSemaphorePermit>,
     ) -> Result<(), End> {
         let mut events = Vec::new();
         let mut replies = BytesMut::new();
         self.telnet.feed(&raw, &mut events, &mut replies);
-        self.send(replies).await?;
+        if !replies.is_empty() && self.outbox.push(&replies).is_err() {
+            // Never wait on the client while holding budget.
+            permit = None;
+            self.send(replies).await?;
+        }
         self.handle_events(events, permit).await
     }
 
@@ -255,7 +324,9 @@ impl Reader<'_> {
                         && !self.shared.com_port.swap(true, Relaxed)
                     {
                         // pyserial reads modem lines from notifications
-                        // only: tell it the state at once.
+                        // only: tell it the state at once (holding no
+                        // budget: `block` may wait for the client).
+                        permit = None;
                         let inputs = *self.handle.hub().settings.watch_inputs().borrow();
                         self.answer(Command::NotifyModemstate(Some(modem_state(inputs, None))))
                             .await?;
@@ -297,13 +368,32 @@ impl Reader<'_> {
         Ok(())
     }
 
+    /// Queues answers for the client. Call it holding no write budget: under
+    /// the `block` policy it waits for the client to read.
     async fn send(&self, bytes: BytesMut) -> Result<(), End> {
-        if bytes.is_empty() {
+        if bytes.is_empty() || self.outbox.push(&bytes).is_ok() {
             return Ok(());
         }
-        // The writer has gone only if the client is leaving: nothing to say.
-        let _ = self.control.send(bytes.freeze()).await;
-        Ok(())
+        let kicked = self.handle.kicked();
+        if kicked.is_cancelled() {
+            // Leaving: nobody will read the answers.
+            return Ok(());
+        }
+        if self.handle.policy() != SlowReaderPolicy::Block {
+            // `drop` counts the answers lost, `disconnect` kicks the client.
+            self.handle.output_overflow(bytes.len());
+            return Ok(());
+        }
+        loop {
+            let emptied = self.outbox.emptied.notified();
+            if self.outbox.push(&bytes).is_ok() {
+                return Ok(());
+            }
+            tokio::select! {
+                () = emptied => {}
+                () = kicked.cancelled() => return Ok(()),
+            }
+        }
     }
 
     async fn answer(&self, command: Command) -> Result<(), End> {
@@ -644,7 +734,7 @@ fn line_state(now: LineErrors, before: LineErrors) -> u8 {
 async fn to_client(
     handle: &ClientHandle,
     sink: &mut (impl AsyncWrite + Unpin),
-    mut answers: mpsc::Receiver<Bytes>,
+    outbox: &Outbox,
     mut suspended: watch::Receiver<bool>,
     shared: &Shared,
 ) -> io::Result<()> {
@@ -657,15 +747,18 @@ async fn to_client(
     let mut counted = *errors.borrow_and_update();
     let mut errors_open = true;
     let mut out = BytesMut::new();
-    let (mut answers_open, mut inputs_open, mut suspend_open) = (true, true, true);
+    let (mut inputs_open, mut suspend_open) = (true, true);
     loop {
+        // Answers first. Waking on `filled` after this look misses nothing:
+        // a push in between leaves its notification stored.
+        if let Some(answers) = outbox.take() {
+            sink.write_all(&answers).await?;
+            continue;
+        }
         let paused = *suspended.borrow();
         tokio::select! {
             biased;
-            a = answers.recv(), if answers_open => match a {
-                Some(bytes) => sink.write_all(&bytes).await?,
-                None => answers_open = false,
-            },
+            () = outbox.filled.notified() => {}
             r = inputs.changed(), if inputs_open => {
                 if r.is_err() {
                     // The hub is gone; the client's queue closes next.

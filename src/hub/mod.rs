@@ -167,6 +167,9 @@ pub struct HubStats {
     pub bad_replies: AtomicU64,
     /// Reply bytes whose client had gone before they came.
     pub replies_discarded: AtomicU64,
+    /// Settings and modem-line requests dropped unapplied because their
+    /// client had left (issue 18).
+    pub orphans_dropped: AtomicU64,
     /// Times the device came back after being lost (opens after the first).
     pub reopens: AtomicU64,
     /// Requests that waited for another client's lock turn (transaction
@@ -181,6 +184,10 @@ struct Slot {
     queue: ByteQueue,
     policy: SlowReaderPolicy,
     kicked: CancellationToken,
+    /// Cancelled when the client leaves: kicked, its connection failed, or
+    /// detached. Its settings and modem-line requests still queued for the
+    /// device are then dropped (its data still goes out).
+    departed: CancellationToken,
     /// Set while a `drop` client is losing data, so the loss is logged once per
     /// episode rather than once per chunk.
     dropping: AtomicBool,
@@ -396,6 +403,7 @@ impl Hub {
             queue: ByteQueue::new(self.client_queue.load(Relaxed)),
             policy,
             kicked: CancellationToken::new(),
+            departed: CancellationToken::new(),
             dropping: AtomicBool::new(false),
             stats: ClientStats::default(),
             connected: time::OffsetDateTime::now_utc(),
@@ -418,6 +426,7 @@ impl Hub {
         if let Some(i) = clients.iter().position(|s| s.id == id) {
             let slot = Arc::make_mut(&mut clients).swap_remove(i);
             slot.queue.close();
+            slot.departed.cancel();
             self.lock.release(id, "holder disconnected");
             self.settings.release(id);
             self.stats.connected.fetch_sub(1, Relaxed);
@@ -521,6 +530,7 @@ impl Hub {
                 self.count_dropped(slot, discarded);
                 self.stats.kicked.fetch_add(1, Relaxed);
                 slot.kicked.cancel();
+                slot.departed.cancel();
                 self.traffic.record(Event::SlowKick {
                     client: slot.client_ref(),
                     discarded: discarded as u64,
@@ -554,10 +564,24 @@ impl Hub {
         line: LineSettings,
         by: Option<ClientRef>,
     ) -> Result<oneshot::Receiver<LineAnswer>, HubClosed> {
+        self.change_line_for(line, by, None).await
+    }
+
+    async fn change_line_for(
+        &self,
+        line: LineSettings,
+        by: Option<ClientRef>,
+        departed: Option<CancellationToken>,
+    ) -> Result<oneshot::Receiver<LineAnswer>, HubClosed> {
         let (answer, told) = oneshot::channel();
         let answer = Some(answer);
-        self.send_op(DeviceOp::Line(LineChange { line, by, answer }))
-            .await?;
+        let change = LineChange {
+            line,
+            by,
+            departed,
+            answer,
+        };
+        self.send_op(DeviceOp::Line(change)).await?;
         Ok(told)
     }
 
@@ -568,6 +592,7 @@ impl Hub {
         signal: Signal,
         on: bool,
         by: Option<ClientRef>,
+        departed: Option<CancellationToken>,
     ) -> Result<oneshot::Receiver<SignalAnswer>, HubClosed> {
         let (answer, told) = oneshot::channel();
         let answer = Some(answer);
@@ -575,6 +600,7 @@ impl Hub {
             signal,
             on,
             by,
+            departed,
             answer,
         };
         self.send_op(DeviceOp::Signal(change)).await?;
@@ -668,6 +694,7 @@ impl ClientHandle {
     /// connection failed). Its writes still go to the device.
     pub fn close_output(&self) {
         self.slot.queue.close();
+        self.slot.departed.cancel();
     }
 
     /// Counts a reply to this client that could not be passed on.
@@ -774,8 +801,9 @@ impl ClientHandle {
         &self,
         line: LineSettings,
     ) -> Result<oneshot::Receiver<LineAnswer>, HubClosed> {
+        let departed = Some(self.slot.departed.clone());
         self.hub
-            .change_line(line, Some(self.slot.client_ref()))
+            .change_line_for(line, Some(self.slot.client_ref()), departed)
             .await
     }
 
@@ -785,8 +813,9 @@ impl ClientHandle {
         signal: Signal,
         on: bool,
     ) -> Result<oneshot::Receiver<SignalAnswer>, HubClosed> {
+        let departed = Some(self.slot.departed.clone());
         self.hub
-            .change_signal(signal, on, Some(self.slot.client_ref()))
+            .change_signal(signal, on, Some(self.slot.client_ref()), departed)
             .await
     }
 
@@ -806,6 +835,18 @@ impl ClientHandle {
     /// Cancelled when the hub disconnects this client.
     pub fn kicked(&self) -> &CancellationToken {
         &self.slot.kicked
+    }
+
+    /// This client's slow-reader policy.
+    pub fn policy(&self) -> SlowReaderPolicy {
+        self.slot.policy
+    }
+
+    /// `len` bytes of output meant for this client (protocol answers) did
+    /// not fit in its bounded output: its slow-reader policy applies, as
+    /// to device data (`drop` counts them, `disconnect` kicks the client).
+    pub fn output_overflow(&self, len: usize) {
+        self.hub.overflow(&self.slot, len);
     }
 
     /// Waits for write budget for up to `write_chunk` bytes. Call it once the

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::ids::ClientId;
 use crate::line::LineSettings;
@@ -37,6 +38,10 @@ pub struct LineChange {
     pub line: LineSettings,
     /// Who asked: a client, or `None` for the operator (a reload).
     pub by: Option<ClientRef>,
+    /// Cancelled when the asking client leaves: a change not yet applied
+    /// is then dropped, so a departed client's requests stop changing the
+    /// device (issue 18).
+    pub departed: Option<CancellationToken>,
     /// Told the outcome, if the asker waits for it.
     pub answer: Option<oneshot::Sender<LineAnswer>>,
 }
@@ -75,6 +80,8 @@ pub struct SignalChange {
     pub signal: Signal,
     pub on: bool,
     pub by: Option<ClientRef>,
+    /// As for [`LineChange::departed`].
+    pub departed: Option<CancellationToken>,
     pub answer: Option<oneshot::Sender<SignalAnswer>>,
 }
 
@@ -101,6 +108,16 @@ pub enum DeviceOp {
 pub type WriteQueue = mpsc::Receiver<DeviceOp>;
 
 impl DeviceOp {
+    /// A settings or modem-line change whose client has left.
+    pub fn orphaned(&self) -> bool {
+        let departed = match self {
+            DeviceOp::Write(_) => return false,
+            DeviceOp::Line(c) => &c.departed,
+            DeviceOp::Signal(c) => &c.departed,
+        };
+        departed.as_ref().is_some_and(|t| t.is_cancelled())
+    }
+
     /// The chunk, if this is one.
     pub fn into_write(self) -> Option<WriteChunk> {
         match self {

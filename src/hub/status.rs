@@ -71,6 +71,10 @@ pub struct HubStatus {
     /// Traffic-log records dropped because the log's writer was behind.
     #[serde(default)]
     pub traffic_log_dropped: u64,
+    /// Settings and modem-line requests dropped unapplied because the
+    /// client that asked had left.
+    #[serde(default)]
+    pub requests_dropped: u64,
     /// The write lock's holder, if any.
     pub write_lock: Option<String>,
     pub clients: Vec<ClientStatus>,
@@ -132,6 +136,7 @@ impl Hub {
             reopens: s.reopens.load(Relaxed),
             lock_waits: s.lock_waits.load(Relaxed).saturating_add(self.lock.waits()),
             traffic_log_dropped: self.traffic.dropped(),
+            requests_dropped: s.orphans_dropped.load(Relaxed),
             write_lock: self.write_lock_holder().map(|h| h.to_string()),
             clients,
         }
@@ -146,6 +151,7 @@ impl Hub {
         let discarded = slot.queue.close();
         self.stats.kicked.fetch_add(1, Relaxed);
         slot.kicked.cancel();
+        slot.departed.cancel();
         tracing::warn!(client = %slot.name, discarded, "client kicked by the operator");
         true
     }
