@@ -137,13 +137,18 @@ impl DeviceWriter {
     /// Its asker, if still waiting, is told the state in force.
     fn drop_orphan(&mut self, hub: &Hub) {
         let left = "the client left before the device applied it".to_owned();
-        hub.stats.orphans_dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        hub.stats
+            .orphans_dropped
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.pending.take() {
             Some(DeviceOp::Line(change)) => {
                 tracing::debug!(line = %change.line, "dropped a departed client's line change");
                 if let Some(answer) = change.answer {
                     let in_force = self.line;
-                    let _ = answer.send(LineAnswer { in_force, refused: Some(left) });
+                    let _ = answer.send(LineAnswer {
+                        in_force,
+                        refused: Some(left),
+                    });
                 }
             }
             Some(DeviceOp::Signal(change)) => {
@@ -156,7 +161,10 @@ impl DeviceWriter {
                         Signal::Rts => outputs.rts,
                         Signal::Break => outputs.brk,
                     };
-                    let _ = answer.send(SignalAnswer { on, refused: Some(left) });
+                    let _ = answer.send(SignalAnswer {
+                        on,
+                        refused: Some(left),
+                    });
                 }
             }
             other => self.pending = other,

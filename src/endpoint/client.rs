@@ -243,6 +243,7 @@ pub async fn run<S, W>(
                     // the lock nor a slot; keep delivering for a moment, so
                     // replies to its last request arrive.
                     let lingers = slot.half_closed();
+                    handle.release_settings();
                     handle.unlock("holder closed its sending side");
                     if handle.txn_config().is_some() {
                         let _ = handle.txn_unlock().await;

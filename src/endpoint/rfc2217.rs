@@ -164,6 +164,7 @@ pub async fn run<S, W>(
         tokio::pin!(to_device, to_client);
         tokio::select! {
             r = &mut to_device => {
+                handle.release_settings();
                 if r.is_ok() && slot.half_closed() {
                     let _ = tokio::time::timeout(LINGER, &mut to_client).await;
                 }
@@ -624,7 +625,17 @@ impl Reader<'_> {
     /// Sets a modem output (or break) under the endpoint's policy; returns
     /// the state in force afterwards.
     async fn signal(&mut self, signal: Signal, on: bool, now: bool) -> Result<bool, End> {
-        if on == now || !self.may_change(&signal.to_string()) {
+        // The state serialhub holds may not be the wire's (a remote port
+        // whose lines were off at connect): a request for it is sent too
+        // when the client could change it, but claims nothing (issue 19).
+        let allowed = match on == now {
+            true => {
+                self.options.access == Access::ReadWrite
+                    && self.handle.may_change_settings(self.options.control)
+            }
+            false => self.may_change(&signal.to_string()),
+        };
+        if !allowed {
             return Ok(now);
         }
         let asked = async {
@@ -740,9 +751,6 @@ async fn to_client(
 ) -> io::Result<()> {
     let mut inputs = handle.hub().settings.watch_inputs();
     let mut notified = *inputs.borrow_and_update();
-    let mut line = handle.hub().watch_line();
-    line.borrow_and_update();
-    let mut line_open = true;
     let mut errors = handle.hub().settings.watch_line_errors();
     let mut counted = *errors.borrow_and_update();
     let mut errors_open = true;
@@ -790,24 +798,6 @@ async fn to_client(
                     Message::to_client(Command::NotifyLinestate(Some(LineState(state))))
                         .encode(&mut out);
                     sink.write_all(&out).await?;
-                }
-            }
-            r = line.changed(), if line_open => {
-                // Another client (or a reload) changed the line: every
-                // RFC 2217 client hears the settings now in force, as the
-                // answers it would get. Unsolicited answers are harmless to
-                // clients (pyserial only looks at them while it waits).
-                let now = *line.borrow_and_update();
-                match (r, now) {
-                    (Err(_), _) => line_open = false,
-                    (Ok(()), Some(now)) if shared.com_port.load(Relaxed) => {
-                        out.clear();
-                        for c in telnet_line::commands(&now) {
-                            Message::to_client(c).encode(&mut out);
-                        }
-                        sink.write_all(&out).await?;
-                    }
-                    _ => {}
                 }
             }
             chunk = handle.next_output(), if !paused => match chunk {

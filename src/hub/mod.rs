@@ -826,6 +826,20 @@ impl ClientHandle {
             .claim(self.slot.id, &self.slot.name, policy)
     }
 
+    /// Whether this client could change the settings under `policy`,
+    /// without claiming them.
+    pub fn may_change_settings(&self, policy: ControlPolicy) -> bool {
+        self.hub.settings.permits(self.slot.id, policy)
+    }
+
+    /// The client's input ended: it can ask for nothing more, so it owns
+    /// the settings no longer (issue 19: the owner's linger blocked the
+    /// next client's open for a second). What it asked for before is
+    /// already queued, in order with its bytes.
+    pub fn release_settings(&self) {
+        self.hub.settings.release(self.slot.id);
+    }
+
     /// The port's hub, for what every client may read (settings in force,
     /// modem lines).
     pub fn hub(&self) -> &Hub {

@@ -130,6 +130,16 @@ impl SharedSettings {
         }
     }
 
+    /// Whether client `id` could change the settings now under `policy`,
+    /// without becoming their owner.
+    pub fn permits(&self, id: ClientId, policy: Policy) -> bool {
+        match policy {
+            Policy::Any => true,
+            Policy::None => false,
+            Policy::First => lock(&self.owner).as_ref().is_none_or(|(o, _)| *o == id),
+        }
+    }
+
     /// Client `id` has gone: if it owned the settings, nobody does now.
     pub fn release(&self, id: ClientId) {
         let mut owner = lock(&self.owner);

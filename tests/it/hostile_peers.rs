@@ -57,8 +57,8 @@ fn wait_status(server: &Server, what: &str, f: impl Fn(&serde_json::Value) -> bo
 /// A client with a small receive buffer that sends `data` and never reads.
 fn non_reader(addr: SocketAddr, data: Arc<Vec<u8>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .unwrap();
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         socket.connect(&addr.into()).unwrap();
         let mut s: TcpStream = socket.into();
@@ -69,8 +69,7 @@ fn non_reader(addr: SocketAddr, data: Arc<Vec<u8>>) -> JoinHandle<()> {
 }
 
 #[test]
-fn issue_18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_freezing_writes()
-{
+fn issue_18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_freezing_writes() {
     let server = Server::start(&[
         "serve",
         "-d",
@@ -175,8 +174,7 @@ fn sockets(pid: u32) -> usize {
     };
     dir.filter_map(Result::ok)
         .filter(|e| {
-            std::fs::read_link(e.path())
-                .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
         })
         .count()
 }
@@ -224,7 +222,10 @@ fn issue_18_max_clients_bounds_connections_held_under_a_connect_close_loop() {
     let connections = looping.join().unwrap();
     let held = most.saturating_sub(baseline);
     eprintln!("{connections} connections in 3 s; at most {held} client sockets held");
-    assert!(connections > 500, "the loop made only {connections} connections");
+    assert!(
+        connections > 500,
+        "the loop made only {connections} connections"
+    );
     assert!(
         held <= 2 * 64 + 4,
         "{held} client sockets held with --max-clients 64"

@@ -246,7 +246,8 @@ async fn issue11_telnet_bytes_by_hand() {
     // Agreeing to COM-PORT-OPTION gets the modem state at once.
     s.write_all(&[IAC, WILL, 44]).unwrap();
     read_until_has(&mut s, &mut got, &[IAC, SB, 44, 107]);
-    // Another RFC 2217 client, which hears of the changes this one makes.
+    // Another RFC 2217 client, which must not hear of the changes this one
+    // makes: an answer it did not ask for kills pyserial (issue 19).
     let mut other = TcpStream::connect(hub.addr("rfc2217")).unwrap();
     other
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -271,13 +272,14 @@ async fn issue11_telnet_bytes_by_hand() {
     );
     assert!(device_got(&device, &[b'a', 0xff, b'b'], Duration::from_secs(10)).await);
     assert_eq!(device.baud(), 115_200);
-    read_until_has(
-        &mut other,
-        &mut heard,
-        &[IAC, SB, 44, 101, 0, 1, 0xc2, 0, IAC, SE],
-    );
     device.send(&[1, 0xff, 2]);
     read_until_has(&mut s, &mut got, &[1, IAC, IAC, 2]);
+    // The other gets the data sent after the change, and no answer.
+    read_until_has(&mut other, &mut heard, &[1, IAC, IAC, 2]);
+    assert!(
+        !heard.windows(4).any(|w| w == [IAC, SB, 44, 101]),
+        "an unasked-for SET-BAUDRATE answer: {heard:?}"
+    );
     // A baud rate with 0xff bytes in it (65535) is escaped in the answer too.
     s.write_all(&[IAC, SB, 44, 1, 0, 0, IAC, IAC, IAC, IAC, IAC, SE])
         .unwrap();
@@ -516,4 +518,79 @@ async fn issue11_break_on_a_loopback_plug_is_reported_as_line_state() {
         &mut got,
         &[IAC, SB, 44, 105, 6, IAC, SE, IAC, SB, 44, 105, 6, IAC, SE],
     );
+}
+
+/// Opens at 19200 and closes, then opens at 38400 100 ms later.
+const REOPEN_AT_ANOTHER_RATE: &str = r#"
+import sys, time, serial
+url = "rfc2217://" + sys.argv[1]
+s = serial.serial_for_url(url, baudrate=19200, timeout=1)
+s.close()
+time.sleep(0.1)
+try:
+    s = serial.serial_for_url(url, baudrate=38400, timeout=1)
+    print("OPEN", s.baudrate, flush=True)
+    s.close()
+except (serial.SerialException, ValueError) as e:
+    print("ERROR", e, flush=True)
+"#;
+
+#[tokio::test]
+async fn issue19_the_settings_owner_releases_them_when_it_closes() {
+    let device = PtyDevice::new();
+    let hub = Hub::start(&device.path, 9600, &["rfc2217:127.0.0.1:0"], &[]);
+    let (ok, out) = finish(
+        python(REOPEN_AT_ANOTHER_RATE, &[&hub.addr("rfc2217")]),
+        Duration::from_secs(30),
+    );
+    assert!(ok && out.contains("OPEN 38400"), "{out}");
+    assert!(
+        eventually(Duration::from_secs(5), || device.baud() == 38400).await,
+        "device at {}",
+        device.baud()
+    );
+}
+
+/// `changer`: switches between 9600 and 19200 baud for `argv[3]` seconds;
+/// `opener`: opens, checks the rate and closes, over and over. Each checks
+/// that pyserial's reader thread is alive and prints "OK" and a count.
+const SHARE_WHILE_CHANGING: &str = r#"
+import sys, time, serial
+url, role, secs = "rfc2217://" + sys.argv[1], sys.argv[2], float(sys.argv[3])
+end = time.monotonic() + secs
+n = 0
+if role == "changer":
+    s = serial.serial_for_url(url, baudrate=9600, timeout=1)
+    while time.monotonic() < end:
+        s.baudrate = 19200 if n % 2 else 9600
+        assert s._thread.is_alive(), "the changer's reader thread died"
+        n += 1
+    s.close()
+else:
+    while time.monotonic() < end:
+        rate = 19200 if n % 2 else 9600
+        s = serial.serial_for_url(url, baudrate=rate, timeout=1)
+        time.sleep(0.05)
+        assert s._thread.is_alive(), "the opener's reader thread died"
+        s.close()
+        n += 1
+print("OK", n, flush=True)
+"#;
+
+#[tokio::test]
+async fn issue19_no_answer_a_client_did_not_ask_for_kills_pyserial() {
+    let device = PtyDevice::new();
+    let hub = Hub::start(
+        &device.path,
+        9600,
+        &["rfc2217:127.0.0.1:0,control=any"],
+        &[],
+    );
+    let addr = hub.addr("rfc2217");
+    let changer = python(SHARE_WHILE_CHANGING, &[&addr, "changer", "10"]);
+    let opener = python(SHARE_WHILE_CHANGING, &[&addr, "opener", "10"]);
+    let (ok, out) = finish(opener, Duration::from_secs(60));
+    assert!(ok && out.contains("OK"), "opener: {out}");
+    let (ok, out) = finish(changer, Duration::from_secs(60));
+    assert!(ok && out.contains("OK"), "changer: {out}");
 }
