@@ -15,6 +15,15 @@
 //! then checking what was swapped out: had another program put a live link
 //! there in the meantime, it is swapped back. On drop the link is removed
 //! only if it still points where serialhub put it.
+//!
+//! A link that points at something that exists is still taken over when it
+//! is a dead serialhub's (issue 19: after a SIGKILL, the restarted process's
+//! own pty takes the freed pty number, so the stale link looks live). An
+//! owner holds an [`OwnerLock`] beside its link for the link's life: a
+//! hidden file, `flock`ed, naming the target. A crashed owner leaves the
+//! file but not the lock, so a link that still points where the file says
+//! is known to be a dead serialhub's. A live owner's lock refuses a second
+//! serialhub, whatever its link points at.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -34,8 +43,70 @@ pub enum LinkError {
          refusing to replace it. If it is a stale link, remove it"
     )]
     InUse { path: PathBuf, target: PathBuf },
+    #[error("{0} is served by another running serialhub; refusing to take it over")]
+    Owned(PathBuf),
     #[error("cannot create symlink {path}: {reason}")]
     Io { path: PathBuf, reason: io::Error },
+}
+
+/// The lock a live owner holds on its link's path (see the module docs).
+#[derive(Debug)]
+struct OwnerLock {
+    file: nix::fcntl::Flock<std::fs::File>,
+    path: PathBuf,
+}
+
+impl OwnerLock {
+    /// Takes the lock on `link`'s path, with the target its last owner
+    /// recorded; `None` while a live owner holds it.
+    fn take(link: &Path) -> io::Result<Option<(OwnerLock, Option<PathBuf>)>> {
+        use nix::errno::Errno;
+        use nix::fcntl::{Flock, FlockArg};
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let name = link.file_name().unwrap_or_default().to_string_lossy();
+        let path = link.with_file_name(format!(".{name}.serialhub-owner"));
+        for _ in 0..ATTEMPTS {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)?;
+            let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(f) => f,
+                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+                Err((_, e)) => return Err(e.into()),
+            };
+            // Its owner may have removed it between our open and our lock:
+            // only the file at the path counts.
+            let ours = identity(&file.metadata()?);
+            if !std::fs::symlink_metadata(&path).is_ok_and(|m| identity(&m) == ours) {
+                continue;
+            }
+            let mut recorded = String::new();
+            (&*file).take(4096).read_to_string(&mut recorded)?;
+            let recorded = (!recorded.is_empty()).then(|| PathBuf::from(recorded));
+            return Ok(Some((OwnerLock { file, path }, recorded)));
+        }
+        Err(io::Error::other("its owner file keeps changing"))
+    }
+
+    /// Records the target the link was made to.
+    fn record(&self, target: &Path) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::FileExt;
+        self.file.set_len(0)?;
+        self.file.write_all_at(target.as_os_str().as_bytes(), 0)
+    }
+}
+
+impl Drop for OwnerLock {
+    fn drop(&mut self) {
+        // Removed while still locked; the lock goes when the file closes.
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// A symlink at `path` to `target`, removed on drop if it is still ours.
@@ -43,36 +114,56 @@ pub enum LinkError {
 pub struct OwnedLink {
     path: PathBuf,
     target: PathBuf,
+    /// Dropped after the link is removed.
+    _lock: OwnerLock,
 }
 
 impl OwnedLink {
-    /// Links `path` to `target`, where nothing is or over a dangling symlink.
+    /// Links `path` to `target`, where nothing is, over a dangling symlink,
+    /// or over a dead serialhub's link.
     pub fn create(path: &Path, target: &Path) -> Result<OwnedLink, LinkError> {
         let io_err = |reason| LinkError::Io {
             path: path.to_owned(),
             reason,
         };
+        let Some((lock, recorded)) = OwnerLock::take(path).map_err(io_err)? else {
+            return Err(LinkError::Owned(path.to_owned()));
+        };
+        let made = |lock: OwnerLock| {
+            if let Err(e) = lock.record(target) {
+                warn!(error = %e, "cannot record the owner of {}; after a crash, \
+                    remove the link by hand", path.display());
+            }
+            Ok(OwnedLink {
+                path: path.to_owned(),
+                target: target.to_owned(),
+                _lock: lock,
+            })
+        };
         for _ in 0..ATTEMPTS {
             match std::os::unix::fs::symlink(target, path) {
-                Ok(()) => {
-                    return Ok(OwnedLink {
-                        path: path.to_owned(),
-                        target: target.to_owned(),
-                    });
-                }
+                Ok(()) => return made(lock),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err(e)),
             }
-            let dangling = match check(path)? {
+            let replaceable = match check(path)? {
                 // Gone since: try again.
                 Existing::Nothing => continue,
                 Existing::Dangling(id) => id,
+                Existing::Live { id, target: to } if recorded.as_ref() == Some(&to) => {
+                    warn!(link = %path.display(), was = %to.display(),
+                        "taking over the link of a serialhub that is no longer running");
+                    id
+                }
+                Existing::Live { target, .. } => {
+                    return Err(LinkError::InUse {
+                        path: path.to_owned(),
+                        target,
+                    });
+                }
             };
-            if replace_dangling(path, target, dangling)? {
-                return Ok(OwnedLink {
-                    path: path.to_owned(),
-                    target: target.to_owned(),
-                });
+            if replace_dangling(path, target, replaceable)? {
+                return made(lock);
             }
         }
         Err(io_err(io::Error::other(
@@ -111,6 +202,11 @@ enum Existing {
     Nothing,
     /// A dangling symlink, by its identity (device, inode).
     Dangling((u64, u64)),
+    /// A symlink to something that exists.
+    Live {
+        id: (u64, u64),
+        target: PathBuf,
+    },
 }
 
 fn identity(m: &std::fs::Metadata) -> (u64, u64) {
@@ -118,7 +214,7 @@ fn identity(m: &std::fs::Metadata) -> (u64, u64) {
     (m.dev(), m.ino())
 }
 
-/// Refuses anything at `path` but a dangling symlink.
+/// Refuses anything at `path` but a symlink.
 fn check(path: &Path) -> Result<Existing, LinkError> {
     let io_err = |reason| LinkError::Io {
         path: path.to_owned(),
@@ -133,10 +229,8 @@ fn check(path: &Path) -> Result<Existing, LinkError> {
     if is_dangling(path).map_err(io_err)? {
         return Ok(Existing::Dangling(id));
     }
-    Err(LinkError::InUse {
-        path: path.to_owned(),
-        target: std::fs::read_link(path).map_err(io_err)?,
-    })
+    let target = std::fs::read_link(path).map_err(io_err)?;
+    Ok(Existing::Live { id, target })
 }
 
 /// Whether the symlink at `path` leads nowhere: its target, or a directory
@@ -152,7 +246,8 @@ fn is_dangling(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// Swaps a new link into `path` in place of the dangling link `dangling`.
+/// Swaps a new link into `path` in place of the link `dangling` (dangling,
+/// or a dead serialhub's).
 /// `Ok(false)` if `path` changed in the meantime (nothing is lost; the caller
 /// looks again).
 fn replace_dangling(path: &Path, target: &Path, dangling: (u64, u64)) -> Result<bool, LinkError> {
@@ -378,11 +473,43 @@ mod tests {
         std::fs::write(&other, b"").unwrap();
         assert!(matches!(
             OwnedLink::create(&link, &other),
-            Err(LinkError::InUse { .. })
+            Err(LinkError::Owned(_))
         ));
         assert_eq!(std::fs::read_link(&link).unwrap(), target);
         drop(first);
         assert!(link.symlink_metadata().is_err());
+        assert!(!owner_file(&link).exists(), "the owner file is left");
+    }
+
+    fn owner_file(link: &Path) -> PathBuf {
+        link.with_file_name(".ttyX.serialhub-owner")
+    }
+
+    #[test]
+    fn takes_over_a_dead_owners_link_to_a_reused_pty() {
+        // What a SIGKILLed serialhub leaves: its link, to a pty name that
+        // exists again, and its owner file, unlocked.
+        let (_dir, link, target) = setup();
+        symlink(&target, &link).unwrap();
+        std::fs::write(owner_file(&link), target.as_os_str().as_encoded_bytes()).unwrap();
+        let owned = OwnedLink::create(&link, &target).unwrap();
+        assert_eq!(std::fs::read_link(&link).unwrap(), target);
+        drop(owned);
+        assert!(link.symlink_metadata().is_err());
+    }
+
+    #[test]
+    fn a_live_link_another_owner_file_does_not_name_is_refused() {
+        let (_dir, link, target) = setup();
+        let other = target.with_file_name("pts-other");
+        std::fs::write(&other, b"").unwrap();
+        symlink(&other, &link).unwrap();
+        std::fs::write(owner_file(&link), target.as_os_str().as_encoded_bytes()).unwrap();
+        assert!(matches!(
+            OwnedLink::create(&link, &target),
+            Err(LinkError::InUse { .. })
+        ));
+        assert_eq!(std::fs::read_link(&link).unwrap(), other);
     }
 
     #[test]
