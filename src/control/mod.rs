@@ -17,6 +17,7 @@
 //! ```
 
 pub mod client;
+pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod show;
