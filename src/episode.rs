@@ -4,10 +4,20 @@
 //! times it happened, when it ends, never once per occurrence. A flood then
 //! costs two log lines, not one per connection or retry.
 //!
+//! An episode can be made to end only after a quiet spell
+//! ([`Episode::quiet`]), so that a condition that comes and goes under a
+//! steady attack is one episode, not two log lines a second.
+//!
 //! A leaf module: the endpoints' accept loop and the control socket's and
 //! metrics listener's both use it.
 
+use std::time::{Duration, Instant};
+
 use tracing::{info, warn};
+
+/// The quiet spell that ends an episode of the control socket's and the
+/// metrics listener's: a second, so no line of theirs repeats more often.
+pub const QUIET: Duration = Duration::from_secs(1);
 
 /// One kind of recurring condition, and the count of the episode under way.
 #[derive(Debug)]
@@ -20,6 +30,10 @@ pub struct Episode {
     after: &'static str,
     /// Occurrences in the episode under way; `None` between episodes.
     count: Option<u64>,
+    /// How long without an occurrence ends an episode.
+    quiet: Duration,
+    /// The latest occurrence.
+    last: Option<Instant>,
 }
 
 impl Episode {
@@ -29,12 +43,23 @@ impl Episode {
             doing,
             after,
             count: None,
+            quiet: Duration::ZERO,
+            last: None,
         }
+    }
+
+    /// Ends episodes only after `quiet` without an occurrence.
+    pub const fn quiet(mut self, quiet: Duration) -> Episode {
+        self.quiet = quiet;
+        self
     }
 
     /// Counts `n` more occurrences; the first of an episode is logged, with
     /// `detail` (the error, the limit).
     pub fn hit(&mut self, n: u64, detail: impl std::fmt::Display) {
+        if !self.quiet.is_zero() {
+            self.last = Some(Instant::now());
+        }
         match &mut self.count {
             Some(total) => *total = total.saturating_add(n),
             None => {
@@ -44,8 +69,12 @@ impl Episode {
         }
     }
 
-    /// Ends the episode under way, if any, logging its count.
+    /// Ends the episode under way, if any and if it has been quiet long
+    /// enough, logging its count.
     pub fn over(&mut self) -> Option<u64> {
+        if self.last.is_some_and(|t| t.elapsed() < self.quiet) {
+            return None;
+        }
         let n = self.count.take()?;
         info!(count = n, "{}: {}", self.what, self.after);
         Some(n)
@@ -66,5 +95,17 @@ mod tests {
         assert_eq!(e.over(), None);
         e.hit(2, "EMFILE");
         assert_eq!(e.over(), Some(2));
+    }
+
+    #[test]
+    fn a_quiet_episode_ends_only_after_a_quiet_spell() {
+        let quiet = Duration::from_millis(50);
+        let mut e = Episode::new("full", "shedding", "no longer shedding").quiet(quiet);
+        e.hit(1, "64 open");
+        assert_eq!(e.over(), None);
+        e.hit(1, "64 open");
+        std::thread::sleep(quiet);
+        assert_eq!(e.over(), Some(2));
+        assert_eq!(e.over(), None);
     }
 }
