@@ -16,6 +16,7 @@
 //! < {"ok":true,"done":"port lab1: ..."}  {"ok":false,"error":"port lab1: the write lock is not held"}
 //! ```
 
+pub mod admit;
 pub mod client;
 pub mod http;
 pub mod metrics;
