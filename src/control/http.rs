@@ -6,11 +6,14 @@
 //! message, and renders its answer. So a scrape sees one consistent
 //! snapshot, and a port's counters live in one place (its hub).
 //!
-//! Hyper's HTTP/1 server with tight limits: at most [`MAX_CONNECTIONS`] at
-//! once (a permit is taken before `accept`), headers within
-//! [`MAX_REQUEST_BUF`] bytes and [`HEADER_TIMEOUT`], one request per
-//! connection, and each connection ends after [`CONNECTION_TIMEOUT`].
-//! Malformed requests are hyper's to refuse; nothing here panics on them.
+//! Hyper's HTTP/1 server with tight limits: connections are served at once,
+//! at most [`MAX_CONNECTIONS`] of them; past that, the oldest that has not
+//! yet sent a whole request head is closed to admit the new one
+//! ([`super::admit`]), so no number of idle or slow peers keeps a scraper
+//! waiting. Headers must come within [`MAX_REQUEST_BUF`] bytes and
+//! [`HEADER_TIMEOUT`], one request per connection, and each connection ends
+//! after [`CONNECTION_TIMEOUT`]. Malformed requests are hyper's to refuse;
+//! nothing here panics on them. Failed accepts are logged once per episode.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -25,28 +28,38 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request as HttpRequest, Response as HttpResponse, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
+use super::admit::{Gate, Ticket};
 use super::metrics::{CONTENT_TYPE_OPENMETRICS, render};
 use super::server::Asked;
 use super::{PortStatus, Request, Response};
+use crate::episode::{self, Episode};
 
-/// Scrapes served at once. Prometheus scrapes one at a time; a few more
-/// allow a curl alongside, and this bounds what the port can cost us.
-pub const MAX_CONNECTIONS: usize = 16;
+/// Connections served at once. Prometheus scrapes one at a time, with a
+/// curl or two alongside; 256 is far more than honest scrapers need, so
+/// they are seldom near it, and it bounds what a flood can cost (a
+/// descriptor and a 16 KiB head buffer each, 4 MiB in all): past it, the
+/// oldest idle connections are closed to admit new ones.
+pub const MAX_CONNECTIONS: usize = 256;
 /// Buffer for a request's head; hyper refuses a longer one (431). 16 KiB
 /// is twice the minimum hyper allows and ample for a scraper's headers.
 pub const MAX_REQUEST_BUF: usize = 16 * 1024;
-/// Time a client has to send its request head.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to send its request head, from connecting. A scraper
+/// sends it at once, in one packet; a peer that trickles it (slowloris)
+/// holds its place no longer than this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time a connection may last in all, reading included: a client that
 /// does not read its response is cut off then.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time the daemon task has to answer a scrape's status request.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (out of descriptors, most likely), so that
+/// some close before the next try.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The metrics endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -85,52 +98,75 @@ impl MetricsServer {
 
     /// Serves scrapes until `shutdown`, asking `daemon` for each one's data.
     pub async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
-        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let gate = Gate::new("metrics", MAX_CONNECTIONS);
+        let mut failing = Episode::new(
+            "metrics",
+            "retrying",
+            "accepting again after failed accepts",
+        )
+        .quiet(episode::QUIET);
         loop {
-            // The permit first, so connections past the limit wait in the
-            // kernel's backlog instead of costing us anything.
-            let permit = tokio::select! {
-                p = limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return, // never closed
-                },
+            let accepted = tokio::select! {
+                r = self.listener.accept() => r,
                 () = shutdown.cancelled() => return,
             };
-            let (stream, peer) = tokio::select! {
-                r = self.listener.accept() => match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Out of descriptors, most likely: let some close.
-                        warn!(error = %e, "metrics: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+            let (stream, peer) = match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of descriptors, most likely: let some close.
+                    failing.hit(1, format_args!("accept failed: {e}"));
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                        () = shutdown.cancelled() => return,
                     }
-                },
+                }
+            };
+            failing.over();
+            let ticket = tokio::select! {
+                t = gate.admit() => Arc::new(t),
                 () = shutdown.cancelled() => return,
             };
-            let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                let service = service_fn(move |req| {
-                    let daemon = daemon.clone();
-                    async move { Ok::<_, Infallible>(respond(&req, &daemon).await) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .max_buf_size(MAX_REQUEST_BUF)
-                    .keep_alive(false)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    r = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => match r {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => debug!(%peer, error = %e, "metrics: bad connection"),
-                        Err(_) => debug!(%peer, "metrics: connection timed out"),
-                    },
-                    () = shutdown.cancelled() => {}
-                }
-            });
+            tokio::spawn(connection(
+                stream,
+                peer,
+                daemon.clone(),
+                ticket,
+                shutdown.clone(),
+            ));
         }
+    }
+}
+
+/// Serves one connection until it ends, is shed, or `shutdown`.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    daemon: mpsc::Sender<Asked>,
+    ticket: Arc<Ticket>,
+    shutdown: CancellationToken,
+) {
+    let asked = ticket.clone();
+    let service = service_fn(move |req| {
+        // A whole request head: this connection is no longer idle. (Shed
+        // already, it is dropped below before its answer is sent.)
+        asked.busy();
+        let daemon = daemon.clone();
+        async move { Ok::<_, Infallible>(respond(&req, &daemon).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_BUF)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        r = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(%peer, error = %e, "metrics: bad connection"),
+            Err(_) => debug!(%peer, "metrics: connection timed out"),
+        },
+        () = ticket.shed() => debug!(%peer, "metrics: connection closed: idle, and others waiting"),
+        () = shutdown.cancelled() => {}
     }
 }
 
