@@ -12,16 +12,46 @@
 //! by their own deadlines, and while all are busy a new one waits for the
 //! first to end (in the kernel's backlog, costing nothing).
 //!
+//! A connection whose whole request is already waiting when it is accepted
+//! (every honest client's, which writes it at once) is admitted busy, never
+//! idle ([`request_waiting`]): under a flood of new connections it could
+//! otherwise be shed before its task had read it.
+//!
 //! Shedding is logged once per episode, with a count, by [`Episode`]; an
 //! episode ends after a quiet second without shedding.
 
 use std::collections::BTreeMap;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::episode::{self, Episode};
+
+/// Bytes peeked at in a new connection for its request's end: a control
+/// request or a scraper's request head is far shorter.
+const PEEK: usize = 4096;
+
+/// Whether the bytes waiting on the socket `fd` include `end` (a request's
+/// end), looking at the first [`PEEK`] without taking them.
+pub fn request_waiting(fd: BorrowedFd<'_>, end: &[u8]) -> bool {
+    let mut buf = [0u8; PEEK];
+    // SAFETY: recv writes at most `buf.len()` bytes into `buf`; MSG_PEEK
+    // leaves them queued for the reader, MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    let Ok(n) = usize::try_from(n) else {
+        return false; // nothing yet (EAGAIN), or an error its task will see
+    };
+    buf[..n.min(PEEK)].windows(end.len()).any(|w| w == end)
+}
 
 /// The connections of one listener.
 #[derive(Debug)]
@@ -73,10 +103,11 @@ impl Gate {
     }
 
     /// A place for a new connection, shedding the oldest idle one if every
-    /// place is taken. Waits only while a shed connection closes, or while
-    /// all are busy. Cancel-safe: dropped, it has taken nothing (a connection
-    /// it shed is shed either way, and frees its place for the next).
-    pub async fn admit(self: &Arc<Self>) -> Ticket {
+    /// place is taken; `busy` if its request is already in. Waits only while
+    /// a shed connection closes, or while all are busy. Cancel-safe:
+    /// dropped, it has taken nothing (a connection it shed is shed either
+    /// way, and frees its place for the next).
+    pub async fn admit(self: &Arc<Self>, busy: bool) -> Ticket {
         let mut shed = false;
         loop {
             let freed = self.freed.notified();
@@ -90,7 +121,9 @@ impl Gate {
                     let id = s.next;
                     s.next += 1;
                     let token = CancellationToken::new();
-                    s.idle.insert(id, token.clone());
+                    if !busy {
+                        s.idle.insert(id, token.clone());
+                    }
                     return Ticket {
                         gate: self.clone(),
                         id,
@@ -178,15 +211,15 @@ mod tests {
     #[tokio::test]
     async fn a_full_gate_sheds_the_oldest_idle_connection() {
         let gate = Gate::new("test", 3);
-        let a = gate.admit().await;
-        let b = gate.admit().await;
-        let c = gate.admit().await;
+        let a = gate.admit(false).await;
+        let b = gate.admit(false).await;
+        let c = gate.admit(false).await;
         assert_eq!(gate.open(), 3);
         // `a` is busy: not shed. `b` is the oldest idle one.
         assert!(a.busy());
         let admit = tokio::spawn({
             let gate = gate.clone();
-            async move { gate.admit().await }
+            async move { gate.admit(false).await }
         });
         assert!(ready(b.shed()).await.is_some());
         assert!(ready(c.shed()).await.is_none());
@@ -204,18 +237,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_connection_admitted_busy_is_not_shed() {
+        let gate = Gate::new("test", 2);
+        let a = gate.admit(true).await;
+        let b = gate.admit(false).await;
+        let admit = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.admit(false).await }
+        });
+        assert!(ready(b.shed()).await.is_some());
+        assert!(ready(a.shed()).await.is_none());
+        drop(b);
+        let _c = admit.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_is_seen_without_being_taken() {
+        use std::os::fd::AsFd;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut a, mut b) = tokio::net::UnixStream::pair().unwrap();
+        assert!(!request_waiting(a.as_fd(), b"\n"));
+        b.write_all(b"{\"cmd\"").await.unwrap();
+        assert!(!request_waiting(a.as_fd(), b"\n"));
+        b.write_all(b":\"status\"}\n").await.unwrap();
+        assert!(request_waiting(a.as_fd(), b"\n"));
+        let mut got = [0u8; 17];
+        a.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"{\"cmd\":\"status\"}\n");
+    }
+
+    #[tokio::test]
     async fn when_all_are_busy_a_new_connection_waits_for_one_to_end() {
         let gate = Gate::new("test", 2);
-        let a = gate.admit().await;
-        let b = gate.admit().await;
+        let a = gate.admit(false).await;
+        let b = gate.admit(false).await;
         assert!(a.busy() && b.busy());
-        assert!(ready(gate.admit()).await.is_none());
+        assert!(ready(gate.admit(false)).await.is_none());
         assert!(ready(a.shed()).await.is_none());
         // Answered, `b` may be shed again.
         b.idle();
         let admit = tokio::spawn({
             let gate = gate.clone();
-            async move { gate.admit().await }
+            async move { gate.admit(false).await }
         });
         assert!(ready(b.shed()).await.is_some());
         drop(b);

@@ -17,6 +17,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::admit::{Gate, Ticket};
+use super::admit::{Gate, Ticket, request_waiting};
 use super::metrics::{CONTENT_TYPE_OPENMETRICS, render};
 use super::server::Asked;
 use super::{PortStatus, Request, Response};
@@ -122,8 +123,9 @@ impl MetricsServer {
                 }
             };
             failing.over();
+            let sent = request_waiting(stream.as_fd(), b"\r\n\r\n");
             let ticket = tokio::select! {
-                t = gate.admit() => Arc::new(t),
+                t = gate.admit(sent) => Arc::new(t),
                 () = shutdown.cancelled() => return,
             };
             tokio::spawn(connection(

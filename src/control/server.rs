@@ -10,6 +10,7 @@
 //! before the close, since closing a socket with unread input resets it and
 //! the client would lose the answer.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::admit::{Gate, Ticket};
+use super::admit::{Gate, Ticket, request_waiting};
 use super::{MAX_REQUEST, Request, Response};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::episode::{self, Episode};
@@ -89,8 +90,9 @@ impl ControlSocket {
                 }
             };
             failing.over();
+            let sent = request_waiting(stream.as_fd(), b"\n");
             let ticket = tokio::select! {
-                t = gate.admit() => t,
+                t = gate.admit(sent) => t,
                 () = shutdown.cancelled() => return,
             };
             let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
