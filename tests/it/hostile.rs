@@ -219,6 +219,34 @@ fn issue18_control_status_answers_under_1000_idle_connections() {
     assert_no_repeats(&server.log(), start.elapsed());
 }
 
+#[test]
+fn issue18_control_out_of_descriptors_is_logged_once_and_status_recovers() {
+    const FAILED: &str = "control socket: accept failed";
+    const OVER: &str = "control socket: accepting again after failed accepts";
+    // Fewer descriptors than the control socket would admit connections.
+    let server = crate::limits::serve_limited("sim:echo", 64);
+    let start = Instant::now();
+    let flood: Vec<UnixStream> = (0..200)
+        .map(|i| {
+            UnixStream::connect(&server.control)
+                .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", server.log()))
+        })
+        .collect();
+    assert!(server.wait_log(FAILED, BOUND), "{}", server.log());
+    // The episode goes on, retried every 100 ms, logged once.
+    std::thread::sleep(Duration::from_secs(1));
+    drop(flood);
+    timed_status(&server, "once the flood is gone");
+    // Its end is logged, with a count, at the first accept after a quiet
+    // second.
+    std::thread::sleep(serialhub::episode::QUIET);
+    timed_status(&server, "a second later");
+    assert!(server.wait_log(OVER, BOUND), "{}", server.log());
+    let log = server.log();
+    assert_eq!(log.matches(FAILED).count(), 1, "{log}");
+    assert_no_repeats(&log, start.elapsed());
+}
+
 /// What the control socket answers to `sent`, from a client that writes it
 /// all (ignoring errors, as an attacker would) and then reads.
 fn control_answer(server: &Server, sent: &[u8]) -> Value {
