@@ -175,8 +175,11 @@ impl Ticket {
     /// The connection's request is answered; what is left (writing the
     /// answer, the peer closing) may be shed again, as the oldest it is.
     pub fn idle(&self) {
+        // Checked under the lock the gate sheds under: a ticket shed twice
+        // would be counted as shedding for good.
+        let mut s = self.gate.state();
         if !self.shed.is_cancelled() {
-            self.gate.state().idle.insert(self.id, self.shed.clone());
+            s.idle.insert(self.id, self.shed.clone());
         }
     }
 }
