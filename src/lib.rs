@@ -29,7 +29,9 @@
 //! - [`pattern`]: the counter pattern used by the simulator, tests and benches.
 //! - [`cli`] and [`config`]: flags or a configuration file, then validated
 //!   settings; [`units`]: sizes and durations as users write them; [`ids`]:
-//!   client ids. Both are leaves that any module may import.
+//!   client ids; [`episode`]: recurring conditions (refused clients, failed
+//!   accepts) logged once per episode. All are leaves that any module may
+//!   import.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
 //!   server and client, and the Prometheus metrics endpoint.
@@ -43,6 +45,7 @@ pub mod daemon;
 pub mod device;
 pub mod docgen;
 pub mod endpoint;
+pub mod episode;
 pub mod fds;
 pub mod hub;
 pub mod ids;

@@ -1,46 +1,19 @@
-//! The metrics endpoint: Prometheus (OpenMetrics) text over HTTP, at
+//! The metrics exposition: every port's counters, from a status snapshot,
+//! as Prometheus (OpenMetrics) text. [`super::http`] serves it at
 //! `/metrics`.
-//!
-//! Like the control socket, the exporter never reads a port itself: each
-//! scrape sends `status` to the daemon task that owns the ports, as a
-//! message, and renders its answer. So a scrape sees one consistent
-//! snapshot, and a port's counters live in one place (its hub).
-//!
-//! The HTTP side is hyper's HTTP/1 server with tight limits: at most
-//! [`MAX_CONNECTIONS`] at once (a permit is taken before `accept`), headers
-//! within [`MAX_REQUEST_BUF`] bytes and [`HEADER_TIMEOUT`], one request per
-//! connection, and each connection ends after [`CONNECTION_TIMEOUT`].
-//! Malformed requests are hyper's to refuse; nothing here panics on them.
 //!
 //! Per-client series are capped at [`MAX_CLIENT_SERIES`] per port, so a
 //! port with thousands of clients cannot blow up a Prometheus server's
 //! memory; the other clients are summed into one `client="other"` series.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Method, Request as HttpRequest, Response as HttpResponse, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
-use super::server::Asked;
-use super::{PortStatus, Request, Response};
+use super::PortStatus;
 use crate::hub::status::{ClientStatus, DeviceState, HubStatus};
 
 /// Per-client series exported per port. Each client costs four series
@@ -49,179 +22,11 @@ use crate::hub::status::{ClientStatus, DeviceState, HubStatus};
 /// most recent ones: ids rise) are summed into `client="other"`, and counted
 /// by `serialhub_unlisted_clients`.
 pub const MAX_CLIENT_SERIES: usize = 64;
-/// Scrapes served at once. Prometheus scrapes one at a time; a few more
-/// allow a curl alongside, and this bounds what the port can cost us.
-pub const MAX_CONNECTIONS: usize = 16;
-/// Buffer for a request's head; hyper refuses a longer one (431). 16 KiB
-/// is twice the minimum hyper allows and ample for a scraper's headers.
-pub const MAX_REQUEST_BUF: usize = 16 * 1024;
-/// Time a client has to send its request head.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time a connection may last in all, reading included: a client that
-/// does not read its response is cut off then.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time the daemon task has to answer a scrape's status request.
-const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 /// What `/metrics` is served as: the format prometheus-client writes.
 pub const CONTENT_TYPE_OPENMETRICS: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The device states, for `serialhub_device_state{state}`.
 const STATES: [&str; 5] = ["opening", "waiting", "open", "reconnecting", "closed"];
-
-/// The metrics endpoint could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum MetricsError {
-    #[error("metrics: cannot listen on {addr}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// The bound metrics endpoint.
-#[derive(Debug)]
-pub struct MetricsServer {
-    listener: TcpListener,
-    addr: SocketAddr,
-}
-
-impl MetricsServer {
-    /// Binds `addr` (`127.0.0.1:9108`, `[::1]:9108`, `localhost:9108`).
-    pub async fn bind(addr: &str) -> Result<MetricsServer, MetricsError> {
-        let fail = |source| MetricsError::Bind {
-            addr: addr.to_owned(),
-            source,
-        };
-        let listener = TcpListener::bind(addr).await.map_err(fail)?;
-        let addr = listener.local_addr().map_err(fail)?;
-        Ok(MetricsServer { listener, addr })
-    }
-
-    /// The address as bound (its port chosen by the OS if it was 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Serves scrapes until `shutdown`, asking `daemon` for each one's data.
-    pub async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
-        let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            // The permit first, so connections past the limit wait in the
-            // kernel's backlog instead of costing us anything.
-            let permit = tokio::select! {
-                p = limit.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return, // never closed
-                },
-                () = shutdown.cancelled() => return,
-            };
-            let (stream, peer) = tokio::select! {
-                r = self.listener.accept() => match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Out of descriptors, most likely: let some close.
-                        warn!(error = %e, "metrics: accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.cancelled() => return,
-            };
-            let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                let service = service_fn(move |req| {
-                    let daemon = daemon.clone();
-                    async move { Ok::<_, Infallible>(respond(&req, &daemon).await) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(HEADER_TIMEOUT)
-                    .max_buf_size(MAX_REQUEST_BUF)
-                    .keep_alive(false)
-                    .serve_connection(TokioIo::new(stream), service);
-                tokio::select! {
-                    r = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => match r {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => debug!(%peer, error = %e, "metrics: bad connection"),
-                        Err(_) => debug!(%peer, "metrics: connection timed out"),
-                    },
-                    () = shutdown.cancelled() => {}
-                }
-            });
-        }
-    }
-}
-
-fn reply(
-    status: StatusCode,
-    content_type: &'static str,
-    body: String,
-) -> HttpResponse<Full<Bytes>> {
-    let mut r = HttpResponse::new(Full::new(Bytes::from(body)));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
-}
-
-async fn respond(
-    req: &HttpRequest<Incoming>,
-    daemon: &mpsc::Sender<Asked>,
-) -> HttpResponse<Full<Bytes>> {
-    const TEXT: &str = "text/plain; charset=utf-8";
-    if req.uri().path() != "/metrics" {
-        return reply(
-            StatusCode::NOT_FOUND,
-            TEXT,
-            "not found: metrics are at /metrics\n".into(),
-        );
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            TEXT,
-            "only GET and HEAD\n".into(),
-        );
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
-    }
-    match status(daemon).await {
-        Ok(ports) => match render(&ports) {
-            Ok(text) => reply(StatusCode::OK, CONTENT_TYPE_OPENMETRICS, text),
-            Err(e) => reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                TEXT,
-                format!("cannot encode metrics: {e}\n"),
-            ),
-        },
-        Err(why) => reply(StatusCode::SERVICE_UNAVAILABLE, TEXT, format!("{why}\n")),
-    }
-}
-
-/// Every port's status, from the daemon task.
-async fn status(daemon: &mpsc::Sender<Asked>) -> Result<Vec<PortStatus>, String> {
-    let (tx, rx) = oneshot::channel();
-    let ask = async {
-        daemon
-            .send((Request::Status { port: None }, tx))
-            .await
-            .map_err(|_| "the daemon is shutting down".to_owned())?;
-        rx.await
-            .map_err(|_| "the daemon is shutting down".to_owned())
-    };
-    let answer: Response = tokio::time::timeout(STATUS_TIMEOUT, ask)
-        .await
-        .map_err(|_| format!("the daemon did not answer within {STATUS_TIMEOUT:?}"))??;
-    match answer {
-        Response {
-            ok: true, ports, ..
-        } => Ok(ports),
-        Response { error, .. } => Err(error.unwrap_or_else(|| "status failed".into())),
-    }
-}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PortLabels {

@@ -16,7 +16,9 @@
 //! < {"ok":true,"done":"port lab1: ..."}  {"ok":false,"error":"port lab1: the write lock is not held"}
 //! ```
 
+pub mod admit;
 pub mod client;
+pub mod http;
 pub mod metrics;
 pub mod server;
 pub mod show;

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{self, ServeConfig};
-use crate::control::metrics::{MetricsError, MetricsServer};
+use crate::control::http::{MetricsError, MetricsServer};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, Request, Response};
 use crate::endpoint::unix::UnixError;

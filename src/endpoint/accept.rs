@@ -17,11 +17,12 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info_span};
 
 use super::EndpointOptions;
 use super::client::{self, ClientSource};
 use super::sink::{Shared, SocketHalf};
+use crate::episode::Episode;
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
 
@@ -73,37 +74,24 @@ pub struct Context {
 
 /// An episode of refusing clients for one reason, logged at its start and
 /// its end rather than once per client.
-struct Refusing {
-    what: &'static str,
-    refused: Option<u64>,
-}
+struct Refusing(Episode);
 
 impl Refusing {
     fn new(what: &'static str) -> Self {
-        Self {
+        Self(Episode::new(
             what,
-            refused: None,
-        }
+            "refusing new clients",
+            "over, accepting clients again",
+        ))
     }
 
     fn refuse(&mut self, hub: &Hub, n: u64, detail: impl std::fmt::Display) {
         hub.stats.refused.fetch_add(n, Relaxed);
-        match &mut self.refused {
-            Some(total) => *total += n,
-            None => {
-                warn!("{}: {detail}; refusing new clients", self.what);
-                self.refused = Some(n);
-            }
-        }
+        self.0.hit(n, detail);
     }
 
     fn over(&mut self) {
-        if let Some(n) = self.refused.take() {
-            info!(
-                refused = n,
-                "accepting clients again ({} no more)", self.what
-            );
-        }
+        self.0.over();
     }
 }
 

@@ -94,7 +94,7 @@ fn issue8_clients_past_max_clients_are_closed_and_slots_free_on_close() {
 }
 
 /// Starts serialhub with `nofile` as its descriptor limit, soft and hard.
-fn serve_limited(device: &str, nofile: u64) -> Server {
+pub(crate) fn serve_limited(device: &str, nofile: u64) -> Server {
     let args = [
         "serve",
         "-d",

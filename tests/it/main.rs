@@ -9,6 +9,7 @@ mod backpressure;
 mod bulk;
 mod config;
 mod fanout;
+mod hostile;
 mod hostile_peers;
 mod hotplug;
 mod keepalive;
