@@ -68,8 +68,9 @@ fn non_reader(addr: SocketAddr, data: Arc<Vec<u8>>) -> JoinHandle<()> {
     })
 }
 
-#[test]
-fn issue_18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_freezing_writes() {
+/// A serve of `sim:echo` with a raw TCP and an RFC 2217 endpoint, and the
+/// latter's address.
+fn echo_with_rfc2217() -> (Server, SocketAddr) {
     let server = Server::start(&[
         "serve",
         "-d",
@@ -82,6 +83,12 @@ fn issue_18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not
         "rfc2217:127.0.0.1:0",
     ]);
     let rfc2217 = endpoints(&status(&server.control), "rfc2217:")[0];
+    (server, rfc2217)
+}
+
+#[test]
+fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_freezing_writes() {
+    let (server, rfc2217) = echo_with_rfc2217();
     let stop = Arc::new(AtomicBool::new(false));
     let echo = witness(server.addr(), stop.clone());
     // DO BINARY, DONT BINARY: each is answered, so the answers pile up.
@@ -111,19 +118,8 @@ fn issue_18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not
 /// 10,000 BREAK toggles from a client that closes right after sending them:
 /// those the device had not applied when it left are dropped, and counted.
 #[test]
-fn issue_18_a_departed_clients_queued_break_toggles_are_dropped() {
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        "sim:echo",
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-        "-l",
-        "rfc2217:127.0.0.1:0",
-    ]);
-    let rfc2217 = endpoints(&status(&server.control), "rfc2217:")[0];
+fn issue18_a_departed_clients_queued_break_toggles_are_dropped() {
+    let (server, rfc2217) = echo_with_rfc2217();
     let stop = Arc::new(AtomicBool::new(false));
     let echo = witness(server.addr(), stop.clone());
     let mut s = TcpStream::connect(rfc2217).unwrap();
@@ -186,7 +182,7 @@ fn sockets(pid: u32) -> usize {
 /// so a few connections closing and opening during one read may be seen
 /// at once: the test allows 4 over (the code before the fix held 1,576).
 #[test]
-fn issue_18_max_clients_bounds_connections_held_under_a_connect_close_loop() {
+fn issue18_max_clients_bounds_connections_held_under_a_connect_close_loop() {
     let server = Server::start(&[
         "serve",
         "-d",
