@@ -8,15 +8,14 @@
 //!    read, so a bad one is reported at its line and column;
 //! 2. resolve each `[[port]]`: laid over `[defaults]`, then validated by
 //!    [`PortConfig::resolve`], the same code and ranges as the flags;
-//! 3. check the ports against each other: names, devices, endpoint
-//!    addresses, traffic log directories, the control socket and the
-//!    metrics address must not collide.
+//! 3. check the ports against each other ([`super::clash`]): names,
+//!    devices, endpoint addresses, traffic log directories, the control
+//!    socket and the metrics address must not collide.
 //!
 //! Every error names the file, the line and column, and the port.
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -26,10 +25,11 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
+use super::clash::{self, Clash, Owner};
 use super::settings::{LogSettings, PortSettings, Writers};
 use super::{ConfigError, PortConfig, Source};
 use crate::device::DeviceSpec;
-use crate::endpoint::{EndpointKind, EndpointSpec};
+use crate::endpoint::EndpointSpec;
 use crate::hub::{SlowReaderPolicy, Unsolicited};
 use crate::line::{FlowControl, Parity};
 use crate::traffic::Format;
@@ -229,19 +229,46 @@ pub fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> {
             ..written
         });
     }
-    if let Some(c) = collisions(&ports, &raw.control, &raw.metrics) {
-        let at = &spans[c.port];
-        let span = match c.at {
-            Part::Name => at.name.clone(),
-            Part::Device => at.device.clone().unwrap_or(at.port.clone()),
-            Part::Listen(k) => at.listen.get(k).unwrap_or(&at.port).clone(),
-            Part::Port => at.port.clone(),
+    let control_socket = raw.control.as_ref().and_then(|c| c.socket.as_deref());
+    let metrics_listen = raw.metrics.as_ref().map(|m| m.listen.get_ref().as_str());
+    if let Some(c) = clash::first(&ports, control_socket, metrics_listen) {
+        let (port, at) = (&ports[c.port], &spans[c.port]);
+        let other = |j: usize| ports[j].name.clone();
+        let (span, problem) = match c.clash {
+            Clash::Name(j) => (
+                at.name.clone(),
+                Problem::SameName(line_col(text, spans[j].name.start).0),
+            ),
+            Clash::Device(j) => (
+                at.device.clone().unwrap_or(at.port.clone()),
+                Problem::SameDevice {
+                    device: port.device.to_string(),
+                    other: other(j),
+                },
+            ),
+            Clash::LogDir(j) => (
+                at.port.clone(),
+                Problem::SameLogDir {
+                    dir: port
+                        .traffic
+                        .as_ref()
+                        .map_or(String::new(), |t| t.dir.display().to_string()),
+                    other: other(j),
+                },
+            ),
+            Clash::Address { endpoint, other: o } => (
+                at.listen.get(endpoint).unwrap_or(&at.port).clone(),
+                Problem::SameAddress {
+                    what: port.listen[endpoint].to_string(),
+                    other: match o {
+                        Owner::Control => "the control socket".into(),
+                        Owner::Metrics => "the metrics endpoint".into(),
+                        Owner::Port(j) => format!("port {:?}", ports[j].name),
+                    },
+                },
+            ),
         };
-        let problem = match c.problem {
-            Problem::SameName(j) => Problem::SameName(line_col(text, spans[j].name.start).0),
-            p => p,
-        };
-        return Err(err(Some(span), Some(&ports[c.port].name), problem));
+        return Err(err(Some(span), Some(&port.name), problem));
     }
 
     let metrics = match raw.metrics {
@@ -281,126 +308,6 @@ struct Spans {
     device: Option<Range<usize>>,
     /// One per endpoint, in order.
     listen: Vec<Range<usize>>,
-}
-
-/// Which part of a port a problem is in.
-enum Part {
-    Port,
-    Name,
-    Device,
-    /// The endpoint at this index.
-    Listen(usize),
-}
-
-/// A port that collides with an earlier one, the control socket or the
-/// metrics address.
-struct Collision {
-    /// The port's index.
-    port: usize,
-    at: Part,
-    /// [`Problem::SameName`] holds the other port's index here.
-    problem: Problem,
-}
-
-/// The first collision, in file order.
-fn collisions(
-    ports: &[PortConfig],
-    control: &Option<RawControl>,
-    metrics: &Option<RawMetrics>,
-) -> Option<Collision> {
-    let found = |port, at, problem| Some(Collision { port, at, problem });
-    // What each address is already used by, for messages.
-    let mut paths: Vec<(PathBuf, String)> = Vec::new();
-    let mut tcp: Vec<(String, String)> = Vec::new();
-    if let Some(socket) = control.as_ref().and_then(|c| c.socket.clone()) {
-        paths.push((socket, "the control socket".into()));
-    }
-    if let Some(m) = metrics {
-        tcp.push((m.listen.get_ref().clone(), "the metrics endpoint".into()));
-    }
-    for (i, port) in ports.iter().enumerate() {
-        if let Some(j) = ports[..i].iter().position(|p| p.name == port.name) {
-            return found(i, Part::Name, Problem::SameName(j));
-        }
-        if let Some(other) = ports[..i]
-            .iter()
-            .find(|p| same_device(&p.device, &port.device))
-        {
-            let problem = Problem::SameDevice {
-                device: port.device.to_string(),
-                other: other.name.clone(),
-            };
-            return found(i, Part::Device, problem);
-        }
-        if let Some(log) = &port.traffic
-            && let Some(other) = ports[..i]
-                .iter()
-                .find(|p| p.traffic.as_ref().is_some_and(|t| t.dir == log.dir))
-        {
-            let problem = Problem::SameLogDir {
-                dir: log.dir.display().to_string(),
-                other: other.name.clone(),
-            };
-            return found(i, Part::Port, problem);
-        }
-        let owner = format!("port {:?}", port.name);
-        for (k, spec) in port.listen.iter().enumerate() {
-            let clash = |other: &String| Problem::SameAddress {
-                what: spec.to_string(),
-                other: other.clone(),
-            };
-            match &spec.kind {
-                EndpointKind::Tcp { addr }
-                | EndpointKind::ModbusTcp { addr }
-                | EndpointKind::Rfc2217 { addr } => {
-                    if let Some((_, other)) = tcp.iter().find(|(a, _)| same_tcp(a, addr)) {
-                        return found(i, Part::Listen(k), clash(other));
-                    }
-                    tcp.push((addr.clone(), owner.clone()));
-                }
-                EndpointKind::Unix { path } | EndpointKind::Pty { path } => {
-                    if let Some((_, other)) = paths.iter().find(|(p, _)| p == path) {
-                        return found(i, Part::Listen(k), clash(other));
-                    }
-                    paths.push((path.clone(), owner.clone()));
-                }
-            }
-        }
-    }
-    None
-}
-
-/// Two devices are the same if they are the same path, or resolve to the
-/// same file (a `/dev/serial/by-id/` link and its tty). Simulators are
-/// each their own.
-fn same_device(a: &DeviceSpec, b: &DeviceSpec) -> bool {
-    if let (DeviceSpec::Remote { addr: x, .. }, DeviceSpec::Remote { addr: y, .. }) = (a, b) {
-        return x == y;
-    }
-    let (DeviceSpec::Tty(a), DeviceSpec::Tty(b)) = (a, b) else {
-        return false;
-    };
-    a == b
-        || matches!(
-            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
-            (Ok(x), Ok(y)) if x == y
-        )
-}
-
-/// Whether binding both `HOST:PORT`s would fail: the same port on the same
-/// address, or on an address and the wildcard. Port 0 never collides.
-fn same_tcp(a: &str, b: &str) -> bool {
-    let port = |s: &str| s.rsplit_once(':').map(|(_, p)| p.to_owned());
-    if port(a).is_some_and(|p| p == "0") || port(b).is_some_and(|p| p == "0") {
-        return false;
-    }
-    match (a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) {
-        (Ok(x), Ok(y)) => {
-            x.port() == y.port()
-                && (x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified())
-        }
-        _ => a.eq_ignore_ascii_case(b),
-    }
 }
 
 fn check_metrics_listen(addr: &str) -> Result<(), String> {

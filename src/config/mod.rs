@@ -4,7 +4,9 @@
 //! ([`mod@file`]); either source first becomes raw [`PortSettings`]
 //! ([`settings`]), and [`PortConfig::resolve`] alone validates those, so
 //! both sources share every range and message (naming the setting as its
-//! [`Source`] spells it: `--max-clients` or `max-clients`).
+//! [`Source`] spells it: `--max-clients` or `max-clients`). A file's ports
+//! are then checked against each other for shared names, devices and
+//! addresses (the `clash` module).
 //!
 //! This is where the one-second in-flight bound becomes concrete buffer sizes.
 //! Bytes a client has sent but the wire has not yet carried sit in three
@@ -19,6 +21,7 @@
 //! size, a duration or a semaphore further in. The README and `--help` quote
 //! these ranges.
 
+mod clash;
 pub mod file;
 pub mod settings;
 
