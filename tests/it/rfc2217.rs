@@ -488,11 +488,18 @@ async fn issue11_a_request_is_answered_while_the_device_is_absent() {
     let mut got = Vec::new();
     s.write_all(&[IAC, WILL, 44, IAC, SB, 44, 1, 0, 0, 0x4b, 0, IAC, SE])
         .unwrap();
-    // Told the value in force (9600 = 0x2580), not left waiting.
+    // Not left waiting: told, within the 2 s rule, the value asked for
+    // (19200 = 0x4b00), which stays queued for the device (issue 19).
+    let asked = std::time::Instant::now();
     read_until_has(
         &mut s,
         &mut got,
-        &[IAC, SB, 44, 101, 0, 0, 0x25, 0x80, IAC, SE],
+        &[IAC, SB, 44, 101, 0, 0, 0x4b, 0, IAC, SE],
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
     );
 }
 
@@ -593,4 +600,84 @@ async fn issue19_no_answer_a_client_did_not_ask_for_kills_pyserial() {
     assert!(ok && out.contains("OK"), "opener: {out}");
     let (ok, out) = finish(changer, Duration::from_secs(60));
     assert!(ok && out.contains("OK"), "changer: {out}");
+}
+
+/// Opens at `argv[2]` baud, with `argv[3]` data bits, parity and stop bits
+/// (`7E2`); prints how long the open took, or the error.
+const OPEN_TIMED: &str = r#"
+import sys, time, serial
+t = time.monotonic()
+b, p, st = sys.argv[3]
+try:
+    s = serial.serial_for_url("rfc2217://" + sys.argv[1], baudrate=int(sys.argv[2]),
+        bytesize=int(b), parity=p, stopbits=int(st), timeout=1)
+    print("OPEN %.2f" % (time.monotonic() - t), flush=True)
+    s.close()
+except (serial.SerialException, ValueError) as e:
+    print("ERROR after %.2f: %s" % (time.monotonic() - t, e), flush=True)
+"#;
+
+/// Issue 19: requests that wait for the device are answered together, each
+/// within 2 s of its arrival: an open's four settings, while the device is
+/// absent, used to be answered at 2, 4, 6 and 8 s, past pyserial's 3 s.
+#[tokio::test]
+async fn issue19_an_opens_settings_are_answered_together_while_the_device_is_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("ttyGONE");
+    let hub = Hub::start(
+        missing.to_str().unwrap(),
+        9600,
+        &["rfc2217:127.0.0.1:0"],
+        &["--wait-for-device"],
+    );
+    let (ok, out) = finish(
+        python(OPEN_TIMED, &[&hub.addr("rfc2217"), "115200", "7E2"]),
+        Duration::from_secs(30),
+    );
+    assert!(ok && out.contains("OPEN"), "{out}");
+    eprintln!("{out}");
+}
+
+/// Sets 300 baud, writes 200 bytes and stays; prints "SENT".
+const SLOW_WRITER: &str = r#"
+import sys, serial
+s = serial.serial_for_url("rfc2217://" + sys.argv[1], baudrate=300, timeout=1)
+s.write(b"x" * 200)
+print("SENT", flush=True)
+sys.stdin.read()
+"#;
+
+/// Issue 19: pyserial opens at 115200 right after another client set 300
+/// baud and wrote 200 bytes (control=any): the open succeeds. (A pty
+/// takes neither 7 data bits nor parity, so this one asks for 2 stop bits.)
+#[tokio::test]
+async fn issue19_pyserial_opens_while_another_clients_bytes_crawl_out_at_300_baud() {
+    use std::process::Stdio;
+    let device = PtyDevice::new();
+    let hub = Hub::start(
+        &device.path,
+        9600,
+        &["rfc2217:127.0.0.1:0,control=any"],
+        &[],
+    );
+    let addr = hub.addr("rfc2217");
+    let mut slow = Command::new("python3")
+        .args(["-c", SLOW_WRITER, &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(slow.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    assert_eq!(line.trim(), "SENT");
+    assert!(eventually(Duration::from_secs(10), || device.baud() == 300).await);
+    let (ok, opened) = finish(
+        python(OPEN_TIMED, &[&addr, "115200", "8N2"]),
+        Duration::from_secs(30),
+    );
+    drop(slow.stdin.take());
+    let _ = slow.wait();
+    assert!(ok && opened.contains("OPEN"), "{opened}");
+    eprintln!("{opened}");
 }
