@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span};
 
 use super::EndpointOptions;
+use super::chatter::Chatter;
 use super::client::{self, ClientSource};
 use super::sink::{Shared, SocketHalf};
 use crate::episode::Episode;
@@ -78,11 +79,16 @@ struct Refusing(Episode);
 
 impl Refusing {
     fn new(what: &'static str) -> Self {
-        Self(Episode::new(
-            what,
-            "refusing new clients",
-            "over, accepting clients again",
-        ))
+        // Ends only after a quiet second: under a connect/close flood the
+        // limit is reached and left many times a second.
+        Self(
+            Episode::new(
+                what,
+                "refusing new clients",
+                "over, accepting clients again",
+            )
+            .quiet(crate::episode::QUIET),
+        )
     }
 
     fn refuse(&mut self, hub: &Hub, n: u64, detail: impl std::fmt::Display) {
@@ -105,6 +111,7 @@ pub async fn serve<L: Accept>(
     let options = Arc::new(options);
     let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
     let mut full = Refusing::new("client limit reached");
+    let mut chatter = Chatter::default();
     let mut starved = Refusing::new("out of file descriptors");
     let mut backoff = STARVED_MIN;
     loop {
@@ -145,7 +152,7 @@ pub async fn serve<L: Accept>(
             continue;
         };
         full.over();
-        let slot = client::Slot::new(place, cx.lingering.clone());
+        let slot = client::Slot::new(place, cx.lingering.clone(), chatter.loud());
         let handle = cx.hub.attach_with(name.clone(), policy);
         let sink = Shared::new(sink);
         let span = info_span!("client", id = handle.id(), peer = %name);

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::framing::LineAssembler;
 use super::inband::{InbandParser, Piece, Suspicion};
@@ -175,25 +175,47 @@ pub(super) enum End {
     Error(io::Error),
 }
 
+/// Logs at info for a loud client (see [`Slot::loud`]), else at debug.
+macro_rules! chat {
+    ($loud:expr, $($arg:tt)+) => {
+        if $loud {
+            tracing::info!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
+}
+pub(super) use chat;
+
 /// A client's place among `--max-clients`, and its right to linger once it
 /// has closed its sending side. Lingering clients are bounded apart (as
 /// many again as `--max-clients`), so a loop that connects and closes
 /// cannot pile up connections: past the bound, a half-closed client is
 /// closed at once (issue 18).
+///
+/// It also says whether the client's connect and disconnect lines are
+/// logged at info, decided when it was admitted (see [`super::chatter`]).
 #[derive(Debug)]
 pub struct Slot {
     place: Option<OwnedSemaphorePermit>,
     lingering: Arc<Semaphore>,
     linger: Option<OwnedSemaphorePermit>,
+    loud: bool,
 }
 
 impl Slot {
-    pub fn new(place: OwnedSemaphorePermit, lingering: Arc<Semaphore>) -> Self {
+    pub fn new(place: OwnedSemaphorePermit, lingering: Arc<Semaphore>, loud: bool) -> Self {
         Self {
             place: Some(place),
             lingering,
             linger: None,
+            loud,
         }
+    }
+
+    /// Whether the client's comings and goings are logged at info.
+    pub fn loud(&self) -> bool {
+        self.loud
     }
 
     /// The client closed its sending side: its place is given up, and it
@@ -221,7 +243,7 @@ pub async fn run<S, W>(
     S: ClientSource,
     W: AsyncWrite + Unpin,
 {
-    info!("client connected");
+    chat!(slot.loud(), "client connected");
     handle.see_all(options.sees_all());
     let mut slot = slot;
     let (end, output_end) = {
@@ -283,10 +305,10 @@ pub async fn run<S, W>(
     };
     match end {
         End::Error(e) => {
-            info!(error = %e, output_error, rx, tx, dropped, discarded, "client disconnected")
+            chat!(slot.loud(), error = %e, output_error, rx, tx, dropped, discarded, "client disconnected")
         }
         other => {
-            info!(reason = ?other, output_error, rx, tx, dropped, discarded, "client disconnected")
+            chat!(slot.loud(), reason = ?other, output_error, rx, tx, dropped, discarded, "client disconnected")
         }
     }
     // The connection is closed (the hub's fan-out holds the socket too,

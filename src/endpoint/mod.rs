@@ -10,6 +10,7 @@
 //! ([`sink`]), which writes device data to it directly while it keeps up.
 
 pub mod accept;
+mod chatter;
 pub mod client;
 pub mod framing;
 pub mod inband;

@@ -22,9 +22,9 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
-use super::client::{ClientSource, Slot};
+use super::client::{ClientSource, Slot, chat};
 use crate::hub::txn::PIPELINE;
 use crate::hub::{ClientHandle, Outcome, ReplyRule};
 use crate::proto::modbus::GATEWAY_TARGET_FAILED;
@@ -61,7 +61,7 @@ pub async fn run<S, W>(
     S: ClientSource,
     W: AsyncWrite + Unpin,
 {
-    info!("Modbus TCP client connected");
+    chat!(slot.loud(), "Modbus TCP client connected");
     handle.replies_only();
     let (tx, rx) = mpsc::channel(PIPELINE);
     let (end, out) = tokio::join!(
@@ -79,10 +79,10 @@ pub async fn run<S, W>(
     match end {
         End::BadHeader(e) => warn!(error = %e, txns, timeouts,
             "closing Modbus TCP connection: not Modbus TCP"),
-        End::Error(e) => info!(error = %e, ?output_error, txns, timeouts, rx_bytes, tx_bytes,
-            "Modbus TCP client disconnected"),
-        end => info!(reason = ?end, ?output_error, txns, timeouts, rx_bytes, tx_bytes,
-            "Modbus TCP client disconnected"),
+        End::Error(e) => chat!(slot.loud(), error = %e, ?output_error, txns, timeouts,
+            rx_bytes, tx_bytes, "Modbus TCP client disconnected"),
+        end => chat!(slot.loud(), reason = ?end, ?output_error, txns, timeouts, rx_bytes,
+            tx_bytes, "Modbus TCP client disconnected"),
     }
     // The connection is closed (the hub's fan-out holds the socket too,
     // until the client detaches) before its place is free.

@@ -218,7 +218,7 @@ impl PtyEndpoint {
             let Ok(place) = cx.clients.clone().acquire_owned().await else {
                 return;
             };
-            let slot = client::Slot::new(place, cx.lingering.clone());
+            let slot = client::Slot::new(place, cx.lingering.clone(), true);
             let handle = cx.hub.attach_with(name.clone(), policy);
             let span = info_span!("client", id = handle.id(), peer = %name);
             // No linger: the program has closed the port, nobody is reading.

@@ -158,7 +158,7 @@ impl Flood {
 
 /// Fails if a log line (less its timestamp) appears more often than once a
 /// second over `elapsed`.
-fn assert_no_repeats(log: &str, elapsed: Duration) {
+pub(crate) fn assert_no_repeats(log: &str, elapsed: Duration) {
     let mut seen: HashMap<&str, u64> = HashMap::new();
     for line in log.lines() {
         let text = line.split_once(' ').map_or(line, |(_, t)| t.trim_start());

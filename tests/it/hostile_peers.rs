@@ -93,6 +93,7 @@ fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_
     let echo = witness(server.addr(), stop.clone());
     // DO BINARY, DONT BINARY: each is answered, so the answers pile up.
     let flood = Arc::new(b"\xff\xfd\x00\xff\xfe\x00".repeat(1_000_000));
+    let attacked = Instant::now();
     let attackers: Vec<_> = (0..4).map(|_| non_reader(rfc2217, flood.clone())).collect();
     wait_status(&server, "the four attackers were not kicked", |p| {
         p["kicked"].as_u64() >= Some(4)
@@ -113,6 +114,7 @@ fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_
         log.contains("slow reader"),
         "no slow-reader disconnect logged:\n{log}"
     );
+    crate::hostile::assert_no_repeats(&log, attacked.elapsed());
 }
 
 /// 10,000 BREAK toggles from a client that closes right after sending them:
@@ -226,6 +228,22 @@ fn issue18_max_clients_bounds_connections_held_under_a_connect_close_loop() {
         held <= 2 * 64 + 4,
         "{held} client sockets held with --max-clients 64"
     );
+    // Connect and disconnect lines are logged for at most 20 clients a
+    // second; past that, one episode line says they go to debug.
+    let log = server.log();
+    let secs = start.elapsed().as_secs() + 1;
+    for what in ["client connected", "client disconnected"] {
+        let n = log
+            .lines()
+            .filter(|l| l.contains(" INFO ") && l.contains(what))
+            .count() as u64;
+        assert!(n <= 20 * secs, "{n} lines of '{what}' in {secs} s");
+    }
+    assert!(
+        log.contains("clients connecting faster than 20 a second"),
+        "{log}"
+    );
+    crate::hostile::assert_no_repeats(&log, start.elapsed());
     // It still serves.
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(STALL)).unwrap();

@@ -30,13 +30,13 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 mod outbox;
 mod requests;
 mod writer;
 
-use super::client::{ClientSource, LINGER, Slot, read_failed, read_queued};
+use super::client::{ClientSource, LINGER, Slot, chat, read_failed, read_queued};
 use super::{Access, EndpointOptions};
 use crate::hub::{ClientHandle, HubClosed, SlowReaderPolicy};
 use crate::proto::telnet::rfc2217::{self, COM_PORT_OPTION, Command, Message};
@@ -77,7 +77,7 @@ pub async fn run<S, W>(
     S: ClientSource,
     W: AsyncWrite + Unpin,
 {
-    info!("RFC 2217 client connected");
+    chat!(slot.loud(), "RFC 2217 client connected");
     let shared = Arc::new(Shared {
         com_port: AtomicBool::new(false),
         modem_mask: AtomicU8::new(DEFAULT_MODEM_MASK),
@@ -127,8 +127,8 @@ pub async fn run<S, W>(
     let s = handle.stats();
     let (rx, tx) = (s.to_client.load(Relaxed), s.from_client.load(Relaxed));
     match end {
-        Ok(()) => info!(rx, tx, "RFC 2217 client disconnected"),
-        Err(why) => info!(reason = %why, rx, tx, "RFC 2217 client disconnected"),
+        Ok(()) => chat!(slot.loud(), rx, tx, "RFC 2217 client disconnected"),
+        Err(why) => chat!(slot.loud(), reason = %why, rx, tx, "RFC 2217 client disconnected"),
     }
     // The connection is closed (the hub's fan-out holds the socket too,
     // until the client detaches) before its place is free.
