@@ -30,6 +30,7 @@ fn fan_out(c: &mut Criterion) {
             lock_idle: Duration::from_secs(5),
             lock_max: Duration::from_secs(600),
             txn: None,
+            keep_settings: false,
         });
         let handles: Vec<_> = (0..clients)
             .map(|i| hub.attach(format!("bench#{i}")))

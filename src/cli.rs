@@ -197,6 +197,11 @@ pub struct ServeArgs {
     /// in-flight bound on drivers that do not report their output queue.
     #[arg(long)]
     pub no_pacing: bool,
+    /// Keep the line settings and modem lines a client set after it leaves.
+    /// By default, when the last client that changed them leaves, the port
+    /// returns to its configured settings.
+    #[arg(long)]
+    pub keep_settings: bool,
     /// Most clients connected at once, over all endpoints (1 to 65536).
     #[arg(long, default_value_t = 256)]
     pub max_clients: usize,
@@ -269,6 +274,7 @@ const PORT_FLAGS: &[&str] = &[
     "max_inflight",
     "stats_every",
     "no_pacing",
+    "keep_settings",
     "max_clients",
     "lock_idle",
     "lock_max",

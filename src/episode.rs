@@ -69,6 +69,14 @@ impl Episode {
         }
     }
 
+    /// When the episode under way may end, if one is and it ends only
+    /// after a quiet spell: call [`over`](Self::over) then, so its end is
+    /// logged though nothing more happens.
+    pub fn due(&self) -> Option<Instant> {
+        self.count?;
+        self.last.map(|t| t + self.quiet)
+    }
+
     /// Ends the episode under way, if any and if it has been quiet long
     /// enough, logging its count.
     pub fn over(&mut self) -> Option<u64> {

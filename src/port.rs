@@ -154,6 +154,7 @@ impl Port {
         info!(device = %cfg.device, tty = %device.path().display(), line = %cfg.line,
             write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
         let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), log);
+        hub.changers.configure(cfg.line);
         let cancel = parent.child_token();
         let tracker = TaskTracker::new();
         let cx = Context {
@@ -273,6 +274,7 @@ impl Port {
     ) -> Result<String, PortError> {
         let mut done = Vec::new();
         if new.line != old.line {
+            self.hub.changers.configure(new.line);
             // Not awaited: the device may be absent, and the change waits
             // for it in the queue like any write. The writer logs the outcome.
             let hub = self.hub.clone();

@@ -268,6 +268,7 @@ impl From<&ServeArgs> for PortSettings {
             max_inflight: Some(a.max_inflight),
             max_clients: Some(a.max_clients),
             pacing: Some(!a.no_pacing),
+            keep_settings: Some(a.keep_settings),
             lock_idle: Some(a.lock_idle),
             lock_max: Some(a.lock_max),
             writers: Some(a.writers),
@@ -405,6 +406,7 @@ impl PortConfig {
                 lock_idle,
                 lock_max,
                 txn,
+                keep_settings: s.keep_settings.unwrap_or(false),
                 ..hub_config(
                     &line,
                     pacing,
@@ -540,6 +542,7 @@ pub fn hub_config(
         lock_idle: DEFAULT_LOCK_IDLE,
         lock_max: DEFAULT_LOCK_MAX,
         txn: None,
+        keep_settings: false,
     }
 }
 

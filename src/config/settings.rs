@@ -61,6 +61,8 @@ pub struct PortSettings {
     pub max_inflight: Option<Duration>,
     pub max_clients: Option<usize>,
     pub pacing: Option<bool>,
+    /// A client's settings outlive it.
+    pub keep_settings: Option<bool>,
     pub lock_idle: Option<Duration>,
     pub lock_max: Option<Duration>,
     pub writers: Option<Writers>,
@@ -101,6 +103,7 @@ impl PortSettings {
             max_inflight: self.max_inflight.or(b.max_inflight),
             max_clients: self.max_clients.or(b.max_clients),
             pacing: self.pacing.or(b.pacing),
+            keep_settings: self.keep_settings.or(b.keep_settings),
             lock_idle: self.lock_idle.or(b.lock_idle),
             lock_max: self.lock_max.or(b.lock_max),
             writers: self.writers.or(b.writers),

@@ -317,6 +317,7 @@ mod tests {
             lock_waits: 0,
             traffic_log_dropped: 0,
             requests_dropped: 0,
+            settings_changed_by: None,
             write_lock: None,
             clients,
         };

@@ -18,12 +18,17 @@ pub fn tables(ports: &[PortStatus]) -> String {
             .or(device["error"].as_str())
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
+        let changed = field("settings_changed_by")
+            .as_str()
+            .map(|c| format!(" (set by {c})"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "port {}: {} {} [{}], {}{} since {}",
+            "port {}: {} {}{} [{}], {}{} since {}",
             p.name,
             p.device,
             p.line,
+            changed,
             p.writers,
             state,
             detail,
@@ -43,11 +48,13 @@ pub fn tables(ports: &[PortStatus]) -> String {
         );
         let _ = writeln!(
             out,
-            "  write lock {}, lock waits {}; device reopens {}; traffic log dropped {}",
+            "  write lock {}, lock waits {}; device reopens {}; traffic log dropped {}; \
+             requests of departed clients dropped {}",
             field("write_lock").as_str().unwrap_or("-"),
             num("lock_waits"),
             num("reopens"),
             num("traffic_log_dropped"),
+            num("requests_dropped"),
         );
         let _ = writeln!(out, "  endpoints: {}", p.endpoints.join(", "));
         let clients = field("clients");
@@ -101,6 +108,7 @@ mod tests {
             lock_waits: 9,
             traffic_log_dropped: 11,
             requests_dropped: 0,
+            settings_changed_by: None,
             write_lock: Some("operator (control socket)".into()),
             clients: Vec::new(),
         };

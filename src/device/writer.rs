@@ -213,6 +213,9 @@ impl DeviceWriter {
             Signal::Break => outputs.brk = change.on,
         }
         hub.settings.set_outputs(outputs);
+        if let Some(c) = &change.by {
+            hub.changers.changed(c.id, &c.name);
+        }
         // A loopback plug (or a device wired back) answers at once.
         tty.publish_state(&hub.settings);
         tracing::debug!(signal = %change.signal, on = change.on, "modem output set");
@@ -257,6 +260,9 @@ impl DeviceWriter {
                         None => format!("{text} by operator"),
                     };
                     hub.traffic().record(Event::Settings(text));
+                    if let Some(c) = &by {
+                        hub.changers.changed(c.id, &c.name);
+                    }
                     None
                 }
                 Err(e) => {

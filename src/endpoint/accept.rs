@@ -99,6 +99,10 @@ impl Refusing {
     fn over(&mut self) {
         self.0.over();
     }
+
+    fn due(&self) -> Option<std::time::Instant> {
+        self.0.due()
+    }
 }
 
 /// Accepts clients until shutdown, running each on the tracker.
@@ -116,9 +120,22 @@ pub async fn serve<L: Accept>(
     let mut backoff = STARVED_MIN;
     loop {
         // Accept only while the device's reserve is whole.
+        // Episodes that end after a quiet spell are ended then, though no
+        // client comes.
+        let due = [full.due(), starved.due(), chatter.due()]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(tokio::time::Instant::from_std);
         let accepted = if cx.fds.refill() {
             tokio::select! {
                 r = listener.accept() => r,
+                () = super::request::sleep_until(due) => {
+                    full.over();
+                    starved.over();
+                    chatter.over();
+                    continue;
+                }
                 () = cx.shutdown.cancelled() => return,
             }
         } else {

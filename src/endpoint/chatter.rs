@@ -36,6 +36,16 @@ impl Default for Chatter {
 }
 
 impl Chatter {
+    /// See [`Episode::due`].
+    pub fn due(&self) -> Option<Instant> {
+        self.quieted.due()
+    }
+
+    /// Ends the flood's episode if it has been quiet for long enough.
+    pub fn over(&mut self) {
+        self.quieted.over();
+    }
+
     /// Whether the client accepted now is logged at info.
     pub fn loud(&mut self) -> bool {
         let now = Instant::now();

@@ -22,6 +22,7 @@ pub mod operator;
 pub mod ops;
 pub mod queue;
 pub mod reply;
+pub mod restore;
 pub mod settings;
 pub mod status;
 pub mod txn;
@@ -91,6 +92,10 @@ pub struct HubConfig {
     /// `Some` under `--writers transaction`: requests are arbitrated one at
     /// a time and replies routed (see [`txn`]); `None` merges writes.
     pub txn: Option<TxnConfig>,
+    /// A client's settings outlive it (`keep-settings`); otherwise the port
+    /// returns to its configured ones when the last client that changed
+    /// them leaves (see [`restore`]).
+    pub keep_settings: bool,
 }
 
 #[cfg(test)]
@@ -113,6 +118,7 @@ impl HubConfig {
             lock_idle: Duration::from_secs(60),
             lock_max: Duration::from_secs(600),
             txn: None,
+            keep_settings: false,
         }
     }
 }
@@ -225,6 +231,8 @@ pub struct Hub {
     line: tokio::sync::watch::Sender<Option<LineSettings>>,
     /// Who may change the settings; the modem lines.
     pub settings: settings::SharedSettings,
+    /// Whose changes are in force, and the configured line to return to.
+    pub changers: restore::Changers,
     writes: mpsc::Sender<DeviceOp>,
     lock: WriteLock,
     pub stats: HubStats,
@@ -270,6 +278,7 @@ impl Hub {
             client_queue: AtomicUsize::new(config.client_queue),
             line: tokio::sync::watch::Sender::new(None),
             settings: settings::SharedSettings::default(),
+            changers: restore::Changers::default(),
             lock: WriteLock::new(config.lock_idle, config.lock_max),
             config,
             clients: Mutex::new(Arc::new(Vec::new())),
@@ -429,6 +438,7 @@ impl Hub {
             slot.departed.cancel();
             self.lock.release(id, "holder disconnected");
             self.settings.release(id);
+            self.restore_after(id);
             self.stats.connected.fetch_sub(1, Relaxed);
             self.traffic.record(Event::Disconnect(slot.client_ref()));
             drop(clients);

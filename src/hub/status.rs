@@ -75,6 +75,10 @@ pub struct HubStatus {
     /// client that asked had left.
     #[serde(default)]
     pub requests_dropped: u64,
+    /// The client whose line settings or modem lines are in force, while a
+    /// client's are (`#3 tcp:...`); `null` at the configured ones.
+    #[serde(default)]
+    pub settings_changed_by: Option<String>,
     /// The write lock's holder, if any.
     pub write_lock: Option<String>,
     pub clients: Vec<ClientStatus>,
@@ -137,6 +141,7 @@ impl Hub {
             lock_waits: s.lock_waits.load(Relaxed).saturating_add(self.lock.waits()),
             traffic_log_dropped: self.traffic.dropped(),
             requests_dropped: s.orphans_dropped.load(Relaxed),
+            settings_changed_by: self.changers.latest(),
             write_lock: self.write_lock_holder().map(|h| h.to_string()),
             clients,
         }

@@ -210,6 +210,7 @@ fn txn_hub() -> (Arc<Hub>, WriteQueue) {
             char_time: Duration::from_micros(100),
             unsolicited: Unsolicited::All,
         }),
+        keep_settings: false,
     })
 }
 
@@ -309,6 +310,7 @@ async fn issue12_sizes_follow_a_line_change_only_when_paced() {
             lock_idle: Duration::from_secs(60),
             lock_max: Duration::from_secs(600),
             txn: None,
+            keep_settings: false,
         });
         hub.line_applied(slow);
         hub.line_applied(fast);

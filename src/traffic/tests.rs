@@ -400,6 +400,7 @@ async fn the_hub_records_clients_data_and_slow_readers() {
             lock_idle: std::time::Duration::from_secs(60),
             lock_max: std::time::Duration::from_secs(600),
             txn: None,
+            keep_settings: false,
         },
         log,
     );

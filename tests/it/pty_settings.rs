@@ -19,6 +19,11 @@ struct Hub {
 
 impl Hub {
     fn start(device: &PtyDevice, options: &str, listen: &[&str]) -> Hub {
+        Self::start_with(device, options, listen, &[])
+    }
+
+    /// As [`start`](Self::start), with `extra` flags for `serve`.
+    fn start_with(device: &PtyDevice, options: &str, listen: &[&str], extra: &[&str]) -> Hub {
         let dir = tempfile::tempdir().unwrap();
         let tty = dir.path().join("ttyA");
         let sock = dir.path().join("hub.sock");
@@ -44,6 +49,7 @@ impl Hub {
         for l in listen {
             args.extend(["-l", l]);
         }
+        args.extend_from_slice(extra);
         let server = Server::start(&args);
         Hub { server, dir, tty }
     }
@@ -122,7 +128,8 @@ print("OK")
 #[tokio::test]
 async fn issue11_pyserial_on_a_pty_endpoint_changes_the_device_baud_in_order() {
     let device = PtyDevice::new();
-    let hub = Hub::start(&device, "", &[]);
+    // The settings stay after the program leaves, to be looked at.
+    let hub = Hub::start_with(&device, "", &[], &["--keep-settings"]);
     let (ok, out) = finish(python(CHANGE_BAUD, &[hub.tty()]), Duration::from_secs(30));
     assert!(ok && out.contains("OK"), "{out}");
     let mut sent = vec![b'B'; 3000];
@@ -284,7 +291,7 @@ print("OK")
 #[tokio::test]
 async fn issue11_flags_that_are_no_line_setting_change_nothing() {
     let device = PtyDevice::new();
-    let hub = Hub::start(&device, "", &[]);
+    let hub = Hub::start_with(&device, "", &[], &["--keep-settings"]);
     let program = python(FLAGS_ONLY, &[hub.tty()]);
     assert!(device_got(&device, b"ping\n", Duration::from_secs(20)).await);
     assert_eq!(hub.line(), "9600 8N1");
@@ -305,4 +312,51 @@ async fn issue11_flags_that_are_no_line_setting_change_nothing() {
         changes.len() == 1 && changes[0].starts_with("9600 8N2"),
         "{changes:?}"
     );
+}
+
+/// Opens at 19200 baud with RTS/CTS flow control, as minicom does, writes,
+/// and exits.
+const MINICOM_LIKE: &str = r#"
+import sys, serial
+s = serial.Serial(sys.argv[1], baudrate=19200, rtscts=True)
+s.write(b"mine\n")
+s.flush()
+s.close()
+print("OK")
+"#;
+
+/// Issue 19: a program's settings do not outlive it. When the last client
+/// that changed the line leaves, the port returns to its configured line,
+/// after the bytes queued before; a raw client's bytes then go out at it.
+/// With `--keep-settings` the change stays.
+#[tokio::test]
+async fn issue19_a_programs_settings_end_with_it_unless_kept() {
+    for keep in [false, true] {
+        let device = PtyDevice::new();
+        let extra: &[&str] = if keep { &["--keep-settings"] } else { &[] };
+        let hub = Hub::start_with(&device, "", &["tcp:127.0.0.1:0"], extra);
+        let program = python(MINICOM_LIKE, &[hub.tty()]);
+        assert!(device_got(&device, b"mine\n", Duration::from_secs(20)).await);
+        let (ok, out) = finish(program, Duration::from_secs(30));
+        assert!(ok && out.contains("OK"), "{out}");
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                hub.status()[0]["settings_changed_by"].is_null() != keep
+            })
+            .await,
+            "keep={keep}: {}",
+            hub.status()
+        );
+        let (baud, rtscts) = if keep { (19200, true) } else { (9600, false) };
+        assert!(
+            eventually(Duration::from_secs(10), || device.baud() == baud).await,
+            "keep={keep}: device at {} baud",
+            device.baud()
+        );
+        assert_eq!(device.cflag() & libc::CRTSCTS != 0, rtscts, "keep={keep}");
+        let mut raw = std::net::TcpStream::connect(hub.addr("tcp")).unwrap();
+        std::io::Write::write_all(&mut raw, b"raw\n").unwrap();
+        assert!(device_got(&device, b"raw\n", Duration::from_secs(20)).await);
+        assert_eq!(device.baud(), baud, "keep={keep}: the raw client's bytes");
+    }
 }
