@@ -6,13 +6,15 @@
 //!   0000  68 65 6c 6c 6f 2d 74 6f  6b 65 6e 0d 0a              |hello-token..|
 //! 2025-01-02T03:04:05.135012Z rx 5
 //!   0000  68 65 6c 6c 6f                                       |hello|
+//! 2025-01-02T03:04:05.200017Z signal dtr off #3 tcp:127.0.0.1:40522
 //! 2025-01-02T03:04:06.000001Z disconnect #3 tcp:127.0.0.1:40522
 //! ```
 //!
 //! A header line is the timestamp, the kind, then fields separated by single
 //! spaces. Names and paths are written as one token each, with a space,
 //! backslash or control character escaped as `\xNN`; a trailing free-text
-//! field (`settings`, the error of `device-lost`) runs to the end of the line.
+//! field (`settings`, the error of `device-lost`, the reason after `refused:`
+//! of a `signal`) runs to the end of the line.
 //! Data lines start with two spaces; lines starting with `#` are comments.
 //! The kinds and their fields are listed in the README ("Traffic log").
 //!
@@ -106,7 +108,10 @@ pub fn encode(rec: &Record, out: &mut String, p: &Palette) {
         | Event::DeviceLost { .. }
         | Event::SlowKick { .. }
         | Event::TxnTimeout { .. }
-        | Event::SlowDrop(_) => p.alarm,
+        | Event::SlowDrop(_)
+        | Event::Signal {
+            refused: Some(_), ..
+        } => p.alarm,
         _ => p.event,
     };
     let _ = write!(out, "{style}{kind}{style:#}");
@@ -145,6 +150,30 @@ pub fn encode(rec: &Record, out: &mut String, p: &Palette) {
         Event::Settings(s) => {
             let _ = write!(out, " {}", escape_text(s));
         }
+        Event::Signal {
+            signal,
+            on,
+            client: by,
+            refused,
+        } => {
+            let _ = write!(out, " {} {}", signal.name(), if *on { "on" } else { "off" });
+            match by {
+                Some(c) => client(out, c),
+                None => out.push_str(" operator"),
+            }
+            if let Some(why) = refused {
+                let _ = write!(out, " refused: {}", escape_text(why));
+            }
+        }
+        Event::Purge {
+            client: c,
+            buffers,
+            discarded,
+        } => {
+            let _ = write!(out, " {}", buffers.name());
+            client(out, c);
+            let _ = write!(out, " discarded={discarded}");
+        }
         Event::DeviceOpen(path) | Event::DeviceClose(path) => {
             let _ = write!(out, " {}", escape_token(path));
         }
@@ -175,6 +204,8 @@ pub fn kind(e: &Event) -> &'static str {
         Event::SlowResume { .. } => "slow-resume",
         Event::SlowKick { .. } => "slow-kick",
         Event::Settings(_) => "settings",
+        Event::Signal { .. } => "signal",
+        Event::Purge { .. } => "purge",
         Event::DeviceOpen(_) => "device-open",
         Event::DeviceLost { .. } => "device-lost",
         Event::DeviceClose(_) => "device-close",

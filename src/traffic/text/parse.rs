@@ -7,7 +7,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{MAX_DATA, PER_LINE};
-use crate::traffic::{ClientRef, Event, Record};
+use crate::modem::Signal;
+use crate::traffic::{Buffers, ClientRef, Event, Record};
 
 pub fn parse_ts(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339)
@@ -195,6 +196,17 @@ fn parse_header(line: &str) -> Result<Header, TextError> {
             discarded: num(keyed(next()?, "discarded=")?)?,
         },
         "settings" => Event::Settings(text(rest)?),
+        "signal" => parse_signal(rest)?,
+        "purge" => {
+            let (buffers, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            let mut f = rest.splitn(3, ' ');
+            let mut next = || f.next().ok_or(TextError::Header("missing field"));
+            Event::Purge {
+                buffers: Buffers::from_name(buffers).ok_or(TextError::Header("bad buffers"))?,
+                client: client(next()?, next()?)?,
+                discarded: num(keyed(next()?, "discarded=")?)?,
+            }
+        }
         "device-open" => Event::DeviceOpen(token(rest)?),
         "device-close" => Event::DeviceClose(token(rest)?),
         "device-lost" => {
@@ -208,6 +220,40 @@ fn parse_header(line: &str) -> Result<Header, TextError> {
         _ => return Err(TextError::Header("unknown kind")),
     };
     Ok(Header::Done(Record { ts, event }))
+}
+
+/// `SIGNAL on|off #ID CLIENT`, or `operator` for the client, then
+/// optionally `refused: TEXT`.
+fn parse_signal(rest: &str) -> Result<Event, TextError> {
+    let missing = TextError::Header("missing field");
+    let (signal, rest) = rest.split_once(' ').ok_or(missing.clone())?;
+    let signal = Signal::from_name(signal).ok_or(TextError::Header("bad signal"))?;
+    let (on, rest) = rest.split_once(' ').ok_or(missing.clone())?;
+    let on = match on {
+        "on" => true,
+        "off" => false,
+        _ => return Err(TextError::Header("bad signal state")),
+    };
+    let (by, rest) = match rest.split_once(' ').unwrap_or((rest, "")) {
+        ("operator", rest) => (None, rest),
+        (id, rest) => {
+            let (name, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+            (Some(client(id, name)?), rest)
+        }
+    };
+    let refused = match rest {
+        "" => None,
+        r => Some(text(
+            r.strip_prefix("refused: ")
+                .ok_or(TextError::Header("unknown field"))?,
+        )?),
+    };
+    Ok(Event::Signal {
+        signal,
+        on,
+        client: by,
+        refused,
+    })
 }
 
 fn client(id: &str, name: &str) -> Result<ClientRef, TextError> {
