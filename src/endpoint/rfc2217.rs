@@ -42,6 +42,7 @@ use crate::proto::telnet::rfc2217::{
     StopSize,
 };
 use crate::proto::telnet::{Event, Telnet, escape_into};
+use crate::traffic::Buffers;
 
 /// Bytes of Telnet answers that may wait for a client to read them. An
 /// answer is 3 to 10 bytes and a client reads each before it asks again,
@@ -501,9 +502,13 @@ impl Reader<'_> {
                 // The receive buffer is what the device sent and this
                 // client has not got yet: its own queue. The transmit
                 // buffer holds other clients' bytes too, so it is kept.
+                let mut discarded = 0;
                 if matches!(p, Purge::Receive | Purge::Both) {
-                    let n = self.handle.purge_output();
-                    debug!(discarded = n, "purged the client's receive buffer");
+                    discarded = self.handle.purge_output();
+                    debug!(discarded, "purged the client's receive buffer");
+                }
+                if let Some(buffers) = purged(p) {
+                    self.handle.record_purge(buffers, discarded);
                 }
                 Command::PurgeData(p)
             }
@@ -689,6 +694,17 @@ impl Reader<'_> {
         } else {
             debug!("{why}; answered with the value in force");
         }
+    }
+}
+
+/// The traffic log's name for what a PURGE-DATA request names; `None` for
+/// a value RFC 2217 does not define, which purges nothing.
+fn purged(p: Purge) -> Option<Buffers> {
+    match p {
+        Purge::Receive => Some(Buffers::Rx),
+        Purge::Transmit => Some(Buffers::Tx),
+        Purge::Both => Some(Buffers::Both),
+        Purge::Unknown(_) => None,
     }
 }
 
