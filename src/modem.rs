@@ -1,9 +1,10 @@
 //! Modem lines: the control outputs serialhub drives (DTR, RTS, break) and
 //! the status inputs it reports (CTS, DSR, RI, CD). A leaf of shared
 //! vocabulary: the device sets and reads them, the hub holds their state,
-//! RFC 2217 endpoints carry them to clients.
+//! RFC 2217 endpoints carry them to clients, the traffic log records who
+//! set them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The status inputs, as RFC 2217's NOTIFY-MODEMSTATE reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -44,4 +45,42 @@ pub struct LineErrors {
     pub framing: u32,
     pub parity: u32,
     pub overrun: u32,
+}
+
+/// A modem control output, or the break condition: what a client may set.
+/// Serialised by its [`name`](Signal::name), as the traffic log writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Signal {
+    Dtr,
+    Rts,
+    Break,
+}
+
+impl Signal {
+    /// The traffic log's word for it: `dtr`, `rts` or `break`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Dtr => "dtr",
+            Signal::Rts => "rts",
+            Signal::Break => "break",
+        }
+    }
+
+    /// Undoes [`name`](Signal::name).
+    pub fn from_name(s: &str) -> Option<Signal> {
+        [Signal::Dtr, Signal::Rts, Signal::Break]
+            .into_iter()
+            .find(|sig| sig.name() == s)
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Signal::Dtr => "DTR",
+            Signal::Rts => "RTS",
+            Signal::Break => "break",
+        })
+    }
 }

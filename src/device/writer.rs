@@ -154,6 +154,13 @@ impl DeviceWriter {
             Some(DeviceOp::Signal(change)) => {
                 tracing::debug!(signal = %change.signal, on = change.on,
                     "dropped a departed client's modem-line change");
+                // Asked for, so logged: a reset that never happened shows.
+                hub.traffic().record(Event::Signal {
+                    signal: change.signal,
+                    on: change.on,
+                    client: change.by.clone(),
+                    refused: Some(left.clone()),
+                });
                 if let Some(answer) = change.answer {
                     let outputs = hub.settings.outputs();
                     let on = match change.signal {
@@ -182,9 +189,9 @@ impl DeviceWriter {
     }
 
     /// Sets the pending modem output (or break) once the bytes before it are
-    /// out. A device without modem lines keeps the state all the same (a
-    /// client reads back what it set) and the answer says why it is not on
-    /// a wire.
+    /// out, and records it in the traffic log. A device without modem lines
+    /// keeps the state all the same (a client reads back what it set) and
+    /// the answer and the record say why it is not on a wire.
     async fn change_signal(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
         self.wait_idle(tty).await?;
         if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
@@ -216,6 +223,15 @@ impl DeviceWriter {
         if let Some(c) = &change.by {
             hub.changers.changed(c.id, &c.name);
         }
+        // After the bytes before it, before those after it (issue 19: a
+        // reset sequence is read from the log); refused ones too, since the
+        // client asked and a board that did not reset needs explaining.
+        hub.traffic().record(Event::Signal {
+            signal: change.signal,
+            on: change.on,
+            client: change.by.clone(),
+            refused: refused.clone(),
+        });
         // A loopback plug (or a device wired back) answers at once.
         tty.publish_state(&hub.settings);
         tracing::debug!(signal = %change.signal, on = change.on, "modem output set");

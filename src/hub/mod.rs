@@ -49,7 +49,7 @@ pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 use txn::{Routing, Target, Turn, TxnLock, TxnStats};
 
 use crate::line::LineSettings;
-use crate::traffic::{ClientRef, Event, TrafficLog};
+use crate::traffic::{Buffers, ClientRef, Event, TrafficLog};
 
 /// What to do with a client whose output queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
@@ -698,6 +698,16 @@ impl ClientHandle {
     /// (the client asked for it: RFC 2217 PURGE-DATA). Returns how much.
     pub fn purge_output(&self) -> usize {
         self.slot.queue.clear()
+    }
+
+    /// Records the client's purge request (RFC 2217 PURGE-DATA) in the
+    /// traffic log, with the `discarded` bytes of its queue it cost.
+    pub fn record_purge(&self, buffers: Buffers, discarded: usize) {
+        self.hub.traffic().record(Event::Purge {
+            client: self.slot.client_ref(),
+            buffers,
+            discarded: discarded as u64,
+        });
     }
 
     /// Stops fan-out to this client, which takes no more device data (its

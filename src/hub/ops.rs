@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ids::ClientId;
 use crate::line::LineSettings;
+pub use crate::modem::Signal;
 use crate::traffic::ClientRef;
 
 /// One chunk from one client on its way to the device.
@@ -54,24 +55,6 @@ pub struct LineAnswer {
     pub in_force: LineSettings,
     /// Why the device refused, if it did.
     pub refused: Option<String>,
-}
-
-/// A modem control output, or the break condition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Signal {
-    Dtr,
-    Rts,
-    Break,
-}
-
-impl std::fmt::Display for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Signal::Dtr => "DTR",
-            Signal::Rts => "RTS",
-            Signal::Break => "break",
-        })
-    }
 }
 
 /// Sets a modem control output (or break) on or off, in order with the data.

@@ -4,6 +4,8 @@
 //! ```text
 //! {"ts":"2025-01-02T03:04:05.123456Z","kind":"tx","len":6,"id":3,"client":"tcp:127.0.0.1:40522","hex":"68656c6c6f0a"}
 //! {"ts":"2025-01-02T03:04:05.135012Z","kind":"rx","len":6,"hex":"68656c6c6f0a"}
+//! {"ts":"2025-01-02T03:04:05.200000Z","kind":"signal","signal":"dtr","on":false,"id":3,"client":"tcp:127.0.0.1:40522"}
+//! {"ts":"2025-01-02T03:04:05.300000Z","kind":"purge","buffers":"rx","id":3,"client":"tcp:127.0.0.1:40522","discarded":0}
 //! {"ts":"2025-01-02T03:04:06.000001Z","kind":"dropped","records":12}
 //! ```
 
@@ -13,7 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::{ClientRef, Event, Record};
+use super::{Buffers, ClientRef, Event, Record};
+use crate::modem::Signal;
 
 /// The wire shape of one line. Field names are the documented ones.
 #[derive(Serialize, Deserialize)]
@@ -79,6 +82,23 @@ enum Body<'a> {
     },
     Settings {
         line: Cow<'a>,
+    },
+    Signal {
+        signal: Signal,
+        on: bool,
+        /// The client that asked; none for the operator.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<Cow<'a>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refused: Option<Cow<'a>>,
+    },
+    Purge {
+        buffers: Buffers,
+        id: u64,
+        client: Cow<'a>,
+        discarded: u64,
     },
     DeviceOpen {
         path: Cow<'a>,
@@ -190,6 +210,31 @@ pub fn encode(rec: &Record, out: &mut String) {
         Event::Settings(s) => Body::Settings {
             line: Cow::Borrowed(s),
         },
+        Event::Signal {
+            signal,
+            on,
+            client: by,
+            refused,
+        } => Body::Signal {
+            signal: *signal,
+            on: *on,
+            id: by.as_ref().map(|c| c.id),
+            client: by.as_ref().map(|c| Cow::Borrowed(&*c.name)),
+            refused: refused.as_deref().map(Cow::Borrowed),
+        },
+        Event::Purge {
+            client: cl,
+            buffers,
+            discarded,
+        } => {
+            let (id, client) = c(cl);
+            Body::Purge {
+                buffers: *buffers,
+                id,
+                client,
+                discarded: *discarded,
+            }
+        }
         Event::DeviceOpen(p) => Body::DeviceOpen {
             path: Cow::Borrowed(p),
         },
@@ -220,6 +265,8 @@ pub enum JsonError {
     Timestamp(String),
     #[error("bad hex data")]
     Hex,
+    #[error("a client needs both `id` and `client`")]
+    Client,
     #[error("len {len} does not match {got} bytes of hex")]
     Length { len: usize, got: usize },
 }
@@ -286,6 +333,32 @@ pub fn parse(line: &str) -> Result<Record, JsonError> {
             discarded,
         },
         Body::Settings { line } => Event::Settings(line.into_owned()),
+        Body::Signal {
+            signal,
+            on,
+            id,
+            client,
+            refused,
+        } => Event::Signal {
+            signal,
+            on,
+            client: match (id, client) {
+                (Some(id), Some(client)) => Some(cl(id, client)),
+                (None, None) => None,
+                _ => return Err(JsonError::Client),
+            },
+            refused: refused.map(Cow::into_owned),
+        },
+        Body::Purge {
+            buffers,
+            id,
+            client,
+            discarded,
+        } => Event::Purge {
+            client: cl(id, client),
+            buffers,
+            discarded,
+        },
         Body::DeviceOpen { path } => Event::DeviceOpen(path.into_owned()),
         Body::DeviceLost { path, error } => Event::DeviceLost {
             path: path.into_owned(),

@@ -1,6 +1,7 @@
 //! The traffic log: a record of every byte through the port, and of what
 //! happened around it (clients coming and going, slow readers, the device
-//! opening, failing and closing).
+//! opening, failing and closing, and the requests that change the line
+//! outside the data: settings, DTR, RTS, break and purges).
 //!
 //! The hot path only ever calls [`TrafficLog::record`], which stamps the
 //! event and offers it to a bounded queue with `try_send`; it never waits and
@@ -26,6 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
 use crate::ids::ClientId;
+use crate::modem::Signal;
 
 /// Records in the queue between the data path and the writer thread: about
 /// one second of the worst case at 9600 baud (a record per byte), and far
@@ -75,6 +77,35 @@ impl Format {
     }
 }
 
+/// Which of a client's buffers a purge request (RFC 2217 PURGE-DATA) named,
+/// seen from the port as [`Direction`] is: `rx` is the device data queued
+/// for the client, `tx` the bytes on their way to the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Buffers {
+    Rx,
+    Tx,
+    Both,
+}
+
+impl Buffers {
+    /// The log's word for it: `rx`, `tx` or `both`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Buffers::Rx => "rx",
+            Buffers::Tx => "tx",
+            Buffers::Both => "both",
+        }
+    }
+
+    /// Undoes [`name`](Buffers::name).
+    pub fn from_name(s: &str) -> Option<Buffers> {
+        [Buffers::Rx, Buffers::Tx, Buffers::Both]
+            .into_iter()
+            .find(|b| b.name() == s)
+    }
+}
+
 /// Which client: its hub id (unique for the run) and its name, which says
 /// the endpoint and the peer (`tcp:127.0.0.1:40522`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +152,26 @@ pub enum Event {
     },
     /// The serial settings in force, e.g. `9600 8N1 flow=none`.
     Settings(String),
+    /// A modem output (or the break condition) was set `on` or off at
+    /// `client`'s request (`None`: the operator's), recorded where the
+    /// device applies it, so it sits in order with the bytes written
+    /// before and after it. `refused` says why no wire changed (a device
+    /// without modem lines; a client that left before it was applied):
+    /// the request is worth a record all the same, since it was made.
+    Signal {
+        signal: Signal,
+        on: bool,
+        client: Option<ClientRef>,
+        refused: Option<String>,
+    },
+    /// `client` asked to purge `buffers`; `discarded` bytes of device data
+    /// queued for it were dropped. The transmit buffer holds other
+    /// clients' bytes too, so it is never purged.
+    Purge {
+        client: ClientRef,
+        buffers: Buffers,
+        discarded: u64,
+    },
     DeviceOpen(String),
     DeviceLost {
         path: String,
@@ -153,7 +204,11 @@ impl Event {
             | Event::Disconnect(c)
             | Event::SlowDrop(c)
             | Event::SlowResume { client: c, .. }
-            | Event::SlowKick { client: c, .. } => Some(c),
+            | Event::SlowKick { client: c, .. }
+            | Event::Signal {
+                client: Some(c), ..
+            }
+            | Event::Purge { client: c, .. } => Some(c),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ use time::macros::datetime;
 use super::reader::{self, FileReader, Item, Parser};
 use super::text::Palette;
 use super::*;
+use crate::modem::Signal;
 
 fn client(id: u64, name: &str) -> ClientRef {
     ClientRef {
@@ -51,6 +52,45 @@ fn sample() -> Vec<Record> {
         Event::SlowKick {
             client: odd.clone(),
             discarded: 12,
+        },
+        Event::Signal {
+            signal: Signal::Dtr,
+            on: false,
+            client: Some(c.clone()),
+            refused: None,
+        },
+        Event::Signal {
+            signal: Signal::Rts,
+            on: true,
+            client: Some(odd.clone()),
+            refused: Some("the device has no modem lines (os error 25)\n\\".into()),
+        },
+        Event::Signal {
+            signal: Signal::Break,
+            on: true,
+            client: None,
+            refused: None,
+        },
+        Event::Signal {
+            signal: Signal::Break,
+            on: false,
+            client: None,
+            refused: Some("refused: twice".into()),
+        },
+        Event::Purge {
+            client: odd.clone(),
+            buffers: Buffers::Rx,
+            discarded: 12,
+        },
+        Event::Purge {
+            client: c.clone(),
+            buffers: Buffers::Tx,
+            discarded: 0,
+        },
+        Event::Purge {
+            client: c.clone(),
+            buffers: Buffers::Both,
+            discarded: 3,
         },
         Event::Disconnect(odd),
         Event::Dropped(7),
@@ -132,6 +172,137 @@ fn json_round_trips_every_kind() {
         r#""kind":"tx","len":13,"id":3,"client":"tcp:127.0.0.1:40522","hex":"68656c6c6f2d746f6b656e0d0a"}"#
     ));
     assert_eq!(ok(parse_all(&s)), recs);
+}
+
+/// Issue 19: a reset sequence reads as one line per request, with the
+/// client, between the bytes around it.
+fn reset_sequence() -> Vec<Record> {
+    let c = client(3, "rfc2217:127.0.0.1:40522");
+    let sig = |signal, on| Event::Signal {
+        signal,
+        on,
+        client: Some(c.clone()),
+        refused: None,
+    };
+    let events = vec![
+        Event::Tx(c.clone(), Bytes::from_static(b"hi")),
+        sig(Signal::Dtr, false),
+        sig(Signal::Rts, true),
+        sig(Signal::Dtr, true),
+        Event::Signal {
+            signal: Signal::Rts,
+            on: false,
+            client: Some(c.clone()),
+            refused: Some("the device has no modem lines (ENOTTY)".into()),
+        },
+        Event::Purge {
+            client: c.clone(),
+            buffers: Buffers::Rx,
+            discarded: 5,
+        },
+    ];
+    let t0 = datetime!(2025-01-02 03:04:05 UTC);
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Record {
+            ts: t0 + time::Duration::milliseconds(i as i64 * 100),
+            event,
+        })
+        .collect()
+}
+
+#[test]
+fn issue19_text_shows_a_reset_sequence() {
+    let mut s = String::new();
+    for r in reset_sequence() {
+        text::encode(&r, &mut s, &Palette::plain());
+    }
+    assert_eq!(
+        s,
+        "2025-01-02T03:04:05.000000Z tx 2 #3 rfc2217:127.0.0.1:40522\n\
+         \x20 0000  68 69                                             |hi|\n\
+         2025-01-02T03:04:05.100000Z signal dtr off #3 rfc2217:127.0.0.1:40522\n\
+         2025-01-02T03:04:05.200000Z signal rts on #3 rfc2217:127.0.0.1:40522\n\
+         2025-01-02T03:04:05.300000Z signal dtr on #3 rfc2217:127.0.0.1:40522\n\
+         2025-01-02T03:04:05.400000Z signal rts off #3 rfc2217:127.0.0.1:40522 \
+         refused: the device has no modem lines (ENOTTY)\n\
+         2025-01-02T03:04:05.500000Z purge rx #3 rfc2217:127.0.0.1:40522 discarded=5\n"
+    );
+    assert_eq!(ok(parse_all(&s)), reset_sequence());
+}
+
+#[test]
+fn issue19_json_shows_a_reset_sequence() {
+    let mut s = String::new();
+    for r in reset_sequence() {
+        json::encode(&r, &mut s);
+    }
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(
+        lines[1],
+        r#"{"ts":"2025-01-02T03:04:05.100000Z","kind":"signal","signal":"dtr","on":false,"id":3,"client":"rfc2217:127.0.0.1:40522"}"#
+    );
+    assert_eq!(
+        lines[4],
+        r#"{"ts":"2025-01-02T03:04:05.400000Z","kind":"signal","signal":"rts","on":false,"id":3,"client":"rfc2217:127.0.0.1:40522","refused":"the device has no modem lines (ENOTTY)"}"#
+    );
+    assert_eq!(
+        lines[5],
+        r#"{"ts":"2025-01-02T03:04:05.500000Z","kind":"purge","buffers":"rx","id":3,"client":"rfc2217:127.0.0.1:40522","discarded":5}"#
+    );
+    assert_eq!(ok(parse_all(&s)), reset_sequence());
+}
+
+/// Files written before issue 19 added `signal` and `purge` read as they
+/// always did.
+#[test]
+fn issue19_logs_from_before_the_new_kinds_still_read() {
+    let old = "# serialhub traffic log, text format v1\n\
+        2025-01-02T03:04:05.000001Z settings 9600 8N1 flow=none by operator\n\
+        2025-01-02T03:04:06.310325Z connect #1 tcp:127.0.0.1:40522\n\
+        2025-01-02T03:04:06.310765Z tx 3 #1 tcp:127.0.0.1:40522\n\
+        \x20 0000  68 69 0a                                          |hi.|\n\
+        {\"ts\":\"2025-01-02T03:04:06.330903Z\",\"kind\":\"rx\",\"len\":3,\"hex\":\"68690a\"}\n\
+        {\"ts\":\"2025-01-02T03:04:08.000000Z\",\"kind\":\"dropped\",\"records\":12}\n";
+    let kinds: Vec<&str> = ok(parse_all(old))
+        .iter()
+        .map(|r| text::kind(&r.event))
+        .collect();
+    assert_eq!(kinds, ["settings", "connect", "tx", "rx", "dropped"]);
+}
+
+#[test]
+fn issue19_bad_signal_and_purge_lines_are_damage() {
+    let bad = [
+        "signal dtr maybe #3 a",
+        "signal dsr on #3 a",
+        "signal dtr on",
+        "signal dtr on #x a",
+        "signal dtr on #3 a extra",
+        "signal dtr on operator extra",
+        "purge rx #3 a",
+        "purge all #3 a discarded=1",
+        "purge rx #3 a dropped=1",
+    ];
+    for line in bad {
+        let items = parse_all(&format!("2025-01-02T03:04:05Z {line}"));
+        assert!(
+            matches!(&items[..], [Err(e)] if e.why.contains("bad header")),
+            "{line}: {items:?}"
+        );
+    }
+    let json_bad = [
+        r#"{"ts":"2025-01-02T03:04:05Z","kind":"signal","signal":"dtr","on":true,"id":3}"#,
+        r#"{"ts":"2025-01-02T03:04:05Z","kind":"signal","signal":"cts","on":true}"#,
+        r#"{"ts":"2025-01-02T03:04:05Z","kind":"purge","buffers":"rx","id":3,"client":"a"}"#,
+    ];
+    for line in json_bad {
+        assert!(
+            matches!(&parse_all(line)[..], [Err(_)]),
+            "{line} is not a record"
+        );
+    }
 }
 
 #[test]

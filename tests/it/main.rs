@@ -27,4 +27,5 @@ mod rfc2217;
 mod sharing;
 mod slow_reader;
 mod traffic;
+mod traffic_reset;
 mod transactions;

@@ -25,6 +25,7 @@ use crate::line::{FlowControl, LineSettings, Parity};
 use crate::modem::ModemOutputs;
 use crate::proto::telnet::line as telnet_line;
 use crate::proto::telnet::rfc2217::{self, Command, Control, DataSize, LineState, Purge, StopSize};
+use crate::traffic::Buffers;
 
 /// Answers a client may have waiting for the device. pyserial has at most
 /// four (an open's line settings); past this the reader waits for the
@@ -161,9 +162,13 @@ impl Reader<'_> {
                 // The receive buffer is what the device sent and this
                 // client has not got yet: its own queue. The transmit
                 // buffer holds other clients' bytes too, so it is kept.
+                let mut discarded = 0;
                 if matches!(p, Purge::Receive | Purge::Both) {
-                    let n = self.handle.purge_output();
-                    debug!(discarded = n, "purged the client's receive buffer");
+                    discarded = self.handle.purge_output();
+                    debug!(discarded, "purged the client's receive buffer");
+                }
+                if let Some(buffers) = purged(p) {
+                    self.handle.record_purge(buffers, discarded);
                 }
                 Command::PurgeData(p)
             }
@@ -409,6 +414,17 @@ impl Reader<'_> {
         } else {
             debug!("{why}; answered with the value in force");
         }
+    }
+}
+
+/// The traffic log's name for what a PURGE-DATA request names; `None` for
+/// a value RFC 2217 does not define, which purges nothing.
+fn purged(p: Purge) -> Option<Buffers> {
+    match p {
+        Purge::Receive => Some(Buffers::Rx),
+        Purge::Transmit => Some(Buffers::Tx),
+        Purge::Both => Some(Buffers::Both),
+        Purge::Unknown(_) => None,
     }
 }
 
