@@ -114,10 +114,6 @@ pub enum ConfigError {
         /// `--writers transaction`, or `writers = "transaction"`.
         writers: &'static str,
     },
-    #[error(
-        "{spec}: rfc2217 endpoints need merged writes; under transaction writers use tcp or modbus-tcp endpoints"
-    )]
-    Rfc2217Transactions { spec: String },
     #[error("no {0} given")]
     Missing(&'static str),
     #[error(
@@ -377,20 +373,14 @@ impl PortConfig {
                 matches!(s.kind, crate::endpoint::EndpointKind::ModbusTcp { .. })
                     || matches!(s.options.framing, Framing::Gap | Framing::ModbusRtu)
                     || s.options.see.is_some()
+                    // An RFC 2217 client's data is framed only as requests.
+                    || (matches!(s.kind, crate::endpoint::EndpointKind::Rfc2217 { .. })
+                        && s.options.framing != Framing::None)
             })
         {
             return Err(ConfigError::NeedsTransactions {
                 spec: spec.to_string(),
                 writers: source.transaction_writers(),
-            });
-        }
-        if writers == Writers::Transaction
-            && let Some(spec) = listen
-                .iter()
-                .find(|s| matches!(s.kind, crate::endpoint::EndpointKind::Rfc2217 { .. }))
-        {
-            return Err(ConfigError::Rfc2217Transactions {
-                spec: spec.to_string(),
             });
         }
         let txn = match writers {

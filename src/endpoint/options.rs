@@ -15,7 +15,9 @@
 //! `slow-reader=disconnect|drop|block`, `mode=OCTAL` (unix only), and
 //! `keepalive=DURATION|off` (tcp, rfc2217 and modbus-tcp, the only option
 //! modbus-tcp takes), and `control=first|any|none` (rfc2217 and pty: whose
-//! settings changes apply).
+//! settings changes apply). rfc2217 takes neither `lock` nor `mode`; its
+//! framing options cut the data inside the Telnet stream into requests
+//! under transaction writers.
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -270,12 +272,9 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
             "modbus-tcp endpoints take only keepalive: requests are Modbus TCP frames",
         ));
     }
-    if matches!(kind, EndpointKind::Rfc2217 { .. })
-        && !matches!(key, "access" | "slow-reader" | "keepalive" | "control")
-    {
+    if matches!(kind, EndpointKind::Rfc2217 { .. }) && matches!(key, "lock" | "mode") {
         return Err(OptErr::Value(
-            "rfc2217 endpoints take only access, slow-reader, keepalive and control: \
-             their data is framed by Telnet",
+            "rfc2217 endpoints take no lock or mode: their clients speak Telnet",
         ));
     }
     match key {

@@ -283,14 +283,7 @@ pub(super) async fn to_arbiter(
         tokio::select! {
             res = source.readable() => res.map_err(|e| End::Error(read_failed(handle, source, e)))?,
             () = sleep_until(deadline) => {
-                let mut out = Vec::new();
-                if r.framer.on_silence(&mut out) && !r.warned_hold {
-                    r.warned_hold = true;
-                    warn!(delimiter = format_args!("{:#04x}", options.delimiter),
-                        "framing=line: a request has waited {hold:?} for its delimiter; \
-                         is this client line-based? (framing=gap frames by silence)");
-                }
-                r.send(out).await?;
+                r.silence(hold).await?;
                 continue;
             }
             () = shutdown.cancelled() => {
@@ -328,8 +321,9 @@ pub(super) async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// One client's request path: in-band commands, framing, queueing.
-struct Requests<'a> {
+/// One client's request path: in-band commands, framing, queueing. The
+/// RFC 2217 endpoint feeds it the data inside the Telnet stream.
+pub(super) struct Requests<'a> {
     handle: &'a ClientHandle,
     options: &'a EndpointOptions,
     framer: RequestFramer,
@@ -341,7 +335,11 @@ struct Requests<'a> {
 }
 
 impl<'a> Requests<'a> {
-    fn new(handle: &'a ClientHandle, options: &'a EndpointOptions, gap: Duration) -> Self {
+    pub(super) fn new(
+        handle: &'a ClientHandle,
+        options: &'a EndpointOptions,
+        gap: Duration,
+    ) -> Self {
         Self {
             handle,
             options,
@@ -354,7 +352,26 @@ impl<'a> Requests<'a> {
         }
     }
 
-    async fn take(&mut self, data: &[u8]) -> Result<(), End> {
+    /// When the request held ends by silence (see [`RequestFramer::deadline`]).
+    pub(super) fn deadline(&self, hold: Duration) -> Option<Instant> {
+        self.framer.deadline(hold)
+    }
+
+    /// The deadline came: the request held is complete.
+    pub(super) async fn silence(&mut self, hold: Duration) -> Result<(), End> {
+        let mut out = Vec::new();
+        if self.framer.on_silence(&mut out) && !self.warned_hold {
+            self.warned_hold = true;
+            warn!(
+                delimiter = format_args!("{:#04x}", self.options.delimiter),
+                "framing=line: a request has waited {hold:?} for its delimiter; \
+                 is this client line-based? (framing=gap frames by silence)"
+            );
+        }
+        self.send(out).await
+    }
+
+    pub(super) async fn take(&mut self, data: &[u8]) -> Result<(), End> {
         let pieces = if self.options.inband_lock {
             let pieces = self.inband.feed(data);
             if let Some(s) = self.inband.suspicion()
@@ -438,7 +455,7 @@ impl<'a> Requests<'a> {
     }
 
     /// End of input: nothing the client sent is held back.
-    async fn finish(&mut self) -> Result<(), End> {
+    pub(super) async fn finish(&mut self) -> Result<(), End> {
         let mut out = Vec::new();
         if let Some(dle) = self.inband.finish() {
             self.framer.push(&dle, Instant::now(), &mut out);

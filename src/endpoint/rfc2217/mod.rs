@@ -24,6 +24,7 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -37,6 +38,7 @@ mod requests;
 mod writer;
 
 use super::client::{ClientSource, LINGER, Slot, chat, read_failed, read_queued};
+use super::request::{Requests, sleep_until};
 use super::{Access, EndpointOptions};
 use crate::hub::{ClientHandle, HubClosed, SlowReaderPolicy};
 use crate::proto::telnet::rfc2217::{self, COM_PORT_OPTION, Command, Message};
@@ -78,6 +80,7 @@ pub async fn run<S, W>(
     W: AsyncWrite + Unpin,
 {
     chat!(slot.loud(), "RFC 2217 client connected");
+    handle.see_all(options.sees_all());
     let shared = Arc::new(Shared {
         com_port: AtomicBool::new(false),
         modem_mask: AtomicU8::new(DEFAULT_MODEM_MASK),
@@ -100,6 +103,13 @@ pub async fn run<S, W>(
         warned: Warned::default(),
         answers: JoinSet::new(),
         asked: requests::Asked::default(),
+        transactions: match (handle.txn_config(), options.access) {
+            (Some(t), Access::ReadWrite) => Some((
+                Requests::new(&handle, options, t.frame_gap),
+                t.reply_timeout,
+            )),
+            _ => None,
+        },
     };
     let mut slot = slot;
     let end = {
@@ -176,12 +186,17 @@ struct Reader<'a> {
     /// Answers waiting for the device (see [`requests`]).
     answers: JoinSet<Command>,
     asked: requests::Asked,
+    /// Under `--writers transaction`: the client's data, cut into requests
+    /// by the endpoint's framing, with how long a partial line is held.
+    transactions: Option<(Requests<'a>, Duration)>,
 }
 
 impl Reader<'_> {
     /// Reads the client until it closes (`Ok`), fails, is kicked or the
-    /// port stops. As for raw clients, budget is held before reading, and
-    /// what the kernel already holds is taken in on a kick or shutdown.
+    /// port stops. As for raw clients, budget is held before reading (in
+    /// transaction mode, the client's request pipeline holds it back
+    /// instead), and what the kernel already holds is taken in on a kick or
+    /// shutdown.
     async fn run(
         &mut self,
         source: &impl ClientSource,
@@ -195,11 +210,19 @@ impl Reader<'_> {
                 biased;
                 () = shutdown.cancelled() => {
                     self.take(read_queued(source), None).await?;
+                    self.finish_requests().await?;
                     return Err(End::Shutdown);
                 }
                 () = kicked.cancelled() => {
                     self.take(read_queued(source), None).await?;
+                    self.finish_requests().await?;
                     return Err(End::Kicked);
+                }
+                () = sleep_until(self.request_deadline()) => {
+                    if let Some((r, hold)) = &mut self.transactions {
+                        r.silence(*hold).await.map_err(|_| End::Hub)?;
+                    }
+                    continue;
                 }
                 r = self.answers.join_next(), if !self.answers.is_empty() => {
                     if let Some(Ok(command)) = r {
@@ -210,8 +233,10 @@ impl Reader<'_> {
                 r = source.readable() => r.map_err(|e| End::Io(read_failed(self.handle, source, e)))?,
             }
             let permit = match self.options.access {
-                Access::ReadWrite => Some(self.handle.reserve().await?),
-                Access::ReadOnly => None,
+                Access::ReadWrite if self.transactions.is_none() => {
+                    Some(self.handle.reserve().await?)
+                }
+                _ => None,
             };
             let size = permit.as_ref().map_or(DISCARD_READ, |p| p.num_permits());
             let mut buf = vec![0u8; size];
@@ -220,6 +245,7 @@ impl Reader<'_> {
                     let mut events = Vec::new();
                     self.telnet.finish(&mut events);
                     self.handle_events(events, None).await?;
+                    self.finish_requests().await?;
                     // Its last requests are answered (within ANSWER_WAIT).
                     while !self.answers.is_empty() {
                         self.answer_one().await?;
@@ -317,6 +343,9 @@ impl Reader<'_> {
             super::client::discard(self.handle, data.len(), &mut self.warned.read_only);
             return Ok(());
         }
+        if let Some((r, _)) = &mut self.transactions {
+            return r.take(&data).await.map_err(|_| End::Hub);
+        }
         // Decoding only shrinks data, so the budget held for the read covers
         // it; after a request dropped it, take budget anew.
         let held = match permit.as_mut().and_then(|p| p.split(data.len())) {
@@ -325,6 +354,20 @@ impl Reader<'_> {
         };
         self.handle.submit(data, held).await?;
         Ok(())
+    }
+
+    /// When the request being framed ends by silence, in transaction mode.
+    fn request_deadline(&self) -> Option<tokio::time::Instant> {
+        let (r, hold) = self.transactions.as_ref()?;
+        r.deadline(*hold)
+    }
+
+    /// End of input in transaction mode: the request being framed goes.
+    async fn finish_requests(&mut self) -> Result<(), End> {
+        match &mut self.transactions {
+            Some((r, _)) => r.finish().await.map_err(|_| End::Hub),
+            None => Ok(()),
+        }
     }
 
     /// Queues answers for the client. Call it holding no write budget: under
