@@ -185,27 +185,33 @@ impl DeviceWriter {
     /// out. A device without modem lines keeps the state all the same (a
     /// client reads back what it set) and the answer says why it is not on
     /// a wire.
+    ///
+    /// The change stays pending until the device has taken it, so a device
+    /// lost meanwhile (a remote port's connection) gets it when reopened.
     async fn change_signal(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
         self.wait_idle(tty).await?;
         if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
             self.drop_orphan(hub);
             return Ok(());
         }
-        let Some(DeviceOp::Signal(change)) = self.pending.take() else {
+        let Some(DeviceOp::Signal(change)) = self.pending.as_ref() else {
             return Ok(());
         };
-        let refused = tty
-            .set_signal(change.signal, change.on)
-            .await
-            .err()
-            .map(|e| {
+        let refused = match tty.set_signal(change.signal, change.on).await {
+            Ok(()) => None,
+            Err(e) if super::io::connection_lost(&e) => return Err(e),
+            Err(e) => {
                 if !self.warned_signals {
                     self.warned_signals = true;
                     tracing::warn!(error = %e, "the device has no modem lines: DTR, RTS and break \
                     requests are answered and kept, but change nothing on a wire");
                 }
-                format!("the device has no modem lines ({e})")
-            });
+                Some(format!("the device has no modem lines ({e})"))
+            }
+        };
+        let Some(DeviceOp::Signal(change)) = self.pending.take() else {
+            return Ok(());
+        };
         let mut outputs = hub.settings.outputs();
         match change.signal {
             Signal::Dtr => outputs.dtr = change.on,
@@ -233,37 +239,41 @@ impl DeviceWriter {
             self.drop_orphan(hub);
             return Ok(());
         }
+        let Some(DeviceOp::Line(change)) = self.pending.as_ref() else {
+            return Ok(());
+        };
+        let line = change.line;
+        // Kept pending until the device has answered, as in `change_signal`.
+        let applied = match line == self.line {
+            true => None,
+            false => Some(tty.set_line(&line, &self.line).await),
+        };
         let Some(DeviceOp::Line(change)) = self.pending.take() else {
             return Ok(());
         };
-        let LineChange {
-            line, by, answer, ..
-        } = change;
+        let LineChange { by, answer, .. } = change;
         let who = by.as_ref().map_or_else(
             || "the operator".to_owned(),
             |c| format!("client #{} {}", c.id, c.name),
         );
-        let refused = if line == self.line {
-            None
-        } else {
-            match tty.set_line(&line, &self.line).await {
-                Ok(()) => {
-                    tracing::info!(from = %self.line, to = %line, by = %who, "line settings changed");
-                    self.pace(&line);
-                    hub.line_applied(line);
-                    let text = super::settings_text(&line);
-                    let text = match &by {
-                        Some(c) => format!("{text} by #{} {}", c.id, c.name),
-                        None => format!("{text} by operator"),
-                    };
-                    hub.traffic().record(Event::Settings(text));
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, by = %who, in_force = %self.line,
-                        "line settings refused by the device");
-                    Some(e.to_string())
-                }
+        let refused = match applied {
+            None => None,
+            Some(Ok(())) => {
+                tracing::info!(from = %self.line, to = %line, by = %who, "line settings changed");
+                self.pace(&line);
+                hub.line_applied(line);
+                let text = super::settings_text(&line);
+                let text = match &by {
+                    Some(c) => format!("{text} by #{} {}", c.id, c.name),
+                    None => format!("{text} by operator"),
+                };
+                hub.traffic().record(Event::Settings(text));
+                None
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, by = %who, in_force = %self.line,
+                    "line settings refused by the device");
+                Some(e)
             }
         };
         if let Some(answer) = answer {
