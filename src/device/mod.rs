@@ -31,6 +31,7 @@ use crate::fds::FdReserve;
 use crate::hub::status::DeviceState;
 use crate::hub::{Hub, WriteQueue};
 use crate::line::LineSettings;
+use crate::modem::ModemOutputs;
 use crate::traffic::Event;
 use crate::watch::Watch;
 pub use fd::register as register_fd;
@@ -140,7 +141,8 @@ impl Device {
                 addr,
                 options,
             } => {
-                let r = remote::Remote::connect(*protocol, addr, *options, &line)
+                // Nothing to restore: no client has set a modem line yet.
+                let r = remote::Remote::connect(*protocol, addr, *options, &line, None)
                     .await
                     .map_err(|reason| TtyError::Open {
                         path: PathBuf::from(spec.to_string()),
@@ -226,8 +228,17 @@ pub async fn run(
     loop {
         let tty = match &device.tty {
             Some(t) => t.clone(),
-            // With the settings in force now, which clients may have changed.
-            None => match reopen(&device, writer.line(), &fds, &shutdown).await {
+            // With the settings in force now, which clients may have changed,
+            // and the modem lines they set (a remote port; see `reopen`).
+            None => match reopen(
+                &device,
+                writer.line(),
+                writer.lines_set(&hub),
+                &fds,
+                &shutdown,
+            )
+            .await
+            {
                 Some(t) => {
                     if opened_before {
                         info!(device = %path, "device reopened");
@@ -326,9 +337,15 @@ async fn watch_modem(io: &DeviceIo, hub: &Hub) -> std::io::Error {
     }
 }
 
+/// Opens the device again, or connects again to a remote port, with `line`.
+/// A remote port is also sent `lines`, the DTR and RTS its clients set, if
+/// they set any: the server may have restarted with other lines, and
+/// serialhub answers its clients with those. (A tty's lines are left to its
+/// driver, which raises both on open.)
 async fn reopen(
     device: &Device,
     line: &LineSettings,
+    lines: Option<ModemOutputs>,
     fds: &FdReserve,
     shutdown: &CancellationToken,
 ) -> Option<DeviceIo> {
@@ -354,10 +371,12 @@ async fn reopen(
             Some((protocol, options)) => {
                 let addr = path.to_string_lossy();
                 // Boxed: see `io`; connecting is rare, the task long-lived.
-                Box::pin(remote::Remote::connect(protocol, &addr, options, line))
-                    .await
-                    .map(|r| DeviceIo::Remote(Box::new(r)))
-                    .map_err(|e| e.to_string())
+                Box::pin(remote::Remote::connect(
+                    protocol, &addr, options, line, lines,
+                ))
+                .await
+                .map(|r| DeviceIo::Remote(Box::new(r)))
+                .map_err(|e| e.to_string())
             }
             // With the reserve's descriptors, so clients cannot starve it.
             None => fds

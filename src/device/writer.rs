@@ -26,6 +26,7 @@ use bytes::Buf;
 use super::DeviceIo as Tty;
 use crate::hub::{DeviceOp, Hub, LineAnswer, LineChange, Signal, SignalAnswer, WriteQueue};
 use crate::line::LineSettings;
+use crate::modem::ModemOutputs;
 use crate::pace::{Steps, TokenBucket};
 use crate::timer::PreciseTimer;
 use crate::traffic::{ClientRef, Event};
@@ -39,6 +40,9 @@ pub struct DeviceWriter {
     pacing: bool,
     /// The device's lack of modem lines has been logged.
     warned_signals: bool,
+    /// A client has set DTR or RTS: a reconnected remote port is given
+    /// them again (see [`lines_set`](Self::lines_set)).
+    lines_set: bool,
     pacer: TokenBucket,
     /// How far the writer runs ahead of the line, and how much it writes
     /// per wake-up (see [`Steps`]).
@@ -62,6 +66,7 @@ impl DeviceWriter {
             line: *line,
             pacing,
             warned_signals: false,
+            lines_set: false,
             pacer: TokenBucket::unlimited(),
             steps: Steps { step: 1, lead: 1 },
             char_time: Duration::ZERO,
@@ -87,6 +92,15 @@ impl DeviceWriter {
     /// The line settings in force.
     pub fn line(&self) -> &LineSettings {
         &self.line
+    }
+
+    /// The DTR and RTS state in force, if a client has set either: what a
+    /// reconnected remote port is sent, so that its lines are what serialhub
+    /// answers its clients. `None` until then, so that connecting leaves a
+    /// remote port's lines alone (a server such as esptool's takes DTR on
+    /// as the cue to reset its board).
+    pub fn lines_set(&self, hub: &Hub) -> Option<ModemOutputs> {
+        self.lines_set.then(|| hub.settings.outputs())
     }
 
     /// Writes queued chunks until the device fails. Cancel safe.
@@ -184,7 +198,7 @@ impl DeviceWriter {
     /// Sets the pending modem output (or break) once the bytes before it are
     /// out. A device without modem lines keeps the state all the same (a
     /// client reads back what it set) and the answer says why it is not on
-    /// a wire.
+    /// a wire. The request is sent whatever state is believed in force.
     ///
     /// The change stays pending until the device has taken it, so a device
     /// lost meanwhile (a remote port's connection) gets it when reopened.
@@ -212,6 +226,7 @@ impl DeviceWriter {
         let Some(DeviceOp::Signal(change)) = self.pending.take() else {
             return Ok(());
         };
+        self.lines_set |= change.signal != Signal::Break;
         let mut outputs = hub.settings.outputs();
         match change.signal {
             Signal::Dtr => outputs.dtr = change.on,

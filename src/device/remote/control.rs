@@ -22,10 +22,12 @@ use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{Protocol, Remote};
+use crate::device::io::connection_lost;
 use crate::hub::Signal;
+use crate::modem::ModemOutputs;
 use crate::proto::telnet::rfc2217::{Command, Control};
 
 /// How long a SET-CONTROL answer is awaited before the server is taken for
@@ -79,5 +81,19 @@ impl Remote {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Sets DTR and RTS to `lines` (at a reconnect: as serialhub's clients
+    /// set them). A server that refuses is logged, not dropped.
+    pub(super) async fn restore_lines(&self, lines: ModemOutputs) -> io::Result<()> {
+        for (signal, on) in [(Signal::Dtr, lines.dtr), (Signal::Rts, lines.rts)] {
+            match self.set_signal(signal, on).await {
+                Ok(()) => debug!(%signal, on, "modem output set again on the remote port"),
+                Err(e) if connection_lost(&e) => return Err(e),
+                Err(e) => warn!(%signal, on, error = %e,
+                    "the remote port did not take the modem output its clients set"),
+            }
+        }
+        Ok(())
     }
 }

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::line::LineSettings;
-use crate::modem::ModemInputs;
+use crate::modem::{ModemInputs, ModemOutputs};
 use crate::proto::telnet::line as telnet_line;
 use crate::proto::telnet::rfc2217::{self, Command, Message};
 use crate::proto::telnet::{Event, Telnet, escape_into};
@@ -92,12 +92,13 @@ impl Drop for Remote {
 
 impl Remote {
     /// Connects, and for RFC 2217 negotiates and sends `line`, checking the
-    /// server's answers.
+    /// server's answers, then `lines` (DTR and RTS), if given.
     pub async fn connect(
         protocol: Protocol,
         addr: &str,
         options: RemoteOptions,
         line: &LineSettings,
+        lines: Option<ModemOutputs>,
     ) -> io::Result<Remote> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -128,6 +129,9 @@ impl Remote {
             remote.learn().telnet = Some(telnet);
             remote.send(hello.freeze()).await?;
             remote.set_line(line, line).await?;
+            if let Some(lines) = lines {
+                remote.restore_lines(lines).await?;
+            }
         }
         Ok(remote)
     }
