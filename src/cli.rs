@@ -154,7 +154,9 @@ pub struct ServeArgs {
     /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty), a
     /// built-in simulator: sim:echo, sim:source, sim:sink, sim:loopback or
     /// sim:modbus (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to
-    /// 10s), or a remote port: rfc2217://HOST:PORT or tcp://HOST:PORT.
+    /// 10s), or a remote port: rfc2217://HOST:PORT or tcp://HOST:PORT
+    /// (rfc2217://HOST:PORT?ign_set_control for a server that does not
+    /// answer DTR, RTS or flow-control requests, as pyserial names it).
     /// Required unless --config is given.
     #[arg(short, long, value_parser = parse_device, required_unless_present = "config")]
     pub device: Option<DeviceSpec>,

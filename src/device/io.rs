@@ -16,6 +16,17 @@ use crate::hub::Signal;
 use crate::line::LineSettings;
 use crate::modem::{LineErrors, ModemInputs};
 
+/// Whether `e`, from a device call, means the device is gone (a remote
+/// port's connection closed) rather than that it refused or cannot do what
+/// was asked: the change is then kept for the reopened device.
+pub fn connection_lost(e: &io::Error) -> bool {
+    use io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        BrokenPipe | UnexpectedEof | ConnectionReset | ConnectionAborted | NotConnected
+    )
+}
+
 /// An open device.
 #[derive(Debug)]
 pub enum DeviceIo {

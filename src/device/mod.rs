@@ -31,6 +31,7 @@ use crate::fds::FdReserve;
 use crate::hub::status::DeviceState;
 use crate::hub::{Hub, WriteQueue};
 use crate::line::LineSettings;
+use crate::modem::ModemOutputs;
 use crate::traffic::Event;
 use crate::watch::Watch;
 pub use fd::register as register_fd;
@@ -46,10 +47,12 @@ pub use writer::DeviceWriter;
 pub enum DeviceSpec {
     Tty(PathBuf),
     Sim(SimSpec),
-    /// A remote port: `rfc2217://HOST:PORT` or `tcp://HOST:PORT`.
+    /// A remote port: `rfc2217://HOST:PORT` or `tcp://HOST:PORT`, with
+    /// the options of its URL (`?ign_set_control`).
     Remote {
         protocol: remote::Protocol,
         addr: String,
+        options: remote::RemoteOptions,
     },
 }
 
@@ -59,22 +62,17 @@ impl std::str::FromStr for DeviceSpec {
         if let Some(mode) = s.strip_prefix("sim:") {
             return mode.parse().map(DeviceSpec::Sim);
         }
-        for protocol in [remote::Protocol::Rfc2217, remote::Protocol::Raw] {
-            if let Some(addr) = s
-                .strip_prefix(protocol.scheme())
-                .and_then(|r| r.strip_prefix("://"))
-            {
-                let ok = addr
-                    .rsplit_once(':')
-                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
-                if !ok {
-                    return Err(format!("{s}: expected {}://HOST:PORT", protocol.scheme()));
-                }
-                return Ok(DeviceSpec::Remote {
-                    protocol,
-                    addr: addr.to_owned(),
-                });
-            }
+        if let Some(url) = remote::RemoteUrl::parse(s) {
+            let remote::RemoteUrl {
+                protocol,
+                addr,
+                options,
+            } = url?;
+            return Ok(DeviceSpec::Remote {
+                protocol,
+                addr,
+                options,
+            });
         }
         if s.is_empty() {
             return Err("device path is empty".into());
@@ -88,7 +86,11 @@ impl std::fmt::Display for DeviceSpec {
         match self {
             DeviceSpec::Tty(p) => write!(f, "{}", p.display()),
             DeviceSpec::Sim(s) => write!(f, "sim:{s}"),
-            DeviceSpec::Remote { protocol, addr } => write!(f, "{}://{addr}", protocol.scheme()),
+            DeviceSpec::Remote {
+                protocol,
+                addr,
+                options,
+            } => write!(f, "{}://{addr}{}", protocol.scheme(), options.query()),
         }
     }
 }
@@ -102,7 +104,7 @@ pub struct Device {
     pub pacing: bool,
     path: PathBuf,
     /// Set for a remote port, which is reconnected rather than reopened.
-    remote: Option<remote::Protocol>,
+    remote: Option<(remote::Protocol, remote::RemoteOptions)>,
     /// `None` while the device is not there (waiting for it at start-up).
     tty: Option<Arc<DeviceIo>>,
     /// Keeps an in-process simulator alive as long as the device.
@@ -134,8 +136,13 @@ impl Device {
                     _sim: None,
                 });
             }
-            DeviceSpec::Remote { protocol, addr } => {
-                let r = remote::Remote::connect(*protocol, addr, &line)
+            DeviceSpec::Remote {
+                protocol,
+                addr,
+                options,
+            } => {
+                // Nothing to restore: no client has set a modem line yet.
+                let r = remote::Remote::connect(*protocol, addr, *options, &line, None)
                     .await
                     .map_err(|reason| TtyError::Open {
                         path: PathBuf::from(spec.to_string()),
@@ -145,7 +152,7 @@ impl Device {
                     line,
                     pacing: true,
                     path: PathBuf::from(addr),
-                    remote: Some(*protocol),
+                    remote: Some((*protocol, *options)),
                     tty: Some(Arc::new(DeviceIo::Remote(Box::new(r)))),
                     _sim: None,
                 });
@@ -174,7 +181,11 @@ impl Device {
     pub fn absent(spec: &DeviceSpec, line: LineSettings) -> Option<Device> {
         let (path, remote) = match spec {
             DeviceSpec::Tty(p) => (p.clone(), None),
-            DeviceSpec::Remote { protocol, addr } => (PathBuf::from(addr), Some(*protocol)),
+            DeviceSpec::Remote {
+                protocol,
+                addr,
+                options,
+            } => (PathBuf::from(addr), Some((*protocol, *options))),
             DeviceSpec::Sim(_) => return None,
         };
         Some(Device {
@@ -217,8 +228,17 @@ pub async fn run(
     loop {
         let tty = match &device.tty {
             Some(t) => t.clone(),
-            // With the settings in force now, which clients may have changed.
-            None => match reopen(&device, writer.line(), &fds, &shutdown).await {
+            // With the settings in force now, which clients may have changed,
+            // and the modem lines they set (a remote port; see `reopen`).
+            None => match reopen(
+                &device,
+                writer.line(),
+                writer.lines_set(&hub),
+                &fds,
+                &shutdown,
+            )
+            .await
+            {
                 Some(t) => {
                     if opened_before {
                         info!(device = %path, "device reopened");
@@ -317,9 +337,15 @@ async fn watch_modem(io: &DeviceIo, hub: &Hub) -> std::io::Error {
     }
 }
 
+/// Opens the device again, or connects again to a remote port, with `line`.
+/// A remote port is also sent `lines`, the DTR and RTS its clients set, if
+/// they set any: the server may have restarted with other lines, and
+/// serialhub answers its clients with those. (A tty's lines are left to its
+/// driver, which raises both on open.)
 async fn reopen(
     device: &Device,
     line: &LineSettings,
+    lines: Option<ModemOutputs>,
     fds: &FdReserve,
     shutdown: &CancellationToken,
 ) -> Option<DeviceIo> {
@@ -342,13 +368,15 @@ async fn reopen(
             () = shutdown.cancelled() => return None,
         }
         let opened = match device.remote {
-            Some(protocol) => {
+            Some((protocol, options)) => {
                 let addr = path.to_string_lossy();
                 // Boxed: see `io`; connecting is rare, the task long-lived.
-                Box::pin(remote::Remote::connect(protocol, &addr, line))
-                    .await
-                    .map(|r| DeviceIo::Remote(Box::new(r)))
-                    .map_err(|e| e.to_string())
+                Box::pin(remote::Remote::connect(
+                    protocol, &addr, options, line, lines,
+                ))
+                .await
+                .map(|r| DeviceIo::Remote(Box::new(r)))
+                .map_err(|e| e.to_string())
             }
             // With the reserve's descriptors, so clients cannot starve it.
             None => fds
@@ -414,7 +442,8 @@ mod tests {
             "rfc2217://host:7000".parse(),
             Ok(DeviceSpec::Remote {
                 protocol: remote::Protocol::Rfc2217,
-                addr: "host:7000".into()
+                addr: "host:7000".into(),
+                options: remote::RemoteOptions::default(),
             })
         );
         assert_eq!(
@@ -423,6 +452,13 @@ mod tests {
                 .unwrap()
                 .to_string(),
             "tcp://[::1]:4001"
+        );
+        assert_eq!(
+            "rfc2217://host:4000?ign_set_control"
+                .parse::<DeviceSpec>()
+                .unwrap()
+                .to_string(),
+            "rfc2217://host:4000?ign_set_control"
         );
         for bad in [
             "rfc2217://host",

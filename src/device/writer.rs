@@ -26,6 +26,7 @@ use bytes::Buf;
 use super::DeviceIo as Tty;
 use crate::hub::{DeviceOp, Hub, LineAnswer, LineChange, Signal, SignalAnswer, WriteQueue};
 use crate::line::LineSettings;
+use crate::modem::ModemOutputs;
 use crate::pace::{Steps, TokenBucket};
 use crate::timer::PreciseTimer;
 use crate::traffic::{ClientRef, Event};
@@ -39,6 +40,9 @@ pub struct DeviceWriter {
     pacing: bool,
     /// The device's lack of modem lines has been logged.
     warned_signals: bool,
+    /// A client has set DTR or RTS: a reconnected remote port is given
+    /// them again (see [`lines_set`](Self::lines_set)).
+    lines_set: bool,
     pacer: TokenBucket,
     /// How far the writer runs ahead of the line, and how much it writes
     /// per wake-up (see [`Steps`]).
@@ -62,6 +66,7 @@ impl DeviceWriter {
             line: *line,
             pacing,
             warned_signals: false,
+            lines_set: false,
             pacer: TokenBucket::unlimited(),
             steps: Steps { step: 1, lead: 1 },
             char_time: Duration::ZERO,
@@ -87,6 +92,15 @@ impl DeviceWriter {
     /// The line settings in force.
     pub fn line(&self) -> &LineSettings {
         &self.line
+    }
+
+    /// The DTR and RTS state in force, if a client has set either: what a
+    /// reconnected remote port is sent, so that its lines are what serialhub
+    /// answers its clients. `None` until then, so that connecting leaves a
+    /// remote port's lines alone (a server such as esptool's takes DTR on
+    /// as the cue to reset its board).
+    pub fn lines_set(&self, hub: &Hub) -> Option<ModemOutputs> {
+        self.lines_set.then(|| hub.settings.outputs())
     }
 
     /// Writes queued chunks until the device fails. Cancel safe.
@@ -191,28 +205,36 @@ impl DeviceWriter {
     /// Sets the pending modem output (or break) once the bytes before it are
     /// out, and records it in the traffic log. A device without modem lines
     /// keeps the state all the same (a client reads back what it set) and
-    /// the answer and the record say why it is not on a wire.
+    /// the answer and the record say why it is not on a wire. The request
+    /// is sent whatever state is believed in force.
+    ///
+    /// The change stays pending until the device has taken it, so a device
+    /// lost meanwhile (a remote port's connection) gets it when reopened.
     async fn change_signal(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
         self.wait_idle(tty).await?;
         if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
             self.drop_orphan(hub);
             return Ok(());
         }
-        let Some(DeviceOp::Signal(change)) = self.pending.take() else {
+        let Some(DeviceOp::Signal(change)) = self.pending.as_ref() else {
             return Ok(());
         };
-        let refused = tty
-            .set_signal(change.signal, change.on)
-            .await
-            .err()
-            .map(|e| {
+        let refused = match tty.set_signal(change.signal, change.on).await {
+            Ok(()) => None,
+            Err(e) if super::io::connection_lost(&e) => return Err(e),
+            Err(e) => {
                 if !self.warned_signals {
                     self.warned_signals = true;
                     tracing::warn!(error = %e, "the device has no modem lines: DTR, RTS and break \
                     requests are answered and kept, but change nothing on a wire");
                 }
-                format!("the device has no modem lines ({e})")
-            });
+                Some(format!("the device has no modem lines ({e})"))
+            }
+        };
+        let Some(DeviceOp::Signal(change)) = self.pending.take() else {
+            return Ok(());
+        };
+        self.lines_set |= change.signal != Signal::Break;
         let mut outputs = hub.settings.outputs();
         match change.signal {
             Signal::Dtr => outputs.dtr = change.on,
@@ -252,40 +274,44 @@ impl DeviceWriter {
             self.drop_orphan(hub);
             return Ok(());
         }
+        let Some(DeviceOp::Line(change)) = self.pending.as_ref() else {
+            return Ok(());
+        };
+        let line = change.line;
+        // Kept pending until the device has answered, as in `change_signal`.
+        let applied = match line == self.line {
+            true => None,
+            false => Some(tty.set_line(&line, &self.line).await),
+        };
         let Some(DeviceOp::Line(change)) = self.pending.take() else {
             return Ok(());
         };
-        let LineChange {
-            line, by, answer, ..
-        } = change;
+        let LineChange { by, answer, .. } = change;
         let who = by.as_ref().map_or_else(
             || "the operator".to_owned(),
             |c| format!("client #{} {}", c.id, c.name),
         );
-        let refused = if line == self.line {
-            None
-        } else {
-            match tty.set_line(&line, &self.line).await {
-                Ok(()) => {
-                    tracing::info!(from = %self.line, to = %line, by = %who, "line settings changed");
-                    self.pace(&line);
-                    hub.line_applied(line);
-                    let text = super::settings_text(&line);
-                    let text = match &by {
-                        Some(c) => format!("{text} by #{} {}", c.id, c.name),
-                        None => format!("{text} by operator"),
-                    };
-                    hub.traffic().record(Event::Settings(text));
-                    if let Some(c) = &by {
-                        hub.changers.changed(c.id, &c.name);
-                    }
-                    None
+        let refused = match applied {
+            None => None,
+            Some(Ok(())) => {
+                tracing::info!(from = %self.line, to = %line, by = %who, "line settings changed");
+                self.pace(&line);
+                hub.line_applied(line);
+                let text = super::settings_text(&line);
+                let text = match &by {
+                    Some(c) => format!("{text} by #{} {}", c.id, c.name),
+                    None => format!("{text} by operator"),
+                };
+                hub.traffic().record(Event::Settings(text));
+                if let Some(c) = &by {
+                    hub.changers.changed(c.id, &c.name);
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, by = %who, in_force = %self.line,
-                        "line settings refused by the device");
-                    Some(e.to_string())
-                }
+                None
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, by = %who, in_force = %self.line,
+                    "line settings refused by the device");
+                Some(e)
             }
         };
         if let Some(answer) = answer {

@@ -23,6 +23,7 @@ mod packaging;
 mod pty;
 mod pty_settings;
 mod reload;
+mod remote_control;
 mod rfc2217;
 mod sharing;
 mod slow_reader;

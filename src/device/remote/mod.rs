@@ -10,10 +10,19 @@
 //! the socket's unacknowledged bytes (`SIOCOUTQ`) are reported as the
 //! device's output queue, so the in-flight bound holds across the network
 //! hop.
+//!
+//! The URL and its options are [`url`]'s; SET-CONTROL requests (modem
+//! lines, break, flow control), which some servers never answer, are
+//! [`control`]'s.
+
+mod control;
+mod url;
+
+pub use url::{Protocol, RemoteOptions, RemoteUrl};
 
 use std::io;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,11 +33,10 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::hub::Signal;
 use crate::line::LineSettings;
-use crate::modem::ModemInputs;
+use crate::modem::{ModemInputs, ModemOutputs};
 use crate::proto::telnet::line as telnet_line;
-use crate::proto::telnet::rfc2217::{self, Command, Control, Message};
+use crate::proto::telnet::rfc2217::{self, Command, Message};
 use crate::proto::telnet::{Event, Telnet, escape_into};
 
 /// How long the server has to answer a settings request. pyserial waits 3 s
@@ -44,24 +52,6 @@ const WRITE_QUEUE: usize = 4;
 /// Data from the server held while a settings request waits for its answer
 /// and the device's reading loop is not running (at connect).
 const PENDING_MAX: usize = 64 * 1024;
-
-/// Which protocol the remote port speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    /// Telnet with the COM-PORT-OPTION.
-    Rfc2217,
-    /// Bytes as they are; no settings.
-    Raw,
-}
-
-impl Protocol {
-    pub fn scheme(self) -> &'static str {
-        match self {
-            Protocol::Rfc2217 => "rfc2217",
-            Protocol::Raw => "tcp",
-        }
-    }
-}
 
 /// What the reader learnt from the server.
 #[derive(Debug, Default)]
@@ -79,6 +69,10 @@ struct Learnt {
 pub struct Remote {
     addr: String,
     protocol: Protocol,
+    options: RemoteOptions,
+    /// The server has left a SET-CONTROL request unanswered: later ones are
+    /// sent without waiting (see [`control`]).
+    control_unanswered: AtomicBool,
     read: tokio::sync::Mutex<OwnedReadHalf>,
     writes: mpsc::Sender<Bytes>,
     /// Bytes handed to the socket writer and not yet written to the socket.
@@ -98,11 +92,13 @@ impl Drop for Remote {
 
 impl Remote {
     /// Connects, and for RFC 2217 negotiates and sends `line`, checking the
-    /// server's answers.
+    /// server's answers, then `lines` (DTR and RTS), if given.
     pub async fn connect(
         protocol: Protocol,
         addr: &str,
+        options: RemoteOptions,
         line: &LineSettings,
+        lines: Option<ModemOutputs>,
     ) -> io::Result<Remote> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
@@ -116,6 +112,8 @@ impl Remote {
         let remote = Remote {
             addr: addr.to_owned(),
             protocol,
+            options,
+            control_unanswered: AtomicBool::new(false),
             read: tokio::sync::Mutex::new(read),
             writes,
             queued,
@@ -131,6 +129,9 @@ impl Remote {
             remote.learn().telnet = Some(telnet);
             remote.send(hello.freeze()).await?;
             remote.set_line(line, line).await?;
+            if let Some(lines) = lines {
+                remote.restore_lines(lines).await?;
+            }
         }
         Ok(remote)
     }
@@ -259,13 +260,19 @@ impl Remote {
         Ok(usize::try_from(n).unwrap_or(0) + self.queued.load(Relaxed))
     }
 
-    /// Sends `request` and waits for the server's answer to its command.
-    async fn ask(&self, request: Command) -> io::Result<Command> {
-        let code = request.code();
-        self.learn().answers.retain(|(k, _)| *k != code);
+    /// Sends `request` without waiting for an answer.
+    async fn tell(&self, request: Command) -> io::Result<()> {
         let mut out = BytesMut::new();
         Message::to_server(request).encode(&mut out);
-        self.send(out.freeze()).await?;
+        self.send(out.freeze()).await
+    }
+
+    /// Sends `request` and waits, at most `within`, for the server's answer
+    /// to its command.
+    async fn ask(&self, request: Command, within: Duration) -> io::Result<Command> {
+        let code = request.code();
+        self.learn().answers.retain(|(k, _)| *k != code);
+        self.tell(request).await?;
         let wait = async {
             loop {
                 let answered = self.answered.notified();
@@ -275,21 +282,17 @@ impl Remote {
                 answered.await;
             }
         };
-        tokio::time::timeout(ANSWER_TIMEOUT, wait)
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!(
-                        "the remote port {} did not answer in {ANSWER_TIMEOUT:?}",
-                        self.addr
-                    ),
-                )
-            })
+        tokio::time::timeout(within, wait).await.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the remote port {} did not answer in {within:?}", self.addr),
+            )
+        })
     }
 
     /// Asks the server for `line`. Fails if it answers other values than
-    /// asked (it did not take them) or does not answer.
+    /// asked (it did not take them) or does not answer; flow control, a
+    /// SET-CONTROL request, is awaited as [`control`] says.
     ///
     /// The answers come through [`read`](Self::read), which the device's
     /// reading loop keeps calling; at connect, before that loop runs, this
@@ -301,24 +304,20 @@ impl Remote {
                 "a raw TCP device server takes no line settings",
             ));
         }
-        let settings = telnet_line::commands(line);
-        let requests = settings
-            .into_iter()
-            .chain([Command::SetControl(telnet_line::flow(line.flow_control))]);
-        for request in requests {
-            let answer = self.ask_reading(request.clone()).await?;
+        for request in telnet_line::commands(line) {
+            let answer = self.ask_reading(request.clone(), ANSWER_TIMEOUT).await?;
             if answer != request {
                 return Err(io::Error::other(format!(
                     "the remote port answered {answer:?} to {request:?}"
                 )));
             }
         }
-        Ok(())
+        self.set_control(telnet_line::flow(line.flow_control)).await
     }
 
     /// [`ask`](Self::ask), reading the socket meanwhile if nobody else is.
-    async fn ask_reading(&self, request: Command) -> io::Result<Command> {
-        let ask = self.ask(request);
+    async fn ask_reading(&self, request: Command, within: Duration) -> io::Result<Command> {
+        let ask = self.ask(request, within);
         tokio::pin!(ask);
         loop {
             tokio::select! {
@@ -355,31 +354,6 @@ impl Remote {
         };
         drop(read);
         self.decode(&raw[..n]).await
-    }
-
-    /// Sets a modem output (or break) on the remote port.
-    pub async fn set_signal(&self, signal: Signal, on: bool) -> io::Result<()> {
-        if self.protocol == Protocol::Raw {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "a raw TCP device server has no modem lines",
-            ));
-        }
-        let c = match (signal, on) {
-            (Signal::Dtr, true) => Control::DtrOn,
-            (Signal::Dtr, false) => Control::DtrOff,
-            (Signal::Rts, true) => Control::RtsOn,
-            (Signal::Rts, false) => Control::RtsOff,
-            (Signal::Break, true) => Control::BreakOn,
-            (Signal::Break, false) => Control::BreakOff,
-        };
-        let answer = self.ask_reading(Command::SetControl(c)).await?;
-        if answer != Command::SetControl(c) {
-            return Err(io::Error::other(format!(
-                "the remote port answered {answer:?}"
-            )));
-        }
-        Ok(())
     }
 
     /// The modem inputs the server last reported.
