@@ -21,8 +21,10 @@ use tracing::{Instrument, debug, info_span};
 
 use super::EndpointOptions;
 use super::chatter::Chatter;
-use super::client::{self, ClientSource};
+use super::client;
 use super::sink::{Shared, SocketHalf};
+use super::slot::Slot;
+use super::source::ClientSource;
 use crate::episode::Episode;
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
@@ -169,7 +171,7 @@ pub async fn serve<L: Accept>(
             continue;
         };
         full.over();
-        let slot = client::Slot::new(place, cx.lingering.clone(), chatter.loud());
+        let slot = Slot::new(place, cx.lingering.clone(), chatter.loud());
         let handle = cx.hub.attach_with(name.clone(), policy);
         let sink = Shared::new(sink);
         let span = info_span!("client", id = handle.id(), peer = %name);

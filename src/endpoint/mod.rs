@@ -21,6 +21,8 @@ mod pty_settings;
 pub mod request;
 pub mod rfc2217;
 pub mod sink;
+pub mod slot;
+pub mod source;
 pub mod tcp;
 pub mod unix;
 

@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::client::{ClientSource, Slot, chat};
+use super::slot::{Slot, chat};
+use super::source::ClientSource;
 use crate::hub::txn::PIPELINE;
 use crate::hub::{ClientHandle, Outcome, ReplyRule};
 use crate::proto::modbus::GATEWAY_TARGET_FAILED;

@@ -45,8 +45,10 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::EndpointOptions;
 use super::accept::Context;
-use super::client::{self, ClientSource};
+use super::client;
 use super::pty_settings::{self as settings, Forwarder, Seen, TIOCPKT_DATA};
+use super::slot::Slot;
+use super::source::{self, ClientSource};
 use crate::hub::{ClientHandle, HubClosed};
 use crate::line::LineSettings;
 use crate::link::{LinkError, OwnedLink};
@@ -218,7 +220,7 @@ impl PtyEndpoint {
             let Ok(place) = cx.clients.clone().acquire_owned().await else {
                 return;
             };
-            let slot = client::Slot::new(place, cx.lingering.clone(), true);
+            let slot = Slot::new(place, cx.lingering.clone(), true);
             let handle = cx.hub.attach_with(name.clone(), policy);
             let span = info_span!("client", id = handle.id(), peer = %name);
             // No linger: the program has closed the port, nobody is reading.
@@ -357,7 +359,7 @@ impl ClientSource for Session {
     }
 
     fn queued(&self) -> usize {
-        client::queued_bytes(self.0.fd.get_ref())
+        source::queued_bytes(self.0.fd.get_ref())
     }
 
     /// Reads data, taking the packet-mode status byte off every read and

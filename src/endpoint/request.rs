@@ -25,9 +25,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::client::{ClientSource, End, read_failed, read_queued, settle};
 use super::framing::LineAssembler;
 use super::inband::{DLE, InbandParser, Piece, Suspicion};
+use super::source::{ClientSource, End, read_failed, read_queued, settle};
 use super::{EndpointOptions, Framing};
 use crate::hub::{ClientHandle, ReplyRule};
 use crate::proto::modbus::rtu::{self, RtuEvent, RtuFramer};

@@ -37,8 +37,10 @@ mod outbox;
 mod requests;
 mod writer;
 
-use super::client::{ClientSource, LINGER, Slot, chat, read_failed, read_queued};
+use super::client::LINGER;
 use super::request::{Requests, sleep_until};
+use super::slot::{Slot, chat};
+use super::source::{ClientSource, read_failed, read_queued};
 use super::{Access, EndpointOptions};
 use crate::hub::{ClientHandle, HubClosed, SlowReaderPolicy};
 use crate::proto::telnet::rfc2217::{self, COM_PORT_OPTION, Command, Message};
@@ -340,7 +342,7 @@ impl Reader<'_> {
         permit: &mut Option<OwnedSemaphorePermit>,
     ) -> Result<(), End> {
         if self.options.access == Access::ReadOnly {
-            super::client::discard(self.handle, data.len(), &mut self.warned.read_only);
+            super::source::discard(self.handle, data.len(), &mut self.warned.read_only);
             return Ok(());
         }
         if let Some((r, _)) = &mut self.transactions {
