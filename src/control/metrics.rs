@@ -16,7 +16,7 @@ use tracing::warn;
 use super::PortStatus;
 use crate::hub::status::{ClientStatus, DeviceState, HubStatus};
 
-/// Per-client series exported per port. Each client costs four series
+/// Per-client series exported per port. Each client costs nine series
 /// (with its id and peer as labels, so every new connection is new series);
 /// past this many, a scrape could grow without bound. Clients beyond it (the
 /// most recent ones: ids rise) are summed into `client="other"`, and counted
@@ -69,10 +69,20 @@ struct Families {
     log_dropped: PortCounter,
     transactions: PortCounter,
     timeouts: PortCounter,
+    requests_dropped: PortCounter,
+    reset_lost: PortCounter,
+    unsolicited_dropped: PortCounter,
+    bad_replies: PortCounter,
+    replies_discarded: PortCounter,
     client_in: ClientGauge,
     client_out: ClientGauge,
     client_queued: ClientGauge,
     client_dropped: ClientGauge,
+    client_discarded: ClientGauge,
+    client_reset_lost: ClientGauge,
+    client_bad_replies: ClientGauge,
+    client_transactions: ClientGauge,
+    client_timeouts: ClientGauge,
 }
 
 fn family<F: Default + Clone + prometheus_client::registry::Metric>(
@@ -148,6 +158,31 @@ impl Families {
                 "reply_timeouts",
                 "Transactions that got no reply in time",
             ),
+            requests_dropped: family(
+                &mut r,
+                "requests_dropped",
+                "Settings and modem-line requests dropped unapplied because their client had left",
+            ),
+            reset_lost: family(
+                &mut r,
+                "reset_lost_bytes",
+                "Client bytes the kernel discarded when a connection was reset before serialhub read them",
+            ),
+            unsolicited_dropped: family(
+                &mut r,
+                "unsolicited_dropped_bytes",
+                "Device bytes answering no request that went to no client but see=all ones (--unsolicited drop)",
+            ),
+            bad_replies: family(
+                &mut r,
+                "bad_replies",
+                "Replies that could not be passed on (a Modbus reply failing its CRC)",
+            ),
+            replies_discarded: family(
+                &mut r,
+                "replies_discarded_bytes",
+                "Reply bytes whose client had gone before they came",
+            ),
             client_in: family(
                 &mut r,
                 "client_in_bytes",
@@ -167,6 +202,31 @@ impl Families {
                 &mut r,
                 "client_dropped_bytes",
                 "Device bytes the client did not get",
+            ),
+            client_discarded: family(
+                &mut r,
+                "client_discarded_bytes",
+                "The client's bytes not sent to the device (read-only endpoint, bad CRC)",
+            ),
+            client_reset_lost: family(
+                &mut r,
+                "client_reset_lost_bytes",
+                "The client's bytes the kernel discarded when its connection was reset",
+            ),
+            client_bad_replies: family(
+                &mut r,
+                "client_bad_replies",
+                "Replies to the client that could not be passed on",
+            ),
+            client_transactions: family(
+                &mut r,
+                "client_transactions",
+                "The client's transactions run (--writers transaction)",
+            ),
+            client_timeouts: family(
+                &mut r,
+                "client_reply_timeouts",
+                "The client's transactions that got no reply in time",
             ),
             registry: r,
         }
@@ -198,32 +258,35 @@ impl Families {
             .inc_by(hub.traffic_log_dropped);
         self.transactions.get_or_create(&l).inc_by(hub.transactions);
         self.timeouts.get_or_create(&l).inc_by(hub.timeouts);
+        self.requests_dropped
+            .get_or_create(&l)
+            .inc_by(hub.requests_dropped);
+        self.reset_lost.get_or_create(&l).inc_by(hub.reset_lost);
+        self.unsolicited_dropped
+            .get_or_create(&l)
+            .inc_by(hub.unsolicited_dropped);
+        self.bad_replies.get_or_create(&l).inc_by(hub.bad_replies);
+        self.replies_discarded
+            .get_or_create(&l)
+            .inc_by(hub.replies_discarded);
 
         let mut clients: Vec<&ClientStatus> = hub.clients.iter().collect();
         clients.sort_by_key(|c| c.id);
         let rest = clients.split_off(clients.len().min(MAX_CLIENT_SERIES));
         self.unlisted.get_or_create(&l).set(rest.len() as u64);
         for c in clients {
-            self.client(name, c.id.to_string(), c.peer.clone(), c);
+            self.client(name, c.id.to_string(), c.peer.clone(), &ClientCounts::of(c));
         }
         if !rest.is_empty() {
-            let mut sum = Sum::default();
+            let mut sum = ClientCounts::default();
             for c in rest {
-                sum.add(c);
+                sum.add(&ClientCounts::of(c));
             }
-            let labels = ClientLabels {
-                port: name.to_owned(),
-                client: "other".into(),
-                peer: "other".into(),
-            };
-            self.client_in.get_or_create(&labels).set(sum.bytes_in);
-            self.client_out.get_or_create(&labels).set(sum.bytes_out);
-            self.client_queued.get_or_create(&labels).set(sum.queued);
-            self.client_dropped.get_or_create(&labels).set(sum.dropped);
+            self.client(name, "other".into(), "other".into(), &sum);
         }
     }
 
-    fn client(&self, port: &str, client: String, peer: String, c: &ClientStatus) {
+    fn client(&self, port: &str, client: String, peer: String, c: &ClientCounts) {
         let labels = ClientLabels {
             port: port.to_owned(),
             client,
@@ -231,30 +294,64 @@ impl Families {
         };
         self.client_in.get_or_create(&labels).set(c.bytes_in);
         self.client_out.get_or_create(&labels).set(c.bytes_out);
-        self.client_queued
-            .get_or_create(&labels)
-            .set(u64::try_from(c.queued).unwrap_or(u64::MAX));
+        self.client_queued.get_or_create(&labels).set(c.queued);
         self.client_dropped.get_or_create(&labels).set(c.dropped);
+        self.client_discarded
+            .get_or_create(&labels)
+            .set(c.discarded);
+        self.client_reset_lost
+            .get_or_create(&labels)
+            .set(c.reset_lost);
+        self.client_bad_replies
+            .get_or_create(&labels)
+            .set(c.bad_replies);
+        self.client_transactions
+            .get_or_create(&labels)
+            .set(c.transactions);
+        self.client_timeouts.get_or_create(&labels).set(c.timeouts);
     }
 }
 
-/// The clients past the cap, added up.
+/// A client's per-client series, or those of the clients past the cap
+/// added up.
 #[derive(Default)]
-struct Sum {
+struct ClientCounts {
     bytes_in: u64,
     bytes_out: u64,
     queued: u64,
     dropped: u64,
+    discarded: u64,
+    reset_lost: u64,
+    bad_replies: u64,
+    transactions: u64,
+    timeouts: u64,
 }
 
-impl Sum {
-    fn add(&mut self, c: &ClientStatus) {
+impl ClientCounts {
+    fn of(c: &ClientStatus) -> ClientCounts {
+        ClientCounts {
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
+            queued: u64::try_from(c.queued).unwrap_or(u64::MAX),
+            dropped: c.dropped,
+            discarded: c.discarded,
+            reset_lost: c.reset_lost,
+            bad_replies: c.bad_replies,
+            transactions: c.transactions,
+            timeouts: c.timeouts,
+        }
+    }
+
+    fn add(&mut self, c: &ClientCounts) {
         self.bytes_in = self.bytes_in.saturating_add(c.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(c.bytes_out);
-        self.queued = self
-            .queued
-            .saturating_add(u64::try_from(c.queued).unwrap_or(u64::MAX));
+        self.queued = self.queued.saturating_add(c.queued);
         self.dropped = self.dropped.saturating_add(c.dropped);
+        self.discarded = self.discarded.saturating_add(c.discarded);
+        self.reset_lost = self.reset_lost.saturating_add(c.reset_lost);
+        self.bad_replies = self.bad_replies.saturating_add(c.bad_replies);
+        self.transactions = self.transactions.saturating_add(c.transactions);
+        self.timeouts = self.timeouts.saturating_add(c.timeouts);
     }
 }
 
@@ -296,9 +393,11 @@ mod tests {
             bytes_out: 1000 + id,
             queued: 1,
             dropped: 2,
-            discarded: 0,
-            transactions: 0,
-            timeouts: 0,
+            discarded: 3,
+            transactions: 4,
+            timeouts: 5,
+            reset_lost: 6,
+            bad_replies: 7,
         }
     }
 
@@ -316,7 +415,11 @@ mod tests {
             reopens: 4,
             lock_waits: 0,
             traffic_log_dropped: 0,
-            requests_dropped: 0,
+            requests_dropped: 8,
+            reset_lost: 9,
+            unsolicited_dropped: 10,
+            bad_replies: 11,
+            replies_discarded: 12,
             settings_changed_by: None,
             write_lock: None,
             clients,
@@ -368,6 +471,15 @@ mod tests {
         );
         assert_eq!(value(&text, "serialhub_client_queued_bytes", &other), [6]);
         assert_eq!(value(&text, "serialhub_client_dropped_bytes", &other), [12]);
+        for (family, each) in [
+            ("serialhub_client_discarded_bytes", 3),
+            ("serialhub_client_transactions", 4),
+            ("serialhub_client_reply_timeouts", 5),
+            ("serialhub_client_reset_lost_bytes", 6),
+            ("serialhub_client_bad_replies", 7),
+        ] {
+            assert_eq!(value(&text, family, &other), [6 * each], "{family}");
+        }
         assert_eq!(value(&text, "serialhub_unlisted_clients", &[]), [6]);
         assert_eq!(value(&text, "serialhub_clients", &[]), [n]);
     }
@@ -440,5 +552,37 @@ mod tests {
             [7]
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Issue 20: every drop the hub counts, and every per-client counter
+    /// `status` gives, is a series.
+    #[test]
+    fn issue20_every_counter_of_status_is_a_series() {
+        let text = render(&[port("a", vec![client(1)], DeviceState::Opening)]).unwrap();
+        let port = [r#"port="a""#];
+        for (family, want) in [
+            ("serialhub_requests_dropped_total", 8),
+            ("serialhub_reset_lost_bytes_total", 9),
+            ("serialhub_unsolicited_dropped_bytes_total", 10),
+            ("serialhub_bad_replies_total", 11),
+            ("serialhub_replies_discarded_bytes_total", 12),
+        ] {
+            assert_eq!(value(&text, family, &port), [want], "{family}\n{text}");
+            let name = family.trim_end_matches("_total");
+            assert!(
+                text.contains(&format!("# TYPE {name} counter\n")),
+                "{family}\n{text}"
+            );
+        }
+        let client = [r#"port="a""#, r#"client="1""#];
+        for (family, want) in [
+            ("serialhub_client_discarded_bytes", 3),
+            ("serialhub_client_transactions", 4),
+            ("serialhub_client_reply_timeouts", 5),
+            ("serialhub_client_reset_lost_bytes", 6),
+            ("serialhub_client_bad_replies", 7),
+        ] {
+            assert_eq!(value(&text, family, &client), [want], "{family}\n{text}");
+        }
     }
 }

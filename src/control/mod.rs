@@ -105,6 +105,12 @@ pub struct PortStatus {
     pub writers: String,
     /// Where its endpoints listen, as bound: `tcp:127.0.0.1:40001`.
     pub endpoints: Vec<String>,
+    /// The daemon's metrics address as bound (`127.0.0.1:9108`; its page is
+    /// `/metrics`), with `--metrics` or `[metrics]`. Every port of a daemon
+    /// gives the same one: the answer stays a list of ports, and each port
+    /// says where its series are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
     #[serde(flatten)]
     pub hub: serde_json::Value,
 }
@@ -124,6 +130,7 @@ impl PortStatus {
             line,
             writers: writers.to_owned(),
             endpoints,
+            metrics: None,
             hub: serde_json::to_value(hub).unwrap_or_default(),
         }
     }

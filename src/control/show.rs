@@ -56,7 +56,19 @@ pub fn tables(ports: &[PortStatus]) -> String {
             num("traffic_log_dropped"),
             num("requests_dropped"),
         );
+        let _ = writeln!(
+            out,
+            "  unsolicited bytes dropped {}; bad replies {}; reply bytes of departed clients \
+             discarded {}; client bytes lost to resets {}",
+            num("unsolicited_dropped"),
+            num("bad_replies"),
+            num("replies_discarded"),
+            num("reset_lost"),
+        );
         let _ = writeln!(out, "  endpoints: {}", p.endpoints.join(", "));
+        if let Some(addr) = &p.metrics {
+            let _ = writeln!(out, "  metrics: http://{addr}/metrics");
+        }
         let clients = field("clients");
         let clients = clients.as_array().map(Vec::as_slice).unwrap_or_default();
         if clients.is_empty() {
@@ -65,20 +77,37 @@ pub fn tables(ports: &[PortStatus]) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8}",
-            "ID", "CLIENT", "CONNECTED", "IN", "OUT", "QUEUED", "DROPPED"
+            "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}",
+            "ID",
+            "CLIENT",
+            "CONNECTED",
+            "IN",
+            "OUT",
+            "QUEUED",
+            "DROPPED",
+            "DISCARDED",
+            "LOST",
+            "TXNS",
+            "TIMEOUTS",
+            "BAD"
         );
         for c in clients {
+            let n = |k: &str| c[k].as_u64().unwrap_or(0);
             let _ = writeln!(
                 out,
-                "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8}",
-                c["id"].as_u64().unwrap_or(0),
+                "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}",
+                n("id"),
                 c["peer"].as_str().unwrap_or("?"),
                 c["connected_since"].as_str().unwrap_or("?"),
-                c["bytes_in"].as_u64().unwrap_or(0),
-                c["bytes_out"].as_u64().unwrap_or(0),
-                c["queued"].as_u64().unwrap_or(0),
-                c["dropped"].as_u64().unwrap_or(0),
+                n("bytes_in"),
+                n("bytes_out"),
+                n("queued"),
+                n("dropped"),
+                n("discarded"),
+                n("reset_lost"),
+                n("transactions"),
+                n("timeouts"),
+                n("bad_replies"),
             );
         }
     }
@@ -88,7 +117,7 @@ pub fn tables(ports: &[PortStatus]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::status::{DeviceState, HubStatus};
+    use crate::hub::status::{ClientStatus, DeviceState, HubStatus};
 
     #[test]
     fn issue10_tables_show_the_lock_and_the_reopen_and_drop_counters() {
@@ -108,6 +137,10 @@ mod tests {
             lock_waits: 9,
             traffic_log_dropped: 11,
             requests_dropped: 0,
+            reset_lost: 0,
+            unsolicited_dropped: 0,
+            bad_replies: 0,
+            replies_discarded: 0,
             settings_changed_by: None,
             write_lock: Some("operator (control socket)".into()),
             clients: Vec::new(),
@@ -128,5 +161,83 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// Issue 20: the drops the hub counts, each client's, and where the
+    /// metrics are served, are in the tables.
+    #[test]
+    fn issue20_tables_show_every_drop_and_the_metrics_address() {
+        let client = ClientStatus {
+            id: 3,
+            peer: "modbus-tcp:127.0.0.1:40522".into(),
+            connected_since: "2026-01-01T00:00:00Z".into(),
+            bytes_in: 1,
+            bytes_out: 2,
+            queued: 0,
+            dropped: 0,
+            discarded: 17,
+            transactions: 19,
+            timeouts: 23,
+            reset_lost: 29,
+            bad_replies: 31,
+        };
+        let hub = HubStatus {
+            device_state: DeviceState::Opening,
+            device_since: "2026-01-01T00:00:00Z".into(),
+            bytes_from_device: 0,
+            bytes_to_device: 0,
+            dropped: 0,
+            kicked: 0,
+            refused: 0,
+            transactions: 0,
+            timeouts: 0,
+            reopens: 0,
+            lock_waits: 0,
+            traffic_log_dropped: 0,
+            requests_dropped: 0,
+            reset_lost: 41,
+            unsolicited_dropped: 43,
+            bad_replies: 47,
+            replies_discarded: 53,
+            settings_changed_by: None,
+            write_lock: None,
+            clients: vec![client],
+        };
+        let mut port = PortStatus::new(
+            "lab1",
+            "sim:modbus".into(),
+            "19200 8E1".into(),
+            "transaction",
+            vec![],
+            &hub,
+        );
+        port.metrics = Some("127.0.0.1:9108".into());
+        let text = tables(&[port]);
+        assert!(
+            text.contains(
+                "unsolicited bytes dropped 43; bad replies 47; reply bytes of departed \
+                 clients discarded 53; client bytes lost to resets 41"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("metrics: http://127.0.0.1:9108/metrics"),
+            "{text}"
+        );
+        let header = text.lines().find(|l| l.contains("CLIENT")).unwrap();
+        let row = text.lines().find(|l| l.contains("modbus-tcp:")).unwrap();
+        let cells: Vec<(&str, &str)> = header
+            .split_whitespace()
+            .zip(row.split_whitespace())
+            .collect();
+        for (column, want) in [
+            ("DISCARDED", "17"),
+            ("LOST", "29"),
+            ("TXNS", "19"),
+            ("TIMEOUTS", "23"),
+            ("BAD", "31"),
+        ] {
+            assert!(cells.contains(&(column, want)), "{column}: {text}");
+        }
     }
 }

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::config::{self, ServeConfig};
 use crate::control::http::{MetricsError, MetricsServer};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
-use crate::control::{ControlConfig, Request, Response};
+use crate::control::{ControlConfig, PortStatus, Request, Response};
 use crate::endpoint::unix::UnixError;
 use crate::fds::{self, FdReserve};
 use crate::port::{Port, PortError};
@@ -94,6 +94,8 @@ pub async fn run(
         }
         None => None,
     };
+    // `status` gives it, so nobody has to read it from the log.
+    let metrics_addr = metrics.as_ref().map(|m| m.local_addr().to_string());
     let fds = Arc::new(FdReserve::new(fds::RESERVE));
     let mut running: Vec<Running> = Vec::with_capacity(ports.len());
     for plan in ports {
@@ -134,7 +136,7 @@ pub async fn run(
                             Err(e) => Response::error(e),
                         }
                     }
-                    other => handle(&running, other),
+                    other => handle(&running, other, metrics_addr.as_deref()),
                 };
                 let _ = reply.send(answer);
             }
@@ -356,16 +358,21 @@ fn find<'a>(ports: &'a [Running], name: &str) -> Result<&'a Port, Response> {
         })
 }
 
-fn handle(ports: &[Running], request: Request) -> Response {
+/// Answers `request`; `metrics` is where `/metrics` is served, for `status`.
+fn handle(ports: &[Running], request: Request, metrics: Option<&str>) -> Response {
+    let status = |p: &Port| PortStatus {
+        metrics: metrics.map(str::to_owned),
+        ..p.status()
+    };
     let result = match request {
         Request::Status { port: None } => Ok(Response {
-            ports: ports.iter().map(|r| r.port.status()).collect(),
+            ports: ports.iter().map(|r| status(&r.port)).collect(),
             ..Response::ok()
         }),
         // Handled by the daemon's loop, which may change the ports.
         Request::Reload => Ok(Response::error("reload is handled by the daemon")),
         Request::Status { port: Some(name) } => find(ports, &name).map(|p| Response {
-            ports: vec![p.status()],
+            ports: vec![status(p)],
             ..Response::ok()
         }),
         Request::Kick { port, client } => find(ports, &port).map(|p| {

@@ -46,6 +46,14 @@ pub struct ClientStatus {
     pub discarded: u64,
     pub transactions: u64,
     pub timeouts: u64,
+    /// Its bytes the kernel acknowledged but discarded when its connection
+    /// was reset before serialhub could read them.
+    #[serde(default)]
+    pub reset_lost: u64,
+    /// Replies to it that could not be passed on (a Modbus reply failing its
+    /// CRC, answered with exception 0x0B instead).
+    #[serde(default)]
+    pub bad_replies: u64,
 }
 
 /// A hub's part of a port's status. It deserializes too, so that readers
@@ -75,6 +83,22 @@ pub struct HubStatus {
     /// client that asked had left.
     #[serde(default)]
     pub requests_dropped: u64,
+    /// Client bytes lost to connection resets, over all clients (see
+    /// [`ClientStatus::reset_lost`]).
+    #[serde(default)]
+    pub reset_lost: u64,
+    /// Device bytes that answered no request and went to no client but
+    /// those with `see=all` (`--unsolicited drop`, or `last` before any
+    /// request).
+    #[serde(default)]
+    pub unsolicited_dropped: u64,
+    /// Replies that could not be passed on, over all clients (see
+    /// [`ClientStatus::bad_replies`]).
+    #[serde(default)]
+    pub bad_replies: u64,
+    /// Reply bytes whose client had gone before they came.
+    #[serde(default)]
+    pub replies_discarded: u64,
     /// The client whose line settings or modem lines are in force, while a
     /// client's are (`#3 tcp:...`); `null` at the configured ones.
     #[serde(default)]
@@ -124,6 +148,8 @@ impl Hub {
                 discarded: s.stats.discarded.load(Relaxed),
                 transactions: s.txn.transactions.load(Relaxed),
                 timeouts: s.txn.timeouts.load(Relaxed),
+                reset_lost: s.stats.lost.load(Relaxed),
+                bad_replies: s.stats.bad_replies.load(Relaxed),
             })
             .collect();
         let s = &self.stats;
@@ -141,6 +167,10 @@ impl Hub {
             lock_waits: s.lock_waits.load(Relaxed).saturating_add(self.lock.waits()),
             traffic_log_dropped: self.traffic.dropped(),
             requests_dropped: s.orphans_dropped.load(Relaxed),
+            reset_lost: s.lost.load(Relaxed),
+            unsolicited_dropped: s.unsolicited_dropped.load(Relaxed),
+            bad_replies: s.bad_replies.load(Relaxed),
+            replies_discarded: s.replies_discarded.load(Relaxed),
             settings_changed_by: self.changers.latest(),
             write_lock: self.write_lock_holder().map(|h| h.to_string()),
             clients,

@@ -329,3 +329,47 @@ async fn issue12_sizes_follow_a_line_change_only_when_paced() {
         }
     }
 }
+
+/// Issue 20: a client's bad replies and reset losses reach `status`, per
+/// client and summed for the hub, and survive the client's leaving.
+#[tokio::test]
+async fn issue20_status_carries_bad_replies_and_reset_losses() {
+    let (hub, _w) = hub(SlowReaderPolicy::Disconnect, 64, 64);
+    let c = hub.attach("c");
+    c.count_bad_reply();
+    c.count_lost(5);
+    let s = hub.status();
+    assert_eq!((s.clients[0].bad_replies, s.clients[0].reset_lost), (1, 5));
+    drop(c);
+    let s = hub.status();
+    assert!(s.clients.is_empty());
+    assert_eq!((s.bad_replies, s.reset_lost), (1, 5));
+}
+
+/// Issue 20: a status written before the drop counters existed still
+/// reads, with them at 0.
+#[test]
+fn issue20_an_older_status_reads_with_the_new_counters_at_zero() {
+    let old = serde_json::json!({
+        "device_state": {"state": "open", "tty": "/dev/pts/3"},
+        "device_since": "2026-01-01T00:00:00Z",
+        "bytes_from_device": 1, "bytes_to_device": 2, "dropped": 0,
+        "kicked": 0, "refused": 0, "transactions": 0, "timeouts": 0,
+        "write_lock": null,
+        "clients": [{"id": 1, "peer": "tcp:127.0.0.1:1",
+            "connected_since": "2026-01-01T00:00:00Z", "bytes_in": 0,
+            "bytes_out": 0, "queued": 0, "dropped": 0, "discarded": 0,
+            "transactions": 0, "timeouts": 0}],
+    });
+    let s: status::HubStatus = serde_json::from_value(old).unwrap();
+    assert_eq!(
+        (
+            s.unsolicited_dropped,
+            s.bad_replies,
+            s.replies_discarded,
+            s.reset_lost
+        ),
+        (0, 0, 0, 0)
+    );
+    assert_eq!((s.clients[0].bad_replies, s.clients[0].reset_lost), (0, 0));
+}

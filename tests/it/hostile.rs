@@ -289,15 +289,6 @@ fn issue18_control_oversized_or_trailing_requests_get_an_error_answer() {
     timed_status(&server, "after the bad requests");
 }
 
-/// The metrics address, from the line the daemon logs for port 0.
-fn metrics_addr(server: &Server) -> String {
-    const SAID: &str = "metrics served at http://";
-    assert!(server.wait_log(SAID, Duration::from_secs(20)));
-    let log = server.log();
-    let rest = log.split(SAID).nth(1).unwrap_or_default();
-    rest.split("/metrics").next().unwrap_or_default().to_owned()
-}
-
 fn with_metrics() -> (Server, String) {
     let server = Server::start(&[
         "--metrics",
@@ -310,7 +301,7 @@ fn with_metrics() -> (Server, String) {
         "-l",
         "tcp:127.0.0.1:0",
     ]);
-    let addr = metrics_addr(&server);
+    let addr = server.metrics_addr();
     (server, addr)
 }
 

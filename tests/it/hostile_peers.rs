@@ -41,19 +41,6 @@ fn witness(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Duration> {
     })
 }
 
-/// Waits (up to 20 s) until `f` holds for the port's status.
-fn wait_status(server: &Server, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = status(&server.control);
-        if f(&s[0]) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}; status: {s:#}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A client with a small receive buffer that sends `data` and never reads.
 fn non_reader(addr: SocketAddr, data: Arc<Vec<u8>>) -> JoinHandle<()> {
     std::thread::spawn(move || {
@@ -95,10 +82,10 @@ fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_
     let flood = Arc::new(b"\xff\xfd\x00\xff\xfe\x00".repeat(1_000_000));
     let attacked = Instant::now();
     let attackers: Vec<_> = (0..4).map(|_| non_reader(rfc2217, flood.clone())).collect();
-    wait_status(&server, "the four attackers were not kicked", |p| {
+    server.wait_status("the four attackers were not kicked", |p| {
         p["kicked"].as_u64() >= Some(4)
     });
-    wait_status(&server, "kicked attackers are still connected", |p| {
+    server.wait_status("kicked attackers are still connected", |p| {
         p["clients"].as_array().map(Vec::len) == Some(1)
     });
     for a in attackers {
@@ -148,7 +135,7 @@ fn issue18_a_departed_clients_queued_break_toggles_are_dropped() {
     read.join().unwrap();
     drop(s);
     let left = Instant::now();
-    wait_status(&server, "the departed client is still served", |p| {
+    server.wait_status("the departed client is still served", |p| {
         p["clients"].as_array().map(Vec::len) == Some(1)
     });
     let gone_after = left.elapsed();

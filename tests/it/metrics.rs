@@ -24,7 +24,7 @@ for f in text_string_to_metric_families(sys.stdin.read()):
 print(json.dumps(out))
 "#;
 
-fn parse(text: &str) -> Value {
+pub(crate) fn parse(text: &str) -> Value {
     let ok = Command::new("python3")
         .args(["-c", "import prometheus_client"])
         .status()
@@ -56,7 +56,7 @@ fn parse(text: &str) -> Value {
 }
 
 /// `GET path` over a fresh connection: (status line, headers, body).
-fn get(addr: &str, path: &str) -> (String, String, String) {
+pub(crate) fn get(addr: &str, path: &str) -> (String, String, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     write!(
@@ -72,7 +72,7 @@ fn get(addr: &str, path: &str) -> (String, String, String) {
 }
 
 /// The value of the one sample of `family` whose labels include `labels`.
-fn sample(families: &Value, family: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(families: &Value, family: &str, labels: &[(&str, &str)]) -> f64 {
     let samples = families[family]["samples"]
         .as_array()
         .unwrap_or_else(|| panic!("no family {family}: {families}"));
@@ -98,14 +98,7 @@ fn issue10_metrics_are_scraped_and_parsed_by_a_real_parser() {
         "-l",
         "tcp:127.0.0.1:0",
     ]);
-    assert!(server.wait_log("metrics served at http://", Duration::from_secs(20)));
-    let log = server.log();
-    let metrics = log
-        .split("metrics served at http://")
-        .nth(1)
-        .and_then(|l| l.split("/metrics").next())
-        .unwrap()
-        .to_owned();
+    let metrics = server.metrics_addr();
 
     // Two clients; each write is echoed by the device to both.
     let mut a = TcpStream::connect(server.addr()).unwrap();
@@ -175,10 +168,20 @@ fn issue10_metrics_are_scraped_and_parsed_by_a_real_parser() {
         ("serialhub_traffic_log_dropped_records", "counter"),
         ("serialhub_transactions", "counter"),
         ("serialhub_reply_timeouts", "counter"),
+        ("serialhub_requests_dropped", "counter"),
+        ("serialhub_reset_lost_bytes", "counter"),
+        ("serialhub_unsolicited_dropped_bytes", "counter"),
+        ("serialhub_bad_replies", "counter"),
+        ("serialhub_replies_discarded_bytes", "counter"),
         ("serialhub_client_in_bytes", "gauge"),
         ("serialhub_client_out_bytes", "gauge"),
         ("serialhub_client_queued_bytes", "gauge"),
         ("serialhub_client_dropped_bytes", "gauge"),
+        ("serialhub_client_discarded_bytes", "gauge"),
+        ("serialhub_client_reset_lost_bytes", "gauge"),
+        ("serialhub_client_bad_replies", "gauge"),
+        ("serialhub_client_transactions", "gauge"),
+        ("serialhub_client_reply_timeouts", "gauge"),
     ];
     for (name, ty) in types {
         assert_eq!(f[name]["type"], ty, "{name}: {f}");

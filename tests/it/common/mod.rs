@@ -181,6 +181,29 @@ impl Server {
         self.addrs[0]
     }
 
+    /// Waits (up to 20 s) until `f` holds for the first port's status.
+    pub fn wait_status(&self, what: &str, f: impl Fn(&serde_json::Value) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = status(&self.control);
+            if f(&s[0]) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}; status: {s:#}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The metrics address as bound (`--metrics 127.0.0.1:0`), from
+    /// `status --json`.
+    pub fn metrics_addr(&self) -> String {
+        let ports = status(&self.control);
+        ports[0]["metrics"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no metrics address in the status: {ports}"))
+            .to_owned()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
