@@ -18,6 +18,7 @@
 
 pub mod admit;
 pub mod client;
+pub mod discover;
 pub mod http;
 pub mod metrics;
 pub mod server;
@@ -64,6 +65,20 @@ pub struct Response {
     pub done: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortStatus>,
+    /// Which process answered, with `status`: several may run, and the
+    /// control commands pick among them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonInfo>,
+}
+
+/// The process behind a control socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    /// Its configuration file, which `reload` reads; `None` when started
+    /// with flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
 }
 
 impl Response {
@@ -73,6 +88,7 @@ impl Response {
             error: None,
             done: None,
             ports: Vec::new(),
+            daemon: None,
         }
     }
 
@@ -89,6 +105,7 @@ impl Response {
             error: Some(why.into()),
             done: None,
             ports: Vec::new(),
+            daemon: None,
         }
     }
 }
@@ -105,6 +122,12 @@ pub struct PortStatus {
     pub writers: String,
     /// Where its endpoints listen, as bound: `tcp:127.0.0.1:40001`.
     pub endpoints: Vec<String>,
+    /// The control socket and the pid of the process serving the port, set
+    /// by `status` when it found the daemons itself (without `--control`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     #[serde(flatten)]
     pub hub: serde_json::Value,
 }
@@ -124,6 +147,8 @@ impl PortStatus {
             line,
             writers: writers.to_owned(),
             endpoints,
+            control: None,
+            pid: None,
             hub: serde_json::to_value(hub).unwrap_or_default(),
         }
     }
@@ -138,19 +163,3 @@ pub struct ControlConfig {
 
 /// Default mode of the control socket: only its owner may use it.
 pub const DEFAULT_MODE: u32 = 0o600;
-
-/// Where the control socket is unless configured: in `$XDG_RUNTIME_DIR`,
-/// `/run/serialhub/` as root (the service's runtime directory), else `/tmp`
-/// with the user id in its name.
-pub fn default_path() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("serialhub.sock");
-    }
-    // SAFETY: getuid cannot fail and touches no memory.
-    let uid = unsafe { libc::getuid() };
-    if uid == 0 {
-        PathBuf::from("/run/serialhub/serialhub.sock")
-    } else {
-        PathBuf::from(format!("/tmp/serialhub-{uid}.sock"))
-    }
-}

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::config::{self, ServeConfig};
 use crate::control::http::{MetricsError, MetricsServer};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
-use crate::control::{ControlConfig, Request, Response};
+use crate::control::{ControlConfig, DaemonInfo, Request, Response};
 use crate::endpoint::unix::UnixError;
 use crate::fds::{self, FdReserve};
 use crate::port::{Port, PortError};
@@ -71,14 +71,6 @@ pub async fn run(
     // touches any device.
     let control = match control {
         Some(c) => {
-            // The default path's directory (/run/serialhub as root) is made
-            // when missing, as systemd's RuntimeDirectory would.
-            if c.path == crate::control::default_path()
-                && let Some(dir) = c.path.parent()
-                && !dir.exists()
-            {
-                let _ = std::fs::create_dir_all(dir);
-            }
             let socket = ControlSocket::bind(&c.path, c.mode)?;
             info!(path = %c.path.display(), "control socket listening");
             Some(socket)
@@ -127,7 +119,8 @@ pub async fn run(
                 let _ = reload(&mut running, config_file.as_deref(), &fds, &shutdown).await;
             }
             Some((request, reply)) = asked.recv() => {
-                let answer = match request {
+                let status = matches!(request, Request::Status { .. });
+                let mut answer = match request {
                     Request::Reload => {
                         match reload(&mut running, config_file.as_deref(), &fds, &shutdown).await {
                             Ok(summary) => Response::done(summary),
@@ -136,6 +129,12 @@ pub async fn run(
                     }
                     other => handle(&running, other),
                 };
+                if status {
+                    answer.daemon = Some(DaemonInfo {
+                        pid: std::process::id(),
+                        config: config_file.clone(),
+                    });
+                }
                 let _ = reply.send(answer);
             }
         }
