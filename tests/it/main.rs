@@ -8,6 +8,7 @@ mod acked;
 mod backpressure;
 mod bulk;
 mod config;
+mod discovery;
 mod fanout;
 mod hostile;
 mod hostile_peers;
