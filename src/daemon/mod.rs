@@ -72,7 +72,13 @@ pub async fn run(
     let control = match control {
         Some(c) => {
             let socket = ControlSocket::bind(&c.path, c.mode)?;
-            info!(path = %c.path.display(), "control socket listening");
+            // One of our own in the runtime directory, which the control
+            // commands find by themselves, is not news: every serve has one.
+            if c.path == crate::control::discover::own_socket() {
+                tracing::debug!(path = %c.path.display(), "control socket listening");
+            } else {
+                info!(path = %c.path.display(), "control socket listening");
+            }
             Some(socket)
         }
         None => None,
