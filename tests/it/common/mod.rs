@@ -17,6 +17,22 @@ use serialhub::line::LineSettings;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_serialhub");
 
+/// The binary, with a runtime directory of the tests' own: a serve given no
+/// control socket makes one there, never in the user's (or /run/serialhub).
+pub fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("XDG_RUNTIME_DIR", runtime_dir());
+    cmd
+}
+
+/// The tests' `XDG_RUNTIME_DIR`, shared by the run: sockets there are named
+/// by pid, so tests do not collide. Tests that look at it have their own.
+fn runtime_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
 pub fn sim(mode: SimMode, baud: u32) -> Sim {
     Sim::spawn(mode, &LineSettings::with_baud(baud)).expect("start simulator")
 }
@@ -43,7 +59,7 @@ fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
 
 /// `serialhub --control SOCK ARGS...`: (success, stdout, stderr).
 pub fn control(sock: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
+    let out = command()
         .arg("--control")
         .arg(sock)
         .args(args)
@@ -65,7 +81,7 @@ pub fn status(sock: &Path) -> serde_json::Value {
 /// `serialhub --control PATH status --json`, parsed; `Err` with its stderr
 /// if it failed (the daemon is not up yet, or gone).
 pub fn status_json(control: &Path) -> Result<serde_json::Value, String> {
-    let out = Command::new(BIN)
+    let out = command()
         .arg("--control")
         .arg(control)
         .args(["status", "--json"])
@@ -81,7 +97,7 @@ pub fn status_json(control: &Path) -> Result<serde_json::Value, String> {
 /// `serialhub ARGS` with no `--control` and `runtime` as `XDG_RUNTIME_DIR`:
 /// (success, stdout, stderr).
 pub fn found(runtime: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
+    let out = command()
         .args(args)
         .env("XDG_RUNTIME_DIR", runtime)
         .stdin(Stdio::null())
@@ -186,7 +202,7 @@ impl Server {
 
     /// The binary, logging at info to a pipe the harness reads.
     fn command() -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = command();
         cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -307,7 +323,7 @@ impl Drop for Server {
 /// status and stderr.
 pub fn run_to_exit(args: &[&str], timeout: Duration) -> (ExitStatus, String, Duration) {
     let start = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut child = command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
