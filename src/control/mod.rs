@@ -7,6 +7,9 @@
 //! on a port itself: it hands each request to the daemon task that owns the
 //! ports, as a message, and waits for its answer.
 //!
+//! Every daemon has one; unless named, it is `PID.sock` in the user's
+//! runtime directory, where the commands find every daemon ([`discover`]).
+//!
 //! ```text
 //! > {"cmd":"status"}                    {"cmd":"status","port":"lab1"}
 //! < {"ok":true,"ports":[{"name":"lab1",...}]}
