@@ -131,3 +131,28 @@ fn issue20_a_runtime_directory_open_to_others_is_not_trusted() {
     let (ok, _, err) = found(runtime.path(), &["status"]);
     assert!(!ok && err.contains("mode 0700"), "{err}");
 }
+
+#[test]
+fn issue20_reload_without_flags_goes_to_the_serve_with_a_config_file() {
+    let runtime = tempfile::tempdir().unwrap();
+    let rt = runtime.path();
+    let file = rt.join("hub.toml");
+    std::fs::write(
+        &file,
+        "[[port]]\nname = \"cfg\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]\n",
+    )
+    .unwrap();
+    let _flags = serve(rt, "flags");
+    let from_file = Server::start_found(&["serve", "--config", file.to_str().unwrap()], rt);
+    let (ok, out, err) = found(rt, &["status"]);
+    assert!(ok, "{err}");
+    let origin = format!(
+        "serialhub pid {}, control {}, config {}",
+        from_file.pid(),
+        from_file.control.display(),
+        file.display()
+    );
+    assert!(out.contains(&origin), "{out}");
+    let (ok, out, err) = found(rt, &["reload"]);
+    assert!(ok && out.contains("unchanged: cfg"), "{out}{err}");
+}
