@@ -37,9 +37,12 @@ pub struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub quiet: u8,
     /// The control socket: where `serve` listens for `status`, `kick` and
-    /// the like (with flags, only when given), and where those commands
-    /// find it. Default: $XDG_RUNTIME_DIR/serialhub.sock, or
-    /// /run/serialhub/serialhub.sock as root.
+    /// the like, and where those commands find it. Default: `serve` listens
+    /// on PID.sock in the runtime directory ($XDG_RUNTIME_DIR/serialhub/,
+    /// /run/serialhub/ as root, else /tmp/serialhub-UID/), and the commands
+    /// ask every serialhub there: `status` shows them all, the others go to
+    /// the one serving the port named (`reload`: the only one, or the only
+    /// one started with --config).
     #[arg(long, global = true, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at

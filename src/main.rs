@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use serialhub::cli::{Cli, Command};
 use serialhub::config::{self, ConfigError, FileError, PortConfig};
-use serialhub::control::ControlConfig;
+use serialhub::control::{ControlConfig, discover};
 use serialhub::daemon::PortPlan;
 
 fn main() -> ExitCode {
@@ -98,8 +98,7 @@ fn exit_code(e: &anyhow::Error) -> ExitCode {
 
 /// `status`, `kick`, `lock`, `unlock`, `reload`: one request to a running serialhub's control socket.
 fn control_command(cli: &Cli) -> ExitCode {
-    use serialhub::control::{Request, client, default_path, show};
-    let path = cli.control.clone().unwrap_or_else(default_path);
+    use serialhub::control::{Request, client, show};
     let (request, json) = match &cli.command {
         Command::Status(a) => (
             Request::Status {
@@ -129,7 +128,10 @@ fn control_command(cli: &Cli) -> ExitCode {
         Command::Reload => (Request::Reload, false),
         _ => return ExitCode::FAILURE,
     };
-    match client::request(&path, &request) {
+    let Some(path) = &cli.control else {
+        return found_command(&request, json);
+    };
+    match client::request(path, &request) {
         Ok(r) if json => {
             println!(
                 "{}",
@@ -149,6 +151,39 @@ fn control_command(cli: &Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A control command without `--control`: to every serialhub of the user
+/// (`status`), or the one the request is for. Each daemon's tables come
+/// under a line naming it; `--json` gives every port, each with its
+/// daemon's `control` socket and `pid`.
+fn found_command(request: &serialhub::control::Request, json: bool) -> ExitCode {
+    use serialhub::control::{client, show};
+    let answers = match client::request_found(request) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("serialhub: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if json {
+        let ports: Vec<_> = answers.iter().flat_map(|a| &a.response.ports).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ports).unwrap_or_default()
+        );
+        return ExitCode::SUCCESS;
+    }
+    for a in &answers {
+        if let serialhub::control::Request::Status { .. } = request {
+            println!("serialhub {}", a.origin());
+        }
+        print!("{}", show::tables(&a.response.ports));
+        if let Some(done) = &a.response.done {
+            println!("{done}");
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -189,13 +224,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     (vec![plan], None, None)
                 }
             };
-            // --control wins; a file always has a control socket.
-            let control = control.or_else(|| {
-                file_control.map(|c| ControlConfig {
-                    path: c.socket.unwrap_or_else(serialhub::control::default_path),
-                    mode: c.mode,
-                })
+            // --control wins, then the file's socket; else one of our own in
+            // the runtime directory, where the control commands find it.
+            let mode = file_control
+                .as_ref()
+                .map_or(serialhub::control::DEFAULT_MODE, |c| c.mode);
+            let named = control.or_else(|| {
+                let path = file_control?.socket?;
+                Some(ControlConfig { path, mode })
             });
+            let control = match named {
+                Some(c) => Some(c),
+                None => match discover::prepare() {
+                    Ok(_) => Some(ControlConfig {
+                        path: discover::own_socket(),
+                        mode,
+                    }),
+                    // With flags there was never a socket unless asked for:
+                    // serve on without one rather than fail.
+                    Err(e) if args.config.is_none() => {
+                        tracing::warn!(
+                            "{e}; no control socket, so `serialhub status` cannot reach this serve"
+                        );
+                        None
+                    }
+                    Err(e) => return Err(e).context("control socket"),
+                },
+            };
             let metrics = cli.metrics.or(file_metrics.map(|m| m.listen));
             serialhub::daemon::run(plans, control, metrics, args.config.clone(), shutdown).await?;
         }

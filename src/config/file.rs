@@ -71,11 +71,11 @@ impl DaemonConfig {
                 "control: socket {}, mode {:04o}\n",
                 c.socket
                     .as_ref()
-                    .map_or("at the default path".into(), |s| s.display().to_string()),
+                    .map_or("PID.sock in the runtime directory".into(), |s| s.display().to_string()),
                 c.mode
             )),
             None => out.push_str(&format!(
-                "control: socket at the default path, mode {DEFAULT_CONTROL_MODE:04o}\n"
+                "control: socket PID.sock in the runtime directory, mode {DEFAULT_CONTROL_MODE:04o}\n"
             )),
         }
         match &self.metrics {

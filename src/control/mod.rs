@@ -7,6 +7,9 @@
 //! on a port itself: it hands each request to the daemon task that owns the
 //! ports, as a message, and waits for its answer.
 //!
+//! Every daemon has one; unless named, it is `PID.sock` in the user's
+//! runtime directory, where the commands find every daemon ([`discover`]).
+//!
 //! ```text
 //! > {"cmd":"status"}                    {"cmd":"status","port":"lab1"}
 //! < {"ok":true,"ports":[{"name":"lab1",...}]}
@@ -18,6 +21,7 @@
 
 pub mod admit;
 pub mod client;
+pub mod discover;
 pub mod http;
 pub mod metrics;
 pub mod server;
@@ -64,6 +68,20 @@ pub struct Response {
     pub done: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortStatus>,
+    /// Which process answered, with `status`: several may run, and the
+    /// control commands pick among them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonInfo>,
+}
+
+/// The process behind a control socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonInfo {
+    pub pid: u32,
+    /// Its configuration file, which `reload` reads; `None` when started
+    /// with flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<PathBuf>,
 }
 
 impl Response {
@@ -73,6 +91,7 @@ impl Response {
             error: None,
             done: None,
             ports: Vec::new(),
+            daemon: None,
         }
     }
 
@@ -89,6 +108,7 @@ impl Response {
             error: Some(why.into()),
             done: None,
             ports: Vec::new(),
+            daemon: None,
         }
     }
 }
@@ -111,6 +131,12 @@ pub struct PortStatus {
     /// says where its series are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
+    /// The control socket and the pid of the process serving the port, set
+    /// by `status` when it found the daemons itself (without `--control`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
     #[serde(flatten)]
     pub hub: serde_json::Value,
 }
@@ -131,6 +157,8 @@ impl PortStatus {
             writers: writers.to_owned(),
             endpoints,
             metrics: None,
+            control: None,
+            pid: None,
             hub: serde_json::to_value(hub).unwrap_or_default(),
         }
     }
@@ -145,19 +173,3 @@ pub struct ControlConfig {
 
 /// Default mode of the control socket: only its owner may use it.
 pub const DEFAULT_MODE: u32 = 0o600;
-
-/// Where the control socket is unless configured: in `$XDG_RUNTIME_DIR`,
-/// `/run/serialhub/` as root (the service's runtime directory), else `/tmp`
-/// with the user id in its name.
-pub fn default_path() -> PathBuf {
-    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir).join("serialhub.sock");
-    }
-    // SAFETY: getuid cannot fail and touches no memory.
-    let uid = unsafe { libc::getuid() };
-    if uid == 0 {
-        PathBuf::from("/run/serialhub/serialhub.sock")
-    } else {
-        PathBuf::from(format!("/tmp/serialhub-{uid}.sock"))
-    }
-}

@@ -27,7 +27,7 @@ use tracing::{info, warn};
 use crate::config::{self, ServeConfig};
 use crate::control::http::{MetricsError, MetricsServer};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
-use crate::control::{ControlConfig, PortStatus, Request, Response};
+use crate::control::{ControlConfig, DaemonInfo, PortStatus, Request, Response};
 use crate::endpoint::unix::UnixError;
 use crate::fds::{self, FdReserve};
 use crate::port::{Port, PortError};
@@ -71,16 +71,14 @@ pub async fn run(
     // touches any device.
     let control = match control {
         Some(c) => {
-            // The default path's directory (/run/serialhub as root) is made
-            // when missing, as systemd's RuntimeDirectory would.
-            if c.path == crate::control::default_path()
-                && let Some(dir) = c.path.parent()
-                && !dir.exists()
-            {
-                let _ = std::fs::create_dir_all(dir);
-            }
             let socket = ControlSocket::bind(&c.path, c.mode)?;
-            info!(path = %c.path.display(), "control socket listening");
+            // One of our own in the runtime directory, which the control
+            // commands find by themselves, is not news: every serve has one.
+            if c.path == crate::control::discover::own_socket() {
+                tracing::debug!(path = %c.path.display(), "control socket listening");
+            } else {
+                info!(path = %c.path.display(), "control socket listening");
+            }
             Some(socket)
         }
         None => None,
@@ -129,7 +127,8 @@ pub async fn run(
                 let _ = reload(&mut running, config_file.as_deref(), &fds, &shutdown).await;
             }
             Some((request, reply)) = asked.recv() => {
-                let answer = match request {
+                let status = matches!(request, Request::Status { .. });
+                let mut answer = match request {
                     Request::Reload => {
                         match reload(&mut running, config_file.as_deref(), &fds, &shutdown).await {
                             Ok(summary) => Response::done(summary),
@@ -138,6 +137,12 @@ pub async fn run(
                     }
                     other => handle(&running, other, metrics_addr.as_deref()),
                 };
+                if status {
+                    answer.daemon = Some(DaemonInfo {
+                        pid: std::process::id(),
+                        config: config_file.clone(),
+                    });
+                }
                 let _ = reply.send(answer);
             }
         }

@@ -5,17 +5,17 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::common::{BIN, Server, read_until, run_to_exit};
+use crate::common::{Server, read_until, run_to_exit};
 
 /// Runs `serialhub ARGS` with `stdin` as its standard input, to the end.
 fn run(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(BIN)
+    let mut child = crate::common::command()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

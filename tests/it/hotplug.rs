@@ -78,7 +78,7 @@ async fn issue10_a_device_absent_at_start_is_waited_for() {
         "tcp:127.0.0.1:0",
     ]);
     let state = || {
-        let out = std::process::Command::new(crate::common::BIN)
+        let out = crate::common::command()
             .arg("--control")
             .arg(&sock)
             .args(["status", "--json"])

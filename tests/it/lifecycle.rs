@@ -126,7 +126,7 @@ async fn issue_2_sigterm_drains_writes_and_closes_clients() {
 async fn sim_command_links_a_usable_device() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("ttySIM");
-    let mut sim = std::process::Command::new(crate::common::BIN)
+    let mut sim = crate::common::command()
         .args([
             "sim",
             "--mode",

@@ -9,6 +9,7 @@ mod backpressure;
 mod bulk;
 mod config;
 mod counters;
+mod discovery;
 mod fanout;
 mod hostile;
 mod hostile_peers;

@@ -4,7 +4,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, Server, finish, python};
+use crate::common::{Server, finish, python};
 
 /// A Modbus RTU master with minimalmodbus on a serial port (a pty
 /// endpoint): reads holding and input registers of units 1 to 3 and checks
@@ -155,7 +155,7 @@ fn issue9_masters_on_tcp_unix_and_pty_share_a_slave_that_frames_by_silence() {
     let dir = tempfile::tempdir().unwrap();
     let tty = dir.path().join("ttySLAVE");
     // The slave is a separate process on a pty, as a real device would be.
-    let mut slave = Command::new(BIN)
+    let mut slave = crate::common::command()
         .args(["sim", "--mode", "modbus", "--baud", "19200", "--link"])
         .arg(&tty)
         .stdin(Stdio::null())

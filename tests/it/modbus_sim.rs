@@ -11,7 +11,7 @@ use serialhub::device::{Sim, SimMode, SimSpec};
 use serialhub::line::LineSettings;
 use serialhub::proto::modbus::rtu;
 
-use crate::common::{BIN, eventually, finish, python, run_to_exit};
+use crate::common::{eventually, finish, python, run_to_exit};
 
 /// Polls units 1 to 3 with minimalmodbus and checks every value against the
 /// register rule of the README: holding `a` of unit `u` starts at
@@ -64,7 +64,7 @@ struct SimProcess(Child);
 
 impl SimProcess {
     fn start(link: &Path) -> SimProcess {
-        let child = Command::new(BIN)
+        let child = crate::common::command()
             .args([
                 "sim",
                 "--mode",

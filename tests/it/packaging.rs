@@ -63,13 +63,13 @@ fn issue10_bash_completes_subcommands_and_flags() {
         assert!(all.iter().any(|w| w == sub), "no {sub} in {all:?}");
     }
     for shell in ["zsh", "fish", "elvish", "powershell"] {
-        let script = stdout(Command::new(BIN).args(["completions", shell]));
+        let script = stdout(crate::common::command().args(["completions", shell]));
         assert!(
             script.contains("serve") && script.contains("max-inflight"),
             "{shell}: {script}"
         );
     }
-    let out = Command::new(BIN)
+    let out = crate::common::command()
         .args(["completions", "tcsh"])
         .output()
         .unwrap();
@@ -78,12 +78,12 @@ fn issue10_bash_completes_subcommands_and_flags() {
 
 #[test]
 fn issue10_man_pages_render() {
-    let top = stdout(Command::new(BIN).arg("man"));
+    let top = stdout(crate::common::command().arg("man"));
     assert!(top.contains("\n.TH serialhub 1 "), "{top}");
-    let serve = stdout(Command::new(BIN).args(["man", "serve"]));
+    let serve = stdout(crate::common::command().args(["man", "serve"]));
     assert!(serve.contains("\n.TH serialhub-serve 1 "), "{serve}");
     assert!(serve.contains("\\fB\\-\\-listen\\fR"), "{serve}");
-    let out = Command::new(BIN)
+    let out = crate::common::command()
         .args(["man", "no-such-command"])
         .output()
         .unwrap();
@@ -125,7 +125,11 @@ fn issue10_man_pages_render() {
 #[test]
 fn issue10_man_dir_writes_a_page_per_command() {
     let dir = tempfile::tempdir().unwrap();
-    let listed = stdout(Command::new(BIN).args(["man", "--dir"]).arg(dir.path()));
+    let listed = stdout(
+        crate::common::command()
+            .args(["man", "--dir"])
+            .arg(dir.path()),
+    );
     for page in ["serialhub.1", "serialhub-serve.1", "serialhub-log.1"] {
         let path = dir.path().join(page);
         assert!(listed.contains(&path.display().to_string()), "{listed}");

@@ -5,7 +5,7 @@
 
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use serialhub::pattern::Checker;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{BIN, PtyDevice, Server, eventually, read_until, run_to_exit, sim};
+use crate::common::{PtyDevice, Server, eventually, read_until, run_to_exit, sim};
 
 /// Runs `serialhub log ARGS` and returns its stdout, failing on a non-zero
 /// exit or any warning.
@@ -28,7 +28,7 @@ fn log(args: &[&str]) -> Vec<u8> {
 
 /// Runs `serialhub log ARGS`; returns stdout and stderr.
 fn log_warning(args: &[&str]) -> (Vec<u8>, String) {
-    let out = Command::new(BIN)
+    let out = crate::common::command()
         .arg("log")
         .args(args)
         .stdin(Stdio::null())
@@ -347,7 +347,7 @@ async fn issue_3_follow_tails_across_rotations() {
         dir.path(),
         &["--log-max-size", "64KiB", "--log-keep", "5"],
     );
-    let mut follower = Command::new(BIN)
+    let mut follower = crate::common::command()
         .args([
             "log",
             "--follow",
@@ -717,7 +717,7 @@ async fn issue8_a_file_size_limit_leaves_only_whole_records() {
 /// would include the test process's own memory, which the child inherits.
 fn log_in_limited_memory(args: &[&str], limit: u64) -> (bool, Vec<u8>, String) {
     use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(BIN);
+    let mut cmd = crate::common::command();
     cmd.arg("log")
         .args(args)
         .stdin(Stdio::null())
@@ -825,7 +825,7 @@ async fn issue8_follow_says_when_rotation_deleted_files_it_had_not_read() {
         dir.path(),
         &["--log-max-size", "4KiB", "--log-keep", "2"],
     );
-    let mut follower = Command::new(BIN)
+    let mut follower = crate::common::command()
         .args([
             "log",
             "--follow",

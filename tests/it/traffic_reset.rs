@@ -4,10 +4,10 @@
 //! request with the client, in order with the bytes around it.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{BIN, PtyDevice, Server, endpoints, finish, python, status};
+use crate::common::{PtyDevice, Server, endpoints, finish, python, status};
 
 /// esptool's classic reset (DTR off, RTS on, pause, DTR on, RTS off)
 /// between two writes, then a break and a purge. Prints its local address,
@@ -34,7 +34,7 @@ print("OK", flush=True)
 
 /// Runs `serialhub log ARGS`; its stdout, failing on any warning.
 fn log(args: &[&str]) -> String {
-    let out = Command::new(BIN)
+    let out = crate::common::command()
         .arg("log")
         .args(args)
         .stdin(Stdio::null())

@@ -195,7 +195,7 @@ fn issue9_traffic_log_names_the_client_of_each_reply() {
         .collect();
     server.terminate(Duration::from_secs(10));
 
-    let out = std::process::Command::new(crate::common::BIN)
+    let out = crate::common::command()
         .args(["log", "--json", log_dir])
         .output()
         .unwrap();

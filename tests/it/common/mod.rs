@@ -17,6 +17,22 @@ use serialhub::line::LineSettings;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_serialhub");
 
+/// The binary, with a runtime directory of the tests' own: a serve given no
+/// control socket makes one there, never in the user's (or /run/serialhub).
+pub fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("XDG_RUNTIME_DIR", runtime_dir());
+    cmd
+}
+
+/// The tests' `XDG_RUNTIME_DIR`, shared by the run: sockets there are named
+/// by pid, so tests do not collide. Tests that look at it have their own.
+fn runtime_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
 pub fn sim(mode: SimMode, baud: u32) -> Sim {
     Sim::spawn(mode, &LineSettings::with_baud(baud)).expect("start simulator")
 }
@@ -43,7 +59,7 @@ fn flag_value<'a>(args: &[&'a str], flag: &str) -> Option<&'a str> {
 
 /// `serialhub --control SOCK ARGS...`: (success, stdout, stderr).
 pub fn control(sock: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN)
+    let out = command()
         .arg("--control")
         .arg(sock)
         .args(args)
@@ -65,7 +81,7 @@ pub fn status(sock: &Path) -> serde_json::Value {
 /// `serialhub --control PATH status --json`, parsed; `Err` with its stderr
 /// if it failed (the daemon is not up yet, or gone).
 pub fn status_json(control: &Path) -> Result<serde_json::Value, String> {
-    let out = Command::new(BIN)
+    let out = command()
         .arg("--control")
         .arg(control)
         .args(["status", "--json"])
@@ -76,6 +92,32 @@ pub fn status_json(control: &Path) -> Result<serde_json::Value, String> {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     serde_json::from_slice(&out.stdout).map_err(|e| format!("status --json: {e}"))
+}
+
+/// `serialhub ARGS` with no `--control` and `runtime` as `XDG_RUNTIME_DIR`:
+/// (success, stdout, stderr).
+pub fn found(runtime: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = command()
+        .args(args)
+        .env("XDG_RUNTIME_DIR", runtime)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spawn serialhub");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `serialhub status --json` without `--control`, every daemon found in
+/// `runtime` (as `XDG_RUNTIME_DIR`); `Err` with its stderr if it failed.
+pub fn status_found(runtime: &Path) -> Result<serde_json::Value, String> {
+    let (ok, out, err) = found(runtime, &["status", "--json"]);
+    if !ok {
+        return Err(err);
+    }
+    serde_json::from_str(&out).map_err(|e| format!("status --json: {e}"))
 }
 
 /// The endpoints of every port in a `status --json` answer with `prefix`
@@ -116,16 +158,59 @@ impl Server {
                 (dir.path().join("control.sock"), Some(dir))
             }
         };
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Server::command();
         if dir.is_some() {
             cmd.arg("--control").arg(&control);
         }
-        cmd.args(args)
-            .env("RUST_LOG", "info")
+        cmd.args(args);
+        configure(&mut cmd);
+        let mut server = Server::spawn(cmd, control, dir);
+        let ports = server.wait_ready(|s| status_json(&s.control));
+        server.addrs = endpoints(&ports, "tcp:");
+        server.modbus = endpoints(&ports, "modbus-tcp:");
+        server
+    }
+
+    /// Starts `serialhub ARGS` as a user would, with no control socket
+    /// named, and `runtime` as its `XDG_RUNTIME_DIR`; waits until
+    /// `serialhub status` (same environment, no flags) shows its ports.
+    /// `control` is the socket that status names.
+    pub fn start_found(args: &[&str], runtime: &Path) -> Server {
+        let mut cmd = Server::command();
+        cmd.args(args).env("XDG_RUNTIME_DIR", runtime);
+        let mut server = Server::spawn(cmd, PathBuf::new(), None);
+        let pid = u64::from(server.pid());
+        let ports = server.wait_ready(|_| {
+            let all = status_found(runtime)?;
+            let ours: Vec<_> = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["pid"].as_u64() == Some(pid))
+                .cloned()
+                .collect();
+            if ours.is_empty() {
+                return Err(format!("pid {pid} not in status: {all}"));
+            }
+            Ok(serde_json::Value::Array(ours))
+        });
+        server.control = PathBuf::from(ports[0]["control"].as_str().expect("control in status"));
+        server.addrs = endpoints(&ports, "tcp:");
+        server.modbus = endpoints(&ports, "modbus-tcp:");
+        server
+    }
+
+    /// The binary, logging at info to a pipe the harness reads.
+    fn command() -> Command {
+        let mut cmd = command();
+        cmd.env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        configure(&mut cmd);
+        cmd
+    }
+
+    fn spawn(mut cmd: Command, control: PathBuf, dir: Option<tempfile::TempDir>) -> Server {
         let mut child = cmd.spawn().expect("spawn serialhub");
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().expect("stderr");
@@ -137,36 +222,41 @@ impl Server {
                 l.push('\n');
             }
         });
-        let mut server = Server {
+        Server {
             child,
             addrs: Vec::new(),
             modbus: Vec::new(),
             control,
             log,
             _dir: dir,
-        };
+        }
+    }
+
+    /// Polls `ask` until it answers with the ports, which it does once
+    /// every endpoint is bound.
+    fn wait_ready(
+        &mut self,
+        ask: impl Fn(&Server) -> Result<serde_json::Value, String>,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(20);
-        let ports = loop {
-            let asked = status_json(&server.control);
+        loop {
+            let asked = ask(self);
             if let Ok(ports) = asked {
-                break ports;
+                return ports;
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
+            if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
                     "serialhub exited with {status} before listening:\n{}",
-                    server.log()
+                    self.log()
                 );
             }
             assert!(
                 Instant::now() < deadline,
                 "serialhub did not answer status: {asked:?}\n{}",
-                server.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
-        };
-        server.addrs = endpoints(&ports, "tcp:");
-        server.modbus = endpoints(&ports, "modbus-tcp:");
-        server
+        }
     }
 
     /// `serialhub serve -d DEVICE -b BAUD -l tcp:127.0.0.1:0 EXTRA...`.
@@ -224,6 +314,12 @@ impl Server {
         false
     }
 
+    /// Sends SIGKILL, as a crash would end it, and waits for it to go.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -250,7 +346,7 @@ impl Drop for Server {
 /// status and stderr.
 pub fn run_to_exit(args: &[&str], timeout: Duration) -> (ExitStatus, String, Duration) {
     let start = Instant::now();
-    let mut child = Command::new(BIN)
+    let mut child = command()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
