@@ -53,6 +53,14 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The error convention (issue 20): every error's own text is
+            // complete. A message that includes what caused it (an io error,
+            // an inner error) does not also return it from `source()`; the
+            // library's errors all include it, so none has a source, and
+            // `#[error(transparent)]` wrappers pass the inner one on as it
+            // is. `{:#}` then prints this binary's `.context()` followed by
+            // the library error, each fact once; the same text is complete
+            // where errors are logged with `{}` (reload, a reconnect).
             eprintln!("serialhub: error: {e:#}");
             exit_code(&e)
         }

@@ -43,14 +43,10 @@ pub struct PortPlan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("port {name}: {source}")]
-    Port {
-        name: String,
-        #[source]
-        source: PortError,
-    },
-    #[error("control socket")]
-    Control(#[from] UnixError),
+    #[error("port {name}: {error}")]
+    Port { name: String, error: PortError },
+    #[error("control socket: {0}")]
+    Control(UnixError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
 }
@@ -79,7 +75,7 @@ pub async fn run(
             {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let socket = ControlSocket::bind(&c.path, c.mode)?;
+            let socket = ControlSocket::bind(&c.path, c.mode).map_err(DaemonError::Control)?;
             info!(path = %c.path.display(), "control socket listening");
             Some(socket)
         }
@@ -99,11 +95,11 @@ pub async fn run(
     for plan in ports {
         match start(&plan, &fds, &shutdown).await {
             Ok(port) => running.push(Running { plan, port }),
-            Err(source) => {
+            Err(error) => {
                 stop_all(running).await;
                 return Err(DaemonError::Port {
                     name: plan.name.clone(),
-                    source,
+                    error,
                 });
             }
         }
