@@ -65,7 +65,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The metrics endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("metrics: cannot listen on {addr}: {reason}")]
+    #[error("metrics: cannot listen on {addr}: {reason}{}", crate::endpoint::tcp::in_use_hint(.reason))]
     Bind {
         addr: String,
         reason: std::io::Error,
