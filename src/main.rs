@@ -171,6 +171,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (plans, file_control, file_metrics) = match &args.config {
                 Some(file) => {
                     let daemon = config::load(file)?;
+                    // --metrics overrides the file's, and is checked as it is.
+                    if let Some(addr) = &cli.metrics {
+                        config::check_metrics(addr).context("invalid settings")?;
+                    }
                     // From a file, a port whose device is absent waits for it.
                     let plans = daemon
                         .ports
@@ -189,6 +193,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => {
                     let config = PortConfig::from_args(&args).context("invalid settings")?;
+                    let control = control.as_ref().map(|c| c.path.as_path());
+                    config::check_flags(&config, control, cli.metrics.as_deref())
+                        .context("invalid settings")?;
                     let plan = PortPlan {
                         name: config.name.clone(),
                         config,

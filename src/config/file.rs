@@ -308,7 +308,7 @@ struct Spans {
     listen: Vec<Range<usize>>,
 }
 
-fn check_metrics_listen(addr: &str) -> Result<(), String> {
+pub(crate) fn check_metrics_listen(addr: &str) -> Result<(), String> {
     if addr.contains(',') {
         return Err("expected HOST:PORT, with no options".into());
     }
