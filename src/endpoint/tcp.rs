@@ -180,7 +180,7 @@ mod tests {
     /// Accepts one client on an endpoint bound with `keepalive` and returns
     /// the server side's socket options as the kernel reports them.
     async fn accepted_keepalive(keepalive: Option<Duration>) -> (bool, Duration, Duration, u32) {
-        let endpoint = bind("127.0.0.1:0", SIZING, keepalive).await.unwrap();
+        let endpoint = bind("tcp", "127.0.0.1:0", SIZING, keepalive).await.unwrap();
         let addr = endpoint.local_addr().unwrap();
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (source, _sink, peer) = Accept::accept(&endpoint).await.unwrap();
