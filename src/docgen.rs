@@ -22,10 +22,10 @@ const BIN: &str = "serialhub";
 pub enum DocgenError {
     #[error("no command {name:?} has a man page; commands: {known}")]
     UnknownCommand { name: String, known: String },
-    #[error("cannot write {what}: {source}")]
+    #[error("cannot write {what}: {reason}")]
     Write {
         what: String,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -66,9 +66,9 @@ pub fn man_page(command: Option<&str>) -> Result<Vec<u8>, DocgenError> {
         .source(format!("{BIN} {}", env!("CARGO_PKG_VERSION")))
         .manual("serialhub manual")
         .render(&mut out)
-        .map_err(|source| DocgenError::Write {
+        .map_err(|reason| DocgenError::Write {
             what: "the man page".into(),
-            source,
+            reason,
         })?;
     Ok(out)
 }
@@ -92,9 +92,9 @@ pub fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>, DocgenError> {
     for (file, command) in pages {
         let page = man_page(command.as_deref())?;
         let path = dir.join(file);
-        std::fs::write(&path, page).map_err(|source| DocgenError::Write {
+        std::fs::write(&path, page).map_err(|reason| DocgenError::Write {
             what: path.display().to_string(),
-            source,
+            reason,
         })?;
         written.push(path);
     }
@@ -106,9 +106,9 @@ pub fn print(bytes: &[u8]) -> Result<(), DocgenError> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|()| out.flush())
-        .map_err(|source| DocgenError::Write {
+        .map_err(|reason| DocgenError::Write {
             what: "stdout".into(),
-            source,
+            reason,
         })
 }
 

@@ -41,8 +41,8 @@ const MAX_AHEAD: usize = 64;
 pub enum LogError {
     #[error("no traffic log files in {0}")]
     NoFiles(String),
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    #[error("cannot read {}: {reason}", path.display())]
+    Read { path: PathBuf, reason: io::Error },
     #[error("cannot write output: {0}")]
     Output(io::Error),
 }
@@ -185,9 +185,9 @@ impl<W: Write> Printer<W> {
     /// Prints the rest of a file that is complete, a buffer at a time.
     fn drain(&mut self, r: &mut FileReader, items: &mut Vec<Item>) -> Result<(), LogError> {
         loop {
-            let n = r.read_available(items).map_err(|source| LogError::Read {
+            let n = r.read_available(items).map_err(|reason| LogError::Read {
                 path: r.path().to_owned(),
-                source,
+                reason,
             })?;
             self.print(items).map_err(LogError::Output)?;
             if n == 0 {
@@ -270,9 +270,9 @@ impl Pending {
                 Ok(true)
             }
             Err(e) if self.from_dir && e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(source) => Err(LogError::Read {
+            Err(reason) => Err(LogError::Read {
                 path: self.path.clone(),
-                source,
+                reason,
             }),
         }
     }
@@ -281,9 +281,9 @@ impl Pending {
 fn print_files<W: Write>(a: &LogArgs, p: &mut Printer<W>) -> Result<(), LogError> {
     let mut files = Vec::new();
     for f in &a.files {
-        let found = reader::expand(std::slice::from_ref(f)).map_err(|source| LogError::Read {
+        let found = reader::expand(std::slice::from_ref(f)).map_err(|reason| LogError::Read {
             path: f.clone(),
-            source,
+            reason,
         })?;
         if found.is_empty() && f.is_dir() && !a.follow {
             return Err(LogError::NoFiles(f.display().to_string()));
@@ -363,9 +363,9 @@ impl Follow {
     fn run<W: Write>(&mut self, p: &mut Printer<W>, items: &mut Vec<Item>) -> Result<(), LogError> {
         loop {
             if let Some(r) = self.queue.front_mut().and_then(|f| f.reader.as_mut()) {
-                let got = r.read_available(items).map_err(|source| LogError::Read {
+                let got = r.read_available(items).map_err(|reason| LogError::Read {
                     path: r.path().to_owned(),
-                    source,
+                    reason,
                 })?;
                 p.print(items).map_err(LogError::Output)?;
                 if got > 0 {

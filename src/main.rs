@@ -53,6 +53,14 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            // The error convention (issue 20): every error's own text is
+            // complete. A message that includes what caused it (an io error,
+            // an inner error) does not also return it from `source()`; the
+            // library's errors all include it, so none has a source, and
+            // `#[error(transparent)]` wrappers pass the inner one on as it
+            // is. `{:#}` then prints this binary's `.context()` followed by
+            // the library error, each fact once; the same text is complete
+            // where errors are logged with `{}` (reload, a reconnect).
             eprintln!("serialhub: error: {e:#}");
             exit_code(&e)
         }
@@ -198,6 +206,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (plans, file_control, file_metrics) = match &args.config {
                 Some(file) => {
                     let daemon = config::load(file)?;
+                    // --metrics overrides the file's, and is checked as it is.
+                    if let Some(addr) = &cli.metrics {
+                        config::check_metrics(addr).context("invalid settings")?;
+                    }
                     // From a file, a port whose device is absent waits for it.
                     let plans = daemon
                         .ports
@@ -216,6 +228,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => {
                     let config = PortConfig::from_args(&args).context("invalid settings")?;
+                    let control = control.as_ref().map(|c| c.path.as_path());
+                    config::check_flags(&config, control, cli.metrics.as_deref())
+                        .context("invalid settings")?;
                     let plan = PortPlan {
                         name: config.name.clone(),
                         config,

@@ -50,6 +50,9 @@ const TRAFFIC_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum PortError {
     #[error(transparent)]
     Device(#[from] TtyError),
+    /// A tty that is not there, without `--wait-for-device`.
+    #[error("{0}; plug it in, or serve with --wait-for-device to open it when it appears")]
+    Absent(TtyError),
     #[error(transparent)]
     Tcp(#[from] tcp::TcpError),
     #[error(transparent)]
@@ -147,6 +150,7 @@ impl Port {
                     warn!(error = %e, "device not available; waiting for it");
                     absent
                 }
+                _ if e.is_absent() => return Err(PortError::Absent(e)),
                 _ => return Err(e.into()),
             },
         };
@@ -407,7 +411,7 @@ enum Bound {
 async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String), PortError> {
     let bound = match &spec.kind {
         EndpointKind::Tcp { addr } => {
-            let l = tcp::bind(addr, cfg.sockets, spec.options.keepalive).await?;
+            let l = tcp::bind("tcp", addr, cfg.sockets, spec.options.keepalive).await?;
             let shown = match l.local_addr() {
                 Ok(local) => format!("tcp:{local}"),
                 Err(_) => format!("tcp:{addr}"),
@@ -415,7 +419,7 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String),
             (Bound::Tcp(l), shown)
         }
         EndpointKind::ModbusTcp { addr } => {
-            let l = tcp::bind(addr, cfg.sockets, spec.options.keepalive).await?;
+            let l = tcp::bind("modbus-tcp", addr, cfg.sockets, spec.options.keepalive).await?;
             let shown = match l.local_addr() {
                 Ok(local) => format!("modbus-tcp:{local}"),
                 Err(_) => format!("modbus-tcp:{addr}"),
@@ -423,7 +427,7 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String),
             (Bound::ModbusTcp(l), shown)
         }
         EndpointKind::Rfc2217 { addr } => {
-            let l = tcp::bind(addr, cfg.sockets, spec.options.keepalive).await?;
+            let l = tcp::bind("rfc2217", addr, cfg.sockets, spec.options.keepalive).await?;
             let shown = match l.local_addr() {
                 Ok(local) => format!("rfc2217:{local}"),
                 Err(_) => format!("rfc2217:{addr}"),

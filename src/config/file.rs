@@ -128,11 +128,9 @@ impl fmt::Display for FileError {
     }
 }
 
-impl std::error::Error for FileError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.problem.source()
-    }
-}
+/// Its text names the file, the place and the problem in full, so it has
+/// no `source()` (see the error convention in `main.rs`).
+impl std::error::Error for FileError {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
@@ -142,7 +140,7 @@ pub enum Problem {
     /// syntax; toml's own message.
     #[error("{0}")]
     Toml(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Setting(#[from] ConfigError),
     #[error("[defaults] cannot set {0}: each port sets its own")]
     NotADefault(&'static str),
@@ -310,7 +308,7 @@ struct Spans {
     listen: Vec<Range<usize>>,
 }
 
-fn check_metrics_listen(addr: &str) -> Result<(), String> {
+pub(crate) fn check_metrics_listen(addr: &str) -> Result<(), String> {
     if addr.contains(',') {
         return Err("expected HOST:PORT, with no options".into());
     }

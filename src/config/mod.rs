@@ -131,6 +131,55 @@ pub enum ConfigError {
         option: &'static str,
         only: &'static str,
     },
+    #[error("--metrics {addr:?}: {why}")]
+    Metrics { addr: String, why: String },
+    /// Two `--listen` flags (or one and the control socket or the metrics
+    /// endpoint) on one address; `how` says with what.
+    #[error("--listen {spec} {how}")]
+    SameAddress { spec: String, how: &'static str },
+}
+
+/// Checks `--metrics ADDR` as a configuration file's `[metrics] listen`.
+pub fn check_metrics(addr: &str) -> Result<(), ConfigError> {
+    file::check_metrics_listen(addr).map_err(|why| ConfigError::Metrics {
+        addr: addr.to_owned(),
+        why,
+    })
+}
+
+/// Checks a port started by `serve` flags against the control socket and
+/// the metrics endpoint, and its endpoints against each other, before
+/// anything is bound: the checks a configuration file's ports get.
+pub fn check_flags(
+    port: &PortConfig,
+    control: Option<&std::path::Path>,
+    metrics: Option<&str>,
+) -> Result<(), ConfigError> {
+    if let Some(addr) = metrics {
+        check_metrics(addr)?;
+    }
+    let Some(c) = clash::first(std::slice::from_ref(port), control, metrics) else {
+        return Ok(());
+    };
+    // One port: every clash is between its endpoints, or with the control
+    // socket or the metrics endpoint.
+    let clash::Clash::Address { endpoint, other } = c.clash else {
+        return Ok(());
+    };
+    let spec = port.listen[endpoint].to_string();
+    let how = match other {
+        clash::Owner::Control => "is also the control socket",
+        clash::Owner::Metrics => "is also the --metrics address",
+        clash::Owner::Port(_)
+            if port.listen[..endpoint]
+                .iter()
+                .any(|e| e.to_string() == spec) =>
+        {
+            "is given twice"
+        }
+        clash::Owner::Port(_) => "is also bound by an earlier --listen",
+    };
+    Err(ConfigError::SameAddress { spec, how })
 }
 
 impl ConfigError {

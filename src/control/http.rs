@@ -65,11 +65,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The metrics endpoint could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
-    #[error("metrics: cannot listen on {addr}")]
+    #[error("metrics: cannot listen on {addr}: {reason}{}", crate::endpoint::tcp::in_use_hint(.reason))]
     Bind {
         addr: String,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -83,9 +82,9 @@ pub struct MetricsServer {
 impl MetricsServer {
     /// Binds `addr` (`127.0.0.1:9108`, `[::1]:9108`, `localhost:9108`).
     pub async fn bind(addr: &str) -> Result<MetricsServer, MetricsError> {
-        let fail = |source| MetricsError::Bind {
+        let fail = |reason| MetricsError::Bind {
             addr: addr.to_owned(),
-            source,
+            reason,
         };
         let listener = TcpListener::bind(addr).await.map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;

@@ -43,14 +43,10 @@ pub struct PortPlan {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("port {name}: {source}")]
-    Port {
-        name: String,
-        #[source]
-        source: PortError,
-    },
-    #[error("control socket")]
-    Control(#[from] UnixError),
+    #[error("port {name}: {error}")]
+    Port { name: String, error: PortError },
+    #[error("control socket: {0}")]
+    Control(UnixError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
 }
@@ -71,7 +67,7 @@ pub async fn run(
     // touches any device.
     let control = match control {
         Some(c) => {
-            let socket = ControlSocket::bind(&c.path, c.mode)?;
+            let socket = ControlSocket::bind(&c.path, c.mode).map_err(DaemonError::Control)?;
             // One of our own in the runtime directory, which the control
             // commands find by themselves, is not news: every serve has one.
             if c.path == crate::control::discover::own_socket() {
@@ -99,11 +95,11 @@ pub async fn run(
     for plan in ports {
         match start(&plan, &fds, &shutdown).await {
             Ok(port) => running.push(Running { plan, port }),
-            Err(source) => {
+            Err(error) => {
                 stop_all(running).await;
                 return Err(DaemonError::Port {
                     name: plan.name.clone(),
-                    source,
+                    error,
                 });
             }
         }

@@ -48,11 +48,17 @@ nix::ioctl_none_bad!(tioccbrk, libc::TIOCCBRK);
 /// A tty could not be opened or configured.
 #[derive(Debug, thiserror::Error)]
 pub enum TtyError {
-    #[error("cannot open device {path}: {reason}")]
+    #[error("cannot open device {path}: {reason}{}", access_hint(.reason))]
     Open {
         path: PathBuf,
         reason: std::io::Error,
     },
+    /// The path opened but is no terminal (`/dev/null`, a plain file):
+    /// termios calls fail on it with ENOTTY.
+    #[error(
+        "device {0} is not a serial port (it is not a terminal); give a tty such as /dev/ttyUSB0"
+    )]
+    NotASerialPort(PathBuf),
     #[error("cannot configure device {path} for {line}: {reason}")]
     Configure {
         path: PathBuf,
@@ -73,19 +79,54 @@ pub struct Tty {
     reports_queue: bool,
 }
 
+impl TtyError {
+    /// Whether the device is simply not there (yet): `--wait-for-device`
+    /// would wait for it.
+    pub fn is_absent(&self) -> bool {
+        matches!(self, TtyError::Open { reason, .. } if reason.kind() == std::io::ErrorKind::NotFound)
+    }
+}
+
+/// What to do about an open that the permissions refused.
+fn access_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        "; to use it, join the group that owns it (usually dialout: \
+         sudo usermod -aG dialout $USER), then log in again"
+    } else {
+        ""
+    }
+}
+
 impl Tty {
     /// Opens `path` in raw mode with `line` settings.
     pub fn open(path: &Path, line: &LineSettings) -> Result<Tty, TtyError> {
-        let open_err = |reason| TtyError::Open {
-            path: path.to_owned(),
-            reason,
+        let not_a_tty = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOTTY);
+        let open_err = |reason: std::io::Error| {
+            if not_a_tty(&reason) {
+                TtyError::NotASerialPort(path.to_owned())
+            } else {
+                TtyError::Open {
+                    path: path.to_owned(),
+                    reason,
+                }
+            }
         };
-        let config_err = |reason| TtyError::Configure {
-            path: path.to_owned(),
-            line: *line,
-            reason,
+        let config_err = |reason: std::io::Error| {
+            if not_a_tty(&reason) {
+                TtyError::NotASerialPort(path.to_owned())
+            } else {
+                TtyError::Configure {
+                    path: path.to_owned(),
+                    line: *line,
+                    reason,
+                }
+            }
         };
         let mut port = serial2::SerialPort::open(path, serial2::KeepSettings).map_err(open_err)?;
+        // serial2 may open a file that is no terminal without asking termios.
+        if !nix::unistd::isatty(&port).unwrap_or(false) {
+            return Err(TtyError::NotASerialPort(path.to_owned()));
+        }
         let mut settings = port.get_configuration().map_err(config_err)?;
         apply(&mut settings, line).map_err(config_err)?;
         port.set_configuration(&settings).map_err(config_err)?;

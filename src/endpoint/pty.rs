@@ -68,8 +68,8 @@ pub enum PtyError {
         path: PathBuf,
         reason: std::io::Error,
     },
-    #[error("cannot link pty:{path}: {source}")]
-    Link { path: PathBuf, source: LinkError },
+    #[error("cannot link pty:{path}: {reason}")]
+    Link { path: PathBuf, reason: LinkError },
 }
 
 /// One program's session on the master side, shared by the client's reader
@@ -159,9 +159,9 @@ impl PtyEndpoint {
             })
             .ok();
         let appears = Watch::new(&tty, AddWatchFlags::IN_OPEN).ok();
-        let link = OwnedLink::create(link, &tty).map_err(|source| PtyError::Link {
+        let link = OwnedLink::create(link, &tty).map_err(|reason| PtyError::Link {
             path: link.to_owned(),
-            source,
+            reason,
         })?;
         Ok(PtyEndpoint {
             master,

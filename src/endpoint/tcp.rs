@@ -40,11 +40,22 @@ pub enum TcpError {
     },
     #[error("{addr} resolves to no address")]
     NoAddress { addr: String },
-    #[error("cannot listen on tcp:{addr}: {reason}")]
+    #[error("cannot listen on {kind}:{addr}: {reason}{}", in_use_hint(.reason))]
     Bind {
+        /// The endpoint's kind as written: `tcp`, `rfc2217`, `modbus-tcp`.
+        kind: &'static str,
         addr: SocketAddr,
         reason: std::io::Error,
     },
+}
+
+/// What to do about an address another socket holds.
+pub fn in_use_hint(e: &std::io::Error) -> &'static str {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        "; another program listens there: stop it, or choose another port"
+    } else {
+        ""
+    }
 }
 
 /// Keepalive probes sent, unanswered, before a peer is declared gone.
@@ -87,8 +98,10 @@ impl AsFd for TcpEndpoint {
 }
 
 /// Binds a listener on `addr` (`HOST:PORT`) with client sockets sized by
-/// `sizing` and probed after `keepalive` idle (none if `None`).
+/// `sizing` and probed after `keepalive` idle (none if `None`). `kind` is
+/// the endpoint's kind (`tcp`, `rfc2217`, `modbus-tcp`), for errors.
 pub async fn bind(
+    kind: &'static str,
     addr: &str,
     sizing: SocketSizing,
     keepalive: Option<Duration>,
@@ -104,6 +117,7 @@ pub async fn bind(
             addr: addr.to_owned(),
         })?;
     let bind_err = |reason| TcpError::Bind {
+        kind,
         addr: resolved,
         reason,
     };
@@ -166,7 +180,7 @@ mod tests {
     /// Accepts one client on an endpoint bound with `keepalive` and returns
     /// the server side's socket options as the kernel reports them.
     async fn accepted_keepalive(keepalive: Option<Duration>) -> (bool, Duration, Duration, u32) {
-        let endpoint = bind("127.0.0.1:0", SIZING, keepalive).await.unwrap();
+        let endpoint = bind("tcp", "127.0.0.1:0", SIZING, keepalive).await.unwrap();
         let addr = endpoint.local_addr().unwrap();
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (source, _sink, peer) = Accept::accept(&endpoint).await.unwrap();

@@ -260,7 +260,7 @@ pub fn encode(rec: &Record, out: &mut String) {
 #[derive(Debug, thiserror::Error)]
 pub enum JsonError {
     #[error("bad JSON record: {0}")]
-    Syntax(#[from] serde_json::Error),
+    Syntax(serde_json::Error),
     #[error("bad timestamp {0:?}")]
     Timestamp(String),
     #[error("bad hex data")]
@@ -273,7 +273,7 @@ pub enum JsonError {
 
 /// Parses one line.
 pub fn parse(line: &str) -> Result<Record, JsonError> {
-    let l: Line<'_> = serde_json::from_str(line)?;
+    let l: Line<'_> = serde_json::from_str(line).map_err(JsonError::Syntax)?;
     let ts = super::text::parse_ts(&l.ts).ok_or_else(|| JsonError::Timestamp(l.ts.clone()))?;
     let cl = |id, name: Cow<'_>| ClientRef {
         id,

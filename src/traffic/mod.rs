@@ -236,7 +236,7 @@ impl Record {
 /// Why the traffic log cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {
-    #[error("traffic log directory {0} does not exist")]
+    #[error("traffic log directory {0} does not exist; create it first (serialhub does not)")]
     NoDir(PathBuf),
     #[error("traffic log path {0} is not a directory")]
     NotDir(PathBuf),

@@ -29,6 +29,7 @@ mod remote_control;
 mod rfc2217;
 mod sharing;
 mod slow_reader;
+mod startup_errors;
 mod traffic;
 mod traffic_reset;
 mod transactions;
