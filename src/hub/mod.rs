@@ -25,6 +25,7 @@ pub mod queue;
 pub mod reply;
 pub mod restore;
 pub mod settings;
+mod stats;
 pub mod status;
 pub mod txn;
 
@@ -45,6 +46,7 @@ pub use ops::{
 pub use queue::{ByteQueue, DirectSink, PushError};
 pub use reply::ReplyRule;
 pub use settings::Policy as ControlPolicy;
+pub use stats::{ClientStats, HubStats};
 pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 
 use config::WRITE_CHANNEL_CHUNKS;
@@ -58,56 +60,6 @@ pub use crate::ids::ClientId;
 /// Client ids are unique in the process, over all its ports, so a log line
 /// or a `kick` names one client unambiguously.
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Counters for one client, readable while it runs.
-#[derive(Debug, Default)]
-pub struct ClientStats {
-    /// Device bytes queued for the client.
-    pub to_client: AtomicU64,
-    /// Client bytes submitted to the device.
-    pub from_client: AtomicU64,
-    /// Device bytes the client did not get (dropped, or discarded on kick).
-    pub dropped: AtomicU64,
-    /// Client bytes not sent to the device (a read-only endpoint).
-    pub discarded: AtomicU64,
-    /// Client bytes the kernel acknowledged but discarded when the
-    /// connection was reset before serialhub could read them.
-    pub lost: AtomicU64,
-    /// Replies that could not be passed on (a Modbus reply failing its CRC).
-    pub bad_replies: AtomicU64,
-}
-
-/// Counters for the whole hub.
-#[derive(Debug, Default)]
-pub struct HubStats {
-    pub device_rx: AtomicU64,
-    pub device_tx: AtomicU64,
-    pub dropped: AtomicU64,
-    pub kicked: AtomicU64,
-    pub connected: AtomicU64,
-    /// Connections refused: `--max-clients` reached, or no file descriptor
-    /// to spare.
-    pub refused: AtomicU64,
-    /// Client bytes lost to connection resets (see [`ClientStats::lost`]).
-    pub lost: AtomicU64,
-    /// Unsolicited device bytes nobody was given (`unsolicited=drop`).
-    pub unsolicited_dropped: AtomicU64,
-    /// Transactions run, and those that ended without a reply.
-    pub transactions: AtomicU64,
-    pub timeouts: AtomicU64,
-    /// Replies that could not be passed on (see [`ClientStats::bad_replies`]).
-    pub bad_replies: AtomicU64,
-    /// Reply bytes whose client had gone before they came.
-    pub replies_discarded: AtomicU64,
-    /// Settings and modem-line requests dropped unapplied because their
-    /// client had left (issue 18).
-    pub orphans_dropped: AtomicU64,
-    /// Times the device came back after being lost (opens after the first).
-    pub reopens: AtomicU64,
-    /// Requests that waited for another client's lock turn (transaction
-    /// mode); the merge mode's waits are counted by [`WriteLock::waits`].
-    pub lock_waits: AtomicU64,
-}
 
 #[derive(Debug)]
 struct Slot {
