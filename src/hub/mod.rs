@@ -17,6 +17,7 @@
 //! flight inside serialhub.
 
 pub mod budget;
+mod client;
 mod config;
 pub mod lock;
 pub mod operator;
@@ -33,11 +34,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 pub use budget::Sizes;
+pub use client::ClientHandle;
 pub use config::{HubConfig, SlowReaderPolicy};
 pub use lock::WriteLock;
 pub use ops::{
@@ -49,52 +51,18 @@ pub use settings::Policy as ControlPolicy;
 pub use stats::{ClientStats, HubStats};
 pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 
+use client::Slot;
 use config::WRITE_CHANNEL_CHUNKS;
 use txn::{Routing, Target, Turn, TxnLock, TxnStats};
 
 use crate::line::LineSettings;
-use crate::traffic::{Buffers, ClientRef, Event, TrafficLog};
+use crate::traffic::{ClientRef, Event, TrafficLog};
 
 pub use crate::ids::ClientId;
 
 /// Client ids are unique in the process, over all its ports, so a log line
 /// or a `kick` names one client unambiguously.
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
-
-#[derive(Debug)]
-struct Slot {
-    id: ClientId,
-    name: Arc<str>,
-    queue: ByteQueue,
-    policy: SlowReaderPolicy,
-    kicked: CancellationToken,
-    /// Cancelled when the client leaves: kicked, its connection failed, or
-    /// detached. Its settings and modem-line requests still queued for the
-    /// device are then dropped (its data still goes out).
-    departed: CancellationToken,
-    /// Set while a `drop` client is losing data, so the loss is logged once per
-    /// episode rather than once per chunk.
-    dropping: AtomicBool,
-    stats: ClientStats,
-    connected: time::OffsetDateTime,
-    /// Gets all device output, whoever's transaction it answers (a monitor).
-    see_all: AtomicBool,
-    /// Gets only replies to its own requests, never unsolicited output (a
-    /// Modbus TCP client, which could not tell one from the other).
-    replies_only: AtomicBool,
-    /// Places for the client's queued requests ([`txn::PIPELINE`]).
-    pipeline: Arc<Semaphore>,
-    txn: TxnStats,
-}
-
-impl Slot {
-    fn client_ref(&self) -> ClientRef {
-        ClientRef {
-            id: self.id,
-            name: self.name.clone(),
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Hub {
@@ -529,288 +497,6 @@ impl Hub {
             client_queue = sizes.client_queue,
             "sizes follow the new line rate"
         );
-    }
-}
-
-/// A client's membership in the hub. Dropping it detaches the client.
-#[derive(Debug)]
-pub struct ClientHandle {
-    hub: Arc<Hub>,
-    slot: Arc<Slot>,
-}
-
-impl ClientHandle {
-    pub fn id(&self) -> ClientId {
-        self.slot.id
-    }
-
-    pub fn name(&self) -> &str {
-        &self.slot.name
-    }
-
-    pub fn stats(&self) -> &ClientStats {
-        &self.slot.stats
-    }
-
-    /// The next device chunk for this client; `None` once it was kicked or
-    /// detached. Cancel safe.
-    pub async fn next_output(&self) -> Option<Bytes> {
-        self.slot.queue.pop().await
-    }
-
-    /// The client has written the chunk [`next_output`](Self::next_output)
-    /// gave it last.
-    pub fn output_written(&self) {
-        self.slot.queue.written();
-    }
-
-    /// Device data for this client is written straight to `sink` while its
-    /// queue is empty and its writer idle, without waking the writer (see
-    /// [`queue`]). The writer must write to the same socket and call
-    /// [`output_written`](Self::output_written) after each chunk.
-    pub fn write_through_to(&self, sink: Arc<dyn DirectSink>) {
-        self.slot.queue.write_through_to(sink);
-    }
-
-    /// Discards the device data queued for this client and not yet sent
-    /// (the client asked for it: RFC 2217 PURGE-DATA). Returns how much.
-    pub fn purge_output(&self) -> usize {
-        self.slot.queue.clear()
-    }
-
-    /// Records the client's purge request (RFC 2217 PURGE-DATA) in the
-    /// traffic log, with the `discarded` bytes of its queue it cost.
-    pub fn record_purge(&self, buffers: Buffers, discarded: usize) {
-        self.hub.traffic().record(Event::Purge {
-            client: self.slot.client_ref(),
-            buffers,
-            discarded: discarded as u64,
-        });
-    }
-
-    /// Stops fan-out to this client, which takes no more device data (its
-    /// connection failed). Its writes still go to the device.
-    pub fn close_output(&self) {
-        self.slot.queue.close();
-        self.slot.departed.cancel();
-    }
-
-    /// Counts a reply to this client that could not be passed on.
-    pub fn count_bad_reply(&self) {
-        self.slot.stats.bad_replies.fetch_add(1, Relaxed);
-        self.hub.stats.bad_replies.fetch_add(1, Relaxed);
-    }
-
-    /// Counts client bytes the kernel discarded before they could be read.
-    pub fn count_lost(&self, n: usize) {
-        self.slot.stats.lost.fetch_add(n as u64, Relaxed);
-        self.hub.stats.lost.fetch_add(n as u64, Relaxed);
-    }
-
-    /// Transaction timing, when requests are arbitrated.
-    pub fn txn_config(&self) -> Option<&TxnConfig> {
-        self.hub.config.txn.as_ref()
-    }
-
-    /// Makes this client see all device output, whoever's transaction it
-    /// answers (`see=all`).
-    pub fn see_all(&self, on: bool) {
-        self.slot.see_all.store(on, Relaxed);
-    }
-
-    /// Makes this client get only replies to its own requests, never
-    /// unsolicited output nor other clients' replies.
-    pub fn replies_only(&self) {
-        self.slot.replies_only.store(true, Relaxed);
-        self.slot.see_all.store(false, Relaxed);
-    }
-
-    /// Queues a request for the arbiter (transaction mode), waiting for a
-    /// place in the client's pipeline: backpressure. `done`, if given, is
-    /// told how the transaction ended. Cancel safe.
-    pub async fn request(
-        &self,
-        data: Bytes,
-        rule: ReplyRule,
-        done: Option<tokio::sync::oneshot::Sender<Outcome>>,
-    ) -> Result<(), HubClosed> {
-        let turns = self.hub.turns.as_ref().ok_or(HubClosed)?;
-        let place = self
-            .slot
-            .pipeline
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| HubClosed)?;
-        let request = txn::Request {
-            client: self.slot.id,
-            name: self.slot.name.clone(),
-            data,
-            rule,
-            done,
-            _place: place,
-        };
-        turns
-            .send(Turn::Request(request))
-            .await
-            .map_err(|_| HubClosed)
-    }
-
-    /// Takes the write lock in transaction mode: waits for this client's
-    /// turn, which starts by queueing `ack` to it.
-    pub async fn txn_lock(&self, ack: Option<Bytes>) -> Result<(), HubClosed> {
-        let turns = self.hub.turns.as_ref().ok_or(HubClosed)?;
-        let (granted, wait) = tokio::sync::oneshot::channel();
-        turns
-            .send(Turn::Lock {
-                client: self.slot.id,
-                name: self.slot.name.clone(),
-                granted,
-                ack,
-            })
-            .await
-            .map_err(|_| HubClosed)?;
-        wait.await.map_err(|_| HubClosed)
-    }
-
-    /// Releases the write lock in transaction mode, after this client's
-    /// requests already queued.
-    pub async fn txn_unlock(&self) -> Result<(), HubClosed> {
-        let turns = self.hub.turns.as_ref().ok_or(HubClosed)?;
-        turns
-            .send(Turn::Unlock {
-                client: self.slot.id,
-            })
-            .await
-            .map_err(|_| HubClosed)
-    }
-
-    /// Transactions this client ran, and those that timed out.
-    pub fn transactions(&self) -> (u64, u64) {
-        (
-            self.slot.txn.transactions.load(Relaxed),
-            self.slot.txn.timeouts.load(Relaxed),
-        )
-    }
-
-    /// Asks for new line settings in the client's name (see
-    /// [`Hub::change_line`]); the caller applies the settings policy first.
-    pub async fn change_line(
-        &self,
-        line: LineSettings,
-    ) -> Result<oneshot::Receiver<LineAnswer>, HubClosed> {
-        let departed = Some(self.slot.departed.clone());
-        self.hub
-            .change_line_for(line, Some(self.slot.client_ref()), departed)
-            .await
-    }
-
-    /// Asks for a modem output (or break) in the client's name.
-    pub async fn change_signal(
-        &self,
-        signal: Signal,
-        on: bool,
-    ) -> Result<oneshot::Receiver<SignalAnswer>, HubClosed> {
-        let departed = Some(self.slot.departed.clone());
-        self.hub
-            .change_signal(signal, on, Some(self.slot.client_ref()), departed)
-            .await
-    }
-
-    /// Whether this client may change the port's settings under `policy`.
-    pub fn claim_settings(&self, policy: ControlPolicy) -> Result<(), settings::Denied> {
-        self.hub
-            .settings
-            .claim(self.slot.id, &self.slot.name, policy)
-    }
-
-    /// Whether this client could change the settings under `policy`,
-    /// without claiming them.
-    pub fn may_change_settings(&self, policy: ControlPolicy) -> bool {
-        self.hub.settings.permits(self.slot.id, policy)
-    }
-
-    /// The client's input ended: it can ask for nothing more, so it owns
-    /// the settings no longer (issue 19: the owner's linger blocked the
-    /// next client's open for a second). What it asked for before is
-    /// already queued, in order with its bytes.
-    pub fn release_settings(&self) {
-        self.hub.settings.release(self.slot.id);
-    }
-
-    /// The port's hub, for what every client may read (settings in force,
-    /// modem lines).
-    pub fn hub(&self) -> &Hub {
-        &self.hub
-    }
-
-    /// Cancelled when the hub disconnects this client.
-    pub fn kicked(&self) -> &CancellationToken {
-        &self.slot.kicked
-    }
-
-    /// This client's slow-reader policy.
-    pub fn policy(&self) -> SlowReaderPolicy {
-        self.slot.policy
-    }
-
-    /// `len` bytes of output meant for this client (protocol answers) did
-    /// not fit in its bounded output: its slow-reader policy applies, as
-    /// to device data (`drop` counts them, `disconnect` kicks the client).
-    pub fn output_overflow(&self, len: usize) {
-        self.hub.overflow(&self.slot, len);
-    }
-
-    /// Waits for write budget for up to `write_chunk` bytes. Call it once the
-    /// client has data ready, read at most `permit.num_permits()` bytes, then
-    /// [`submit`](Self::submit). Cancel safe.
-    pub async fn reserve(&self) -> Result<OwnedSemaphorePermit, HubClosed> {
-        self.reserve_exact(self.hub.budget.chunk()).await
-    }
-
-    /// Waits for write budget for `n` bytes (at most the whole budget), after
-    /// waiting for the write lock to be free or ours. Cancel safe.
-    pub async fn reserve_exact(&self, n: usize) -> Result<OwnedSemaphorePermit, HubClosed> {
-        self.hub.lock.wait_turn(self.slot.id).await;
-        self.hub.budget.acquire(n).await.map_err(|_| HubClosed)
-    }
-
-    /// Takes the exclusive write lock, waiting while another client holds it.
-    pub async fn lock(&self) {
-        self.hub.lock.acquire(self.slot.id, &self.slot.name).await
-    }
-
-    /// Releases the write lock if this client holds it; `why` is logged.
-    pub fn unlock(&self, why: &str) -> bool {
-        self.hub.lock.release(self.slot.id, why)
-    }
-
-    /// Sends `data` to the device. The permit must come from
-    /// [`reserve`](Self::reserve) and cover `data`; its surplus is returned.
-    pub async fn submit(
-        &self,
-        data: Bytes,
-        mut permit: OwnedSemaphorePermit,
-    ) -> Result<(), HubClosed> {
-        let permit = permit.split(data.len()).unwrap_or(permit);
-        self.hub.lock.touch(self.slot.id);
-        self.slot
-            .stats
-            .from_client
-            .fetch_add(data.len() as u64, Relaxed);
-        let chunk = WriteChunk {
-            client: self.slot.id,
-            client_name: self.slot.name.clone(),
-            data,
-            permit,
-        };
-        self.hub.send_op(DeviceOp::Write(chunk)).await
-    }
-}
-
-impl Drop for ClientHandle {
-    fn drop(&mut self) {
-        self.hub.detach(self.slot.id);
     }
 }
 
