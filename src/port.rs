@@ -18,7 +18,6 @@
 //! stays connected.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -35,7 +34,7 @@ use crate::endpoint::pty::{PtyEndpoint, PtyError};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::fds::FdReserve;
-use crate::hub::Hub;
+use crate::hub::{Hub, StatsSnapshot};
 use crate::traffic::{self, TrafficError, TrafficLog};
 
 /// How long clients may take, after shutdown, to hand over the bytes they
@@ -448,37 +447,44 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String),
     Ok(bound)
 }
 
-/// The counters reported in stats lines: device rx, device tx, clients,
-/// dropped bytes, kicked clients, refused clients, client bytes lost to
-/// resets, dropped traffic-log records, transactions, reply timeouts.
-fn counts(hub: &Hub) -> [u64; 10] {
-    let s = &hub.stats;
-    [
-        s.device_rx.load(Relaxed),
-        s.device_tx.load(Relaxed),
-        s.connected.load(Relaxed),
-        s.dropped.load(Relaxed),
-        s.kicked.load(Relaxed),
-        s.refused.load(Relaxed),
-        s.lost.load(Relaxed),
-        hub.traffic().dropped(),
-        s.transactions.load(Relaxed),
-        s.timeouts.load(Relaxed),
-    ]
+/// What a stats line shows: every hub counter, the traffic log's dropped
+/// records, and lock waits in either write mode (as status counts them). A
+/// new line is logged when any of it changed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    hub: StatsSnapshot,
+    traffic_dropped: u64,
+    lock_waits: u64,
 }
 
-fn log_counts(hub: &Hub, c: [u64; 10], what: &str) {
+fn counts(hub: &Hub) -> Counts {
+    let s = hub.stats.snapshot();
+    Counts {
+        hub: s,
+        traffic_dropped: hub.traffic().dropped(),
+        lock_waits: s.lock_waits.saturating_add(hub.write_lock().waits()),
+    }
+}
+
+fn log_counts(hub: &Hub, c: Counts, what: &str) {
+    let s = &c.hub;
     info!(
-        device_rx = c[0],
-        device_tx = c[1],
-        clients = c[2],
-        dropped = c[3],
-        kicked = c[4],
-        refused = c[5],
-        reset_lost = c[6],
-        traffic_dropped = c[7],
-        transactions = c[8],
-        reply_timeouts = c[9],
+        device_rx = s.device_rx,
+        device_tx = s.device_tx,
+        clients = s.connected,
+        dropped = s.dropped,
+        kicked = s.kicked,
+        refused = s.refused,
+        reset_lost = s.lost,
+        traffic_dropped = c.traffic_dropped,
+        transactions = s.transactions,
+        reply_timeouts = s.timeouts,
+        unsolicited_dropped = s.unsolicited_dropped,
+        bad_replies = s.bad_replies,
+        replies_discarded = s.replies_discarded,
+        requests_dropped = s.orphans_dropped,
+        reopens = s.reopens,
+        lock_waits = c.lock_waits,
         write_lock = hub.write_lock_holder().as_deref().unwrap_or("-"),
         "{what}"
     );

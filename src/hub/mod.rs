@@ -54,7 +54,7 @@ pub use ops::{
 pub use queue::{ByteQueue, DirectSink, PushError};
 pub use reply::ReplyRule;
 pub use settings::Policy as ControlPolicy;
-pub use stats::{ClientStats, HubStats};
+pub use stats::{ClientStats, HubStats, StatsSnapshot};
 pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 
 use client::Slot;
