@@ -90,8 +90,8 @@ impl ClientHandle {
 
     /// Device data for this client is written straight to `sink` while its
     /// queue is empty and its writer idle, without waking the writer (see
-    /// [`queue`]). The writer must write to the same socket and call
-    /// [`output_written`](Self::output_written) after each chunk.
+    /// [`queue`](super::queue)). The writer must write to the same socket
+    /// and call [`output_written`](Self::output_written) after each chunk.
     pub fn write_through_to(&self, sink: Arc<dyn DirectSink>) {
         self.slot.queue.write_through_to(sink);
     }
