@@ -17,6 +17,8 @@
 //! that were removed or added are stopped or bound, while every other client
 //! stays connected.
 
+mod stats;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +36,7 @@ use crate::endpoint::pty::{PtyEndpoint, PtyError};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::fds::FdReserve;
-use crate::hub::{Hub, StatsSnapshot};
+use crate::hub::Hub;
 use crate::traffic::{self, TrafficError, TrafficLog};
 
 /// How long clients may take, after shutdown, to hand over the bytes they
@@ -201,7 +203,9 @@ impl Port {
             .instrument(info_span!(parent: &span, "device", path = %cfg.device)),
         );
         if let Some(every) = cfg.stats_every {
-            tokio::spawn(report_stats(hub.clone(), every, cancel.clone()).instrument(span.clone()));
+            tokio::spawn(
+                stats::report(hub.clone(), every, cancel.clone()).instrument(span.clone()),
+            );
         }
         Ok(Port {
             name: name.to_owned(),
@@ -358,7 +362,7 @@ impl Port {
         {
             warn!("the traffic log writer did not finish in time; its last records may be missing");
         }
-        log_counts(&self.hub, counts(&self.hub), "stopped");
+        stats::log(&self.hub, "stopped");
     }
 }
 
@@ -445,66 +449,4 @@ async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String),
     };
     info!("listening on {}", bound.1);
     Ok(bound)
-}
-
-/// What a stats line shows: every hub counter, the traffic log's dropped
-/// records, and lock waits in either write mode (as status counts them). A
-/// new line is logged when any of it changed.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Counts {
-    hub: StatsSnapshot,
-    traffic_dropped: u64,
-    lock_waits: u64,
-}
-
-fn counts(hub: &Hub) -> Counts {
-    let s = hub.stats.snapshot();
-    Counts {
-        hub: s,
-        traffic_dropped: hub.traffic().dropped(),
-        lock_waits: s.lock_waits.saturating_add(hub.write_lock().waits()),
-    }
-}
-
-fn log_counts(hub: &Hub, c: Counts, what: &str) {
-    let s = &c.hub;
-    info!(
-        device_rx = s.device_rx,
-        device_tx = s.device_tx,
-        clients = s.connected,
-        dropped = s.dropped,
-        kicked = s.kicked,
-        refused = s.refused,
-        reset_lost = s.lost,
-        traffic_dropped = c.traffic_dropped,
-        transactions = s.transactions,
-        reply_timeouts = s.timeouts,
-        unsolicited_dropped = s.unsolicited_dropped,
-        bad_replies = s.bad_replies,
-        replies_discarded = s.replies_discarded,
-        requests_dropped = s.orphans_dropped,
-        reopens = s.reopens,
-        lock_waits = c.lock_waits,
-        write_lock = hub.write_lock_holder().as_deref().unwrap_or("-"),
-        "{what}"
-    );
-}
-
-/// Logs the port's counters every `every`, when they have changed, so drops
-/// and kicks are visible without waiting for shutdown.
-async fn report_stats(hub: Arc<Hub>, every: Duration, shutdown: CancellationToken) {
-    let mut last = None;
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let now = counts(&hub);
-        if last != Some(now) {
-            log_counts(&hub, now, "stats");
-            last = Some(now);
-        }
-    }
 }
