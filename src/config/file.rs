@@ -15,24 +15,14 @@
 //! Every error names the file, the line and column, and the port.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
-
-use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
-use toml::Spanned;
 
 use super::clash::{self, Clash, Owner};
-use super::settings::{LogSettings, PortSettings, Writers};
+use super::raw::{RawFile, Spans};
+use super::settings::PortSettings;
 use super::{ConfigError, PortConfig, Source};
-use crate::device::DeviceSpec;
 use crate::endpoint::EndpointSpec;
-use crate::hub::{SlowReaderPolicy, Unsolicited};
-use crate::line::{FlowControl, Parity};
-use crate::traffic::Format;
 
 /// Default mode of the control socket: only its owner may connect, since
 /// it can kick clients and reload the configuration.
@@ -298,16 +288,6 @@ pub fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> {
     })
 }
 
-/// Where a port's parts are in the file, for messages.
-#[derive(Default)]
-struct Spans {
-    port: Range<usize>,
-    name: Range<usize>,
-    device: Option<Range<usize>>,
-    /// One per endpoint, in order.
-    listen: Vec<Range<usize>>,
-}
-
 pub(crate) fn check_metrics_listen(addr: &str) -> Result<(), String> {
     if addr.contains(',') {
         return Err("expected HOST:PORT, with no options".into());
@@ -333,239 +313,10 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    control: Option<RawControl>,
-    metrics: Option<RawMetrics>,
-    defaults: Option<Spanned<RawPort>>,
-    #[serde(default)]
-    port: Vec<Spanned<RawPort>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawControl {
-    socket: Option<PathBuf>,
-    mode: Option<Mode>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMetrics {
-    listen: Spanned<String>,
-}
-
-/// A `[[port]]` table, or `[defaults]` (which may not set the name,
-/// device, listen or log directory).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawPort {
-    name: Option<Spanned<String>>,
-    device: Option<Spanned<Text<DeviceSpec>>>,
-    baud: Option<u32>,
-    data_bits: Option<u8>,
-    parity: Option<Parity>,
-    stop_bits: Option<u8>,
-    flow_control: Option<FlowControl>,
-    listen: Option<Vec<Spanned<Text<EndpointSpec>>>>,
-    slow_reader: Option<SlowReaderPolicy>,
-    client_queue: Option<Size>,
-    max_inflight: Option<Dur>,
-    max_clients: Option<usize>,
-    pacing: Option<bool>,
-    keep_settings: Option<bool>,
-    lock_idle: Option<Dur>,
-    lock_max: Option<Dur>,
-    writers: Option<Writers>,
-    reply_timeout: Option<Dur>,
-    reply_gap: Option<Dur>,
-    unsolicited: Option<Unsolicited>,
-    drain_timeout: Option<Dur>,
-    stats_every: Option<Dur>,
-    log: Option<RawLog>,
-}
-
-/// `[port.log]`: the traffic log.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawLog {
-    dir: Option<PathBuf>,
-    format: Option<Format>,
-    max_size: Option<Size>,
-    keep: Option<usize>,
-}
-
-impl RawPort {
-    /// The settings, the name, and where the device and endpoints are.
-    fn settings(self) -> (PortSettings, Option<Spanned<String>>, Spans) {
-        let spans = Spans {
-            device: self.device.as_ref().map(Spanned::span),
-            listen: self.listen.iter().flatten().map(Spanned::span).collect(),
-            ..Spans::default()
-        };
-        let listen = self
-            .listen
-            .map(|l| l.into_iter().map(|s| s.into_inner().0).collect());
-        let log = self.log.unwrap_or(RawLog {
-            dir: None,
-            format: None,
-            max_size: None,
-            keep: None,
-        });
-        let settings = PortSettings {
-            name: None,
-            device: self.device.map(|d| d.into_inner().0),
-            baud: self.baud,
-            data_bits: self.data_bits,
-            parity: self.parity,
-            stop_bits: self.stop_bits,
-            flow_control: self.flow_control,
-            listen,
-            slow_reader: self.slow_reader,
-            // A size beyond usize is out of range anyway.
-            client_queue: self
-                .client_queue
-                .map(|s| usize::try_from(s.0).unwrap_or(usize::MAX)),
-            max_inflight: self.max_inflight.map(|d| d.0),
-            max_clients: self.max_clients,
-            pacing: self.pacing,
-            keep_settings: self.keep_settings,
-            lock_idle: self.lock_idle.map(|d| d.0),
-            lock_max: self.lock_max.map(|d| d.0),
-            writers: self.writers,
-            reply_timeout: self.reply_timeout.map(|d| d.0),
-            reply_gap: self.reply_gap.map(|d| d.0),
-            unsolicited: self.unsolicited,
-            drain_timeout: self.drain_timeout.map(|d| d.0),
-            stats_every: self.stats_every.map(|d| d.0),
-            log: LogSettings {
-                dir: log.dir,
-                format: log.format,
-                max_size: log.max_size.map(|s| s.0),
-                keep: log.keep,
-            },
-        };
-        (settings, self.name, spans)
-    }
-}
-
-/// A value written as a string in flag syntax, parsed by its `FromStr`.
-struct Text<T>(T);
-
-impl<'de, T> Deserialize<'de> for Text<T>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<T: FromStr> Visitor<'_> for V<T>
-        where
-            T::Err: fmt::Display,
-        {
-            type Value = Text<T>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-                s.parse().map(Text).map_err(E::custom)
-            }
-        }
-        d.deserialize_str(V(PhantomData))
-    }
-}
-
-/// A duration: a string such as `"1s"` or `"500ms"`.
-struct Dur(Duration);
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a duration such as \"1s\" or \"500ms\"")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
-                humantime::parse_duration(s)
-                    .map(Dur)
-                    .map_err(|e| E::custom(format!("{s:?}: {e} (try \"1s\" or \"500ms\")")))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// A size in bytes: an integer, or a string such as `"64KiB"`.
-struct Size(u64);
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Size;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a size: a number of bytes, or a string such as \"64KiB\"")
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Size, E> {
-                Ok(Size(n))
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Size, E> {
-                u64::try_from(n)
-                    .map(Size)
-                    .map_err(|_| E::custom(format!("size {n} is negative")))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Size, E> {
-                parse_size::parse_size(s).map(Size).map_err(|e| {
-                    E::custom(format!("{e} in {s:?} (try 4096, \"64KiB\" or \"10MiB\")"))
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// A file mode: an octal string such as `"0600"`, or a TOML integer
-/// (`0o600`), at most 0o777.
-struct Mode(u32);
-
-impl<'de> Deserialize<'de> for Mode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        const WHY: &str = "expected an octal file mode from \"0000\" to \"0777\", such as \"0600\"";
-        impl Visitor<'_> for V {
-            type Value = Mode;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an octal file mode such as \"0600\"")
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Mode, E> {
-                u32::try_from(n)
-                    .ok()
-                    .filter(|m| *m <= 0o777)
-                    .map(Mode)
-                    .ok_or_else(|| E::custom(WHY))
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Mode, E> {
-                self.visit_i64(i64::try_from(n).unwrap_or(-1))
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Mode, E> {
-                Some(s)
-                    .filter(|v| (1..=4).contains(&v.len()))
-                    .filter(|v| v.bytes().all(|b| matches!(b, b'0'..=b'7')))
-                    .and_then(|v| u32::from_str_radix(v, 8).ok())
-                    .filter(|m| *m <= 0o777)
-                    .map(Mode)
-                    .ok_or_else(|| E::custom(WHY))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traffic::Format;
 
     const MINIMAL: &str = r#"[control]
 socket = "/tmp/serialhub.sock"

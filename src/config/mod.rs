@@ -23,6 +23,7 @@
 
 mod clash;
 pub mod file;
+mod raw;
 pub mod settings;
 
 use std::ops::RangeInclusive;
