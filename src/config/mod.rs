@@ -22,7 +22,9 @@
 //! these ranges.
 
 mod clash;
+mod error;
 pub mod file;
+mod ranges;
 mod raw;
 pub mod settings;
 
@@ -35,12 +37,14 @@ use crate::device::{DeviceSpec, READ_CHUNK, SimMode, SimSpec};
 use crate::endpoint::tcp::SocketSizing;
 use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec, Framing};
 use crate::hub::{HubConfig, Sizes, SlowReaderPolicy, TxnConfig};
-use crate::line::{LineError, LineSettings};
-use crate::traffic::{self, TrafficConfig};
+use crate::line::LineSettings;
+use crate::traffic::TrafficConfig;
 use crate::units::usize_size_text;
 
 pub use crate::units::{duration_text, size_text};
+pub use error::ConfigError;
 pub use file::{ControlConfig, DaemonConfig, FileError, MetricsConfig, load};
+pub use ranges::*;
 pub use settings::{LogSettings, PortSettings, Writers};
 
 /// Send buffer per client socket: one second of line time, at least 4 KiB,
@@ -51,94 +55,6 @@ const SEND_BUFFER_MIN: usize = 4096;
 /// bulk transfer never waits on a window smaller than the hub's steps
 /// (Linux doubles it for its bookkeeping).
 const UNPACED_SOCKET_BUFFER: usize = 256 << 10;
-/// A lock holder that writes nothing for this long loses the write lock.
-pub const DEFAULT_LOCK_IDLE: Duration = Duration::from_secs(5);
-/// A lock holder loses the write lock after holding it this long.
-pub const DEFAULT_LOCK_MAX: Duration = Duration::from_secs(60);
-pub use crate::hub::budget::{CLIENT_QUEUE_MIN, MAX_BUDGET, MIN_BUDGET};
-
-const fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-const fn secs(n: u64) -> Duration {
-    Duration::from_secs(n)
-}
-
-/// `--client-queue`: at least one device read, at most 64 MiB per client.
-pub const CLIENT_QUEUE: RangeInclusive<usize> = READ_CHUNK..=crate::hub::budget::CLIENT_QUEUE_MAX;
-/// `--max-inflight`: below 10 ms a chunk is a byte or two; above an hour is
-/// no bound at all.
-pub const MAX_INFLIGHT: RangeInclusive<Duration> = ms(10)..=secs(3600);
-/// `--stats-every`, when not 0 (off).
-pub const STATS_EVERY: RangeInclusive<Duration> = secs(1)..=secs(86_400);
-/// `--max-clients`.
-pub const MAX_CLIENTS: RangeInclusive<usize> = 1..=65_536;
-/// `--lock-idle`.
-pub const LOCK_IDLE: RangeInclusive<Duration> = ms(10)..=secs(3600);
-/// `--lock-max`.
-pub const LOCK_MAX: RangeInclusive<Duration> = ms(100)..=secs(86_400);
-/// `--drain-timeout`: 0 writes nothing more at shutdown.
-pub const DRAIN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=secs(3600);
-/// `--log-max-size`: 4 KiB to 1 TiB per file.
-pub const LOG_MAX_SIZE: RangeInclusive<u64> = traffic::MIN_MAX_SIZE..=1 << 40;
-/// `--reply-timeout`.
-pub const REPLY_TIMEOUT: RangeInclusive<Duration> = ms(10)..=secs(60);
-/// `--reply-gap`.
-pub const REPLY_GAP: RangeInclusive<Duration> = ms(1)..=secs(10);
-/// Least default reply gap. USB serial adapters hand over received bytes
-/// in batches (an FTDI chip every 16 ms by default), and a loaded machine
-/// reads late, so a gap of a few character times would cut replies short.
-/// It only ends replies whose end their framing cannot find.
-const REPLY_GAP_MIN: Duration = ms(10);
-/// Modbus RTU's inter-frame silence is 3.5 characters, but at least 1.75 ms
-/// above 19200 baud.
-const FRAME_GAP_MIN: Duration = Duration::from_micros(1750);
-/// `--log-keep`: files kept, the current one included.
-pub const LOG_KEEP: RangeInclusive<usize> = 1..=1000;
-
-/// Longest port name: a name is in every log line and metric label of its
-/// port, so it is kept short enough to read.
-pub const MAX_NAME: usize = 64;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{option}: {why}")]
-    Line {
-        option: &'static str,
-        why: LineError,
-    },
-    #[error(
-        "{spec} needs {writers}: its options (a modbus-tcp gateway, framing=gap or modbus-rtu, see=) are about requests and the replies routed to them"
-    )]
-    NeedsTransactions {
-        spec: String,
-        /// `--writers transaction`, or `writers = "transaction"`.
-        writers: &'static str,
-    },
-    #[error("no {0} given")]
-    Missing(&'static str),
-    #[error(
-        "{option} {name:?} is not a usable port name: use 1 to {MAX_NAME} letters, digits, '_', '.' or '-'"
-    )]
-    Name { option: &'static str, name: String },
-    #[error("{option} {value} is out of range ({range})")]
-    OutOfRange {
-        option: &'static str,
-        value: String,
-        range: String,
-    },
-    #[error("{option} applies only to {only}")]
-    NotApplicable {
-        option: &'static str,
-        only: &'static str,
-    },
-    #[error("--metrics {addr:?}: {why}")]
-    Metrics { addr: String, why: String },
-    /// Two `--listen` flags (or one and the control socket or the metrics
-    /// endpoint) on one address; `how` says with what.
-    #[error("--listen {spec} {how}")]
-    SameAddress { spec: String, how: &'static str },
-}
 
 /// Checks `--metrics ADDR` as a configuration file's `[metrics] listen`.
 pub fn check_metrics(addr: &str) -> Result<(), ConfigError> {
@@ -181,20 +97,6 @@ pub fn check_flags(
         clash::Owner::Port(_) => "is also bound by an earlier --listen",
     };
     Err(ConfigError::SameAddress { spec, how })
-}
-
-impl ConfigError {
-    fn line(e: LineError, source: Source) -> Self {
-        let option = match e {
-            LineError::Baud(_) => "--baud",
-            LineError::DataBits(_) => "--data-bits",
-            LineError::StopBits(_) => "--stop-bits",
-        };
-        ConfigError::Line {
-            option: source.name(option),
-            why: e,
-        }
-    }
 }
 
 /// Where settings came from, which decides how messages name them.
@@ -980,7 +882,7 @@ mod tests {
             .traffic
             .unwrap();
         assert_eq!(t.max_size, 65536);
-        assert_eq!(t.keep, traffic::DEFAULT_KEEP);
+        assert_eq!(t.keep, crate::traffic::DEFAULT_KEEP);
         let e = cfg(&["--log", "x", "--log-max-size", "100"]).unwrap_err();
         assert!(e.to_string().contains("(4KiB to 1TiB)"), "{e}");
         let e = cfg(&["--log", "x", "--log-keep", "0"]).unwrap_err();

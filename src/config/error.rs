@@ -1,0 +1,60 @@
+//! What can be wrong with settings, from flags or a file: each error
+//! names the flag or key, the value and what is allowed.
+
+use super::Source;
+use super::ranges::MAX_NAME;
+use crate::line::LineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{option}: {why}")]
+    Line {
+        option: &'static str,
+        why: LineError,
+    },
+    #[error(
+        "{spec} needs {writers}: its options (a modbus-tcp gateway, framing=gap or modbus-rtu, see=) are about requests and the replies routed to them"
+    )]
+    NeedsTransactions {
+        spec: String,
+        /// `--writers transaction`, or `writers = "transaction"`.
+        writers: &'static str,
+    },
+    #[error("no {0} given")]
+    Missing(&'static str),
+    #[error(
+        "{option} {name:?} is not a usable port name: use 1 to {MAX_NAME} letters, digits, '_', '.' or '-'"
+    )]
+    Name { option: &'static str, name: String },
+    #[error("{option} {value} is out of range ({range})")]
+    OutOfRange {
+        option: &'static str,
+        value: String,
+        range: String,
+    },
+    #[error("{option} applies only to {only}")]
+    NotApplicable {
+        option: &'static str,
+        only: &'static str,
+    },
+    #[error("--metrics {addr:?}: {why}")]
+    Metrics { addr: String, why: String },
+    /// Two `--listen` flags (or one and the control socket or the metrics
+    /// endpoint) on one address; `how` says with what.
+    #[error("--listen {spec} {how}")]
+    SameAddress { spec: String, how: &'static str },
+}
+
+impl ConfigError {
+    pub(super) fn line(e: LineError, source: Source) -> Self {
+        let option = match e {
+            LineError::Baud(_) => "--baud",
+            LineError::DataBits(_) => "--data-bits",
+            LineError::StopBits(_) => "--stop-bits",
+        };
+        ConfigError::Line {
+            option: source.name(option),
+            why: e,
+        }
+    }
+}
