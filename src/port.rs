@@ -155,8 +155,13 @@ impl Port {
             },
         };
         device.pacing = cfg.pacing;
-        info!(device = %cfg.device, tty = %device.path().display(), line = %cfg.line,
-            write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
+        // A device waited for is not open yet: the device task says
+        // "device appeared; open" when it is.
+        if device.is_open() {
+            info!(device = %cfg.device, tty = %device.path().display(), line = %cfg.line,
+                write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue,
+                "device open");
+        }
         let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), log);
         hub.changers.configure(cfg.line);
         let cancel = parent.child_token();
