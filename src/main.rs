@@ -83,6 +83,22 @@ pub extern "C" fn pow(x: f64, y: f64) -> f64 {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(cfg) => {
+            // What serve checks before it binds anything, beyond the file:
+            // each traffic log directory.
+            for port in &cfg.ports {
+                if let Some(Err(e)) = port
+                    .traffic
+                    .as_ref()
+                    .map(|t| serialhub::traffic::rotate::check_dir(&t.dir))
+                {
+                    eprintln!(
+                        "serialhub: error: {}: port {:?}: {e}",
+                        file.display(),
+                        port.name
+                    );
+                    return ExitCode::from(2);
+                }
+            }
             print!("{}", cfg.summary());
             ExitCode::SUCCESS
         }

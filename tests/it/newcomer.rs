@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::Server;
+use crate::common::{Server, command};
 
 #[test]
 fn issue20_wait_for_device_does_not_log_device_open_while_waiting() {
@@ -27,3 +27,40 @@ fn issue20_wait_for_device_does_not_log_device_open_while_waiting() {
     assert!(!server.log().contains("device open"), "{}", server.log());
 }
 
+#[test]
+fn issue20_check_config_refuses_a_missing_log_directory_as_serve_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let file = dir.path().join("hub.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[port]]\nname = \"lab\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]\n\
+             [port.log]\ndir = \"{}\"\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let check = command()
+        .args(["check-config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(err.contains(missing.to_str().unwrap()), "{err}");
+    // And serve refuses the same file for the same reason.
+    let sock = dir.path().join("control.sock");
+    let (status, serve_err, _) = crate::common::run_to_exit(
+        &[
+            "--control",
+            sock.to_str().unwrap(),
+            "serve",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert!(!status.success(), "{serve_err}");
+    assert!(serve_err.contains("does not exist"), "{serve_err}");
+}
