@@ -318,9 +318,10 @@ pub struct LogArgs {
     /// Keep printing records as they are written, across file rotations.
     #[arg(short, long)]
     pub follow: bool,
-    /// Write only the bytes of one direction to stdout, exactly as they
-    /// passed, for replaying or diffing a capture.
-    #[arg(long, value_enum, value_name = "DIR", conflicts_with_all = ["rx", "tx", "json"])]
+    /// Write only the bytes that went one way (rx: from the device, tx: to
+    /// it) to stdout, exactly as they passed, for replaying or diffing a
+    /// capture.
+    #[arg(long, value_enum, value_name = "DIRECTION", conflicts_with_all = ["rx", "tx", "json"])]
     pub raw: Option<Direction>,
     /// Print records as JSON lines instead of text.
     #[arg(long)]

@@ -64,3 +64,12 @@ fn issue20_check_config_refuses_a_missing_log_directory_as_serve_does() {
     assert!(!status.success(), "{serve_err}");
     assert!(serve_err.contains("does not exist"), "{serve_err}");
 }
+
+#[test]
+fn issue20_log_raw_names_its_value_a_direction() {
+    let out = command().args(["log", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{help}");
+    assert!(help.contains("--raw <DIRECTION>"), "{help}");
+    assert!(!help.contains("<DIR>"), "{help}");
+}
