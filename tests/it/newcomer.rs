@@ -73,3 +73,30 @@ fn issue20_log_raw_names_its_value_a_direction() {
     assert!(help.contains("--raw <DIRECTION>"), "{help}");
     assert!(!help.contains("<DIR>"), "{help}");
 }
+
+#[test]
+fn issue20_output_error_has_one_form_on_every_endpoint() {
+    let server = Server::serve(
+        "sim:modbus",
+        19_200,
+        &["--writers", "transaction", "-l", "modbus-tcp:127.0.0.1:0"],
+    );
+    for addr in [server.addr(), server.modbus[0]] {
+        drop(std::net::TcpStream::connect(addr).unwrap());
+    }
+    let disconnected = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("client disconnected"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while disconnected(&server.log()).len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = disconnected(&server.log());
+    assert_eq!(lines.len(), 2, "{}", server.log());
+    for line in lines {
+        assert!(line.contains("output_error=\"-\""), "{line}");
+    }
+}
