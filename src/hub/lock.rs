@@ -305,12 +305,12 @@ impl WriteLock {
     }
 
     /// Releases the lock whoever holds it (`serialhub unlock`); returns the
-    /// holder it released. `why` goes in the log.
-    pub fn release_any(&self, why: &str) -> Option<(ClientId, Arc<str>)> {
+    /// holder it released. Not logged here: the caller, which knows the
+    /// port, logs it once.
+    pub fn release_any(&self) -> Option<(ClientId, Arc<str>)> {
         let mut s = self.state();
         self.expire(&mut s, Instant::now());
         let cur = s.holder.take()?;
-        info!(holder = %cur.name, "write lock released: {why}");
         self.released.notify_waiters();
         Some((cur.id, cur.name))
     }
@@ -555,10 +555,7 @@ mod tests {
         tokio::time::sleep(MAX * 10).await;
         assert!(!w.is_finished() && !a.is_finished());
         assert_eq!(lock.holder().as_deref(), Some(OPERATOR_NAME));
-        assert_eq!(
-            lock.release_any("unlock"),
-            Some((OPERATOR, OPERATOR_NAME.into()))
-        );
+        assert_eq!(lock.release_any(), Some((OPERATOR, OPERATOR_NAME.into())));
         w.await.unwrap();
         a.await.unwrap();
         assert_eq!(lock.holder().as_deref(), Some("b"));
@@ -567,14 +564,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn issue10_operator_cannot_take_a_clients_lock_but_can_release_it() {
         let lock = lock();
-        assert_eq!(lock.release_any("unlock"), None, "not held");
+        assert_eq!(lock.release_any(), None, "not held");
         lock.acquire(7, &name("a")).await;
         assert_eq!(lock.take_for_operator(), Err((7, name("a"))));
         let l = lock.clone();
         let w = tokio::spawn(async move { l.wait_turn(8).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!w.is_finished());
-        assert_eq!(lock.release_any("unlock"), Some((7, name("a"))));
+        assert_eq!(lock.release_any(), Some((7, name("a"))));
         w.await.unwrap();
         assert_eq!(lock.holder(), None);
         // The released client's own release finds nothing to release.

@@ -283,15 +283,16 @@ impl TxnLock {
         }
     }
 
-    /// Releases the lock whoever holds it; a client's lock turn ends.
-    pub(super) fn release_any(&self, why: &str) -> Option<(ClientId, Arc<str>)> {
+    /// Releases the lock whoever holds it; a client's lock turn ends. Not
+    /// logged here, nor by the lock turn: the caller, which knows the port,
+    /// logs it once.
+    pub(super) fn release_any(&self) -> Option<(ClientId, Arc<str>)> {
         let mut held = self.held();
         let was = match std::mem::take(&mut *held) {
             Held::Free => return None,
             Held::Client(id, name) => (id, name),
             Held::Operator => (super::lock::OPERATOR, super::lock::OPERATOR_NAME.into()),
         };
-        info!(holder = %was.1, "write lock released: {why}");
         self.changed.notify_waiters();
         Some(was)
     }
@@ -556,11 +557,11 @@ impl Arbiter {
             tokio::pin!(released);
             released.as_mut().enable();
             if !hub.is_attached(holder) {
-                break "holder disconnected".to_owned();
+                break Some("holder disconnected".to_owned());
             }
             if !hub.txn_lock.is_held_by(holder) {
                 // `serialhub unlock`, which logged it.
-                break "released by the operator".to_owned();
+                break None;
             }
             tokio::select! {
                 t = self.turns.recv() => match t {
@@ -578,25 +579,25 @@ impl Arbiter {
                         let _ = granted.send(());
                     }
                     Some(Turn::Unlock { client }) if client == holder => {
-                        break "holder asked".to_owned();
+                        break Some("holder asked".to_owned());
                     }
                     Some(Turn::Unlock { .. }) => {}
                     Some(other) => {
                         hub.stats.lock_waits.fetch_add(1, Relaxed);
                         self.deferred.push_back(other);
                     }
-                    None => break "shutting down".to_owned(),
+                    None => break Some("shutting down".to_owned()),
                 },
                 () = tokio::time::sleep_until(last_write + idle) => {
-                    break format!("idle for {idle:?}");
+                    break Some(format!("idle for {idle:?}"));
                 }
                 () = tokio::time::sleep_until(since + max) => {
-                    break format!("held for the maximum {max:?} (--lock-max)");
+                    break Some(format!("held for the maximum {max:?} (--lock-max)"));
                 }
                 () = &mut detached => {}
                 () = &mut released => {}
                 () = stop.cancelled(), if self.turns.is_empty() => {
-                    break "shutting down".to_owned();
+                    break Some("shutting down".to_owned());
                 }
             }
         };
@@ -605,7 +606,9 @@ impl Arbiter {
             client: who,
             reply: routed as u64,
         });
-        info!(holder = %name, held = ?since.elapsed(), "write lock released: {why}");
+        if let Some(why) = why {
+            info!(holder = %name, held = ?since.elapsed(), "write lock released: {why}");
+        }
     }
 }
 

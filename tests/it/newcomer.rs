@@ -100,3 +100,23 @@ fn issue20_output_error_has_one_form_on_every_endpoint() {
         assert!(line.contains("output_error=\"-\""), "{line}");
     }
 }
+
+#[test]
+fn issue20_an_operator_unlock_is_logged_once() {
+    for writers in ["merge", "transaction"] {
+        let server = Server::serve("sim:echo", 115_200, &["--writers", writers]);
+        let port = crate::common::status(&server.control)[0]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (ok, _, err) = crate::common::control(&server.control, &["lock", &port]);
+        assert!(ok, "{err}");
+        let (ok, _, err) = crate::common::control(&server.control, &["unlock", &port]);
+        assert!(ok, "{err}");
+        // The answer comes after the log line; give any second line a moment.
+        std::thread::sleep(Duration::from_millis(200));
+        let log = server.log();
+        let released = log.matches("write lock released").count();
+        assert_eq!(released, 1, "--writers {writers}:\n{log}");
+    }
+}
