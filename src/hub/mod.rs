@@ -545,7 +545,10 @@ impl Hub {
                     client: slot.client_ref(),
                     discarded: discarded as u64,
                 });
-                warn!(client = %slot.name, queue = slot.queue.capacity(), discarded,
+                // `dropped`, the client's own counter, which its
+                // "client disconnected" line gives too.
+                warn!(client = %slot.name, queue = slot.queue.capacity(),
+                    dropped = slot.stats.dropped.load(Relaxed),
                     "disconnecting client: output queue full (slow reader)");
             }
         }

@@ -120,3 +120,55 @@ fn issue20_an_operator_unlock_is_logged_once() {
         assert_eq!(released, 1, "--writers {writers}:\n{log}");
     }
 }
+
+/// The `dropped=N` of the first log line that contains `what` and `who`.
+fn dropped_in(log: &str, what: &str, who: &str) -> Option<u64> {
+    let line = log.lines().find(|l| l.contains(what) && l.contains(who))?;
+    let n = line.split("dropped=").nth(1)?;
+    n.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue20_a_slow_reader_kick_and_its_disconnect_line_agree() {
+    let source = crate::common::sim(serialhub::device::SimMode::Source, 115_200);
+    let server = Server::serve(
+        source.path().to_str().unwrap(),
+        115_200,
+        &["--slow-reader", "disconnect", "--client-queue", "4KiB"],
+    );
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(server.addr()).await.unwrap();
+    let me = stalled.local_addr().unwrap().to_string();
+    assert!(
+        server.wait_log("disconnecting client", Duration::from_secs(20)),
+        "{}",
+        server.log()
+    );
+    // Read to the end, so that its loop ends and says so.
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(20),
+        tokio::io::AsyncReadExt::read_to_end(&mut stalled, &mut sink),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let gone = loop {
+        let log = server.log();
+        if let Some(n) = dropped_in(&log, "client disconnected", &me) {
+            break n;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let log = server.log();
+    let kick = log
+        .lines()
+        .find(|l| l.contains("disconnecting client") && l.contains(&me));
+    // `discarded` is a client's writes not sent (read-only); what a kicked
+    // reader lost is `dropped`, in both lines.
+    assert!(kick.is_some_and(|l| !l.contains("discarded=")), "{log}");
+    let kicked = dropped_in(&log, "disconnecting client", &me);
+    assert!(gone > 0, "{}", server.log());
+    assert_eq!(kicked, Some(gone), "{}", server.log());
+}
