@@ -332,7 +332,8 @@ pub struct LogArgs {
 pub struct SimArgs {
     /// echo: send back what it receives; source: send the counter pattern;
     /// sink: receive and check the counter pattern; modbus: a Modbus RTU
-    /// slave with units 1 to 3.
+    /// slave with units 1 to 3. (loopback is refused: it has no tty, and is
+    /// only `serve --device sim:loopback`.)
     #[arg(short, long, value_enum)]
     pub mode: SimMode,
     /// modbus: how long the slave waits before it answers (0 to 10s;

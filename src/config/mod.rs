@@ -126,6 +126,10 @@ pub enum ConfigError {
         value: String,
         range: String,
     },
+    #[error(
+        "sim --mode loopback: loopback is an in-process device with no tty (`serve --device sim:loopback`); for a pty that sends back what it receives, use --mode echo"
+    )]
+    LoopbackSim,
     #[error("{option} applies only to {only}")]
     NotApplicable {
         option: &'static str,
@@ -261,6 +265,10 @@ pub fn sim_line(baud: u32) -> Result<LineSettings, ConfigError> {
 
 /// The simulator of `sim --mode MODE [--reply-delay DURATION]`.
 pub fn sim_spec(mode: SimMode, reply_delay: Option<Duration>) -> Result<SimSpec, ConfigError> {
+    // `sim` makes a pty; loopback has none (it would silently be echo).
+    if mode == SimMode::Loopback {
+        return Err(ConfigError::LoopbackSim);
+    }
     let mut spec = SimSpec::from(mode);
     if let Some(delay) = reply_delay {
         if mode != SimMode::Modbus {

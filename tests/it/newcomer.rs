@@ -172,3 +172,25 @@ async fn issue20_a_slow_reader_kick_and_its_disconnect_line_agree() {
     assert!(gone > 0, "{}", server.log());
     assert_eq!(kicked, Some(gone), "{}", server.log());
 }
+
+#[test]
+fn issue20_sim_mode_loopback_is_refused_not_run_as_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyLOOP");
+    let (status, err, _) = crate::common::run_to_exit(
+        &[
+            "sim",
+            "--mode",
+            "loopback",
+            "--link",
+            link.to_str().unwrap(),
+        ],
+        Duration::from_secs(10),
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("sim:loopback") && err.contains("--mode echo"),
+        "{err}"
+    );
+    assert!(!link.exists());
+}
