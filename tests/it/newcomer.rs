@@ -194,3 +194,35 @@ fn issue20_sim_mode_loopback_is_refused_not_run_as_echo() {
     );
     assert!(!link.exists());
 }
+
+/// The README's Modbus TCP example: what follows "Try it on the simulated
+/// slave" up to the end of its code block.
+fn readme_modbus_example() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("Try it on the simulated slave")
+        .expect("the example");
+    let block = &readme[start..];
+    let open = block.find("```sh").unwrap();
+    let close = open + 5 + block[open + 5..].find("```").unwrap();
+    block[open..close].to_owned()
+}
+
+#[test]
+fn issue20_readme_modbus_example_reaches_mbpoll_with_0x0b() {
+    let example = readme_modbus_example();
+    // Registers, not values, are what -r and -c name.
+    assert!(
+        !example.contains("holding registers 1000..1004"),
+        "{example}"
+    );
+    // Shorter than mbpoll's own 1 s, so the exception reaches it.
+    let timeout = example
+        .split("--reply-timeout ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("the example sets --reply-timeout");
+    let timeout = humantime::parse_duration(timeout).unwrap();
+    assert!(timeout < Duration::from_secs(1), "{example}");
+}
