@@ -77,8 +77,9 @@ pub enum Command {
     /// Make a running serialhub read its configuration file again and apply
     /// it (as SIGHUP does); says what changed, or why nothing did.
     Reload,
-    /// Print a shell completion script, e.g.
-    /// `serialhub completions bash > /etc/bash_completion.d/serialhub`.
+    /// Print a shell completion script, e.g. `serialhub completions bash |
+    /// sudo tee /usr/local/share/bash-completion/completions/serialhub`
+    /// (where `scripts/install` puts it).
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `serialhub man | man -l -`.
     Man(ManArgs),

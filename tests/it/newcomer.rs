@@ -226,3 +226,18 @@ fn issue20_readme_modbus_example_reaches_mbpoll_with_0x0b() {
     let timeout = humantime::parse_duration(timeout).unwrap();
     assert!(timeout < Duration::from_secs(1), "{example}");
 }
+
+#[test]
+fn issue20_completions_help_and_readme_give_one_install_path() {
+    let out = command().args(["completions", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let install =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install")).unwrap();
+    let path = "/usr/local/share/bash-completion/completions/serialhub";
+    assert!(help.contains(path), "{help}");
+    assert!(readme.contains(path));
+    assert!(install.contains(path));
+    assert!(!help.contains("/etc/bash_completion.d"), "{help}");
+}
