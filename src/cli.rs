@@ -53,11 +53,35 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `serve`'s examples, as a literal so that `concat!` can head them.
+macro_rules! serve_examples {
+    () => {
+        "\
+Share a USB adapter over TCP and as a virtual serial port:
+  serialhub serve -d /dev/ttyUSB0 -b 115200 -l tcp:0.0.0.0:7000 -l pty:/tmp/ttyV0
+
+Let RFC 2217 clients (pyserial's rfc2217://) set the line, the first one wins:
+  serialhub serve -d /dev/ttyUSB0 -l rfc2217:127.0.0.1:7002,control=first
+
+A Modbus TCP gateway and an RTU pty on one bus (try the simulated slave):
+  serialhub serve -d sim:modbus -b 19200 --writers transaction \\
+      -l modbus-tcp:127.0.0.1:1502 -l pty:/tmp/ttyMB,framing=modbus-rtu
+
+Every port of a configuration file (see `serialhub print-config`):
+  serialhub serve --config /etc/serialhub/serialhub.toml"
+    };
+}
+/// `serve`'s examples: the EXAMPLES section of serialhub-serve(1).
+pub const SERVE_EXAMPLES: &str = serve_examples!();
+/// The same, under "Examples:" in `serve --help`.
+const SERVE_EXAMPLES_HELP: &str = concat!("Examples:\n", serve_examples!());
+
 // Parsed once at start-up, so the size of `serve`'s flags does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve one serial device to network and local clients.
+    #[command(after_long_help = SERVE_EXAMPLES_HELP)]
     Serve(ServeArgs),
     /// Run a simulated serial device on a pseudo-terminal.
     Sim(SimArgs),
@@ -144,6 +168,7 @@ pub struct LineArgs {
     /// Data bits per character (5-8).
     #[arg(long, default_value_t = 8)]
     pub data_bits: u8,
+    /// Parity bit: none, odd or even.
     #[arg(long, value_enum, default_value_t = Parity::None)]
     pub parity: Parity,
     /// Stop bits (1 or 2).
@@ -174,11 +199,18 @@ pub struct ServeArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub line: LineArgs,
-    /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH or pty:PATH,
-    /// then options: ,access=rw|ro ,framing=none|line ,delimiter=lf|cr|nul|0xNN
-    /// ,max-line=SIZE (1 to 64KiB) ,lock=none|inband ,slow-reader=POLICY
-    /// ,mode=0000-0777 (unix) ,keepalive=DURATION|off (tcp, modbus-tcp; default 30s).
-    /// Default: tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
+    /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH,
+    /// pty:PATH (a virtual serial port), rfc2217:HOST:PORT (Telnet with RFC
+    /// 2217 port control) or modbus-tcp:HOST:PORT (a Modbus TCP gateway;
+    /// needs --writers transaction), then options: ,access=rw|ro
+    /// ,framing=none|line|gap|modbus-rtu (gap and modbus-rtu need --writers
+    /// transaction) ,delimiter=lf|cr|nul|0xNN ,max-line=SIZE (1 to 64KiB)
+    /// ,gap=DURATION (100us to 10s) ,max-request=SIZE (1 to 64KiB)
+    /// ,see=own|all (transaction writers) ,lock=none|inband
+    /// ,slow-reader=POLICY ,mode=0000-0777 (unix) ,control=first|any|none
+    /// (rfc2217, pty) ,keepalive=DURATION|off (tcp, rfc2217, modbus-tcp;
+    /// default 30s; the one option modbus-tcp takes). Default:
+    /// tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,
     /// What happens to a client that reads slower than the device sends.
@@ -375,6 +407,27 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_examples_parse() {
+        let mut commands = Vec::new();
+        let mut lines = SERVE_EXAMPLES.lines();
+        while let Some(line) = lines.next() {
+            let Some(cmd) = line.trim().strip_prefix("serialhub ") else {
+                continue;
+            };
+            let mut cmd = cmd.to_owned();
+            while let Some(head) = cmd.strip_suffix('\\') {
+                cmd = format!("{head} {}", lines.next().unwrap().trim());
+            }
+            commands.push(cmd);
+        }
+        assert!(!commands.is_empty());
+        for cmd in commands {
+            let args = std::iter::once("serialhub").chain(cmd.split_whitespace());
+            assert!(Cli::try_parse_from(args).is_ok(), "{cmd}");
+        }
     }
 
     #[test]

@@ -241,3 +241,36 @@ fn issue20_completions_help_and_readme_give_one_install_path() {
     assert!(install.contains(path));
     assert!(!help.contains("/etc/bash_completion.d"), "{help}");
 }
+
+#[test]
+fn issue20_serve_help_and_man_page_cover_what_the_readme_does() {
+    let out = command().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    let listen = &help[help.find("--listen <ENDPOINT>").expect("--listen")..];
+    let listen = &listen[..listen.find("\n\n").unwrap()];
+    for word in [
+        "modbus-tcp:",
+        "rfc2217:",
+        "framing=",
+        "gap=",
+        "max-request=",
+        "see=",
+        "control=",
+    ] {
+        assert!(
+            listen.contains(word),
+            "--listen help has no {word}:\n{listen}"
+        );
+    }
+    let parity = &help[help.find("--parity <PARITY>").expect("--parity")..];
+    let parity = parity.lines().nth(1).unwrap_or("");
+    assert!(
+        parity.contains("Parity bit"),
+        "no help for --parity:\n{help}"
+    );
+    assert!(help.contains("Examples:"), "{help}");
+    let man = command().args(["man", "serve"]).output().unwrap();
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(man.contains("\n.SH EXAMPLES\n"), "{man}");
+    assert!(man.contains("modbus\\-tcp:127.0.0.1:1502"), "{man}");
+}
