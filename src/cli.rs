@@ -43,14 +43,58 @@ pub struct Cli {
     /// ask every serialhub there: `status` shows them all, the others go to
     /// the one serving the port named (`reload`: the only one, or the only
     /// one started with --config).
-    #[arg(long, global = true, value_name = "PATH")]
+    // Not `global`: then every subcommand would show it, `completions` too.
+    // The commands that use it take it after their name as well.
+    #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
-    /// /metrics. Off unless given.
-    #[arg(long, global = true, value_name = "ADDR")]
+    /// /metrics. Off unless given. (`serve` only.)
+    #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// `--control`, given before the subcommand or after it.
+    pub fn control_socket(&self) -> Option<&PathBuf> {
+        let after = match &self.command {
+            Command::Serve(a) => &a.daemon.at,
+            Command::Status(a) => &a.at,
+            Command::Kick(a) => &a.at,
+            Command::Lock(a) | Command::Unlock(a) => &a.at,
+            Command::Reload(a) => a,
+            _ => return self.control.as_ref(),
+        };
+        self.control.as_ref().or(after.control.as_ref())
+    }
+
+    /// `--metrics`, given before `serve` or after it.
+    pub fn metrics_addr(&self) -> Option<&String> {
+        match &self.command {
+            Command::Serve(a) => self.metrics.as_ref().or(a.daemon.metrics.as_ref()),
+            _ => self.metrics.as_ref(),
+        }
+    }
+}
+
+/// `--control` for the commands that use it, after their name.
+#[derive(Debug, Args)]
+pub struct ControlFlag {
+    /// The control socket (as before the command; see `serialhub --help`).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// `serve`'s `--control` and `--metrics`, after its name.
+#[derive(Debug, Args)]
+pub struct DaemonFlags {
+    #[command(flatten)]
+    pub at: ControlFlag,
+    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
+    /// /metrics. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
 }
 
 /// `serve`'s examples, as a literal so that `concat!` can head them.
@@ -100,7 +144,7 @@ pub enum Command {
     Unlock(PortArgs),
     /// Make a running serialhub read its configuration file again and apply
     /// it (as SIGHUP does); says what changed, or why nothing did.
-    Reload,
+    Reload(ControlFlag),
     /// Print a shell completion script, e.g. `serialhub completions bash |
     /// sudo tee /usr/local/share/bash-completion/completions/serialhub`
     /// (where `scripts/install` puts it).
@@ -115,6 +159,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub at: ControlFlag,
     /// Only this port.
     pub port: Option<String>,
     /// Print JSON (a stable schema, for scripts) instead of tables.
@@ -124,6 +170,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct KickArgs {
+    #[command(flatten)]
+    pub at: ControlFlag,
     /// The port's name (see `serialhub status`).
     pub port: String,
     /// The client's id (see `serialhub status`).
@@ -132,6 +180,8 @@ pub struct KickArgs {
 
 #[derive(Debug, Args)]
 pub struct PortArgs {
+    #[command(flatten)]
+    pub at: ControlFlag,
     /// The port's name (see `serialhub status`).
     pub port: String,
 }
@@ -180,6 +230,8 @@ pub struct LineArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub daemon: DaemonFlags,
     /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty), a
     /// built-in simulator: sim:echo, sim:source, sim:sink, sim:loopback or
     /// sim:modbus (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to

@@ -274,3 +274,43 @@ fn issue20_serve_help_and_man_page_cover_what_the_readme_does() {
     assert!(man.contains("\n.SH EXAMPLES\n"), "{man}");
     assert!(man.contains("modbus\\-tcp:127.0.0.1:1502"), "{man}");
 }
+
+#[test]
+fn issue20_subcommands_show_only_the_flags_they_use() {
+    let help = |args: &[&str]| {
+        let out = command().args(args).arg("--help").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for cmd in [
+        "completions",
+        "man",
+        "log",
+        "sim",
+        "check-config",
+        "print-config",
+    ] {
+        let h = help(&[cmd]);
+        assert!(
+            !h.contains("--control") && !h.contains("--metrics"),
+            "{cmd}:\n{h}"
+        );
+    }
+    for cmd in ["serve", "status", "kick", "lock", "unlock", "reload"] {
+        assert!(help(&[cmd]).contains("--control"), "{cmd}");
+    }
+    assert!(help(&["serve"]).contains("--metrics"));
+    // Before the command or after it, --control finds the same serve.
+    let server = Server::serve("sim:echo", 115_200, &[]);
+    let sock = server.control.to_str().unwrap();
+    for args in [
+        &["--control", sock, "status"],
+        &["status", "--control", sock],
+    ] {
+        let out = command().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
