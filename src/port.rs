@@ -206,6 +206,14 @@ impl Port {
             )
             .instrument(info_span!(parent: &span, "device", path = %cfg.device)),
         );
+        // Under transaction writers the arbiter times the lock itself.
+        if cfg.hub.txn.is_none() {
+            let hub = hub.clone();
+            let stop = cancel.clone();
+            tokio::spawn(
+                async move { hub.write_lock().expire_on_time(stop).await }.instrument(span.clone()),
+            );
+        }
         if let Some(every) = cfg.stats_every {
             tokio::spawn(report_stats(hub.clone(), every, cancel.clone()).instrument(span.clone()));
         }

@@ -85,6 +85,9 @@ pub struct WriteLock {
     state: Mutex<State>,
     /// Woken whenever the lock is released or a bar is lifted.
     released: Notify,
+    /// Woken when a client takes the lock, so that [`WriteLock::expire_on_time`]
+    /// learns its expiry.
+    taken: Notify,
     idle: Duration,
     max: Duration,
     /// Calls that had to wait for another client's lock, for status and
@@ -122,6 +125,7 @@ impl WriteLock {
         Self {
             state: Mutex::new(State::default()),
             released: Notify::new(),
+            taken: Notify::new(),
             idle,
             max,
             waits: AtomicU64::new(0),
@@ -174,6 +178,36 @@ impl WriteLock {
         self.released.notify_waiters();
     }
 
+    /// Releases (and logs) a client's lock when its time is up, not when
+    /// somebody next looks, until `stop`. Without it an idle holder's lock
+    /// would be released, and logged, only when another client wrote or the
+    /// holder left.
+    pub async fn expire_on_time(&self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            let next = {
+                let mut s = self.state();
+                self.expire(&mut s, Instant::now());
+                s.holder.as_ref().and_then(|h| self.expiry(h))
+            };
+            // A write since pushes the expiry later: we wake early, look
+            // again and sleep on.
+            let until = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = taken => {}
+                () = until => {}
+            }
+        }
+    }
+
     /// `Ok(())` if `id` may write now (taking the lock if `take`), else
     /// `Err` with when to look again (`None`: when woken). A refused caller
     /// is registered as waiting through `waiting`.
@@ -194,6 +228,7 @@ impl WriteLock {
             None => {
                 if let Some(name) = take {
                     info!(holder = %name, "write lock taken");
+                    self.taken.notify_waiters();
                     s.holder = Some(Holder {
                         id,
                         name: name.clone(),

@@ -314,3 +314,26 @@ fn issue20_subcommands_show_only_the_flags_they_use() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue20_an_idle_lock_expiry_is_logged_when_it_expires() {
+    use tokio::io::AsyncWriteExt;
+    let device = crate::common::PtyDevice::new();
+    let server = Server::serve(
+        &device.path,
+        115_200,
+        &["-l", "tcp:127.0.0.1:0,lock=inband", "--lock-idle", "300ms"],
+    );
+    let mut holder = tokio::net::TcpStream::connect(server.addrs[1])
+        .await
+        .unwrap();
+    holder.write_all(b"\x10Lholds\n").await.unwrap();
+    assert!(crate::common::device_got(&device, b"holds\n", Duration::from_secs(10)).await);
+    // The holder stays, silent, and nobody else writes or asks for status.
+    assert!(
+        server.wait_log("write lock released: idle for", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    drop(holder);
+}
