@@ -43,21 +43,89 @@ pub struct Cli {
     /// ask every serialhub there: `status` shows them all, the others go to
     /// the one serving the port named (`reload`: the only one, or the only
     /// one started with --config).
-    #[arg(long, global = true, value_name = "PATH")]
+    // Not `global`: then every subcommand would show it, `completions` too.
+    // The commands that use it take it after their name as well.
+    #[arg(long, value_name = "PATH")]
     pub control: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
-    /// /metrics. Off unless given.
-    #[arg(long, global = true, value_name = "ADDR")]
+    /// /metrics. Off unless given. (`serve` only.)
+    #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
+
+impl Cli {
+    /// `--control`, given before the subcommand or after it.
+    pub fn control_socket(&self) -> Option<&PathBuf> {
+        let after = match &self.command {
+            Command::Serve(a) => &a.daemon.at,
+            Command::Status(a) => &a.at,
+            Command::Kick(a) => &a.at,
+            Command::Lock(a) | Command::Unlock(a) => &a.at,
+            Command::Reload(a) => a,
+            _ => return self.control.as_ref(),
+        };
+        self.control.as_ref().or(after.control.as_ref())
+    }
+
+    /// `--metrics`, given before `serve` or after it.
+    pub fn metrics_addr(&self) -> Option<&String> {
+        match &self.command {
+            Command::Serve(a) => self.metrics.as_ref().or(a.daemon.metrics.as_ref()),
+            _ => self.metrics.as_ref(),
+        }
+    }
+}
+
+/// `--control` for the commands that use it, after their name.
+#[derive(Debug, Args)]
+pub struct ControlFlag {
+    /// The control socket (as before the command; see `serialhub --help`).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// `serve`'s `--control` and `--metrics`, after its name.
+#[derive(Debug, Args)]
+pub struct DaemonFlags {
+    #[command(flatten)]
+    pub at: ControlFlag,
+    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
+    /// /metrics. Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
+
+/// `serve`'s examples, as a literal so that `concat!` can head them.
+macro_rules! serve_examples {
+    () => {
+        "\
+Share a USB adapter over TCP and as a virtual serial port:
+  serialhub serve -d /dev/ttyUSB0 -b 115200 -l tcp:0.0.0.0:7000 -l pty:/tmp/ttyV0
+
+Let RFC 2217 clients (pyserial's rfc2217://) set the line, the first one wins:
+  serialhub serve -d /dev/ttyUSB0 -l rfc2217:127.0.0.1:7002,control=first
+
+A Modbus TCP gateway and an RTU pty on one bus (try the simulated slave):
+  serialhub serve -d sim:modbus -b 19200 --writers transaction \\
+      -l modbus-tcp:127.0.0.1:1502 -l pty:/tmp/ttyMB,framing=modbus-rtu
+
+Every port of a configuration file (see `serialhub print-config`):
+  serialhub serve --config /etc/serialhub/serialhub.toml"
+    };
+}
+/// `serve`'s examples: the EXAMPLES section of serialhub-serve(1).
+pub const SERVE_EXAMPLES: &str = serve_examples!();
+/// The same, under "Examples:" in `serve --help`.
+const SERVE_EXAMPLES_HELP: &str = concat!("Examples:\n", serve_examples!());
 
 // Parsed once at start-up, so the size of `serve`'s flags does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve one serial device to network and local clients.
+    #[command(after_long_help = SERVE_EXAMPLES_HELP)]
     Serve(ServeArgs),
     /// Run a simulated serial device on a pseudo-terminal.
     Sim(SimArgs),
@@ -76,9 +144,10 @@ pub enum Command {
     Unlock(PortArgs),
     /// Make a running serialhub read its configuration file again and apply
     /// it (as SIGHUP does); says what changed, or why nothing did.
-    Reload,
-    /// Print a shell completion script, e.g.
-    /// `serialhub completions bash > /etc/bash_completion.d/serialhub`.
+    Reload(ControlFlag),
+    /// Print a shell completion script, e.g. `serialhub completions bash |
+    /// sudo tee /usr/local/share/bash-completion/completions/serialhub`
+    /// (where `scripts/install` puts it).
     Completions(CompletionsArgs),
     /// Print the man page (roff), e.g. `serialhub man | man -l -`.
     Man(ManArgs),
@@ -90,6 +159,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub at: ControlFlag,
     /// Only this port.
     pub port: Option<String>,
     /// Print JSON (a stable schema, for scripts) instead of tables.
@@ -99,6 +170,8 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct KickArgs {
+    #[command(flatten)]
+    pub at: ControlFlag,
     /// The port's name (see `serialhub status`).
     pub port: String,
     /// The client's id (see `serialhub status`).
@@ -107,6 +180,8 @@ pub struct KickArgs {
 
 #[derive(Debug, Args)]
 pub struct PortArgs {
+    #[command(flatten)]
+    pub at: ControlFlag,
     /// The port's name (see `serialhub status`).
     pub port: String,
 }
@@ -143,6 +218,7 @@ pub struct LineArgs {
     /// Data bits per character (5-8).
     #[arg(long, default_value_t = 8)]
     pub data_bits: u8,
+    /// Parity bit: none, odd or even.
     #[arg(long, value_enum, default_value_t = Parity::None)]
     pub parity: Parity,
     /// Stop bits (1 or 2).
@@ -154,6 +230,8 @@ pub struct LineArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub daemon: DaemonFlags,
     /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty), a
     /// built-in simulator: sim:echo, sim:source, sim:sink, sim:loopback or
     /// sim:modbus (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to
@@ -173,11 +251,18 @@ pub struct ServeArgs {
     pub name: Option<String>,
     #[command(flatten)]
     pub line: LineArgs,
-    /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH or pty:PATH,
-    /// then options: ,access=rw|ro ,framing=none|line ,delimiter=lf|cr|nul|0xNN
-    /// ,max-line=SIZE (1 to 64KiB) ,lock=none|inband ,slow-reader=POLICY
-    /// ,mode=0000-0777 (unix) ,keepalive=DURATION|off (tcp, modbus-tcp; default 30s).
-    /// Default: tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
+    /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH,
+    /// pty:PATH (a virtual serial port), rfc2217:HOST:PORT (Telnet with RFC
+    /// 2217 port control) or modbus-tcp:HOST:PORT (a Modbus TCP gateway;
+    /// needs --writers transaction), then options: ,access=rw|ro
+    /// ,framing=none|line|gap|modbus-rtu (gap and modbus-rtu need --writers
+    /// transaction) ,delimiter=lf|cr|nul|0xNN ,max-line=SIZE (1 to 64KiB)
+    /// ,gap=DURATION (100us to 10s) ,max-request=SIZE (1 to 64KiB)
+    /// ,see=own|all (transaction writers) ,lock=none|inband
+    /// ,slow-reader=POLICY ,mode=0000-0777 (unix) ,control=first|any|none
+    /// (rfc2217, pty) ,keepalive=DURATION|off (tcp, rfc2217, modbus-tcp;
+    /// default 30s; the one option modbus-tcp takes). Default:
+    /// tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,
     /// What happens to a client that reads slower than the device sends.
@@ -318,9 +403,10 @@ pub struct LogArgs {
     /// Keep printing records as they are written, across file rotations.
     #[arg(short, long)]
     pub follow: bool,
-    /// Write only the bytes of one direction to stdout, exactly as they
-    /// passed, for replaying or diffing a capture.
-    #[arg(long, value_enum, value_name = "DIR", conflicts_with_all = ["rx", "tx", "json"])]
+    /// Write only the bytes that went one way (rx: from the device, tx: to
+    /// it) to stdout, exactly as they passed, for replaying or diffing a
+    /// capture.
+    #[arg(long, value_enum, value_name = "DIRECTION", conflicts_with_all = ["rx", "tx", "json"])]
     pub raw: Option<Direction>,
     /// Print records as JSON lines instead of text.
     #[arg(long)]
@@ -331,7 +417,8 @@ pub struct LogArgs {
 pub struct SimArgs {
     /// echo: send back what it receives; source: send the counter pattern;
     /// sink: receive and check the counter pattern; modbus: a Modbus RTU
-    /// slave with units 1 to 3.
+    /// slave with units 1 to 3. (loopback is refused: it has no tty, and is
+    /// only `serve --device sim:loopback`.)
     #[arg(short, long, value_enum)]
     pub mode: SimMode,
     /// modbus: how long the slave waits before it answers (0 to 10s;
@@ -372,6 +459,27 @@ mod tests {
     fn cli_definition_is_consistent() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_examples_parse() {
+        let mut commands = Vec::new();
+        let mut lines = SERVE_EXAMPLES.lines();
+        while let Some(line) = lines.next() {
+            let Some(cmd) = line.trim().strip_prefix("serialhub ") else {
+                continue;
+            };
+            let mut cmd = cmd.to_owned();
+            while let Some(head) = cmd.strip_suffix('\\') {
+                cmd = format!("{head} {}", lines.next().unwrap().trim());
+            }
+            commands.push(cmd);
+        }
+        assert!(!commands.is_empty());
+        for cmd in commands {
+            let args = std::iter::once("serialhub").chain(cmd.split_whitespace());
+            assert!(Cli::try_parse_from(args).is_ok(), "{cmd}");
+        }
     }
 
     #[test]

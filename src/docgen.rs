@@ -59,6 +59,14 @@ pub fn man_page(command: Option<&str>) -> Result<Vec<u8>, DocgenError> {
                 known: page_names(&top).join(", "),
             })?,
     };
+    // A page's examples come from `after_long_help`, which clap_mangen
+    // renders as EXTRA; without its "Examples:" head, and named EXAMPLES.
+    let examples = cmd.get_name() == "serve";
+    let cmd = if examples {
+        cmd.after_long_help(crate::cli::SERVE_EXAMPLES)
+    } else {
+        cmd
+    };
     let mut out = Vec::new();
     Man::new(cmd)
         // Subcommands have no version of their own; every page names the
@@ -70,6 +78,11 @@ pub fn man_page(command: Option<&str>) -> Result<Vec<u8>, DocgenError> {
             what: "the man page".into(),
             reason,
         })?;
+    if examples {
+        out = String::from_utf8_lossy(&out)
+            .replacen("\n.SH EXTRA\n", "\n.SH EXAMPLES\n", 1)
+            .into_bytes();
+    }
     Ok(out)
 }
 

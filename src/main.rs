@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     | Command::Kick(_)
     | Command::Lock(_)
     | Command::Unlock(_)
-    | Command::Reload = &cli.command
+    | Command::Reload(_) = &cli.command
     {
         return control_command(&cli);
     }
@@ -83,6 +83,22 @@ pub extern "C" fn pow(x: f64, y: f64) -> f64 {
 fn check_config(file: &std::path::Path) -> ExitCode {
     match config::load(file) {
         Ok(cfg) => {
+            // What serve checks before it binds anything, beyond the file:
+            // each traffic log directory.
+            for port in &cfg.ports {
+                if let Some(Err(e)) = port
+                    .traffic
+                    .as_ref()
+                    .map(|t| serialhub::traffic::rotate::check_dir(&t.dir))
+                {
+                    eprintln!(
+                        "serialhub: error: {}: port {:?}: {e}",
+                        file.display(),
+                        port.name
+                    );
+                    return ExitCode::from(2);
+                }
+            }
             print!("{}", cfg.summary());
             ExitCode::SUCCESS
         }
@@ -133,10 +149,10 @@ fn control_command(cli: &Cli) -> ExitCode {
             },
             false,
         ),
-        Command::Reload => (Request::Reload, false),
+        Command::Reload(_) => (Request::Reload, false),
         _ => return ExitCode::FAILURE,
     };
-    let Some(path) = &cli.control else {
+    let Some(path) = cli.control_socket() else {
         return found_command(&request, json);
     };
     match client::request(path, &request) {
@@ -197,7 +213,8 @@ fn found_command(request: &serialhub::control::Request, json: bool) -> ExitCode 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(on_signal(shutdown.clone()));
-    let control = cli.control.map(|path| ControlConfig {
+    let metrics_flag = cli.metrics_addr().cloned();
+    let control = cli.control_socket().cloned().map(|path| ControlConfig {
         path,
         mode: serialhub::control::DEFAULT_MODE,
     });
@@ -207,7 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(file) => {
                     let daemon = config::load(file)?;
                     // --metrics overrides the file's, and is checked as it is.
-                    if let Some(addr) = &cli.metrics {
+                    if let Some(addr) = &metrics_flag {
                         config::check_metrics(addr).context("invalid settings")?;
                     }
                     // From a file, a port whose device is absent waits for it.
@@ -229,7 +246,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => {
                     let config = PortConfig::from_args(&args).context("invalid settings")?;
                     let control = control.as_ref().map(|c| c.path.as_path());
-                    config::check_flags(&config, control, cli.metrics.as_deref())
+                    config::check_flags(&config, control, metrics_flag.as_deref())
                         .context("invalid settings")?;
                     let plan = PortPlan {
                         name: config.name.clone(),
@@ -266,14 +283,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Err(e) => return Err(e).context("control socket"),
                 },
             };
-            let metrics = cli.metrics.or(file_metrics.map(|m| m.listen));
+            let metrics = metrics_flag.or(file_metrics.map(|m| m.listen));
             serialhub::daemon::run(plans, control, metrics, args.config.clone(), shutdown).await?;
         }
         Command::Status(_)
         | Command::Kick(_)
         | Command::Lock(_)
         | Command::Unlock(_)
-        | Command::Reload => {}
+        | Command::Reload(_) => {}
         Command::Sim(args) => {
             let line = config::sim_line(args.baud).context("invalid settings")?;
             let spec = config::sim_spec(args.mode, args.reply_delay).context("invalid settings")?;

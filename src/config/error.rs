@@ -32,6 +32,10 @@ pub enum ConfigError {
         value: String,
         range: String,
     },
+    #[error(
+        "sim --mode loopback: loopback is an in-process device with no tty (`serve --device sim:loopback`); for a pty that sends back what it receives, use --mode echo"
+    )]
+    LoopbackSim,
     #[error("{option} applies only to {only}")]
     NotApplicable {
         option: &'static str,

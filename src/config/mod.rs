@@ -164,6 +164,10 @@ pub fn sim_line(baud: u32) -> Result<LineSettings, ConfigError> {
 
 /// The simulator of `sim --mode MODE [--reply-delay DURATION]`.
 pub fn sim_spec(mode: SimMode, reply_delay: Option<Duration>) -> Result<SimSpec, ConfigError> {
+    // `sim` makes a pty; loopback has none (it would silently be echo).
+    if mode == SimMode::Loopback {
+        return Err(ConfigError::LoopbackSim);
+    }
     let mut spec = SimSpec::from(mode);
     if let Some(delay) = reply_delay {
         if mode != SimMode::Modbus {

@@ -411,8 +411,9 @@ fn operator_lock(p: &Port, port: &str) -> Response {
 fn operator_unlock(p: &Port, port: &str) -> Response {
     match p.hub().operator_unlock() {
         Ok(released) => {
-            info!(port, released = %released, by = "operator (control socket)",
-                "write lock released");
+            // The one line for it: the hub leaves it to us, who know the port.
+            info!(port, holder = %released,
+                "write lock released: released by the operator (serialhub unlock)");
             Response::done(format!(
                 "port {port}: released the write lock of {released}"
             ))

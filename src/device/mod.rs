@@ -202,6 +202,11 @@ impl Device {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// False while the device is waited for (absent at start-up).
+    pub fn is_open(&self) -> bool {
+        self.tty.is_some()
+    }
 }
 
 /// Moves bytes between `device` and `hub` until `shutdown`, then writes what

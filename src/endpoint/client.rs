@@ -37,7 +37,7 @@ use tracing::{debug, warn};
 use super::framing::LineAssembler;
 use super::inband::{InbandParser, Piece, Suspicion};
 use super::request;
-use super::slot::{Slot, chat};
+use super::slot::{Slot, chat, output_error};
 use super::source::{ClientSource, End, discard, read_failed, read_queued, settle};
 use super::{Access, EndpointOptions, Framing};
 use crate::hub::ClientHandle;
@@ -121,10 +121,7 @@ pub async fn run<S, W>(
         s.dropped.load(Relaxed),
         s.discarded.load(Relaxed),
     );
-    let output_error = match output_end {
-        Some(Err(e)) => e.to_string(),
-        Some(Ok(())) | None => "-".to_owned(),
-    };
+    let output_error = output_error(output_end.as_ref());
     match end {
         End::Error(e) => {
             chat!(slot.loud(), error = %e, output_error, rx, tx, dropped, discarded, "client disconnected")

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::slot::{Slot, chat};
+use super::slot::{Slot, chat, output_error};
 use super::source::ClientSource;
 use crate::hub::txn::PIPELINE;
 use crate::hub::{ClientHandle, Outcome, ReplyRule};
@@ -76,13 +76,13 @@ pub async fn run<S, W>(
         stats.to_client.load(Relaxed),
         stats.from_client.load(Relaxed),
     );
-    let output_error = out.err().map(|e| e.to_string());
+    let output_error = output_error(Some(&out));
     match end {
         End::BadHeader(e) => warn!(error = %e, txns, timeouts,
             "closing Modbus TCP connection: not Modbus TCP"),
-        End::Error(e) => chat!(slot.loud(), error = %e, ?output_error, txns, timeouts,
+        End::Error(e) => chat!(slot.loud(), error = %e, output_error, txns, timeouts,
             rx_bytes, tx_bytes, "Modbus TCP client disconnected"),
-        end => chat!(slot.loud(), reason = ?end, ?output_error, txns, timeouts, rx_bytes,
+        end => chat!(slot.loud(), reason = ?end, output_error, txns, timeouts, rx_bytes,
             tx_bytes, "Modbus TCP client disconnected"),
     }
     // The connection is closed (the hub's fan-out holds the socket too,

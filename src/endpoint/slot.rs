@@ -18,6 +18,15 @@ macro_rules! chat {
 }
 pub(crate) use chat;
 
+/// The `output_error` field of a "client disconnected" line, in one form
+/// for every endpoint: why writing to the client failed, or `-`.
+pub(crate) fn output_error(out: Option<&std::io::Result<()>>) -> String {
+    match out {
+        Some(Err(e)) => e.to_string(),
+        Some(Ok(())) | None => "-".to_owned(),
+    }
+}
+
 /// A client's place among `--max-clients`, and its right to linger once it
 /// has closed its sending side. Lingering clients are bounded apart (as
 /// many again as `--max-clients`), so a loop that connects and closes

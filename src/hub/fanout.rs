@@ -109,13 +109,16 @@ impl Hub {
                     client: slot.client_ref(),
                     discarded: discarded as u64,
                 });
-                warn!(client = %slot.name, queue = slot.queue.capacity(), discarded,
+                // `dropped`, the client's own counter, which its
+                // "client disconnected" line gives too.
+                warn!(client = %slot.name, queue = slot.queue.capacity(),
+                    dropped = slot.stats.dropped.load(Relaxed),
                     "disconnecting client: output queue full (slow reader)");
             }
         }
     }
 
-    fn count_dropped(&self, slot: &Slot, n: usize) {
+    pub(super) fn count_dropped(&self, slot: &Slot, n: usize) {
         slot.stats.dropped.fetch_add(n as u64, Relaxed);
         self.stats.dropped.fetch_add(n as u64, Relaxed);
     }

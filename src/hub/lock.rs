@@ -85,6 +85,9 @@ pub struct WriteLock {
     state: Mutex<State>,
     /// Woken whenever the lock is released or a bar is lifted.
     released: Notify,
+    /// Woken when a client takes the lock, so that [`WriteLock::expire_on_time`]
+    /// learns its expiry.
+    taken: Notify,
     idle: Duration,
     max: Duration,
     /// Calls that had to wait for another client's lock, for status and
@@ -122,6 +125,7 @@ impl WriteLock {
         Self {
             state: Mutex::new(State::default()),
             released: Notify::new(),
+            taken: Notify::new(),
             idle,
             max,
             waits: AtomicU64::new(0),
@@ -174,6 +178,36 @@ impl WriteLock {
         self.released.notify_waiters();
     }
 
+    /// Releases (and logs) a client's lock when its time is up, not when
+    /// somebody next looks, until `stop`. Without it an idle holder's lock
+    /// would be released, and logged, only when another client wrote or the
+    /// holder left.
+    pub async fn expire_on_time(&self, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            let next = {
+                let mut s = self.state();
+                self.expire(&mut s, Instant::now());
+                s.holder.as_ref().and_then(|h| self.expiry(h))
+            };
+            // A write since pushes the expiry later: we wake early, look
+            // again and sleep on.
+            let until = async {
+                match next {
+                    Some(t) => tokio::time::sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = taken => {}
+                () = until => {}
+            }
+        }
+    }
+
     /// `Ok(())` if `id` may write now (taking the lock if `take`), else
     /// `Err` with when to look again (`None`: when woken). A refused caller
     /// is registered as waiting through `waiting`.
@@ -194,6 +228,7 @@ impl WriteLock {
             None => {
                 if let Some(name) = take {
                     info!(holder = %name, "write lock taken");
+                    self.taken.notify_waiters();
                     s.holder = Some(Holder {
                         id,
                         name: name.clone(),
@@ -305,12 +340,12 @@ impl WriteLock {
     }
 
     /// Releases the lock whoever holds it (`serialhub unlock`); returns the
-    /// holder it released. `why` goes in the log.
-    pub fn release_any(&self, why: &str) -> Option<(ClientId, Arc<str>)> {
+    /// holder it released. Not logged here: the caller, which knows the
+    /// port, logs it once.
+    pub fn release_any(&self) -> Option<(ClientId, Arc<str>)> {
         let mut s = self.state();
         self.expire(&mut s, Instant::now());
         let cur = s.holder.take()?;
-        info!(holder = %cur.name, "write lock released: {why}");
         self.released.notify_waiters();
         Some((cur.id, cur.name))
     }
@@ -555,10 +590,7 @@ mod tests {
         tokio::time::sleep(MAX * 10).await;
         assert!(!w.is_finished() && !a.is_finished());
         assert_eq!(lock.holder().as_deref(), Some(OPERATOR_NAME));
-        assert_eq!(
-            lock.release_any("unlock"),
-            Some((OPERATOR, OPERATOR_NAME.into()))
-        );
+        assert_eq!(lock.release_any(), Some((OPERATOR, OPERATOR_NAME.into())));
         w.await.unwrap();
         a.await.unwrap();
         assert_eq!(lock.holder().as_deref(), Some("b"));
@@ -567,14 +599,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn issue10_operator_cannot_take_a_clients_lock_but_can_release_it() {
         let lock = lock();
-        assert_eq!(lock.release_any("unlock"), None, "not held");
+        assert_eq!(lock.release_any(), None, "not held");
         lock.acquire(7, &name("a")).await;
         assert_eq!(lock.take_for_operator(), Err((7, name("a"))));
         let l = lock.clone();
         let w = tokio::spawn(async move { l.wait_turn(8).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!w.is_finished());
-        assert_eq!(lock.release_any("unlock"), Some((7, name("a"))));
+        assert_eq!(lock.release_any(), Some((7, name("a"))));
         w.await.unwrap();
         assert_eq!(lock.holder(), None);
         // The released client's own release finds nothing to release.

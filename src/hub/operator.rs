@@ -52,11 +52,10 @@ impl Hub {
 
     /// Releases the write lock whoever holds it, a client or the operator.
     pub fn operator_unlock(&self) -> Result<Released, OperatorLockError> {
-        let why = "released by the operator (serialhub unlock)";
         let released = if self.is_transactional() {
-            self.txn_lock.release_any(why)
+            self.txn_lock.release_any()
         } else {
-            self.lock.release_any(why)
+            self.lock.release_any()
         };
         match released {
             None => Err(OperatorLockError::NotHeld),

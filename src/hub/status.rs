@@ -183,11 +183,15 @@ impl Hub {
         let Some(slot) = self.slot(id) else {
             return false;
         };
+        // What its queue held is device data it will not get: dropped, as
+        // for a slow reader, and named so in both its lines.
         let discarded = slot.queue.close();
+        self.count_dropped(&slot, discarded);
         self.stats.kicked.fetch_add(1, Relaxed);
         slot.kicked.cancel();
         slot.departed.cancel();
-        tracing::warn!(client = %slot.name, discarded, "client kicked by the operator");
+        tracing::warn!(client = %slot.name, dropped = slot.stats.dropped.load(Relaxed),
+            "client kicked by the operator");
         true
     }
 }

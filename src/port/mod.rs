@@ -156,8 +156,13 @@ impl Port {
             },
         };
         device.pacing = cfg.pacing;
-        info!(device = %cfg.device, tty = %device.path().display(), line = %cfg.line,
-            write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue, "device open");
+        // A device waited for is not open yet: the device task says
+        // "device appeared; open" when it is.
+        if device.is_open() {
+            info!(device = %cfg.device, tty = %device.path().display(), line = %cfg.line,
+                write_budget = cfg.hub.write_budget, client_queue = cfg.hub.client_queue,
+                "device open");
+        }
         let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), log);
         hub.changers.configure(cfg.line);
         let cancel = parent.child_token();
@@ -202,6 +207,14 @@ impl Port {
             )
             .instrument(info_span!(parent: &span, "device", path = %cfg.device)),
         );
+        // Under transaction writers the arbiter times the lock itself.
+        if cfg.hub.txn.is_none() {
+            let hub = hub.clone();
+            let stop = cancel.clone();
+            tokio::spawn(
+                async move { hub.write_lock().expire_on_time(stop).await }.instrument(span.clone()),
+            );
+        }
         if let Some(every) = cfg.stats_every {
             tokio::spawn(
                 stats::report(hub.clone(), every, cancel.clone()).instrument(span.clone()),

@@ -108,31 +108,47 @@ pub struct WriteFailure {
     pub first_unwritten: usize,
 }
 
+/// What [`Rotator::open`] checks before it writes anything, so that
+/// `check-config` finds what `serve` would refuse: `dir` exists, is a
+/// directory we may write in, and has room.
+pub fn check_dir(dir: &Path) -> Result<(), TrafficError> {
+    let write_err = |reason| TrafficError::Write {
+        dir: dir.to_owned(),
+        reason,
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(TrafficError::NoDir(dir.to_owned()));
+        }
+        Err(reason) => return Err(write_err(reason)),
+        Ok(m) if !m.is_dir() => return Err(TrafficError::NotDir(dir.to_owned())),
+        Ok(_) => {}
+    }
+    use nix::unistd::{AccessFlags, access};
+    access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| write_err(e.into()))?;
+    if let Ok(s) = nix::sys::statvfs::statvfs(dir) {
+        // The field types are narrower on 32-bit targets.
+        #[allow(clippy::useless_conversion)]
+        let free = u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size()));
+        if free < MIN_FREE {
+            return Err(write_err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!("only {free} bytes free"),
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Rotator {
     /// Checks `cfg.dir` and starts a new file there.
     pub fn open(cfg: &TrafficConfig) -> Result<Rotator, TrafficError> {
         let dir = cfg.dir.clone();
-        match std::fs::metadata(&dir) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(TrafficError::NoDir(dir)),
-            Err(reason) => return Err(TrafficError::Write { dir, reason }),
-            Ok(m) if !m.is_dir() => return Err(TrafficError::NotDir(dir)),
-            Ok(_) => {}
-        }
+        check_dir(&dir)?;
         let write_err = |reason| TrafficError::Write {
             dir: cfg.dir.clone(),
             reason,
         };
-        if let Ok(s) = nix::sys::statvfs::statvfs(&dir) {
-            // The field types are narrower on 32-bit targets.
-            #[allow(clippy::useless_conversion)]
-            let free = u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size()));
-            if free < MIN_FREE {
-                return Err(write_err(io::Error::new(
-                    io::ErrorKind::StorageFull,
-                    format!("only {free} bytes free"),
-                )));
-            }
-        }
         ignore_file_size_signal();
         let newest = log_files(&dir)
             .map_err(write_err)?

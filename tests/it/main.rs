@@ -20,6 +20,7 @@ mod limits;
 mod metrics;
 mod modbus;
 mod modbus_sim;
+mod newcomer;
 mod options;
 mod packaging;
 mod pty;

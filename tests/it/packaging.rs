@@ -245,3 +245,38 @@ fn issue10_example_config_endpoints_are_valid() {
         }
     }
 }
+
+#[test]
+fn issue20_install_script_lists_what_it_installs_and_readme_says_what_it_does() {
+    let dest = tempfile::tempdir().unwrap();
+    let install = || {
+        stdout(
+            Command::new(repo().join("scripts/install"))
+                .args(["--bin", BIN])
+                .env("DESTDIR", dest.path()),
+        )
+    };
+    let d = dest.path();
+    let listed = install();
+    let files: Vec<&Path> = listed.lines().map(Path::new).collect();
+    for file in [
+        "usr/local/bin/serialhub",
+        "usr/local/share/man/man1/serialhub.1",
+        "usr/local/share/man/man1/serialhub-serve.1",
+        "usr/local/share/bash-completion/completions/serialhub",
+        "usr/local/share/zsh/site-functions/_serialhub",
+        "usr/local/share/fish/vendor_completions.d/serialhub.fish",
+        "etc/systemd/system/serialhub.service",
+        "etc/serialhub/serialhub.toml",
+    ] {
+        assert!(files.contains(&d.join(file).as_path()), "{file}:\n{listed}");
+    }
+    for file in &files {
+        assert!(file.is_file(), "listed but not there: {}", file.display());
+    }
+    // A config already there is kept, and so not listed.
+    let again = install();
+    assert!(!again.contains("serialhub.toml"), "{again}");
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(!readme.contains("but the last two"));
+}

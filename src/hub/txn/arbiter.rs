@@ -228,11 +228,11 @@ impl Arbiter {
             tokio::pin!(released);
             released.as_mut().enable();
             if !hub.is_attached(holder) {
-                break "holder disconnected".to_owned();
+                break Some("holder disconnected".to_owned());
             }
             if !hub.txn_lock.is_held_by(holder) {
                 // `serialhub unlock`, which logged it.
-                break "released by the operator".to_owned();
+                break None;
             }
             tokio::select! {
                 t = self.turns.recv() => match t {
@@ -250,25 +250,25 @@ impl Arbiter {
                         let _ = granted.send(());
                     }
                     Some(Turn::Unlock { client }) if client == holder => {
-                        break "holder asked".to_owned();
+                        break Some("holder asked".to_owned());
                     }
                     Some(Turn::Unlock { .. }) => {}
                     Some(other) => {
                         hub.stats.lock_waits.fetch_add(1, Relaxed);
                         self.deferred.push_back(other);
                     }
-                    None => break "shutting down".to_owned(),
+                    None => break Some("shutting down".to_owned()),
                 },
                 () = tokio::time::sleep_until(last_write + idle) => {
-                    break format!("idle for {idle:?}");
+                    break Some(format!("idle for {idle:?}"));
                 }
                 () = tokio::time::sleep_until(since + max) => {
-                    break format!("held for the maximum {max:?} (--lock-max)");
+                    break Some(format!("held for the maximum {max:?} (--lock-max)"));
                 }
                 () = &mut detached => {}
                 () = &mut released => {}
                 () = stop.cancelled(), if self.turns.is_empty() => {
-                    break "shutting down".to_owned();
+                    break Some("shutting down".to_owned());
                 }
             }
         };
@@ -277,6 +277,8 @@ impl Arbiter {
             client: who,
             reply: routed as u64,
         });
-        info!(holder = %name, held = ?since.elapsed(), "write lock released: {why}");
+        if let Some(why) = why {
+            info!(holder = %name, held = ?since.elapsed(), "write lock released: {why}");
+        }
     }
 }

@@ -78,8 +78,10 @@ impl TxnLock {
         }
     }
 
-    /// Releases the lock whoever holds it; a client's lock turn ends.
-    pub(crate) fn release_any(&self, why: &str) -> Option<(ClientId, Arc<str>)> {
+    /// Releases the lock whoever holds it; a client's lock turn ends. Not
+    /// logged here, nor by the lock turn: the caller, which knows the port,
+    /// logs it once.
+    pub(crate) fn release_any(&self) -> Option<(ClientId, Arc<str>)> {
         let mut held = self.held();
         let was = match std::mem::take(&mut *held) {
             Held::Free => return None,
@@ -89,7 +91,6 @@ impl TxnLock {
                 crate::hub::lock::OPERATOR_NAME.into(),
             ),
         };
-        info!(holder = %was.1, "write lock released: {why}");
         self.changed.notify_waiters();
         Some(was)
     }
