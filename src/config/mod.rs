@@ -27,16 +27,17 @@ pub mod file;
 mod ranges;
 mod raw;
 pub mod settings;
+mod sizing;
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::device::sim::REPLY_DELAY;
-use crate::device::{DeviceSpec, READ_CHUNK, SimMode, SimSpec};
+use crate::device::{DeviceSpec, SimMode, SimSpec};
 use crate::endpoint::tcp::SocketSizing;
 use crate::endpoint::{DEFAULT_LISTEN, EndpointSpec, Framing};
-use crate::hub::{HubConfig, Sizes, SlowReaderPolicy, TxnConfig};
+use crate::hub::{HubConfig, TxnConfig};
 use crate::line::LineSettings;
 use crate::traffic::TrafficConfig;
 use crate::units::usize_size_text;
@@ -46,15 +47,7 @@ pub use error::ConfigError;
 pub use file::{ControlConfig, DaemonConfig, FileError, MetricsConfig, load};
 pub use ranges::*;
 pub use settings::{LogSettings, PortSettings, Writers};
-
-/// Send buffer per client socket: one second of line time, at least 4 KiB,
-/// so a stalled reader fills its queue (and meets its policy) promptly.
-const SEND_BUFFER_MIN: usize = 4096;
-/// Both kernel buffers of a client socket on an unpaced device: as much as
-/// the hub's write budget ([`crate::hub::budget::UNPACED_BUDGET`]), so a
-/// bulk transfer never waits on a window smaller than the hub's steps
-/// (Linux doubles it for its bookkeeping).
-const UNPACED_SOCKET_BUFFER: usize = 256 << 10;
+pub use sizing::{hub_config, socket_sizing};
 
 /// Checks `--metrics ADDR` as a configuration file's `[metrics] listen`.
 pub fn check_metrics(addr: &str) -> Result<(), ConfigError> {
@@ -466,50 +459,12 @@ fn traffic_config(log: &LogSettings, source: Source) -> Result<Option<TrafficCon
     }))
 }
 
-/// Splits the in-flight allowance between the hub and the socket buffers
-/// (a paced line), or gives an unpaced device fixed byte sizes;
-/// `client_queue` is the user's, if set.
-pub fn hub_config(
-    line: &LineSettings,
-    paced: bool,
-    max_inflight: Duration,
-    client_queue: Option<usize>,
-    slow_reader: SlowReaderPolicy,
-) -> HubConfig {
-    let sizes = Sizes::for_device(line, paced, max_inflight, client_queue);
-    HubConfig {
-        client_queue: sizes.client_queue.max(READ_CHUNK),
-        client_queue_fixed: client_queue.is_some(),
-        paced,
-        max_inflight,
-        slow_reader,
-        write_budget: sizes.write_budget,
-        write_chunk: sizes.write_chunk,
-        lock_idle: DEFAULT_LOCK_IDLE,
-        lock_max: DEFAULT_LOCK_MAX,
-        txn: None,
-        keep_settings: false,
-    }
-}
-
-/// A client socket's kernel buffers: the other half of the in-flight
-/// allowance on a paced line; on an unpaced device, [`UNPACED_SOCKET_BUFFER`].
-pub fn socket_sizing(line: &LineSettings, paced: bool, max_inflight: Duration) -> SocketSizing {
-    if !paced {
-        return SocketSizing {
-            recv_buffer: UNPACED_SOCKET_BUFFER,
-            send_buffer: UNPACED_SOCKET_BUFFER,
-        };
-    }
-    SocketSizing {
-        recv_buffer: (line.bytes_in(max_inflight) / 2).max(1),
-        send_buffer: line.bytes_in(Duration::from_secs(1)).max(SEND_BUFFER_MIN),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::sizing::{SEND_BUFFER_MIN, UNPACED_SOCKET_BUFFER};
     use super::*;
+    use crate::device::READ_CHUNK;
+    use crate::hub::SlowReaderPolicy;
 
     #[test]
     fn budget_is_half_the_inflight_allowance() {
