@@ -508,6 +508,14 @@ async fn issue10_sigterm_under_the_operator_lock_still_drains_accepted_writes() 
     })
     .await;
     assert!(accepted);
+    // And taken from the listen backlog: serialhub has it as a client.
+    let attached = eventually(Duration::from_secs(10), || {
+        only_port(&server)["clients"]
+            .as_array()
+            .is_some_and(|c| c.len() == 1)
+    })
+    .await;
+    assert!(attached, "{}", server.log());
     assert!(device.received().is_empty());
     let status = server.terminate(Duration::from_secs(20));
     assert!(
