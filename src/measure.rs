@@ -177,7 +177,15 @@ mod tests {
         let m = memory(std::process::id()).unwrap();
         assert!(m.peak_kib >= m.current_kib && m.current_kib > 0, "{m:?}");
         assert!(m.anon_kib > 0 && m.anon_kib <= m.current_kib, "{m:?}");
-        assert!(cpu_seconds(std::process::id()).unwrap() >= 0.0);
+        // CPU burnt here shows: the count grows (it cannot go below 0 anyway).
+        let before = cpu_seconds(std::process::id()).unwrap();
+        let start = std::time::Instant::now();
+        let mut spin = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(50) {
+            spin = std::hint::black_box(spin.wrapping_add(1));
+        }
+        let after = cpu_seconds(std::process::id()).unwrap();
+        assert!(after > before, "{before} -> {after} after a 50 ms spin");
         // The harness's main thread sleeps while the tests run.
         assert!(context_switches(std::process::id()).unwrap() > 0);
     }

@@ -220,7 +220,15 @@ async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
     );
     // B takes the lock and goes quiet: C gets through after the idle timeout.
     b.write_all(b"\x10L").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The lock is B's before C writes (status says so; no sleep).
+    assert!(
+        crate::common::eventually(Duration::from_secs(5), || {
+            !crate::common::status(&server.control)[0]["write_lock"].is_null()
+        })
+        .await,
+        "{}",
+        server.log()
+    );
     let mut c = TcpStream::connect(server.addr()).await.unwrap();
     c.write_all(b"c\n").await.unwrap();
     assert!(
