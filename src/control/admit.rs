@@ -21,8 +21,10 @@
 //! episode ends after a quiet second without shedding.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
@@ -32,6 +34,67 @@ use crate::episode::{self, Episode};
 /// Bytes peeked at in a new connection for its request's end: a control
 /// request or a scraper's request head is far shorter.
 const PEEK: usize = 4096;
+/// Pause after a failed accept (out of descriptors, most likely), so that
+/// some close before the next try.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// A listener's way in: accepts, logs failed accepts once per episode, and
+/// admits each connection through the [`Gate`].
+#[derive(Debug)]
+pub struct Admission {
+    gate: Arc<Gate>,
+    failing: Episode,
+    /// The end of a request, to see whether a new one has sent it whole.
+    end: &'static [u8],
+}
+
+impl Admission {
+    /// For `name` (in log lines), at most `limit` connections, requests
+    /// ending with `end`.
+    pub fn new(name: &'static str, limit: usize, end: &'static [u8]) -> Self {
+        Self {
+            gate: Gate::new(name, limit),
+            failing: Episode::new(name, "retrying", "accepting again after failed accepts")
+                .quiet(episode::QUIET),
+            end,
+        }
+    }
+
+    /// The next connection `accept` gives, with its ticket; `None` at
+    /// shutdown. `fd` is the connection's socket.
+    pub async fn next<T, A>(
+        &mut self,
+        mut accept: impl FnMut() -> A,
+        fd: for<'a> fn(&'a T) -> BorrowedFd<'a>,
+        shutdown: &CancellationToken,
+    ) -> Option<(T, Ticket)>
+    where
+        A: Future<Output = std::io::Result<T>>,
+    {
+        let conn = loop {
+            let accepted = tokio::select! {
+                r = accept() => r,
+                () = shutdown.cancelled() => return None,
+            };
+            match accepted {
+                Ok(conn) => break conn,
+                Err(e) => {
+                    self.failing.hit(1, format_args!("accept failed: {e}"));
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        () = shutdown.cancelled() => return None,
+                    }
+                }
+            }
+        };
+        self.failing.over();
+        let sent = request_waiting(fd(&conn), self.end);
+        tokio::select! {
+            t = self.gate.admit(sent) => Some((conn, t)),
+            () = shutdown.cancelled() => None,
+        }
+    }
+}
 
 /// Whether the bytes waiting on the socket `fd` include `end` (a request's
 /// end), looking at the first [`PEEK`] without taking them.

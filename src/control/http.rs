@@ -34,11 +34,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::admit::{Gate, Ticket, request_waiting};
+use super::admit::{Admission, Ticket};
 use super::metrics::{CONTENT_TYPE_OPENMETRICS, render};
 use super::server::Asked;
 use super::{PortStatus, Request, Response};
-use crate::episode::{self, Episode};
 
 /// Connections served at once. Prometheus scrapes one at a time, with a
 /// curl or two alongside; 256 is far more than honest scrapers need, so
@@ -58,9 +57,6 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time the daemon task has to answer a scrape's status request.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Pause after a failed accept (out of descriptors, most likely), so that
-/// some close before the next try.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The metrics endpoint could not start.
 #[derive(Debug, thiserror::Error)]
@@ -98,40 +94,19 @@ impl MetricsServer {
 
     /// Serves scrapes until `shutdown`, asking `daemon` for each one's data.
     pub async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
-        let gate = Gate::new("metrics", MAX_CONNECTIONS);
-        let mut failing = Episode::new(
-            "metrics",
-            "retrying",
-            "accepting again after failed accepts",
-        )
-        .quiet(episode::QUIET);
-        loop {
-            let accepted = tokio::select! {
-                r = self.listener.accept() => r,
-                () = shutdown.cancelled() => return,
-            };
-            let (stream, peer) = match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of descriptors, most likely: let some close.
-                    failing.hit(1, format_args!("accept failed: {e}"));
-                    tokio::select! {
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                        () = shutdown.cancelled() => return,
-                    }
-                }
-            };
-            failing.over();
-            let sent = request_waiting(stream.as_fd(), b"\r\n\r\n");
-            let ticket = tokio::select! {
-                t = gate.admit(sent) => Arc::new(t),
-                () = shutdown.cancelled() => return,
-            };
+        let mut admission = Admission::new("metrics", MAX_CONNECTIONS, b"\r\n\r\n");
+        fn fd(c: &(TcpStream, SocketAddr)) -> std::os::fd::BorrowedFd<'_> {
+            c.0.as_fd()
+        }
+        while let Some(((stream, peer), ticket)) = admission
+            .next(|| self.listener.accept(), fd, &shutdown)
+            .await
+        {
             tokio::spawn(connection(
                 stream,
                 peer,
                 daemon.clone(),
-                ticket,
+                Arc::new(ticket),
                 shutdown.clone(),
             ));
         }

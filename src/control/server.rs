@@ -21,10 +21,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::admit::{Gate, Ticket, request_waiting};
+use super::admit::{Admission, Ticket};
 use super::{MAX_REQUEST, Request, Response};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
-use crate::episode::{self, Episode};
 
 /// A request on its way to the daemon task, with where to send the answer.
 pub type Asked = (Request, oneshot::Sender<Response>);
@@ -50,9 +49,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Input drained at most; more than a confused client sends (the 10 MB
 /// line of issue 18 is drained), little to read.
 const DRAIN_MAX: usize = 16 * 1024 * 1024;
-/// Pause after a failed accept (out of descriptors, most likely), so that
-/// some close before the next try.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// The bound control socket; removes its file when dropped.
 #[derive(Debug)]
@@ -67,34 +63,11 @@ impl ControlSocket {
 
     /// Serves requests until `shutdown`, sending each to `daemon`.
     pub async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
-        let gate = Gate::new("control socket", MAX_CONNECTIONS);
-        let mut failing = Episode::new(
-            "control socket",
-            "retrying",
-            "accepting again after failed accepts",
-        )
-        .quiet(episode::QUIET);
-        loop {
-            let stream = tokio::select! {
-                r = self.0.accept_stream() => r,
-                () = shutdown.cancelled() => return,
-            };
-            let stream = match stream {
-                Ok(s) => s,
-                Err(e) => {
-                    failing.hit(1, format_args!("accept failed: {e}"));
-                    tokio::select! {
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
-                        () = shutdown.cancelled() => return,
-                    }
-                }
-            };
-            failing.over();
-            let sent = request_waiting(stream.as_fd(), b"\n");
-            let ticket = tokio::select! {
-                t = gate.admit(sent) => t,
-                () = shutdown.cancelled() => return,
-            };
+        let mut admission = Admission::new("control socket", MAX_CONNECTIONS, b"\n");
+        while let Some((stream, ticket)) = admission
+            .next(|| self.0.accept_stream(), UnixStream::as_fd, &shutdown)
+            .await
+        {
             let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
             tokio::spawn(async move {
                 // Dropping `answer` midway is harmless: the daemon's answer
