@@ -293,24 +293,22 @@ impl<'a> Ingress<'a> {
                 false => None,
             };
             for line in lines {
-                self.submit(line, None).await?;
+                self.submit(line, &mut None).await?;
             }
             return Ok(());
         }
-        let held = permit.as_mut().and_then(|p| p.split(data.len()));
-        self.submit(data, held).await
+        self.submit(data, permit).await
     }
 
-    async fn submit(&self, data: Bytes, permit: Option<OwnedSemaphorePermit>) -> Result<(), End> {
-        let permit = match permit {
-            Some(p) => p,
-            None => self
-                .handle
-                .reserve_exact(data.len())
-                .await
-                .map_err(|_| End::Hub)?,
-        };
-        self.handle.submit(data, permit).await.map_err(|_| End::Hub)
+    async fn submit(
+        &self,
+        data: Bytes,
+        permit: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), End> {
+        self.handle
+            .submit_from(data, permit)
+            .await
+            .map_err(|_| End::Hub)
     }
 
     /// Takes what the kernel already holds from the client, then finishes.
@@ -328,7 +326,7 @@ impl<'a> Ingress<'a> {
             self.data(dle, &mut None).await?;
         }
         if let Some(rest) = self.lines.finish() {
-            self.submit(rest, None).await?;
+            self.submit(rest, &mut None).await?;
         }
         Ok(())
     }

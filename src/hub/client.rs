@@ -309,6 +309,20 @@ impl ClientHandle {
         self.hub.lock.release(self.slot.id, why)
     }
 
+    /// Sends `data` with budget split from `held` when it covers it (the
+    /// budget taken before reading), else with budget taken now.
+    pub async fn submit_from(
+        &self,
+        data: Bytes,
+        held: &mut Option<OwnedSemaphorePermit>,
+    ) -> Result<(), HubClosed> {
+        let permit = match held.as_mut().and_then(|p| p.split(data.len())) {
+            Some(p) => p,
+            None => self.reserve_exact(data.len()).await?,
+        };
+        self.submit(data, permit).await
+    }
+
     /// Sends `data` to the device. The permit must come from
     /// [`reserve`](Self::reserve) and cover `data`; its surplus is returned.
     pub async fn submit(

@@ -349,13 +349,8 @@ impl Reader<'_> {
             return r.take(&data).await.map_err(|_| End::Hub);
         }
         // Decoding only shrinks data, so the budget held for the read covers
-        // it; after a request dropped it, take budget anew.
-        let held = match permit.as_mut().and_then(|p| p.split(data.len())) {
-            Some(p) => p,
-            None => self.handle.reserve_exact(data.len()).await?,
-        };
-        self.handle.submit(data, held).await?;
-        Ok(())
+        // it; after a request dropped it, budget is taken anew.
+        Ok(self.handle.submit_from(data, permit).await?)
     }
 
     /// When the request being framed ends by silence, in transaction mode.
