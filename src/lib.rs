@@ -60,6 +60,7 @@ pub mod port;
 pub mod proto;
 pub mod sim;
 pub mod timer;
+pub mod tls;
 pub mod traffic;
 pub mod units;
 pub mod watch;

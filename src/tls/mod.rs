@@ -1,0 +1,26 @@
+//! TLS for the network endpoints and the metrics listener, with rustls
+//! (the `ring` provider; TLS 1.3 and 1.2).
+//!
+//! - [`config`]: the PEM files (`--tls-cert`, `--tls-key`,
+//!   `--tls-client-ca`, `--tls-crl`) and the rustls configuration built
+//!   from them;
+//! - [`acceptor`]: the handle listeners take that configuration from,
+//!   re-read by `reload()`, and the bound on handshakes in progress;
+//! - [`handshake`]: one handshake, without blocking, under a deadline;
+//! - [`stream`]: an established session as a [`ClientSource`] and a
+//!   [`SocketHalf`], so the endpoint code serves it like a plain socket,
+//!   backpressure and slow-reader policy included;
+//! - [`identity`]: who a verified client certificate names.
+//!
+//! [`ClientSource`]: crate::endpoint::source::ClientSource
+//! [`SocketHalf`]: crate::endpoint::sink::SocketHalf
+
+pub mod acceptor;
+pub mod config;
+pub mod handshake;
+pub mod identity;
+pub mod stream;
+
+pub use acceptor::TlsAcceptor;
+pub use config::{TlsError, TlsFiles};
+pub use identity::Identity;
