@@ -261,7 +261,10 @@ pub struct ServeArgs {
     /// ,see=own|all (transaction writers) ,lock=none|inband
     /// ,slow-reader=POLICY ,mode=0000-0777 (unix) ,control=first|any|none
     /// (rfc2217, pty) ,keepalive=DURATION|off (tcp, rfc2217, modbus-tcp;
-    /// default 30s; the one option modbus-tcp takes). Default:
+    /// default 30s) ,tls (tcp, rfc2217, modbus-tcp: clients speak TLS; needs
+    /// --tls-cert and --tls-key) ,handshake-timeout=DURATION (100ms to 60s;
+    /// default 10s). modbus-tcp takes only keepalive, tls and
+    /// handshake-timeout. Default:
     /// tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,
@@ -345,6 +348,25 @@ pub struct ServeArgs {
     /// deleted (1 to 1000).
     #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N", requires = "log")]
     pub log_keep: usize,
+    /// TLS: the server's certificate chain (PEM, its own certificate
+    /// first), for endpoints with the `tls` option and --metrics-tls.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// TLS: a CA bundle (PEM). Clients of TLS endpoints must then present a
+    /// certificate that chains to it (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// TLS: a certificate revocation list (PEM) for --tls-client-ca; a
+    /// client whose certificate it revokes is refused (repeatable).
+    #[arg(long, value_name = "FILE", requires = "tls_client_ca")]
+    pub tls_crl: Vec<PathBuf>,
+    /// Serve --metrics over HTTPS with --tls-cert (and mutual TLS with
+    /// --tls-client-ca).
+    #[arg(long, requires = "tls_cert")]
+    pub metrics_tls: bool,
 }
 
 /// The `serve` flags that describe one port, which a `--config` file
@@ -377,6 +399,11 @@ const PORT_FLAGS: &[&str] = &[
     "log_format",
     "log_max_size",
     "log_keep",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "tls_crl",
+    "metrics_tls",
 ];
 
 #[derive(Debug, Args)]

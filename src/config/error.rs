@@ -47,6 +47,11 @@ pub enum ConfigError {
     /// endpoint) on one address; `how` says with what.
     #[error("--listen {spec} {how}")]
     SameAddress { spec: String, how: &'static str },
+    /// An endpoint with `tls`, and no certificate to serve it with.
+    #[error("{spec},tls needs a certificate: give {how}")]
+    TlsNeedsCert { spec: String, how: &'static str },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl ConfigError {

@@ -191,6 +191,8 @@ pub struct PortConfig {
     pub stats_every: Option<Duration>,
     /// `None` when no traffic log directory is given.
     pub traffic: Option<TrafficConfig>,
+    /// The TLS files, if given (read and checked when resolved).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// The old name of [`PortConfig`], from when a process served one port.
@@ -229,6 +231,16 @@ impl From<&ServeArgs> for PortSettings {
                 max_size: Some(u64::try_from(a.log_max_size).unwrap_or(u64::MAX)),
                 keep: Some(a.log_keep),
             },
+            tls: a
+                .tls_cert
+                .clone()
+                .zip(a.tls_key.clone())
+                .map(|(cert, key)| crate::tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: a.tls_client_ca.clone(),
+                    crls: a.tls_crl.clone(),
+                }),
         }
     }
 }
@@ -337,6 +349,7 @@ impl PortConfig {
             Writers::Transaction => Some(txn_config(&s, &line, source)?),
         };
         let traffic = traffic_config(&s.log, source)?;
+        let tls = tls_config(s.tls.take(), &listen, source)?;
         let pacing = s.pacing.unwrap_or(d::PACING);
         Ok(PortConfig {
             name,
@@ -362,7 +375,34 @@ impl PortConfig {
             pacing,
             stats_every,
             traffic,
+            tls,
         })
+    }
+}
+
+/// The TLS files, read and checked now so that a bad file stops start-up
+/// (and `check-config`) with its name and the reason; and every `tls`
+/// endpoint has them.
+fn tls_config(
+    tls: Option<crate::tls::TlsFiles>,
+    listen: &[EndpointSpec],
+    source: Source,
+) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    match tls {
+        Some(files) => {
+            crate::tls::config::server_config(&files)?;
+            Ok(Some(files))
+        }
+        None => match listen.iter().find(|s| s.options.tls) {
+            Some(spec) => Err(ConfigError::TlsNeedsCert {
+                spec: spec.to_string(),
+                how: match source {
+                    Source::Flags => "--tls-cert FILE and --tls-key FILE",
+                    Source::File => "a [tls] table with cert and key",
+                },
+            }),
+            None => Ok(None),
+        },
     }
 }
 

@@ -74,6 +74,8 @@ pub struct PortSettings {
     /// Zero turns the periodic stats line off.
     pub stats_every: Option<Duration>,
     pub log: LogSettings,
+    /// The TLS files (`--tls-*`, a file's `[tls]`), for `tls` endpoints.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// The traffic log's raw settings; there is a log only if `dir` is given.
@@ -118,6 +120,7 @@ impl PortSettings {
                 max_size: self.log.max_size.or(b.log.max_size),
                 keep: self.log.keep.or(b.log.keep),
             },
+            tls: self.tls.or(b.tls),
         }
     }
 }

@@ -77,7 +77,7 @@ pub fn tables(ports: &[PortStatus]) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}",
+            "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}  IDENTITY",
             "ID",
             "CLIENT",
             "CONNECTED",
@@ -95,7 +95,7 @@ pub fn tables(ports: &[PortStatus]) -> String {
             let n = |k: &str| c[k].as_u64().unwrap_or(0);
             let _ = writeln!(
                 out,
-                "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}",
+                "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}  {}",
                 n("id"),
                 c["peer"].as_str().unwrap_or("?"),
                 c["connected_since"].as_str().unwrap_or("?"),
@@ -108,6 +108,9 @@ pub fn tables(ports: &[PortStatus]) -> String {
                 n("transactions"),
                 n("timeouts"),
                 n("bad_replies"),
+                // Who a TLS client's certificate names; last, as a name
+                // may hold spaces.
+                c["identity"].as_str().unwrap_or("-"),
             );
         }
     }
@@ -180,6 +183,7 @@ mod tests {
             timeouts: 23,
             reset_lost: 29,
             bad_replies: 31,
+            identity: Some("cn:alice".into()),
         };
         let hub = HubStatus {
             device_state: DeviceState::Opening,
@@ -236,6 +240,7 @@ mod tests {
             ("TXNS", "19"),
             ("TIMEOUTS", "23"),
             ("BAD", "31"),
+            ("IDENTITY", "cn:alice"),
         ] {
             assert!(cells.contains(&(column, want)), "{column}: {text}");
         }

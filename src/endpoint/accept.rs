@@ -28,6 +28,7 @@ use super::source::ClientSource;
 use crate::episode::Episode;
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
+use crate::tls::{Identity, TlsAcceptor};
 
 /// Back-off after running out of descriptors: short at first, so service
 /// resumes quickly once clients leave, growing so a long shortage costs
@@ -73,6 +74,11 @@ pub struct Context {
     pub fds: Arc<FdReserve>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    /// The port's TLS configuration, for endpoints with `tls`.
+    pub tls: Option<Arc<TlsAcceptor>>,
+    /// Ciphertext a TLS client's session may hold for sending: as much as
+    /// a plain client's socket send buffer, so TLS adds little in flight.
+    pub tls_buffer: usize,
 }
 
 /// An episode of refusing clients for one reason, logged at its start and
@@ -107,7 +113,9 @@ impl Refusing {
     }
 }
 
-/// Accepts clients until shutdown, running each on the tracker.
+/// Accepts clients until shutdown, running each on the tracker. On a `tls`
+/// endpoint each connection's handshake runs in a task of its own (see
+/// [`super::tls_accept`]), and comes back here, done, to be admitted.
 pub async fn serve<L: Accept>(
     listener: L,
     options: EndpointOptions,
@@ -115,16 +123,31 @@ pub async fn serve<L: Accept>(
     protocol: Protocol,
 ) {
     let options = Arc::new(options);
-    let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
-    let mut full = Refusing::new("client limit reached");
-    let mut chatter = Chatter::default();
+    let tls = match (options.tls, &cx.tls) {
+        (true, Some(acceptor)) => Some(acceptor.clone()),
+        (true, None) => {
+            // The settings check refuses this; never serve it in plain text.
+            tracing::error!("a tls endpoint without a TLS configuration; not serving it");
+            return;
+        }
+        (false, _) => None,
+    };
+    let mut admit = Admit {
+        policy: options.slow_reader.unwrap_or(cx.hub.config().slow_reader),
+        full: Refusing::new("client limit reached"),
+        chatter: Chatter::default(),
+        cx: cx.clone(),
+        options: options.clone(),
+        protocol,
+    };
+    let (handshaken, mut done) = tokio::sync::mpsc::channel(super::tls_accept::MAX_DONE);
     let mut starved = Refusing::new("out of file descriptors");
     let mut backoff = STARVED_MIN;
     loop {
         // Accept only while the device's reserve is whole.
         // Episodes that end after a quiet spell are ended then, though no
         // client comes.
-        let due = [full.due(), starved.due(), chatter.due()]
+        let due = [admit.full.due(), starved.due(), admit.chatter.due()]
             .into_iter()
             .flatten()
             .min()
@@ -132,10 +155,15 @@ pub async fn serve<L: Accept>(
         let accepted = if cx.fds.refill() {
             tokio::select! {
                 r = listener.accept() => r,
+                Some(c) = done.recv() => {
+                    let c: super::tls_accept::Done<L::Source, L::Sink> = c;
+                    admit.client(c.source, c.sink, c.name, c.identity);
+                    continue;
+                }
                 () = super::request::sleep_until(due) => {
-                    full.over();
+                    admit.full.over();
                     starved.over();
-                    chatter.over();
+                    admit.chatter.over();
                     continue;
                 }
                 () = cx.shutdown.cancelled() => return,
@@ -164,18 +192,59 @@ pub async fn serve<L: Accept>(
         };
         starved.over();
         backoff = STARVED_MIN;
+        match &tls {
+            Some(acceptor) => super::tls_accept::start(
+                acceptor,
+                source,
+                sink,
+                name,
+                &options,
+                &cx,
+                handshaken.clone(),
+            ),
+            None => admit.client(source, sink, name, None),
+        }
+    }
+}
+
+/// The step from a connection (plain, or TLS with its handshake done) to a
+/// client: it takes a `--max-clients` place, attaches to the hub and runs.
+/// The identity of a TLS client's certificate is known here, before the
+/// client is attached, so that whatever it may do can be decided here.
+struct Admit {
+    cx: Context,
+    options: Arc<EndpointOptions>,
+    protocol: Protocol,
+    policy: crate::hub::SlowReaderPolicy,
+    full: Refusing,
+    chatter: Chatter,
+}
+
+impl Admit {
+    fn client<S, W>(&mut self, source: S, sink: W, name: String, identity: Option<Identity>)
+    where
+        S: ClientSource + Send + Sync + 'static,
+        W: SocketHalf,
+    {
+        let cx = &self.cx;
         let Ok(place) = cx.clients.clone().try_acquire_owned() else {
             // Dropping the connection closes it: the client knows.
-            full.refuse(&cx.hub, 1, format_args!("--max-clients {}", cx.max_clients));
+            self.full
+                .refuse(&cx.hub, 1, format_args!("--max-clients {}", cx.max_clients));
             debug!(peer = %name, "client refused: --max-clients reached");
-            continue;
+            return;
         };
-        full.over();
-        let slot = Slot::new(place, cx.lingering.clone(), chatter.loud());
-        let handle = cx.hub.attach_with(name.clone(), policy);
+        self.full.over();
+        let slot = Slot::new(place, cx.lingering.clone(), self.chatter.loud());
+        let shown = identity.as_ref().map(ToString::to_string);
+        let handle = cx
+            .hub
+            .attach_identified(name.clone(), self.policy, identity);
         let sink = Shared::new(sink);
-        let span = info_span!("client", id = handle.id(), peer = %name);
-        let (options, shutdown, port) = (options.clone(), cx.shutdown.clone(), cx.port.clone());
+        let span = info_span!("client", id = handle.id(), peer = %name, identity = shown);
+        let (options, shutdown, port) =
+            (self.options.clone(), cx.shutdown.clone(), cx.port.clone());
+        let protocol = self.protocol;
         cx.tracker.spawn(
             async move {
                 match protocol {

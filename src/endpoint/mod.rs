@@ -24,6 +24,7 @@ pub mod sink;
 pub mod slot;
 pub mod source;
 pub mod tcp;
+pub mod tls_accept;
 pub mod unix;
 
 pub use accept::{Accept, Context};

@@ -127,6 +127,10 @@ pub struct EndpointOptions {
     pub keepalive: Option<Duration>,
     /// Whose settings changes apply (rfc2217 clients, pty programs).
     pub control: ControlPolicy,
+    /// Clients speak TLS (`tls`; tcp, rfc2217 and modbus-tcp).
+    pub tls: bool,
+    /// Time a TLS client has to complete its handshake.
+    pub handshake_timeout: Duration,
 }
 
 impl EndpointOptions {
@@ -158,6 +162,10 @@ pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// `keepalive`: at least 1 s (the kernel counts whole seconds), at most 2 h
 /// (the kernel's own default, past which the option is pointless).
 pub const KEEPALIVE: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(7200);
+/// `handshake-timeout`: long enough for a client on a slow link, short
+/// enough that a silent peer does not hold a handshake place for long.
+pub const HANDSHAKE_TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
 
 impl Default for EndpointOptions {
     fn default() -> Self {
@@ -174,6 +182,8 @@ impl Default for EndpointOptions {
             see: None,
             keepalive: Some(DEFAULT_KEEPALIVE),
             control: ControlPolicy::default(),
+            tls: false,
+            handshake_timeout: crate::tls::handshake::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -189,7 +199,7 @@ pub enum EndpointParseError {
     #[error("bad address in {spec:?}: {why}")]
     Address { spec: String, why: &'static str },
     #[error(
-        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control"
+        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control, tls, handshake-timeout"
     )]
     Option { option: String, spec: String },
     #[error("bad value for {option} in {spec:?}: {why}")]
@@ -266,10 +276,21 @@ enum OptErr {
 }
 
 fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
+    if opt == "tls" {
+        if !kind.is_tcp() {
+            return Err(OptErr::Value(
+                "only tcp, rfc2217 and modbus-tcp endpoints take tls (a unix socket or pty is protected by its file mode)",
+            ));
+        }
+        o.tls = true;
+        return Ok(());
+    }
     let (key, value) = opt.split_once('=').ok_or(OptErr::Unknown)?;
-    if matches!(kind, EndpointKind::ModbusTcp { .. }) && key != "keepalive" {
+    if matches!(kind, EndpointKind::ModbusTcp { .. })
+        && !matches!(key, "keepalive" | "handshake-timeout")
+    {
         return Err(OptErr::Value(
-            "modbus-tcp endpoints take only keepalive: requests are Modbus TCP frames",
+            "modbus-tcp endpoints take only keepalive, tls and handshake-timeout: requests are Modbus TCP frames",
         ));
     }
     if matches!(kind, EndpointKind::Rfc2217 { .. }) && matches!(key, "lock" | "mode") {
@@ -399,6 +420,19 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 "only tcp, rfc2217 and modbus-tcp endpoints have a keepalive",
             ));
         }
+        "handshake-timeout" if kind.is_tcp() => {
+            o.handshake_timeout = humantime::parse_duration(value)
+                .ok()
+                .filter(|d| HANDSHAKE_TIMEOUT.contains(d))
+                .ok_or(OptErr::Value(
+                    "expected a duration from 100ms to 60s, such as 10s",
+                ))?
+        }
+        "handshake-timeout" => {
+            return Err(OptErr::Value(
+                "only tcp, rfc2217 and modbus-tcp endpoints take tls",
+            ));
+        }
         _ => return Err(OptErr::Unknown),
     }
     Ok(())
@@ -525,6 +559,32 @@ mod tests {
             ControlPolicy::None
         );
         assert!(err("modbus-tcp:h:502,access=ro").contains("only keepalive"));
+    }
+
+    #[test]
+    fn tls_is_for_network_endpoints() {
+        let err = |s: &str| s.parse::<EndpointSpec>().unwrap_err().to_string();
+        assert!(!parse("tcp:h:1").options.tls);
+        for spec in ["tcp:h:1,tls", "rfc2217:h:1,tls", "modbus-tcp:h:1,tls"] {
+            let o = parse(spec).options;
+            assert!(o.tls, "{spec}");
+            assert_eq!(o.handshake_timeout, Duration::from_secs(10));
+        }
+        assert!(err("unix:/x,tls").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("pty:/x,tls").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("tls:h:1").contains("unknown endpoint kind"));
+        assert!(err("tcp:h:1,tls=yes").contains("unknown option"));
+        assert_eq!(
+            parse("modbus-tcp:h:1,tls,handshake-timeout=2s")
+                .options
+                .handshake_timeout,
+            Duration::from_secs(2)
+        );
+        for bad in ["0s", "50ms", "61s", "x", ""] {
+            let e = err(&format!("tcp:h:1,tls,handshake-timeout={bad}"));
+            assert!(e.contains("100ms to 60s"), "{bad}: {e}");
+        }
+        assert!(err("unix:/x,handshake-timeout=1s").contains("only tcp"));
     }
 
     #[test]

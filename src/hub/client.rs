@@ -45,6 +45,8 @@ pub(super) struct Slot {
     /// Places for the client's queued requests ([`txn::PIPELINE`](super::txn::PIPELINE)).
     pub(super) pipeline: Arc<Semaphore>,
     pub(super) txn: TxnStats,
+    /// Who its TLS client certificate names; `None` for a plain client.
+    pub(super) identity: Option<crate::tls::Identity>,
 }
 
 impl Slot {
@@ -70,6 +72,11 @@ impl ClientHandle {
 
     pub fn name(&self) -> &str {
         &self.slot.name
+    }
+
+    /// Who its TLS client certificate names; `None` for a plain client.
+    pub fn identity(&self) -> Option<&crate::tls::Identity> {
+        self.slot.identity.as_ref()
     }
 
     pub fn stats(&self) -> &ClientStats {

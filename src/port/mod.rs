@@ -37,6 +37,7 @@ use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::fds::FdReserve;
 use crate::hub::Hub;
+use crate::tls::TlsAcceptor;
 use crate::traffic::{self, TrafficError, TrafficLog};
 
 /// How long clients may take, after shutdown, to hand over the bytes they
@@ -62,6 +63,8 @@ pub enum PortError {
     Pty(#[from] PtyError),
     #[error(transparent)]
     Traffic(#[from] TrafficError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running port.
@@ -165,6 +168,10 @@ impl Port {
         }
         let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), log);
         hub.changers.configure(cfg.line);
+        let tls = match &cfg.tls {
+            Some(files) => Some(Arc::new(TlsAcceptor::new(files.clone())?)),
+            None => None,
+        };
         let cancel = parent.child_token();
         let tracker = TaskTracker::new();
         let cx = Context {
@@ -176,6 +183,8 @@ impl Port {
             fds: fds.clone(),
             shutdown: cancel.clone(),
             tracker: tracker.clone(),
+            tls,
+            tls_buffer: cfg.sockets.send_buffer,
         };
         // Bind everything before serving anything, so a bad endpoint fails
         // start-up.
@@ -246,6 +255,16 @@ impl Port {
 
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// Reads the port's TLS files again (see [`TlsAcceptor::reload`]): new
+    /// handshakes use them, open sessions keep theirs; on error the old
+    /// ones stay in force. A port without TLS has nothing to do.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.cx.tls {
+            Some(acceptor) => acceptor.reload(),
+            None => Ok(()),
+        }
     }
 
     pub fn name(&self) -> &str {
