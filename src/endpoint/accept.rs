@@ -6,9 +6,11 @@
 //! device's [`FdReserve`] cannot be topped up; waiting connections are then
 //! closed with a reserve descriptor, and the loop backs off. Each such
 //! episode is logged once when it starts and once when it ends, with the
-//! number of clients refused; every refusal is counted in the hub's stats.
+//! number of clients refused; every refusal is counted in the hub's stats
+//! and by reason for the endpoint and the port ([`super::refusal`]).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,6 +24,7 @@ use tracing::{Instrument, debug, info_span};
 use super::EndpointOptions;
 use super::chatter::Chatter;
 use super::client;
+use super::refusal::{Refusal, RefusalCounts, Refuser};
 use super::sink::{Shared, SocketHalf};
 use super::slot::Slot;
 use super::source::ClientSource;
@@ -35,7 +38,18 @@ use crate::hub::Hub;
 const STARVED_MIN: Duration = Duration::from_millis(50);
 const STARVED_MAX: Duration = Duration::from_secs(1);
 
-/// A listener that yields split connections and a name for each peer.
+/// Who connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Endpoint kind and peer, as status and the log name the client:
+    /// `tcp:127.0.0.1:40522`, `unix:/run/x.sock#3`.
+    pub name: String,
+    /// The peer's IP address, for network clients: what `from=` and the
+    /// refusal log judge it by.
+    pub ip: Option<IpAddr>,
+}
+
+/// A listener that yields split connections and who each peer is.
 pub trait Accept: AsFd + Send + 'static {
     type Source: ClientSource + Send + Sync + 'static;
     /// The connection's sending half, shared by the client's writer and
@@ -43,7 +57,7 @@ pub trait Accept: AsFd + Send + 'static {
     type Sink: SocketHalf;
     fn accept(
         &self,
-    ) -> impl Future<Output = std::io::Result<(Self::Source, Self::Sink, String)>> + Send;
+    ) -> impl Future<Output = std::io::Result<(Self::Source, Self::Sink, Peer)>> + Send;
 }
 
 /// What an endpoint's clients speak.
@@ -71,16 +85,19 @@ pub struct Context {
     pub lingering: Arc<Semaphore>,
     /// Descriptors held back for reopening the device.
     pub fds: Arc<FdReserve>,
+    /// The port's refusals by reason, which every endpoint's add to: kept
+    /// by the port, so they outlive endpoints a reload removes.
+    pub refusals: Arc<RefusalCounts>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
 
-/// An episode of refusing clients for one reason, logged at its start and
-/// its end rather than once per client.
-struct Refusing(Episode);
+/// An episode of refusing clients for want of room, logged at its start
+/// and its end rather than once per client.
+struct Refusing(Episode, Refusal);
 
 impl Refusing {
-    fn new(what: &'static str) -> Self {
+    fn new(what: &'static str, reason: Refusal) -> Self {
         // Ends only after a quiet second: under a connect/close flood the
         // limit is reached and left many times a second.
         Self(
@@ -90,11 +107,13 @@ impl Refusing {
                 "over, accepting clients again",
             )
             .quiet(crate::episode::QUIET),
+            reason,
         )
     }
 
-    fn refuse(&mut self, hub: &Hub, n: u64, detail: impl std::fmt::Display) {
+    fn refuse(&mut self, hub: &Hub, by: &Refuser, n: u64, detail: impl std::fmt::Display) {
         hub.stats.refused.fetch_add(n, Relaxed);
+        by.count(self.1, n);
         self.0.hit(n, detail);
     }
 
@@ -107,18 +126,20 @@ impl Refusing {
     }
 }
 
-/// Accepts clients until shutdown, running each on the tracker.
+/// Accepts clients until shutdown, running each on the tracker; counts
+/// and logs refusals with `refuser`.
 pub async fn serve<L: Accept>(
     listener: L,
     options: EndpointOptions,
     cx: Context,
     protocol: Protocol,
+    refuser: Arc<Refuser>,
 ) {
     let options = Arc::new(options);
     let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
-    let mut full = Refusing::new("client limit reached");
+    let mut full = Refusing::new("client limit reached", Refusal::MaxClients);
     let mut chatter = Chatter::default();
-    let mut starved = Refusing::new("out of file descriptors");
+    let mut starved = Refusing::new("out of file descriptors", Refusal::Descriptors);
     let mut backoff = STARVED_MIN;
     loop {
         // Accept only while the device's reserve is whole.
@@ -143,11 +164,11 @@ pub async fn serve<L: Accept>(
         } else {
             Err(std::io::Error::from_raw_os_error(libc::EMFILE))
         };
-        let (source, sink, name) = match accepted {
+        let (source, sink, peer) = match accepted {
             Ok(c) => c,
             Err(e) if fds::is_exhaustion(&e) => {
                 let shed = cx.fds.shed(listener.as_fd());
-                starved.refuse(&cx.hub, shed, &e);
+                starved.refuse(&cx.hub, &refuser, shed, &e);
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = cx.shutdown.cancelled() => return,
@@ -164,9 +185,15 @@ pub async fn serve<L: Accept>(
         };
         starved.over();
         backoff = STARVED_MIN;
+        let name = peer.name;
         let Ok(place) = cx.clients.clone().try_acquire_owned() else {
             // Dropping the connection closes it: the client knows.
-            full.refuse(&cx.hub, 1, format_args!("--max-clients {}", cx.max_clients));
+            full.refuse(
+                &cx.hub,
+                &refuser,
+                1,
+                format_args!("--max-clients {}", cx.max_clients),
+            );
             debug!(peer = %name, "client refused: --max-clients reached");
             continue;
         };
