@@ -1,5 +1,8 @@
 //! The accept loop shared by stream endpoints (TCP, unix).
 //!
+//! A peer outside the endpoint's `from=` networks is closed as soon as it
+//! is accepted, before anything else ([`super::allow`]).
+//!
 //! A client that cannot be served is told so, never left waiting unseen:
 //! past `--max-clients` (over all endpoints) it is accepted and closed at
 //! once. At the process's descriptor limit, accepting stops while the
@@ -185,6 +188,15 @@ pub async fn serve<L: Accept>(
         };
         starved.over();
         backoff = STARVED_MIN;
+        // Judged first: a peer from elsewhere costs no client slot and no
+        // handshake, and closing it (by dropping) is all it gets.
+        if let Some(ip) = peer.ip
+            && !options.from.allows(ip)
+        {
+            let why = "its address is in none of the endpoint's from= networks";
+            refuser.refuse(Refusal::Network, &peer.name, Some(ip), why);
+            continue;
+        }
         let name = peer.name;
         let Ok(place) = cx.clients.clone().try_acquire_owned() else {
             // Dropping the connection closes it: the client knows.

@@ -11,6 +11,7 @@
 //! Connections turned away are counted and logged by [`refusal`].
 
 pub mod accept;
+pub mod allow;
 mod chatter;
 pub mod client;
 pub mod framing;
