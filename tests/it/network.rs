@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::Server;
+use crate::common::{Server, run_to_exit};
 use crate::metrics::{get, parse, sample};
 
 /// Whether a client at `addr` is served: it writes `probe` and waits for
@@ -137,4 +137,110 @@ fn issue21_from_judges_mapped_ipv4_peers_of_an_ipv6_listener() {
     server.wait_status("the IPv6 peer was not counted", |p| {
         p["refusals"]["network"] == 1
     });
+}
+
+/// `serialhub -qq ARGS`, which must exit 2 (a usage error): its stderr.
+fn refused(args: &[&str]) -> String {
+    let mut all = vec!["-qq"];
+    all.extend_from_slice(args);
+    let (status, err, _) = run_to_exit(&all, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(2), "{args:?}: {err}");
+    err
+}
+
+/// The safe default: plain text on an address that is not loopback is
+/// refused at start-up with what to add; `insecure` accepts it.
+#[test]
+fn issue21_plain_text_on_the_network_needs_insecure() {
+    for (spec, extra) in [
+        ("tcp:0.0.0.0:0", &[][..]),
+        ("tcp:[::]:0,from=10.0.0.0/8", &[]),
+        ("rfc2217:0.0.0.0:0", &[]),
+        ("modbus-tcp:0.0.0.0:0", &["--writers", "transaction"]),
+    ] {
+        let mut args = vec![
+            "serve",
+            "-d",
+            "sim:echo",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "-l",
+            spec,
+        ];
+        args.extend_from_slice(extra);
+        let err = refused(&args);
+        let shown = spec.split(',').next().unwrap();
+        assert!(
+            err.contains(&format!("--listen {shown} would serve plain text on ")),
+            "{spec}: {err}"
+        );
+        assert!(err.contains("not a loopback address"), "{spec}: {err}");
+        assert!(err.contains(&format!("({shown},tls)")), "{spec}: {err}");
+        assert!(
+            err.contains(&format!("({shown},insecure)")),
+            "{spec}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{spec}: {err}");
+    }
+
+    // Knowingly: served, from loopback as from anywhere. Loopback (by
+    // name too) and unix endpoints need nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let unix = format!("unix:{}", dir.path().join("hub.sock").display());
+    let server = Server::start(&[
+        "serve",
+        "-d",
+        "sim:echo",
+        "-l",
+        "tcp:0.0.0.0:0,insecure",
+        "-l",
+        "tcp:localhost:0",
+        "-l",
+        &unix,
+    ]);
+    let port = server.addr().port();
+    assert!(served(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        b"knowingly\n"
+    ));
+}
+
+/// `check-config` refuses what `serve --config` refuses, naming the port.
+#[test]
+fn issue21_check_config_refuses_plain_text_on_the_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hub.toml");
+    let write = |listen: &str| {
+        std::fs::write(
+            &file,
+            format!("[[port]]\nname = \"lab1\"\ndevice = \"sim:echo\"\nlisten = [{listen}]\n"),
+        )
+        .unwrap()
+    };
+    let check = || {
+        run_to_exit(
+            &["check-config", file.to_str().unwrap()],
+            Duration::from_secs(20),
+        )
+    };
+
+    write("\"pty:/tmp/ttyNOPE\", \"rfc2217:0.0.0.0:7002\"");
+    let (status, err, _) = check();
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("port \"lab1\""), "{err}");
+    assert!(
+        err.contains("listen rfc2217:0.0.0.0:7002 would serve plain text on 0.0.0.0:7002"),
+        "{err}"
+    );
+    assert!(err.contains("(rfc2217:0.0.0.0:7002,insecure)"), "{err}");
+    let (status, err, _) = run_to_exit(
+        &["serve", "--config", file.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(err.contains("would serve plain text"), "{err}");
+
+    write("\"rfc2217:0.0.0.0:7002,insecure\", \"tcp:127.0.0.1:7001\"");
+    let (status, err, _) = check();
+    assert_eq!(status.code(), Some(0), "{err}");
 }
