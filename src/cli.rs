@@ -101,8 +101,10 @@ pub struct DaemonFlags {
 macro_rules! serve_examples {
     () => {
         "\
-Share a USB adapter over TCP and as a virtual serial port:
-  serialhub serve -d /dev/ttyUSB0 -b 115200 -l tcp:0.0.0.0:7000 -l pty:/tmp/ttyV0
+Share a USB adapter over TCP (plain text, to the lab network only) and as a
+virtual serial port:
+  serialhub serve -d /dev/ttyUSB0 -b 115200 -l tcp:0.0.0.0:7000,insecure,from=192.168.1.0/24 \\
+      -l pty:/tmp/ttyV0
 
 Let RFC 2217 clients (pyserial's rfc2217://) set the line, the first one wins:
   serialhub serve -d /dev/ttyUSB0 -l rfc2217:127.0.0.1:7002,control=first
@@ -261,11 +263,15 @@ pub struct ServeArgs {
     /// ,see=own|all (transaction writers) ,lock=none|inband
     /// ,slow-reader=POLICY ,mode=0000-0777 (unix) ,control=first|any|none
     /// (rfc2217, pty) ,keepalive=DURATION|off (tcp, rfc2217, modbus-tcp;
-    /// default 30s) ,tls (tcp, rfc2217, modbus-tcp: clients speak TLS; needs
-    /// --tls-cert and --tls-key) ,handshake-timeout=DURATION (100ms to 60s;
-    /// default 10s). modbus-tcp takes only keepalive, tls and
-    /// handshake-timeout. Default:
-    /// tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
+    /// default 30s) ,from=CIDR (tcp, rfc2217, modbus-tcp; repeatable: only
+    /// clients from these networks) ,tls (tcp, rfc2217, modbus-tcp: clients
+    /// speak TLS; needs --tls-cert and --tls-key)
+    /// ,handshake-timeout=DURATION (100ms to 60s; default 10s) ,insecure
+    /// (plain text on an address that is not loopback, knowingly).
+    /// modbus-tcp takes only keepalive, from, tls, handshake-timeout and
+    /// insecure. Default: tcp:127.0.0.1:7000. A network endpoint on another
+    /// address (tcp:0.0.0.0:PORT accepts remote clients) is refused unless it
+    /// says tls or insecure.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,
     /// What happens to a client that reads slower than the device sends.

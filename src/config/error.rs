@@ -52,6 +52,15 @@ pub enum ConfigError {
     TlsNeedsCert { spec: String, how: &'static str },
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The safe default (`exposure`): plain text on a non-loopback address.
+    #[error(
+        "{option} {spec} would serve plain text on {addr}, which is not a loopback address: anyone who can reach it could read and write the device. Add tls to encrypt it ({spec},tls), or insecure to accept plain text on that endpoint knowingly ({spec},insecure)"
+    )]
+    PlainText {
+        option: &'static str,
+        spec: String,
+        addr: std::net::SocketAddr,
+    },
 }
 
 impl ConfigError {

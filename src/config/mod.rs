@@ -6,7 +6,9 @@
 //! both sources share every range and message (naming the setting as its
 //! [`Source`] spells it: `--max-clients` or `max-clients`). A file's ports
 //! are then checked against each other for shared names, devices and
-//! addresses (the `clash` module).
+//! addresses (the `clash` module). A network endpoint without `tls` on an
+//! address that is not loopback is refused unless it says `insecure`
+//! ([`exposure`]).
 //!
 //! This is where the one-second in-flight bound becomes concrete buffer sizes.
 //! Bytes a client has sent but the wire has not yet carried sit in three
@@ -23,6 +25,7 @@
 
 mod clash;
 mod error;
+pub mod exposure;
 pub mod file;
 mod ranges;
 mod raw;
@@ -319,6 +322,7 @@ impl PortConfig {
             Some(listen) if !listen.is_empty() => listen,
             _ => vec![DEFAULT_LISTEN.parse().expect("default endpoint parses")],
         };
+        exposure::check(&listen, source)?;
         let client_queue = match s.client_queue {
             Some(n) => Some(check(
                 source.name("--client-queue"),

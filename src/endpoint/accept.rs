@@ -1,14 +1,19 @@
 //! The accept loop shared by stream endpoints (TCP, unix).
 //!
+//! A peer outside the endpoint's `from=` networks is closed as soon as it
+//! is accepted, before anything else ([`super::allow`]).
+//!
 //! A client that cannot be served is told so, never left waiting unseen:
 //! past `--max-clients` (over all endpoints) it is accepted and closed at
 //! once. At the process's descriptor limit, accepting stops while the
 //! device's [`FdReserve`] cannot be topped up; waiting connections are then
 //! closed with a reserve descriptor, and the loop backs off. Each such
 //! episode is logged once when it starts and once when it ends, with the
-//! number of clients refused; every refusal is counted in the hub's stats.
+//! number of clients refused; every refusal is counted in the hub's stats
+//! and by reason for the endpoint and the port ([`super::refusal`]).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -22,6 +27,7 @@ use tracing::{Instrument, debug, info_span};
 use super::EndpointOptions;
 use super::chatter::Chatter;
 use super::client;
+use super::refusal::{Refusal, RefusalCounts, Refuser};
 use super::sink::{Shared, SocketHalf};
 use super::slot::Slot;
 use super::source::ClientSource;
@@ -36,7 +42,18 @@ use crate::tls::{Identity, TlsAcceptor};
 const STARVED_MIN: Duration = Duration::from_millis(50);
 const STARVED_MAX: Duration = Duration::from_secs(1);
 
-/// A listener that yields split connections and a name for each peer.
+/// Who connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Endpoint kind and peer, as status and the log name the client:
+    /// `tcp:127.0.0.1:40522`, `unix:/run/x.sock#3`.
+    pub name: String,
+    /// The peer's IP address, for network clients: what `from=` and the
+    /// refusal log judge it by.
+    pub ip: Option<IpAddr>,
+}
+
+/// A listener that yields split connections and who each peer is.
 pub trait Accept: AsFd + Send + 'static {
     type Source: ClientSource + Send + Sync + 'static;
     /// The connection's sending half, shared by the client's writer and
@@ -44,7 +61,7 @@ pub trait Accept: AsFd + Send + 'static {
     type Sink: SocketHalf;
     fn accept(
         &self,
-    ) -> impl Future<Output = std::io::Result<(Self::Source, Self::Sink, String)>> + Send;
+    ) -> impl Future<Output = std::io::Result<(Self::Source, Self::Sink, Peer)>> + Send;
 }
 
 /// What an endpoint's clients speak.
@@ -72,6 +89,9 @@ pub struct Context {
     pub lingering: Arc<Semaphore>,
     /// Descriptors held back for reopening the device.
     pub fds: Arc<FdReserve>,
+    /// The port's refusals by reason, which every endpoint's add to: kept
+    /// by the port, so they outlive endpoints a reload removes.
+    pub refusals: Arc<RefusalCounts>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     /// The port's TLS configuration, for endpoints with `tls`.
@@ -81,12 +101,12 @@ pub struct Context {
     pub tls_buffer: usize,
 }
 
-/// An episode of refusing clients for one reason, logged at its start and
-/// its end rather than once per client.
-struct Refusing(Episode);
+/// An episode of refusing clients for want of room, logged at its start
+/// and its end rather than once per client.
+struct Refusing(Episode, Refusal);
 
 impl Refusing {
-    fn new(what: &'static str) -> Self {
+    fn new(what: &'static str, reason: Refusal) -> Self {
         // Ends only after a quiet second: under a connect/close flood the
         // limit is reached and left many times a second.
         Self(
@@ -96,11 +116,13 @@ impl Refusing {
                 "over, accepting clients again",
             )
             .quiet(crate::episode::QUIET),
+            reason,
         )
     }
 
-    fn refuse(&mut self, hub: &Hub, n: u64, detail: impl std::fmt::Display) {
+    fn refuse(&mut self, hub: &Hub, by: &Refuser, n: u64, detail: impl std::fmt::Display) {
         hub.stats.refused.fetch_add(n, Relaxed);
+        by.count(self.1, n);
         self.0.hit(n, detail);
     }
 
@@ -113,14 +135,16 @@ impl Refusing {
     }
 }
 
-/// Accepts clients until shutdown, running each on the tracker. On a `tls`
-/// endpoint each connection's handshake runs in a task of its own (see
-/// [`super::tls_accept`]), and comes back here, done, to be admitted.
+/// Accepts clients until shutdown, running each on the tracker; counts
+/// and logs refusals with `refuser`. On a `tls` endpoint each connection's
+/// handshake runs in a task of its own (see [`super::tls_accept`]), and
+/// comes back here, done, to be admitted.
 pub async fn serve<L: Accept>(
     listener: L,
     options: EndpointOptions,
     cx: Context,
     protocol: Protocol,
+    refuser: Arc<Refuser>,
 ) {
     let options = Arc::new(options);
     let tls = match (options.tls, &cx.tls) {
@@ -134,14 +158,15 @@ pub async fn serve<L: Accept>(
     };
     let mut admit = Admit {
         policy: options.slow_reader.unwrap_or(cx.hub.config().slow_reader),
-        full: Refusing::new("client limit reached"),
+        full: Refusing::new("client limit reached", Refusal::MaxClients),
         chatter: Chatter::default(),
         cx: cx.clone(),
         options: options.clone(),
         protocol,
+        refuser: refuser.clone(),
     };
     let (handshaken, mut done) = tokio::sync::mpsc::channel(super::tls_accept::MAX_DONE);
-    let mut starved = Refusing::new("out of file descriptors");
+    let mut starved = Refusing::new("out of file descriptors", Refusal::Descriptors);
     let mut backoff = STARVED_MIN;
     loop {
         // Accept only while the device's reserve is whole.
@@ -171,11 +196,11 @@ pub async fn serve<L: Accept>(
         } else {
             Err(std::io::Error::from_raw_os_error(libc::EMFILE))
         };
-        let (source, sink, name) = match accepted {
+        let (source, sink, peer) = match accepted {
             Ok(c) => c,
             Err(e) if fds::is_exhaustion(&e) => {
                 let shed = cx.fds.shed(listener.as_fd());
-                starved.refuse(&cx.hub, shed, &e);
+                starved.refuse(&cx.hub, &refuser, shed, &e);
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = cx.shutdown.cancelled() => return,
@@ -192,17 +217,27 @@ pub async fn serve<L: Accept>(
         };
         starved.over();
         backoff = STARVED_MIN;
+        // Judged first: a peer from elsewhere costs no client slot and no
+        // handshake, and closing it (by dropping) is all it gets.
+        if let Some(ip) = peer.ip
+            && !options.from.allows(ip)
+        {
+            let why = "its address is in none of the endpoint's from= networks";
+            refuser.refuse(Refusal::Network, &peer.name, Some(ip), why);
+            continue;
+        }
         match &tls {
             Some(acceptor) => super::tls_accept::start(
                 acceptor,
                 source,
                 sink,
-                name,
+                peer,
                 &options,
                 &cx,
+                &refuser,
                 handshaken.clone(),
             ),
-            None => admit.client(source, sink, name, None),
+            None => admit.client(source, sink, peer.name, None),
         }
     }
 }
@@ -218,6 +253,7 @@ struct Admit {
     policy: crate::hub::SlowReaderPolicy,
     full: Refusing,
     chatter: Chatter,
+    refuser: Arc<Refuser>,
 }
 
 impl Admit {
@@ -229,8 +265,12 @@ impl Admit {
         let cx = &self.cx;
         let Ok(place) = cx.clients.clone().try_acquire_owned() else {
             // Dropping the connection closes it: the client knows.
-            self.full
-                .refuse(&cx.hub, 1, format_args!("--max-clients {}", cx.max_clients));
+            self.full.refuse(
+                &cx.hub,
+                &self.refuser,
+                1,
+                format_args!("--max-clients {}", cx.max_clients),
+            );
             debug!(peer = %name, "client refused: --max-clients reached");
             return;
         };

@@ -18,11 +18,17 @@
 //! settings changes apply). rfc2217 takes neither `lock` nor `mode`; its
 //! framing options cut the data inside the Telnet stream into requests
 //! under transaction writers.
+//!
+//! Network endpoints (tcp, rfc2217, modbus-tcp) also take `from=CIDR`,
+//! repeatable: only peers from those networks are served ([`super::allow`]);
+//! `tls`; and `insecure`, which accepts plain text on a non-loopback
+//! address knowingly (see [`crate::config`]'s safe default).
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::allow::AllowFrom;
 use crate::hub::{ControlPolicy, SlowReaderPolicy};
 
 /// A parsed `--listen` value.
@@ -127,10 +133,15 @@ pub struct EndpointOptions {
     pub keepalive: Option<Duration>,
     /// Whose settings changes apply (rfc2217 clients, pty programs).
     pub control: ControlPolicy,
-    /// Clients speak TLS (`tls`; tcp, rfc2217 and modbus-tcp).
+    /// The networks clients may come from (`from=`, network endpoints).
+    pub from: AllowFrom,
+    /// `tls`: clients speak TLS (tcp, rfc2217 and modbus-tcp).
     pub tls: bool,
     /// Time a TLS client has to complete its handshake.
     pub handshake_timeout: Duration,
+    /// `insecure`: plain text on a non-loopback address, accepted
+    /// knowingly.
+    pub insecure: bool,
 }
 
 impl EndpointOptions {
@@ -182,8 +193,10 @@ impl Default for EndpointOptions {
             see: None,
             keepalive: Some(DEFAULT_KEEPALIVE),
             control: ControlPolicy::default(),
+            from: AllowFrom::default(),
             tls: false,
             handshake_timeout: crate::tls::handshake::DEFAULT_TIMEOUT,
+            insecure: false,
         }
     }
 }
@@ -199,7 +212,7 @@ pub enum EndpointParseError {
     #[error("bad address in {spec:?}: {why}")]
     Address { spec: String, why: &'static str },
     #[error(
-        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control, tls, handshake-timeout"
+        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control, from, tls, handshake-timeout, insecure"
     )]
     Option { option: String, spec: String },
     #[error("bad value for {option} in {spec:?}: {why}")]
@@ -266,6 +279,13 @@ impl std::str::FromStr for EndpointSpec {
                 },
             })?;
         }
+        if options.tls && options.insecure {
+            return Err(EndpointParseError::Value {
+                option: "insecure".to_owned(),
+                spec: spec.to_owned(),
+                why: "a tls endpoint is not plain text: give tls or insecure, not both",
+            });
+        }
         Ok(EndpointSpec { kind, options })
     }
 }
@@ -275,22 +295,31 @@ enum OptErr {
     Value(&'static str),
 }
 
-fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
-    if opt == "tls" {
-        if !kind.is_tcp() {
-            return Err(OptErr::Value(
-                "only tcp, rfc2217 and modbus-tcp endpoints take tls (a unix socket or pty is protected by its file mode)",
-            ));
-        }
-        o.tls = true;
-        return Ok(());
+/// The options that take no value.
+fn apply_flag(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
+    let flag = match opt {
+        "tls" => &mut o.tls,
+        "insecure" => &mut o.insecure,
+        _ => return Err(OptErr::Unknown),
+    };
+    if !kind.is_tcp() {
+        return Err(OptErr::Value(
+            "only tcp, rfc2217 and modbus-tcp endpoints are on the network (a unix socket or pty is protected by its file mode)",
+        ));
     }
-    let (key, value) = opt.split_once('=').ok_or(OptErr::Unknown)?;
+    *flag = true;
+    Ok(())
+}
+
+fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
+    let Some((key, value)) = opt.split_once('=') else {
+        return apply_flag(o, kind, opt);
+    };
     if matches!(kind, EndpointKind::ModbusTcp { .. })
-        && !matches!(key, "keepalive" | "handshake-timeout")
+        && !matches!(key, "keepalive" | "from" | "handshake-timeout")
     {
         return Err(OptErr::Value(
-            "modbus-tcp endpoints take only keepalive, tls and handshake-timeout: requests are Modbus TCP frames",
+            "modbus-tcp endpoints take only keepalive, from, tls, handshake-timeout and insecure: requests are Modbus TCP frames",
         ));
     }
     if matches!(kind, EndpointKind::Rfc2217 { .. }) && matches!(key, "lock" | "mode") {
@@ -433,6 +462,12 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 "only tcp, rfc2217 and modbus-tcp endpoints take tls",
             ));
         }
+        "from" if kind.is_tcp() => o.from.add(value).map_err(OptErr::Value)?,
+        "from" => {
+            return Err(OptErr::Value(
+                "only tcp, rfc2217 and modbus-tcp endpoints take from=: unix and pty clients have no network address",
+            ));
+        }
         _ => return Err(OptErr::Unknown),
     }
     Ok(())
@@ -558,7 +593,44 @@ mod tests {
             parse("rfc2217:h:7002,control=none").options.control,
             ControlPolicy::None
         );
-        assert!(err("modbus-tcp:h:502,access=ro").contains("only keepalive"));
+        assert!(err("modbus-tcp:h:502,framing=line").contains("only keepalive"));
+    }
+
+    #[test]
+    fn from_is_repeatable_on_network_endpoints_only() {
+        let o = parse("tcp:0.0.0.0:7000,from=10.0.0.0/8,from=192.168.1.0/24").options;
+        let nets: Vec<String> = o.from.networks().iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.168.1.0/24"]);
+        assert!(o.from.allows("10.9.9.9".parse().unwrap()));
+        assert!(!o.from.allows("127.0.0.1".parse().unwrap()));
+        for spec in [
+            "rfc2217:[::]:2217,from=fd00::/8",
+            "modbus-tcp:0.0.0.0:502,from=10.0.0.0/8,keepalive=5s",
+        ] {
+            assert!(parse(spec).options.from.is_set(), "{spec}");
+        }
+        assert!(!parse("tcp:h:1").options.from.is_set());
+        let err = |s: &str| s.parse::<EndpointSpec>().unwrap_err().to_string();
+        assert!(err("unix:/x,from=10.0.0.0/8").contains("no network address"));
+        assert!(err("pty:/x,from=10.0.0.0/8").contains("no network address"));
+        let e = err("tcp:h:1,from=10.0.0.0/33");
+        assert!(e.contains("from") && e.contains("10.0.0.0/8"), "{e}");
+        assert!(err("tcp:h:1,from=").contains("expected a network"));
+    }
+
+    #[test]
+    fn tls_and_insecure_are_flags_of_network_endpoints() {
+        let o = parse("tcp:0.0.0.0:7000,insecure").options;
+        assert!(o.insecure && !o.tls);
+        let o = parse("modbus-tcp:0.0.0.0:802,tls,from=10.0.0.0/8").options;
+        assert!(o.tls && !o.insecure && o.from.is_set());
+        assert!(parse("rfc2217:0.0.0.0:2217,insecure").options.insecure);
+        assert!(!parse("tcp:h:1").options.insecure);
+        let err = |s: &str| s.parse::<EndpointSpec>().unwrap_err().to_string();
+        assert!(err("unix:/x,insecure").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("pty:/x,tls").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("tcp:h:1,tls,insecure").contains("not both"));
+        assert!(err("tcp:h:1,secure").contains("unknown option \"secure\""));
     }
 
     #[test]

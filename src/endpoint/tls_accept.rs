@@ -7,17 +7,19 @@
 //! the endpoint's `handshake-timeout`. A connection whose handshake is done
 //! goes back to the accept loop, which admits it as it admits a plain one:
 //! only then does it take a `--max-clients` place and reach the hub. A
-//! failed handshake is counted and logged, at most once per peer address
-//! per 10 s, so a scanner cannot flood the log.
+//! failed handshake is refused as `handshake` (or `revoked`, when a CRL
+//! names the certificate), counted and logged by the endpoint's
+//! [`Refuser`]: at most once per peer address per 10 s, so a scanner
+//! cannot flood the log.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, info_span};
 
 use super::EndpointOptions;
-use super::accept::Context;
+use super::accept::{Context, Peer};
+use super::refusal::{Refusal, Refuser};
 use super::sink::SocketHalf;
 use super::source::ClientSource;
 use crate::tls::handshake::handshake;
@@ -37,21 +39,17 @@ pub struct Done<S, W> {
     pub identity: Option<Identity>,
 }
 
-/// The peer's address in a client name such as `tcp:10.0.0.5:40522`.
-fn peer_ip(name: &str) -> Option<IpAddr> {
-    let (_, addr) = name.split_once(':')?;
-    addr.parse::<SocketAddr>().ok().map(|a| a.ip())
-}
-
 /// Starts the handshake of a connection just accepted, in a task on the
 /// port's tracker; it hands the connection to `done` once it is done.
+#[allow(clippy::too_many_arguments)]
 pub fn start<S, W>(
     acceptor: &Arc<TlsAcceptor>,
     source: S,
     sink: W,
-    name: String,
+    peer: Peer,
     options: &EndpointOptions,
     cx: &Context,
+    refuser: &Arc<Refuser>,
     done: mpsc::Sender<Done<S, W>>,
 ) where
     S: ClientSource + Send + Sync + 'static,
@@ -59,13 +57,16 @@ pub fn start<S, W>(
 {
     let Some(permit) = acceptor.try_handshake() else {
         // Dropping the connection closes it.
-        if acceptor.failed(peer_ip(&name), false) {
-            warn!(peer = %name, "TLS: too many handshakes in progress; connection closed");
-        }
+        let why = format_args!(
+            "{} TLS handshakes in progress already",
+            crate::tls::acceptor::MAX_HANDSHAKES
+        );
+        refuser.refuse(Refusal::Handshake, &peer.name, peer.ip, why);
         return;
     };
     let (acceptor, timeout, buffer) = (acceptor.clone(), options.handshake_timeout, cx.tls_buffer);
-    let shutdown = cx.shutdown.clone();
+    let (shutdown, refuser) = (cx.shutdown.clone(), refuser.clone());
+    let Peer { name, ip } = peer;
     let span = info_span!("tls", peer = %name);
     cx.tracker.spawn(
         async move {
@@ -88,30 +89,15 @@ pub fn start<S, W>(
                         .await;
                 }
                 Err(e) => {
-                    if acceptor.failed(peer_ip(&name), e.is_revoked()) {
-                        warn!(error = %e, "TLS handshake failed; connection closed \
-                            (logged once per peer address per 10s)");
-                    }
+                    let reason = match e.is_revoked() {
+                        true => Refusal::Revoked,
+                        false => Refusal::Handshake,
+                    };
+                    refuser.refuse(reason, &name, ip, format_args!("TLS handshake failed: {e}"));
                 }
             }
             drop(permit);
         }
         .instrument(span),
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_addresses_are_read_from_names() {
-        assert_eq!(
-            peer_ip("tcp:10.0.0.5:40522"),
-            Some("10.0.0.5".parse().unwrap())
-        );
-        assert_eq!(peer_ip("tcp:[::1]:7000"), Some("::1".parse().unwrap()));
-        assert_eq!(peer_ip("unix:/tmp/x"), None);
-        assert_eq!(peer_ip("garbage"), None);
-    }
 }

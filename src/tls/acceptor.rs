@@ -1,16 +1,14 @@
 //! The handle every TLS listener takes its configuration from: the current
 //! [`ServerConfig`], which [`TlsAcceptor::reload`] replaces by reading the
-//! files again, and the bound on handshakes in progress.
+//! files again, and the bound on handshakes in progress. (Failed handshakes
+//! are counted and logged by the endpoint's refuser, `endpoint::refusal`.)
 //!
 //! A handshake reads the configuration once, when it starts, so a reload
 //! changes what new connections get; sessions already open keep theirs. A
 //! reload that fails (a missing file, a key that does not match) keeps the
 //! old configuration and says which file and why.
 
-use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
@@ -23,13 +21,6 @@ use super::config::{TlsError, TlsFiles, server_config};
 /// (and counted) rather than queued, so a flood of half-open connections
 /// cannot starve the port's clients.
 pub const MAX_HANDSHAKES: usize = 64;
-/// Peers whose last failed handshake was logged less than
-/// [`LOG_EVERY`] ago, remembered to keep a scanner from flooding the log.
-/// Bounded: past it, failures go unlogged (still counted) until entries
-/// expire.
-const LOG_MEMORY: usize = 1024;
-/// A peer's failed handshakes are logged at most this often.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The current TLS configuration and what bounds its handshakes.
 #[derive(Debug)]
@@ -37,13 +28,6 @@ pub struct TlsAcceptor {
     files: TlsFiles,
     config: ArcSwap<ServerConfig>,
     handshakes: Arc<Semaphore>,
-    /// Handshakes that failed, timed out, or found no room.
-    failed: AtomicU64,
-    /// Of which: the client's certificate was revoked by a CRL.
-    revoked: AtomicU64,
-    /// Failures not logged (the peer was logged recently).
-    unlogged: AtomicU64,
-    logged: std::sync::Mutex<std::collections::HashMap<IpAddr, Instant>>,
 }
 
 impl TlsAcceptor {
@@ -54,10 +38,6 @@ impl TlsAcceptor {
             files,
             config: ArcSwap::new(config),
             handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
-            failed: AtomicU64::new(0),
-            revoked: AtomicU64::new(0),
-            unlogged: AtomicU64::new(0),
-            logged: Default::default(),
         })
     }
 
@@ -84,102 +64,71 @@ impl TlsAcceptor {
     pub fn try_handshake(&self) -> Option<OwnedSemaphorePermit> {
         self.handshakes.clone().try_acquire_owned().ok()
     }
-
-    /// Counts a failed handshake (`revoked`: by a CRL), and says whether
-    /// to log it: at most once per peer address per [`LOG_EVERY`].
-    pub fn failed(&self, peer: Option<IpAddr>, revoked: bool) -> bool {
-        self.failed.fetch_add(1, Relaxed);
-        if revoked {
-            self.revoked.fetch_add(1, Relaxed);
-        }
-        let log = match peer {
-            Some(ip) => self.log_now(ip, Instant::now()),
-            None => true,
-        };
-        if !log {
-            self.unlogged.fetch_add(1, Relaxed);
-        }
-        log
-    }
-
-    fn log_now(&self, ip: IpAddr, now: Instant) -> bool {
-        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(at) = logged.get(&ip)
-            && now.duration_since(*at) < LOG_EVERY
-        {
-            return false;
-        }
-        if logged.len() >= LOG_MEMORY && !logged.contains_key(&ip) {
-            logged.retain(|_, at| now.duration_since(*at) < LOG_EVERY);
-            if logged.len() >= LOG_MEMORY {
-                return false;
-            }
-        }
-        logged.insert(ip, now);
-        true
-    }
-
-    /// Failed handshakes so far: all of them, those revoked by a CRL, and
-    /// those not logged.
-    pub fn failures(&self) -> (u64, u64, u64) {
-        (
-            self.failed.load(Relaxed),
-            self.revoked.load(Relaxed),
-            self.unlogged.load(Relaxed),
-        )
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_peer_is_logged_once_per_interval_and_memory_is_bounded() {
-        let a = TlsAcceptor {
-            files: TlsFiles {
-                cert: "c".into(),
-                key: "k".into(),
-                client_ca: None,
-                crls: vec![],
-            },
-            config: ArcSwap::new(Arc::new(
-                ServerConfig::builder_with_provider(super::super::config::provider())
-                    .with_safe_default_protocol_versions()
-                    .unwrap()
-                    .with_no_client_auth()
-                    .with_cert_resolver(
-                        Arc::new(rustls::server::ResolvesServerCertUsingSni::new()),
-                    ),
-            )),
-            handshakes: Arc::new(Semaphore::new(1)),
-            failed: AtomicU64::new(0),
-            revoked: AtomicU64::new(0),
-            unlogged: AtomicU64::new(0),
-            logged: Default::default(),
-        };
-        let t0 = Instant::now();
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(a.log_now(ip, t0));
-        assert!(!a.log_now(ip, t0 + Duration::from_secs(9)));
-        assert!(a.log_now(ip, t0 + Duration::from_secs(11)));
-        // A scan from many addresses fills the memory, then goes unlogged,
-        // until entries expire.
-        for i in 0..LOG_MEMORY as u32 * 2 {
-            a.log_now(IpAddr::from(i.to_be_bytes()), t0 + Duration::from_secs(20));
+    /// Writes a CA-less server certificate and key for `name` into `dir`.
+    fn write_cert(dir: &std::path::Path, name: &str) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    }
+
+    fn files(dir: &std::path::Path) -> TlsFiles {
+        TlsFiles {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            client_ca: None,
+            crls: vec![],
         }
-        assert!(a.logged.lock().unwrap().len() <= LOG_MEMORY);
-        assert!(!a.log_now(
-            "198.51.100.1".parse().unwrap(),
-            t0 + Duration::from_millis(20_500)
-        ));
-        assert!(a.log_now(
-            "198.51.100.1".parse().unwrap(),
-            t0 + Duration::from_secs(31)
-        ));
-        assert!(a.try_handshake().is_some());
-        let held = a.try_handshake();
-        assert!(held.is_some());
+    }
+
+    #[test]
+    fn reload_takes_new_files_and_keeps_the_old_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write_cert(dir.path(), "one.lab");
+        let a = TlsAcceptor::new(files(dir.path())).unwrap();
+        let first = a.config();
+        // Unchanged files: a new configuration all the same.
+        write_cert(dir.path(), "two.lab");
+        a.reload().unwrap();
+        let second = a.config();
+        assert!(!Arc::ptr_eq(&first, &second));
+        // A broken key: the error names it, the second stays.
+        std::fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+        let e = a.reload().unwrap_err().to_string();
+        assert!(e.contains("key.pem") && e.contains("no private key"), "{e}");
+        assert!(Arc::ptr_eq(&second, &a.config()));
+        // A key of another certificate: named too, and kept out.
+        let other = tempfile::tempdir().unwrap();
+        write_cert(other.path(), "three.lab");
+        std::fs::copy(other.path().join("key.pem"), dir.path().join("key.pem")).unwrap();
+        let e = a.reload().unwrap_err().to_string();
+        assert!(e.contains("does not match"), "{e}");
+        assert!(Arc::ptr_eq(&second, &a.config()));
+        // A missing file.
+        std::fs::remove_file(dir.path().join("cert.pem")).unwrap();
+        let e = a.reload().unwrap_err().to_string();
+        assert!(e.contains("cert.pem") && e.contains("cannot read"), "{e}");
+        assert!(Arc::ptr_eq(&second, &a.config()));
+    }
+
+    #[test]
+    fn handshakes_in_progress_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        write_cert(dir.path(), "one.lab");
+        let a = TlsAcceptor::new(files(dir.path())).unwrap();
+        let held: Vec<_> = (0..MAX_HANDSHAKES).map(|_| a.try_handshake()).collect();
+        assert!(held.iter().all(Option::is_some));
         assert!(a.try_handshake().is_none());
+        drop(held);
+        assert!(a.try_handshake().is_some());
     }
 }

@@ -20,6 +20,7 @@ mod limits;
 mod metrics;
 mod modbus;
 mod modbus_sim;
+mod network;
 mod newcomer;
 mod options;
 mod packaging;

@@ -326,9 +326,10 @@ fn issue21_socat_echoes_through_tls_and_status_and_the_log_name_the_identity() {
     );
 }
 
-/// A client refused at the handshake never reaches the device, and the
-/// reason is logged.
-fn refused(who: Option<&str>, reason: &str) {
+/// A client refused at the handshake never reaches the device; the refusal
+/// is counted under `counted` (per port and per endpoint) and its reason
+/// logged.
+fn refused(who: Option<&str>, reason: &str, counted: &str) {
     let pki = pki();
     let server = echo_server(&pki, &[]);
     let mut c = socat(server.addr().port(), &pki, who);
@@ -355,17 +356,17 @@ fn refused(who: Option<&str>, reason: &str) {
 
 #[test]
 fn issue21_a_client_without_a_certificate_is_refused() {
-    refused(None, "peer sent no certificates");
+    refused(None, "peer sent no certificates", "handshake");
 }
 
 #[test]
 fn issue21_a_client_of_a_foreign_ca_is_refused() {
-    refused(Some("mallory"), "UnknownIssuer");
+    refused(Some("mallory"), "UnknownIssuer", "handshake");
 }
 
 #[test]
 fn issue21_a_revoked_client_is_refused() {
-    refused(Some("bob"), "the client certificate is revoked");
+    refused(Some("bob"), "the client certificate is revoked", "revoked");
 }
 
 /// `openssl s_client` with one protocol version: (success, output).
