@@ -31,6 +31,7 @@ mod ranges;
 mod raw;
 pub mod settings;
 mod sizing;
+mod tls;
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -353,7 +354,7 @@ impl PortConfig {
             Writers::Transaction => Some(txn_config(&s, &line, source)?),
         };
         let traffic = traffic_config(&s.log, source)?;
-        let tls = tls_config(s.tls.take(), &listen, source)?;
+        let tls = tls::files(s.tls.take(), &listen, source)?;
         let pacing = s.pacing.unwrap_or(d::PACING);
         Ok(PortConfig {
             name,
@@ -381,32 +382,6 @@ impl PortConfig {
             traffic,
             tls,
         })
-    }
-}
-
-/// The TLS files, read and checked now so that a bad file stops start-up
-/// (and `check-config`) with its name and the reason; and every `tls`
-/// endpoint has them.
-fn tls_config(
-    tls: Option<crate::tls::TlsFiles>,
-    listen: &[EndpointSpec],
-    source: Source,
-) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
-    match tls {
-        Some(files) => {
-            crate::tls::config::server_config(&files)?;
-            Ok(Some(files))
-        }
-        None => match listen.iter().find(|s| s.options.tls) {
-            Some(spec) => Err(ConfigError::TlsNeedsCert {
-                spec: spec.to_string(),
-                how: match source {
-                    Source::Flags => "--tls-cert FILE and --tls-key FILE",
-                    Source::File => "a [tls] table with cert and key",
-                },
-            }),
-            None => Ok(None),
-        },
     }
 }
 

@@ -147,15 +147,7 @@ pub async fn serve<L: Accept>(
     refuser: Arc<Refuser>,
 ) {
     let options = Arc::new(options);
-    let tls = match (options.tls, &cx.tls) {
-        (true, Some(acceptor)) => Some(acceptor.clone()),
-        (true, None) => {
-            // The settings check refuses this; never serve it in plain text.
-            tracing::error!("a tls endpoint without a TLS configuration; not serving it");
-            return;
-        }
-        (false, _) => None,
-    };
+
     let mut admit = Admit {
         policy: options.slow_reader.unwrap_or(cx.hub.config().slow_reader),
         full: Refusing::new("client limit reached", Refusal::MaxClients),
@@ -166,6 +158,23 @@ pub async fn serve<L: Accept>(
         refuser: refuser.clone(),
     };
     let (handshaken, mut done) = tokio::sync::mpsc::channel(super::tls_accept::MAX_DONE);
+    let handshakes = match (options.tls, &cx.tls) {
+        (true, Some(acceptor)) => Some(super::tls_accept::Handshakes {
+            acceptor: acceptor.clone(),
+            refuser: refuser.clone(),
+            timeout: options.handshake_timeout,
+            buffer: cx.tls_buffer,
+            tracker: cx.tracker.clone(),
+            shutdown: cx.shutdown.clone(),
+            done: handshaken,
+        }),
+        (true, None) => {
+            // The settings check refuses this; never serve it in plain text.
+            tracing::error!("a tls endpoint without a TLS configuration; not serving it");
+            return;
+        }
+        (false, _) => None,
+    };
     let mut starved = Refusing::new("out of file descriptors", Refusal::Descriptors);
     let mut backoff = STARVED_MIN;
     loop {
@@ -226,17 +235,8 @@ pub async fn serve<L: Accept>(
             refuser.refuse(Refusal::Network, &peer.name, Some(ip), why);
             continue;
         }
-        match &tls {
-            Some(acceptor) => super::tls_accept::start(
-                acceptor,
-                source,
-                sink,
-                peer,
-                &options,
-                &cx,
-                &refuser,
-                handshaken.clone(),
-            ),
+        match &handshakes {
+            Some(h) => h.start(source, sink, peer.name, peer.ip),
             None => admit.client(source, sink, peer.name, None),
         }
     }

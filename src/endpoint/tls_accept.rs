@@ -12,13 +12,15 @@
 //! [`Refuser`]: at most once per peer address per 10 s, so a scanner
 //! cannot flood the log.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span};
 
-use super::EndpointOptions;
-use super::accept::{Context, Peer};
 use super::refusal::{Refusal, Refuser};
 use super::sink::SocketHalf;
 use super::source::ClientSource;
@@ -39,65 +41,82 @@ pub struct Done<S, W> {
     pub identity: Option<Identity>,
 }
 
-/// Starts the handshake of a connection just accepted, in a task on the
-/// port's tracker; it hands the connection to `done` once it is done.
-#[allow(clippy::too_many_arguments)]
-pub fn start<S, W>(
-    acceptor: &Arc<TlsAcceptor>,
-    source: S,
-    sink: W,
-    peer: Peer,
-    options: &EndpointOptions,
-    cx: &Context,
-    refuser: &Arc<Refuser>,
-    done: mpsc::Sender<Done<S, W>>,
-) where
+/// What an endpoint's handshakes need: one per `tls` endpoint, made by
+/// its accept loop.
+pub struct Handshakes<S, W> {
+    pub acceptor: Arc<TlsAcceptor>,
+    pub refuser: Arc<Refuser>,
+    /// The endpoint's `handshake-timeout`.
+    pub timeout: Duration,
+    /// Ciphertext a session may hold for sending (see `Context::tls_buffer`).
+    pub buffer: usize,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+    /// Where finished handshakes go: the accept loop.
+    pub done: mpsc::Sender<Done<S, W>>,
+}
+
+impl<S, W> Handshakes<S, W>
+where
     S: ClientSource + Send + Sync + 'static,
     W: SocketHalf,
 {
-    let Some(permit) = acceptor.try_handshake() else {
-        // Dropping the connection closes it.
-        let why = format_args!(
-            "{} TLS handshakes in progress already",
-            crate::tls::acceptor::MAX_HANDSHAKES
-        );
-        refuser.refuse(Refusal::Handshake, &peer.name, peer.ip, why);
-        return;
-    };
-    let (acceptor, timeout, buffer) = (acceptor.clone(), options.handshake_timeout, cx.tls_buffer);
-    let (shutdown, refuser) = (cx.shutdown.clone(), refuser.clone());
-    let Peer { name, ip } = peer;
-    let span = info_span!("tls", peer = %name);
-    cx.tracker.spawn(
-        async move {
-            let config = acceptor.config();
-            let result = tokio::select! {
-                r = handshake(config, source, sink, buffer, timeout) => r,
-                () = shutdown.cancelled() => return,
-            };
-            match result {
-                Ok(h) => {
-                    debug!(identity = ?h.identity, "TLS handshake done");
-                    // The accept loop gone (shutdown), the connection closes.
-                    let _ = done
-                        .send(Done {
-                            source: h.source,
-                            sink: h.sink,
-                            name,
-                            identity: h.identity,
-                        })
-                        .await;
+    /// Starts the handshake of a connection just accepted from `name`
+    /// (at `ip`), in a task on the port's tracker; it hands the connection
+    /// to the accept loop once it is done.
+    pub fn start(&self, source: S, sink: W, name: String, ip: Option<IpAddr>) {
+        let Self {
+            acceptor, refuser, ..
+        } = self;
+        let Some(permit) = acceptor.try_handshake() else {
+            // Dropping the connection closes it.
+            let why = format_args!(
+                "{} TLS handshakes in progress already",
+                crate::tls::acceptor::MAX_HANDSHAKES
+            );
+            refuser.refuse(Refusal::Handshake, &name, ip, why);
+            return;
+        };
+        let (acceptor, refuser, timeout, buffer) =
+            (acceptor.clone(), refuser.clone(), self.timeout, self.buffer);
+        let (shutdown, done) = (self.shutdown.clone(), self.done.clone());
+        let span = info_span!("tls", peer = %name);
+        self.tracker.spawn(
+            async move {
+                let config = acceptor.config();
+                let result = tokio::select! {
+                    r = handshake(config, source, sink, buffer, timeout) => r,
+                    () = shutdown.cancelled() => return,
+                };
+                match result {
+                    Ok(h) => {
+                        debug!(identity = ?h.identity, "TLS handshake done");
+                        // The accept loop gone (shutdown), the connection closes.
+                        let _ = done
+                            .send(Done {
+                                source: h.source,
+                                sink: h.sink,
+                                name,
+                                identity: h.identity,
+                            })
+                            .await;
+                    }
+                    Err(e) => {
+                        let reason = match e.is_revoked() {
+                            true => Refusal::Revoked,
+                            false => Refusal::Handshake,
+                        };
+                        refuser.refuse(
+                            reason,
+                            &name,
+                            ip,
+                            format_args!("TLS handshake failed: {e}"),
+                        );
+                    }
                 }
-                Err(e) => {
-                    let reason = match e.is_revoked() {
-                        true => Refusal::Revoked,
-                        false => Refusal::Handshake,
-                    };
-                    refuser.refuse(reason, &name, ip, format_args!("TLS handshake failed: {e}"));
-                }
+                drop(permit);
             }
-            drop(permit);
-        }
-        .instrument(span),
-    );
+            .instrument(span),
+        );
+    }
 }

@@ -172,10 +172,7 @@ impl Port {
         }
         let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), log);
         hub.changers.configure(cfg.line);
-        let tls = match &cfg.tls {
-            Some(files) => Some(Arc::new(TlsAcceptor::new(files.clone())?)),
-            None => None,
-        };
+        let tls = cfg.tls.clone().map(TlsAcceptor::new).transpose()?;
         let cancel = parent.child_token();
         let tracker = TaskTracker::new();
         let cx = Context {
@@ -188,7 +185,7 @@ impl Port {
             refusals: Arc::new(RefusalCounts::default()),
             shutdown: cancel.clone(),
             tracker: tracker.clone(),
-            tls,
+            tls: tls.map(Arc::new),
             tls_buffer: cfg.sockets.send_buffer,
         };
         // Bind everything before serving anything, so a bad endpoint fails
@@ -262,14 +259,10 @@ impl Port {
         &self.hub
     }
 
-    /// Reads the port's TLS files again (see [`TlsAcceptor::reload`]): new
-    /// handshakes use them, open sessions keep theirs; on error the old
-    /// ones stay in force. A port without TLS has nothing to do.
+    /// Re-reads the TLS files for new handshakes, or keeps the old on error
+    /// ([`TlsAcceptor::reload`]). Open sessions keep theirs.
     pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
-        match &self.cx.tls {
-            Some(acceptor) => acceptor.reload(),
-            None => Ok(()),
-        }
+        self.cx.tls.as_ref().map_or(Ok(()), |t| t.reload())
     }
 
     pub fn name(&self) -> &str {

@@ -4,6 +4,7 @@
 //! nobody; the handshake's result is the connection's identity.
 
 use std::io;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,17 @@ use crate::endpoint::source::ClientSource;
 /// The default `handshake-timeout`: time a peer has, from being accepted,
 /// to complete the handshake.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// `handshake-timeout`: long enough for a client on a slow link, short
+/// enough that a silent peer does not hold a handshake place for long.
+pub const TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(60);
+
+/// A `handshake-timeout=` value, checked against [`TIMEOUT`].
+pub fn timeout(value: &str) -> Result<Duration, &'static str> {
+    humantime::parse_duration(value)
+        .ok()
+        .filter(|d| TIMEOUT.contains(d))
+        .ok_or("expected a duration from 100ms to 60s, such as 10s")
+}
 
 /// A TLS connection whose handshake is done.
 pub struct Handshaken<S, W> {

@@ -352,6 +352,14 @@ fn refused(who: Option<&str>, reason: &str, counted: &str) {
         "{}",
         server.log()
     );
+    assert_eq!(ports[0]["refusals"][counted], 1, "{ports:#}");
+    assert_eq!(ports[0]["endpoint_refusals"][0][counted], 1, "{ports:#}");
+    let other = if counted == "revoked" {
+        "handshake"
+    } else {
+        "revoked"
+    };
+    assert_eq!(ports[0]["refusals"][other], 0, "{ports:#}");
 }
 
 #[test]
@@ -584,6 +592,20 @@ async fn issue21_a_stalled_tls_reader_meets_the_slow_reader_policy() {
 }
 
 #[test]
+fn issue21_a_peer_outside_from_is_closed_before_its_handshake() {
+    let pki = pki();
+    let server = echo_server_on("tcp:127.0.0.1:0,tls,from=10.0.0.0/8", &pki, &[]);
+    let mut c = socat(server.addr().port(), &pki, Some("alice"));
+    c.send(b"secret\n");
+    let (_, out, _) = c.finish(Duration::from_secs(10));
+    assert!(!out.contains("secret"), "{out}");
+    server.wait_status("the refusal is counted", |p| p["refusals"]["network"] == 1);
+    let ports = crate::common::status(&server.control);
+    assert_eq!(ports[0]["refusals"]["handshake"], 0, "{ports:#}");
+    assert!(!server.log().contains("TLS handshake"), "{}", server.log());
+}
+
+#[test]
 fn issue21_handshakes_that_never_start_time_out_and_block_nobody() {
     let pki = pki();
     let server = echo_server_on("tcp:127.0.0.1:0,tls,handshake-timeout=1s", &pki, &[]);
@@ -608,11 +630,14 @@ fn issue21_handshakes_that_never_start_time_out_and_block_nobody() {
         assert!(matches!(n, Ok(0)) || n.is_err(), "{n:?}");
     }
     assert!(started.elapsed() < Duration::from_secs(8));
+    // Logged just after the connection closes.
     assert!(
-        server.log().contains("no handshake within 1s"),
+        server.wait_log("no handshake within 1s", Duration::from_secs(10)),
         "{}",
         server.log()
     );
+    // Counted, each one, though logged once for their one address.
+    server.wait_status("8 handshakes refused", |p| p["refusals"]["handshake"] == 8);
     // Alice, admitted, is not subject to it.
     alice.send(b"after\n");
     assert!(alice.wait_for(b"after\n", Duration::from_secs(10)));
