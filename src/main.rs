@@ -220,7 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     });
     match cli.command {
         Command::Serve(args) => {
-            let (plans, file_control, file_metrics) = match &args.config {
+            let (plans, file_control, file_metrics, https) = match &args.config {
                 Some(file) => {
                     let daemon = config::load(file)?;
                     // --metrics overrides the file's, and is checked as it is.
@@ -241,19 +241,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         socket: None,
                         mode: serialhub::control::DEFAULT_MODE,
                     });
-                    (plans, Some(control), daemon.metrics)
+                    // HTTPS with the file's [tls], as its [metrics] says.
+                    let https = match &daemon.metrics {
+                        Some(m) if m.tls => daemon.tls.clone(),
+                        _ => None,
+                    };
+                    (
+                        plans,
+                        Some(control),
+                        daemon.metrics.map(|m| m.listen),
+                        https,
+                    )
                 }
                 None => {
                     let config = PortConfig::from_args(&args).context("invalid settings")?;
                     let control = control.as_ref().map(|c| c.path.as_path());
                     config::check_flags(&config, control, metrics_flag.as_deref())
                         .context("invalid settings")?;
+                    if args.metrics_tls && metrics_flag.is_none() {
+                        return Err(ConfigError::NotApplicable {
+                            option: "--metrics-tls",
+                            only: "--metrics",
+                        })
+                        .context("invalid settings");
+                    }
+                    let https = config.tls.clone().filter(|_| args.metrics_tls);
                     let plan = PortPlan {
                         name: config.name.clone(),
                         config,
                         wait_for_device: args.wait_for_device,
                     };
-                    (vec![plan], None, None)
+                    (vec![plan], None, None, https)
                 }
             };
             // --control wins, then the file's socket; else one of our own in
@@ -283,7 +301,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     Err(e) => return Err(e).context("control socket"),
                 },
             };
-            let metrics = metrics_flag.or(file_metrics.map(|m| m.listen));
+            let metrics = metrics_flag
+                .or(file_metrics)
+                .map(|addr| serialhub::control::http::MetricsListen { addr, tls: https });
             serialhub::daemon::run(plans, control, metrics, args.config.clone(), shutdown).await?;
         }
         Command::Status(_)

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::{self, ServeConfig};
-use crate::control::http::{MetricsError, MetricsServer};
+use crate::control::http::{MetricsError, MetricsListen, MetricsServer};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, DaemonInfo, PortStatus, Request, Response};
 use crate::endpoint::unix::UnixError;
@@ -59,7 +59,7 @@ pub enum DaemonError {
 pub async fn run(
     ports: Vec<PortPlan>,
     control: Option<ControlConfig>,
-    metrics: Option<String>,
+    metrics: Option<MetricsListen>,
     config_file: Option<PathBuf>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
@@ -80,10 +80,14 @@ pub async fn run(
         None => None,
     };
     let metrics = match metrics {
-        Some(addr) => {
-            let server = MetricsServer::bind(&addr).await?;
+        Some(listen) => {
+            let server = MetricsServer::bind(&listen).await?;
             // Tests and operators who asked for port 0 learn it here.
-            info!("metrics served at http://{}/metrics", server.local_addr());
+            info!(
+                "metrics served at {}://{}/metrics",
+                server.scheme(),
+                server.local_addr()
+            );
             Some(server)
         }
         None => None,

@@ -643,3 +643,76 @@ fn issue21_handshakes_that_never_start_time_out_and_block_nobody() {
     assert!(alice.wait_for(b"after\n", Duration::from_secs(10)));
     alice.finish(Duration::from_secs(10));
 }
+
+/// `curl` with alice's certificate: (success, body and stderr).
+fn curl(url: &str, pki: &Pki, cert: bool) -> (bool, String) {
+    need("curl");
+    let mut args = vec![
+        "--silent".to_owned(),
+        "--show-error".into(),
+        "--fail".into(),
+        "--max-time".into(),
+        "10".into(),
+        "--cacert".into(),
+        pki.arg("ca.pem"),
+    ];
+    if cert {
+        args.extend([
+            "--cert".into(),
+            pki.arg("alice.pem"),
+            "--key".into(),
+            pki.arg("alice.key"),
+        ]);
+    }
+    args.push(url.into());
+    let out = Command::new("curl").args(&args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn issue21_metrics_over_https_with_mutual_tls() {
+    let pki = pki();
+    let server = echo_server(&pki, &["--metrics", "127.0.0.1:0", "--metrics-tls"]);
+    let port = server.metrics_addr().rsplit_once(':').unwrap().1.to_owned();
+    assert!(
+        server.log().contains(&format!(
+            "metrics served at https://127.0.0.1:{port}/metrics"
+        )),
+        "{}",
+        server.log()
+    );
+    let (ok, body) = curl(&format!("https://localhost:{port}/metrics"), &pki, true);
+    assert!(ok, "{body}");
+    let families = crate::metrics::parse(&body);
+    assert!(families.get("serialhub_refused").is_some(), "{families:#}");
+    // Plain HTTP is not served there, nor HTTPS without a certificate.
+    let (ok, out) = curl(&format!("http://localhost:{port}/metrics"), &pki, true);
+    assert!(!ok, "plain HTTP was answered: {out}");
+    let (ok, out) = curl(&format!("https://localhost:{port}/metrics"), &pki, false);
+    assert!(
+        !ok,
+        "HTTPS without a client certificate was answered: {out}"
+    );
+    // The server keeps serving after those.
+    let (ok, body) = curl(&format!("https://localhost:{port}/metrics"), &pki, true);
+    assert!(ok && body.contains("# EOF"), "{body}");
+}
+
+#[test]
+fn issue21_metrics_tls_needs_metrics() {
+    let pki = pki();
+    let mut args: Vec<String> = ["serve", "-d", "sim:echo", "--metrics-tls"]
+        .map(String::from)
+        .to_vec();
+    args.extend(pki.serve_flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, err, _) = run_to_exit(&args, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--metrics-tls applies only to --metrics"),
+        "{err}"
+    );
+}
