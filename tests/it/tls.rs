@@ -716,3 +716,85 @@ fn issue21_metrics_tls_needs_metrics() {
         "{err}"
     );
 }
+
+/// gensiot (ser2net's own client, Debian gensio-bin) speaks RFC 2217 over
+/// TLS to an `rfc2217:...,tls` endpoint, and its data echoes.
+#[test]
+fn issue21_gensiot_speaks_rfc2217_over_tls() {
+    let pki = pki();
+    let server = echo_server_on("rfc2217:127.0.0.1:0,tls,control=any", &pki, &[]);
+    let ports = crate::common::status(&server.control);
+    let addr = crate::common::endpoints(&ports, "rfc2217:")[0];
+    let gensio = format!(
+        "telnet(rfc2217),ssl(CA={},cert={},key={}),tcp,localhost,{}",
+        pki.arg("ca.pem"),
+        pki.arg("alice.pem"),
+        pki.arg("alice.key"),
+        addr.port()
+    );
+    let mut c = Client::spawn("gensiot", &["-i".into(), "stdio(self)".into(), gensio]);
+    c.send(b"through telnet and tls\n");
+    let echoed = c.wait_for(b"through telnet and tls\n", Duration::from_secs(10));
+    let ports = crate::common::status(&server.control);
+    let (_, out, err) = c.finish(Duration::from_secs(10));
+    assert!(echoed, "no echo: {out} {err}\n{}", server.log());
+    let clients = ports[0]["clients"].as_array().unwrap();
+    assert_eq!(clients[0]["identity"], "cn:alice", "{ports:#}");
+}
+
+/// pymodbus's TLS client (Modbus/TCP Security: MBAP framing inside TLS;
+/// pymodbus 3.x's TLS framer is MBAP), with alice's certificate, reads
+/// holding registers from sim:modbus.
+const PYMODBUS_TLS: &str = r#"
+import sys, inspect, ssl
+from pymodbus.client import ModbusTlsClient
+host, port, ca, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+ctx.load_cert_chain(cert, key)
+# pymodbus's sync client wraps its socket without a server name, so the
+# name cannot be checked; the chain still is (CERT_REQUIRED).
+ctx.check_hostname = False
+c = ModbusTlsClient(host, port=port, sslctx=ctx, timeout=3, retries=0)
+assert c.connect(), "cannot connect"
+kw = "device_id" if "device_id" in inspect.signature(c.read_holding_registers).parameters else "slave"
+for unit in (1, 2, 3):
+    r = c.read_holding_registers(10, count=3, **{kw: unit})
+    assert not r.isError(), r
+    assert r.registers == [unit * 1000 + 10 + j for j in range(3)], r.registers
+print("read ok")
+c.close()
+"#;
+
+#[test]
+fn issue21_pymodbus_reads_registers_through_modbus_tcp_tls() {
+    let pki = pki();
+    let mut args: Vec<String> = [
+        "serve",
+        "-d",
+        "sim:modbus",
+        "-b",
+        "19200",
+        "--writers",
+        "transaction",
+        "-l",
+        "modbus-tcp:127.0.0.1:0,tls",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(pki.serve_flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    let port = server.modbus[0].port().to_string();
+    let child = crate::common::python(
+        PYMODBUS_TLS,
+        &[
+            "localhost",
+            &port,
+            &pki.arg("ca.pem"),
+            &pki.arg("alice.pem"),
+            &pki.arg("alice.key"),
+        ],
+    );
+    let (ok, out) = crate::common::finish(child, Duration::from_secs(30));
+    assert!(ok && out.contains("read ok"), "{out}\n{}", server.log());
+}
