@@ -24,3 +24,6 @@ pub mod stream;
 pub use acceptor::TlsAcceptor;
 pub use config::{TlsError, TlsFiles};
 pub use identity::Identity;
+
+#[cfg(test)]
+mod tests;
