@@ -56,6 +56,12 @@ pub enum ConfigError {
         spec: String,
         addr: std::net::SocketAddr,
     },
+    #[error("{option}: {why}")]
+    Access {
+        /// `--allow`, or `access` in a file.
+        option: &'static str,
+        why: crate::access::AccessError,
+    },
     #[error("{option} {spec},tls: this serialhub has no TLS transport yet")]
     TlsUnavailable { option: &'static str, spec: String },
 }
