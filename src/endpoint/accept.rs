@@ -24,13 +24,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span};
 
-use super::EndpointOptions;
 use super::chatter::Chatter;
 use super::client;
 use super::refusal::{Refusal, RefusalCounts, Refuser};
 use super::sink::{Shared, SocketHalf};
 use super::slot::Slot;
 use super::source::ClientSource;
+use super::{Access, EndpointOptions};
+use crate::access::{AccessPolicy, Role};
 use crate::episode::Episode;
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
@@ -91,6 +92,8 @@ pub struct Context {
     /// The port's refusals by reason, which every endpoint's add to: kept
     /// by the port, so they outlive endpoints a reload removes.
     pub refusals: Arc<RefusalCounts>,
+    /// The roles of client identities (`--allow`), for TLS clients.
+    pub access: Arc<AccessPolicy>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
@@ -214,7 +217,12 @@ pub async fn serve<L: Accept>(
         let handle = cx.hub.attach_with(name.clone(), policy);
         let sink = Shared::new(sink);
         let span = info_span!("client", id = handle.id(), peer = %name);
-        let (options, shutdown, port) = (options.clone(), cx.shutdown.clone(), cx.port.clone());
+        // A plain-text client has no identity: its endpoint's access=
+        // alone decides. (A TLS client's role is `cx.access`'s verdict on
+        // its certificate.)
+        let role = Role::Rw;
+        let options = for_role(&options, role);
+        let (shutdown, port) = (cx.shutdown.clone(), cx.port.clone());
         cx.tracker.spawn(
             async move {
                 match protocol {
@@ -234,7 +242,8 @@ pub async fn serve<L: Accept>(
                         .await
                     }
                     Protocol::ModbusTcp => {
-                        super::modbus_tcp::run(handle, source, sink, slot, shutdown).await
+                        let access = options.access;
+                        super::modbus_tcp::run(handle, source, sink, access, slot, shutdown).await
                     }
                     Protocol::Rfc2217 => {
                         super::rfc2217::run(handle, source, sink, &options, &port, slot, shutdown)
@@ -244,5 +253,44 @@ pub async fn serve<L: Accept>(
             }
             .instrument(span),
         );
+    }
+}
+
+/// The options a client runs under: its endpoint's, read-only if its role
+/// is, so that an `ro` client is treated exactly as an `access=ro`
+/// endpoint's clients are (writes discarded and counted, settings answered
+/// with the values in force, Modbus reads only).
+pub fn for_role(options: &Arc<EndpointOptions>, role: Role) -> Arc<EndpointOptions> {
+    match role {
+        Role::Ro if options.access != Access::ReadOnly => Arc::new(EndpointOptions {
+            access: Access::ReadOnly,
+            ..EndpointOptions::clone(options)
+        }),
+        Role::Ro | Role::Rw => options.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ro_role_makes_a_client_read_only_and_rw_changes_nothing() {
+        let rw = Arc::new(EndpointOptions::default());
+        let ro = for_role(&rw, Role::Ro);
+        assert_eq!(ro.access, Access::ReadOnly);
+        assert_eq!(
+            *ro,
+            EndpointOptions {
+                access: Access::ReadOnly,
+                ..EndpointOptions::default()
+            }
+        );
+        // Read-only clients see every reply by default, as access=ro's do.
+        assert!(ro.sees_all() && !rw.sees_all());
+        assert!(Arc::ptr_eq(&for_role(&rw, Role::Rw), &rw));
+        // An rw identity on an access=ro endpoint stays read-only.
+        assert!(Arc::ptr_eq(&for_role(&ro, Role::Rw), &ro));
+        assert!(Arc::ptr_eq(&for_role(&ro, Role::Ro), &ro));
     }
 }

@@ -179,6 +179,7 @@ impl Port {
             lingering: Arc::new(Semaphore::new(cfg.max_clients)),
             fds: fds.clone(),
             refusals: Arc::new(RefusalCounts::default()),
+            access: Arc::new(cfg.access.clone()),
             shutdown: cancel.clone(),
             tracker: tracker.clone(),
         };
