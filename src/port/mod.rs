@@ -223,7 +223,8 @@ impl Port {
         }
         if let Some(every) = cfg.stats_every {
             tokio::spawn(
-                stats::report(hub.clone(), every, cancel.clone()).instrument(span.clone()),
+                stats::report(hub.clone(), cx.refusals.clone(), every, cancel.clone())
+                    .instrument(span.clone()),
             );
         }
         Ok(Port {
@@ -393,7 +394,7 @@ impl Port {
         {
             warn!("the traffic log writer did not finish in time; its last records may be missing");
         }
-        stats::log(&self.hub, "stopped");
+        stats::log(&self.hub, &self.cx.refusals, "stopped");
     }
 }
 
