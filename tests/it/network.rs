@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, run_to_exit};
+use crate::common::{Server, endpoints, run_to_exit, status};
 use crate::metrics::{get, parse, sample};
 
 /// Whether a client at `addr` is served: it writes `probe` and waits for
@@ -76,7 +76,7 @@ fn issue21_from_closes_other_networks_before_a_slot_counts_and_logs_once() {
     server.wait_status("the refusals were not counted", |p| {
         p["refusals"]["network"] == BURST
     });
-    let port = &crate::common::status(&server.control)[0];
+    let port = &status(&server.control)[0];
     // Refused before a slot: not as --max-clients, and no client came.
     assert_eq!(port["refusals"]["max_clients"], 0, "{port:#}");
     assert_eq!(port["refused"], 0, "{port:#}");
@@ -114,7 +114,8 @@ fn issue21_from_closes_other_networks_before_a_slot_counts_and_logs_once() {
 }
 
 /// A peer reaching an IPv6 listener over IPv4 is judged by its IPv4
-/// address; an IPv6 peer outside the networks is refused.
+/// address; an IPv6 peer outside the networks is refused. RFC 2217
+/// endpoints judge the same way, before their Telnet greeting.
 #[test]
 fn issue21_from_judges_mapped_ipv4_peers_of_an_ipv6_listener() {
     let server = Server::start(&[
@@ -125,7 +126,21 @@ fn issue21_from_judges_mapped_ipv4_peers_of_an_ipv6_listener() {
         "115200",
         "-l",
         "tcp:[::]:0,insecure,from=127.0.0.0/8",
+        "-l",
+        "rfc2217:127.0.0.1:0,from=10.0.0.0/8",
     ]);
+    let rfc2217 = endpoints(&status(&server.control), "rfc2217:");
+    let mut telnet = TcpStream::connect(rfc2217[0]).unwrap();
+    telnet
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut greeting = Vec::new();
+    // Closed with nothing sent (or reset): no Telnet negotiation at all.
+    let _ = telnet.read_to_end(&mut greeting);
+    assert!(greeting.is_empty(), "{greeting:?}");
+    server.wait_status("the RFC 2217 peer was not counted", |p| {
+        p["refusals"]["network"] == 1 && p["endpoint_refusals"][1]["network"] == 1
+    });
     let port = server.addr().port();
     assert!(
         served(SocketAddr::from(([127, 0, 0, 1], port)), b"v4\n"),
@@ -135,7 +150,7 @@ fn issue21_from_judges_mapped_ipv4_peers_of_an_ipv6_listener() {
     let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
     assert!(!served(v6, b"v6\n"), "{}", server.log());
     server.wait_status("the IPv6 peer was not counted", |p| {
-        p["refusals"]["network"] == 1
+        p["refusals"]["network"] == 2 && p["endpoint_refusals"][0]["network"] == 1
     });
 }
 
