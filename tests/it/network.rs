@@ -66,6 +66,7 @@ fn issue21_from_closes_other_networks_before_a_slot_counts_and_logs_once() {
     assert!(served_on(&mut client, b"inside\n"), "{}", server.log());
 
     const BURST: usize = 20;
+    let burst = Instant::now();
     for i in 0..BURST {
         assert!(
             !served(elsewhere, format!("outside-{i}\n").as_bytes()),
@@ -88,13 +89,18 @@ fn issue21_from_closes_other_networks_before_a_slot_counts_and_logs_once() {
     assert_eq!(by[1]["endpoint"], format!("tcp:{elsewhere}"), "{port:#}");
     assert_eq!(by[1]["network"], BURST, "{port:#}");
 
-    // Logged once for the one address, not once per connection.
+    // Logged once for the one address, not once per connection (once per
+    // 10 s begun, should a loaded machine take that long).
+    let took = burst.elapsed().as_secs() as usize;
     let log = server.log();
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("connection refused"))
         .collect();
-    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        !lines.is_empty() && lines.len() <= 1 + took / 10,
+        "{took}s: {log}"
+    );
     assert!(
         lines[0].contains("reason=network") && lines[0].contains("peer=tcp:127.0.0.1:"),
         "{log}"
