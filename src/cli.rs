@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::access::AllowRule;
 use crate::device::{DeviceSpec, SimMode};
 use crate::endpoint::EndpointSpec;
 use crate::hub::{SlowReaderPolicy, Unsolicited};
@@ -274,6 +275,16 @@ pub struct ServeArgs {
     /// says tls or insecure.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,
+    /// A role for the clients of TLS endpoints with a certificate of this
+    /// identity (repeatable): ROLE:IDENTITY, where ROLE is rw or ro (read
+    /// only: writes discarded and counted, settings answered with the values
+    /// in force, Modbus read functions only) and IDENTITY is cn:NAME,
+    /// dns:NAME, sha256:HEX (the certificate's fingerprint) or any. Without
+    /// it every verified certificate is rw; with it, one that matches none
+    /// is refused. A named identity decides over any; ro over rw. Clients
+    /// without a certificate are ruled by their endpoint's access=.
+    #[arg(long = "allow", value_name = "ROLE:IDENTITY")]
+    pub allow: Vec<AllowRule>,
     /// What happens to a client that reads slower than the device sends.
     #[arg(long, value_enum, default_value_t = SlowReaderPolicy::Disconnect)]
     pub slow_reader: SlowReaderPolicy,
@@ -387,6 +398,7 @@ const PORT_FLAGS: &[&str] = &[
     "stop_bits",
     "flow_control",
     "listen",
+    "allow",
     "slow_reader",
     "client_queue",
     "max_inflight",

@@ -61,6 +61,12 @@ pub enum ConfigError {
         spec: String,
         addr: std::net::SocketAddr,
     },
+    #[error("{option}: {why}")]
+    Access {
+        /// `--allow`, or `access` in a file.
+        option: &'static str,
+        why: crate::access::AccessError,
+    },
 }
 
 impl ConfigError {

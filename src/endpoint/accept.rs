@@ -24,13 +24,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span};
 
-use super::EndpointOptions;
 use super::chatter::Chatter;
 use super::client;
 use super::refusal::{Refusal, RefusalCounts, Refuser};
 use super::sink::{Shared, SocketHalf};
 use super::slot::Slot;
 use super::source::ClientSource;
+use super::{Access, EndpointOptions};
+use crate::access::{AccessPolicy, Role};
 use crate::episode::Episode;
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
@@ -92,6 +93,8 @@ pub struct Context {
     /// The port's refusals by reason, which every endpoint's add to: kept
     /// by the port, so they outlive endpoints a reload removes.
     pub refusals: Arc<RefusalCounts>,
+    /// The roles of client identities (`--allow`), for TLS clients.
+    pub access: Arc<AccessPolicy>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     /// The port's TLS configuration, for endpoints with `tls`.
@@ -191,7 +194,8 @@ pub async fn serve<L: Accept>(
                 r = listener.accept() => r,
                 Some(c) = done.recv() => {
                     let c: super::tls_accept::Done<L::Source, L::Sink> = c;
-                    admit.client(c.source, c.sink, c.name, c.identity);
+                    let peer = Peer { name: c.name, ip: c.ip };
+                    admit.client(c.source, c.sink, peer, c.identity);
                     continue;
                 }
                 () = super::request::sleep_until(due) => {
@@ -237,7 +241,7 @@ pub async fn serve<L: Accept>(
         }
         match &handshakes {
             Some(h) => h.start(source, sink, peer.name, peer.ip),
-            None => admit.client(source, sink, peer.name, None),
+            None => admit.client(source, sink, peer, None),
         }
     }
 }
@@ -257,12 +261,29 @@ struct Admit {
 }
 
 impl Admit {
-    fn client<S, W>(&mut self, source: S, sink: W, name: String, identity: Option<Identity>)
+    fn client<S, W>(&mut self, source: S, sink: W, peer: Peer, identity: Option<Identity>)
     where
         S: ClientSource + Send + Sync + 'static,
         W: SocketHalf,
     {
         let cx = &self.cx;
+        // A TLS client's role is the port's verdict on its certificate: one
+        // that matches no --allow identity is refused before it takes a
+        // place. A plain-text client has no identity: its endpoint's access=
+        // alone decides.
+        let role = match &identity {
+            None => Role::Rw,
+            Some(id) => match cx.access.role(id.cn.as_deref(), &id.dns, &id.sha256) {
+                Some(role) => role,
+                None => {
+                    let why = format_args!("its certificate ({id}) matches no --allow identity");
+                    self.refuser
+                        .refuse(Refusal::Identity, &peer.name, peer.ip, why);
+                    return;
+                }
+            },
+        };
+        let name = peer.name;
         let Ok(place) = cx.clients.clone().try_acquire_owned() else {
             // Dropping the connection closes it: the client knows.
             self.full.refuse(
@@ -282,8 +303,8 @@ impl Admit {
             .attach_identified(name.clone(), self.policy, identity);
         let sink = Shared::new(sink);
         let span = info_span!("client", id = handle.id(), peer = %name, identity = shown);
-        let (options, shutdown, port) =
-            (self.options.clone(), cx.shutdown.clone(), cx.port.clone());
+        let options = for_role(&self.options, role);
+        let (shutdown, port) = (cx.shutdown.clone(), cx.port.clone());
         let protocol = self.protocol;
         cx.tracker.spawn(
             async move {
@@ -304,7 +325,8 @@ impl Admit {
                         .await
                     }
                     Protocol::ModbusTcp => {
-                        super::modbus_tcp::run(handle, source, sink, slot, shutdown).await
+                        let access = options.access;
+                        super::modbus_tcp::run(handle, source, sink, access, slot, shutdown).await
                     }
                     Protocol::Rfc2217 => {
                         super::rfc2217::run(handle, source, sink, &options, &port, slot, shutdown)
@@ -314,5 +336,44 @@ impl Admit {
             }
             .instrument(span),
         );
+    }
+}
+
+/// The options a client runs under: its endpoint's, read-only if its role
+/// is, so that an `ro` client is treated exactly as an `access=ro`
+/// endpoint's clients are (writes discarded and counted, settings answered
+/// with the values in force, Modbus reads only).
+pub fn for_role(options: &Arc<EndpointOptions>, role: Role) -> Arc<EndpointOptions> {
+    match role {
+        Role::Ro if options.access != Access::ReadOnly => Arc::new(EndpointOptions {
+            access: Access::ReadOnly,
+            ..EndpointOptions::clone(options)
+        }),
+        Role::Ro | Role::Rw => options.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ro_role_makes_a_client_read_only_and_rw_changes_nothing() {
+        let rw = Arc::new(EndpointOptions::default());
+        let ro = for_role(&rw, Role::Ro);
+        assert_eq!(ro.access, Access::ReadOnly);
+        assert_eq!(
+            *ro,
+            EndpointOptions {
+                access: Access::ReadOnly,
+                ..EndpointOptions::default()
+            }
+        );
+        // Read-only clients see every reply by default, as access=ro's do.
+        assert!(ro.sees_all() && !rw.sees_all());
+        assert!(Arc::ptr_eq(&for_role(&rw, Role::Rw), &rw));
+        // An rw identity on an access=ro endpoint stays read-only.
+        assert!(Arc::ptr_eq(&for_role(&ro, Role::Rw), &ro));
+        assert!(Arc::ptr_eq(&for_role(&ro, Role::Ro), &ro));
     }
 }

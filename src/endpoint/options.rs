@@ -13,13 +13,14 @@
 //! `max-line=BYTES` (1 to 64 KiB), `gap=DURATION` (100us to 10s),
 //! `max-request=BYTES` (1 to 64 KiB), `see=own|all`, `lock=none|inband`,
 //! `slow-reader=disconnect|drop|block`, `mode=OCTAL` (unix only), and
-//! `keepalive=DURATION|off` (tcp, rfc2217 and modbus-tcp, the only option
-//! modbus-tcp takes), and `control=first|any|none` (rfc2217 and pty: whose
+//! `keepalive=DURATION|off` (tcp, rfc2217 and modbus-tcp), and `control=first|any|none` (rfc2217 and pty: whose
 //! settings changes apply). rfc2217 takes neither `lock` nor `mode`; its
 //! framing options cut the data inside the Telnet stream into requests
 //! under transaction writers.
 //!
-//! Network endpoints (tcp, rfc2217, modbus-tcp) also take `from=CIDR`,
+//! modbus-tcp takes only `access` (read-only: the read functions 01 to 04
+//! alone), `keepalive` and the network options. Network endpoints (tcp,
+//! rfc2217, modbus-tcp) also take `from=CIDR`,
 //! repeatable: only peers from those networks are served ([`super::allow`]);
 //! `tls`; and `insecure`, which accepts plain text on a non-loopback
 //! address knowingly (see [`crate::config`]'s safe default).
@@ -312,10 +313,10 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
         return apply_flag(o, kind, opt);
     };
     if matches!(kind, EndpointKind::ModbusTcp { .. })
-        && !matches!(key, "keepalive" | "from" | "handshake-timeout")
+        && !matches!(key, "keepalive" | "from" | "access" | "handshake-timeout")
     {
         return Err(OptErr::Value(
-            "modbus-tcp endpoints take only keepalive, from, tls, handshake-timeout and insecure: requests are Modbus TCP frames",
+            "modbus-tcp endpoints take only access, keepalive, from, tls, handshake-timeout and insecure: requests are Modbus TCP frames",
         ));
     }
     if matches!(kind, EndpointKind::Rfc2217 { .. }) && matches!(key, "lock" | "mode") {
@@ -580,7 +581,11 @@ mod tests {
             parse("rfc2217:h:7002,control=none").options.control,
             ControlPolicy::None
         );
-        assert!(err("modbus-tcp:h:502,framing=line").contains("only keepalive"));
+        assert!(err("modbus-tcp:h:502,framing=line").contains("only access, keepalive"));
+        assert_eq!(
+            parse("modbus-tcp:h:502,access=ro").options.access,
+            Access::ReadOnly
+        );
     }
 
     #[test]

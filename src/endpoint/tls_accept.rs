@@ -38,6 +38,8 @@ pub struct Done<S, W> {
     pub sink: TlsSink<S, W>,
     /// `tcp:PEER`, as for a plain client.
     pub name: String,
+    /// The peer's address.
+    pub ip: Option<IpAddr>,
     pub identity: Option<Identity>,
 }
 
@@ -61,9 +63,9 @@ where
     S: ClientSource + Send + Sync + 'static,
     W: SocketHalf,
 {
-    /// Starts the handshake of a connection just accepted from `name`
-    /// (at `ip`), in a task on the port's tracker; it hands the connection
-    /// to the accept loop once it is done.
+    /// Starts the handshake of a connection just accepted from `name` (at
+    /// `ip`), in a task on the port's tracker; it hands the connection to
+    /// the accept loop once it is done.
     pub fn start(&self, source: S, sink: W, name: String, ip: Option<IpAddr>) {
         let Self {
             acceptor, refuser, ..
@@ -97,6 +99,7 @@ where
                                 source: h.source,
                                 sink: h.sink,
                                 name,
+                                ip,
                                 identity: h.identity,
                             })
                             .await;

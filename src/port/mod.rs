@@ -172,7 +172,6 @@ impl Port {
         }
         let (hub, writes) = Hub::with_traffic(cfg.hub.clone(), log);
         hub.changers.configure(cfg.line);
-        let tls = cfg.tls.clone().map(TlsAcceptor::new).transpose()?;
         let cancel = parent.child_token();
         let tracker = TaskTracker::new();
         let cx = Context {
@@ -183,9 +182,10 @@ impl Port {
             lingering: Arc::new(Semaphore::new(cfg.max_clients)),
             fds: fds.clone(),
             refusals: Arc::new(RefusalCounts::default()),
+            access: Arc::new(cfg.access.clone()),
             shutdown: cancel.clone(),
             tracker: tracker.clone(),
-            tls: tls.map(Arc::new),
+            tls: TlsAcceptor::of(cfg.tls.as_ref())?,
             tls_buffer: cfg.sockets.send_buffer,
         };
         // Bind everything before serving anything, so a bad endpoint fails
@@ -228,7 +228,8 @@ impl Port {
         }
         if let Some(every) = cfg.stats_every {
             tokio::spawn(
-                stats::report(hub.clone(), every, cancel.clone()).instrument(span.clone()),
+                stats::report(hub.clone(), cx.refusals.clone(), every, cancel.clone())
+                    .instrument(span.clone()),
             );
         }
         Ok(Port {
@@ -259,8 +260,7 @@ impl Port {
         &self.hub
     }
 
-    /// Re-reads the TLS files for new handshakes, or keeps the old on error
-    /// ([`TlsAcceptor::reload`]). Open sessions keep theirs.
+    /// Re-reads the TLS files for new handshakes ([`TlsAcceptor::reload`]).
     pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
         self.cx.tls.as_ref().map_or(Ok(()), |t| t.reload())
     }
@@ -404,7 +404,7 @@ impl Port {
         {
             warn!("the traffic log writer did not finish in time; its last records may be missing");
         }
-        stats::log(&self.hub, "stopped");
+        stats::log(&self.hub, &self.cx.refusals, "stopped");
     }
 }
 

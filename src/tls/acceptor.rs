@@ -41,6 +41,13 @@ impl TlsAcceptor {
         })
     }
 
+    /// An acceptor for `files`, if any are given.
+    pub fn of(files: Option<&TlsFiles>) -> Result<Option<Arc<TlsAcceptor>>, TlsError> {
+        files
+            .map(|f| TlsAcceptor::new(f.clone()).map(Arc::new))
+            .transpose()
+    }
+
     /// The files it reads.
     pub fn files(&self) -> &TlsFiles {
         &self.files

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod modbus;
+mod modbus_ro;
 mod modbus_sim;
 mod network;
 mod newcomer;

@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, run_to_exit};
+use crate::common::{Server, endpoints, run_to_exit, status};
 use crate::metrics::{get, parse, sample};
 
 /// Whether a client at `addr` is served: it writes `probe` and waits for
@@ -66,6 +66,7 @@ fn issue21_from_closes_other_networks_before_a_slot_counts_and_logs_once() {
     assert!(served_on(&mut client, b"inside\n"), "{}", server.log());
 
     const BURST: usize = 20;
+    let burst = Instant::now();
     for i in 0..BURST {
         assert!(
             !served(elsewhere, format!("outside-{i}\n").as_bytes()),
@@ -76,7 +77,7 @@ fn issue21_from_closes_other_networks_before_a_slot_counts_and_logs_once() {
     server.wait_status("the refusals were not counted", |p| {
         p["refusals"]["network"] == BURST
     });
-    let port = &crate::common::status(&server.control)[0];
+    let port = &status(&server.control)[0];
     // Refused before a slot: not as --max-clients, and no client came.
     assert_eq!(port["refusals"]["max_clients"], 0, "{port:#}");
     assert_eq!(port["refused"], 0, "{port:#}");
@@ -88,13 +89,18 @@ fn issue21_from_closes_other_networks_before_a_slot_counts_and_logs_once() {
     assert_eq!(by[1]["endpoint"], format!("tcp:{elsewhere}"), "{port:#}");
     assert_eq!(by[1]["network"], BURST, "{port:#}");
 
-    // Logged once for the one address, not once per connection.
+    // Logged once for the one address, not once per connection (once per
+    // 10 s begun, should a loaded machine take that long).
+    let took = burst.elapsed().as_secs() as usize;
     let log = server.log();
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("connection refused"))
         .collect();
-    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        !lines.is_empty() && lines.len() <= 1 + took / 10,
+        "{took}s: {log}"
+    );
     assert!(
         lines[0].contains("reason=network") && lines[0].contains("peer=tcp:127.0.0.1:"),
         "{log}"
@@ -114,7 +120,8 @@ fn issue21_from_closes_other_networks_before_a_slot_counts_and_logs_once() {
 }
 
 /// A peer reaching an IPv6 listener over IPv4 is judged by its IPv4
-/// address; an IPv6 peer outside the networks is refused.
+/// address; an IPv6 peer outside the networks is refused. RFC 2217
+/// endpoints judge the same way, before their Telnet greeting.
 #[test]
 fn issue21_from_judges_mapped_ipv4_peers_of_an_ipv6_listener() {
     let server = Server::start(&[
@@ -125,7 +132,21 @@ fn issue21_from_judges_mapped_ipv4_peers_of_an_ipv6_listener() {
         "115200",
         "-l",
         "tcp:[::]:0,insecure,from=127.0.0.0/8",
+        "-l",
+        "rfc2217:127.0.0.1:0,from=10.0.0.0/8",
     ]);
+    let rfc2217 = endpoints(&status(&server.control), "rfc2217:");
+    let mut telnet = TcpStream::connect(rfc2217[0]).unwrap();
+    telnet
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut greeting = Vec::new();
+    // Closed with nothing sent (or reset): no Telnet negotiation at all.
+    let _ = telnet.read_to_end(&mut greeting);
+    assert!(greeting.is_empty(), "{greeting:?}");
+    server.wait_status("the RFC 2217 peer was not counted", |p| {
+        p["refusals"]["network"] == 1 && p["endpoint_refusals"][1]["network"] == 1
+    });
     let port = server.addr().port();
     assert!(
         served(SocketAddr::from(([127, 0, 0, 1], port)), b"v4\n"),
@@ -135,7 +156,7 @@ fn issue21_from_judges_mapped_ipv4_peers_of_an_ipv6_listener() {
     let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port));
     assert!(!served(v6, b"v6\n"), "{}", server.log());
     server.wait_status("the IPv6 peer was not counted", |p| {
-        p["refusals"]["network"] == 1
+        p["refusals"]["network"] == 2 && p["endpoint_refusals"][0]["network"] == 1
     });
 }
 

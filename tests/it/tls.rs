@@ -1,8 +1,8 @@
 //! Issue 21: TLS on the network endpoints, through clients nobody here
 //! wrote (socat, openssl s_client, ncat, curl; installed by scripts/test),
 //! with certificates made here by rcgen: a CA, a server certificate for
-//! `localhost` and 127.0.0.1, two users (alice, and bob whose certificate a
-//! CRL revokes), and a user of a foreign CA.
+//! `localhost` and 127.0.0.1, users (alice, carol, and bob whose certificate
+//! a CRL revokes), and a user of a foreign CA.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -102,6 +102,9 @@ pub fn pki() -> Pki {
     let (pem, key, _) = user("bob", 1002, &issuer);
     write("bob.pem", &pem);
     write("bob.key", &key);
+    let (pem, key, _) = user("carol", 1004, &issuer);
+    write("carol.pem", &pem);
+    write("carol.key", &key);
 
     let now = time::OffsetDateTime::now_utc();
     let crl = CertificateRevocationListParams {
@@ -797,4 +800,51 @@ fn issue21_pymodbus_reads_registers_through_modbus_tcp_tls() {
     );
     let (ok, out) = crate::common::finish(child, Duration::from_secs(30));
     assert!(ok && out.contains("read ok"), "{out}\n{}", server.log());
+}
+
+/// With `--allow`, a verified certificate that matches none is refused
+/// before it costs a place or reaches the device; an `ro` identity's
+/// writes are discarded and counted, as on an `access=ro` endpoint.
+#[test]
+fn issue21_roles_apply_to_tls_identities() {
+    let pki = pki();
+    let mut args: Vec<String> = [
+        "serve",
+        "-d",
+        "sim:sink",
+        "-l",
+        "tcp:127.0.0.1:0,tls",
+        "--allow",
+        "ro:cn:carol",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(pki.serve_flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    let port = server.addr().port();
+
+    // alice is verified, but not allowed.
+    let mut alice = socat(port, &pki, Some("alice"));
+    alice.send(b"from alice\n");
+    alice.finish(Duration::from_secs(10));
+    server.wait_status("alice is refused as an unknown identity", |p| {
+        p["refusals"]["identity"] == 1
+    });
+    assert!(
+        server.wait_log("cn:alice", Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+
+    // carol may read only: her writes are counted, never written.
+    let mut carol = socat(port, &pki, Some("carol"));
+    carol.send(b"from carol\n");
+    server.wait_status("carol's write is discarded", |p| {
+        p["clients"][0]["discarded"].as_u64() >= Some(11)
+    });
+    let ports = crate::common::status(&server.control);
+    assert_eq!(ports[0]["clients"][0]["identity"], "cn:carol", "{ports:#}");
+    assert_eq!(ports[0]["bytes_to_device"], 0, "{ports:#}");
+    carol.finish(Duration::from_secs(10));
 }
