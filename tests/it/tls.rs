@@ -848,3 +848,61 @@ fn issue21_roles_apply_to_tls_identities() {
     assert_eq!(ports[0]["bytes_to_device"], 0, "{ports:#}");
     carol.finish(Duration::from_secs(10));
 }
+
+/// pymodbus's TLS client as an `ro` identity: reads pass, writes are
+/// answered with exception 01 (illegal function) and never reach the bus.
+const PYMODBUS_TLS_RO: &str = r#"
+import sys, inspect, ssl
+from pymodbus.client import ModbusTlsClient
+host, port, ca, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+ctx.load_cert_chain(cert, key)
+ctx.check_hostname = False
+c = ModbusTlsClient(host, port=port, sslctx=ctx, timeout=3, retries=0)
+assert c.connect(), "cannot connect"
+kw = "device_id" if "device_id" in inspect.signature(c.read_holding_registers).parameters else "slave"
+r = c.read_holding_registers(10, count=1, **{kw: 1})
+assert not r.isError() and r.registers == [1010], r
+r = c.write_register(10, 4242, **{kw: 1})
+assert r.isError() and r.exception_code == 1, f"write_register: {r}"
+r = c.read_holding_registers(10, count=1, **{kw: 1})
+assert r.registers == [1010], f"after the refused write: {r.registers}"
+print("ro ok")
+c.close()
+"#;
+
+#[test]
+fn issue21_an_ro_identity_on_modbus_tcp_tls_gets_exception_01_for_writes() {
+    let pki = pki();
+    let mut args: Vec<String> = [
+        "serve",
+        "-d",
+        "sim:modbus",
+        "-b",
+        "19200",
+        "--writers",
+        "transaction",
+        "-l",
+        "modbus-tcp:127.0.0.1:0,tls",
+        "--allow",
+        "ro:cn:alice",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(pki.serve_flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    let port = server.modbus[0].port().to_string();
+    let child = crate::common::python(
+        PYMODBUS_TLS_RO,
+        &[
+            "localhost",
+            &port,
+            &pki.arg("ca.pem"),
+            &pki.arg("alice.pem"),
+            &pki.arg("alice.key"),
+        ],
+    );
+    let (ok, out) = crate::common::finish(child, Duration::from_secs(30));
+    assert!(ok && out.contains("ro ok"), "{out}\n{}", server.log());
+}
