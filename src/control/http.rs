@@ -120,10 +120,11 @@ impl MetricsServer {
         if self.tls.is_some() { "https" } else { "http" }
     }
 
-    /// Reads the TLS files again for new connections (see
-    /// [`TlsAcceptor::reload`]); nothing to do over plain HTTP.
-    pub fn reload_tls(&self) -> Result<(), TlsError> {
-        self.tls.as_ref().map_or(Ok(()), |t| t.reload())
+    /// Its TLS configuration, if it serves HTTPS: a handle to keep before
+    /// [`serve`](Self::serve) takes the server, to re-read the files with
+    /// ([`TlsAcceptor::reload`]) for new connections.
+    pub fn tls(&self) -> Option<Arc<TlsAcceptor>> {
+        self.tls.clone()
     }
 
     /// Serves scrapes until `shutdown`, asking `daemon` for each one's data.

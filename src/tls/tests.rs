@@ -203,3 +203,51 @@ async fn garbage_fails_the_handshake_without_a_panic() {
     assert!(!e.is_revoked());
     assert!(matches!(e, super::handshake::HandshakeError::Tls(_)), "{e}");
 }
+
+/// A handshake with `acceptor`'s current configuration, from `client`.
+async fn connect_with(
+    acceptor: &super::TlsAcceptor,
+    client: Arc<rustls::ClientConfig>,
+) -> (Server, tokio_rustls::client::TlsStream<TcpStream>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connect = async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        tokio_rustls::TlsConnector::from(client)
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap()
+    };
+    let config = acceptor.config();
+    let accept = async {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (r, w) = tcp.into_split();
+        handshake(config, r, w, 4096, Duration::from_secs(5))
+            .await
+            .unwrap()
+    };
+    let (client, server) = tokio::join!(connect, accept);
+    (server, client)
+}
+
+#[tokio::test]
+async fn a_reload_serves_new_handshakes_and_leaves_open_sessions_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, old_client) = pki(dir.path());
+    let acceptor = super::TlsAcceptor::new(files).unwrap();
+    let (old_server, mut old) = connect_with(&acceptor, old_client).await;
+    let old_cert = old.get_ref().1.peer_certificates().unwrap()[0].clone();
+    // New files on disk (a new CA, server certificate and key), re-read.
+    let (_, new_client) = pki(dir.path());
+    acceptor.reload().unwrap();
+    let (_, new) = connect_with(&acceptor, new_client).await;
+    let new_cert = new.get_ref().1.peer_certificates().unwrap()[0].clone();
+    assert_ne!(old_cert, new_cert);
+    // The session opened before goes on.
+    old.write_all(b"still here").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        got.extend(read(&old_server.source, 64).await);
+    }
+    assert_eq!(got, b"still here");
+}
