@@ -100,9 +100,8 @@ async fn carry_out(
         let (Some(mut r), Some(&p)) = (old.remove(&change.name), by_name.get(&*change.name)) else {
             continue; // The plan names only ports of both.
         };
-        // The change it returns is the one the plan holds.
         match r.port.reconfigure(&r.plan.config, &p.config).await {
-            Ok(_) => {
+            Ok(()) => {
                 r.plan = p.clone();
                 old.insert(change.name.clone(), r);
                 report.in_place.push(change);

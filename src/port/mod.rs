@@ -277,12 +277,13 @@ impl Port {
     /// line settings and endpoints (see `daemon`): the line change is queued
     /// for the device after the bytes already queued, removed endpoints stop
     /// (their clients close, handing over what they sent), added ones are
-    /// bound. Other clients stay connected throughout. Returns what changed.
+    /// bound. Other clients stay connected throughout. What changed is the
+    /// reload plan's to report.
     pub async fn reconfigure(
         &mut self,
         old: &ServeConfig,
         new: &ServeConfig,
-    ) -> Result<String, PortError> {
+    ) -> Result<(), PortError> {
         let span = self.span.clone();
         self.reconfigure_in(old, new).instrument(span).await
     }
@@ -291,8 +292,7 @@ impl Port {
         &mut self,
         old: &ServeConfig,
         new: &ServeConfig,
-    ) -> Result<String, PortError> {
-        let mut done = Vec::new();
+    ) -> Result<(), PortError> {
         if new.line != old.line {
             self.hub.changers.configure(new.line);
             // Not awaited: the device may be absent, and the change waits
@@ -310,7 +310,6 @@ impl Port {
                 }
                 .in_current_span(),
             );
-            done.push(format!("line {} -> {}", old.line, new.line));
         }
         // Stop first, so an endpoint that moves is never deleted by its old
         // owner after its new one made it.
@@ -327,14 +326,12 @@ impl Port {
             {
                 warn!(endpoint = %e.shown, "the endpoint did not stop in time");
             }
-            done.push(format!("-{}", e.spec));
         }
         for spec in new.listen.iter().filter(|s| !old.listen.contains(s)) {
             let b = bind(spec, new).await?;
             self.endpoints.push(serve(b, spec, &self.cx, &self.span));
-            done.push(format!("+{spec}"));
         }
-        Ok(done.join(", "))
+        Ok(())
     }
 
     /// Stops the port without losing what it accepted (see the module
