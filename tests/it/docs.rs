@@ -428,25 +428,40 @@ fn block_after<'a>(text: &'a str, after: &str, lang: &str) -> &'a str {
     &text[start..end]
 }
 
-#[test]
-fn issue20_readme_tour_config_checks_as_the_readme_shows() {
-    let readme = read(&repo().join("README.md"));
-    let file = block_after(&readme, "**3. Describe your ports", "toml");
-    assert!(file.contains("/tmp/lab1-log"), "{file}");
-    let shown = block_after(&readme, "serialhub check-config hub.toml", "text");
+/// Checks the configuration file in the ```toml block after `file_at` in
+/// `doc`, with `log_dir` standing for a temporary directory, and compares
+/// check-config's summary with the ```text block after `shown_at`.
+fn config_example_checks_as_shown(doc: &str, file_at: &str, log_dir: &str, shown_at: &str) {
+    let text = read(&repo().join(doc));
+    let file = block_after(&text, file_at, "toml");
+    assert!(file.contains(log_dir), "{doc}: {file}");
+    let shown = block_after(&text, shown_at, "text");
     // The log directory must exist: a temporary one stands in for it.
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("lab1-log");
+    let log = dir.path().join("log");
     std::fs::create_dir(&log).unwrap();
     let hub = dir.path().join("hub.toml");
-    std::fs::write(&hub, file.replace("/tmp/lab1-log", log.to_str().unwrap())).unwrap();
+    std::fs::write(&hub, file.replace(log_dir, log.to_str().unwrap())).unwrap();
     let (code, out, err) = run(&["check-config", hub.to_str().unwrap()]);
-    assert_eq!(code, Some(0), "{err}");
-    assert_eq!(
-        out, shown,
-        "check-config's summary differs from the README's"
+    assert_eq!(code, Some(0), "{doc}: {err}");
+    assert_eq!(out, shown, "{doc}: check-config's summary differs");
+}
+
+#[test]
+fn issue20_config_examples_check_as_the_docs_show() {
+    config_example_checks_as_shown(
+        "README.md",
+        "**3. Describe your ports",
+        "/tmp/lab1-log",
+        "serialhub check-config hub.toml",
     );
-    // The tour's log example is what that file logs: its `serialhub log`
-    // command names the same directory.
+    config_example_checks_as_shown(
+        "docs/configuration.md",
+        "## An example",
+        "/var/log/serialhub/lab1",
+        "For the example above:",
+    );
+    // The tour's log example reads the directory of its file.
+    let readme = read(&repo().join("README.md"));
     assert!(readme.contains("serialhub log /tmp/lab1-log"));
 }
