@@ -4,12 +4,14 @@
 //! prints and the configuration parser accepts, every field of a live
 //! `status --json` and every metric of a live scrape must be documented (and
 //! every metric documented must exist); every relative link must lead to a
-//! file and heading that exist; and the README tour's configuration file
-//! checks as the README says.
+//! file and heading that exist; every `serialhub` command of a shell block
+//! parses; and the configuration examples check as the docs say.
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+
+use clap::Parser;
 
 use crate::common::{Server, command, status_found};
 
@@ -464,4 +466,76 @@ fn issue20_config_examples_check_as_the_docs_show() {
     // The tour's log example reads the directory of its file.
     let readme = read(&repo().join("README.md"));
     assert!(readme.contains("serialhub log /tmp/lab1-log"));
+}
+
+/// The `serialhub` command lines of the ```sh blocks of `text`, as
+/// arguments after the program's name: continuation lines joined, and
+/// comments, pipes, redirections and a trailing `&` cut off. `cargo run
+/// ... --` stands for `serialhub` too; `sudo` and `VAR=value` may lead.
+fn commands(text: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    let mut in_sh = false;
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if line.trim_start().starts_with("```") {
+            in_sh = !in_sh && line.trim() == "```sh";
+            continue;
+        }
+        if !in_sh {
+            continue;
+        }
+        let mut line = line.to_owned();
+        while let Some(head) = line.trim_end().strip_suffix('\\') {
+            line = format!("{head} {}", lines.next().unwrap_or(""));
+        }
+        let mut cut = line.as_str();
+        for end in [" #", " | ", " > ", " &"] {
+            if let Some(at) = cut.find(end) {
+                cut = &cut[..at];
+            }
+        }
+        let words: Vec<String> = cut
+            .split_whitespace()
+            .map(|w| w.trim_matches('\'').trim_matches('"').to_owned())
+            .collect();
+        // `sudo` and `VAR=value` may come first.
+        let first = words
+            .iter()
+            .position(|w| w != "sudo" && !w.contains('='))
+            .unwrap_or(words.len());
+        let start = (words.get(first).map(String::as_str) == Some("serialhub"))
+            .then_some(first + 1)
+            .or_else(|| {
+                (words.first().map(String::as_str) == Some("cargo")
+                    && words.get(1).map(String::as_str) == Some("run"))
+                .then(|| words.iter().position(|w| w == "--").map(|i| i + 1))
+                .flatten()
+            });
+        if let Some(start) = start {
+            out.push(words[start..].to_vec());
+        }
+    }
+    out
+}
+
+#[test]
+fn issue20_every_serialhub_command_in_the_docs_parses() {
+    let mut bad = Vec::new();
+    let mut checked = 0;
+    for file in markdown_files() {
+        for args in commands(&read(&file)) {
+            checked += 1;
+            let argv = std::iter::once("serialhub").chain(args.iter().map(String::as_str));
+            if let Err(e) = serialhub::cli::Cli::try_parse_from(argv) {
+                let name = file.strip_prefix(repo()).unwrap().display().to_string();
+                bad.push(format!("{name}: serialhub {}: {e}", args.join(" ")));
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} commands found");
+    assert!(
+        bad.is_empty(),
+        "commands that do not parse:\n{}",
+        bad.join("\n")
+    );
 }
