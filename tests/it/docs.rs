@@ -6,6 +6,7 @@
 //! every metric documented must exist); every relative link must lead to a
 //! file and heading that exist; every `serialhub` command of a shell block
 //! parses; and the configuration examples check as the docs say.
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::TcpStream;
