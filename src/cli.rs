@@ -224,6 +224,7 @@ pub struct LineArgs {
     /// Stop bits (1 or 2).
     #[arg(long, default_value_t = 1)]
     pub stop_bits: u8,
+    /// Flow control: none, rtscts (hardware) or xonxoff (software).
     #[arg(long, value_enum, default_value_t = FlowControl::None)]
     pub flow_control: FlowControl,
 }
@@ -269,7 +270,8 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = SlowReaderPolicy::Disconnect)]
     pub slow_reader: SlowReaderPolicy,
     /// Bytes queued per client before the slow-reader policy acts, e.g. 64KiB
-    /// (4KiB to 64MiB). Default: 2 s of line time, at least 16KiB.
+    /// (4KiB to 64MiB). Default: 2 s of line time, at least 16KiB (1MiB
+    /// with --no-pacing).
     #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
     pub client_queue: Option<usize>,
     /// Most line time that bytes accepted from clients may wait before reaching

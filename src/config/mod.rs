@@ -18,8 +18,8 @@
 //!
 //! Every numeric setting has a range, below; a value outside it is refused
 //! with an error naming the flag and the range, so no setting can overflow a
-//! size, a duration or a semaphore further in. The README and `--help` quote
-//! these ranges.
+//! size, a duration or a semaphore further in. `--help`, docs/serve.md and
+//! docs/configuration.md quote these ranges.
 
 mod clash;
 mod error;

@@ -16,7 +16,7 @@
 //! field (`settings`, the error of `device-lost`, the reason after `refused:`
 //! of a `signal`) runs to the end of the line.
 //! Data lines start with two spaces; lines starting with `#` are comments.
-//! The kinds and their fields are listed in the README ("Traffic log").
+//! The kinds and their fields are listed in docs/traffic-log.md.
 //!
 //! This file writes the format; [`parse`] reads it back.
 

@@ -166,7 +166,7 @@ fn sockets(pid: u32) -> usize {
 
 /// A fast connect/close loop against `--max-clients 64`: lingering
 /// half-closed clients are bounded too, so the process holds at most 128
-/// client connections (README, Limits), plus the one it is refusing, its
+/// client connections (docs/serve.md, Limits), plus the one it is refusing, its
 /// listeners and its control socket. Reading /proc/PID/fd is not atomic,
 /// so a few connections closing and opening during one read may be seen
 /// at once: the test allows 4 over (the code before the fix held 1,576).

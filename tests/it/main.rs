@@ -10,6 +10,7 @@ mod bulk;
 mod config;
 mod counters;
 mod discovery;
+mod docs;
 mod fanout;
 mod hostile;
 mod hostile_peers;

@@ -14,7 +14,7 @@ use serialhub::proto::modbus::rtu;
 use crate::common::{eventually, finish, python, run_to_exit};
 
 /// Polls units 1 to 3 with minimalmodbus and checks every value against the
-/// register rule of the README: holding `a` of unit `u` starts at
+/// register rule of docs/simulator.md: holding `a` of unit `u` starts at
 /// `u * 1000 + a`, input `a` is `(u << 12) ^ a`, addresses 0 to 9999.
 const MINIMALMODBUS_MASTER: &str = r#"
 import sys, minimalmodbus

@@ -237,7 +237,7 @@ fn issue9_traffic_log_names_the_client_of_each_reply() {
     }
 }
 
-/// The README's local-sharing example: a controller on a line-framed pty
+/// The local-sharing example of docs/transactions.md: a controller on a line-framed pty
 /// endpoint, a terminal on another pty endpoint typing at the same time,
 /// and a read-only logger.
 const CONTROLLER: &str = r#"

@@ -7,7 +7,7 @@
 //! fails its CRC and gets no reply. It waits a reply delay (the slave's
 //! processing time) and sends the reply at line rate.
 //!
-//! Register rule (the README quotes it): each unit has holding and input
+//! Register rule (docs/simulator.md quotes it): each unit has holding and input
 //! registers 0 to 9999. Holding register `a` of unit `u` starts at
 //! `u * 1000 + a` and is writable; input register `a` is `(u << 12) ^ a`.
 
