@@ -14,7 +14,8 @@
 //! output buffer. The budget gets half of `max_inflight`, the receive buffer
 //! is asked for the other half (Linux enforces a minimum of about 2 KiB of
 //! buffer space, of which well under half is payload), and the device writer
-//! keeps the tty's buffer to a 20 ms lead.
+//! keeps the tty's buffer to one pacing step plus a 20 ms margin (about
+//! 70 ms) ahead of the line ([`crate::pace`]).
 //!
 //! Every numeric setting has a range, below; a value outside it is refused
 //! with an error naming the flag and the range, so no setting can overflow a
