@@ -169,7 +169,10 @@ async fn issue_4_exclusive_lock_holds_other_writers_until_release() {
     a.write_all(b"\x10LA-request-1\n").await.unwrap();
     assert!(device_got(&device, b"A-request-1\n", Duration::from_secs(5)).await);
     b.write_all(b"B-1\nB-2\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // B's write is counted as waiting for A's lock; it must not be out.
+    server.wait_status("B's write did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() >= Some(1)
+    });
     assert!(
         !device_got(&device, b"B-1", Duration::ZERO).await,
         "B wrote while A held the lock"
@@ -229,10 +232,17 @@ async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
         "{}",
         server.log()
     );
+    let waits = crate::common::status(&server.control)[0]["lock_waits"]
+        .as_u64()
+        .expect("lock_waits in status");
     let mut c = TcpStream::connect(server.addr()).await.unwrap();
     c.write_all(b"c\n").await.unwrap();
+    // C's write is counted as waiting for B's lock; it must not be out.
+    server.wait_status("C's write did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() > Some(waits)
+    });
     assert!(
-        !device_got(&device, b"c\n", Duration::from_secs(1)).await,
+        !device_got(&device, b"c\n", Duration::ZERO).await,
         "C wrote while B held the lock"
     );
     assert!(
@@ -259,10 +269,19 @@ async fn issue_4_read_only_endpoint_cannot_write() {
     ]);
     let mut ro = TcpStream::connect(server.addr()).await.unwrap();
     let mut rw = TcpStream::connect(server.addrs[1]).await.unwrap();
+    let ro_peer = format!("tcp:{}", ro.local_addr().unwrap());
     ro.write_all(b"must-not-arrive\n").await.unwrap();
     rw.write_all(b"rw-marker\n").await.unwrap();
     assert!(device_got(&device, b"rw-marker\n", Duration::from_secs(5)).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the hub has counted the read-only client's write as discarded,
+    // none of it may have reached the device.
+    server.wait_status("the read-only write was not counted", |p| {
+        p["clients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["peer"] == ro_peer.as_str() && c["discarded"] == 16)
+    });
     assert_eq!(device.received(), b"rw-marker\n");
     assert!(server.wait_log("read-only client wrote", Duration::from_secs(5)));
     // It still reads what the device sends.
@@ -343,10 +362,13 @@ async fn issue8_trickling_lock_holder_loses_the_lock_after_lock_max() {
         }
     });
     b.write_all(b"b-waited\n").await.unwrap();
-    // Held back while A holds the lock (it can only come early, never late,
-    // on a loaded machine)...
+    // Held back while A holds the lock: counted as waiting for it, and not
+    // out...
+    server.wait_status("B's write did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() >= Some(1)
+    });
     assert!(
-        !device_got(&device, b"b-waited\n", Duration::from_millis(800)).await,
+        !device_got(&device, b"b-waited\n", Duration::ZERO).await,
         "B wrote while A held the lock:\n{}",
         server.log()
     );
