@@ -233,7 +233,9 @@ fn issue18_control_out_of_descriptors_is_logged_once_and_status_recovers() {
         })
         .collect();
     assert!(server.wait_log(FAILED, BOUND), "{}", server.log());
-    // The episode goes on, retried every 100 ms, logged once.
+    // The episode goes on, retried every 100 ms, logged once. The sleep is
+    // the episode's length under test (ten retries), not a wait for state;
+    // the count below is taken after its end is logged.
     std::thread::sleep(Duration::from_secs(1));
     drop(flood);
     timed_status(&server, "once the flood is gone");
@@ -368,6 +370,8 @@ fn issue18_metrics_answer_under_200_slowloris_connections() {
         }
         reopened
     });
+    // Lets the attack get under way (a pause, not a wait for state: the
+    // scrapes below must answer whenever they come).
     std::thread::sleep(Duration::from_millis(500));
     // Scrapes over several header deadlines, as the attack goes on.
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -6,7 +6,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,9 +16,14 @@ use crate::common::{Server, endpoints, status};
 /// the "forever" the attacks used to cause.
 const STALL: Duration = Duration::from_secs(3);
 
-/// Echoes 64-byte records through `addr` until `stop`; returns the longest
-/// round trip. Panics on a wrong byte or a stall past [`STALL`].
-fn witness(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Duration> {
+/// Echoes 64-byte records through `addr` until `stop`, counting them in
+/// `echoed`; returns the longest round trip. Panics on a wrong byte or a
+/// stall past [`STALL`].
+fn witness(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    echoed: Arc<AtomicU32>,
+) -> JoinHandle<Duration> {
     std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(STALL)).unwrap();
@@ -35,6 +40,7 @@ fn witness(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Duration> {
             assert_eq!(got, record, "witness: echo of record {n} differs");
             worst = worst.max(start.elapsed());
             n += 1;
+            echoed.store(n, Relaxed);
         }
         assert!(n > 0, "the witness echoed nothing");
         worst
@@ -77,7 +83,8 @@ fn echo_with_rfc2217() -> (Server, SocketAddr) {
 fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_freezing_writes() {
     let (server, rfc2217) = echo_with_rfc2217();
     let stop = Arc::new(AtomicBool::new(false));
-    let echo = witness(server.addr(), stop.clone());
+    let echoed = Arc::new(AtomicU32::new(0));
+    let echo = witness(server.addr(), stop.clone(), echoed.clone());
     // DO BINARY, DONT BINARY: each is answered, so the answers pile up.
     let flood = Arc::new(b"\xff\xfd\x00\xff\xfe\x00".repeat(1_000_000));
     let attacked = Instant::now();
@@ -92,7 +99,12 @@ fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_
         a.join().unwrap();
     }
     // The witness goes on echoing after the attack too.
-    std::thread::sleep(Duration::from_millis(300));
+    let after = echoed.load(Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while echoed.load(Relaxed) < after + 10 && !echo.is_finished() {
+        assert!(Instant::now() < deadline, "the witness stopped echoing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Relaxed);
     let worst = echo.join().expect("the witness stalled or lost data");
     eprintln!("witness: longest echo {worst:?}");
@@ -110,7 +122,7 @@ fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_
 fn issue18_a_departed_clients_queued_break_toggles_are_dropped() {
     let (server, rfc2217) = echo_with_rfc2217();
     let stop = Arc::new(AtomicBool::new(false));
-    let echo = witness(server.addr(), stop.clone());
+    let echo = witness(server.addr(), stop.clone(), Arc::default());
     let mut s = TcpStream::connect(rfc2217).unwrap();
     // WILL COM-PORT, then SET-CONTROL break on (5) and off (6), 5,000 times.
     let mut out = b"\xff\xfb\x2c".to_vec();
