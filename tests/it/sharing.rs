@@ -20,7 +20,7 @@ sys.exit(0 if line == b"device-says-hi\n" else 1)
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
+async fn issue4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
     let device = PtyDevice::new();
@@ -60,7 +60,7 @@ async fn issue_4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_pty_endpoint_survives_close_and_reopen_and_link_is_removed() {
+async fn issue4_pty_endpoint_survives_close_and_reopen_and_link_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("ttyR");
     let device = PtyDevice::new();
@@ -112,7 +112,7 @@ async fn blast_lines(addr: std::net::SocketAddr, tag: char, count: usize) -> Tcp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_line_framing_keeps_lines_whole_at_9600() {
+async fn issue4_line_framing_keeps_lines_whole_at_9600() {
     let device = PtyDevice::new();
     let server = Server::start(&[
         "serve",
@@ -153,7 +153,7 @@ async fn issue_4_line_framing_keeps_lines_whole_at_9600() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_exclusive_lock_holds_other_writers_until_release() {
+async fn issue4_exclusive_lock_holds_other_writers_until_release() {
     let device = PtyDevice::new();
     let server = Server::start(&[
         "serve",
@@ -254,7 +254,7 @@ async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_read_only_endpoint_cannot_write() {
+async fn issue4_read_only_endpoint_cannot_write() {
     let device = PtyDevice::new();
     let server = Server::start(&[
         "serve",
@@ -299,7 +299,7 @@ async fn issue_4_read_only_endpoint_cannot_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_unix_endpoint_has_mode_and_carries_both_ways() {
+async fn issue4_unix_endpoint_has_mode_and_carries_both_ways() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("hub.sock");

@@ -88,7 +88,7 @@ fn unhex(s: &str) -> Vec<u8> {
 /// with the client's identity and back from the device, with microsecond
 /// UTC timestamps; and the connect and disconnect are logged around it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_3_echo_token_is_logged_both_ways_with_the_client() {
+async fn issue3_echo_token_is_logged_both_ways_with_the_client() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve_with_log("sim:echo", "9600", dir.path(), &[]);
     let token = format!("tok-{:08x}", std::process::id() ^ 0x5eed_1234);
@@ -221,12 +221,12 @@ async fn raw_is_byte_exact(format: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_3_raw_tx_and_rx_reproduce_the_bytes_text_format() {
+async fn issue3_raw_tx_and_rx_reproduce_the_bytes_text_format() {
     raw_is_byte_exact("text").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_3_raw_tx_and_rx_reproduce_the_bytes_json_format() {
+async fn issue3_raw_tx_and_rx_reproduce_the_bytes_json_format() {
     raw_is_byte_exact("json").await;
 }
 
@@ -234,7 +234,7 @@ async fn issue_3_raw_tx_and_rx_reproduce_the_bytes_json_format() {
 /// records line for line; converting it to JSON and printing that as text
 /// gives the same again; filters agree between the formats.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_3_log_round_trips_between_text_and_json() {
+async fn issue3_log_round_trips_between_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
     let server = serve_with_log("sim:echo", "115200", dir.path(), &[]);
     let mut a = TcpStream::connect(server.addr()).await.unwrap();
@@ -295,7 +295,7 @@ async fn issue_3_log_round_trips_between_text_and_json() {
 /// What is kept is the newest data, whole: the retained files together hold
 /// an unbroken stretch of the source's counter pattern.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_3_rotation_keeps_files_and_sizes_bounded() {
+async fn issue3_rotation_keeps_files_and_sizes_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let source = sim(SimMode::Source, 115_200);
     let server = serve_with_log(
@@ -338,7 +338,7 @@ async fn issue_3_rotation_keeps_files_and_sizes_bounded() {
 /// Issue #3, following: `log --follow DIR --raw rx` streams the live log
 /// across several rotations without losing or repeating a byte.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_3_follow_tails_across_rotations() {
+async fn issue3_follow_tails_across_rotations() {
     let dir = tempfile::tempdir().unwrap();
     let source = sim(SimMode::Source, 115_200);
     let server = serve_with_log(
@@ -404,7 +404,7 @@ async fn issue_3_follow_tails_across_rotations() {
 /// Issue #2's flood, with the traffic log on: still near line rate, still
 /// bounded in flight, still lossless; and every byte is in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_3_flood_with_log_keeps_rate_and_bound() {
+async fn issue3_flood_with_log_keeps_rate_and_bound() {
     let dir = tempfile::tempdir().unwrap();
     let sink = sim(SimMode::Sink, 9600);
     let server = serve_with_log(sink.path().to_str().unwrap(), "9600", dir.path(), &[]);
@@ -454,7 +454,7 @@ async fn issue_3_flood_with_log_keeps_rate_and_bound() {
 /// Issue #3: a log directory that is missing or not a directory stops
 /// start-up with a one-line reason naming it.
 #[test]
-fn issue_3_bad_log_dir_fails_start_up_with_reason() {
+fn issue3_bad_log_dir_fails_start_up_with_reason() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
     let file = dir.path().join("file");
@@ -494,7 +494,7 @@ fn issue_3_bad_log_dir_fails_start_up_with_reason() {
 /// keeps serving, and once the directory is back the log resumes with a
 /// marker counting the records lost in between.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_3_log_dir_lost_at_run_time_keeps_serving_and_marks_the_gap() {
+async fn issue3_log_dir_lost_at_run_time_keeps_serving_and_marks_the_gap() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("logs");
     std::fs::create_dir(&dir).unwrap();
