@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::framing::LineAssembler;
-use super::inband::{InbandParser, Piece, Suspicion};
+use super::inband::{InbandParser, Piece};
 use super::request;
 use super::slot::{Slot, chat, output_error};
 use super::source::{ClientSource, End, discard, read_failed, read_queued, settle};
@@ -210,7 +210,6 @@ struct Ingress<'a> {
     inband: InbandParser,
     warned_ro: bool,
     warned_cut: bool,
-    warned_escape: Option<Suspicion>,
     /// When the partial line held by `framing=line` began.
     line_since: Option<tokio::time::Instant>,
     warned_hold: bool,
@@ -225,7 +224,6 @@ impl<'a> Ingress<'a> {
             inband: InbandParser::default(),
             warned_ro: false,
             warned_cut: false,
-            warned_escape: None,
             line_since: None,
             warned_hold: false,
         }
@@ -239,10 +237,7 @@ impl<'a> Ingress<'a> {
     ) -> Result<(), End> {
         let pieces = if self.options.inband_lock {
             let pieces = self.inband.feed(&data);
-            if let Some(s) = self.inband.suspicion()
-                && self.warned_escape != Some(s)
-            {
-                self.warned_escape = Some(s);
+            if let Some(s) = self.inband.news() {
                 warn!("{}", s.message());
             }
             pieces
