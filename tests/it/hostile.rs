@@ -292,17 +292,7 @@ fn issue18_control_oversized_or_trailing_requests_get_an_error_answer() {
 }
 
 fn with_metrics() -> (Server, String) {
-    let server = Server::start(&[
-        "--metrics",
-        "127.0.0.1:0",
-        "serve",
-        "-d",
-        "sim:echo",
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let server = Server::serve_with_metrics("sim:echo", 115_200, &[]);
     let addr = server.metrics_addr();
     (server, addr)
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, endpoints, status};
+use crate::common::{Server, status};
 
 /// A stall no healthy echo comes near (it takes milliseconds), short of
 /// the "forever" the attacks used to cause.
@@ -64,18 +64,8 @@ fn non_reader(addr: SocketAddr, data: Arc<Vec<u8>>) -> JoinHandle<()> {
 /// A serve of `sim:echo` with a raw TCP and an RFC 2217 endpoint, and the
 /// latter's address.
 fn echo_with_rfc2217() -> (Server, SocketAddr) {
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        "sim:echo",
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-        "-l",
-        "rfc2217:127.0.0.1:0",
-    ]);
-    let rfc2217 = endpoints(&status(&server.control), "rfc2217:")[0];
+    let server = Server::serve("sim:echo", 115_200, &["-l", "rfc2217:127.0.0.1:0"]);
+    let rfc2217 = server.rfc2217[0];
     (server, rfc2217)
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{PtyDevice, Server, endpoints, finish, python, status};
+use crate::common::{PtyDevice, Server, finish, python};
 
 /// esptool's classic reset (DTR off, RTS on, pause, DTR on, RTS off)
 /// between two writes, then a break and a purge. Prints its local address,
@@ -63,20 +63,13 @@ fn log(args: &[&str]) -> String {
 /// [`RESET`] through it; returns the client's name as the log has it.
 fn run_reset(dir: &Path, format: &str) -> String {
     let device = PtyDevice::new();
-    let mut server = Server::start(&[
-        "serve",
-        "-d",
+    let mut server = Server::listen(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "rfc2217:127.0.0.1:0",
-        "--log",
-        dir.to_str().unwrap(),
-        "--log-format",
-        format,
-    ]);
-    let addr = endpoints(&status(&server.control), "rfc2217:")[0];
+        115_200,
+        &["rfc2217:127.0.0.1:0"],
+        &["--log", dir.to_str().unwrap(), "--log-format", format],
+    );
+    let addr = server.rfc2217[0];
     let control = server.control.to_str().unwrap().to_owned();
     let (ok, out) = finish(
         python(RESET, &[&addr.to_string(), crate::common::BIN, &control]),
