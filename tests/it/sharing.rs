@@ -114,15 +114,7 @@ async fn blast_lines(addr: std::net::SocketAddr, tag: char, count: usize) -> Tcp
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue4_line_framing_keeps_lines_whole_at_9600() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        &device.path,
-        "-b",
-        "9600",
-        "-l",
-        "tcp:127.0.0.1:0,framing=line",
-    ]);
+    let server = Server::listen(&device.path, 9600, &["tcp:127.0.0.1:0,framing=line"], &[]);
     let (a, b) = tokio::join!(
         blast_lines(server.addr(), 'A', 500),
         blast_lines(server.addr(), 'B', 500)
@@ -155,15 +147,7 @@ async fn issue4_line_framing_keeps_lines_whole_at_9600() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue4_exclusive_lock_holds_other_writers_until_release() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,lock=inband",
-    ]);
+    let server = Server::listen(&device.path, 115_200, &["tcp:127.0.0.1:0,lock=inband"], &[]);
     let mut a = TcpStream::connect(server.addr()).await.unwrap();
     let mut b = TcpStream::connect(server.addr()).await.unwrap();
     a.write_all(b"\x10LA-request-1\n").await.unwrap();
@@ -191,17 +175,12 @@ async fn issue4_exclusive_lock_holds_other_writers_until_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
+    let server = Server::listen(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,lock=inband",
-        "--lock-idle",
-        "3s",
-    ]);
+        115_200,
+        &["tcp:127.0.0.1:0,lock=inband"],
+        &["--lock-idle", "3s"],
+    );
     let mut a = TcpStream::connect(server.addr()).await.unwrap();
     let mut b = TcpStream::connect(server.addr()).await.unwrap();
     a.write_all(b"\x10La\n").await.unwrap();
@@ -256,17 +235,12 @@ async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue4_read_only_endpoint_cannot_write() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
+    let server = Server::listen(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,access=ro",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+        115_200,
+        &["tcp:127.0.0.1:0,access=ro", "tcp:127.0.0.1:0"],
+        &[],
+    );
     let mut ro = TcpStream::connect(server.addr()).await.unwrap();
     let mut rw = TcpStream::connect(server.addrs[1]).await.unwrap();
     let ro_peer = format!("tcp:{}", ro.local_addr().unwrap());
@@ -335,19 +309,12 @@ async fn issue4_unix_endpoint_has_mode_and_carries_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue8_trickling_lock_holder_loses_the_lock_after_lock_max() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
+    let server = Server::listen(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,lock=inband",
-        "--lock-idle",
-        "5s",
-        "--lock-max",
-        "2s",
-    ]);
+        115_200,
+        &["tcp:127.0.0.1:0,lock=inband"],
+        &["--lock-idle", "5s", "--lock-max", "2s"],
+    );
     let mut a = TcpStream::connect(server.addr()).await.unwrap();
     let mut b = TcpStream::connect(server.addr()).await.unwrap();
     a.write_all(b"\x10La-has-it\n").await.unwrap();

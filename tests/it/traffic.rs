@@ -64,6 +64,17 @@ fn serve_with_log(device: &str, baud: &str, dir: &Path, extra: &[&str]) -> Serve
     Server::start(&args)
 }
 
+/// `serialhub log --follow --raw rx DIR`, its stdout and stderr piped.
+fn follow_rx(dir: &Path) -> std::process::Child {
+    crate::common::command()
+        .args(["log", "--follow", "--raw", "rx", dir.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn stop(mut server: Server) {
     let status = server.terminate(Duration::from_secs(15));
     assert!(
@@ -347,19 +358,7 @@ async fn issue3_follow_tails_across_rotations() {
         dir.path(),
         &["--log-max-size", "64KiB", "--log-keep", "5"],
     );
-    let mut follower = crate::common::command()
-        .args([
-            "log",
-            "--follow",
-            "--raw",
-            "rx",
-            dir.path().to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follower = follow_rx(dir.path());
     let mut stderr = follower.stderr.take().unwrap();
     let warnings = std::thread::spawn(move || {
         let mut s = String::new();
@@ -831,19 +830,7 @@ async fn issue8_follow_says_when_rotation_deleted_files_it_had_not_read() {
         dir.path(),
         &["--log-max-size", "4KiB", "--log-keep", "2"],
     );
-    let mut follower = crate::common::command()
-        .args([
-            "log",
-            "--follow",
-            "--raw",
-            "rx",
-            dir.path().to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut follower = follow_rx(dir.path());
     let collect = |mut r: Box<dyn Read + Send>| {
         let got = Arc::new(Mutex::new(Vec::new()));
         let sink = got.clone();
