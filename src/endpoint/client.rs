@@ -100,16 +100,7 @@ pub async fn run<S, W>(
                 }
                 (r, None)
             }
-            out = &mut to_client => {
-                // It takes no more device data, but what it sent before is
-                // still ours to deliver: read on until its input ends. Never
-                // cancel `to_device` here: it may hold bytes already read.
-                handle.close_output();
-                if let Err(e) = &out {
-                    debug!(error = %e, "writing to client failed; taking in what it sent");
-                }
-                (to_device.await, Some(out))
-            }
+            out = &mut to_client => (output_ended(&handle, &out, to_device).await, Some(out)),
         }
     };
     let end = end.err().unwrap_or(End::Closed);
@@ -134,6 +125,22 @@ pub async fn run<S, W>(
     // until the client detaches) before its place is free.
     drop((source, sink, handle));
     drop(slot);
+}
+
+/// The client's output ended first (kicked, or a write to it failed): it
+/// takes no more device data, but what it sent before is still ours to
+/// deliver, so its input is read on until it ends. Never cancel `to_device`
+/// instead: it may hold bytes already read.
+pub(super) async fn output_ended<T>(
+    handle: &ClientHandle,
+    out: &io::Result<()>,
+    to_device: impl Future<Output = T>,
+) -> T {
+    handle.close_output();
+    if let Err(e) = out {
+        debug!(error = %e, "writing to client failed; taking in what it sent");
+    }
+    to_device.await
 }
 
 /// Moves the client's bytes into the hub. `Ok` on end of input.
