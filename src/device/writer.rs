@@ -202,6 +202,17 @@ impl DeviceWriter {
         Ok(())
     }
 
+    /// The pending change, once the bytes queued before it are on the wire;
+    /// `None` if there is none, or if its client left meanwhile (it is
+    /// dropped then, and counted).
+    async fn due(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<Option<&DeviceOp>> {
+        self.wait_idle(tty).await?;
+        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
+            self.drop_orphan(hub);
+        }
+        Ok(self.pending.as_ref())
+    }
+
     /// Sets the pending modem output (or break) once the bytes before it are
     /// out, and records it in the traffic log. A device without modem lines
     /// keeps the state all the same (a client reads back what it set) and
@@ -211,12 +222,7 @@ impl DeviceWriter {
     /// The change stays pending until the device has taken it, so a device
     /// lost meanwhile (a remote port's connection) gets it when reopened.
     async fn change_signal(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
-        self.wait_idle(tty).await?;
-        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
-            self.drop_orphan(hub);
-            return Ok(());
-        }
-        let Some(DeviceOp::Signal(change)) = self.pending.as_ref() else {
+        let Some(DeviceOp::Signal(change)) = self.due(tty, hub).await? else {
             return Ok(());
         };
         let refused = match tty.set_signal(change.signal, change.on).await {
@@ -269,12 +275,7 @@ impl DeviceWriter {
     /// Applies the pending line change once the line has sent every byte
     /// written before it, and tells the asker the settings in force.
     async fn change_line(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
-        self.wait_idle(tty).await?;
-        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
-            self.drop_orphan(hub);
-            return Ok(());
-        }
-        let Some(DeviceOp::Line(change)) = self.pending.as_ref() else {
+        let Some(DeviceOp::Line(change)) = self.due(tty, hub).await? else {
             return Ok(());
         };
         let line = change.line;

@@ -34,6 +34,9 @@ pub struct InbandParser {
     /// The client sent a byte no text protocol would (a control character
     /// other than CR, LF, tab and DLE, or DEL): its traffic looks binary.
     binary: bool,
+    /// The suspicion last handed out by [`news`](Self::news), so that the
+    /// client's log says each once.
+    told: Option<Suspicion>,
 }
 
 /// Why a client's use of the in-band escape deserves a warning.
@@ -116,6 +119,13 @@ impl InbandParser {
         }
     }
 
+    /// [`suspicion`](Self::suspicion), if it changed since it was last
+    /// asked here: what the caller warns of, once per client and kind.
+    pub fn news(&mut self) -> Option<Suspicion> {
+        let now = self.suspicion()?;
+        (self.told.replace(now) != Some(now)).then_some(now)
+    }
+
     /// A DLE left dangling at end of input is sent as data.
     pub fn finish(&mut self) -> Option<Bytes> {
         std::mem::take(&mut self.after_dle).then(|| Bytes::from_static(&[DLE]))
@@ -176,5 +186,19 @@ mod tests {
         let mut p = InbandParser::default();
         assert_eq!(p.feed(b"\x10Z"), vec![d(b"\x10Z")]);
         assert_eq!(p.unknown, 1);
+    }
+
+    #[test]
+    fn each_suspicion_is_news_once() {
+        let mut p = InbandParser::default();
+        assert_eq!(p.news(), None);
+        p.feed(b"\x10Z");
+        assert_eq!(p.news(), Some(Suspicion::UnknownEscape));
+        p.feed(b"\x10Y");
+        assert_eq!(p.news(), None, "the same suspicion again");
+        p.feed(&[0x01, 0x10, 0x10]);
+        assert_eq!(p.news(), Some(Suspicion::BinaryAltered));
+        p.feed(&[0x10, 0x10]);
+        assert_eq!(p.news(), None);
     }
 }

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::framing::LineAssembler;
-use super::inband::{DLE, InbandParser, Piece, Suspicion};
+use super::inband::{DLE, InbandParser, Piece};
 use super::source::{ClientSource, End, read_failed, read_queued, settle};
 use super::{EndpointOptions, Framing};
 use crate::hub::{ClientHandle, ReplyRule};
@@ -331,7 +331,6 @@ pub(super) struct Requests<'a> {
     warned_split: bool,
     warned_crc: bool,
     warned_hold: bool,
-    warned_escape: Option<Suspicion>,
 }
 
 impl<'a> Requests<'a> {
@@ -348,7 +347,6 @@ impl<'a> Requests<'a> {
             warned_split: false,
             warned_crc: false,
             warned_hold: false,
-            warned_escape: None,
         }
     }
 
@@ -374,10 +372,7 @@ impl<'a> Requests<'a> {
     pub(super) async fn take(&mut self, data: &[u8]) -> Result<(), End> {
         let pieces = if self.options.inband_lock {
             let pieces = self.inband.feed(data);
-            if let Some(s) = self.inband.suspicion()
-                && self.warned_escape != Some(s)
-            {
-                self.warned_escape = Some(s);
+            if let Some(s) = self.inband.news() {
                 warn!("{}", s.message());
             }
             pieces

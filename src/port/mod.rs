@@ -421,30 +421,35 @@ enum Bound {
     Pty(PtyEndpoint),
 }
 
+/// Binds one of the TCP endpoints, `kind` (`tcp`, `modbus-tcp`,
+/// `rfc2217`); with its address as bound, as status shows it:
+/// `tcp:127.0.0.1:40001`.
+async fn bind_tcp(
+    kind: &'static str,
+    addr: &str,
+    spec: &EndpointSpec,
+    cfg: &ServeConfig,
+) -> Result<(tcp::TcpEndpoint, String), PortError> {
+    let l = tcp::bind(kind, addr, cfg.sockets, spec.options.keepalive).await?;
+    let shown = match l.local_addr() {
+        Ok(local) => format!("{kind}:{local}"),
+        Err(_) => format!("{kind}:{addr}"),
+    };
+    Ok((l, shown))
+}
+
 async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String), PortError> {
     let bound = match &spec.kind {
         EndpointKind::Tcp { addr } => {
-            let l = tcp::bind("tcp", addr, cfg.sockets, spec.options.keepalive).await?;
-            let shown = match l.local_addr() {
-                Ok(local) => format!("tcp:{local}"),
-                Err(_) => format!("tcp:{addr}"),
-            };
+            let (l, shown) = bind_tcp("tcp", addr, spec, cfg).await?;
             (Bound::Tcp(l), shown)
         }
         EndpointKind::ModbusTcp { addr } => {
-            let l = tcp::bind("modbus-tcp", addr, cfg.sockets, spec.options.keepalive).await?;
-            let shown = match l.local_addr() {
-                Ok(local) => format!("modbus-tcp:{local}"),
-                Err(_) => format!("modbus-tcp:{addr}"),
-            };
+            let (l, shown) = bind_tcp("modbus-tcp", addr, spec, cfg).await?;
             (Bound::ModbusTcp(l), shown)
         }
         EndpointKind::Rfc2217 { addr } => {
-            let l = tcp::bind("rfc2217", addr, cfg.sockets, spec.options.keepalive).await?;
-            let shown = match l.local_addr() {
-                Ok(local) => format!("rfc2217:{local}"),
-                Err(_) => format!("rfc2217:{addr}"),
-            };
+            let (l, shown) = bind_tcp("rfc2217", addr, spec, cfg).await?;
             (Bound::Rfc2217(l), shown)
         }
         EndpointKind::Unix { path } => {

@@ -280,6 +280,21 @@ struct Shared {
     unmarked: AtomicU64,
 }
 
+impl Shared {
+    /// New shared state, and the receiving end of its record queue, which
+    /// the writer drains.
+    fn queue() -> (Arc<Shared>, mpsc::Receiver<Msg>) {
+        let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
+        let shared = Arc::new(Shared {
+            tx,
+            queued_bytes: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+            unmarked: AtomicU64::new(0),
+        });
+        (shared, rx)
+    }
+}
+
 /// The data path's handle on the traffic log. Cheap to clone; a no-op when
 /// the log is off.
 #[derive(Clone, Debug, Default)]
@@ -297,13 +312,7 @@ impl TrafficLog {
     /// directory is missing or a file cannot be created and written there.
     pub fn open(cfg: &TrafficConfig) -> Result<(TrafficLog, writer::Writer), TrafficError> {
         let rotator = rotate::Rotator::open(cfg)?;
-        let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
-        let shared = Arc::new(Shared {
-            tx,
-            queued_bytes: AtomicUsize::new(0),
-            dropped: AtomicU64::new(0),
-            unmarked: AtomicU64::new(0),
-        });
+        let (shared, rx) = Shared::queue();
         let writer = writer::Writer::spawn(rotator, cfg.format, rx, shared.clone())?;
         Ok((
             TrafficLog {

@@ -113,8 +113,17 @@ fn issue20_an_operator_unlock_is_logged_once() {
         assert!(ok, "{err}");
         let (ok, _, err) = crate::common::control(&server.control, &["unlock", &port]);
         assert!(ok, "{err}");
-        // The answer comes after the log line; give any second line a moment.
-        std::thread::sleep(Duration::from_millis(200));
+        // The daemon's line is the last the unlock logs (the lock's own
+        // lines, if any, come before it, in the same task): wait for it to
+        // reach the harness, then count.
+        assert!(
+            server.wait_log(
+                "write lock released: released by the operator",
+                Duration::from_secs(10)
+            ),
+            "--writers {writers}:\n{}",
+            server.log()
+        );
         let log = server.log();
         let released = log.matches("write lock released").count();
         assert_eq!(released, 1, "--writers {writers}:\n{log}");
