@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::access::AllowRule;
 use crate::device::{DeviceSpec, SimMode};
 use crate::endpoint::EndpointSpec;
 use crate::hub::{SlowReaderPolicy, Unsolicited};
@@ -101,8 +102,10 @@ pub struct DaemonFlags {
 macro_rules! serve_examples {
     () => {
         "\
-Share a USB adapter over TCP and as a virtual serial port:
-  serialhub serve -d /dev/ttyUSB0 -b 115200 -l tcp:0.0.0.0:7000 -l pty:/tmp/ttyV0
+Share a USB adapter over TCP (plain text, to the lab network only) and as a
+virtual serial port:
+  serialhub serve -d /dev/ttyUSB0 -b 115200 -l tcp:0.0.0.0:7000,insecure,from=192.168.1.0/24 \\
+      -l pty:/tmp/ttyV0
 
 Let RFC 2217 clients (pyserial's rfc2217://) set the line, the first one wins:
   serialhub serve -d /dev/ttyUSB0 -l rfc2217:127.0.0.1:7002,control=first
@@ -262,10 +265,24 @@ pub struct ServeArgs {
     /// ,see=own|all (transaction writers) ,lock=none|inband
     /// ,slow-reader=POLICY ,mode=0000-0777 (unix) ,control=first|any|none
     /// (rfc2217, pty) ,keepalive=DURATION|off (tcp, rfc2217, modbus-tcp;
-    /// default 30s; the one option modbus-tcp takes). Default:
-    /// tcp:127.0.0.1:7000. Use tcp:0.0.0.0:PORT to accept remote clients.
+    /// default 30s) ,from=CIDR (tcp, rfc2217, modbus-tcp; repeatable: only
+    /// clients from these networks) ,insecure (plain text on an address
+    /// that is not loopback, knowingly). modbus-tcp takes only keepalive,
+    /// from and insecure. Default: tcp:127.0.0.1:7000. A network endpoint
+    /// on another address (tcp:0.0.0.0:PORT accepts remote clients) is
+    /// refused unless it says tls or insecure.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub listen: Vec<EndpointSpec>,
+    /// A role for the clients of TLS endpoints with a certificate of this
+    /// identity (repeatable): ROLE:IDENTITY, where ROLE is rw or ro (read
+    /// only: writes discarded and counted, settings answered with the values
+    /// in force, Modbus read functions only) and IDENTITY is cn:NAME,
+    /// dns:NAME, sha256:HEX (the certificate's fingerprint) or any. Without
+    /// it every verified certificate is rw; with it, one that matches none
+    /// is refused. A named identity decides over any; ro over rw. Clients
+    /// without a certificate are ruled by their endpoint's access=.
+    #[arg(long = "allow", value_name = "ROLE:IDENTITY")]
+    pub allow: Vec<AllowRule>,
     /// What happens to a client that reads slower than the device sends.
     #[arg(long, value_enum, default_value_t = SlowReaderPolicy::Disconnect)]
     pub slow_reader: SlowReaderPolicy,
@@ -361,6 +378,7 @@ const PORT_FLAGS: &[&str] = &[
     "stop_bits",
     "flow_control",
     "listen",
+    "allow",
     "slow_reader",
     "client_queue",
     "max_inflight",

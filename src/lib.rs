@@ -32,12 +32,15 @@
 //!   client ids; [`episode`]: recurring conditions (refused clients, failed
 //!   accepts) logged once per episode. All are leaves that any module may
 //!   import.
+//! - [`access`]: who may do what: the roles (`rw`, `ro`) that `--allow`
+//!   gives client identities, and the pure matcher; a leaf.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
 //!   server and client, and the Prometheus metrics endpoint.
 //! - [`sim`] and [`logcmd`]: what the `sim` and `log` subcommands run.
 //! - [`docgen`]: shell completions and man pages from the clap definition.
 
+pub mod access;
 pub mod cli;
 pub mod config;
 pub mod control;

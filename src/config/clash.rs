@@ -363,14 +363,14 @@ mod tests {
             ),
             (
                 // The wildcard clashes with port 3's 127.0.0.1:10003.
-                port("x", "sim:echo", &["tcp:0.0.0.0:10003"], None),
+                port("x", "sim:echo", &["tcp:0.0.0.0:10003,insecure"], None),
                 Clash::Address {
                     endpoint: 0,
                     other: Owner::Port(3),
                 },
             ),
             (
-                port("x", "sim:echo", &["tcp:[::]:9108"], None),
+                port("x", "sim:echo", &["tcp:[::]:9108,insecure"], None),
                 Clash::Address {
                     endpoint: 0,
                     other: Owner::Metrics,
@@ -403,8 +403,8 @@ mod tests {
         let endpoints = [
             "tcp:127.0.0.1:7001",
             "tcp:127.0.0.2:7001",
-            "tcp:0.0.0.0:7001",
-            "tcp:[::]:7001",
+            "tcp:0.0.0.0:7001,insecure",
+            "tcp:[::]:7001,insecure",
             "tcp:[::1]:7001",
             "rfc2217:[::1]:7002",
             "tcp:127.0.0.1:7002",
@@ -412,8 +412,8 @@ mod tests {
             "tcp:127.0.0.1:00",
             "tcp:localhost:7001",
             "tcp:LOCALHOST:7001",
-            "tcp:[fe80::A]:9108",
-            "tcp:[fe80::a]:9108",
+            "tcp:[fe80::A]:9108,insecure",
+            "tcp:[fe80::a]:9108,insecure",
             "unix:/tmp/a",
             "unix:/tmp//a",
             "pty:/tmp/b",

@@ -47,6 +47,23 @@ pub enum ConfigError {
     /// endpoint) on one address; `how` says with what.
     #[error("--listen {spec} {how}")]
     SameAddress { spec: String, how: &'static str },
+    /// The safe default (`exposure`): plain text on a non-loopback address.
+    #[error(
+        "{option} {spec} would serve plain text on {addr}, which is not a loopback address: anyone who can reach it could read and write the device. Add tls to encrypt it ({spec},tls), or insecure to accept plain text on that endpoint knowingly ({spec},insecure)"
+    )]
+    PlainText {
+        option: &'static str,
+        spec: String,
+        addr: std::net::SocketAddr,
+    },
+    #[error("{option}: {why}")]
+    Access {
+        /// `--allow`, or `access` in a file.
+        option: &'static str,
+        why: crate::access::AccessError,
+    },
+    #[error("{option} {spec},tls: this serialhub has no TLS transport yet")]
+    TlsUnavailable { option: &'static str, spec: String },
 }
 
 impl ConfigError {

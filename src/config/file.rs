@@ -328,6 +328,48 @@ baud = 115200
 listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
 "#;
 
+    /// Issue 21: `[port.access]` lists identities by role, as `--allow`
+    /// does; its errors name the key and the place.
+    #[test]
+    fn issue21_port_access_makes_the_policy() {
+        use crate::access::Role;
+        let port = |access: &str| {
+            format!(
+                "[[port]]\nname = \"a\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]\n{access}"
+            )
+        };
+        let cfg = load_str(&port(
+            "[port.access]\nrw = [\"cn:alice\"]\nro = [\"cn:bob\", \"dns:monitor.lab\"]\n",
+        ))
+        .unwrap();
+        let p = &cfg.ports[0].access;
+        assert_eq!(p.role(Some("alice"), &[], &[0; 32]), Some(Role::Rw));
+        assert_eq!(p.role(Some("bob"), &[], &[0; 32]), Some(Role::Ro));
+        assert_eq!(p.role(Some("carol"), &[], &[0; 32]), None);
+        assert!(load_str(&port("")).unwrap().ports[0].access.is_open());
+        // Only ro: still a policy.
+        let cfg = load_str(&port("[port.access]\nro = [\"any\"]\n")).unwrap();
+        assert_eq!(
+            cfg.ports[0].access.role(Some("x"), &[], &[0; 32]),
+            Some(Role::Ro)
+        );
+
+        let e = error(&port("[port.access]\nrw = [\"uid:alice\"]\n"));
+        assert!(
+            e.contains("hub.toml:") && e.contains("expected cn:NAME"),
+            "{e}"
+        );
+        let e = error(&port("[port.access]\nadmin = [\"cn:alice\"]\n"));
+        assert!(e.contains("unknown field `admin`"), "{e}");
+        let e = error(&port(
+            "[port.access]\nrw = [\"cn:alice\"]\nro = [\"cn:alice\"]\n",
+        ));
+        assert!(
+            e.contains("port \"a\": access: identity cn:alice is listed as both rw and ro"),
+            "{e}"
+        );
+    }
+
     fn load_str(text: &str) -> Result<DaemonConfig, FileError> {
         parse(Path::new("hub.toml"), text)
     }
@@ -693,7 +735,7 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
         };
         for (a, b) in [
             ("\"tcp:127.0.0.1:7001\"", "\"tcp:127.0.0.1:7001\""),
-            ("\"tcp:0.0.0.0:7001\"", "\"tcp:127.0.0.1:7001\""),
+            ("\"tcp:0.0.0.0:7001,insecure\"", "\"tcp:127.0.0.1:7001\""),
             ("\"tcp:[::1]:7001\"", "\"modbus-tcp:[::1]:7001\""),
             ("\"tcp:localhost:7001\"", "\"tcp:LOCALHOST:7001\""),
             ("\"unix:/tmp/a.sock\"", "\"unix:/tmp/a.sock,mode=0600\""),

@@ -6,7 +6,9 @@
 //! both sources share every range and message (naming the setting as its
 //! [`Source`] spells it: `--max-clients` or `max-clients`). A file's ports
 //! are then checked against each other for shared names, devices and
-//! addresses (the `clash` module).
+//! addresses (the `clash` module). A network endpoint without `tls` on an
+//! address that is not loopback is refused unless it says `insecure`
+//! ([`exposure`]).
 //!
 //! This is where the one-second in-flight bound becomes concrete buffer sizes.
 //! Bytes a client has sent but the wire has not yet carried sit in three
@@ -24,6 +26,7 @@
 
 mod clash;
 mod error;
+pub mod exposure;
 pub mod file;
 mod ranges;
 mod raw;
@@ -33,6 +36,7 @@ mod sizing;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use crate::access::AccessPolicy;
 use crate::cli::ServeArgs;
 use crate::device::sim::REPLY_DELAY;
 use crate::device::{DeviceSpec, SimMode, SimSpec};
@@ -113,6 +117,7 @@ impl Source {
                 "--log-max-size" => "log.max-size",
                 "--log-keep" => "log.keep",
                 "--no-pacing" => "pacing",
+                "--allow" => "access",
                 f => f.trim_start_matches("--"),
             },
         }
@@ -183,6 +188,8 @@ pub struct PortConfig {
     pub device: DeviceSpec,
     pub line: LineSettings,
     pub listen: Vec<EndpointSpec>,
+    /// The roles of client identities (`--allow`, `[port.access]`).
+    pub access: AccessPolicy,
     pub hub: HubConfig,
     pub sockets: SocketSizing,
     pub max_clients: usize,
@@ -209,6 +216,7 @@ impl From<&ServeArgs> for PortSettings {
             stop_bits: Some(a.line.stop_bits),
             flow_control: Some(a.line.flow_control),
             listen: Some(a.listen.clone()),
+            allow: Some(a.allow.clone()),
             slow_reader: Some(a.slow_reader),
             client_queue: a.client_queue,
             max_inflight: Some(a.max_inflight),
@@ -308,6 +316,13 @@ impl PortConfig {
             Some(listen) if !listen.is_empty() => listen,
             _ => vec![DEFAULT_LISTEN.parse().expect("default endpoint parses")],
         };
+        exposure::check(&listen, source)?;
+        let access = AccessPolicy::new(s.allow.take().unwrap_or_default()).map_err(|why| {
+            ConfigError::Access {
+                option: source.name("--allow"),
+                why,
+            }
+        })?;
         let client_queue = match s.client_queue {
             Some(n) => Some(check(
                 source.name("--client-queue"),
@@ -358,6 +373,7 @@ impl PortConfig {
             sockets: socket_sizing(&line, pacing, max_inflight),
             line,
             listen,
+            access,
             max_clients,
             drain_timeout,
             pacing,
@@ -523,6 +539,57 @@ mod tests {
         );
         assert_eq!(h.write_budget, MIN_BUDGET);
         assert!(h.write_chunk >= 1);
+    }
+
+    /// Issue 21: `--allow ROLE:IDENTITY`, repeatable, becomes the port's
+    /// policy; a bad one is a usage error naming the flag.
+    #[test]
+    fn issue21_allow_flags_make_the_policy() {
+        use crate::access::Role;
+        let cfg = ServeConfig::from_args(&serve_args(&[
+            "--allow",
+            "rw:cn:alice",
+            "--allow",
+            "ro:dns:monitor.lab",
+        ]))
+        .unwrap();
+        assert_eq!(
+            cfg.access.role(Some("alice"), &[], &[0; 32]),
+            Some(Role::Rw)
+        );
+        let dns = ["monitor.lab".to_owned()];
+        assert_eq!(cfg.access.role(None, &dns, &[0; 32]), Some(Role::Ro));
+        assert_eq!(cfg.access.role(Some("eve"), &[], &[0; 32]), None);
+        let open = ServeConfig::from_args(&serve_args(&[])).unwrap();
+        assert!(open.access.is_open());
+
+        use clap::Parser;
+        let parse = |allow: &str| {
+            crate::cli::Cli::try_parse_from([
+                "serialhub",
+                "serve",
+                "-d",
+                "sim:echo",
+                "--allow",
+                allow,
+            ])
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(
+            parse("admin:cn:x").contains("ROLE rw or ro"),
+            "{}",
+            parse("admin:cn:x")
+        );
+        assert!(parse("rw:sha256:00").contains("64 hex digits"));
+        let e = ServeConfig::from_args(&serve_args(&["--allow", "rw:any", "--allow", "ro:any"]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "--allow: identity any is listed as both rw and ro; give it one role"
+        );
     }
 
     fn serve_args(extra: &[&str]) -> ServeArgs {

@@ -15,6 +15,7 @@ use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
 use super::settings::{LogSettings, PortSettings, Writers};
+use crate::access::{AllowRule, Identity, Role};
 use crate::device::DeviceSpec;
 use crate::endpoint::EndpointSpec;
 use crate::hub::{SlowReaderPolicy, Unsolicited};
@@ -67,6 +68,7 @@ pub(super) struct RawPort {
     pub(super) stop_bits: Option<u8>,
     pub(super) flow_control: Option<FlowControl>,
     pub(super) listen: Option<Vec<Spanned<Text<EndpointSpec>>>>,
+    pub(super) access: Option<RawAccess>,
     pub(super) slow_reader: Option<SlowReaderPolicy>,
     pub(super) client_queue: Option<Size>,
     pub(super) max_inflight: Option<Dur>,
@@ -82,6 +84,30 @@ pub(super) struct RawPort {
     pub(super) drain_timeout: Option<Dur>,
     pub(super) stats_every: Option<Dur>,
     pub(super) log: Option<RawLog>,
+}
+
+/// `[port.access]`: the identities of each role, as `--allow` gives them.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccess {
+    #[serde(default)]
+    pub(super) rw: Vec<Text<Identity>>,
+    #[serde(default)]
+    pub(super) ro: Vec<Text<Identity>>,
+}
+
+impl RawAccess {
+    fn rules(self) -> Vec<AllowRule> {
+        let with = |role, list: Vec<Text<Identity>>| {
+            list.into_iter().map(move |i| AllowRule {
+                role,
+                identity: i.0,
+            })
+        };
+        with(Role::Rw, self.rw)
+            .chain(with(Role::Ro, self.ro))
+            .collect()
+    }
 }
 
 /// `[port.log]`: the traffic log.
@@ -120,6 +146,7 @@ impl RawPort {
             stop_bits: self.stop_bits,
             flow_control: self.flow_control,
             listen,
+            allow: self.access.map(RawAccess::rules),
             slow_reader: self.slow_reader,
             // A size beyond usize is out of range anyway.
             client_queue: self

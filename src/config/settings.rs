@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::access::AllowRule;
 use crate::device::DeviceSpec;
 use crate::endpoint::EndpointSpec;
 use crate::hub::{SlowReaderPolicy, Unsolicited};
@@ -55,6 +56,8 @@ pub struct PortSettings {
     pub flow_control: Option<FlowControl>,
     /// `None` or empty: the flags' default endpoint. The file requires it.
     pub listen: Option<Vec<EndpointSpec>>,
+    /// `--allow`, or `[port.access]`: the roles of client identities.
+    pub allow: Option<Vec<AllowRule>>,
     pub slow_reader: Option<SlowReaderPolicy>,
     /// `None`: two seconds of line time, at least 16 KiB.
     pub client_queue: Option<usize>,
@@ -98,6 +101,7 @@ impl PortSettings {
             stop_bits: self.stop_bits.or(b.stop_bits),
             flow_control: self.flow_control.or(b.flow_control),
             listen: self.listen.or(b.listen),
+            allow: self.allow.or(b.allow),
             slow_reader: self.slow_reader.or(b.slow_reader),
             client_queue: self.client_queue.or(b.client_queue),
             max_inflight: self.max_inflight.or(b.max_inflight),

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use tracing::warn;
 
 use super::PortStatus;
+use crate::endpoint::refusal::{Refusal, Refusals};
 use crate::hub::status::{ClientStatus, DeviceState, HubStatus};
 
 /// Per-client series exported per port. Each client costs nine series
@@ -37,6 +38,12 @@ struct PortLabels {
 struct StateLabels {
     port: String,
     state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    port: String,
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +72,7 @@ struct Families {
     dropped: PortCounter,
     kicked: PortCounter,
     refused: PortCounter,
+    refused_by_reason: Family<ReasonLabels, Counter>,
     lock_waits: PortCounter,
     log_dropped: PortCounter,
     transactions: PortCounter,
@@ -137,6 +145,11 @@ impl Families {
                 &mut r,
                 "refused_clients",
                 "Connections refused (max clients reached, no file descriptor to spare)",
+            ),
+            refused_by_reason: family(
+                &mut r,
+                "refused",
+                "Connections refused, by reason: max_clients, descriptors, network (from=), handshake, identity, revoked",
             ),
             lock_waits: family(
                 &mut r,
@@ -286,6 +299,18 @@ impl Families {
         }
     }
 
+    fn refusals(&self, port: &str, refusals: &Refusals) {
+        for reason in Refusal::ALL {
+            let labels = ReasonLabels {
+                port: port.to_owned(),
+                reason: reason.name(),
+            };
+            self.refused_by_reason
+                .get_or_create(&labels)
+                .inc_by(refusals.get(reason));
+        }
+    }
+
     fn client(&self, port: &str, client: String, peer: String, c: &ClientCounts) {
         let labels = ClientLabels {
             port: port.to_owned(),
@@ -370,7 +395,10 @@ pub fn render(ports: &[PortStatus]) -> Result<String, std::fmt::Error> {
     let families = Families::new();
     for p in ports {
         match serde_json::from_value::<HubStatus>(p.hub.clone()) {
-            Ok(hub) => families.port(&p.name, &hub),
+            Ok(hub) => {
+                families.port(&p.name, &hub);
+                families.refusals(&p.name, &p.refusals);
+            }
             // Both ends are this crate: only a bug gets here.
             Err(e) => warn!(port = %p.name, error = %e, "metrics: unreadable port status"),
         }
@@ -558,7 +586,16 @@ mod tests {
     /// `status` gives, is a series.
     #[test]
     fn issue20_every_counter_of_status_is_a_series() {
-        let text = render(&[port("a", vec![client(1)], DeviceState::Opening)]).unwrap();
+        let mut a = port("a", vec![client(1)], DeviceState::Opening);
+        a.refusals = Refusals {
+            max_clients: 13,
+            descriptors: 14,
+            network: 15,
+            handshake: 16,
+            identity: 17,
+            revoked: 18,
+        };
+        let text = render(&[a]).unwrap();
         let port = [r#"port="a""#];
         for (family, want) in [
             ("serialhub_requests_dropped_total", 8),
@@ -572,6 +609,14 @@ mod tests {
             assert!(
                 text.contains(&format!("# TYPE {name} counter\n")),
                 "{family}\n{text}"
+            );
+        }
+        for reason in Refusal::ALL {
+            let labels = [r#"port="a""#, &format!(r#"reason="{reason}""#)];
+            assert_eq!(
+                value(&text, "serialhub_refused_total", &labels),
+                [13 + reason as u64],
+                "{reason}\n{text}"
             );
         }
         let client = [r#"port="a""#, r#"client="1""#];

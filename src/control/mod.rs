@@ -31,6 +31,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::endpoint::refusal::Refusals;
 use crate::hub::ClientId;
 use crate::hub::status::HubStatus;
 
@@ -137,8 +138,25 @@ pub struct PortStatus {
     pub control: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Connections the port refused, by reason, over all its endpoints
+    /// (those since removed by a reload too). `max_clients` and
+    /// `descriptors` add up to the hub's `refused`.
+    #[serde(default)]
+    pub refusals: Refusals,
+    /// The same per endpoint that accepts connections (not ptys), named
+    /// as in `endpoints`.
+    #[serde(default)]
+    pub endpoint_refusals: Vec<EndpointRefusals>,
     #[serde(flatten)]
     pub hub: serde_json::Value,
+}
+
+/// One endpoint's refusals: `{"endpoint": "tcp:0.0.0.0:7000", "network": 3, ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRefusals {
+    pub endpoint: String,
+    #[serde(flatten)]
+    pub refusals: Refusals,
 }
 
 impl PortStatus {
@@ -159,6 +177,8 @@ impl PortStatus {
             metrics: None,
             control: None,
             pid: None,
+            refusals: Refusals::default(),
+            endpoint_refusals: Vec::new(),
             hub: serde_json::to_value(hub).unwrap_or_default(),
         }
     }

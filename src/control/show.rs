@@ -3,6 +3,21 @@
 use std::fmt::Write as _;
 
 use super::PortStatus;
+use crate::endpoint::refusal::{Refusal, Refusals};
+
+/// `network 3, handshake 1` (the reasons with refusals), or `none`.
+fn reasons(r: &Refusals) -> String {
+    let named: Vec<String> = Refusal::ALL
+        .iter()
+        .filter(|reason| r.get(**reason) > 0)
+        .map(|reason| format!("{reason} {}", r.get(*reason)))
+        .collect();
+    if named.is_empty() {
+        "none".to_owned()
+    } else {
+        named.join(", ")
+    }
+}
 
 /// Renders ports and their clients as text tables.
 pub fn tables(ports: &[PortStatus]) -> String {
@@ -66,6 +81,14 @@ pub fn tables(ports: &[PortStatus]) -> String {
             num("reset_lost"),
         );
         let _ = writeln!(out, "  endpoints: {}", p.endpoints.join(", "));
+        let _ = writeln!(out, "  connections refused: {}", reasons(&p.refusals));
+        for e in p
+            .endpoint_refusals
+            .iter()
+            .filter(|e| e.refusals.total() > 0)
+        {
+            let _ = writeln!(out, "    by {}: {}", e.endpoint, reasons(&e.refusals));
+        }
         if let Some(addr) = &p.metrics {
             let _ = writeln!(out, "  metrics: http://{addr}/metrics");
         }
@@ -212,7 +235,30 @@ mod tests {
             &hub,
         );
         port.metrics = Some("127.0.0.1:9108".into());
+        port.refusals = Refusals {
+            max_clients: 2,
+            network: 5,
+            ..Refusals::default()
+        };
+        port.endpoint_refusals = vec![
+            super::super::EndpointRefusals {
+                endpoint: "rfc2217:0.0.0.0:2217".into(),
+                refusals: Refusals {
+                    network: 5,
+                    ..Refusals::default()
+                },
+            },
+            super::super::EndpointRefusals {
+                endpoint: "tcp:127.0.0.1:7000".into(),
+                refusals: Refusals::default(),
+            },
+        ];
         let text = tables(&[port]);
+        assert!(
+            text.contains("connections refused: max_clients 2, network 5\n    by rfc2217:0.0.0.0:2217: network 5\n  "),
+            "{text}"
+        );
+        assert!(!text.contains("by tcp:127.0.0.1:7000"), "{text}");
         assert!(
             text.contains(
                 "unsolicited bytes dropped 43; bad replies 47; reply bytes of departed \

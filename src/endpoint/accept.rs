@@ -1,14 +1,19 @@
 //! The accept loop shared by stream endpoints (TCP, unix).
 //!
+//! A peer outside the endpoint's `from=` networks is closed as soon as it
+//! is accepted, before anything else ([`super::allow`]).
+//!
 //! A client that cannot be served is told so, never left waiting unseen:
 //! past `--max-clients` (over all endpoints) it is accepted and closed at
 //! once. At the process's descriptor limit, accepting stops while the
 //! device's [`FdReserve`] cannot be topped up; waiting connections are then
 //! closed with a reserve descriptor, and the loop backs off. Each such
 //! episode is logged once when it starts and once when it ends, with the
-//! number of clients refused; every refusal is counted in the hub's stats.
+//! number of clients refused; every refusal is counted in the hub's stats
+//! and by reason for the endpoint and the port ([`super::refusal`]).
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,12 +24,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info_span};
 
-use super::EndpointOptions;
 use super::chatter::Chatter;
 use super::client;
+use super::refusal::{Refusal, RefusalCounts, Refuser};
 use super::sink::{Shared, SocketHalf};
 use super::slot::Slot;
 use super::source::ClientSource;
+use super::{Access, EndpointOptions};
+use crate::access::{AccessPolicy, Role};
 use crate::episode::Episode;
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
@@ -35,7 +42,18 @@ use crate::hub::Hub;
 const STARVED_MIN: Duration = Duration::from_millis(50);
 const STARVED_MAX: Duration = Duration::from_secs(1);
 
-/// A listener that yields split connections and a name for each peer.
+/// Who connected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Endpoint kind and peer, as status and the log name the client:
+    /// `tcp:127.0.0.1:40522`, `unix:/run/x.sock#3`.
+    pub name: String,
+    /// The peer's IP address, for network clients: what `from=` and the
+    /// refusal log judge it by.
+    pub ip: Option<IpAddr>,
+}
+
+/// A listener that yields split connections and who each peer is.
 pub trait Accept: AsFd + Send + 'static {
     type Source: ClientSource + Send + Sync + 'static;
     /// The connection's sending half, shared by the client's writer and
@@ -43,7 +61,7 @@ pub trait Accept: AsFd + Send + 'static {
     type Sink: SocketHalf;
     fn accept(
         &self,
-    ) -> impl Future<Output = std::io::Result<(Self::Source, Self::Sink, String)>> + Send;
+    ) -> impl Future<Output = std::io::Result<(Self::Source, Self::Sink, Peer)>> + Send;
 }
 
 /// What an endpoint's clients speak.
@@ -71,16 +89,21 @@ pub struct Context {
     pub lingering: Arc<Semaphore>,
     /// Descriptors held back for reopening the device.
     pub fds: Arc<FdReserve>,
+    /// The port's refusals by reason, which every endpoint's add to: kept
+    /// by the port, so they outlive endpoints a reload removes.
+    pub refusals: Arc<RefusalCounts>,
+    /// The roles of client identities (`--allow`), for TLS clients.
+    pub access: Arc<AccessPolicy>,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
 }
 
-/// An episode of refusing clients for one reason, logged at its start and
-/// its end rather than once per client.
-struct Refusing(Episode);
+/// An episode of refusing clients for want of room, logged at its start
+/// and its end rather than once per client.
+struct Refusing(Episode, Refusal);
 
 impl Refusing {
-    fn new(what: &'static str) -> Self {
+    fn new(what: &'static str, reason: Refusal) -> Self {
         // Ends only after a quiet second: under a connect/close flood the
         // limit is reached and left many times a second.
         Self(
@@ -90,11 +113,13 @@ impl Refusing {
                 "over, accepting clients again",
             )
             .quiet(crate::episode::QUIET),
+            reason,
         )
     }
 
-    fn refuse(&mut self, hub: &Hub, n: u64, detail: impl std::fmt::Display) {
+    fn refuse(&mut self, hub: &Hub, by: &Refuser, n: u64, detail: impl std::fmt::Display) {
         hub.stats.refused.fetch_add(n, Relaxed);
+        by.count(self.1, n);
         self.0.hit(n, detail);
     }
 
@@ -107,18 +132,20 @@ impl Refusing {
     }
 }
 
-/// Accepts clients until shutdown, running each on the tracker.
+/// Accepts clients until shutdown, running each on the tracker; counts
+/// and logs refusals with `refuser`.
 pub async fn serve<L: Accept>(
     listener: L,
     options: EndpointOptions,
     cx: Context,
     protocol: Protocol,
+    refuser: Arc<Refuser>,
 ) {
     let options = Arc::new(options);
     let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
-    let mut full = Refusing::new("client limit reached");
+    let mut full = Refusing::new("client limit reached", Refusal::MaxClients);
     let mut chatter = Chatter::default();
-    let mut starved = Refusing::new("out of file descriptors");
+    let mut starved = Refusing::new("out of file descriptors", Refusal::Descriptors);
     let mut backoff = STARVED_MIN;
     loop {
         // Accept only while the device's reserve is whole.
@@ -143,11 +170,11 @@ pub async fn serve<L: Accept>(
         } else {
             Err(std::io::Error::from_raw_os_error(libc::EMFILE))
         };
-        let (source, sink, name) = match accepted {
+        let (source, sink, peer) = match accepted {
             Ok(c) => c,
             Err(e) if fds::is_exhaustion(&e) => {
                 let shed = cx.fds.shed(listener.as_fd());
-                starved.refuse(&cx.hub, shed, &e);
+                starved.refuse(&cx.hub, &refuser, shed, &e);
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
                     () = cx.shutdown.cancelled() => return,
@@ -164,9 +191,24 @@ pub async fn serve<L: Accept>(
         };
         starved.over();
         backoff = STARVED_MIN;
+        // Judged first: a peer from elsewhere costs no client slot and no
+        // handshake, and closing it (by dropping) is all it gets.
+        if let Some(ip) = peer.ip
+            && !options.from.allows(ip)
+        {
+            let why = "its address is in none of the endpoint's from= networks";
+            refuser.refuse(Refusal::Network, &peer.name, Some(ip), why);
+            continue;
+        }
+        let name = peer.name;
         let Ok(place) = cx.clients.clone().try_acquire_owned() else {
             // Dropping the connection closes it: the client knows.
-            full.refuse(&cx.hub, 1, format_args!("--max-clients {}", cx.max_clients));
+            full.refuse(
+                &cx.hub,
+                &refuser,
+                1,
+                format_args!("--max-clients {}", cx.max_clients),
+            );
             debug!(peer = %name, "client refused: --max-clients reached");
             continue;
         };
@@ -175,7 +217,12 @@ pub async fn serve<L: Accept>(
         let handle = cx.hub.attach_with(name.clone(), policy);
         let sink = Shared::new(sink);
         let span = info_span!("client", id = handle.id(), peer = %name);
-        let (options, shutdown, port) = (options.clone(), cx.shutdown.clone(), cx.port.clone());
+        // A plain-text client has no identity: its endpoint's access=
+        // alone decides. (A TLS client's role is `cx.access`'s verdict on
+        // its certificate.)
+        let role = Role::Rw;
+        let options = for_role(&options, role);
+        let (shutdown, port) = (cx.shutdown.clone(), cx.port.clone());
         cx.tracker.spawn(
             async move {
                 match protocol {
@@ -195,7 +242,8 @@ pub async fn serve<L: Accept>(
                         .await
                     }
                     Protocol::ModbusTcp => {
-                        super::modbus_tcp::run(handle, source, sink, slot, shutdown).await
+                        let access = options.access;
+                        super::modbus_tcp::run(handle, source, sink, access, slot, shutdown).await
                     }
                     Protocol::Rfc2217 => {
                         super::rfc2217::run(handle, source, sink, &options, &port, slot, shutdown)
@@ -205,5 +253,44 @@ pub async fn serve<L: Accept>(
             }
             .instrument(span),
         );
+    }
+}
+
+/// The options a client runs under: its endpoint's, read-only if its role
+/// is, so that an `ro` client is treated exactly as an `access=ro`
+/// endpoint's clients are (writes discarded and counted, settings answered
+/// with the values in force, Modbus reads only).
+pub fn for_role(options: &Arc<EndpointOptions>, role: Role) -> Arc<EndpointOptions> {
+    match role {
+        Role::Ro if options.access != Access::ReadOnly => Arc::new(EndpointOptions {
+            access: Access::ReadOnly,
+            ..EndpointOptions::clone(options)
+        }),
+        Role::Ro | Role::Rw => options.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ro_role_makes_a_client_read_only_and_rw_changes_nothing() {
+        let rw = Arc::new(EndpointOptions::default());
+        let ro = for_role(&rw, Role::Ro);
+        assert_eq!(ro.access, Access::ReadOnly);
+        assert_eq!(
+            *ro,
+            EndpointOptions {
+                access: Access::ReadOnly,
+                ..EndpointOptions::default()
+            }
+        );
+        // Read-only clients see every reply by default, as access=ro's do.
+        assert!(ro.sees_all() && !rw.sees_all());
+        assert!(Arc::ptr_eq(&for_role(&rw, Role::Rw), &rw));
+        // An rw identity on an access=ro endpoint stays read-only.
+        assert!(Arc::ptr_eq(&for_role(&ro, Role::Rw), &ro));
+        assert!(Arc::ptr_eq(&for_role(&ro, Role::Ro), &ro));
     }
 }

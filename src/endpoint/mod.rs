@@ -8,8 +8,10 @@
 //! access, line framing ([`framing`]) and in-band lock commands
 //! ([`inband`]). A stream client's socket is shared with the hub's fan-out
 //! ([`sink`]), which writes device data to it directly while it keeps up.
+//! Connections turned away are counted and logged by [`refusal`].
 
 pub mod accept;
+pub mod allow;
 mod chatter;
 pub mod client;
 pub mod framing;
@@ -18,6 +20,7 @@ pub mod modbus_tcp;
 pub mod options;
 pub mod pty;
 mod pty_settings;
+pub mod refusal;
 pub mod request;
 pub mod rfc2217;
 pub mod sink;

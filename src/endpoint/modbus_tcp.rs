@@ -15,6 +15,11 @@
 //! length outside 2 to 254) closes the connection with a logged reason,
 //! since the stream cannot be resynchronised; the replies to its earlier
 //! requests are sent first.
+//!
+//! A read-only client (`access=ro`, or an `ro` identity) may send only the
+//! read functions, 01 to 04; any other request is discarded and counted as
+//! the client's discarded bytes, and answered with exception 01 (illegal
+//! function) in its turn, or not at all if it was a broadcast.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -24,19 +29,27 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
+use super::Access;
 use super::slot::{Slot, chat, output_error};
-use super::source::ClientSource;
+use super::source::{ClientSource, discard};
 use crate::hub::txn::PIPELINE;
 use crate::hub::{ClientHandle, Outcome, ReplyRule};
-use crate::proto::modbus::GATEWAY_TARGET_FAILED;
 use crate::proto::modbus::tcp::{self, MAX_ADU};
+use crate::proto::modbus::{GATEWAY_TARGET_FAILED, ILLEGAL_FUNCTION};
 
-/// A request sent to the bus, waiting for its reply.
+/// A request sent to the bus, waiting for its reply, or refused.
 struct Pending {
     transaction: u16,
     unit: u8,
     func: u8,
-    done: oneshot::Receiver<Outcome>,
+    /// `None`: not sent, since the client is read-only and this is no read.
+    done: Option<oneshot::Receiver<Outcome>>,
+}
+
+/// The functions a read-only client may send: read coils, discrete
+/// inputs, holding registers, input registers.
+pub fn is_read(func: u8) -> bool {
+    matches!(func, 0x01..=0x04)
 }
 
 /// Why the client's requests ended.
@@ -51,11 +64,12 @@ enum End {
 }
 
 /// Runs one Modbus TCP client until it ends. `slot` is its `--max-clients`
-/// permit.
+/// permit; `access`, what it may send.
 pub async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,
+    access: Access,
     slot: Slot,
     shutdown: CancellationToken,
 ) where
@@ -66,7 +80,7 @@ pub async fn run<S, W>(
     handle.replies_only();
     let (tx, rx) = mpsc::channel(PIPELINE);
     let (end, out) = tokio::join!(
-        requests(&handle, &source, tx, &shutdown),
+        requests(&handle, &source, tx, access, &shutdown),
         replies(&handle, &mut sink, rx)
     );
     let _ = sink.shutdown().await;
@@ -96,10 +110,12 @@ async fn requests(
     handle: &ClientHandle,
     source: &impl ClientSource,
     pending: mpsc::Sender<Pending>,
+    access: Access,
     shutdown: &CancellationToken,
 ) -> End {
     let mut buf = BytesMut::with_capacity(MAX_ADU);
     let kicked = handle.kicked();
+    let mut warned_ro = false;
     loop {
         // Queue every whole request already read.
         loop {
@@ -112,6 +128,14 @@ async fn requests(
                 }
             };
             let _ = buf.split_to(used);
+            let refused = access == Access::ReadOnly && !is_read(func);
+            if refused {
+                discard(handle, used, &mut warned_ro);
+                if h.unit == 0 {
+                    // A broadcast is answered by nobody, refused or not.
+                    continue;
+                }
+            }
             let rule = match h.unit {
                 0 => ReplyRule::None,
                 _ => ReplyRule::ModbusRtu { func },
@@ -121,7 +145,7 @@ async fn requests(
                 transaction: h.transaction,
                 unit: h.unit,
                 func,
-                done,
+                done: (!refused).then_some(done),
             };
             // The replies wait here while the client does not read them:
             // a kick must still end the connection.
@@ -130,6 +154,9 @@ async fn requests(
                     return End::Hub;
                 },
                 () = kicked.cancelled() => return End::Kicked,
+            }
+            if refused {
+                continue;
             }
             if handle
                 .request(Bytes::from(rtu), rule, Some(done_tx))
@@ -166,8 +193,16 @@ async fn replies(
     let mut routed = BytesMut::new();
     let mut warned_crc = false;
     while let Some(p) = pending.recv().await {
+        let Some(done) = p.done else {
+            let adu = tcp::exception(p.transaction, p.unit, p.func, ILLEGAL_FUNCTION);
+            tokio::select! {
+                r = sink.write_all(&adu) => r?,
+                () = handle.kicked().cancelled() => return Ok(()),
+            }
+            continue;
+        };
         // A request the hub dropped unanswered failed like a timeout.
-        let outcome = p.done.await.unwrap_or(Outcome::TimedOut { partial: 0 });
+        let outcome = done.await.unwrap_or(Outcome::TimedOut { partial: 0 });
         let len = match outcome {
             Outcome::Replied(n) | Outcome::TimedOut { partial: n } => n,
             Outcome::Sent => 0,

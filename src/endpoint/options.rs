@@ -13,16 +13,23 @@
 //! `max-line=BYTES` (1 to 64 KiB), `gap=DURATION` (100us to 10s),
 //! `max-request=BYTES` (1 to 64 KiB), `see=own|all`, `lock=none|inband`,
 //! `slow-reader=disconnect|drop|block`, `mode=OCTAL` (unix only), and
-//! `keepalive=DURATION|off` (tcp, rfc2217 and modbus-tcp, the only option
-//! modbus-tcp takes), and `control=first|any|none` (rfc2217 and pty: whose
+//! `keepalive=DURATION|off` (tcp, rfc2217 and modbus-tcp), and `control=first|any|none` (rfc2217 and pty: whose
 //! settings changes apply). rfc2217 takes neither `lock` nor `mode`; its
 //! framing options cut the data inside the Telnet stream into requests
 //! under transaction writers.
+//!
+//! modbus-tcp takes only `access` (read-only: the read functions 01 to 04
+//! alone), `keepalive` and the network options. Network endpoints (tcp,
+//! rfc2217, modbus-tcp) also take `from=CIDR`,
+//! repeatable: only peers from those networks are served ([`super::allow`]);
+//! `tls`; and `insecure`, which accepts plain text on a non-loopback
+//! address knowingly (see [`crate::config`]'s safe default).
 
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::allow::AllowFrom;
 use crate::hub::{ControlPolicy, SlowReaderPolicy};
 
 /// A parsed `--listen` value.
@@ -127,6 +134,14 @@ pub struct EndpointOptions {
     pub keepalive: Option<Duration>,
     /// Whose settings changes apply (rfc2217 clients, pty programs).
     pub control: ControlPolicy,
+    /// The networks clients may come from (`from=`, network endpoints).
+    pub from: AllowFrom,
+    /// `tls`: clients speak TLS. Parsed here so that the safe default can
+    /// see it; the TLS transport gives it its effect.
+    pub tls: bool,
+    /// `insecure`: plain text on a non-loopback address, accepted
+    /// knowingly.
+    pub insecure: bool,
 }
 
 impl EndpointOptions {
@@ -174,6 +189,9 @@ impl Default for EndpointOptions {
             see: None,
             keepalive: Some(DEFAULT_KEEPALIVE),
             control: ControlPolicy::default(),
+            from: AllowFrom::default(),
+            tls: false,
+            insecure: false,
         }
     }
 }
@@ -189,7 +207,7 @@ pub enum EndpointParseError {
     #[error("bad address in {spec:?}: {why}")]
     Address { spec: String, why: &'static str },
     #[error(
-        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control"
+        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control, from, tls, insecure"
     )]
     Option { option: String, spec: String },
     #[error("bad value for {option} in {spec:?}: {why}")]
@@ -256,6 +274,13 @@ impl std::str::FromStr for EndpointSpec {
                 },
             })?;
         }
+        if options.tls && options.insecure {
+            return Err(EndpointParseError::Value {
+                option: "insecure".to_owned(),
+                spec: spec.to_owned(),
+                why: "a tls endpoint is not plain text: give tls or insecure, not both",
+            });
+        }
         Ok(EndpointSpec { kind, options })
     }
 }
@@ -265,11 +290,31 @@ enum OptErr {
     Value(&'static str),
 }
 
-fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
-    let (key, value) = opt.split_once('=').ok_or(OptErr::Unknown)?;
-    if matches!(kind, EndpointKind::ModbusTcp { .. }) && key != "keepalive" {
+/// The options that take no value.
+fn apply_flag(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
+    let flag = match opt {
+        "tls" => &mut o.tls,
+        "insecure" => &mut o.insecure,
+        _ => return Err(OptErr::Unknown),
+    };
+    if !kind.is_tcp() {
         return Err(OptErr::Value(
-            "modbus-tcp endpoints take only keepalive: requests are Modbus TCP frames",
+            "only tcp, rfc2217 and modbus-tcp endpoints are on the network",
+        ));
+    }
+    *flag = true;
+    Ok(())
+}
+
+fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result<(), OptErr> {
+    let Some((key, value)) = opt.split_once('=') else {
+        return apply_flag(o, kind, opt);
+    };
+    if matches!(kind, EndpointKind::ModbusTcp { .. })
+        && !matches!(key, "keepalive" | "from" | "access")
+    {
+        return Err(OptErr::Value(
+            "modbus-tcp endpoints take only access, keepalive, from, tls and insecure: requests are Modbus TCP frames",
         ));
     }
     if matches!(kind, EndpointKind::Rfc2217 { .. }) && matches!(key, "lock" | "mode") {
@@ -399,6 +444,12 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 "only tcp, rfc2217 and modbus-tcp endpoints have a keepalive",
             ));
         }
+        "from" if kind.is_tcp() => o.from.add(value).map_err(OptErr::Value)?,
+        "from" => {
+            return Err(OptErr::Value(
+                "only tcp, rfc2217 and modbus-tcp endpoints take from=: unix and pty clients have no network address",
+            ));
+        }
         _ => return Err(OptErr::Unknown),
     }
     Ok(())
@@ -524,7 +575,48 @@ mod tests {
             parse("rfc2217:h:7002,control=none").options.control,
             ControlPolicy::None
         );
-        assert!(err("modbus-tcp:h:502,access=ro").contains("only keepalive"));
+        assert!(err("modbus-tcp:h:502,framing=line").contains("only access, keepalive"));
+        assert_eq!(
+            parse("modbus-tcp:h:502,access=ro").options.access,
+            Access::ReadOnly
+        );
+    }
+
+    #[test]
+    fn from_is_repeatable_on_network_endpoints_only() {
+        let o = parse("tcp:0.0.0.0:7000,from=10.0.0.0/8,from=192.168.1.0/24").options;
+        let nets: Vec<String> = o.from.networks().iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.168.1.0/24"]);
+        assert!(o.from.allows("10.9.9.9".parse().unwrap()));
+        assert!(!o.from.allows("127.0.0.1".parse().unwrap()));
+        for spec in [
+            "rfc2217:[::]:2217,from=fd00::/8",
+            "modbus-tcp:0.0.0.0:502,from=10.0.0.0/8,keepalive=5s",
+        ] {
+            assert!(parse(spec).options.from.is_set(), "{spec}");
+        }
+        assert!(!parse("tcp:h:1").options.from.is_set());
+        let err = |s: &str| s.parse::<EndpointSpec>().unwrap_err().to_string();
+        assert!(err("unix:/x,from=10.0.0.0/8").contains("no network address"));
+        assert!(err("pty:/x,from=10.0.0.0/8").contains("no network address"));
+        let e = err("tcp:h:1,from=10.0.0.0/33");
+        assert!(e.contains("from") && e.contains("10.0.0.0/8"), "{e}");
+        assert!(err("tcp:h:1,from=").contains("expected a network"));
+    }
+
+    #[test]
+    fn tls_and_insecure_are_flags_of_network_endpoints() {
+        let o = parse("tcp:0.0.0.0:7000,insecure").options;
+        assert!(o.insecure && !o.tls);
+        let o = parse("modbus-tcp:0.0.0.0:802,tls,from=10.0.0.0/8").options;
+        assert!(o.tls && !o.insecure && o.from.is_set());
+        assert!(parse("rfc2217:0.0.0.0:2217,insecure").options.insecure);
+        assert!(!parse("tcp:h:1").options.insecure);
+        let err = |s: &str| s.parse::<EndpointSpec>().unwrap_err().to_string();
+        assert!(err("unix:/x,insecure").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("pty:/x,tls").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("tcp:h:1,tls,insecure").contains("not both"));
+        assert!(err("tcp:h:1,secure").contains("unknown option \"secure\""));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket};
 use tracing::warn;
 
-use super::accept::Accept;
+use super::accept::{Accept, Peer};
 
 /// Kernel socket buffer sizes for client sockets, in bytes as passed to
 /// `setsockopt` (Linux doubles them and applies its minimum).
@@ -150,7 +150,7 @@ impl Accept for TcpEndpoint {
     type Source = OwnedReadHalf;
     type Sink = OwnedWriteHalf;
 
-    async fn accept(&self) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf, String)> {
+    async fn accept(&self) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf, Peer)> {
         let (stream, peer) = self.listener.accept().await?;
         // Output is forwarded as soon as it arrives; batching would only add
         // latency on a link this slow.
@@ -164,7 +164,14 @@ impl Accept for TcpEndpoint {
             warn!(%peer, "cannot enable TCP keepalive: {e}");
         }
         let (source, sink) = stream.into_split();
-        Ok((source, sink, format!("tcp:{peer}")))
+        Ok((
+            source,
+            sink,
+            Peer {
+                name: format!("tcp:{peer}"),
+                ip: Some(peer.ip()),
+            },
+        ))
     }
 }
 
@@ -184,7 +191,8 @@ mod tests {
         let addr = endpoint.local_addr().unwrap();
         let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (source, _sink, peer) = Accept::accept(&endpoint).await.unwrap();
-        assert!(peer.starts_with("tcp:127.0.0.1:"), "{peer}");
+        assert!(peer.name.starts_with("tcp:127.0.0.1:"), "{peer:?}");
+        assert_eq!(peer.ip, Some(std::net::Ipv4Addr::LOCALHOST.into()));
         let sock = SockRef::from(source.as_ref());
         (
             sock.keepalive().unwrap(),

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use tokio::net::UnixListener;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::accept::Accept;
+use super::accept::{Accept, Peer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnixError {
@@ -90,10 +90,11 @@ impl Accept for UnixEndpoint {
     type Source = OwnedReadHalf;
     type Sink = OwnedWriteHalf;
 
-    async fn accept(&self) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf, String)> {
+    async fn accept(&self) -> std::io::Result<(OwnedReadHalf, OwnedWriteHalf, Peer)> {
         let (stream, _) = self.listener.accept().await?;
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (source, sink) = stream.into_split();
-        Ok((source, sink, format!("unix:{}#{n}", self.path.display())))
+        let name = format!("unix:{}#{n}", self.path.display());
+        Ok((source, sink, Peer { name, ip: None }))
     }
 }

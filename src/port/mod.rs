@@ -29,10 +29,11 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::ServeConfig;
-use crate::control::PortStatus;
+use crate::control::{EndpointRefusals, PortStatus};
 use crate::device::{self, Device, TtyError};
 use crate::endpoint::accept::Protocol;
 use crate::endpoint::pty::{PtyEndpoint, PtyError};
+use crate::endpoint::refusal::{RefusalCounts, Refuser};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::fds::FdReserve;
@@ -98,6 +99,9 @@ struct Endpoint {
     shown: String,
     /// Stops the endpoint and its clients; a child of the port's token.
     stop: CancellationToken,
+    /// Connections it refused, by reason; none for a pty, which refuses
+    /// nobody.
+    refusals: Option<Arc<RefusalCounts>>,
     /// Ends once the endpoint has let go of its address.
     task: JoinHandle<()>,
 }
@@ -174,6 +178,8 @@ impl Port {
             max_clients: cfg.max_clients,
             lingering: Arc::new(Semaphore::new(cfg.max_clients)),
             fds: fds.clone(),
+            refusals: Arc::new(RefusalCounts::default()),
+            access: Arc::new(cfg.access.clone()),
             shutdown: cancel.clone(),
             tracker: tracker.clone(),
         };
@@ -217,7 +223,8 @@ impl Port {
         }
         if let Some(every) = cfg.stats_every {
             tokio::spawn(
-                stats::report(hub.clone(), every, cancel.clone()).instrument(span.clone()),
+                stats::report(hub.clone(), cx.refusals.clone(), every, cancel.clone())
+                    .instrument(span.clone()),
             );
         }
         Ok(Port {
@@ -258,14 +265,26 @@ impl Port {
             .hub
             .line()
             .map_or_else(|| self.line.clone(), |l| l.to_string());
-        PortStatus::new(
+        let mut status = PortStatus::new(
             &self.name,
             self.device_spec.clone(),
             line,
             self.writers,
             self.endpoints(),
             &self.hub.status(),
-        )
+        );
+        status.refusals = self.cx.refusals.snapshot();
+        status.endpoint_refusals = self
+            .endpoints
+            .iter()
+            .filter_map(|e| {
+                Some(EndpointRefusals {
+                    endpoint: e.shown.clone(),
+                    refusals: e.refusals.as_ref()?.snapshot(),
+                })
+            })
+            .collect();
+        status
     }
 
     /// Where the endpoints listen, as bound (`tcp:127.0.0.1:40001`).
@@ -372,7 +391,7 @@ impl Port {
         {
             warn!("the traffic log writer did not finish in time; its last records may be missing");
         }
-        stats::log(&self.hub, "stopped");
+        stats::log(&self.hub, &self.cx.refusals, "stopped");
     }
 }
 
@@ -390,25 +409,30 @@ fn serve(
         ..cx.clone()
     };
     let (options, tracker, span) = (spec.options.clone(), cx.tracker.clone(), span.clone());
+    let counts = Arc::new(RefusalCounts::default());
+    let refuser = Arc::new(Refuser::new(counts.clone(), cx.refusals.clone()));
+    let mut refusals = Some(counts);
     let task = match endpoint {
         Bound::Tcp(l) => {
-            tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
+            tracker.spawn(accept::serve(l, options, cx, Protocol::Raw, refuser).instrument(span))
         }
-        Bound::ModbusTcp(l) => {
-            tracker.spawn(accept::serve(l, options, cx, Protocol::ModbusTcp).instrument(span))
-        }
-        Bound::Rfc2217(l) => {
-            tracker.spawn(accept::serve(l, options, cx, Protocol::Rfc2217).instrument(span))
-        }
+        Bound::ModbusTcp(l) => tracker
+            .spawn(accept::serve(l, options, cx, Protocol::ModbusTcp, refuser).instrument(span)),
+        Bound::Rfc2217(l) => tracker
+            .spawn(accept::serve(l, options, cx, Protocol::Rfc2217, refuser).instrument(span)),
         Bound::Unix(l) => {
-            tracker.spawn(accept::serve(l, options, cx, Protocol::Raw).instrument(span))
+            tracker.spawn(accept::serve(l, options, cx, Protocol::Raw, refuser).instrument(span))
         }
-        Bound::Pty(p) => tracker.spawn(p.serve(options, cx).instrument(span)),
+        Bound::Pty(p) => {
+            refusals = None;
+            tracker.spawn(p.serve(options, cx).instrument(span))
+        }
     };
     Endpoint {
         spec: spec.clone(),
         shown,
         stop,
+        refusals,
         task,
     }
 }

@@ -1,5 +1,5 @@
-//! A port's stats line: every hub counter, logged every `--stats-every`
-//! when any changed, and once when the port stops.
+//! A port's stats line: every hub counter and the port's refusals, logged
+//! every `--stats-every` when any changed, and once when the port stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::endpoint::refusal::{RefusalCounts, Refusals};
 use crate::hub::{Hub, StatsSnapshot};
 
 /// What a stats line shows: every hub counter, the traffic log's dropped
@@ -17,12 +18,14 @@ struct Counts {
     hub: StatsSnapshot,
     traffic_dropped: u64,
     lock_waits: u64,
+    refusals: Refusals,
 }
 
-fn counts(hub: &Hub) -> Counts {
+fn counts(hub: &Hub, refusals: &RefusalCounts) -> Counts {
     let s = hub.stats.snapshot();
     Counts {
         hub: s,
+        refusals: refusals.snapshot(),
         traffic_dropped: hub.traffic().dropped(),
         lock_waits: s.lock_waits.saturating_add(hub.write_lock().waits()),
     }
@@ -37,6 +40,10 @@ fn log_counts(hub: &Hub, c: Counts, what: &str) {
         dropped = s.dropped,
         kicked = s.kicked,
         refused = s.refused,
+        refused_network = c.refusals.network,
+        refused_handshake = c.refusals.handshake,
+        refused_identity = c.refusals.identity,
+        refused_revoked = c.refusals.revoked,
         reset_lost = s.lost,
         traffic_dropped = c.traffic_dropped,
         transactions = s.transactions,
@@ -54,7 +61,12 @@ fn log_counts(hub: &Hub, c: Counts, what: &str) {
 
 /// Logs the port's counters every `every`, when they have changed, so drops
 /// and kicks are visible without waiting for shutdown.
-pub(super) async fn report(hub: Arc<Hub>, every: Duration, shutdown: CancellationToken) {
+pub(super) async fn report(
+    hub: Arc<Hub>,
+    refusals: Arc<RefusalCounts>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut last = None;
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
@@ -63,7 +75,7 @@ pub(super) async fn report(hub: Arc<Hub>, every: Duration, shutdown: Cancellatio
             _ = tick.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let now = counts(&hub);
+        let now = counts(&hub, &refusals);
         if last != Some(now) {
             log_counts(&hub, now, "stats");
             last = Some(now);
@@ -72,6 +84,6 @@ pub(super) async fn report(hub: Arc<Hub>, every: Duration, shutdown: Cancellatio
 }
 
 /// Logs the port's counters now, as `what`.
-pub(super) fn log(hub: &Hub, what: &str) {
-    log_counts(hub, counts(hub), what);
+pub(super) fn log(hub: &Hub, refusals: &RefusalCounts, what: &str) {
+    log_counts(hub, counts(hub, refusals), what);
 }

@@ -119,4 +119,27 @@ fn issue20_drops_reach_status_and_the_metrics() {
     let labels = [("port", name), ("peer", peer.as_str())];
     assert_eq!(sample(&f, "serialhub_client_bad_replies", &labels), 1.0);
     assert_eq!(sample(&f, "serialhub_client_transactions", &labels), 1.0);
+
+    // Issue 21: refusals by reason, per port and per endpoint, in status
+    // and the metrics, every reason listed though none happened here.
+    let endpoints = port["endpoint_refusals"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2, "{port:#}");
+    for reason in REFUSALS {
+        assert_eq!(port["refusals"][reason], 0, "{reason}: {port:#}");
+        for e in endpoints {
+            assert_eq!(e[reason], 0, "{reason}: {port:#}");
+        }
+        let labels = [("port", name), ("reason", reason)];
+        assert_eq!(sample(&f, "serialhub_refused", &labels), 0.0, "{reason}");
+    }
 }
+
+/// Every reason a connection is refused for (issue 21).
+const REFUSALS: [&str; 6] = [
+    "max_clients",
+    "descriptors",
+    "network",
+    "handshake",
+    "identity",
+    "revoked",
+];

@@ -61,6 +61,13 @@ fn issue8_clients_past_max_clients_are_closed_and_slots_free_on_close() {
         );
     }
     assert!(server.wait_log("client limit reached", Duration::from_secs(5)));
+    // Counted by reason too, for the port and for the endpoint (issue 21).
+    server.wait_status("the refusals were not counted by reason", |p| {
+        p["refused"] == 5
+            && p["refusals"]["max_clients"] == 5
+            && p["refusals"]["network"] == 0
+            && p["endpoint_refusals"][0]["max_clients"] == 5
+    });
 
     // A client that half-closes frees its slot at once, while it still
     // lingers to receive replies: the next client is served, and its echo

@@ -154,6 +154,7 @@ fn issue10_metrics_are_scraped_and_parsed_by_a_real_parser() {
         ("serialhub_dropped_bytes", "counter"),
         ("serialhub_kicked_clients", "counter"),
         ("serialhub_refused_clients", "counter"),
+        ("serialhub_refused", "counter"),
         ("serialhub_lock_waits", "counter"),
         ("serialhub_traffic_log_dropped_records", "counter"),
         ("serialhub_transactions", "counter"),
