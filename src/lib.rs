@@ -39,8 +39,11 @@
 //!   server and client, and the Prometheus metrics endpoint.
 //! - [`sim`] and [`logcmd`]: what the `sim` and `log` subcommands run.
 //! - [`docgen`]: shell completions and man pages from the clap definition.
+//! - [`app`]: what the binary runs: each subcommand from parsed flags to its
+//!   end, and the one error type whose kind decides the exit status.
 
 pub mod access;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;

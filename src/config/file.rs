@@ -119,7 +119,7 @@ impl fmt::Display for FileError {
 }
 
 /// Its text names the file, the place and the problem in full, so it has
-/// no `source()` (see the error convention in `main.rs`).
+/// no `source()` (see the error convention in `app/error.rs`).
 impl std::error::Error for FileError {}
 
 #[derive(Debug, thiserror::Error)]
