@@ -1,5 +1,7 @@
 //! Command-line definitions (clap). These are raw flags; [`crate::config`]
-//! turns them into validated settings.
+//! turns them into validated settings. The values flags choose among are
+//! the CLI's own enums (`cli/values.rs`), which convert into the domain types, so
+//! clap stays out of the rest of the crate.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,22 +9,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::access::AllowRule;
-use crate::device::{DeviceSpec, SimMode};
+use crate::device::DeviceSpec;
 use crate::endpoint::EndpointSpec;
-use crate::hub::{SlowReaderPolicy, Unsolicited};
-use crate::line::{FlowControl, Parity};
-use crate::traffic::{DEFAULT_KEEP, Direction, Format};
+use crate::traffic::DEFAULT_KEEP;
 use crate::units::parse_bytes;
 use time::OffsetDateTime;
 
-/// How clients' writes reach the device (`--writers`, `writers =`). Here,
-/// with the flags, so the CLI layer depends on nothing above it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Writers {
-    Merge,
-    Transaction,
-}
+mod values;
+pub use values::{
+    Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
+};
 
 #[derive(Debug, Parser)]
 #[command(

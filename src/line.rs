@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const MIN_BAUD: u32 = 50;
 pub const MAX_BAUD: u32 = 20_000_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Parity {
     None,
@@ -23,7 +23,7 @@ pub enum Parity {
     Even,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowControl {
     /// No flow control: the line always runs at full rate.

@@ -61,7 +61,7 @@ pub struct Filter {
 impl Filter {
     pub fn from_args(a: &LogArgs) -> Filter {
         let directions = match (a.raw, a.rx, a.tx) {
-            (Some(d), _, _) => vec![d],
+            (Some(d), _, _) => vec![d.into()],
             (None, true, false) => vec![Direction::Rx],
             (None, false, true) => vec![Direction::Tx],
             (None, true, true) => vec![Direction::Rx, Direction::Tx],

@@ -84,7 +84,7 @@ where
 /// `sim`: a simulated device on a pty until `shutdown`.
 async fn sim(args: SimArgs, shutdown: CancellationToken) -> Result<(), Error> {
     let line = config::sim_line(args.baud).map_err(Error::Settings)?;
-    let spec = config::sim_spec(args.mode, args.reply_delay).map_err(Error::Settings)?;
+    let spec = config::sim_spec(args.mode.into(), args.reply_delay).map_err(Error::Settings)?;
     crate::sim::run(spec, line, &args.link, shutdown)
         .await
         .map_err(Error::Sim)

@@ -16,7 +16,15 @@ use crate::hub::{SlowReaderPolicy, Unsolicited};
 use crate::line::{FlowControl, Parity};
 use crate::traffic::Format;
 
-pub use crate::cli::Writers;
+/// How clients' writes reach the device (`--writers`, `writers =`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Writers {
+    /// Bytes go as they come, each client's in order.
+    Merge,
+    /// One request at a time, its reply to the client that asked.
+    Transaction,
+}
 
 /// The built-in defaults, which `--help` and `print-config` show; a test
 /// checks that the flags' defaults are these.

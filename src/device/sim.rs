@@ -41,7 +41,7 @@ use crate::line::LineSettings;
 use crate::pace::TokenBucket;
 use crate::pattern::{Checker, Generator};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimMode {
     Echo,
     Source,
@@ -53,10 +53,17 @@ pub enum SimMode {
 impl std::str::FromStr for SimMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
-            format!(
-                "unknown simulator mode {s:?} (expected echo, source, sink, modbus or loopback)"
-            )
+        Ok(match s {
+            "echo" => SimMode::Echo,
+            "source" => SimMode::Source,
+            "sink" => SimMode::Sink,
+            "modbus" => SimMode::Modbus,
+            "loopback" => SimMode::Loopback,
+            _ => {
+                return Err(format!(
+                    "unknown simulator mode {s:?} (expected echo, source, sink, modbus or loopback)"
+                ));
+            }
         })
     }
 }

@@ -395,10 +395,12 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
             }
         }
         "slow-reader" => {
-            o.slow_reader = Some(
-                <SlowReaderPolicy as clap::ValueEnum>::from_str(value, false)
-                    .map_err(|_| OptErr::Value("expected disconnect, drop or block"))?,
-            )
+            o.slow_reader = Some(match value {
+                "disconnect" => SlowReaderPolicy::Disconnect,
+                "drop" => SlowReaderPolicy::Drop,
+                "block" => SlowReaderPolicy::Block,
+                _ => return Err(OptErr::Value("expected disconnect, drop or block")),
+            })
         }
         "mode" if matches!(kind, EndpointKind::Unix { .. }) => {
             o.mode = Some(value)

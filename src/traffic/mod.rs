@@ -48,7 +48,7 @@ pub const MIN_MAX_SIZE: u64 = 4096;
 pub const DEFAULT_KEEP: usize = 5;
 
 /// Which way the bytes went, seen from the port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
     /// From the device to the clients.
     Rx,
@@ -57,7 +57,7 @@ pub enum Direction {
 }
 
 /// The file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Hex and printable ASCII side by side; reads well in `less`.

@@ -58,7 +58,7 @@ pub const PIPELINE: usize = 4;
 const TURN_CHANNEL: usize = 64;
 
 /// What happens to device output that arrives outside any transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Unsolicited {
     /// Every client gets it.
