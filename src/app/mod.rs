@@ -102,3 +102,24 @@ fn man(args: &ManArgs) -> Result<(), docgen::DocgenError> {
         None => docgen::print(&docgen::man_page(args.command.as_deref())?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration file that cannot be read is the user's to fix (exit
+    /// status 2); a daemon that does not answer is not (1).
+    #[test]
+    fn usage_errors_are_told_from_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = check::run(&dir.path().join("absent.toml")).unwrap_err();
+        assert!(matches!(e, Error::File(_)) && e.is_usage(), "{e:?}");
+        assert!(e.to_string().contains("absent.toml: cannot read it"), "{e}");
+
+        let socket = dir.path().join("nobody.sock");
+        let e = request::run(&Request::Status { port: None }, false, Some(&socket)).unwrap_err();
+        assert!(matches!(e, Error::Control(_)) && !e.is_usage(), "{e:?}");
+        let at = format!("no serialhub at {}: ", socket.display());
+        assert!(e.to_string().starts_with(&at), "{e}");
+    }
+}
