@@ -30,7 +30,7 @@ impl Generator {
     }
 
     /// Bytes produced so far.
-    pub fn produced(&self) -> u64 {
+    pub(crate) fn produced(&self) -> u64 {
         self.offset
     }
 

@@ -8,7 +8,7 @@ use crate::traffic::rotate;
 
 use super::Error;
 
-pub fn run(file: &Path) -> Result<(), Error> {
+pub(crate) fn run(file: &Path) -> Result<(), Error> {
     let cfg = config::load(file).map_err(Error::File)?;
     // What serve checks before it binds anything, beyond the file: each
     // traffic log directory.

@@ -24,7 +24,7 @@ pub fn init_tracing(verbose: u8, quiet: u8) {
 
 /// Every client costs a file descriptor; the default soft limit (often 1024)
 /// is far below what the hard limit allows, so raise it as servers do.
-pub fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
     if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
         && soft < hard
@@ -36,7 +36,7 @@ pub fn raise_fd_limit() {
 /// First SIGINT or SIGTERM: graceful shutdown. Second: exit at once, with
 /// status 130; the one exit that does not go through the binary's mapping,
 /// since the graceful shutdown it cuts short may never return.
-pub async fn on_signal(shutdown: CancellationToken) {
+pub(crate) async fn on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

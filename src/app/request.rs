@@ -10,7 +10,7 @@ use super::Error;
 
 /// Sends `request` to the daemon at `socket` (`--control`), or without one
 /// to the daemon(s) it is for; prints the answer as tables, or as JSON.
-pub fn run(request: &Request, json: bool, socket: Option<&Path>) -> Result<(), Error> {
+pub(crate) fn run(request: &Request, json: bool, socket: Option<&Path>) -> Result<(), Error> {
     let Some(path) = socket else {
         return found(request, json);
     };

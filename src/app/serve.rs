@@ -15,7 +15,7 @@ use super::Error;
 
 /// Serves what `args` describe; `control` and `metrics` are `--control` and
 /// `--metrics`, given before `serve` or after it.
-pub async fn run(
+pub(crate) async fn run(
     args: ServeArgs,
     control: Option<PathBuf>,
     metrics: Option<String>,

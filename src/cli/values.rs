@@ -20,7 +20,7 @@ macro_rules! into_domain {
 
 /// `--parity`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Parity {
+pub(crate) enum Parity {
     None,
     Odd,
     Even,
@@ -29,7 +29,7 @@ into_domain!(Parity => line::Parity { None, Odd, Even });
 
 /// `--flow-control`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FlowControl {
+pub(crate) enum FlowControl {
     /// No flow control: the line always runs at full rate.
     None,
     /// Hardware flow control with the RTS and CTS lines.
@@ -41,7 +41,7 @@ into_domain!(FlowControl => line::FlowControl { None, Rtscts, Xonxoff });
 
 /// `--slow-reader`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum SlowReaderPolicy {
+pub(crate) enum SlowReaderPolicy {
     /// Disconnect the client and log why.
     Disconnect,
     /// Drop data for that client only, counting every byte.
@@ -54,7 +54,7 @@ into_domain!(SlowReaderPolicy => hub::SlowReaderPolicy { Disconnect, Drop, Block
 
 /// `--unsolicited`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Unsolicited {
+pub(crate) enum Unsolicited {
     /// Every client gets it.
     All,
     /// Nobody gets it (clients that see all still do); it is counted.
@@ -66,7 +66,7 @@ into_domain!(Unsolicited => hub::Unsolicited { All, Drop, Last });
 
 /// `--log-format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
+pub(crate) enum Format {
     /// Hex and printable ASCII side by side; reads well in `less`.
     Text,
     /// One JSON object per line.
@@ -76,7 +76,7 @@ into_domain!(Format => traffic::Format { Text, Json });
 
 /// `log --raw`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Direction {
+pub(crate) enum Direction {
     /// From the device to the clients.
     Rx,
     /// From a client to the device.
@@ -86,7 +86,7 @@ into_domain!(Direction => traffic::Direction { Rx, Tx });
 
 /// `sim --mode`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum SimMode {
+pub(crate) enum SimMode {
     Echo,
     Source,
     Sink,
@@ -97,7 +97,7 @@ into_domain!(SimMode => device::SimMode { Echo, Source, Sink, Modbus, Loopback }
 
 /// `--writers`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Writers {
+pub(crate) enum Writers {
     Merge,
     Transaction,
 }

@@ -44,17 +44,17 @@ use super::{PortStatus, Request, Response};
 /// they are seldom near it, and it bounds what a flood can cost (a
 /// descriptor and a 16 KiB head buffer each, 4 MiB in all): past it, the
 /// oldest idle connections are closed to admit new ones.
-pub const MAX_CONNECTIONS: usize = 256;
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 /// Buffer for a request's head; hyper refuses a longer one (431). 16 KiB
 /// is twice the minimum hyper allows and ample for a scraper's headers.
-pub const MAX_REQUEST_BUF: usize = 16 * 1024;
+pub(crate) const MAX_REQUEST_BUF: usize = 16 * 1024;
 /// Time a client has to send its request head, from connecting. A scraper
 /// sends it at once, in one packet; a peer that trickles it (slowloris)
 /// holds its place no longer than this.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time a connection may last in all, reading included: a client that
 /// does not read its response is cut off then.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time the daemon task has to answer a scrape's status request.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -70,14 +70,14 @@ pub enum MetricsError {
 
 /// The bound metrics endpoint.
 #[derive(Debug)]
-pub struct MetricsServer {
+pub(crate) struct MetricsServer {
     listener: TcpListener,
     addr: SocketAddr,
 }
 
 impl MetricsServer {
     /// Binds `addr` (`127.0.0.1:9108`, `[::1]:9108`, `localhost:9108`).
-    pub async fn bind(addr: &str) -> Result<MetricsServer, MetricsError> {
+    pub(crate) async fn bind(addr: &str) -> Result<MetricsServer, MetricsError> {
         let fail = |reason| MetricsError::Bind {
             addr: addr.to_owned(),
             reason,
@@ -88,12 +88,12 @@ impl MetricsServer {
     }
 
     /// The address as bound (its port chosen by the OS if it was 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Serves scrapes until `shutdown`, asking `daemon` for each one's data.
-    pub async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
+    pub(crate) async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
         let mut admission = Admission::new("metrics", MAX_CONNECTIONS, b"\r\n\r\n");
         fn fd(c: &(TcpStream, SocketAddr)) -> std::os::fd::BorrowedFd<'_> {
             c.0.as_fd()

@@ -45,7 +45,7 @@ use crate::control::{ControlConfig, DaemonInfo, Request, Response};
 use crate::endpoint::unix::UnixError;
 use crate::fds::{self, FdReserve};
 use crate::port::PortError;
-pub use ports::PortPlan;
+pub(crate) use ports::PortPlan;
 use ports::{Running, start, stop_all};
 use reload::reload;
 use request::handle;
@@ -65,7 +65,7 @@ pub enum DaemonError {
 /// (`127.0.0.1:9108`).
 /// `config_file` is where the ports came from, to reload; `None` when they
 /// came from flags.
-pub async fn run(
+pub(crate) async fn run(
     ports: Vec<PortPlan>,
     control: Option<ControlConfig>,
     metrics: Option<String>,

@@ -23,22 +23,22 @@ use crate::line::LineSettings;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct ReloadPlan {
     /// The same configuration: not touched. In the running order.
-    pub unchanged: Vec<String>,
+    pub(crate) unchanged: Vec<String>,
     /// Only line settings or endpoints changed. In the running order.
-    pub in_place: Vec<InPlace>,
+    pub(crate) in_place: Vec<InPlace>,
     /// Any other change: stopped, then started anew. In the file's order.
-    pub restart: Vec<String>,
+    pub(crate) restart: Vec<String>,
     /// New names: started. In the file's order.
-    pub add: Vec<String>,
+    pub(crate) add: Vec<String>,
     /// Names the file no longer has: stopped. In the running order.
-    pub remove: Vec<String>,
+    pub(crate) remove: Vec<String>,
 }
 
 /// A port changed in place, and what changes.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct InPlace {
-    pub name: String,
-    pub change: PortChange,
+    pub(crate) name: String,
+    pub(crate) change: PortChange,
 }
 
 /// What an in-place change does to a running port: what
@@ -46,11 +46,11 @@ pub(crate) struct InPlace {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PortChange {
     /// The line settings, old and new, if they change.
-    pub line: Option<(LineSettings, LineSettings)>,
+    pub(crate) line: Option<(LineSettings, LineSettings)>,
     /// Endpoints that stop, in the old configuration's order.
-    pub removed: Vec<EndpointSpec>,
+    pub(crate) removed: Vec<EndpointSpec>,
     /// Endpoints that are bound, in the new configuration's order.
-    pub added: Vec<EndpointSpec>,
+    pub(crate) added: Vec<EndpointSpec>,
 }
 
 impl PortChange {

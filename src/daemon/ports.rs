@@ -13,17 +13,17 @@ use crate::port::{Port, PortError};
 
 /// A port to run, with its name.
 #[derive(Clone, Debug)]
-pub struct PortPlan {
-    pub name: String,
-    pub config: ServeConfig,
+pub(crate) struct PortPlan {
+    pub(crate) name: String,
+    pub(crate) config: ServeConfig,
     /// Serve even if the device is absent, and open it when it appears.
-    pub wait_for_device: bool,
+    pub(crate) wait_for_device: bool,
 }
 
 /// A running port and the plan it was started from, to compare on reload.
 pub(crate) struct Running {
-    pub plan: PortPlan,
-    pub port: Port,
+    pub(crate) plan: PortPlan,
+    pub(crate) port: Port,
 }
 
 pub(crate) async fn start(

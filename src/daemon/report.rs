@@ -17,29 +17,29 @@ use crate::port::PortError;
 #[derive(Debug, Default)]
 pub(crate) struct ReloadReport {
     /// Not touched. In the running order.
-    pub unchanged: Vec<String>,
+    pub(crate) unchanged: Vec<String>,
     /// Changed in place, and how. In the running order.
-    pub in_place: Vec<InPlace>,
+    pub(crate) in_place: Vec<InPlace>,
     /// Stopped and started anew. In the file's order.
-    pub restarted: Vec<String>,
+    pub(crate) restarted: Vec<String>,
     /// Started. In the file's order.
-    pub added: Vec<String>,
+    pub(crate) added: Vec<String>,
     /// Stopped. In the running order.
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
     /// Ports of the file that are not running, and why.
-    pub failed: Vec<Failed>,
+    pub(crate) failed: Vec<Failed>,
 }
 
 /// A port of the file that could not start.
 #[derive(Debug)]
 pub(crate) struct Failed {
-    pub name: String,
-    pub error: PortError,
+    pub(crate) name: String,
+    pub(crate) error: PortError,
 }
 
 impl ReloadReport {
     /// Whether every port runs as the file says.
-    pub fn complete(&self) -> bool {
+    pub(crate) fn complete(&self) -> bool {
         self.failed.is_empty()
     }
 }

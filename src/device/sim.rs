@@ -69,9 +69,9 @@ impl std::str::FromStr for SimMode {
 }
 
 /// `modbus`: the slave's processing time before it answers, by default.
-pub const DEFAULT_REPLY_DELAY: Duration = Duration::from_millis(5);
+pub(crate) const DEFAULT_REPLY_DELAY: Duration = Duration::from_millis(5);
 /// The range of `reply-delay` (`sim --reply-delay`, `sim:modbus,reply-delay=`).
-pub const REPLY_DELAY: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(10);
+pub(crate) const REPLY_DELAY: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(10);
 
 /// A simulator and its settings: what `sim:SPEC` and `sim --mode` name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +143,7 @@ pub struct SimStats {
     /// Bytes the device received from the line.
     pub rx_bytes: AtomicU64,
     /// Bytes the device sent on the line.
-    pub tx_bytes: AtomicU64,
+    pub(crate) tx_bytes: AtomicU64,
     /// `sink`: pattern records received intact and in order.
     pub records: AtomicU64,
     /// `sink`: malformed, lost or reordered records.

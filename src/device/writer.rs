@@ -32,7 +32,7 @@ use crate::timer::PreciseTimer;
 use crate::traffic::{ClientRef, Event};
 
 #[derive(Debug)]
-pub struct DeviceWriter {
+pub(crate) struct DeviceWriter {
     queue: WriteQueue,
     pending: Option<DeviceOp>,
     /// The line settings in force: the device is (re)opened with them.
@@ -59,7 +59,7 @@ pub struct DeviceWriter {
 impl DeviceWriter {
     /// A writer pacing at `line`'s rate, or, with `pacing` off, relying on
     /// the driver alone (its output-queue count and blocking writes).
-    pub fn new(queue: WriteQueue, line: &LineSettings, pacing: bool) -> Self {
+    pub(crate) fn new(queue: WriteQueue, line: &LineSettings, pacing: bool) -> Self {
         let mut w = Self {
             queue,
             pending: None,
@@ -90,7 +90,7 @@ impl DeviceWriter {
     }
 
     /// The line settings in force.
-    pub fn line(&self) -> &LineSettings {
+    pub(crate) fn line(&self) -> &LineSettings {
         &self.line
     }
 
@@ -99,12 +99,12 @@ impl DeviceWriter {
     /// answers its clients. `None` until then, so that connecting leaves a
     /// remote port's lines alone (a server such as esptool's takes DTR on
     /// as the cue to reset its board).
-    pub fn lines_set(&self, hub: &Hub) -> Option<ModemOutputs> {
+    pub(crate) fn lines_set(&self, hub: &Hub) -> Option<ModemOutputs> {
         self.lines_set.then(|| hub.settings.outputs())
     }
 
     /// Writes queued chunks until the device fails. Cancel safe.
-    pub async fn run(&mut self, tty: &Tty, hub: &Hub) -> std::io::Error {
+    pub(crate) async fn run(&mut self, tty: &Tty, hub: &Hub) -> std::io::Error {
         loop {
             if self.pending.is_none() {
                 match self.queue.recv().await {
@@ -121,7 +121,7 @@ impl DeviceWriter {
     }
 
     /// Writes everything already queued, then returns. Cancel safe.
-    pub async fn drain(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+    pub(crate) async fn drain(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
         loop {
             if self.pending.is_none() {
                 match self.queue.try_recv() {

@@ -44,7 +44,7 @@ use crate::hub::ClientHandle;
 
 /// How long a network client that has closed its sending side still
 /// receives.
-pub const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// A partial line held this long under `framing=line` is worth a warning:
 /// the client is likely not line-based.
 const LINE_HOLD_WARN: Duration = Duration::from_secs(1);
@@ -53,7 +53,7 @@ const DISCARD_READ: usize = 4096;
 
 /// Runs one client until it ends, then detaches it from the hub. `slot` is
 /// the client's `--max-clients` place, freed as soon as its input ends.
-pub async fn run<S, W>(
+pub(crate) async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,

@@ -67,7 +67,7 @@ pub enum PortError {
 
 /// A running port.
 #[derive(Debug)]
-pub struct Port {
+pub(crate) struct Port {
     name: String,
     /// Every log line of the port's tasks is in it, naming the port.
     span: tracing::Span,
@@ -117,7 +117,7 @@ impl Port {
     ///
     /// With `wait_for_device`, a tty that is not there is no error: the port
     /// serves its endpoints and opens the device when it appears.
-    pub async fn start(
+    pub(crate) async fn start(
         name: &str,
         cfg: &ServeConfig,
         wait_for_device: bool,
@@ -251,16 +251,16 @@ impl Port {
         })
     }
 
-    pub fn hub(&self) -> &Arc<Hub> {
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The port's status, for the control socket.
-    pub fn status(&self) -> PortStatus {
+    pub(crate) fn status(&self) -> PortStatus {
         let line = self
             .hub
             .line()
@@ -288,7 +288,7 @@ impl Port {
     }
 
     /// Where the endpoints listen, as bound (`tcp:127.0.0.1:40001`).
-    pub fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<String> {
         self.endpoints.iter().map(|e| e.shown.clone()).collect()
     }
 
@@ -298,7 +298,7 @@ impl Port {
     /// (their clients close, handing over what they sent), added ones are
     /// bound. Other clients stay connected throughout. What changed is the
     /// reload plan's to report.
-    pub async fn reconfigure(
+    pub(crate) async fn reconfigure(
         &mut self,
         old: &ServeConfig,
         new: &ServeConfig,
@@ -355,7 +355,7 @@ impl Port {
 
     /// Stops the port without losing what it accepted (see the module
     /// docs); the device writer drains for at most the drain timeout.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let span = self.span.clone();
         self.stop_in().instrument(span).await
     }

@@ -69,7 +69,7 @@ struct Shared {
 }
 
 /// Runs one RFC 2217 client until it leaves.
-pub async fn run<S, W>(
+pub(crate) async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,
