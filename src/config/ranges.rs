@@ -12,6 +12,7 @@ use crate::traffic;
 pub(crate) const DEFAULT_LOCK_IDLE: Duration = Duration::from_secs(5);
 /// A lock holder loses the write lock after holding it this long.
 pub(crate) const DEFAULT_LOCK_MAX: Duration = Duration::from_secs(60);
+#[cfg(test)]
 pub(crate) use crate::hub::budget::{CLIENT_QUEUE_MIN, MAX_BUDGET, MIN_BUDGET};
 
 const fn ms(n: u64) -> Duration {

@@ -208,6 +208,7 @@ impl Gate {
     }
 
     /// Connections open now (tickets alive).
+    #[cfg(test)]
     pub(crate) fn open(&self) -> usize {
         self.state().open
     }

@@ -154,10 +154,6 @@ impl Tty {
         self.reports_queue
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Waits until a read would not block: data, a hang-up or an error.
     /// Cancel safe; the readiness is kept for the next [`read`](Self::read).
     pub(crate) async fn readable(&self) -> std::io::Result<()> {
@@ -225,6 +221,7 @@ impl Tty {
         }
     }
 
+    #[cfg(test)]
     pub(crate) async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
         while !buf.is_empty() {
             let n = self.write(buf).await?;

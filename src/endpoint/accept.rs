@@ -93,6 +93,10 @@ pub(crate) struct Context {
     /// by the port, so they outlive endpoints a reload removes.
     pub(crate) refusals: Arc<RefusalCounts>,
     /// The roles of client identities (`--allow`), for TLS clients.
+    #[expect(
+        dead_code,
+        reason = "read when TLS clients arrive (s18-tls): their role is this policy's verdict"
+    )]
     pub(crate) access: Arc<AccessPolicy>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,

@@ -43,6 +43,7 @@ impl AllowFrom {
     }
 
     /// Whether any network is given (else every peer is allowed).
+    #[cfg(test)]
     pub(crate) fn is_set(&self) -> bool {
         !self.0.is_empty()
     }
@@ -58,6 +59,7 @@ impl AllowFrom {
             .any(|net| net.contains(&ip) || net.contains(&canonical))
     }
 
+    #[cfg(test)]
     pub(crate) fn networks(&self) -> &[IpNet] {
         &self.0
     }

@@ -29,9 +29,9 @@ pub(crate) mod source;
 pub(crate) mod tcp;
 pub(crate) mod unix;
 
-pub(crate) use accept::{Accept, Context};
+pub(crate) use accept::Context;
 pub use options::EndpointSpec;
-pub(crate) use options::{Access, EndpointKind, EndpointOptions, EndpointParseError, Framing, See};
+pub(crate) use options::{Access, EndpointKind, EndpointOptions, EndpointParseError, Framing};
 
 /// The endpoint every `serve` listens on when given none: loopback only, so a
 /// port is never exposed to the network by accident.

@@ -189,6 +189,7 @@ impl RateLimit {
     }
 
     /// Addresses remembered now (at most [`LOG_PEERS`]).
+    #[cfg(test)]
     pub(crate) fn remembered(&self) -> usize {
         self.logged.len()
     }

@@ -64,10 +64,6 @@ impl UnixEndpoint {
         })
     }
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Accepts one connection, whole (for the control socket).
     pub(crate) async fn accept_stream(&self) -> std::io::Result<tokio::net::UnixStream> {
         self.listener.accept().await.map(|(s, _)| s)

@@ -68,10 +68,6 @@ impl ClientHandle {
         self.slot.id
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.slot.name
-    }
-
     pub(crate) fn stats(&self) -> &ClientStats {
         &self.slot.stats
     }

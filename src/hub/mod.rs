@@ -298,6 +298,7 @@ impl Hub {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn client_count(&self) -> usize {
         self.clients().len()
     }
@@ -371,11 +372,6 @@ impl Hub {
     /// The line settings in force; `None` before the device first opened.
     pub(crate) fn line(&self) -> Option<LineSettings> {
         *self.line.borrow()
-    }
-
-    /// Told of every change of the line settings in force.
-    pub(crate) fn watch_line(&self) -> tokio::sync::watch::Receiver<Option<LineSettings>> {
-        self.line.subscribe()
     }
 
     /// The device now runs with `line`: the write budget and new clients'

@@ -102,6 +102,7 @@ impl DeviceOp {
     }
 
     /// The chunk, if this is one.
+    #[cfg(test)]
     pub(crate) fn into_write(self) -> Option<WriteChunk> {
         match self {
             DeviceOp::Write(c) => Some(c),

@@ -103,6 +103,7 @@ impl ByteQueue {
         self.lock().bytes
     }
 
+    #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -50,10 +50,6 @@ impl ReplyDetector {
         }
     }
 
-    pub(crate) fn rule(&self) -> ReplyRule {
-        self.rule
-    }
-
     /// Whether the reply is known to be complete (not counting a gap).
     pub(crate) fn is_complete(&self) -> bool {
         self.complete

@@ -194,6 +194,7 @@ impl FileReader {
     }
 
     /// Reads a whole file into memory; for small files (tests).
+    #[cfg(test)]
     pub(crate) fn read_all(path: &Path) -> io::Result<Vec<Item>> {
         let mut r = FileReader::open(path)?;
         let mut out = Vec::new();

@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 use time::OffsetDateTime;
 
-pub(crate) use self::parse::{TextError, TextParser, parse_ts, unescape};
+pub(crate) use self::parse::{TextError, TextParser, parse_ts};
 use super::{ClientRef, Event, Record};
 
 /// First line of every text file.

@@ -82,6 +82,7 @@ impl Slave {
     }
 
     /// Holding register `addr` of `unit`, if both exist.
+    #[cfg(test)]
     pub(crate) fn holding(&self, unit: u8, addr: u16) -> Option<u16> {
         self.holding.get(index(unit, addr)?).copied()
     }

@@ -232,6 +232,7 @@ impl RtuFramer {
     }
 
     /// Bytes waiting for the rest of their frame.
+    #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
     }

@@ -3,11 +3,11 @@
 //! bytes out. No socket, no timer, no tokio.
 //!
 //! The layers, each in its own file:
-//! - [`parser`]: splits a byte stream into [`Token`]s (data, IAC commands,
+//! - [`parser`]: splits a byte stream into [`Token`](parser::Token)s (data, IAC commands,
 //!   WILL/WONT/DO/DONT, subnegotiations). It keeps only a small state between
 //!   calls, and one subnegotiation buffer capped at [`MAX_SUBNEG`].
 //! - [`negotiation`]: the per-option state machine of RFC 1143 (the "Q
-//!   method") and the [`Policy`] saying which options each role accepts and
+//!   method") and the [`Policy`](negotiation::Policy) saying which options each role accepts and
 //!   offers. It answers a request only when the request changes the state,
 //!   so two peers never loop, and it refuses every option the policy does
 //!   not name.
@@ -49,7 +49,9 @@ mod tests;
 
 use bytes::{BufMut, BytesMut};
 
-pub(crate) use negotiation::{Negotiator, OptionChange, OptionSet, Policy, Side};
+#[cfg(test)]
+pub(crate) use negotiation::{Negotiator, OptionChange, Policy, Side};
+#[cfg(test)]
 pub(crate) use parser::{Parser, Token};
 pub use session::{Event, Telnet};
 
@@ -165,6 +167,7 @@ impl IacCommand {
     }
 
     /// The byte after `IAC` on the wire.
+    #[cfg(test)]
     pub(crate) const fn byte(self) -> u8 {
         match self {
             IacCommand::Nop => 241,
@@ -229,12 +232,14 @@ pub(crate) fn encode_negotiation(verb: Verb, option: u8, out: &mut BytesMut) {
 }
 
 /// Appends `IAC command` (for [`IacCommand::Other`], whatever byte it holds).
+#[cfg(test)]
 pub(crate) fn encode_command(command: IacCommand, out: &mut BytesMut) {
     out.extend_from_slice(&[IAC, command.byte()]);
 }
 
 /// Appends `IAC SB option payload IAC SE`, doubling IAC in the option byte
 /// and the payload.
+#[cfg(test)]
 pub(crate) fn encode_subnegotiation(option: u8, payload: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(&[IAC, SB]);
     escape_into(&[option], out);

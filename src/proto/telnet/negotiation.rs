@@ -29,13 +29,6 @@ impl OptionSet {
         OptionSet(words)
     }
 
-    /// This set without `option`.
-    pub(crate) const fn without(self, option: u8) -> OptionSet {
-        let mut words = self.0;
-        words[(option / 64) as usize] &= !(1 << (option % 64));
-        OptionSet(words)
-    }
-
     /// Whether `option` is in the set.
     pub(crate) const fn contains(self, option: u8) -> bool {
         self.0[(option / 64) as usize] & (1 << (option % 64)) != 0
@@ -179,11 +172,6 @@ impl Negotiator {
             local: [Q::No; 256],
             remote: [Q::No; 256],
         }
-    }
-
-    /// The policy in force.
-    pub(crate) fn policy(&self) -> &Policy {
-        &self.policy
     }
 
     /// Appends the policy's opening offers (WILL for `offer_local`, DO for

@@ -121,11 +121,13 @@ impl Parser {
 
     /// Bytes held between calls (the partial subnegotiation); never more
     /// than [`MAX_SUBNEG`].
+    #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
         self.sb.len() + self.data.len()
     }
 
     /// Whether the stream is between tokens (nothing partial is held).
+    #[cfg(test)]
     pub(crate) fn is_idle(&self) -> bool {
         self.state == State::Data
     }

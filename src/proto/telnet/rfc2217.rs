@@ -266,6 +266,7 @@ pub struct LineState(pub(crate) u8);
 
 impl LineState {
     /// Data ready.
+    #[cfg(test)]
     pub(crate) const DATA_READY: u8 = 1;
     /// Overrun error.
     pub(crate) const OVERRUN_ERROR: u8 = 2;
@@ -275,14 +276,14 @@ impl LineState {
     pub(crate) const FRAMING_ERROR: u8 = 8;
     /// Break detected.
     pub(crate) const BREAK_DETECT: u8 = 16;
-    /// Transfer holding register empty.
-    pub(crate) const TRANSFER_HOLDING_EMPTY: u8 = 32;
-    /// Transfer shift register empty.
-    pub(crate) const TRANSFER_SHIFT_EMPTY: u8 = 64;
+    // 32 and 64, transfer holding and shift register empty, are never
+    // reported by serialhub.
     /// Time-out error.
+    #[cfg(test)]
     pub(crate) const TIMEOUT_ERROR: u8 = 128;
 
     /// Whether every bit of `bits` is set.
+    #[cfg(test)]
     pub(crate) const fn contains(self, bits: u8) -> bool {
         self.0 & bits == bits
     }

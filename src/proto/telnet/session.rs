@@ -155,12 +155,6 @@ impl Telnet {
         }
     }
 
-    /// Asks the peer to enable or disable `option` on `side` (see
-    /// [`Negotiator::request`]); the command, if any, goes to `out`.
-    pub(crate) fn request(&mut self, side: Side, option: u8, enable: bool, out: &mut BytesMut) {
-        self.negotiator.request(side, option, enable, out);
-    }
-
     /// Whether `option` is in force on `side`.
     pub(crate) fn is_enabled(&self, side: Side, option: u8) -> bool {
         self.negotiator.is_enabled(side, option)
@@ -175,6 +169,7 @@ impl Telnet {
 
     /// Bytes held between calls: the partial subnegotiation, never more
     /// than [`MAX_SUBNEG`](super::MAX_SUBNEG).
+    #[cfg(test)]
     pub(crate) fn buffered(&self) -> usize {
         self.parser.buffered()
     }
