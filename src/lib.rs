@@ -45,6 +45,9 @@
 // The module docs are for people working on serialhub, and link to items
 // private to the crate; `cargo doc --document-private-items` shows them.
 #![allow(rustdoc::private_intra_doc_links)]
+// What the binary, tests and benches do not use is pub(crate), so that the
+// compiler flags dead code; a `pub` that nothing outside can reach says so.
+#![warn(unreachable_pub)]
 
 pub(crate) mod access;
 pub mod app;
