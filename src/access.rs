@@ -25,7 +25,7 @@ use std::str::FromStr;
 
 /// What a client may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
+pub(crate) enum Role {
     /// Read, write, and change settings as the endpoint allows.
     Rw,
     /// Read only: writes are discarded and counted, settings requests
@@ -58,7 +58,7 @@ pub enum Identity {
 
 /// Longest `cn:` or `dns:` name: a common name is at most 64 characters
 /// (RFC 5280's ub-common-name), a DNS name at most 253.
-pub const MAX_NAME: usize = 253;
+pub(crate) const MAX_NAME: usize = 253;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AccessError {
@@ -162,9 +162,9 @@ impl Identity {
 
 /// One `--allow ROLE:IDENTITY`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AllowRule {
-    pub role: Role,
-    pub identity: Identity,
+pub(crate) struct AllowRule {
+    pub(crate) role: Role,
+    pub(crate) identity: Identity,
 }
 
 impl FromStr for AllowRule {
@@ -194,7 +194,7 @@ impl fmt::Display for AllowRule {
 
 /// A port's identities and their roles.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AccessPolicy {
+pub(crate) struct AccessPolicy {
     rw: Vec<Identity>,
     ro: Vec<Identity>,
 }
@@ -202,7 +202,9 @@ pub struct AccessPolicy {
 impl AccessPolicy {
     /// The policy of `rules`, refusing an identity given both roles
     /// (duplicates within one role are kept once).
-    pub fn new(rules: impl IntoIterator<Item = AllowRule>) -> Result<AccessPolicy, AccessError> {
+    pub(crate) fn new(
+        rules: impl IntoIterator<Item = AllowRule>,
+    ) -> Result<AccessPolicy, AccessError> {
         let mut p = AccessPolicy::default();
         for r in rules {
             let (mine, other) = match r.role {
@@ -220,12 +222,13 @@ impl AccessPolicy {
     }
 
     /// Whether no identity is listed (every verified certificate is `rw`).
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.rw.is_empty() && self.ro.is_empty()
     }
 
     /// The identities listed with `role`.
-    pub fn listed(&self, role: Role) -> &[Identity] {
+    #[cfg(test)]
+    pub(crate) fn listed(&self, role: Role) -> &[Identity] {
         match role {
             Role::Rw => &self.rw,
             Role::Ro => &self.ro,
@@ -234,7 +237,7 @@ impl AccessPolicy {
 
     /// The role of a verified certificate with common name `cn`, DNS
     /// names `dns` and fingerprint `sha256`; `None`: it is refused.
-    pub fn role(&self, cn: Option<&str>, dns: &[String], sha256: &[u8; 32]) -> Option<Role> {
+    pub(crate) fn role(&self, cn: Option<&str>, dns: &[String], sha256: &[u8; 32]) -> Option<Role> {
         if self.is_open() {
             return Some(Role::Rw);
         }

@@ -1,5 +1,7 @@
 //! Command-line definitions (clap). These are raw flags; [`crate::config`]
-//! turns them into validated settings.
+//! turns them into validated settings. The values flags choose among are
+//! the CLI's own enums (`cli/values.rs`), which convert into the domain types, so
+//! clap stays out of the rest of the crate.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,22 +9,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::access::AllowRule;
-use crate::device::{DeviceSpec, SimMode};
+use crate::device::DeviceSpec;
 use crate::endpoint::EndpointSpec;
-use crate::hub::{SlowReaderPolicy, Unsolicited};
-use crate::line::{FlowControl, Parity};
-use crate::traffic::{DEFAULT_KEEP, Direction, Format};
+use crate::traffic::DEFAULT_KEEP;
 use crate::units::parse_bytes;
 use time::OffsetDateTime;
 
-/// How clients' writes reach the device (`--writers`, `writers =`). Here,
-/// with the flags, so the CLI layer depends on nothing above it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Writers {
-    Merge,
-    Transaction,
-}
+mod values;
+pub(crate) use values::{
+    Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,18 +43,18 @@ pub struct Cli {
     // Not `global`: then every subcommand would show it, `completions` too.
     // The commands that use it take it after their name as well.
     #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
+    pub(crate) control: Option<PathBuf>,
     /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
     /// /metrics. Off unless given. (`serve` only.)
     #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<String>,
+    pub(crate) metrics: Option<String>,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 impl Cli {
     /// `--control`, given before the subcommand or after it.
-    pub fn control_socket(&self) -> Option<&PathBuf> {
+    pub(crate) fn control_socket(&self) -> Option<&PathBuf> {
         let after = match &self.command {
             Command::Serve(a) => &a.daemon.at,
             Command::Status(a) => &a.at,
@@ -71,7 +67,7 @@ impl Cli {
     }
 
     /// `--metrics`, given before `serve` or after it.
-    pub fn metrics_addr(&self) -> Option<&String> {
+    pub(crate) fn metrics_addr(&self) -> Option<&String> {
         match &self.command {
             Command::Serve(a) => self.metrics.as_ref().or(a.daemon.metrics.as_ref()),
             _ => self.metrics.as_ref(),
@@ -81,21 +77,21 @@ impl Cli {
 
 /// `--control` for the commands that use it, after their name.
 #[derive(Debug, Args)]
-pub struct ControlFlag {
+pub(crate) struct ControlFlag {
     /// The control socket (as before the command; see `serialhub --help`).
     #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
+    pub(crate) control: Option<PathBuf>,
 }
 
 /// `serve`'s `--control` and `--metrics`, after its name.
 #[derive(Debug, Args)]
-pub struct DaemonFlags {
+pub(crate) struct DaemonFlags {
     #[command(flatten)]
-    pub at: ControlFlag,
+    pub(crate) at: ControlFlag,
     /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
     /// /metrics. Off unless given.
     #[arg(long, value_name = "ADDR")]
-    pub metrics: Option<String>,
+    pub(crate) metrics: Option<String>,
 }
 
 /// `serve`'s examples, as a literal so that `concat!` can head them.
@@ -119,14 +115,14 @@ Every port of a configuration file (see `serialhub print-config`):
     };
 }
 /// `serve`'s examples: the EXAMPLES section of serialhub-serve(1).
-pub const SERVE_EXAMPLES: &str = serve_examples!();
+pub(crate) const SERVE_EXAMPLES: &str = serve_examples!();
 /// The same, under "Examples:" in `serve --help`.
 const SERVE_EXAMPLES_HELP: &str = concat!("Examples:\n", serve_examples!());
 
 // Parsed once at start-up, so the size of `serve`'s flags does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve one serial device to network and local clients.
     #[command(after_long_help = SERVE_EXAMPLES_HELP)]
     Serve(ServeArgs),
@@ -161,80 +157,81 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub(crate) struct StatusArgs {
     #[command(flatten)]
-    pub at: ControlFlag,
+    pub(crate) at: ControlFlag,
     /// Only this port.
-    pub port: Option<String>,
+    pub(crate) port: Option<String>,
     /// Print JSON (a stable schema, for scripts) instead of tables.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct KickArgs {
+pub(crate) struct KickArgs {
     #[command(flatten)]
-    pub at: ControlFlag,
+    pub(crate) at: ControlFlag,
     /// The port's name (see `serialhub status`).
-    pub port: String,
+    pub(crate) port: String,
     /// The client's id (see `serialhub status`).
-    pub client: u64,
+    pub(crate) client: u64,
 }
 
 #[derive(Debug, Args)]
-pub struct PortArgs {
+pub(crate) struct PortArgs {
     #[command(flatten)]
-    pub at: ControlFlag,
+    pub(crate) at: ControlFlag,
     /// The port's name (see `serialhub status`).
-    pub port: String,
+    pub(crate) port: String,
 }
 
 #[derive(Debug, Args)]
-pub struct CompletionsArgs {
+pub(crate) struct CompletionsArgs {
     #[arg(value_enum)]
-    pub shell: clap_complete::Shell,
+    pub(crate) shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
-pub struct ManArgs {
+pub(crate) struct ManArgs {
     /// A subcommand's page (serialhub-serve(1)) instead of serialhub(1).
     #[arg(value_name = "COMMAND")]
-    pub command: Option<String>,
+    pub(crate) command: Option<String>,
     /// Write every page (serialhub.1, serialhub-serve.1, ...) into DIR,
     /// which must exist, instead of printing one.
     #[arg(long, value_name = "DIR", conflicts_with = "command")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct CheckConfigArgs {
+pub(crate) struct CheckConfigArgs {
     /// The configuration file (TOML), as for `serve --config`.
     #[arg(value_name = "FILE")]
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct LineArgs {
+pub(crate) struct LineArgs {
     /// Baud rate (50 to 20000000).
     #[arg(short, long, default_value_t = 9600)]
-    pub baud: u32,
+    pub(crate) baud: u32,
     /// Data bits per character (5-8).
     #[arg(long, default_value_t = 8)]
-    pub data_bits: u8,
+    pub(crate) data_bits: u8,
     /// Parity bit: none, odd or even.
     #[arg(long, value_enum, default_value_t = Parity::None)]
-    pub parity: Parity,
+    pub(crate) parity: Parity,
     /// Stop bits (1 or 2).
     #[arg(long, default_value_t = 1)]
-    pub stop_bits: u8,
+    pub(crate) stop_bits: u8,
+    /// Flow control: none, rtscts (hardware) or xonxoff (software).
     #[arg(long, value_enum, default_value_t = FlowControl::None)]
-    pub flow_control: FlowControl,
+    pub(crate) flow_control: FlowControl,
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(flatten)]
-    pub daemon: DaemonFlags,
+    pub(crate) daemon: DaemonFlags,
     /// The device: a tty path (/dev/ttyUSB0, /dev/serial/by-id/..., a pty), a
     /// built-in simulator: sim:echo, sim:source, sim:sink, sim:loopback or
     /// sim:modbus (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to
@@ -243,17 +240,17 @@ pub struct ServeArgs {
     /// answer DTR, RTS or flow-control requests, as pyserial names it).
     /// Required unless --config is given.
     #[arg(short, long, value_parser = parse_device, required_unless_present = "config")]
-    pub device: Option<DeviceSpec>,
+    pub(crate) device: Option<DeviceSpec>,
     /// Serve the ports of this configuration file (TOML; see
     /// `serialhub print-config`) instead of one port from flags.
     #[arg(long, value_name = "FILE", conflicts_with_all = PORT_FLAGS)]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// The port's name in logs (letters, digits, '_', '.', '-'). Default:
     /// the device's file name (ttyUSB0), or sim-MODE.
     #[arg(long, value_name = "NAME")]
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     #[command(flatten)]
-    pub line: LineArgs,
+    pub(crate) line: LineArgs,
     /// Where clients connect (repeatable): tcp:HOST:PORT, unix:PATH,
     /// pty:PATH (a virtual serial port), rfc2217:HOST:PORT (Telnet with RFC
     /// 2217 port control) or modbus-tcp:HOST:PORT (a Modbus TCP gateway;
@@ -274,7 +271,7 @@ pub struct ServeArgs {
     /// address (tcp:0.0.0.0:PORT accepts remote clients) is refused unless it
     /// says tls or insecure.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
-    pub listen: Vec<EndpointSpec>,
+    pub(crate) listen: Vec<EndpointSpec>,
     /// A role for the clients of TLS endpoints with a certificate of this
     /// identity (repeatable): ROLE:IDENTITY, where ROLE is rw or ro (read
     /// only: writes discarded and counted, settings answered with the values
@@ -284,106 +281,107 @@ pub struct ServeArgs {
     /// is refused. A named identity decides over any; ro over rw. Clients
     /// without a certificate are ruled by their endpoint's access=.
     #[arg(long = "allow", value_name = "ROLE:IDENTITY")]
-    pub allow: Vec<AllowRule>,
+    pub(crate) allow: Vec<AllowRule>,
     /// What happens to a client that reads slower than the device sends.
     #[arg(long, value_enum, default_value_t = SlowReaderPolicy::Disconnect)]
-    pub slow_reader: SlowReaderPolicy,
+    pub(crate) slow_reader: SlowReaderPolicy,
     /// Bytes queued per client before the slow-reader policy acts, e.g. 64KiB
-    /// (4KiB to 64MiB). Default: 2 s of line time, at least 16KiB.
+    /// (4KiB to 64MiB). Default: 2 s of line time, at least 16KiB (1MiB
+    /// with --no-pacing).
     #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
-    pub client_queue: Option<usize>,
+    pub(crate) client_queue: Option<usize>,
     /// Most line time that bytes accepted from clients may wait before reaching
     /// the wire (socket buffers plus serialhub's own queue), e.g. 1s, 500ms
     /// (10ms to 1h; serialhub's own queue holds at most 64MiB).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
-    pub max_inflight: Duration,
+    pub(crate) max_inflight: Duration,
     /// Log the port's counters (bytes, clients, drops, kicks) this often when
     /// they have changed; 0 turns it off (else 1s to 1day).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
-    pub stats_every: Duration,
+    pub(crate) stats_every: Duration,
     /// Do not pace writes at the line rate; rely on the driver's output queue
     /// and blocking writes alone. For devices faster than their nominal baud
     /// (USB CDC-ACM) and ptys used as pipes. Pacing is what keeps the
     /// in-flight bound on drivers that do not report their output queue.
     #[arg(long)]
-    pub no_pacing: bool,
+    pub(crate) no_pacing: bool,
     /// Keep the line settings and modem lines a client set after it leaves.
     /// By default, when the last client that changed them leaves, the port
     /// returns to its configured settings.
     #[arg(long)]
-    pub keep_settings: bool,
+    pub(crate) keep_settings: bool,
     /// Most clients connected at once, over all endpoints (1 to 65536).
     #[arg(long, default_value_t = 256)]
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
     /// A client holding the exclusive write lock loses it after writing
     /// nothing for this long (10ms to 1h).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", value_name = "DURATION")]
-    pub lock_idle: Duration,
+    pub(crate) lock_idle: Duration,
     /// A client holding the exclusive write lock loses it after holding it
     /// this long, however busy it is (100ms to 1day).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s", value_name = "DURATION")]
-    pub lock_max: Duration,
+    pub(crate) lock_max: Duration,
     /// Serve even if the device is not there, and open it when it appears
     /// (without it, a missing device stops start-up).
     #[arg(long)]
-    pub wait_for_device: bool,
+    pub(crate) wait_for_device: bool,
     /// How clients' writes reach the device. merge: bytes go as they come,
     /// each client's in order. transaction: each client's writes are cut
     /// into requests (by the endpoint's framing; gap by default), one
     /// request runs at a time, and its reply goes to the client that asked.
     #[arg(long, value_enum, default_value_t = Writers::Merge)]
-    pub writers: Writers,
+    pub(crate) writers: Writers,
     /// transaction: a request with no complete reply after this long ends as
     /// a timeout, logged and counted (10ms to 1min).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s", value_name = "DURATION")]
-    pub reply_timeout: Duration,
+    pub(crate) reply_timeout: Duration,
     /// transaction: silence after a reply's first byte that ends it, where
     /// its framing cannot tell its end (1ms to 10s). Default: 3.5 characters
     /// at the line rate, at least 10ms.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub reply_gap: Option<Duration>,
+    pub(crate) reply_gap: Option<Duration>,
     /// transaction: who gets device output that answers no request: all
     /// clients, nobody (drop, counted), or the last requester (last).
     /// Clients with see=all get it either way.
     #[arg(long, value_enum, default_value_t = Unsolicited::All)]
-    pub unsolicited: Unsolicited,
+    pub(crate) unsolicited: Unsolicited,
     /// On shutdown, how long to keep writing bytes already accepted for the
     /// device (0 to 1h).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s", value_name = "DURATION")]
-    pub drain_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
     /// Keep a traffic log of the port in this directory, which must exist.
     #[arg(long, value_name = "DIR")]
-    pub log: Option<PathBuf>,
+    pub(crate) log: Option<PathBuf>,
     /// Traffic log format: text (hex and ASCII side by side) or json (JSON lines).
     #[arg(long, value_enum, default_value_t = Format::Text, requires = "log")]
-    pub log_format: Format,
+    pub(crate) log_format: Format,
     /// Start a new traffic log file before one would grow past SIZE, e.g. 64KiB
     /// (4KiB to 1TiB).
     #[arg(long, value_parser = parse_bytes, default_value = "16MiB", value_name = "SIZE", requires = "log")]
-    pub log_max_size: usize,
+    pub(crate) log_max_size: usize,
     /// Most traffic log files kept, the current one included; older ones are
     /// deleted (1 to 1000).
     #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N", requires = "log")]
-    pub log_keep: usize,
+    pub(crate) log_keep: usize,
     /// TLS: the server's certificate chain (PEM, its own certificate
     /// first), for endpoints with the `tls` option and --metrics-tls.
     #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// TLS: the private key of --tls-cert (PEM: PKCS#8, RSA or EC).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// TLS: a CA bundle (PEM). Clients of TLS endpoints must then present a
     /// certificate that chains to it (mutual TLS).
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_client_ca: Option<PathBuf>,
+    pub(crate) tls_client_ca: Option<PathBuf>,
     /// TLS: a certificate revocation list (PEM) for --tls-client-ca; a
     /// client whose certificate it revokes is refused (repeatable).
     #[arg(long, value_name = "FILE", requires = "tls_client_ca")]
-    pub tls_crl: Vec<PathBuf>,
+    pub(crate) tls_crl: Vec<PathBuf>,
     /// Serve --metrics over HTTPS with --tls-cert (and mutual TLS with
     /// --tls-client-ca).
     #[arg(long, requires = "tls_cert")]
-    pub metrics_tls: bool,
+    pub(crate) metrics_tls: bool,
 }
 
 /// The `serve` flags that describe one port, which a `--config` file
@@ -425,57 +423,57 @@ const PORT_FLAGS: &[&str] = &[
 ];
 
 #[derive(Debug, Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// Log files, or directories of them (read oldest first).
     #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// Only data from the device (with --tx: data both ways).
     #[arg(long)]
-    pub rx: bool,
+    pub(crate) rx: bool,
     /// Only data to the device (with --rx: data both ways).
     #[arg(long)]
-    pub tx: bool,
+    pub(crate) tx: bool,
     /// Only records of one client: `#ID`, or text its name contains (tcp:10.0.0.5).
     #[arg(long, value_name = "CLIENT")]
-    pub client: Option<String>,
+    pub(crate) client: Option<String>,
     /// Only records at or after TIME: RFC 3339 (2025-01-02T03:04:05Z) or a
     /// duration ago (10m, 2h).
     #[arg(long, value_parser = parse_time, value_name = "TIME")]
-    pub since: Option<OffsetDateTime>,
+    pub(crate) since: Option<OffsetDateTime>,
     /// Only records before TIME (as for --since).
     #[arg(long, value_parser = parse_time, value_name = "TIME")]
-    pub until: Option<OffsetDateTime>,
+    pub(crate) until: Option<OffsetDateTime>,
     /// Keep printing records as they are written, across file rotations.
     #[arg(short, long)]
-    pub follow: bool,
+    pub(crate) follow: bool,
     /// Write only the bytes that went one way (rx: from the device, tx: to
     /// it) to stdout, exactly as they passed, for replaying or diffing a
     /// capture.
     #[arg(long, value_enum, value_name = "DIRECTION", conflicts_with_all = ["rx", "tx", "json"])]
-    pub raw: Option<Direction>,
+    pub(crate) raw: Option<Direction>,
     /// Print records as JSON lines instead of text.
     #[arg(long)]
-    pub json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct SimArgs {
+pub(crate) struct SimArgs {
     /// echo: send back what it receives; source: send the counter pattern;
     /// sink: receive and check the counter pattern; modbus: a Modbus RTU
     /// slave with units 1 to 3. (loopback is refused: it has no tty, and is
     /// only `serve --device sim:loopback`.)
     #[arg(short, long, value_enum)]
-    pub mode: SimMode,
+    pub(crate) mode: SimMode,
     /// modbus: how long the slave waits before it answers (0 to 10s;
     /// default 5ms).
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub reply_delay: Option<Duration>,
+    pub(crate) reply_delay: Option<Duration>,
     /// Line rate to pace at (8N1: baud/10 bytes per second), 50 to 20000000.
     #[arg(short, long, default_value_t = 9600)]
-    pub baud: u32,
+    pub(crate) baud: u32,
     /// Symlink to create at this path, pointing at the simulator's tty.
     #[arg(long)]
-    pub link: PathBuf,
+    pub(crate) link: PathBuf,
 }
 
 fn parse_device(s: &str) -> Result<DeviceSpec, String> {
@@ -483,7 +481,7 @@ fn parse_device(s: &str) -> Result<DeviceSpec, String> {
 }
 
 /// Parses an RFC 3339 time, or a duration meaning that long ago.
-pub fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
+pub(crate) fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     if let Some(t) = crate::traffic::text::parse_ts(s) {
         return Ok(t);
     }

@@ -30,7 +30,7 @@ pub enum DocgenError {
 }
 
 /// The completion script for `shell`.
-pub fn completions(shell: Shell) -> Vec<u8> {
+pub(crate) fn completions(shell: Shell) -> Vec<u8> {
     let mut out = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), BIN, &mut out);
     out
@@ -46,7 +46,7 @@ fn built() -> clap::Command {
 
 /// The man page (roff) of `serialhub`, or of one of its subcommands
 /// (`serialhub-serve(1)`).
-pub fn man_page(command: Option<&str>) -> Result<Vec<u8>, DocgenError> {
+pub(crate) fn man_page(command: Option<&str>) -> Result<Vec<u8>, DocgenError> {
     let top = built();
     let cmd = match command {
         None => top,
@@ -95,7 +95,7 @@ fn page_names(top: &clap::Command) -> Vec<String> {
 
 /// Writes every man page (`serialhub.1`, `serialhub-serve.1`, ...) into
 /// `dir`, which must exist, and returns their paths.
-pub fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>, DocgenError> {
+pub(crate) fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>, DocgenError> {
     let top = built();
     let mut pages = vec![(format!("{BIN}.1"), None)];
     for name in page_names(&top) {
@@ -115,7 +115,7 @@ pub fn write_man_pages(dir: &Path) -> Result<Vec<PathBuf>, DocgenError> {
 }
 
 /// Writes `bytes` to stdout.
-pub fn print(bytes: &[u8]) -> Result<(), DocgenError> {
+pub(crate) fn print(bytes: &[u8]) -> Result<(), DocgenError> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|()| out.flush())

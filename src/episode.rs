@@ -21,7 +21,7 @@ pub const QUIET: Duration = Duration::from_secs(1);
 
 /// One kind of recurring condition, and the count of the episode under way.
 #[derive(Debug)]
-pub struct Episode {
+pub(crate) struct Episode {
     /// What happened: `out of file descriptors`.
     what: &'static str,
     /// What is done meanwhile, said at the start: `refusing new clients`.
@@ -37,7 +37,11 @@ pub struct Episode {
 }
 
 impl Episode {
-    pub const fn new(what: &'static str, doing: &'static str, after: &'static str) -> Episode {
+    pub(crate) const fn new(
+        what: &'static str,
+        doing: &'static str,
+        after: &'static str,
+    ) -> Episode {
         Episode {
             what,
             doing,
@@ -49,14 +53,14 @@ impl Episode {
     }
 
     /// Ends episodes only after `quiet` without an occurrence.
-    pub const fn quiet(mut self, quiet: Duration) -> Episode {
+    pub(crate) const fn quiet(mut self, quiet: Duration) -> Episode {
         self.quiet = quiet;
         self
     }
 
     /// Counts `n` more occurrences; the first of an episode is logged, with
     /// `detail` (the error, the limit).
-    pub fn hit(&mut self, n: u64, detail: impl std::fmt::Display) {
+    pub(crate) fn hit(&mut self, n: u64, detail: impl std::fmt::Display) {
         if !self.quiet.is_zero() {
             self.last = Some(Instant::now());
         }
@@ -72,14 +76,14 @@ impl Episode {
     /// When the episode under way may end, if one is and it ends only
     /// after a quiet spell: call [`over`](Self::over) then, so its end is
     /// logged though nothing more happens.
-    pub fn due(&self) -> Option<Instant> {
+    pub(crate) fn due(&self) -> Option<Instant> {
         self.count?;
         self.last.map(|t| t + self.quiet)
     }
 
     /// Ends the episode under way, if any and if it has been quiet long
     /// enough, logging its count.
-    pub fn over(&mut self) -> Option<u64> {
+    pub(crate) fn over(&mut self) -> Option<u64> {
         if self.last.is_some_and(|t| t.elapsed() < self.quiet) {
             return None;
         }

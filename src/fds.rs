@@ -15,17 +15,17 @@ use std::sync::Mutex;
 
 /// Descriptors held back for the device. It needs one to reopen; the rest
 /// cover accepts that complete on other threads while the reserve is open.
-pub const RESERVE: usize = 8;
+pub(crate) const RESERVE: usize = 8;
 
 #[derive(Debug)]
-pub struct FdReserve {
+pub(crate) struct FdReserve {
     spare: Mutex<Vec<File>>,
     want: usize,
 }
 
 impl FdReserve {
     /// A reserve of `want` descriptors, filled as far as the limit allows.
-    pub fn new(want: usize) -> FdReserve {
+    pub(crate) fn new(want: usize) -> FdReserve {
         let r = FdReserve {
             spare: Mutex::new(Vec::with_capacity(want)),
             want,
@@ -40,13 +40,13 @@ impl FdReserve {
 
     /// Tops the reserve up. `false` if the process is at its descriptor
     /// limit and the reserve is short.
-    pub fn refill(&self) -> bool {
+    pub(crate) fn refill(&self) -> bool {
         fill(&mut self.spare(), self.want)
     }
 
     /// Runs `open` with the reserve's descriptors free for it, then takes
     /// them back as far as it can.
-    pub fn with_reserve<T>(&self, open: impl FnOnce() -> T) -> T {
+    pub(crate) fn with_reserve<T>(&self, open: impl FnOnce() -> T) -> T {
         let mut spare = self.spare();
         spare.clear();
         let r = open();
@@ -58,7 +58,7 @@ impl FdReserve {
     /// descriptor for each, so that clients the process has no descriptor
     /// for are told (their connection closes) instead of waiting unseen in
     /// the backlog. Returns how many were refused.
-    pub fn shed(&self, listener: BorrowedFd<'_>) -> u64 {
+    pub(crate) fn shed(&self, listener: BorrowedFd<'_>) -> u64 {
         let mut refused = 0;
         // Bounded, so a flood of connections cannot hold the reserve.
         for _ in 0..64 {
@@ -100,7 +100,7 @@ fn fill(spare: &mut Vec<File>, want: usize) -> bool {
 
 /// Whether an accept error means the process or system is out of
 /// descriptors (or the memory for one), rather than a failed connection.
-pub fn is_exhaustion(e: &std::io::Error) -> bool {
+pub(crate) fn is_exhaustion(e: &std::io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)

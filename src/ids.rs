@@ -2,4 +2,4 @@
 //! observers of the data path (the traffic log) need not import the hub.
 
 /// A client's id, unique in the process over all its ports.
-pub type ClientId = u64;
+pub(crate) type ClientId = u64;

@@ -39,31 +39,41 @@
 //!   server and client, and the Prometheus metrics endpoint.
 //! - [`sim`] and [`logcmd`]: what the `sim` and `log` subcommands run.
 //! - [`docgen`]: shell completions and man pages from the clap definition.
+//! - [`app`]: what the binary runs: each subcommand from parsed flags to its
+//!   end, and the one error type whose kind decides the exit status.
 
-pub mod access;
+// The module docs are for people working on serialhub, and link to items
+// private to the crate; `cargo doc --document-private-items` shows them.
+#![allow(rustdoc::private_intra_doc_links)]
+// What the binary, tests and benches do not use is pub(crate), so that the
+// compiler flags dead code; a `pub` that nothing outside can reach says so.
+#![warn(unreachable_pub)]
+
+pub(crate) mod access;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod device;
-pub mod docgen;
+pub(crate) mod docgen;
 pub mod endpoint;
 pub mod episode;
-pub mod fds;
+pub(crate) mod fds;
 pub mod hub;
-pub mod ids;
+pub(crate) mod ids;
 pub mod line;
-pub mod link;
-pub mod logcmd;
+pub(crate) mod link;
+pub(crate) mod logcmd;
 pub mod measure;
-pub mod modem;
-pub mod pace;
+pub(crate) mod modem;
+pub(crate) mod pace;
 pub mod pattern;
-pub mod port;
+pub(crate) mod port;
 pub mod proto;
-pub mod sim;
-pub mod timer;
-pub mod tls;
-pub mod traffic;
-pub mod units;
-pub mod watch;
+pub(crate) mod sim;
+pub(crate) mod timer;
+pub(crate) mod tls;
+pub(crate) mod traffic;
+pub(crate) mod units;
+pub(crate) mod watch;

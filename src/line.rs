@@ -12,20 +12,20 @@ use serde::{Deserialize, Serialize};
 
 /// Lowest and highest baud rates accepted. Linux accepts arbitrary rates via
 /// `BOTHER`; outside this range no real UART works and pacing maths degrade.
-pub const MIN_BAUD: u32 = 50;
-pub const MAX_BAUD: u32 = 20_000_000;
+pub(crate) const MIN_BAUD: u32 = 50;
+pub(crate) const MAX_BAUD: u32 = 20_000_000;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Parity {
+pub(crate) enum Parity {
     None,
     Odd,
     Even,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum FlowControl {
+pub(crate) enum FlowControl {
     /// No flow control: the line always runs at full rate.
     None,
     /// Hardware flow control with the RTS and CTS lines.
@@ -39,11 +39,11 @@ pub enum FlowControl {
 pub struct LineSettings {
     pub baud: u32,
     /// 5 to 8.
-    pub data_bits: u8,
-    pub parity: Parity,
+    pub(crate) data_bits: u8,
+    pub(crate) parity: Parity,
     /// 1 or 2.
-    pub stop_bits: u8,
-    pub flow_control: FlowControl,
+    pub(crate) stop_bits: u8,
+    pub(crate) flow_control: FlowControl,
 }
 
 /// A line setting that no serial port can use.
@@ -79,7 +79,7 @@ impl LineSettings {
     }
 
     /// Checks that every field is one a UART can be set to.
-    pub fn validate(&self) -> Result<(), LineError> {
+    pub(crate) fn validate(&self) -> Result<(), LineError> {
         if !(MIN_BAUD..=MAX_BAUD).contains(&self.baud) {
             return Err(LineError::Baud(self.baud));
         }
@@ -93,7 +93,7 @@ impl LineSettings {
     }
 
     /// Bits on the wire per character, including start, parity and stop bits.
-    pub fn bits_per_char(&self) -> u32 {
+    pub(crate) fn bits_per_char(&self) -> u32 {
         let parity = u32::from(self.parity != Parity::None);
         1 + u32::from(self.data_bits) + parity + u32::from(self.stop_bits)
     }
@@ -104,7 +104,7 @@ impl LineSettings {
     }
 
     /// How many bytes the line sends in `d`, rounded down, at least 1.
-    pub fn bytes_in(&self, d: Duration) -> usize {
+    pub(crate) fn bytes_in(&self, d: Duration) -> usize {
         ((self.bytes_per_sec() * d.as_secs_f64()) as usize).max(1)
     }
 }

@@ -111,7 +111,7 @@ impl Drop for OwnerLock {
 
 /// A symlink at `path` to `target`, removed on drop if it is still ours.
 #[derive(Debug)]
-pub struct OwnedLink {
+pub(crate) struct OwnedLink {
     path: PathBuf,
     target: PathBuf,
     /// Dropped after the link is removed.
@@ -121,7 +121,7 @@ pub struct OwnedLink {
 impl OwnedLink {
     /// Links `path` to `target`, where nothing is, over a dangling symlink,
     /// or over a dead serialhub's link.
-    pub fn create(path: &Path, target: &Path) -> Result<OwnedLink, LinkError> {
+    pub(crate) fn create(path: &Path, target: &Path) -> Result<OwnedLink, LinkError> {
         let io_err = |reason| LinkError::Io {
             path: path.to_owned(),
             reason,
@@ -171,7 +171,7 @@ impl OwnedLink {
         )))
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 }

@@ -49,19 +49,19 @@ pub enum LogError {
 
 /// Which records to print.
 #[derive(Debug, Clone, Default)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Data directions to keep; empty keeps every record, events included.
-    pub directions: Vec<Direction>,
+    pub(crate) directions: Vec<Direction>,
     /// `#ID`, or text the client's name contains.
-    pub client: Option<String>,
-    pub since: Option<OffsetDateTime>,
-    pub until: Option<OffsetDateTime>,
+    pub(crate) client: Option<String>,
+    pub(crate) since: Option<OffsetDateTime>,
+    pub(crate) until: Option<OffsetDateTime>,
 }
 
 impl Filter {
-    pub fn from_args(a: &LogArgs) -> Filter {
+    pub(crate) fn from_args(a: &LogArgs) -> Filter {
         let directions = match (a.raw, a.rx, a.tx) {
-            (Some(d), _, _) => vec![d],
+            (Some(d), _, _) => vec![d.into()],
             (None, true, false) => vec![Direction::Rx],
             (None, false, true) => vec![Direction::Tx],
             (None, true, true) => vec![Direction::Rx, Direction::Tx],
@@ -75,7 +75,7 @@ impl Filter {
         }
     }
 
-    pub fn accepts(&self, r: &Record) -> bool {
+    pub(crate) fn accepts(&self, r: &Record) -> bool {
         if self.since.is_some_and(|t| r.ts < t) || self.until.is_some_and(|t| r.ts >= t) {
             return false;
         }
@@ -230,7 +230,7 @@ fn warn_missed(missed: &[PathBuf]) {
 }
 
 /// Runs `serialhub log`.
-pub fn run(a: &LogArgs) -> Result<(), LogError> {
+pub(crate) fn run(a: &LogArgs) -> Result<(), LogError> {
     let stdout = io::stdout();
     let colour = anstream::AutoStream::choice(&stdout) != anstream::ColorChoice::Never;
     let mode = match (a.raw, a.json) {

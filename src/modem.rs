@@ -8,21 +8,21 @@ use serde::{Deserialize, Serialize};
 
 /// The status inputs, as RFC 2217's NOTIFY-MODEMSTATE reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ModemInputs {
-    pub cts: bool,
-    pub dsr: bool,
-    pub ri: bool,
-    pub cd: bool,
+pub(crate) struct ModemInputs {
+    pub(crate) cts: bool,
+    pub(crate) dsr: bool,
+    pub(crate) ri: bool,
+    pub(crate) cd: bool,
 }
 
 /// The control outputs as serialhub holds them. A device without modem
 /// lines (a pty) keeps them too, so a client reads back what it set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct ModemOutputs {
-    pub dtr: bool,
-    pub rts: bool,
+pub(crate) struct ModemOutputs {
+    pub(crate) dtr: bool,
+    pub(crate) rts: bool,
     /// The break condition is on.
-    pub brk: bool,
+    pub(crate) brk: bool,
 }
 
 impl Default for ModemOutputs {
@@ -40,18 +40,18 @@ impl Default for ModemOutputs {
 /// keeps them (`TIOCGICOUNT`). RFC 2217's NOTIFY-LINESTATE reports an
 /// increase of any of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct LineErrors {
-    pub breaks: u32,
-    pub framing: u32,
-    pub parity: u32,
-    pub overrun: u32,
+pub(crate) struct LineErrors {
+    pub(crate) breaks: u32,
+    pub(crate) framing: u32,
+    pub(crate) parity: u32,
+    pub(crate) overrun: u32,
 }
 
 /// A modem control output, or the break condition: what a client may set.
 /// Serialised by its [`name`](Signal::name), as the traffic log writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Signal {
+pub(crate) enum Signal {
     Dtr,
     Rts,
     Break,
@@ -59,7 +59,7 @@ pub enum Signal {
 
 impl Signal {
     /// The traffic log's word for it: `dtr`, `rts` or `break`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Signal::Dtr => "dtr",
             Signal::Rts => "rts",
@@ -68,7 +68,7 @@ impl Signal {
     }
 
     /// Undoes [`name`](Signal::name).
-    pub fn from_name(s: &str) -> Option<Signal> {
+    pub(crate) fn from_name(s: &str) -> Option<Signal> {
         [Signal::Dtr, Signal::Rts, Signal::Break]
             .into_iter()
             .find(|sig| sig.name() == s)

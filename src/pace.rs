@@ -20,25 +20,25 @@ use crate::timer::PreciseTimer;
 /// as long as the in-flight bound allows: 50 ms is 20 wake-ups a second at
 /// any rate, and a twentieth of the second of line time in flight a port is
 /// allowed by default (issue 12: 10 ms steps cost 2% of a core per port).
-pub const PACE_STEP: Duration = Duration::from_millis(50);
+pub(crate) const PACE_STEP: Duration = Duration::from_millis(50);
 /// How late a wake-up may come and still find the line busy: the writer
 /// keeps this much line time beyond one step in the driver.
-pub const PACE_MARGIN: Duration = Duration::from_millis(20);
+pub(crate) const PACE_MARGIN: Duration = Duration::from_millis(20);
 /// Fewest bytes per step; at very low rates a step is a few characters.
-pub const MIN_STEP: usize = 8;
+pub(crate) const MIN_STEP: usize = 8;
 
 /// How a paced writer steps: it wakes when `step` bytes of line time have
 /// passed and tops the driver up to `lead` bytes ahead of the line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Steps {
-    pub step: usize,
+pub(crate) struct Steps {
+    pub(crate) step: usize,
     /// The token bucket's capacity: one step plus [`PACE_MARGIN`].
-    pub lead: usize,
+    pub(crate) lead: usize,
 }
 
 impl Steps {
     /// The steps at `bytes_per_sec`.
-    pub fn for_rate(bytes_per_sec: f64) -> Steps {
+    pub(crate) fn for_rate(bytes_per_sec: f64) -> Steps {
         let bytes = |d: Duration| (bytes_per_sec * d.as_secs_f64()).ceil() as usize;
         let step = bytes(PACE_STEP).max(MIN_STEP);
         Steps {
@@ -53,7 +53,7 @@ const TOKEN_SLACK: f64 = 1e-6;
 
 /// Token bucket in bytes, refilled at a fixed rate, capped at `capacity`.
 #[derive(Debug, Clone)]
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     /// Grants everything at once: pacing is off.
     unlimited: bool,
     rate: f64,
@@ -64,7 +64,7 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     /// A full bucket: the first `capacity` bytes may go at once.
-    pub fn new(bytes_per_sec: f64, capacity: usize, now: Instant) -> Self {
+    pub(crate) fn new(bytes_per_sec: f64, capacity: usize, now: Instant) -> Self {
         let capacity = capacity.max(1) as f64;
         Self {
             unlimited: false,
@@ -76,7 +76,7 @@ impl TokenBucket {
     }
 
     /// A bucket that never makes anyone wait.
-    pub fn unlimited() -> Self {
+    pub(crate) fn unlimited() -> Self {
         Self {
             unlimited: true,
             rate: f64::INFINITY,
@@ -96,7 +96,12 @@ impl TokenBucket {
     /// are available; otherwise says how long until they are. Batching keeps
     /// wake-ups (and write calls) to one per `batch` bytes instead of one
     /// per character.
-    pub fn grant(&mut self, now: Instant, want: usize, batch: usize) -> Result<usize, Duration> {
+    pub(crate) fn grant(
+        &mut self,
+        now: Instant,
+        want: usize,
+        batch: usize,
+    ) -> Result<usize, Duration> {
         if self.unlimited {
             return Ok(want);
         }
@@ -116,12 +121,12 @@ impl TokenBucket {
     }
 
     /// Returns `n` granted bytes that were not used after all.
-    pub fn refund(&mut self, n: usize) {
+    pub(crate) fn refund(&mut self, n: usize) {
         self.tokens = (self.tokens + n as f64).min(self.capacity);
     }
 
     /// How long until the modelled line has sent every byte granted so far.
-    pub fn until_empty(&mut self, now: Instant) -> Duration {
+    pub(crate) fn until_empty(&mut self, now: Instant) -> Duration {
         if self.unlimited {
             return Duration::ZERO;
         }
@@ -130,7 +135,7 @@ impl TokenBucket {
     }
 
     /// Waits, on the tokio clock, for a grant (see [`grant`](Self::grant)).
-    pub async fn take(&mut self, want: usize, batch: usize) -> usize {
+    pub(crate) async fn take(&mut self, want: usize, batch: usize) -> usize {
         self.take_on(None, want, batch).await
     }
 
@@ -141,7 +146,7 @@ impl TokenBucket {
     /// a coarser level, and wakes at the slot to refile it: for most
     /// 50 ms sleeps, a second wake-up that does nothing (issue 12). A
     /// [`PreciseTimer`] wakes once, at the deadline.
-    pub async fn take_on(
+    pub(crate) async fn take_on(
         &mut self,
         timer: Option<&PreciseTimer>,
         want: usize,

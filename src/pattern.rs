@@ -29,11 +29,6 @@ impl Generator {
         Self::default()
     }
 
-    /// Bytes produced so far.
-    pub fn produced(&self) -> u64 {
-        self.offset
-    }
-
     /// Fills `buf` with the next bytes of the stream.
     pub fn fill(&mut self, buf: &mut [u8]) {
         for b in buf.iter_mut() {

@@ -27,7 +27,7 @@ pub enum SimError {
 
 /// Runs the simulator until `shutdown`, then removes the link if it is
 /// still ours (see [`crate::link`] for what it may replace).
-pub async fn run(
+pub(crate) async fn run(
     spec: SimSpec,
     line: LineSettings,
     link: &Path,

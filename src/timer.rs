@@ -27,10 +27,10 @@ impl AsRawFd for Owned {
 
 /// A reusable precise sleep; one sleeper at a time.
 #[derive(Debug)]
-pub struct PreciseTimer(Option<AsyncFd<Owned>>);
+pub(crate) struct PreciseTimer(Option<AsyncFd<Owned>>);
 
 impl PreciseTimer {
-    pub fn new() -> PreciseTimer {
+    pub(crate) fn new() -> PreciseTimer {
         let fd = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
@@ -46,7 +46,7 @@ impl PreciseTimer {
 
     /// Sleeps until `deadline`. Cancel safe: a cancelled sleep leaves the
     /// timer armed, and the next call re-arms it.
-    pub async fn sleep_until(&self, deadline: Instant) {
+    pub(crate) async fn sleep_until(&self, deadline: Instant) {
         let Some(fd) = &self.0 else {
             return tokio::time::sleep_until(deadline).await;
         };

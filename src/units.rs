@@ -5,19 +5,19 @@
 use std::time::Duration;
 
 /// Parses sizes like `4096`, `64KiB`, `10MiB`, `1kb`.
-pub fn parse_bytes(s: &str) -> Result<usize, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<usize, String> {
     let n = parse_size::parse_size(s)
         .map_err(|e| format!("{e} in {s:?} (try 4096, 64KiB or 10MiB)"))?;
     usize::try_from(n).map_err(|_| format!("{s} is too large"))
 }
 
 /// A duration as messages and help text write it: `10ms`, `1h`.
-pub fn duration_text(d: Duration) -> String {
+pub(crate) fn duration_text(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
 /// A size in bytes as messages and help text write it: `4KiB`, `64MiB`, `1000`.
-pub fn size_text(n: u64) -> String {
+pub(crate) fn size_text(n: u64) -> String {
     let unit = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)]
         .into_iter()
         .find(|(_, shift)| n >> shift > 0 && n.is_multiple_of(1 << shift));
@@ -28,7 +28,7 @@ pub fn size_text(n: u64) -> String {
 }
 
 /// [`size_text`] for a `usize`.
-pub fn usize_size_text(n: usize) -> String {
+pub(crate) fn usize_size_text(n: usize) -> String {
     size_text(u64::try_from(n).unwrap_or(u64::MAX))
 }
 

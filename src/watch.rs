@@ -10,7 +10,7 @@ use tokio::io::unix::AsyncFd;
 
 /// One inotify instance watching one path.
 #[derive(Debug)]
-pub struct Watch(AsyncFd<Owned>);
+pub(crate) struct Watch(AsyncFd<Owned>);
 
 #[derive(Debug)]
 struct Owned(Inotify);
@@ -23,7 +23,7 @@ impl AsRawFd for Owned {
 
 impl Watch {
     /// Watches `path` for `events`.
-    pub fn new(path: &Path, events: AddWatchFlags) -> std::io::Result<Watch> {
+    pub(crate) fn new(path: &Path, events: AddWatchFlags) -> std::io::Result<Watch> {
         let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
         inotify.add_watch(path, events)?;
         // SAFETY: `Owned` owns its descriptor, which stays open and the same
@@ -33,7 +33,7 @@ impl Watch {
     }
 
     /// The next events, waiting for some. Cancel safe.
-    pub async fn next(&self) -> std::io::Result<Vec<InotifyEvent>> {
+    pub(crate) async fn next(&self) -> std::io::Result<Vec<InotifyEvent>> {
         loop {
             let mut guard = self.0.readable().await?;
             match guard.try_io(|w| Ok(w.get_ref().0.read_events()?)) {

@@ -25,7 +25,7 @@ use crate::endpoint::EndpointKind;
 /// registered: the control socket or the metrics endpoint (never both for
 /// one kind of address), then the ports in file order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Owner {
+pub(crate) enum Owner {
     Control,
     Metrics,
     /// The port at this index.
@@ -34,7 +34,7 @@ pub enum Owner {
 
 /// How a port clashes with something before it. Indexes are of ports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Clash {
+pub(crate) enum Clash {
     Name(usize),
     Device(usize),
     LogDir(usize),
@@ -47,15 +47,15 @@ pub enum Clash {
 
 /// The first port, in file order, that clashes with something before it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Collision {
+pub(crate) struct Collision {
     /// The port's index.
-    pub port: usize,
-    pub clash: Clash,
+    pub(crate) port: usize,
+    pub(crate) clash: Clash,
 }
 
 /// The first collision, in file order, among `ports`, the control socket
 /// and the metrics endpoint (`HOST:PORT`).
-pub fn first(
+pub(crate) fn first(
     ports: &[PortConfig],
     control: Option<&Path>,
     metrics: Option<&str>,

@@ -17,7 +17,7 @@ use super::{ConfigError, Source};
 use crate::endpoint::{EndpointKind, EndpointSpec};
 
 /// The non-loopback address `spec` would serve plain text on, if any.
-pub fn plain_on_network(spec: &EndpointSpec) -> Option<SocketAddr> {
+pub(crate) fn plain_on_network(spec: &EndpointSpec) -> Option<SocketAddr> {
     let addr = match &spec.kind {
         EndpointKind::Tcp { addr }
         | EndpointKind::Rfc2217 { addr }

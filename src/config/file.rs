@@ -26,27 +26,27 @@ use crate::endpoint::EndpointSpec;
 
 /// Default mode of the control socket: only its owner may connect, since
 /// it can kick clients and reload the configuration.
-pub const DEFAULT_CONTROL_MODE: u32 = 0o600;
+pub(crate) const DEFAULT_CONTROL_MODE: u32 = 0o600;
 
 /// An example configuration with every option and its default, which
 /// `serialhub print-config` prints. A test loads it.
-pub const EXAMPLE: &str = include_str!("example.toml");
+pub(crate) const EXAMPLE: &str = include_str!("example.toml");
 
 /// Everything one `serialhub serve --config FILE` runs.
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
     /// In the file's order; names, devices and addresses are unique.
-    pub ports: Vec<PortConfig>,
+    pub(crate) ports: Vec<PortConfig>,
     pub control: Option<ControlConfig>,
-    pub metrics: Option<MetricsConfig>,
+    pub(crate) metrics: Option<MetricsConfig>,
     /// `[tls]`: every port's `tls` endpoints and HTTPS metrics use it.
-    pub tls: Option<crate::tls::TlsFiles>,
+    pub(crate) tls: Option<crate::tls::TlsFiles>,
 }
 
 impl DaemonConfig {
     /// What `check-config` prints: a line per port (name, device, line
     /// settings, endpoints), then the control socket and metrics.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let mut out = String::new();
         for p in &self.ports {
             let listen: Vec<String> = p.listen.iter().map(ToString::to_string).collect();
@@ -96,28 +96,28 @@ pub struct ControlConfig {
     /// `None`: the daemon's default path (or `--control`).
     pub socket: Option<PathBuf>,
     /// File mode of the socket, 0 to 0o777.
-    pub mode: u32,
+    pub(crate) mode: u32,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MetricsConfig {
     /// `HOST:PORT`, checked as for `tcp:` endpoints; resolved when bound.
-    pub listen: String,
+    pub(crate) listen: String,
     /// HTTPS with the `[tls]` files (`tls = true`).
-    pub tls: bool,
+    pub(crate) tls: bool,
 }
 
 /// A configuration file that cannot be used: where, and what is wrong.
 #[derive(Debug)]
 pub struct FileError {
-    pub file: PathBuf,
+    pub(crate) file: PathBuf,
     /// 1-based line and column (in characters), where known.
-    pub at: Option<(usize, usize)>,
+    pub(crate) at: Option<(usize, usize)>,
     /// The port the problem is in, for per-port problems.
-    pub port: Option<String>,
+    pub(crate) port: Option<String>,
     /// Boxed: errors are rare, and a small `Result` is cheap to return.
-    pub problem: Box<Problem>,
+    pub(crate) problem: Box<Problem>,
 }
 
 impl fmt::Display for FileError {
@@ -135,11 +135,11 @@ impl fmt::Display for FileError {
 }
 
 /// Its text names the file, the place and the problem in full, so it has
-/// no `source()` (see the error convention in `main.rs`).
+/// no `source()` (see the error convention in `app/error.rs`).
 impl std::error::Error for FileError {}
 
 #[derive(Debug, thiserror::Error)]
-pub enum Problem {
+pub(crate) enum Problem {
     #[error("cannot read it: {0}")]
     Read(std::io::Error),
     /// A TOML syntax error, an unknown key, or a value of the wrong type or
@@ -180,7 +180,7 @@ pub fn load(path: &Path) -> Result<DaemonConfig, FileError> {
 }
 
 /// Parses and validates `text`, read from `path` (which messages name).
-pub fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> {
+pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> {
     let err = |span: Option<Range<usize>>, port: Option<&str>, problem: Problem| FileError {
         file: path.to_owned(),
         at: span.map(|s| line_col(text, s.start)),
@@ -337,7 +337,7 @@ pub(crate) fn check_metrics_listen(addr: &str) -> Result<(), String> {
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
-pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
         offset -= 1;

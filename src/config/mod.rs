@@ -16,20 +16,21 @@
 //! output buffer. The budget gets half of `max_inflight`, the receive buffer
 //! is asked for the other half (Linux enforces a minimum of about 2 KiB of
 //! buffer space, of which well under half is payload), and the device writer
-//! keeps the tty's buffer to a 20 ms lead.
+//! keeps the tty's buffer to one pacing step plus a 20 ms margin (about
+//! 70 ms) ahead of the line ([`crate::pace`]).
 //!
 //! Every numeric setting has a range, below; a value outside it is refused
 //! with an error naming the flag and the range, so no setting can overflow a
-//! size, a duration or a semaphore further in. The README and `--help` quote
-//! these ranges.
+//! size, a duration or a semaphore further in. `--help`, docs/serve.md and
+//! docs/configuration.md quote these ranges.
 
 mod clash;
 mod error;
-pub mod exposure;
-pub mod file;
+pub(crate) mod exposure;
+pub(crate) mod file;
 mod ranges;
 mod raw;
-pub mod settings;
+pub(crate) mod settings;
 mod sizing;
 mod tls;
 
@@ -47,15 +48,15 @@ use crate::line::LineSettings;
 use crate::traffic::TrafficConfig;
 use crate::units::usize_size_text;
 
-pub use crate::units::{duration_text, size_text};
-pub use error::ConfigError;
+pub(crate) use crate::units::{duration_text, size_text};
+pub(crate) use error::ConfigError;
 pub use file::{ControlConfig, DaemonConfig, FileError, MetricsConfig, load};
-pub use ranges::*;
-pub use settings::{LogSettings, PortSettings, Writers};
-pub use sizing::{hub_config, socket_sizing};
+pub(crate) use ranges::*;
+pub(crate) use settings::{LogSettings, PortSettings, Writers};
+pub(crate) use sizing::{hub_config, socket_sizing};
 
 /// Checks `--metrics ADDR` as a configuration file's `[metrics] listen`.
-pub fn check_metrics(addr: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_metrics(addr: &str) -> Result<(), ConfigError> {
     file::check_metrics_listen(addr).map_err(|why| ConfigError::Metrics {
         addr: addr.to_owned(),
         why,
@@ -65,7 +66,7 @@ pub fn check_metrics(addr: &str) -> Result<(), ConfigError> {
 /// Checks a port started by `serve` flags against the control socket and
 /// the metrics endpoint, and its endpoints against each other, before
 /// anything is bound: the checks a configuration file's ports get.
-pub fn check_flags(
+pub(crate) fn check_flags(
     port: &PortConfig,
     control: Option<&std::path::Path>,
     metrics: Option<&str>,
@@ -99,7 +100,7 @@ pub fn check_flags(
 
 /// Where settings came from, which decides how messages name them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// `serve` flags: `--max-clients`.
     Flags,
     /// A configuration file's keys: `max-clients`, `log.keep`.
@@ -108,7 +109,7 @@ pub enum Source {
 
 impl Source {
     /// The setting whose flag is `flag`, as this source spells it.
-    pub fn name(self, flag: &'static str) -> &'static str {
+    pub(crate) fn name(self, flag: &'static str) -> &'static str {
         match self {
             Source::Flags => flag,
             Source::File => match flag {
@@ -154,7 +155,7 @@ fn check<T: PartialOrd + Copy>(
 }
 
 /// The line settings of `sim --baud`.
-pub fn sim_line(baud: u32) -> Result<LineSettings, ConfigError> {
+pub(crate) fn sim_line(baud: u32) -> Result<LineSettings, ConfigError> {
     let line = LineSettings::with_baud(baud);
     line.validate()
         .map_err(|e| ConfigError::line(e, Source::Flags))?;
@@ -162,7 +163,10 @@ pub fn sim_line(baud: u32) -> Result<LineSettings, ConfigError> {
 }
 
 /// The simulator of `sim --mode MODE [--reply-delay DURATION]`.
-pub fn sim_spec(mode: SimMode, reply_delay: Option<Duration>) -> Result<SimSpec, ConfigError> {
+pub(crate) fn sim_spec(
+    mode: SimMode,
+    reply_delay: Option<Duration>,
+) -> Result<SimSpec, ConfigError> {
     // `sim` makes a pty; loopback has none (it would silently be echo).
     if mode == SimMode::Loopback {
         return Err(ConfigError::LoopbackSim);
@@ -182,29 +186,29 @@ pub fn sim_spec(mode: SimMode, reply_delay: Option<Duration>) -> Result<SimSpec,
 
 /// One port's resolved, validated settings.
 #[derive(Clone, Debug, PartialEq)]
-pub struct PortConfig {
+pub(crate) struct PortConfig {
     /// Names the port in logs, status and metrics; unique in a daemon.
-    pub name: String,
-    pub device: DeviceSpec,
-    pub line: LineSettings,
-    pub listen: Vec<EndpointSpec>,
+    pub(crate) name: String,
+    pub(crate) device: DeviceSpec,
+    pub(crate) line: LineSettings,
+    pub(crate) listen: Vec<EndpointSpec>,
     /// The roles of client identities (`--allow`, `[port.access]`).
-    pub access: AccessPolicy,
-    pub hub: HubConfig,
-    pub sockets: SocketSizing,
-    pub max_clients: usize,
-    pub drain_timeout: Duration,
-    pub pacing: bool,
+    pub(crate) access: AccessPolicy,
+    pub(crate) hub: HubConfig,
+    pub(crate) sockets: SocketSizing,
+    pub(crate) max_clients: usize,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) pacing: bool,
     /// How often to log the port's counters; `None` for never.
-    pub stats_every: Option<Duration>,
+    pub(crate) stats_every: Option<Duration>,
     /// `None` when no traffic log directory is given.
-    pub traffic: Option<TrafficConfig>,
+    pub(crate) traffic: Option<TrafficConfig>,
     /// The TLS files, if given (read and checked when resolved).
-    pub tls: Option<crate::tls::TlsFiles>,
+    pub(crate) tls: Option<crate::tls::TlsFiles>,
 }
 
 /// The old name of [`PortConfig`], from when a process served one port.
-pub type ServeConfig = PortConfig;
+pub(crate) type ServeConfig = PortConfig;
 
 impl From<&ServeArgs> for PortSettings {
     /// Every flag, defaults included (clap fills them in).
@@ -214,12 +218,12 @@ impl From<&ServeArgs> for PortSettings {
             device: a.device.clone(),
             baud: Some(a.line.baud),
             data_bits: Some(a.line.data_bits),
-            parity: Some(a.line.parity),
+            parity: Some(a.line.parity.into()),
             stop_bits: Some(a.line.stop_bits),
-            flow_control: Some(a.line.flow_control),
+            flow_control: Some(a.line.flow_control.into()),
             listen: Some(a.listen.clone()),
             allow: Some(a.allow.clone()),
-            slow_reader: Some(a.slow_reader),
+            slow_reader: Some(a.slow_reader.into()),
             client_queue: a.client_queue,
             max_inflight: Some(a.max_inflight),
             max_clients: Some(a.max_clients),
@@ -227,15 +231,15 @@ impl From<&ServeArgs> for PortSettings {
             keep_settings: Some(a.keep_settings),
             lock_idle: Some(a.lock_idle),
             lock_max: Some(a.lock_max),
-            writers: Some(a.writers),
+            writers: Some(a.writers.into()),
             reply_timeout: Some(a.reply_timeout),
             reply_gap: a.reply_gap,
-            unsolicited: Some(a.unsolicited),
+            unsolicited: Some(a.unsolicited.into()),
             drain_timeout: Some(a.drain_timeout),
             stats_every: Some(a.stats_every),
             log: LogSettings {
                 dir: a.log.clone(),
-                format: Some(a.log_format),
+                format: Some(a.log_format.into()),
                 // A size that does not fit in u64 is out of range anyway.
                 max_size: Some(u64::try_from(a.log_max_size).unwrap_or(u64::MAX)),
                 keep: Some(a.log_keep),
@@ -256,13 +260,13 @@ impl From<&ServeArgs> for PortSettings {
 
 impl PortConfig {
     /// The port that `serve` flags describe.
-    pub fn from_args(a: &ServeArgs) -> Result<PortConfig, ConfigError> {
+    pub(crate) fn from_args(a: &ServeArgs) -> Result<PortConfig, ConfigError> {
         Self::resolve(PortSettings::from(a), Source::Flags)
     }
 
     /// Validates `s`, filling in the built-in defaults for what it leaves
     /// out. Errors name the setting as `source` spells it.
-    pub fn resolve(mut s: PortSettings, source: Source) -> Result<PortConfig, ConfigError> {
+    pub(crate) fn resolve(mut s: PortSettings, source: Source) -> Result<PortConfig, ConfigError> {
         use settings::defaults as d;
         let device = s
             .device
@@ -399,7 +403,7 @@ impl PortConfig {
 
 /// Whether `name` may name a port: it appears in every log line and metric
 /// label of the port, so it is short and needs no quoting.
-pub fn is_port_name(name: &str) -> bool {
+pub(crate) fn is_port_name(name: &str) -> bool {
     (1..=MAX_NAME).contains(&name.len())
         && name
             .bytes()
@@ -417,7 +421,7 @@ fn check_name(option: &'static str, name: String) -> Result<String, ConfigError>
 /// The name of a port that is not given one: its device's file name
 /// (`ttyUSB0`), or `sim-MODE`, with any character a name may not hold
 /// replaced by `_`.
-pub fn name_of(device: &DeviceSpec) -> String {
+pub(crate) fn name_of(device: &DeviceSpec) -> String {
     let raw = match device {
         DeviceSpec::Tty(path) => path
             .file_name()

@@ -9,10 +9,11 @@ use crate::device::READ_CHUNK;
 use crate::traffic;
 
 /// A lock holder that writes nothing for this long loses the write lock.
-pub const DEFAULT_LOCK_IDLE: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_LOCK_IDLE: Duration = Duration::from_secs(5);
 /// A lock holder loses the write lock after holding it this long.
-pub const DEFAULT_LOCK_MAX: Duration = Duration::from_secs(60);
-pub use crate::hub::budget::{CLIENT_QUEUE_MIN, MAX_BUDGET, MIN_BUDGET};
+pub(crate) const DEFAULT_LOCK_MAX: Duration = Duration::from_secs(60);
+#[cfg(test)]
+pub(crate) use crate::hub::budget::{CLIENT_QUEUE_MIN, MAX_BUDGET, MIN_BUDGET};
 
 const fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -22,26 +23,27 @@ const fn secs(n: u64) -> Duration {
 }
 
 /// `--client-queue`: at least one device read, at most 64 MiB per client.
-pub const CLIENT_QUEUE: RangeInclusive<usize> = READ_CHUNK..=crate::hub::budget::CLIENT_QUEUE_MAX;
+pub(crate) const CLIENT_QUEUE: RangeInclusive<usize> =
+    READ_CHUNK..=crate::hub::budget::CLIENT_QUEUE_MAX;
 /// `--max-inflight`: below 10 ms a chunk is a byte or two; above an hour is
 /// no bound at all.
-pub const MAX_INFLIGHT: RangeInclusive<Duration> = ms(10)..=secs(3600);
+pub(crate) const MAX_INFLIGHT: RangeInclusive<Duration> = ms(10)..=secs(3600);
 /// `--stats-every`, when not 0 (off).
-pub const STATS_EVERY: RangeInclusive<Duration> = secs(1)..=secs(86_400);
+pub(crate) const STATS_EVERY: RangeInclusive<Duration> = secs(1)..=secs(86_400);
 /// `--max-clients`.
-pub const MAX_CLIENTS: RangeInclusive<usize> = 1..=65_536;
+pub(crate) const MAX_CLIENTS: RangeInclusive<usize> = 1..=65_536;
 /// `--lock-idle`.
-pub const LOCK_IDLE: RangeInclusive<Duration> = ms(10)..=secs(3600);
+pub(crate) const LOCK_IDLE: RangeInclusive<Duration> = ms(10)..=secs(3600);
 /// `--lock-max`.
-pub const LOCK_MAX: RangeInclusive<Duration> = ms(100)..=secs(86_400);
+pub(crate) const LOCK_MAX: RangeInclusive<Duration> = ms(100)..=secs(86_400);
 /// `--drain-timeout`: 0 writes nothing more at shutdown.
-pub const DRAIN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=secs(3600);
+pub(crate) const DRAIN_TIMEOUT: RangeInclusive<Duration> = Duration::ZERO..=secs(3600);
 /// `--log-max-size`: 4 KiB to 1 TiB per file.
-pub const LOG_MAX_SIZE: RangeInclusive<u64> = traffic::MIN_MAX_SIZE..=1 << 40;
+pub(crate) const LOG_MAX_SIZE: RangeInclusive<u64> = traffic::MIN_MAX_SIZE..=1 << 40;
 /// `--reply-timeout`.
-pub const REPLY_TIMEOUT: RangeInclusive<Duration> = ms(10)..=secs(60);
+pub(crate) const REPLY_TIMEOUT: RangeInclusive<Duration> = ms(10)..=secs(60);
 /// `--reply-gap`.
-pub const REPLY_GAP: RangeInclusive<Duration> = ms(1)..=secs(10);
+pub(crate) const REPLY_GAP: RangeInclusive<Duration> = ms(1)..=secs(10);
 /// Least default reply gap. USB serial adapters hand over received bytes
 /// in batches (an FTDI chip every 16 ms by default), and a loaded machine
 /// reads late, so a gap of a few character times would cut replies short.
@@ -51,8 +53,8 @@ pub(super) const REPLY_GAP_MIN: Duration = ms(10);
 /// above 19200 baud.
 pub(super) const FRAME_GAP_MIN: Duration = Duration::from_micros(1750);
 /// `--log-keep`: files kept, the current one included.
-pub const LOG_KEEP: RangeInclusive<usize> = 1..=1000;
+pub(crate) const LOG_KEEP: RangeInclusive<usize> = 1..=1000;
 
 /// Longest port name: a name is in every log line and metric label of its
 /// port, so it is kept short enough to read.
-pub const MAX_NAME: usize = 64;
+pub(crate) const MAX_NAME: usize = 64;

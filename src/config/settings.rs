@@ -16,83 +16,91 @@ use crate::hub::{SlowReaderPolicy, Unsolicited};
 use crate::line::{FlowControl, Parity};
 use crate::traffic::Format;
 
-pub use crate::cli::Writers;
+/// How clients' writes reach the device (`--writers`, `writers =`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Writers {
+    /// Bytes go as they come, each client's in order.
+    Merge,
+    /// One request at a time, its reply to the client that asked.
+    Transaction,
+}
 
 /// The built-in defaults, which `--help` and `print-config` show; a test
 /// checks that the flags' defaults are these.
-pub mod defaults {
+pub(crate) mod defaults {
     use super::*;
 
-    pub const BAUD: u32 = 9600;
-    pub const DATA_BITS: u8 = 8;
-    pub const PARITY: Parity = Parity::None;
-    pub const STOP_BITS: u8 = 1;
-    pub const FLOW_CONTROL: FlowControl = FlowControl::None;
-    pub const SLOW_READER: SlowReaderPolicy = SlowReaderPolicy::Disconnect;
-    pub const MAX_INFLIGHT: Duration = Duration::from_secs(1);
-    pub const STATS_EVERY: Duration = Duration::from_secs(60);
-    pub const PACING: bool = true;
-    pub const MAX_CLIENTS: usize = 256;
-    pub const LOCK_IDLE: Duration = crate::config::DEFAULT_LOCK_IDLE;
-    pub const LOCK_MAX: Duration = crate::config::DEFAULT_LOCK_MAX;
-    pub const WRITERS: Writers = Writers::Merge;
-    pub const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
-    pub const UNSOLICITED: Unsolicited = Unsolicited::All;
-    pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-    pub const LOG_FORMAT: Format = Format::Text;
-    pub const LOG_MAX_SIZE: u64 = crate::traffic::DEFAULT_MAX_SIZE;
-    pub const LOG_KEEP: usize = crate::traffic::DEFAULT_KEEP;
+    pub(crate) const BAUD: u32 = 9600;
+    pub(crate) const DATA_BITS: u8 = 8;
+    pub(crate) const PARITY: Parity = Parity::None;
+    pub(crate) const STOP_BITS: u8 = 1;
+    pub(crate) const FLOW_CONTROL: FlowControl = FlowControl::None;
+    pub(crate) const SLOW_READER: SlowReaderPolicy = SlowReaderPolicy::Disconnect;
+    pub(crate) const MAX_INFLIGHT: Duration = Duration::from_secs(1);
+    pub(crate) const STATS_EVERY: Duration = Duration::from_secs(60);
+    pub(crate) const PACING: bool = true;
+    pub(crate) const MAX_CLIENTS: usize = 256;
+    pub(crate) const LOCK_IDLE: Duration = crate::config::DEFAULT_LOCK_IDLE;
+    pub(crate) const LOCK_MAX: Duration = crate::config::DEFAULT_LOCK_MAX;
+    pub(crate) const WRITERS: Writers = Writers::Merge;
+    pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+    pub(crate) const UNSOLICITED: Unsolicited = Unsolicited::All;
+    pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+    pub(crate) const LOG_FORMAT: Format = Format::Text;
+    pub(crate) const LOG_MAX_SIZE: u64 = crate::traffic::DEFAULT_MAX_SIZE;
+    pub(crate) const LOG_KEEP: usize = crate::traffic::DEFAULT_KEEP;
 }
 
 /// One port's settings before validation; `None` means "not given here".
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct PortSettings {
-    pub name: Option<String>,
-    pub device: Option<DeviceSpec>,
-    pub baud: Option<u32>,
-    pub data_bits: Option<u8>,
-    pub parity: Option<Parity>,
-    pub stop_bits: Option<u8>,
-    pub flow_control: Option<FlowControl>,
+pub(crate) struct PortSettings {
+    pub(crate) name: Option<String>,
+    pub(crate) device: Option<DeviceSpec>,
+    pub(crate) baud: Option<u32>,
+    pub(crate) data_bits: Option<u8>,
+    pub(crate) parity: Option<Parity>,
+    pub(crate) stop_bits: Option<u8>,
+    pub(crate) flow_control: Option<FlowControl>,
     /// `None` or empty: the flags' default endpoint. The file requires it.
-    pub listen: Option<Vec<EndpointSpec>>,
+    pub(crate) listen: Option<Vec<EndpointSpec>>,
     /// `--allow`, or `[port.access]`: the roles of client identities.
-    pub allow: Option<Vec<AllowRule>>,
-    pub slow_reader: Option<SlowReaderPolicy>,
+    pub(crate) allow: Option<Vec<AllowRule>>,
+    pub(crate) slow_reader: Option<SlowReaderPolicy>,
     /// `None`: two seconds of line time, at least 16 KiB.
-    pub client_queue: Option<usize>,
-    pub max_inflight: Option<Duration>,
-    pub max_clients: Option<usize>,
-    pub pacing: Option<bool>,
+    pub(crate) client_queue: Option<usize>,
+    pub(crate) max_inflight: Option<Duration>,
+    pub(crate) max_clients: Option<usize>,
+    pub(crate) pacing: Option<bool>,
     /// A client's settings outlive it.
-    pub keep_settings: Option<bool>,
-    pub lock_idle: Option<Duration>,
-    pub lock_max: Option<Duration>,
-    pub writers: Option<Writers>,
-    pub reply_timeout: Option<Duration>,
+    pub(crate) keep_settings: Option<bool>,
+    pub(crate) lock_idle: Option<Duration>,
+    pub(crate) lock_max: Option<Duration>,
+    pub(crate) writers: Option<Writers>,
+    pub(crate) reply_timeout: Option<Duration>,
     /// `None`: 3.5 characters at the line rate, at least 10 ms.
-    pub reply_gap: Option<Duration>,
-    pub unsolicited: Option<Unsolicited>,
-    pub drain_timeout: Option<Duration>,
+    pub(crate) reply_gap: Option<Duration>,
+    pub(crate) unsolicited: Option<Unsolicited>,
+    pub(crate) drain_timeout: Option<Duration>,
     /// Zero turns the periodic stats line off.
-    pub stats_every: Option<Duration>,
-    pub log: LogSettings,
+    pub(crate) stats_every: Option<Duration>,
+    pub(crate) log: LogSettings,
     /// The TLS files (`--tls-*`, a file's `[tls]`), for `tls` endpoints.
-    pub tls: Option<crate::tls::TlsFiles>,
+    pub(crate) tls: Option<crate::tls::TlsFiles>,
 }
 
 /// The traffic log's raw settings; there is a log only if `dir` is given.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct LogSettings {
-    pub dir: Option<PathBuf>,
-    pub format: Option<Format>,
-    pub max_size: Option<u64>,
-    pub keep: Option<usize>,
+pub(crate) struct LogSettings {
+    pub(crate) dir: Option<PathBuf>,
+    pub(crate) format: Option<Format>,
+    pub(crate) max_size: Option<u64>,
+    pub(crate) keep: Option<usize>,
 }
 
 impl PortSettings {
     /// These settings, with anything they leave out taken from `base`.
-    pub fn over(self, base: &PortSettings) -> PortSettings {
+    pub(crate) fn over(self, base: &PortSettings) -> PortSettings {
         let b = base.clone();
         PortSettings {
             name: self.name.or(b.name),

@@ -22,7 +22,7 @@ pub(super) const UNPACED_SOCKET_BUFFER: usize = 256 << 10;
 /// Splits the in-flight allowance between the hub and the socket buffers
 /// (a paced line), or gives an unpaced device fixed byte sizes;
 /// `client_queue` is the user's, if set.
-pub fn hub_config(
+pub(crate) fn hub_config(
     line: &LineSettings,
     paced: bool,
     max_inflight: Duration,
@@ -47,7 +47,11 @@ pub fn hub_config(
 
 /// A client socket's kernel buffers: the other half of the in-flight
 /// allowance on a paced line; on an unpaced device, [`UNPACED_SOCKET_BUFFER`].
-pub fn socket_sizing(line: &LineSettings, paced: bool, max_inflight: Duration) -> SocketSizing {
+pub(crate) fn socket_sizing(
+    line: &LineSettings,
+    paced: bool,
+    max_inflight: Duration,
+) -> SocketSizing {
     if !paced {
         return SocketSizing {
             recv_buffer: UNPACED_SOCKET_BUFFER,

@@ -41,7 +41,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// A listener's way in: accepts, logs failed accepts once per episode, and
 /// admits each connection through the [`Gate`].
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     gate: Arc<Gate>,
     failing: Episode,
     /// The end of a request, to see whether a new one has sent it whole.
@@ -51,7 +51,7 @@ pub struct Admission {
 impl Admission {
     /// For `name` (in log lines), at most `limit` connections, requests
     /// ending with `end`.
-    pub fn new(name: &'static str, limit: usize, end: &'static [u8]) -> Self {
+    pub(crate) fn new(name: &'static str, limit: usize, end: &'static [u8]) -> Self {
         Self {
             gate: Gate::new(name, limit),
             failing: Episode::new(name, "retrying", "accepting again after failed accepts")
@@ -62,7 +62,7 @@ impl Admission {
 
     /// The next connection `accept` gives, with its ticket; `None` at
     /// shutdown. `fd` is the connection's socket.
-    pub async fn next<T, A>(
+    pub(crate) async fn next<T, A>(
         &mut self,
         mut accept: impl FnMut() -> A,
         fd: for<'a> fn(&'a T) -> BorrowedFd<'a>,
@@ -98,7 +98,7 @@ impl Admission {
 
 /// Whether the bytes waiting on the socket `fd` include `end` (a request's
 /// end), looking at the first [`PEEK`] without taking them.
-pub fn request_waiting(fd: BorrowedFd<'_>, end: &[u8]) -> bool {
+pub(crate) fn request_waiting(fd: BorrowedFd<'_>, end: &[u8]) -> bool {
     let mut buf = [0u8; PEEK];
     // SAFETY: recv writes at most `buf.len()` bytes into `buf`; MSG_PEEK
     // leaves them queued for the reader, MSG_DONTWAIT never blocks.
@@ -118,7 +118,7 @@ pub fn request_waiting(fd: BorrowedFd<'_>, end: &[u8]) -> bool {
 
 /// The connections of one listener.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     limit: usize,
     state: Mutex<State>,
     /// Told when a ticket is dropped, to wake an admission waiting for one.
@@ -142,7 +142,7 @@ struct State {
 impl Gate {
     /// A gate for at most `limit` connections (at least one) of the
     /// listener `name` (for the log).
-    pub fn new(name: &'static str, limit: usize) -> Arc<Gate> {
+    pub(crate) fn new(name: &'static str, limit: usize) -> Arc<Gate> {
         Arc::new(Gate {
             limit: limit.max(1),
             state: Mutex::new(State {
@@ -170,7 +170,7 @@ impl Gate {
     /// a shed connection closes, or while all are busy. Cancel-safe:
     /// dropped, it has taken nothing (a connection it shed is shed either
     /// way, and frees its place for the next).
-    pub async fn admit(self: &Arc<Self>, busy: bool) -> Ticket {
+    pub(crate) async fn admit(self: &Arc<Self>, busy: bool) -> Ticket {
         let mut shed = false;
         loop {
             let freed = self.freed.notified();
@@ -208,14 +208,15 @@ impl Gate {
     }
 
     /// Connections open now (tickets alive).
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
         self.state().open
     }
 }
 
 /// One admitted connection's place; dropping it frees the place.
 #[derive(Debug)]
-pub struct Ticket {
+pub(crate) struct Ticket {
     gate: Arc<Gate>,
     id: u64,
     shed: CancellationToken,
@@ -224,20 +225,20 @@ pub struct Ticket {
 impl Ticket {
     /// Completes when the gate sheds this connection; its task should then
     /// close it. Cancel-safe.
-    pub fn shed(&self) -> WaitForCancellationFuture<'_> {
+    pub(crate) fn shed(&self) -> WaitForCancellationFuture<'_> {
         self.shed.cancelled()
     }
 
     /// The connection has sent its request: it may no longer be shed.
     /// `false` if it already was, and should close without acting on it.
-    pub fn busy(&self) -> bool {
+    pub(crate) fn busy(&self) -> bool {
         self.gate.state().idle.remove(&self.id);
         !self.shed.is_cancelled()
     }
 
     /// The connection's request is answered; what is left (writing the
     /// answer, the peer closing) may be shed again, as the oldest it is.
-    pub fn idle(&self) {
+    pub(crate) fn idle(&self) {
         // Checked under the lock the gate sheds under: a ticket shed twice
         // would be counted as shedding for good.
         let mut s = self.gate.state();

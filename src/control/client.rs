@@ -54,14 +54,14 @@ impl ControlError {
 
 /// A daemon's answer, and the socket it came from.
 #[derive(Debug)]
-pub struct Answer {
-    pub socket: PathBuf,
-    pub response: Response,
+pub(crate) struct Answer {
+    pub(crate) socket: PathBuf,
+    pub(crate) response: Response,
 }
 
 impl Answer {
     /// `pid 1234, control /run/user/1000/serialhub/1234.sock, config hub.toml`.
-    pub fn origin(&self) -> String {
+    pub(crate) fn origin(&self) -> String {
         let mut s = String::new();
         if let Some(d) = &self.response.daemon {
             s = format!("pid {}, ", d.pid);
@@ -83,7 +83,7 @@ impl Answer {
 /// marked with its daemon's socket and pid. Sockets nobody listens on are
 /// skipped, and removed when their process is gone; a daemon that fails
 /// otherwise is reported on stderr and skipped, unless every one fails.
-pub fn find_all() -> Result<Vec<Answer>, ControlError> {
+pub(crate) fn find_all() -> Result<Vec<Answer>, ControlError> {
     let mut found = Vec::new();
     let mut failed = None;
     for socket in discover::sockets()? {
@@ -114,7 +114,7 @@ pub fn find_all() -> Result<Vec<Answer>, ControlError> {
 /// `status` to all (or those serving the port named), `kick`, `lock` and
 /// `unlock` to the one serving the port, `reload` to the only daemon or the
 /// only one started from a file.
-pub fn request_found(asked: &Request) -> Result<Vec<Answer>, ControlError> {
+pub(crate) fn request_found(asked: &Request) -> Result<Vec<Answer>, ControlError> {
     let found = find_all()?;
     let port = match asked {
         Request::Status { port: None } => return Ok(found),
@@ -216,7 +216,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Sends `request` to the daemon at `path`; an answer with `ok: false` is
 /// returned as [`ControlError::Refused`].
-pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
+pub(crate) fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
     let shown = path.display().to_string();
     let io = |reason| ControlError::Io {
         path: shown.clone(),

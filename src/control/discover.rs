@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 /// The service's socket name (see `dist/serialhub.toml`), found as well as
 /// the per-process ones.
-pub const SERVICE_SOCKET: &str = "serialhub.sock";
+pub(crate) const SERVICE_SOCKET: &str = "serialhub.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DirError {
@@ -63,18 +63,18 @@ fn runtime_dir_checked() -> (PathBuf, bool) {
 }
 
 /// Where the control sockets of this user's daemons are.
-pub fn runtime_dir() -> PathBuf {
+pub(crate) fn runtime_dir() -> PathBuf {
     runtime_dir_checked().0
 }
 
 /// This process's socket in the runtime directory: `DIR/PID.sock`.
-pub fn own_socket() -> PathBuf {
+pub(crate) fn own_socket() -> PathBuf {
     runtime_dir().join(format!("{}.sock", std::process::id()))
 }
 
 /// Makes the runtime directory if missing (mode 0700) and checks that only
 /// the user can use it.
-pub fn prepare() -> Result<PathBuf, DirError> {
+pub(crate) fn prepare() -> Result<PathBuf, DirError> {
     let (dir, check) = runtime_dir_checked();
     if std::fs::symlink_metadata(&dir).is_err() {
         let made = std::fs::DirBuilder::new()
@@ -103,7 +103,7 @@ fn private(dir: &Path) -> bool {
 /// The control sockets in the runtime directory, sorted by path: every
 /// `PID.sock` and the service's `serialhub.sock`. Nothing (not an error)
 /// when the directory is missing; an error when it is not safe to use.
-pub fn sockets() -> Result<Vec<PathBuf>, DirError> {
+pub(crate) fn sockets() -> Result<Vec<PathBuf>, DirError> {
     let (dir, check) = runtime_dir_checked();
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
@@ -141,7 +141,7 @@ fn pid_of(path: &Path) -> Option<i32> {
 /// A socket nobody listens on: removed when it is a `PID.sock` whose
 /// process is gone. A process of that pid, even one that is not a
 /// serialhub, keeps it: it may be a new daemon about to listen.
-pub fn clean_stale(path: &Path) {
+pub(crate) fn clean_stale(path: &Path) {
     let Some(pid) = pid_of(path) else { return };
     let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None)
         == Err(nix::errno::Errno::ESRCH);

@@ -22,9 +22,9 @@ use crate::hub::status::{ClientStatus, DeviceState, HubStatus};
 /// past this many, a scrape could grow without bound. Clients beyond it (the
 /// most recent ones: ids rise) are summed into `client="other"`, and counted
 /// by `serialhub_unlisted_clients`.
-pub const MAX_CLIENT_SERIES: usize = 64;
+pub(crate) const MAX_CLIENT_SERIES: usize = 64;
 /// What `/metrics` is served as: the format prometheus-client writes.
-pub const CONTENT_TYPE_OPENMETRICS: &str =
+pub(crate) const CONTENT_TYPE_OPENMETRICS: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The device states, for `serialhub_device_state{state}`.
 const STATES: [&str; 5] = ["opening", "waiting", "open", "reconnecting", "closed"];
@@ -391,7 +391,7 @@ fn state_name(s: &DeviceState) -> &'static str {
 }
 
 /// The exposition text for `ports`, in the OpenMetrics text format.
-pub fn render(ports: &[PortStatus]) -> Result<String, std::fmt::Error> {
+pub(crate) fn render(ports: &[PortStatus]) -> Result<String, std::fmt::Error> {
     let families = Families::new();
     for p in ports {
         match serde_json::from_value::<HubStatus>(p.hub.clone()) {

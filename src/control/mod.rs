@@ -19,13 +19,13 @@
 //! < {"ok":true,"done":"port lab1: ..."}  {"ok":false,"error":"port lab1: the write lock is not held"}
 //! ```
 
-pub mod admit;
-pub mod client;
-pub mod discover;
-pub mod http;
-pub mod metrics;
+pub(crate) mod admit;
+pub(crate) mod client;
+pub(crate) mod discover;
+pub(crate) mod http;
+pub(crate) mod metrics;
 pub mod server;
-pub mod show;
+pub(crate) mod show;
 
 use std::path::PathBuf;
 
@@ -36,12 +36,12 @@ use crate::hub::ClientId;
 use crate::hub::status::HubStatus;
 
 /// Longest request line the server reads: requests are tiny.
-pub const MAX_REQUEST: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST: usize = 64 * 1024;
 
 /// What a control client asks.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Request {
+pub(crate) enum Request {
     /// Every port's status, or one port's.
     Status {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,33 +60,33 @@ pub enum Request {
 
 /// The daemon's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Response {
-    pub ok: bool,
+pub(crate) struct Response {
+    pub(crate) ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// What was done, for people (a reload's summary).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub done: Option<String>,
+    pub(crate) done: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub ports: Vec<PortStatus>,
+    pub(crate) ports: Vec<PortStatus>,
     /// Which process answered, with `status`: several may run, and the
     /// control commands pick among them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub daemon: Option<DaemonInfo>,
+    pub(crate) daemon: Option<DaemonInfo>,
 }
 
 /// The process behind a control socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DaemonInfo {
-    pub pid: u32,
+pub(crate) struct DaemonInfo {
+    pub(crate) pid: u32,
     /// Its configuration file, which `reload` reads; `None` when started
     /// with flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 impl Response {
-    pub fn ok() -> Response {
+    pub(crate) fn ok() -> Response {
         Response {
             ok: true,
             error: None,
@@ -96,14 +96,14 @@ impl Response {
         }
     }
 
-    pub fn done(what: impl Into<String>) -> Response {
+    pub(crate) fn done(what: impl Into<String>) -> Response {
         Response {
             done: Some(what.into()),
             ..Response::ok()
         }
     }
 
-    pub fn error(why: impl Into<String>) -> Response {
+    pub(crate) fn error(why: impl Into<String>) -> Response {
         Response {
             ok: false,
             error: Some(why.into()),
@@ -116,51 +116,51 @@ impl Response {
 
 /// One port, as `status` shows it. The field names are a stable schema.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PortStatus {
-    pub name: String,
+pub(crate) struct PortStatus {
+    pub(crate) name: String,
     /// As configured: a path or `sim:MODE`.
-    pub device: String,
+    pub(crate) device: String,
     /// `115200 8N1`.
-    pub line: String,
+    pub(crate) line: String,
     /// `merge` or `transaction`.
-    pub writers: String,
+    pub(crate) writers: String,
     /// Where its endpoints listen, as bound: `tcp:127.0.0.1:40001`.
-    pub endpoints: Vec<String>,
+    pub(crate) endpoints: Vec<String>,
     /// The daemon's metrics address as bound (`127.0.0.1:9108`; its page is
     /// `/metrics`), with `--metrics` or `[metrics]`. Every port of a daemon
     /// gives the same one: the answer stays a list of ports, and each port
     /// says where its series are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<String>,
+    pub(crate) metrics: Option<String>,
     /// The control socket and the pid of the process serving the port, set
     /// by `status` when it found the daemons itself (without `--control`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub control: Option<PathBuf>,
+    pub(crate) control: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// Connections the port refused, by reason, over all its endpoints
     /// (those since removed by a reload too). `max_clients` and
     /// `descriptors` add up to the hub's `refused`.
     #[serde(default)]
-    pub refusals: Refusals,
+    pub(crate) refusals: Refusals,
     /// The same per endpoint that accepts connections (not ptys), named
     /// as in `endpoints`.
     #[serde(default)]
-    pub endpoint_refusals: Vec<EndpointRefusals>,
+    pub(crate) endpoint_refusals: Vec<EndpointRefusals>,
     #[serde(flatten)]
-    pub hub: serde_json::Value,
+    pub(crate) hub: serde_json::Value,
 }
 
 /// One endpoint's refusals: `{"endpoint": "tcp:0.0.0.0:7000", "network": 3, ...}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EndpointRefusals {
-    pub endpoint: String,
+pub(crate) struct EndpointRefusals {
+    pub(crate) endpoint: String,
     #[serde(flatten)]
-    pub refusals: Refusals,
+    pub(crate) refusals: Refusals,
 }
 
 impl PortStatus {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         device: String,
         line: String,
@@ -186,10 +186,10 @@ impl PortStatus {
 
 /// The control socket of a daemon.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ControlConfig {
-    pub path: PathBuf,
-    pub mode: u32,
+pub(crate) struct ControlConfig {
+    pub(crate) path: PathBuf,
+    pub(crate) mode: u32,
 }
 
 /// Default mode of the control socket: only its owner may use it.
-pub const DEFAULT_MODE: u32 = 0o600;
+pub(crate) const DEFAULT_MODE: u32 = 0o600;

@@ -26,11 +26,11 @@ use super::{MAX_REQUEST, Request, Response};
 use crate::endpoint::unix::{UnixEndpoint, UnixError};
 
 /// A request on its way to the daemon task, with where to send the answer.
-pub type Asked = (Request, oneshot::Sender<Response>);
+pub(crate) type Asked = (Request, oneshot::Sender<Response>);
 
 /// Requests waiting for the daemon task. Control clients are people and
 /// scripts, one at a time; a few in flight is plenty.
-pub const QUEUE: usize = 8;
+pub(crate) const QUEUE: usize = 8;
 
 /// Connections served at once. Control clients are people, scripts and
 /// monitoring, a few at a time; 64 leaves room for a burst of them, while
@@ -38,7 +38,7 @@ pub const QUEUE: usize = 8;
 /// oldest idle ones are closed to admit new ones).
 pub const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send its request line after connecting.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Time a client has to take its answer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// After answering, input the client sent past its request is read and
@@ -52,17 +52,17 @@ const DRAIN_MAX: usize = 16 * 1024 * 1024;
 
 /// The bound control socket; removes its file when dropped.
 #[derive(Debug)]
-pub struct ControlSocket(UnixEndpoint);
+pub(crate) struct ControlSocket(UnixEndpoint);
 
 impl ControlSocket {
     /// Binds `path` with `mode`; a stale socket is replaced, a live one (or
     /// any other file) is an error.
-    pub fn bind(path: &Path, mode: u32) -> Result<ControlSocket, UnixError> {
+    pub(crate) fn bind(path: &Path, mode: u32) -> Result<ControlSocket, UnixError> {
         UnixEndpoint::bind(path, mode).map(ControlSocket)
     }
 
     /// Serves requests until `shutdown`, sending each to `daemon`.
-    pub async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
+    pub(crate) async fn serve(self, daemon: mpsc::Sender<Asked>, shutdown: CancellationToken) {
         let mut admission = Admission::new("control socket", MAX_CONNECTIONS, b"\n");
         while let Some((stream, ticket)) = admission
             .next(|| self.0.accept_stream(), UnixStream::as_fd, &shutdown)

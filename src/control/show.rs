@@ -20,7 +20,7 @@ fn reasons(r: &Refusals) -> String {
 }
 
 /// Renders ports and their clients as text tables.
-pub fn tables(ports: &[PortStatus]) -> String {
+pub(crate) fn tables(ports: &[PortStatus]) -> String {
     let mut out = String::new();
     for p in ports {
         let h = &p.hub;

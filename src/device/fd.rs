@@ -7,20 +7,20 @@ use tokio::io::unix::AsyncFd;
 
 /// Marker for types that own their file descriptor for their whole life, so
 /// registering them with the reactor is sound.
-pub trait OwnsFd: AsRawFd {}
+pub(crate) trait OwnsFd: AsRawFd {}
 impl OwnsFd for serial2::SerialPort {}
 impl OwnsFd for nix::pty::PtyMaster {}
 impl OwnsFd for std::os::fd::OwnedFd {}
 
 /// Registers `inner` for readable and writable readiness.
-pub fn register<T: OwnsFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
+pub(crate) fn register<T: OwnsFd>(inner: T) -> std::io::Result<AsyncFd<T>> {
     register_for(inner, Interest::READABLE | Interest::WRITABLE).map_err(|(_, e)| e)
 }
 
 /// Registers `inner` for `interest` only, so the reactor is not woken by
 /// the other kind of readiness. On failure, `inner` comes back with the
 /// error.
-pub fn register_for<T: OwnsFd>(
+pub(crate) fn register_for<T: OwnsFd>(
     inner: T,
     interest: Interest,
 ) -> Result<AsyncFd<T>, (T, std::io::Error)> {

@@ -19,7 +19,7 @@ use crate::modem::{LineErrors, ModemInputs};
 /// Whether `e`, from a device call, means the device is gone (a remote
 /// port's connection closed) rather than that it refused or cannot do what
 /// was asked: the change is then kept for the reopened device.
-pub fn connection_lost(e: &io::Error) -> bool {
+pub(crate) fn connection_lost(e: &io::Error) -> bool {
     use io::ErrorKind::*;
     matches!(
         e.kind(),
@@ -29,7 +29,7 @@ pub fn connection_lost(e: &io::Error) -> bool {
 
 /// An open device.
 #[derive(Debug)]
-pub enum DeviceIo {
+pub(crate) enum DeviceIo {
     Tty(Tty),
     /// Boxed: a remote port's state is far larger than a tty's.
     Remote(Box<Remote>),
@@ -39,7 +39,7 @@ pub enum DeviceIo {
 
 impl DeviceIo {
     /// Waits until a read would not block. Cancel safe.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         match self {
             DeviceIo::Tty(t) => t.readable().await,
             DeviceIo::Remote(r) => Box::pin(r.readable()).await,
@@ -48,7 +48,7 @@ impl DeviceIo {
     }
 
     /// Reads what the device has. `Ok(0)` means it hung up.
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             DeviceIo::Tty(t) => t.read(buf).await,
             DeviceIo::Remote(r) => Box::pin(r.read(buf)).await,
@@ -57,7 +57,7 @@ impl DeviceIo {
     }
 
     /// Writes some of `buf`.
-    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+    pub(crate) async fn write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
             DeviceIo::Tty(t) => t.write(buf).await,
             DeviceIo::Remote(r) => Box::pin(r.write(buf)).await,
@@ -67,7 +67,7 @@ impl DeviceIo {
 
     /// Bytes written and not yet sent on (a tty's driver queue; a remote
     /// port's unacknowledged bytes).
-    pub fn output_queue(&self) -> io::Result<usize> {
+    pub(crate) fn output_queue(&self) -> io::Result<usize> {
         match self {
             DeviceIo::Tty(t) => t.output_queue(),
             DeviceIo::Remote(r) => r.output_queue(),
@@ -79,7 +79,7 @@ impl DeviceIo {
     /// Whether [`output_queue`](Self::output_queue) counts anything: not
     /// for a pty (always 0) or the in-process loopback, so the writer does
     /// not ask them.
-    pub fn reports_output_queue(&self) -> bool {
+    pub(crate) fn reports_output_queue(&self) -> bool {
         match self {
             DeviceIo::Tty(t) => t.reports_output_queue(),
             DeviceIo::Remote(_) => true,
@@ -88,7 +88,11 @@ impl DeviceIo {
     }
 
     /// Changes the line settings; on failure `before` is in force.
-    pub async fn set_line(&self, line: &LineSettings, before: &LineSettings) -> Result<(), String> {
+    pub(crate) async fn set_line(
+        &self,
+        line: &LineSettings,
+        before: &LineSettings,
+    ) -> Result<(), String> {
         match self {
             DeviceIo::Tty(t) => t
                 .set_line(line, before)
@@ -102,7 +106,7 @@ impl DeviceIo {
     }
 
     /// Sets a modem output, or the break condition.
-    pub async fn set_signal(&self, signal: Signal, on: bool) -> io::Result<()> {
+    pub(crate) async fn set_signal(&self, signal: Signal, on: bool) -> io::Result<()> {
         match self {
             DeviceIo::Tty(t) => t.set_signal(signal, on),
             DeviceIo::Remote(r) => Box::pin(r.set_signal(signal, on)).await,
@@ -114,7 +118,7 @@ impl DeviceIo {
     }
 
     /// Received breaks and line errors, as counted so far.
-    pub fn line_errors(&self) -> io::Result<LineErrors> {
+    pub(crate) fn line_errors(&self) -> io::Result<LineErrors> {
         match self {
             DeviceIo::Tty(t) => t.line_errors(),
             DeviceIo::Loopback(l) => Ok(l.line_errors()),
@@ -127,7 +131,7 @@ impl DeviceIo {
 
     /// Tells the hub of the modem inputs and line errors, where the device
     /// has them.
-    pub fn publish_state(&self, settings: &crate::hub::settings::SharedSettings) {
+    pub(crate) fn publish_state(&self, settings: &crate::hub::settings::SharedSettings) {
         if let Ok(inputs) = self.modem_inputs() {
             settings.inputs_changed(inputs);
         }
@@ -137,7 +141,7 @@ impl DeviceIo {
     }
 
     /// The modem status inputs.
-    pub fn modem_inputs(&self) -> io::Result<ModemInputs> {
+    pub(crate) fn modem_inputs(&self) -> io::Result<ModemInputs> {
         match self {
             DeviceIo::Tty(t) => t.modem_inputs(),
             DeviceIo::Remote(r) => r.modem_inputs(),

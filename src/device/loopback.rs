@@ -31,7 +31,7 @@ struct State {
 }
 
 #[derive(Debug, Default)]
-pub struct Loopback {
+pub(crate) struct Loopback {
     state: Mutex<State>,
     /// Woken when echoed bytes arrive.
     readable: Notify,
@@ -45,7 +45,7 @@ impl Loopback {
     }
 
     /// Waits until echoed bytes are there. Cancel safe.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         loop {
             let more = self.readable.notified();
             if !self.state().echo.is_empty() {
@@ -56,7 +56,7 @@ impl Loopback {
     }
 
     /// Reads echoed bytes, waiting for some.
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let more = self.readable.notified();
             {
@@ -74,7 +74,7 @@ impl Loopback {
     }
 
     /// Echoes what fits, waiting for room.
-    pub async fn write(&self, data: &[u8]) -> io::Result<usize> {
+    pub(crate) async fn write(&self, data: &[u8]) -> io::Result<usize> {
         loop {
             let room = self.writable.notified();
             {
@@ -92,11 +92,11 @@ impl Loopback {
     }
 
     /// Any valid setting is taken, as a UART takes it.
-    pub fn set_line(&self, line: &LineSettings) -> Result<(), String> {
+    pub(crate) fn set_line(&self, line: &LineSettings) -> Result<(), String> {
         line.validate().map_err(|e| e.to_string())
     }
 
-    pub fn set_signal(&self, signal: Signal, on: bool) {
+    pub(crate) fn set_signal(&self, signal: Signal, on: bool) {
         let mut s = self.state();
         match signal {
             Signal::Dtr => s.outputs.dtr = on,
@@ -111,7 +111,7 @@ impl Loopback {
     }
 
     /// Breaks received (each one sent); no line errors on a plug.
-    pub fn line_errors(&self) -> LineErrors {
+    pub(crate) fn line_errors(&self) -> LineErrors {
         LineErrors {
             breaks: self.state().breaks,
             ..LineErrors::default()
@@ -119,7 +119,7 @@ impl Loopback {
     }
 
     /// The plug's wiring: CTS from RTS; DSR and CD from DTR.
-    pub fn modem_inputs(&self) -> ModemInputs {
+    pub(crate) fn modem_inputs(&self) -> ModemInputs {
         let o = self.state().outputs;
         ModemInputs {
             cts: o.rts,

@@ -11,12 +11,12 @@
 //! bytes not yet written wait in the write queue, so none is lost.
 
 mod fd;
-pub mod io;
-pub mod loopback;
-pub mod remote;
+pub(crate) mod io;
+pub(crate) mod loopback;
+pub(crate) mod remote;
 pub mod sim;
-pub mod tty;
-pub mod writer;
+pub(crate) mod tty;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,17 +34,17 @@ use crate::line::LineSettings;
 use crate::modem::ModemOutputs;
 use crate::traffic::Event;
 use crate::watch::Watch;
-pub use fd::register as register_fd;
-pub use io::DeviceIo;
+pub(crate) use fd::register as register_fd;
+pub(crate) use io::DeviceIo;
 use nix::sys::inotify::AddWatchFlags;
 pub use sim::set_nonblocking;
 pub use sim::{Sim, SimMode, SimSpec};
-pub use tty::{Tty, TtyError};
-pub use writer::DeviceWriter;
+pub(crate) use tty::{Tty, TtyError};
+pub(crate) use writer::DeviceWriter;
 
 /// Where the port's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DeviceSpec {
+pub(crate) enum DeviceSpec {
     Tty(PathBuf),
     Sim(SimSpec),
     /// A remote port: `rfc2217://HOST:PORT` or `tcp://HOST:PORT`, with
@@ -98,10 +98,10 @@ impl std::fmt::Display for DeviceSpec {
 /// A device: its path and, once open, its tty; plus the simulator behind
 /// it if it is one.
 #[derive(Debug)]
-pub struct Device {
-    pub line: LineSettings,
+pub(crate) struct Device {
+    pub(crate) line: LineSettings,
     /// Pace writes at the line rate (see [`writer`]).
-    pub pacing: bool,
+    pub(crate) pacing: bool,
     path: PathBuf,
     /// Set for a remote port, which is reconnected rather than reopened.
     remote: Option<(remote::Protocol, remote::RemoteOptions)>,
@@ -112,7 +112,7 @@ pub struct Device {
 }
 
 /// Size of one device read; also the largest chunk fanned out to clients.
-pub const READ_CHUNK: usize = 4096;
+pub(crate) const READ_CHUNK: usize = 4096;
 /// Delay before the first reopen attempt, doubled up to `REOPEN_MAX`, so a
 /// device that comes back is open again within a second.
 const REOPEN_MIN: Duration = Duration::from_millis(200);
@@ -120,7 +120,7 @@ const REOPEN_MAX: Duration = Duration::from_secs(1);
 
 impl Device {
     /// Opens the device, starting the simulator first if it is one.
-    pub async fn open(spec: &DeviceSpec, line: LineSettings) -> Result<Device, TtyError> {
+    pub(crate) async fn open(spec: &DeviceSpec, line: LineSettings) -> Result<Device, TtyError> {
         let (path, sim) = match spec {
             DeviceSpec::Tty(p) => (p.clone(), None),
             DeviceSpec::Sim(SimSpec {
@@ -178,7 +178,7 @@ impl Device {
 
     /// A device that is not there yet: [`run`] opens it when it appears
     /// (a tty) or connects when it answers (a remote port).
-    pub fn absent(spec: &DeviceSpec, line: LineSettings) -> Option<Device> {
+    pub(crate) fn absent(spec: &DeviceSpec, line: LineSettings) -> Option<Device> {
         let (path, remote) = match spec {
             DeviceSpec::Tty(p) => (p.clone(), None),
             DeviceSpec::Remote {
@@ -199,12 +199,12 @@ impl Device {
     }
 
     /// The tty's path (a simulator's pty; a remote port's address).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// False while the device is waited for (absent at start-up).
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.tty.is_some()
     }
 }
@@ -213,7 +213,7 @@ impl Device {
 /// is still queued for the device, for at most `drain` time. A device that
 /// is absent, or goes away, is opened again when it (re)appears; clients'
 /// writes wait meanwhile.
-pub async fn run(
+pub(crate) async fn run(
     mut device: Device,
     hub: Arc<Hub>,
     writes: WriteQueue,

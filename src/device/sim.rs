@@ -41,7 +41,7 @@ use crate::line::LineSettings;
 use crate::pace::TokenBucket;
 use crate::pattern::{Checker, Generator};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimMode {
     Echo,
     Source,
@@ -53,18 +53,25 @@ pub enum SimMode {
 impl std::str::FromStr for SimMode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        <Self as clap::ValueEnum>::from_str(s, false).map_err(|_| {
-            format!(
-                "unknown simulator mode {s:?} (expected echo, source, sink, modbus or loopback)"
-            )
+        Ok(match s {
+            "echo" => SimMode::Echo,
+            "source" => SimMode::Source,
+            "sink" => SimMode::Sink,
+            "modbus" => SimMode::Modbus,
+            "loopback" => SimMode::Loopback,
+            _ => {
+                return Err(format!(
+                    "unknown simulator mode {s:?} (expected echo, source, sink, modbus or loopback)"
+                ));
+            }
         })
     }
 }
 
 /// `modbus`: the slave's processing time before it answers, by default.
-pub const DEFAULT_REPLY_DELAY: Duration = Duration::from_millis(5);
+pub(crate) const DEFAULT_REPLY_DELAY: Duration = Duration::from_millis(5);
 /// The range of `reply-delay` (`sim --reply-delay`, `sim:modbus,reply-delay=`).
-pub const REPLY_DELAY: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(10);
+pub(crate) const REPLY_DELAY: RangeInclusive<Duration> = Duration::ZERO..=Duration::from_secs(10);
 
 /// A simulator and its settings: what `sim:SPEC` and `sim --mode` name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,7 +143,7 @@ pub struct SimStats {
     /// Bytes the device received from the line.
     pub rx_bytes: AtomicU64,
     /// Bytes the device sent on the line.
-    pub tx_bytes: AtomicU64,
+    pub(crate) tx_bytes: AtomicU64,
     /// `sink`: pattern records received intact and in order.
     pub records: AtomicU64,
     /// `sink`: malformed, lost or reordered records.

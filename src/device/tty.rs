@@ -68,7 +68,7 @@ pub enum TtyError {
 }
 
 #[derive(Debug)]
-pub struct Tty {
+pub(crate) struct Tty {
     path: PathBuf,
     /// Registered for reading only: see [`Room`].
     fd: AsyncFd<serial2::SerialPort>,
@@ -82,7 +82,7 @@ pub struct Tty {
 impl TtyError {
     /// Whether the device is simply not there (yet): `--wait-for-device`
     /// would wait for it.
-    pub fn is_absent(&self) -> bool {
+    pub(crate) fn is_absent(&self) -> bool {
         matches!(self, TtyError::Open { reason, .. } if reason.kind() == std::io::ErrorKind::NotFound)
     }
 }
@@ -99,7 +99,7 @@ fn access_hint(e: &std::io::Error) -> &'static str {
 
 impl Tty {
     /// Opens `path` in raw mode with `line` settings.
-    pub fn open(path: &Path, line: &LineSettings) -> Result<Tty, TtyError> {
+    pub(crate) fn open(path: &Path, line: &LineSettings) -> Result<Tty, TtyError> {
         let not_a_tty = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOTTY);
         let open_err = |reason: std::io::Error| {
             if not_a_tty(&reason) {
@@ -150,17 +150,13 @@ impl Tty {
 
     /// Whether [`output_queue`](Self::output_queue) means anything: false
     /// for a pseudo-terminal.
-    pub fn reports_output_queue(&self) -> bool {
+    pub(crate) fn reports_output_queue(&self) -> bool {
         self.reports_queue
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Waits until a read would not block: data, a hang-up or an error.
     /// Cancel safe; the readiness is kept for the next [`read`](Self::read).
-    pub async fn readable(&self) -> std::io::Result<()> {
+    pub(crate) async fn readable(&self) -> std::io::Result<()> {
         // Dropping the guard without clearing it keeps the readiness.
         self.fd.readable().await.map(drop)
     }
@@ -173,7 +169,7 @@ impl Tty {
     /// instead of spending a read that fails with EAGAIN per chunk. Only
     /// the readiness seen before this read is forgotten: data that arrived
     /// meanwhile still counts.
-    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             let mut ready = self.fd.readable().await?;
             let read = ready.try_io(|p| {
@@ -195,7 +191,7 @@ impl Tty {
 
     /// Writes some of `buf` to the tty's output queue: at once if the
     /// driver has room, else when it has (see [`Room`]).
-    pub async fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
+    pub(crate) async fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
         let n = match write_now(self.fd.get_ref(), buf) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 self.write_when_room(buf).await?
@@ -225,7 +221,8 @@ impl Tty {
         }
     }
 
-    pub async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
+    #[cfg(test)]
+    pub(crate) async fn write_all(&self, mut buf: &[u8]) -> std::io::Result<()> {
         while !buf.is_empty() {
             let n = self.write(buf).await?;
             buf = &buf[n..];
@@ -238,7 +235,7 @@ impl Tty {
     /// control stopped can take long, so the call runs off the runtime's
     /// threads. A setting the driver does not take fails the change and the
     /// previous settings are put back.
-    pub async fn set_line(
+    pub(crate) async fn set_line(
         &self,
         line: &LineSettings,
         before: &LineSettings,
@@ -277,7 +274,7 @@ impl Tty {
     /// Raises or lowers a modem output, or starts or ends a break (so the
     /// client, not a fixed `tcsendbreak`, decides how long it lasts). A pty
     /// has no modem lines and fails with `ENOTTY`.
-    pub fn set_signal(&self, signal: Signal, on: bool) -> std::io::Result<()> {
+    pub(crate) fn set_signal(&self, signal: Signal, on: bool) -> std::io::Result<()> {
         let fd = self.fd.get_ref().as_raw_fd();
         let bits: libc::c_int = match signal {
             Signal::Dtr => libc::TIOCM_DTR,
@@ -300,7 +297,7 @@ impl Tty {
     }
 
     /// The modem status inputs. A pty has none and fails with `ENOTTY`.
-    pub fn modem_inputs(&self) -> std::io::Result<ModemInputs> {
+    pub(crate) fn modem_inputs(&self) -> std::io::Result<ModemInputs> {
         let mut bits: libc::c_int = 0;
         // SAFETY: TIOCMGET writes one c_int through the pointer.
         unsafe { tiocmget(self.fd.get_ref().as_raw_fd(), &mut bits) }?;
@@ -314,7 +311,7 @@ impl Tty {
 
     /// The driver's counts of received breaks and line errors. A pty keeps
     /// none and fails with `ENOTTY`.
-    pub fn line_errors(&self) -> std::io::Result<LineErrors> {
+    pub(crate) fn line_errors(&self) -> std::io::Result<LineErrors> {
         let mut c = SerialCounters::default();
         // SAFETY: TIOCGICOUNT fills one serial_icounter_struct.
         unsafe { tiocgicount(self.fd.get_ref().as_raw_fd(), &mut c) }?;
@@ -330,7 +327,7 @@ impl Tty {
     /// Bytes in the driver's output queue not yet sent on the wire. Drivers
     /// that do not track it (pseudo-terminals) report 0, so they are not
     /// asked.
-    pub fn output_queue(&self) -> std::io::Result<usize> {
+    pub(crate) fn output_queue(&self) -> std::io::Result<usize> {
         if !self.reports_queue {
             return Ok(0);
         }

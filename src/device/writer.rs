@@ -32,7 +32,7 @@ use crate::timer::PreciseTimer;
 use crate::traffic::{ClientRef, Event};
 
 #[derive(Debug)]
-pub struct DeviceWriter {
+pub(crate) struct DeviceWriter {
     queue: WriteQueue,
     pending: Option<DeviceOp>,
     /// The line settings in force: the device is (re)opened with them.
@@ -59,7 +59,7 @@ pub struct DeviceWriter {
 impl DeviceWriter {
     /// A writer pacing at `line`'s rate, or, with `pacing` off, relying on
     /// the driver alone (its output-queue count and blocking writes).
-    pub fn new(queue: WriteQueue, line: &LineSettings, pacing: bool) -> Self {
+    pub(crate) fn new(queue: WriteQueue, line: &LineSettings, pacing: bool) -> Self {
         let mut w = Self {
             queue,
             pending: None,
@@ -90,7 +90,7 @@ impl DeviceWriter {
     }
 
     /// The line settings in force.
-    pub fn line(&self) -> &LineSettings {
+    pub(crate) fn line(&self) -> &LineSettings {
         &self.line
     }
 
@@ -99,12 +99,12 @@ impl DeviceWriter {
     /// answers its clients. `None` until then, so that connecting leaves a
     /// remote port's lines alone (a server such as esptool's takes DTR on
     /// as the cue to reset its board).
-    pub fn lines_set(&self, hub: &Hub) -> Option<ModemOutputs> {
+    pub(crate) fn lines_set(&self, hub: &Hub) -> Option<ModemOutputs> {
         self.lines_set.then(|| hub.settings.outputs())
     }
 
     /// Writes queued chunks until the device fails. Cancel safe.
-    pub async fn run(&mut self, tty: &Tty, hub: &Hub) -> std::io::Error {
+    pub(crate) async fn run(&mut self, tty: &Tty, hub: &Hub) -> std::io::Error {
         loop {
             if self.pending.is_none() {
                 match self.queue.recv().await {
@@ -121,7 +121,7 @@ impl DeviceWriter {
     }
 
     /// Writes everything already queued, then returns. Cancel safe.
-    pub async fn drain(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
+    pub(crate) async fn drain(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
         loop {
             if self.pending.is_none() {
                 match self.queue.try_recv() {
@@ -202,6 +202,17 @@ impl DeviceWriter {
         Ok(())
     }
 
+    /// The pending change, once the bytes queued before it are on the wire;
+    /// `None` if there is none, or if its client left meanwhile (it is
+    /// dropped then, and counted).
+    async fn due(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<Option<&DeviceOp>> {
+        self.wait_idle(tty).await?;
+        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
+            self.drop_orphan(hub);
+        }
+        Ok(self.pending.as_ref())
+    }
+
     /// Sets the pending modem output (or break) once the bytes before it are
     /// out, and records it in the traffic log. A device without modem lines
     /// keeps the state all the same (a client reads back what it set) and
@@ -211,12 +222,7 @@ impl DeviceWriter {
     /// The change stays pending until the device has taken it, so a device
     /// lost meanwhile (a remote port's connection) gets it when reopened.
     async fn change_signal(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
-        self.wait_idle(tty).await?;
-        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
-            self.drop_orphan(hub);
-            return Ok(());
-        }
-        let Some(DeviceOp::Signal(change)) = self.pending.as_ref() else {
+        let Some(DeviceOp::Signal(change)) = self.due(tty, hub).await? else {
             return Ok(());
         };
         let refused = match tty.set_signal(change.signal, change.on).await {
@@ -269,12 +275,7 @@ impl DeviceWriter {
     /// Applies the pending line change once the line has sent every byte
     /// written before it, and tells the asker the settings in force.
     async fn change_line(&mut self, tty: &Tty, hub: &Hub) -> std::io::Result<()> {
-        self.wait_idle(tty).await?;
-        if self.pending.as_ref().is_some_and(DeviceOp::orphaned) {
-            self.drop_orphan(hub);
-            return Ok(());
-        }
-        let Some(DeviceOp::Line(change)) = self.pending.as_ref() else {
+        let Some(DeviceOp::Line(change)) = self.due(tty, hub).await? else {
             return Ok(());
         };
         let line = change.line;

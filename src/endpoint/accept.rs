@@ -45,17 +45,17 @@ const STARVED_MAX: Duration = Duration::from_secs(1);
 
 /// Who connected.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
+pub(crate) struct Peer {
     /// Endpoint kind and peer, as status and the log name the client:
     /// `tcp:127.0.0.1:40522`, `unix:/run/x.sock#3`.
-    pub name: String,
+    pub(crate) name: String,
     /// The peer's IP address, for network clients: what `from=` and the
     /// refusal log judge it by.
-    pub ip: Option<IpAddr>,
+    pub(crate) ip: Option<IpAddr>,
 }
 
 /// A listener that yields split connections and who each peer is.
-pub trait Accept: AsFd + Send + 'static {
+pub(crate) trait Accept: AsFd + Send + 'static {
     type Source: ClientSource + Send + Sync + 'static;
     /// The connection's sending half, shared by the client's writer and
     /// the hub's fan-out (see [`super::sink`]).
@@ -67,7 +67,7 @@ pub trait Accept: AsFd + Send + 'static {
 
 /// What an endpoint's clients speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// Bytes for the device, as they are (with the endpoint's options).
     Raw,
     /// Modbus TCP, for a Modbus RTU device ([`super::modbus_tcp`]).
@@ -78,30 +78,30 @@ pub enum Protocol {
 
 /// What every accept loop needs from `serve`.
 #[derive(Clone, Debug)]
-pub struct Context {
+pub(crate) struct Context {
     /// The port's name, for what clients are told (RFC 2217's SIGNATURE).
-    pub port: Arc<str>,
-    pub hub: Arc<Hub>,
-    pub clients: Arc<Semaphore>,
+    pub(crate) port: Arc<str>,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) clients: Arc<Semaphore>,
     /// `--max-clients`, the size of `clients`.
-    pub max_clients: usize,
+    pub(crate) max_clients: usize,
     /// Clients that closed their sending side and still receive for a
     /// moment: as many as `clients` (see [`client::Slot`]).
-    pub lingering: Arc<Semaphore>,
+    pub(crate) lingering: Arc<Semaphore>,
     /// Descriptors held back for reopening the device.
-    pub fds: Arc<FdReserve>,
+    pub(crate) fds: Arc<FdReserve>,
     /// The port's refusals by reason, which every endpoint's add to: kept
     /// by the port, so they outlive endpoints a reload removes.
-    pub refusals: Arc<RefusalCounts>,
+    pub(crate) refusals: Arc<RefusalCounts>,
     /// The roles of client identities (`--allow`), for TLS clients.
-    pub access: Arc<AccessPolicy>,
-    pub shutdown: CancellationToken,
-    pub tracker: TaskTracker,
+    pub(crate) access: Arc<AccessPolicy>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
     /// The port's TLS configuration, for endpoints with `tls`.
-    pub tls: Option<Arc<TlsAcceptor>>,
+    pub(crate) tls: Option<Arc<TlsAcceptor>>,
     /// Ciphertext a TLS client's session may hold for sending: as much as
     /// a plain client's socket send buffer, so TLS adds little in flight.
-    pub tls_buffer: usize,
+    pub(crate) tls_buffer: usize,
 }
 
 /// An episode of refusing clients for want of room, logged at its start
@@ -142,7 +142,7 @@ impl Refusing {
 /// and logs refusals with `refuser`. On a `tls` endpoint each connection's
 /// handshake runs in a task of its own (see [`super::tls_accept`]), and
 /// comes back here, done, to be admitted.
-pub async fn serve<L: Accept>(
+pub(crate) async fn serve<L: Accept>(
     listener: L,
     options: EndpointOptions,
     cx: Context,
@@ -343,7 +343,7 @@ impl Admit {
 /// is, so that an `ro` client is treated exactly as an `access=ro`
 /// endpoint's clients are (writes discarded and counted, settings answered
 /// with the values in force, Modbus reads only).
-pub fn for_role(options: &Arc<EndpointOptions>, role: Role) -> Arc<EndpointOptions> {
+pub(crate) fn for_role(options: &Arc<EndpointOptions>, role: Role) -> Arc<EndpointOptions> {
     match role {
         Role::Ro if options.access != Access::ReadOnly => Arc::new(EndpointOptions {
             access: Access::ReadOnly,

@@ -17,17 +17,17 @@ use ipnet::IpNet;
 
 /// The networks an endpoint's peers may come from; empty: any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AllowFrom(Vec<IpNet>);
+pub(crate) struct AllowFrom(Vec<IpNet>);
 
 /// Most `from=` options on one endpoint: each connection is checked
 /// against all of them, and no real allow-list is longer.
-pub const MAX_FROM: usize = 64;
+pub(crate) const MAX_FROM: usize = 64;
 
 impl AllowFrom {
     /// Adds one `from=` value: a network in CIDR form (`10.0.0.0/8`,
     /// `fd00::/8`) or one address (`192.168.1.7`, a /32 or /128). Host bits
     /// below the prefix are ignored: `192.168.1.7/24` is `192.168.1.0/24`.
-    pub fn add(&mut self, value: &str) -> Result<(), &'static str> {
+    pub(crate) fn add(&mut self, value: &str) -> Result<(), &'static str> {
         let net = match value.parse::<IpNet>() {
             Ok(net) => net.trunc(),
             Err(_) => value
@@ -43,12 +43,13 @@ impl AllowFrom {
     }
 
     /// Whether any network is given (else every peer is allowed).
-    pub fn is_set(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_set(&self) -> bool {
         !self.0.is_empty()
     }
 
     /// Whether a peer at `ip` may connect.
-    pub fn allows(&self, ip: IpAddr) -> bool {
+    pub(crate) fn allows(&self, ip: IpAddr) -> bool {
         if self.0.is_empty() {
             return true;
         }
@@ -58,7 +59,8 @@ impl AllowFrom {
             .any(|net| net.contains(&ip) || net.contains(&canonical))
     }
 
-    pub fn networks(&self) -> &[IpNet] {
+    #[cfg(test)]
+    pub(crate) fn networks(&self) -> &[IpNet] {
         &self.0
     }
 }

@@ -11,10 +11,10 @@ use crate::episode::{Episode, QUIET};
 
 /// Clients a second whose comings and goings are logged at info: far more
 /// than people and programs connect, far fewer than a flood.
-pub const PER_SECOND: u32 = 20;
+pub(crate) const PER_SECOND: u32 = 20;
 
 #[derive(Debug)]
-pub struct Chatter {
+pub(crate) struct Chatter {
     window: Instant,
     logged: u32,
     quieted: Episode,
@@ -37,17 +37,17 @@ impl Default for Chatter {
 
 impl Chatter {
     /// See [`Episode::due`].
-    pub fn due(&self) -> Option<Instant> {
+    pub(crate) fn due(&self) -> Option<Instant> {
         self.quieted.due()
     }
 
     /// Ends the flood's episode if it has been quiet for long enough.
-    pub fn over(&mut self) {
+    pub(crate) fn over(&mut self) {
         self.quieted.over();
     }
 
     /// Whether the client accepted now is logged at info.
-    pub fn loud(&mut self) -> bool {
+    pub(crate) fn loud(&mut self) -> bool {
         let now = Instant::now();
         if now.duration_since(self.window) >= Duration::from_secs(1) {
             self.window = now;

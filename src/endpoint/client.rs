@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::framing::LineAssembler;
-use super::inband::{InbandParser, Piece, Suspicion};
+use super::inband::{InbandParser, Piece};
 use super::request;
 use super::slot::{Slot, chat, output_error};
 use super::source::{ClientSource, End, discard, read_failed, read_queued, settle};
@@ -44,7 +44,7 @@ use crate::hub::ClientHandle;
 
 /// How long a network client that has closed its sending side still
 /// receives.
-pub const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// A partial line held this long under `framing=line` is worth a warning:
 /// the client is likely not line-based.
 const LINE_HOLD_WARN: Duration = Duration::from_secs(1);
@@ -53,7 +53,7 @@ const DISCARD_READ: usize = 4096;
 
 /// Runs one client until it ends, then detaches it from the hub. `slot` is
 /// the client's `--max-clients` place, freed as soon as its input ends.
-pub async fn run<S, W>(
+pub(crate) async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,
@@ -100,16 +100,7 @@ pub async fn run<S, W>(
                 }
                 (r, None)
             }
-            out = &mut to_client => {
-                // It takes no more device data, but what it sent before is
-                // still ours to deliver: read on until its input ends. Never
-                // cancel `to_device` here: it may hold bytes already read.
-                handle.close_output();
-                if let Err(e) = &out {
-                    debug!(error = %e, "writing to client failed; taking in what it sent");
-                }
-                (to_device.await, Some(out))
-            }
+            out = &mut to_client => (output_ended(&handle, &out, to_device).await, Some(out)),
         }
     };
     let end = end.err().unwrap_or(End::Closed);
@@ -134,6 +125,22 @@ pub async fn run<S, W>(
     // until the client detaches) before its place is free.
     drop((source, sink, handle));
     drop(slot);
+}
+
+/// The client's output ended first (kicked, or a write to it failed): it
+/// takes no more device data, but what it sent before is still ours to
+/// deliver, so its input is read on until it ends. Never cancel `to_device`
+/// instead: it may hold bytes already read.
+pub(super) async fn output_ended<T>(
+    handle: &ClientHandle,
+    out: &io::Result<()>,
+    to_device: impl Future<Output = T>,
+) -> T {
+    handle.close_output();
+    if let Err(e) = out {
+        debug!(error = %e, "writing to client failed; taking in what it sent");
+    }
+    to_device.await
 }
 
 /// Moves the client's bytes into the hub. `Ok` on end of input.
@@ -210,7 +217,6 @@ struct Ingress<'a> {
     inband: InbandParser,
     warned_ro: bool,
     warned_cut: bool,
-    warned_escape: Option<Suspicion>,
     /// When the partial line held by `framing=line` began.
     line_since: Option<tokio::time::Instant>,
     warned_hold: bool,
@@ -225,7 +231,6 @@ impl<'a> Ingress<'a> {
             inband: InbandParser::default(),
             warned_ro: false,
             warned_cut: false,
-            warned_escape: None,
             line_since: None,
             warned_hold: false,
         }
@@ -239,10 +244,7 @@ impl<'a> Ingress<'a> {
     ) -> Result<(), End> {
         let pieces = if self.options.inband_lock {
             let pieces = self.inband.feed(&data);
-            if let Some(s) = self.inband.suspicion()
-                && self.warned_escape != Some(s)
-            {
-                self.warned_escape = Some(s);
+            if let Some(s) = self.inband.news() {
                 warn!("{}", s.message());
             }
             pieces

@@ -24,12 +24,12 @@ impl LineAssembler {
         }
     }
 
-    pub fn max_line(&self) -> usize {
+    pub(crate) fn max_line(&self) -> usize {
         self.max_line
     }
 
     /// Room left before the pending partial line reaches `max_line`.
-    pub fn room(&self) -> usize {
+    pub(crate) fn room(&self) -> usize {
         self.max_line.saturating_sub(self.pending.len())
     }
 
@@ -55,7 +55,7 @@ impl LineAssembler {
     }
 
     /// The unterminated remainder, at end of input.
-    pub fn finish(&mut self) -> Option<Bytes> {
+    pub(crate) fn finish(&mut self) -> Option<Bytes> {
         (!self.pending.is_empty()).then(|| self.pending.split().freeze())
     }
 }

@@ -14,7 +14,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-pub const DLE: u8 = 0x10;
+pub(crate) const DLE: u8 = 0x10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
@@ -27,18 +27,21 @@ pub enum Piece {
 pub struct InbandParser {
     after_dle: bool,
     /// Unknown escapes seen so far.
-    pub unknown: u64,
+    pub(crate) unknown: u64,
     /// Escapes that changed the data: `DLE DLE` made one byte, or a command
     /// was taken out.
     interpreted: u64,
     /// The client sent a byte no text protocol would (a control character
     /// other than CR, LF, tab and DLE, or DEL): its traffic looks binary.
     binary: bool,
+    /// The suspicion last handed out by [`news`](Self::news), so that the
+    /// client's log says each once.
+    told: Option<Suspicion>,
 }
 
 /// Why a client's use of the in-band escape deserves a warning.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Suspicion {
+pub(crate) enum Suspicion {
     /// DLE followed by a byte that is no command.
     UnknownEscape,
     /// Binary traffic in which DLE sequences were interpreted: its data was
@@ -47,7 +50,7 @@ pub enum Suspicion {
 }
 
 impl Suspicion {
-    pub fn message(self) -> &'static str {
+    pub(crate) fn message(self) -> &'static str {
         match self {
             Suspicion::UnknownEscape => {
                 "lock=inband: client sent DLE (0x10) followed by a byte that is no command; \
@@ -106,7 +109,7 @@ impl InbandParser {
 
     /// What, if anything, the client's escapes so far give reason to warn
     /// about (once per client: the caller keeps track).
-    pub fn suspicion(&self) -> Option<Suspicion> {
+    pub(crate) fn suspicion(&self) -> Option<Suspicion> {
         if self.binary && self.interpreted > 0 {
             Some(Suspicion::BinaryAltered)
         } else if self.unknown > 0 {
@@ -116,8 +119,15 @@ impl InbandParser {
         }
     }
 
+    /// [`suspicion`](Self::suspicion), if it changed since it was last
+    /// asked here: what the caller warns of, once per client and kind.
+    pub(crate) fn news(&mut self) -> Option<Suspicion> {
+        let now = self.suspicion()?;
+        (self.told.replace(now) != Some(now)).then_some(now)
+    }
+
     /// A DLE left dangling at end of input is sent as data.
-    pub fn finish(&mut self) -> Option<Bytes> {
+    pub(crate) fn finish(&mut self) -> Option<Bytes> {
         std::mem::take(&mut self.after_dle).then(|| Bytes::from_static(&[DLE]))
     }
 }
@@ -176,5 +186,19 @@ mod tests {
         let mut p = InbandParser::default();
         assert_eq!(p.feed(b"\x10Z"), vec![d(b"\x10Z")]);
         assert_eq!(p.unknown, 1);
+    }
+
+    #[test]
+    fn each_suspicion_is_news_once() {
+        let mut p = InbandParser::default();
+        assert_eq!(p.news(), None);
+        p.feed(b"\x10Z");
+        assert_eq!(p.news(), Some(Suspicion::UnknownEscape));
+        p.feed(b"\x10Y");
+        assert_eq!(p.news(), None, "the same suspicion again");
+        p.feed(&[0x01, 0x10, 0x10]);
+        assert_eq!(p.news(), Some(Suspicion::BinaryAltered));
+        p.feed(&[0x10, 0x10]);
+        assert_eq!(p.news(), None);
     }
 }

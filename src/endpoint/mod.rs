@@ -10,31 +10,30 @@
 //! ([`sink`]), which writes device data to it directly while it keeps up.
 //! Connections turned away are counted and logged by [`refusal`].
 
-pub mod accept;
-pub mod allow;
+pub(crate) mod accept;
+pub(crate) mod allow;
 mod chatter;
-pub mod client;
+pub(crate) mod client;
 pub mod framing;
 pub mod inband;
-pub mod modbus_tcp;
-pub mod options;
-pub mod pty;
+pub(crate) mod modbus_tcp;
+pub(crate) mod options;
+pub(crate) mod pty;
 mod pty_settings;
-pub mod refusal;
-pub mod request;
-pub mod rfc2217;
-pub mod sink;
-pub mod slot;
-pub mod source;
-pub mod tcp;
-pub mod tls_accept;
-pub mod unix;
+pub(crate) mod refusal;
+pub(crate) mod request;
+pub(crate) mod rfc2217;
+pub(crate) mod sink;
+pub(crate) mod slot;
+pub(crate) mod source;
+pub(crate) mod tcp;
+pub(crate) mod tls_accept;
+pub(crate) mod unix;
 
-pub use accept::{Accept, Context};
-pub use options::{
-    Access, EndpointKind, EndpointOptions, EndpointParseError, EndpointSpec, Framing, See,
-};
+pub(crate) use accept::Context;
+pub use options::EndpointSpec;
+pub(crate) use options::{Access, EndpointKind, EndpointOptions, EndpointParseError, Framing};
 
 /// The endpoint every `serve` listens on when given none: loopback only, so a
 /// port is never exposed to the network by accident.
-pub const DEFAULT_LISTEN: &str = "tcp:127.0.0.1:7000";
+pub(crate) const DEFAULT_LISTEN: &str = "tcp:127.0.0.1:7000";

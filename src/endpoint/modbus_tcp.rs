@@ -48,7 +48,7 @@ struct Pending {
 
 /// The functions a read-only client may send: read coils, discrete
 /// inputs, holding registers, input registers.
-pub fn is_read(func: u8) -> bool {
+pub(crate) fn is_read(func: u8) -> bool {
     matches!(func, 0x01..=0x04)
 }
 
@@ -65,7 +65,7 @@ enum End {
 
 /// Runs one Modbus TCP client until it ends. `slot` is its `--max-clients`
 /// permit; `access`, what it may send.
-pub async fn run<S, W>(
+pub(crate) async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,

@@ -35,12 +35,12 @@ use crate::hub::{ControlPolicy, SlowReaderPolicy};
 /// A parsed `--listen` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointSpec {
-    pub kind: EndpointKind,
-    pub options: EndpointOptions,
+    pub(crate) kind: EndpointKind,
+    pub(crate) options: EndpointOptions,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EndpointKind {
+pub(crate) enum EndpointKind {
     /// `HOST:PORT`; HOST may be a name, an IPv4 address or `[IPv6]`.
     Tcp {
         addr: String,
@@ -63,7 +63,7 @@ pub enum EndpointKind {
 
 impl EndpointKind {
     /// Whether clients come over TCP (and so have a keepalive).
-    pub fn is_tcp(&self) -> bool {
+    pub(crate) fn is_tcp(&self) -> bool {
         matches!(
             self,
             EndpointKind::Tcp { .. }
@@ -75,7 +75,7 @@ impl EndpointKind {
 
 /// Whether a client may write to the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Access {
+pub(crate) enum Access {
     #[default]
     ReadWrite,
     /// Writes are discarded and counted.
@@ -84,7 +84,7 @@ pub enum Access {
 
 /// How a client's writes are cut into chunks for the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Framing {
+pub(crate) enum Framing {
     /// Bytes go as they arrive.
     #[default]
     None,
@@ -100,7 +100,7 @@ pub enum Framing {
 
 /// Which device output a client gets in transaction mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum See {
+pub(crate) enum See {
     /// Replies to its own requests, and unsolicited output.
     Own,
     /// Everything, whoever asked (a monitor or logger).
@@ -108,46 +108,46 @@ pub enum See {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EndpointOptions {
-    pub access: Access,
-    pub framing: Framing,
+pub(crate) struct EndpointOptions {
+    pub(crate) access: Access,
+    pub(crate) framing: Framing,
     /// Line end for `framing=line`.
-    pub delimiter: u8,
+    pub(crate) delimiter: u8,
     /// Longest line `framing=line` holds back; a longer one is sent in pieces.
-    pub max_line: usize,
+    pub(crate) max_line: usize,
     /// In-band lock commands (DLE escapes) are honoured.
-    pub inband_lock: bool,
+    pub(crate) inband_lock: bool,
     /// Overrides `--slow-reader` for this endpoint's clients.
-    pub slow_reader: Option<SlowReaderPolicy>,
+    pub(crate) slow_reader: Option<SlowReaderPolicy>,
     /// File mode of a unix socket.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Silence that ends a request under `framing=gap`; by default the
     /// port's inter-frame gap.
-    pub gap: Option<Duration>,
+    pub(crate) gap: Option<Duration>,
     /// Longest request `framing=gap` holds back; a longer one is split.
-    pub max_request: usize,
+    pub(crate) max_request: usize,
     /// Which output the client gets in transaction mode; by default `all`
     /// for read-only endpoints, `own` otherwise.
-    pub see: Option<See>,
+    pub(crate) see: Option<See>,
     /// TCP keepalive idle time for tcp and modbus-tcp clients; `None`
     /// (`keepalive=off`) sends no probes.
-    pub keepalive: Option<Duration>,
+    pub(crate) keepalive: Option<Duration>,
     /// Whose settings changes apply (rfc2217 clients, pty programs).
-    pub control: ControlPolicy,
+    pub(crate) control: ControlPolicy,
     /// The networks clients may come from (`from=`, network endpoints).
-    pub from: AllowFrom,
+    pub(crate) from: AllowFrom,
     /// `tls`: clients speak TLS (tcp, rfc2217 and modbus-tcp).
-    pub tls: bool,
+    pub(crate) tls: bool,
     /// Time a TLS client has to complete its handshake.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// `insecure`: plain text on a non-loopback address, accepted
     /// knowingly.
-    pub insecure: bool,
+    pub(crate) insecure: bool,
 }
 
 impl EndpointOptions {
     /// Whether clients of this endpoint get every reply, whoever asked.
-    pub fn sees_all(&self) -> bool {
+    pub(crate) fn sees_all(&self) -> bool {
         self.see.unwrap_or(match self.access {
             Access::ReadOnly => See::All,
             Access::ReadWrite => See::Own,
@@ -156,24 +156,26 @@ impl EndpointOptions {
 }
 
 /// Default longest line for `framing=line`.
-pub const DEFAULT_MAX_LINE: usize = 1024;
+pub(crate) const DEFAULT_MAX_LINE: usize = 1024;
 /// Largest `max-line`: the partial line is held in memory per client, and
 /// each read for a line-framed client is up to this size.
-pub const MAX_MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_MAX_LINE: usize = 64 * 1024;
 /// Default longest request for `framing=gap`: a Modbus RTU frame's limit.
-pub const DEFAULT_MAX_REQUEST: usize = 256;
+pub(crate) const DEFAULT_MAX_REQUEST: usize = 256;
 /// `max-request`.
-pub const MAX_REQUEST: RangeInclusive<usize> = 1..=64 * 1024;
+pub(crate) const MAX_REQUEST: RangeInclusive<usize> = 1..=64 * 1024;
 /// `gap`: at most 10 s, so a request is never held for long.
-pub const GAP: RangeInclusive<Duration> = Duration::from_micros(100)..=Duration::from_secs(10);
+pub(crate) const GAP: RangeInclusive<Duration> =
+    Duration::from_micros(100)..=Duration::from_secs(10);
 /// Default unix socket mode: owner and group may connect.
-pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+pub(crate) const DEFAULT_UNIX_MODE: u32 = 0o660;
 /// Default TCP keepalive idle time: with 3 probes 10 s apart, a vanished
 /// peer is dropped about a minute after it last sent anything.
-pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
 /// `keepalive`: at least 1 s (the kernel counts whole seconds), at most 2 h
 /// (the kernel's own default, past which the option is pointless).
-pub const KEEPALIVE: RangeInclusive<Duration> = Duration::from_secs(1)..=Duration::from_secs(7200);
+pub(crate) const KEEPALIVE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(7200);
 
 impl Default for EndpointOptions {
     fn default() -> Self {
@@ -397,10 +399,12 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
             }
         }
         "slow-reader" => {
-            o.slow_reader = Some(
-                <SlowReaderPolicy as clap::ValueEnum>::from_str(value, false)
-                    .map_err(|_| OptErr::Value("expected disconnect, drop or block"))?,
-            )
+            o.slow_reader = Some(match value {
+                "disconnect" => SlowReaderPolicy::Disconnect,
+                "drop" => SlowReaderPolicy::Drop,
+                "block" => SlowReaderPolicy::Block,
+                _ => return Err(OptErr::Value("expected disconnect, drop or block")),
+            })
         }
         "mode" if matches!(kind, EndpointKind::Unix { .. }) => {
             o.mode = Some(value)

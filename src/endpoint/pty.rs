@@ -82,7 +82,7 @@ pub enum PtyError {
 /// program has reopened the port. So the session ends there (see
 /// `SessionFd::hung_up`), and the next program gets a fresh session.
 #[derive(Clone, Debug)]
-pub struct Session(Arc<SessionFd>);
+pub(crate) struct Session(Arc<SessionFd>);
 
 #[derive(Debug)]
 struct SessionFd {
@@ -100,7 +100,7 @@ struct SessionFd {
 
 /// A pty endpoint: its master and the link to its slave.
 #[derive(Debug)]
-pub struct PtyEndpoint {
+pub(crate) struct PtyEndpoint {
     master: PtyMaster,
     /// The slave's opens and closes, to tell when a second program opens
     /// the port; `None` if inotify is not available.
@@ -118,7 +118,7 @@ impl PtyEndpoint {
     /// Creates the pty, puts the slave in raw mode with `EXTPROC` and the
     /// device's settings `line`, and the master in packet mode, and links
     /// it at `link` (see [`OwnedLink`] for what may already be there).
-    pub fn create(link: &Path, line: &LineSettings) -> Result<PtyEndpoint, PtyError> {
+    pub(crate) fn create(link: &Path, line: &LineSettings) -> Result<PtyEndpoint, PtyError> {
         let create = |reason: nix::Error| PtyError::Create {
             path: link.to_owned(),
             reason: reason.into(),
@@ -173,7 +173,7 @@ impl PtyEndpoint {
         })
     }
 
-    pub fn tty(&self) -> &Path {
+    pub(crate) fn tty(&self) -> &Path {
         &self.tty
     }
 
@@ -187,7 +187,7 @@ impl PtyEndpoint {
     }
 
     /// Serves one program at a time until shutdown.
-    pub async fn serve(self, options: EndpointOptions, cx: Context) {
+    pub(crate) async fn serve(self, options: EndpointOptions, cx: Context) {
         let name = format!("pty:{}", self.link.path().display());
         tokio::select! {
             () = self.sessions(&name, &options, &cx) => {}

@@ -27,7 +27,7 @@ use tracing::warn;
 
 /// Why a connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// `--max-clients` reached (also counted in the hub's `refused`).
     MaxClients,
     /// No file descriptor to spare (also counted in the hub's `refused`).
@@ -44,7 +44,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every reason, in the order status and the metrics list them.
-    pub const ALL: [Refusal; 6] = [
+    pub(crate) const ALL: [Refusal; 6] = [
         Refusal::MaxClients,
         Refusal::Descriptors,
         Refusal::Network,
@@ -54,7 +54,7 @@ impl Refusal {
     ];
 
     /// The reason's name in status, the metrics' `reason` label and the log.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Refusal::MaxClients => "max_clients",
             Refusal::Descriptors => "descriptors",
@@ -85,19 +85,19 @@ impl fmt::Display for Refusal {
 
 /// One counter per reason, bumped without a lock.
 #[derive(Debug, Default)]
-pub struct RefusalCounts([AtomicU64; Refusal::ALL.len()]);
+pub(crate) struct RefusalCounts([AtomicU64; Refusal::ALL.len()]);
 
 impl RefusalCounts {
-    pub fn add(&self, reason: Refusal, n: u64) {
+    pub(crate) fn add(&self, reason: Refusal, n: u64) {
         self.0[reason.index()].fetch_add(n, Relaxed);
     }
 
-    pub fn get(&self, reason: Refusal) -> u64 {
+    pub(crate) fn get(&self, reason: Refusal) -> u64 {
         self.0[reason.index()].load(Relaxed)
     }
 
     /// Every counter now, by name.
-    pub fn snapshot(&self) -> Refusals {
+    pub(crate) fn snapshot(&self) -> Refusals {
         Refusals {
             max_clients: self.get(Refusal::MaxClients),
             descriptors: self.get(Refusal::Descriptors),
@@ -112,23 +112,23 @@ impl RefusalCounts {
 /// Refusals by reason, as `status --json` gives them (`"refusals"` per
 /// port and per endpoint). The field names are the reasons' names.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Refusals {
+pub(crate) struct Refusals {
     #[serde(default)]
-    pub max_clients: u64,
+    pub(crate) max_clients: u64,
     #[serde(default)]
-    pub descriptors: u64,
+    pub(crate) descriptors: u64,
     #[serde(default)]
-    pub network: u64,
+    pub(crate) network: u64,
     #[serde(default)]
-    pub handshake: u64,
+    pub(crate) handshake: u64,
     #[serde(default)]
-    pub identity: u64,
+    pub(crate) identity: u64,
     #[serde(default)]
-    pub revoked: u64,
+    pub(crate) revoked: u64,
 }
 
 impl Refusals {
-    pub fn get(&self, reason: Refusal) -> u64 {
+    pub(crate) fn get(&self, reason: Refusal) -> u64 {
         match reason {
             Refusal::MaxClients => self.max_clients,
             Refusal::Descriptors => self.descriptors,
@@ -140,7 +140,7 @@ impl Refusals {
     }
 
     /// All refusals, whatever the reason.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         Refusal::ALL
             .iter()
             .fold(0u64, |n, r| n.saturating_add(self.get(*r)))
@@ -148,17 +148,17 @@ impl Refusals {
 }
 
 /// How long a peer address that was logged is not logged again.
-pub const LOG_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Peer addresses remembered per endpoint: a scanner from more addresses
 /// than this within [`LOG_EVERY`] is logged this many times, and the rest
 /// is counted as unlogged. A few tens of kilobytes at most.
-pub const LOG_PEERS: usize = 1024;
+pub(crate) const LOG_PEERS: usize = 1024;
 
 /// Which refusals to log: each peer address at most once per
 /// [`LOG_EVERY`], in bounded memory. Pure (the time is given), so it is
 /// tested without waiting.
 #[derive(Debug, Default)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     /// When each remembered address was last logged.
     logged: HashMap<IpAddr, Instant>,
     /// Refusals not logged since the last line that was.
@@ -169,7 +169,7 @@ impl RateLimit {
     /// Whether a refusal of `peer` at `now` is logged. If it is, returns
     /// how many refusals were not logged since the last line that was (and
     /// starts counting again); if not, counts it.
-    pub fn admit(&mut self, peer: IpAddr, now: Instant) -> Option<u64> {
+    pub(crate) fn admit(&mut self, peer: IpAddr, now: Instant) -> Option<u64> {
         let fresh = |t: &Instant| now.saturating_duration_since(*t) < LOG_EVERY;
         if let Some(t) = self.logged.get(&peer)
             && fresh(t)
@@ -189,7 +189,8 @@ impl RateLimit {
     }
 
     /// Addresses remembered now (at most [`LOG_PEERS`]).
-    pub fn remembered(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
         self.logged.len()
     }
 }
@@ -198,7 +199,7 @@ impl RateLimit {
 /// endpoint's counters, its port's, and the rate-limited log. Shared by
 /// the endpoint's tasks.
 #[derive(Debug)]
-pub struct Refuser {
+pub(crate) struct Refuser {
     endpoint: Arc<RefusalCounts>,
     port: Arc<RefusalCounts>,
     log: Mutex<RateLimit>,
@@ -206,7 +207,7 @@ pub struct Refuser {
 
 impl Refuser {
     /// Counts into `endpoint` and `port`.
-    pub fn new(endpoint: Arc<RefusalCounts>, port: Arc<RefusalCounts>) -> Refuser {
+    pub(crate) fn new(endpoint: Arc<RefusalCounts>, port: Arc<RefusalCounts>) -> Refuser {
         Refuser {
             endpoint,
             port,
@@ -216,7 +217,7 @@ impl Refuser {
 
     /// Counts `n` refusals without logging them (the accept loop logs its
     /// room refusals as episodes).
-    pub fn count(&self, reason: Refusal, n: u64) {
+    pub(crate) fn count(&self, reason: Refusal, n: u64) {
         self.endpoint.add(reason, n);
         self.port.add(reason, n);
     }
@@ -224,7 +225,7 @@ impl Refuser {
     /// Counts one refusal of the peer `name` (`tcp:10.1.2.3:40000`) at
     /// address `ip`, and logs it unless that address was logged within
     /// [`LOG_EVERY`]. `detail` says what was wrong.
-    pub fn refuse(
+    pub(crate) fn refuse(
         &self,
         reason: Refusal,
         name: &str,

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::framing::LineAssembler;
-use super::inband::{DLE, InbandParser, Piece, Suspicion};
+use super::inband::{DLE, InbandParser, Piece};
 use super::source::{ClientSource, End, read_failed, read_queued, settle};
 use super::{EndpointOptions, Framing};
 use crate::hub::{ClientHandle, ReplyRule};
@@ -36,7 +36,7 @@ use crate::proto::modbus::rtu::{self, RtuEvent, RtuFramer};
 /// the time of each read, and calls [`on_silence`](Self::on_silence) at the
 /// [`deadline`](Self::deadline).
 #[derive(Debug)]
-pub enum RequestFramer {
+pub(crate) enum RequestFramer {
     Gap {
         gap: Duration,
         max: usize,
@@ -58,7 +58,7 @@ pub enum RequestFramer {
 
 /// What framing found in a client's bytes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Framed {
+pub(crate) enum Framed {
     /// A request, with the rule that finds the end of its reply.
     Request(Bytes, ReplyRule),
     /// A request longer than the limit was split here.
@@ -69,7 +69,7 @@ pub enum Framed {
 
 impl RequestFramer {
     /// The framer for an endpoint; `gap` is the port's default request gap.
-    pub fn new(options: &EndpointOptions, gap: Duration) -> Self {
+    pub(crate) fn new(options: &EndpointOptions, gap: Duration) -> Self {
         let gap = options.gap.unwrap_or(gap);
         match options.framing {
             Framing::Line => RequestFramer::Line {
@@ -93,7 +93,7 @@ impl RequestFramer {
 
     /// Most bytes worth reading now: what fits before the held request
     /// reaches its limit (at least 1, so input is never refused).
-    pub fn room(&self) -> usize {
+    pub(crate) fn room(&self) -> usize {
         match self {
             RequestFramer::Gap { max, buf, .. } => max.saturating_sub(buf.len()).max(1),
             RequestFramer::Line { lines, .. } => lines.room().max(1),
@@ -104,7 +104,7 @@ impl RequestFramer {
     /// When the held bytes should be looked at again: the end of the gap
     /// (gap, and RTU frames of unknown length), or the time a line has been
     /// held for `hold` without its delimiter.
-    pub fn deadline(&self, hold: Duration) -> Option<Instant> {
+    pub(crate) fn deadline(&self, hold: Duration) -> Option<Instant> {
         match self {
             RequestFramer::Gap { gap, buf, last, .. } => {
                 last.filter(|_| !buf.is_empty()).map(|t| t + *gap)
@@ -117,7 +117,7 @@ impl RequestFramer {
     }
 
     /// Takes bytes read at `now`; returns what they completed.
-    pub fn push(&mut self, data: &[u8], now: Instant, out: &mut Vec<Framed>) {
+    pub(crate) fn push(&mut self, data: &[u8], now: Instant, out: &mut Vec<Framed>) {
         match self {
             RequestFramer::Gap {
                 gap,
@@ -180,7 +180,7 @@ impl RequestFramer {
 
     /// The gap has passed (or the line was held too long): returns what
     /// that completes. `true` if a line is being held too long.
-    pub fn on_silence(&mut self, out: &mut Vec<Framed>) -> bool {
+    pub(crate) fn on_silence(&mut self, out: &mut Vec<Framed>) -> bool {
         match self {
             RequestFramer::Gap { buf, last, .. } => {
                 if !buf.is_empty() {
@@ -201,7 +201,7 @@ impl RequestFramer {
     }
 
     /// End of input: whatever is held goes as a last request.
-    pub fn finish(&mut self, out: &mut Vec<Framed>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Framed>) {
         match self {
             RequestFramer::Line {
                 lines, delimiter, ..
@@ -331,7 +331,6 @@ pub(super) struct Requests<'a> {
     warned_split: bool,
     warned_crc: bool,
     warned_hold: bool,
-    warned_escape: Option<Suspicion>,
 }
 
 impl<'a> Requests<'a> {
@@ -348,7 +347,6 @@ impl<'a> Requests<'a> {
             warned_split: false,
             warned_crc: false,
             warned_hold: false,
-            warned_escape: None,
         }
     }
 
@@ -374,10 +372,7 @@ impl<'a> Requests<'a> {
     pub(super) async fn take(&mut self, data: &[u8]) -> Result<(), End> {
         let pieces = if self.options.inband_lock {
             let pieces = self.inband.feed(data);
-            if let Some(s) = self.inband.suspicion()
-                && self.warned_escape != Some(s)
-            {
-                self.warned_escape = Some(s);
+            if let Some(s) = self.inband.news() {
                 warn!("{}", s.message());
             }
             pieces

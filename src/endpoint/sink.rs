@@ -18,7 +18,7 @@ use tokio::io::AsyncWrite;
 use crate::hub::DirectSink;
 
 /// The sending half of a stream socket, written through `&self`.
-pub trait SocketHalf: Send + Sync + std::fmt::Debug + 'static {
+pub(crate) trait SocketHalf: Send + Sync + std::fmt::Debug + 'static {
     fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
     /// Ends the sending side (FIN), leaving the receiving side open.
@@ -45,15 +45,15 @@ socket_half!(tokio::net::unix::OwnedWriteHalf);
 
 /// A socket's sending half that the writer task and the hub both hold.
 #[derive(Debug)]
-pub struct Shared<T>(Arc<T>);
+pub(crate) struct Shared<T>(Arc<T>);
 
 impl<T: SocketHalf> Shared<T> {
-    pub fn new(half: T) -> Self {
+    pub(crate) fn new(half: T) -> Self {
         Self(Arc::new(half))
     }
 
     /// The same socket, for the hub's fan-out to write through.
-    pub fn direct(&self) -> Arc<dyn DirectSink> {
+    pub(crate) fn direct(&self) -> Arc<dyn DirectSink> {
         Arc::new(Self(self.0.clone()))
     }
 }

@@ -36,7 +36,7 @@ pub(crate) fn output_error(out: Option<&std::io::Result<()>>) -> String {
 /// It also says whether the client's connect and disconnect lines are
 /// logged at info, decided when it was admitted (see [`super::chatter`]).
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     place: Option<OwnedSemaphorePermit>,
     lingering: Arc<Semaphore>,
     linger: Option<OwnedSemaphorePermit>,
@@ -44,7 +44,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    pub fn new(place: OwnedSemaphorePermit, lingering: Arc<Semaphore>, loud: bool) -> Self {
+    pub(crate) fn new(place: OwnedSemaphorePermit, lingering: Arc<Semaphore>, loud: bool) -> Self {
         Self {
             place: Some(place),
             lingering,
@@ -54,7 +54,7 @@ impl Slot {
     }
 
     /// Whether the client's comings and goings are logged at info.
-    pub fn loud(&self) -> bool {
+    pub(crate) fn loud(&self) -> bool {
         self.loud
     }
 
@@ -62,7 +62,7 @@ impl Slot {
     /// may linger if a permit to is free (taken first, so the connection
     /// always counts against one bound). Drop the slot only once the
     /// connection is closed.
-    pub fn half_closed(&mut self) -> bool {
+    pub(crate) fn half_closed(&mut self) -> bool {
         self.linger = self.lingering.clone().try_acquire_owned().ok();
         self.place = None;
         self.linger.is_some()

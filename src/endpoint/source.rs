@@ -16,7 +16,7 @@ use crate::hub::{ClientHandle, HubClosed};
 
 /// The receiving half of a client connection, read without blocking so that
 /// budget is taken only once data is ready.
-pub trait ClientSource {
+pub(crate) trait ClientSource {
     /// Waits until a read may succeed. Cancel safe.
     fn readable(&self) -> impl Future<Output = io::Result<()>> + Send;
     /// Reads without waiting; `WouldBlock` if readiness was spurious,
@@ -54,7 +54,7 @@ pub trait ClientSource {
 }
 
 /// Bytes waiting to be read on `fd` (`FIONREAD`), 0 if unknown.
-pub fn queued_bytes(fd: &impl AsRawFd) -> usize {
+pub(crate) fn queued_bytes(fd: &impl AsRawFd) -> usize {
     nix::ioctl_read_bad!(fionread, libc::FIONREAD, libc::c_int);
     let mut n: libc::c_int = 0;
     // SAFETY: FIONREAD writes one c_int through the pointer.
@@ -127,7 +127,7 @@ stream_source!(tokio::net::unix::OwnedReadHalf);
 
 /// Why a client's input ended.
 #[derive(Debug)]
-pub enum End {
+pub(crate) enum End {
     /// The client closed its sending side.
     Closed,
     /// The slow-reader policy disconnected it.
@@ -139,14 +139,14 @@ pub enum End {
 
 /// [`ClientSource::settle`], with no write budget held: a settings change
 /// waits on the device queue, where other clients' bytes go first.
-pub async fn settle(handle: &ClientHandle, source: &impl ClientSource) -> Result<(), End> {
+pub(crate) async fn settle(handle: &ClientHandle, source: &impl ClientSource) -> Result<(), End> {
     source.settle(handle).await.map_err(|_| End::Hub)
 }
 
 /// Reads what the kernel already holds from the client (`FIONREAD`), at
 /// shutdown or a kick. Socket buffers are sized for the line rate, so this
 /// is small.
-pub fn read_queued(source: &impl ClientSource) -> Vec<u8> {
+pub(crate) fn read_queued(source: &impl ClientSource) -> Vec<u8> {
     let mut held = vec![0u8; source.queued()];
     let mut got = 0;
     while got < held.len() {
@@ -164,7 +164,11 @@ pub fn read_queued(source: &impl ClientSource) -> Vec<u8> {
 /// A read from the client failed, typically on a reset. The kernel returns
 /// queued data before the error, so normally nothing is pending; if some is,
 /// the kernel discarded it and serialhub can only count and report it.
-pub fn read_failed(handle: &ClientHandle, source: &impl ClientSource, e: io::Error) -> io::Error {
+pub(crate) fn read_failed(
+    handle: &ClientHandle,
+    source: &impl ClientSource,
+    e: io::Error,
+) -> io::Error {
     let pending = source.queued();
     if pending > 0 {
         handle.count_lost(pending);
@@ -175,7 +179,7 @@ pub fn read_failed(handle: &ClientHandle, source: &impl ClientSource, e: io::Err
 }
 
 /// A read-only client's write: counted as discarded, and warned of once.
-pub fn discard(handle: &ClientHandle, n: usize, warned: &mut bool) {
+pub(crate) fn discard(handle: &ClientHandle, n: usize, warned: &mut bool) {
     handle.stats().discarded.fetch_add(n as u64, Relaxed);
     if !std::mem::replace(warned, true) {
         warn!("read-only client wrote to the device; its writes are discarded and counted");

@@ -26,9 +26,9 @@ use super::accept::{Accept, Peer};
 /// Kernel socket buffer sizes for client sockets, in bytes as passed to
 /// `setsockopt` (Linux doubles them and applies its minimum).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SocketSizing {
-    pub recv_buffer: usize,
-    pub send_buffer: usize,
+pub(crate) struct SocketSizing {
+    pub(crate) recv_buffer: usize,
+    pub(crate) send_buffer: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum TcpError {
 }
 
 /// What to do about an address another socket holds.
-pub fn in_use_hint(e: &std::io::Error) -> &'static str {
+pub(crate) fn in_use_hint(e: &std::io::Error) -> &'static str {
     if e.kind() == std::io::ErrorKind::AddrInUse {
         "; another program listens there: stop it, or choose another port"
     } else {
@@ -59,13 +59,13 @@ pub fn in_use_hint(e: &std::io::Error) -> &'static str {
 }
 
 /// Keepalive probes sent, unanswered, before a peer is declared gone.
-pub const KEEPALIVE_PROBES: u32 = 3;
+pub(crate) const KEEPALIVE_PROBES: u32 = 3;
 
 /// The kernel keepalive settings for an idle time: probes start after
 /// `idle` without traffic and go every `idle / 3` (at least 1 s), so a
 /// vanished peer is dropped about `idle + 3 * interval` after it last sent
 /// anything: 60 s with the default 30 s.
-pub fn keepalive_params(idle: Duration) -> TcpKeepalive {
+pub(crate) fn keepalive_params(idle: Duration) -> TcpKeepalive {
     TcpKeepalive::new()
         .with_time(idle)
         .with_interval(keepalive_interval(idle))
@@ -79,14 +79,14 @@ fn keepalive_interval(idle: Duration) -> Duration {
 
 /// A TCP listener and what each of its accepted sockets is given.
 #[derive(Debug)]
-pub struct TcpEndpoint {
+pub(crate) struct TcpEndpoint {
     listener: TcpListener,
     /// Idle time before keepalive probes; `None` (`keepalive=off`) sends none.
     keepalive: Option<Duration>,
 }
 
 impl TcpEndpoint {
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+    pub(crate) fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 }
@@ -100,7 +100,7 @@ impl AsFd for TcpEndpoint {
 /// Binds a listener on `addr` (`HOST:PORT`) with client sockets sized by
 /// `sizing` and probed after `keepalive` idle (none if `None`). `kind` is
 /// the endpoint's kind (`tcp`, `rfc2217`, `modbus-tcp`), for errors.
-pub async fn bind(
+pub(crate) async fn bind(
     kind: &'static str,
     addr: &str,
     sizing: SocketSizing,

@@ -30,10 +30,10 @@ use crate::tls::{Identity, TlsAcceptor};
 
 /// Handshaken connections waiting for the accept loop: as many as can be
 /// in a handshake at once, so a handshake task never waits to hand one in.
-pub const MAX_DONE: usize = crate::tls::acceptor::MAX_HANDSHAKES;
+pub(crate) const MAX_DONE: usize = crate::tls::acceptor::MAX_HANDSHAKES;
 
 /// A connection whose handshake is done, for the accept loop to admit.
-pub struct Done<S, W> {
+pub(crate) struct Done<S, W> {
     pub source: TlsSource<S, W>,
     pub sink: TlsSink<S, W>,
     /// `tcp:PEER`, as for a plain client.
@@ -45,7 +45,7 @@ pub struct Done<S, W> {
 
 /// What an endpoint's handshakes need: one per `tls` endpoint, made by
 /// its accept loop.
-pub struct Handshakes<S, W> {
+pub(crate) struct Handshakes<S, W> {
     pub acceptor: Arc<TlsAcceptor>,
     pub refuser: Arc<Refuser>,
     /// The endpoint's `handshake-timeout`.
@@ -66,7 +66,7 @@ where
     /// Starts the handshake of a connection just accepted from `name` (at
     /// `ip`), in a task on the port's tracker; it hands the connection to
     /// the accept loop once it is done.
-    pub fn start(&self, source: S, sink: W, name: String, ip: Option<IpAddr>) {
+    pub(crate) fn start(&self, source: S, sink: W, name: String, ip: Option<IpAddr>) {
         let Self {
             acceptor, refuser, ..
         } = self;

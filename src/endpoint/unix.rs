@@ -32,7 +32,7 @@ pub enum UnixError {
 
 /// A listening unix socket that removes its file when dropped.
 #[derive(Debug)]
-pub struct UnixEndpoint {
+pub(crate) struct UnixEndpoint {
     listener: UnixListener,
     path: PathBuf,
     /// Clients are named after the endpoint plus a counter, since unix
@@ -41,7 +41,7 @@ pub struct UnixEndpoint {
 }
 
 impl UnixEndpoint {
-    pub fn bind(path: &Path, mode: u32) -> Result<UnixEndpoint, UnixError> {
+    pub(crate) fn bind(path: &Path, mode: u32) -> Result<UnixEndpoint, UnixError> {
         let err = |reason| UnixError::Bind {
             path: path.to_owned(),
             reason,
@@ -64,12 +64,8 @@ impl UnixEndpoint {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Accepts one connection, whole (for the control socket).
-    pub async fn accept_stream(&self) -> std::io::Result<tokio::net::UnixStream> {
+    pub(crate) async fn accept_stream(&self) -> std::io::Result<tokio::net::UnixStream> {
         self.listener.accept().await.map(|(s, _)| s)
     }
 }

@@ -25,17 +25,17 @@ use crate::line::LineSettings;
 use crate::pace::Steps;
 
 /// Smallest write budget; below this, per-chunk overheads dominate.
-pub const MIN_BUDGET: usize = 16;
+pub(crate) const MIN_BUDGET: usize = 16;
 /// Largest write budget, whatever `--max-inflight` allows: the budget is
 /// memory (bytes read from clients and not yet written), so it is capped
 /// like every other queue. 64 MiB is over half a minute at 20 Mbaud.
-pub const MAX_BUDGET: usize = 64 << 20;
+pub(crate) const MAX_BUDGET: usize = 64 << 20;
 /// Default per-client queue: this much line time...
-pub const CLIENT_QUEUE_TIME: Duration = Duration::from_secs(2);
+pub(crate) const CLIENT_QUEUE_TIME: Duration = Duration::from_secs(2);
 /// ...but at least this many bytes, so short stalls at low rates are absorbed...
-pub const CLIENT_QUEUE_MIN: usize = 16 * 1024;
+pub(crate) const CLIENT_QUEUE_MIN: usize = 16 * 1024;
 /// ...and at most this many, as any queue.
-pub const CLIENT_QUEUE_MAX: usize = 64 << 20;
+pub(crate) const CLIENT_QUEUE_MAX: usize = 64 << 20;
 
 /// An unpaced device's write budget. Its reader drains it as fast as it
 /// can, so what matters is that a client never waits for budget while the
@@ -43,33 +43,33 @@ pub const CLIENT_QUEUE_MAX: usize = 64 << 20;
 /// are read from the socket while one is written. With it, bulk toward a
 /// pty runs at 0.99 times socat's rate (bench/RESULTS.md, issue 12); larger
 /// sizes were not tried.
-pub const UNPACED_BUDGET: usize = 256 << 10;
+pub(crate) const UNPACED_BUDGET: usize = 256 << 10;
 /// An unpaced device's write chunk: one client socket read, so a bulk
 /// writer moves 64 KiB per wake-up instead of a quarter of a line-time
 /// budget (1,440 bytes at 115200).
-pub const UNPACED_CHUNK: usize = 64 << 10;
+pub(crate) const UNPACED_CHUNK: usize = 64 << 10;
 /// An unpaced device's default client queue: 1 MiB lets a reader fall a few
 /// milliseconds behind a device that produces hundreds of MB/s before its
 /// slow-reader policy acts.
-pub const UNPACED_CLIENT_QUEUE: usize = 1 << 20;
+pub(crate) const UNPACED_CLIENT_QUEUE: usize = 1 << 20;
 
 /// The sizes that follow the line rate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Sizes {
+pub(crate) struct Sizes {
     /// Bytes accepted from clients and not yet written to the device.
-    pub write_budget: usize,
+    pub(crate) write_budget: usize,
     /// Most bytes taken from one client in one go; a quarter of the budget
     /// lets up to four writers take turns.
-    pub write_chunk: usize,
+    pub(crate) write_chunk: usize,
     /// Bytes a client's output queue holds before its slow-reader policy acts.
-    pub client_queue: usize,
+    pub(crate) client_queue: usize,
 }
 
 impl Sizes {
     /// The sizes for a device paced at `line`'s rate (see
     /// [`for_line`](Self::for_line)), or, unpaced, the fixed byte sizes of
     /// [`unpaced`](Self::unpaced).
-    pub fn for_device(
+    pub(crate) fn for_device(
         line: &LineSettings,
         paced: bool,
         max_inflight: Duration,
@@ -84,7 +84,7 @@ impl Sizes {
 
     /// An unpaced device's sizes: bytes, whatever the nominal baud rate;
     /// `client_queue` is the user's, if set.
-    pub fn unpaced(client_queue: Option<usize>) -> Sizes {
+    pub(crate) fn unpaced(client_queue: Option<usize>) -> Sizes {
         Sizes {
             write_budget: UNPACED_BUDGET,
             write_chunk: UNPACED_CHUNK,
@@ -97,7 +97,7 @@ impl Sizes {
     /// bytes it keeps in the driver have left the budget but not the wire.
     /// The client queue is `client_queue` if the user set one, else
     /// [`CLIENT_QUEUE_TIME`] of line time.
-    pub fn for_line(
+    pub(crate) fn for_line(
         line: &LineSettings,
         max_inflight: Duration,
         client_queue: Option<usize>,
@@ -119,7 +119,7 @@ impl Sizes {
 
 /// The hub's write budget; see the module docs.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     permits: Arc<Semaphore>,
     /// The budget's size now; permits may briefly exceed it while it shrinks.
     total: AtomicUsize,
@@ -128,10 +128,10 @@ pub struct Budget {
 
 /// The budget is gone (the hub is shutting down).
 #[derive(Debug)]
-pub struct Closed;
+pub(crate) struct Closed;
 
 impl Budget {
-    pub fn new(total: usize, chunk: usize) -> Budget {
+    pub(crate) fn new(total: usize, chunk: usize) -> Budget {
         // The settings are validated far smaller; this only keeps
         // `Semaphore::new` from panicking whatever it is given.
         let total = total.clamp(1, Semaphore::MAX_PERMITS);
@@ -143,17 +143,17 @@ impl Budget {
     }
 
     /// The budget's size.
-    pub fn total(&self) -> usize {
+    pub(crate) fn total(&self) -> usize {
         self.total.load(Relaxed)
     }
 
     /// Most bytes one client takes in one go.
-    pub fn chunk(&self) -> usize {
+    pub(crate) fn chunk(&self) -> usize {
         self.chunk.load(Relaxed)
     }
 
     /// Waits for permits for `n` bytes, at most the whole budget. Cancel safe.
-    pub async fn acquire(&self, n: usize) -> Result<OwnedSemaphorePermit, Closed> {
+    pub(crate) async fn acquire(&self, n: usize) -> Result<OwnedSemaphorePermit, Closed> {
         let n = n.clamp(1, self.total());
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.permits
@@ -164,14 +164,14 @@ impl Budget {
     }
 
     /// Bytes held by clients and the device writer.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.total()
             .saturating_sub(self.permits.available_permits())
     }
 
     /// Makes the budget `total` bytes and the chunk `chunk` bytes. Must be
     /// called on the tokio runtime (a shrink finishes in a task).
-    pub fn resize(&self, total: usize, chunk: usize) {
+    pub(crate) fn resize(&self, total: usize, chunk: usize) {
         let total = total.clamp(1, Semaphore::MAX_PERMITS);
         let old = self.total.swap(total, Relaxed);
         self.chunk.store(chunk.clamp(1, total), Relaxed);

@@ -66,20 +66,11 @@ pub struct ClientHandle {
 }
 
 impl ClientHandle {
-    pub fn id(&self) -> ClientId {
+    pub(crate) fn id(&self) -> ClientId {
         self.slot.id
     }
 
-    pub fn name(&self) -> &str {
-        &self.slot.name
-    }
-
-    /// Who its TLS client certificate names; `None` for a plain client.
-    pub fn identity(&self) -> Option<&crate::tls::Identity> {
-        self.slot.identity.as_ref()
-    }
-
-    pub fn stats(&self) -> &ClientStats {
+    pub(crate) fn stats(&self) -> &ClientStats {
         &self.slot.stats
     }
 
@@ -91,7 +82,7 @@ impl ClientHandle {
 
     /// The client has written the chunk [`next_output`](Self::next_output)
     /// gave it last.
-    pub fn output_written(&self) {
+    pub(crate) fn output_written(&self) {
         self.slot.queue.written();
     }
 
@@ -99,19 +90,19 @@ impl ClientHandle {
     /// queue is empty and its writer idle, without waking the writer (see
     /// [`queue`](super::queue)). The writer must write to the same socket
     /// and call [`output_written`](Self::output_written) after each chunk.
-    pub fn write_through_to(&self, sink: Arc<dyn DirectSink>) {
+    pub(crate) fn write_through_to(&self, sink: Arc<dyn DirectSink>) {
         self.slot.queue.write_through_to(sink);
     }
 
     /// Discards the device data queued for this client and not yet sent
     /// (the client asked for it: RFC 2217 PURGE-DATA). Returns how much.
-    pub fn purge_output(&self) -> usize {
+    pub(crate) fn purge_output(&self) -> usize {
         self.slot.queue.clear()
     }
 
     /// Records the client's purge request (RFC 2217 PURGE-DATA) in the
     /// traffic log, with the `discarded` bytes of its queue it cost.
-    pub fn record_purge(&self, buffers: Buffers, discarded: usize) {
+    pub(crate) fn record_purge(&self, buffers: Buffers, discarded: usize) {
         self.hub.traffic().record(Event::Purge {
             client: self.slot.client_ref(),
             buffers,
@@ -121,37 +112,37 @@ impl ClientHandle {
 
     /// Stops fan-out to this client, which takes no more device data (its
     /// connection failed). Its writes still go to the device.
-    pub fn close_output(&self) {
+    pub(crate) fn close_output(&self) {
         self.slot.queue.close();
         self.slot.departed.cancel();
     }
 
     /// Counts a reply to this client that could not be passed on.
-    pub fn count_bad_reply(&self) {
+    pub(crate) fn count_bad_reply(&self) {
         self.slot.stats.bad_replies.fetch_add(1, Relaxed);
         self.hub.stats.bad_replies.fetch_add(1, Relaxed);
     }
 
     /// Counts client bytes the kernel discarded before they could be read.
-    pub fn count_lost(&self, n: usize) {
+    pub(crate) fn count_lost(&self, n: usize) {
         self.slot.stats.lost.fetch_add(n as u64, Relaxed);
         self.hub.stats.lost.fetch_add(n as u64, Relaxed);
     }
 
     /// Transaction timing, when requests are arbitrated.
-    pub fn txn_config(&self) -> Option<&TxnConfig> {
+    pub(crate) fn txn_config(&self) -> Option<&TxnConfig> {
         self.hub.config.txn.as_ref()
     }
 
     /// Makes this client see all device output, whoever's transaction it
     /// answers (`see=all`).
-    pub fn see_all(&self, on: bool) {
+    pub(crate) fn see_all(&self, on: bool) {
         self.slot.see_all.store(on, Relaxed);
     }
 
     /// Makes this client get only replies to its own requests, never
     /// unsolicited output nor other clients' replies.
-    pub fn replies_only(&self) {
+    pub(crate) fn replies_only(&self) {
         self.slot.replies_only.store(true, Relaxed);
         self.slot.see_all.store(false, Relaxed);
     }
@@ -159,7 +150,7 @@ impl ClientHandle {
     /// Queues a request for the arbiter (transaction mode), waiting for a
     /// place in the client's pipeline: backpressure. `done`, if given, is
     /// told how the transaction ended. Cancel safe.
-    pub async fn request(
+    pub(crate) async fn request(
         &self,
         data: Bytes,
         rule: ReplyRule,
@@ -189,7 +180,7 @@ impl ClientHandle {
 
     /// Takes the write lock in transaction mode: waits for this client's
     /// turn, which starts by queueing `ack` to it.
-    pub async fn txn_lock(&self, ack: Option<Bytes>) -> Result<(), HubClosed> {
+    pub(crate) async fn txn_lock(&self, ack: Option<Bytes>) -> Result<(), HubClosed> {
         let turns = self.hub.turns.as_ref().ok_or(HubClosed)?;
         let (granted, wait) = tokio::sync::oneshot::channel();
         turns
@@ -206,7 +197,7 @@ impl ClientHandle {
 
     /// Releases the write lock in transaction mode, after this client's
     /// requests already queued.
-    pub async fn txn_unlock(&self) -> Result<(), HubClosed> {
+    pub(crate) async fn txn_unlock(&self) -> Result<(), HubClosed> {
         let turns = self.hub.turns.as_ref().ok_or(HubClosed)?;
         turns
             .send(Turn::Unlock {
@@ -217,7 +208,7 @@ impl ClientHandle {
     }
 
     /// Transactions this client ran, and those that timed out.
-    pub fn transactions(&self) -> (u64, u64) {
+    pub(crate) fn transactions(&self) -> (u64, u64) {
         (
             self.slot.txn.transactions.load(Relaxed),
             self.slot.txn.timeouts.load(Relaxed),
@@ -226,7 +217,7 @@ impl ClientHandle {
 
     /// Asks for new line settings in the client's name (see
     /// [`Hub::change_line`]); the caller applies the settings policy first.
-    pub async fn change_line(
+    pub(crate) async fn change_line(
         &self,
         line: LineSettings,
     ) -> Result<oneshot::Receiver<LineAnswer>, HubClosed> {
@@ -237,7 +228,7 @@ impl ClientHandle {
     }
 
     /// Asks for a modem output (or break) in the client's name.
-    pub async fn change_signal(
+    pub(crate) async fn change_signal(
         &self,
         signal: Signal,
         on: bool,
@@ -249,7 +240,7 @@ impl ClientHandle {
     }
 
     /// Whether this client may change the port's settings under `policy`.
-    pub fn claim_settings(&self, policy: ControlPolicy) -> Result<(), settings::Denied> {
+    pub(crate) fn claim_settings(&self, policy: ControlPolicy) -> Result<(), settings::Denied> {
         self.hub
             .settings
             .claim(self.slot.id, &self.slot.name, policy)
@@ -257,7 +248,7 @@ impl ClientHandle {
 
     /// Whether this client could change the settings under `policy`,
     /// without claiming them.
-    pub fn may_change_settings(&self, policy: ControlPolicy) -> bool {
+    pub(crate) fn may_change_settings(&self, policy: ControlPolicy) -> bool {
         self.hub.settings.permits(self.slot.id, policy)
     }
 
@@ -265,60 +256,60 @@ impl ClientHandle {
     /// the settings no longer (issue 19: the owner's linger blocked the
     /// next client's open for a second). What it asked for before is
     /// already queued, in order with its bytes.
-    pub fn release_settings(&self) {
+    pub(crate) fn release_settings(&self) {
         self.hub.settings.release(self.slot.id);
     }
 
     /// The port's hub, for what every client may read (settings in force,
     /// modem lines).
-    pub fn hub(&self) -> &Hub {
+    pub(crate) fn hub(&self) -> &Hub {
         &self.hub
     }
 
     /// Cancelled when the hub disconnects this client.
-    pub fn kicked(&self) -> &CancellationToken {
+    pub(crate) fn kicked(&self) -> &CancellationToken {
         &self.slot.kicked
     }
 
     /// This client's slow-reader policy.
-    pub fn policy(&self) -> SlowReaderPolicy {
+    pub(crate) fn policy(&self) -> SlowReaderPolicy {
         self.slot.policy
     }
 
     /// `len` bytes of output meant for this client (protocol answers) did
     /// not fit in its bounded output: its slow-reader policy applies, as
     /// to device data (`drop` counts them, `disconnect` kicks the client).
-    pub fn output_overflow(&self, len: usize) {
+    pub(crate) fn output_overflow(&self, len: usize) {
         self.hub.overflow(&self.slot, len);
     }
 
     /// Waits for write budget for up to `write_chunk` bytes. Call it once the
     /// client has data ready, read at most `permit.num_permits()` bytes, then
     /// [`submit`](Self::submit). Cancel safe.
-    pub async fn reserve(&self) -> Result<OwnedSemaphorePermit, HubClosed> {
+    pub(crate) async fn reserve(&self) -> Result<OwnedSemaphorePermit, HubClosed> {
         self.reserve_exact(self.hub.budget.chunk()).await
     }
 
     /// Waits for write budget for `n` bytes (at most the whole budget), after
     /// waiting for the write lock to be free or ours. Cancel safe.
-    pub async fn reserve_exact(&self, n: usize) -> Result<OwnedSemaphorePermit, HubClosed> {
+    pub(crate) async fn reserve_exact(&self, n: usize) -> Result<OwnedSemaphorePermit, HubClosed> {
         self.hub.lock.wait_turn(self.slot.id).await;
         self.hub.budget.acquire(n).await.map_err(|_| HubClosed)
     }
 
     /// Takes the exclusive write lock, waiting while another client holds it.
-    pub async fn lock(&self) {
+    pub(crate) async fn lock(&self) {
         self.hub.lock.acquire(self.slot.id, &self.slot.name).await
     }
 
     /// Releases the write lock if this client holds it; `why` is logged.
-    pub fn unlock(&self, why: &str) -> bool {
+    pub(crate) fn unlock(&self, why: &str) -> bool {
         self.hub.lock.release(self.slot.id, why)
     }
 
     /// Sends `data` with budget split from `held` when it covers it (the
     /// budget taken before reading), else with budget taken now.
-    pub async fn submit_from(
+    pub(crate) async fn submit_from(
         &self,
         data: Bytes,
         held: &mut Option<OwnedSemaphorePermit>,
@@ -332,7 +323,7 @@ impl ClientHandle {
 
     /// Sends `data` to the device. The permit must come from
     /// [`reserve`](Self::reserve) and cover `data`; its surplus is returned.
-    pub async fn submit(
+    pub(crate) async fn submit(
         &self,
         data: Bytes,
         mut permit: OwnedSemaphorePermit,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::TxnConfig;
 
 /// What to do with a client whose output queue is full.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SlowReaderPolicy {
     /// Disconnect the client and log why.

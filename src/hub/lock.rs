@@ -29,10 +29,10 @@ use super::ClientId;
 
 /// The holder id of the operator's lock (`serialhub lock`): client ids
 /// start at 1, so it is nobody's.
-pub const OPERATOR: ClientId = 0;
+pub(crate) const OPERATOR: ClientId = 0;
 
 /// How the operator's lock shows in status and the log.
-pub const OPERATOR_NAME: &str = "operator (control socket)";
+pub(crate) const OPERATOR_NAME: &str = "operator (control socket)";
 
 #[derive(Debug)]
 struct Holder {
@@ -81,7 +81,7 @@ impl State {
 }
 
 #[derive(Debug)]
-pub struct WriteLock {
+pub(crate) struct WriteLock {
     state: Mutex<State>,
     /// Woken whenever the lock is released or a bar is lifted.
     released: Notify,
@@ -121,7 +121,7 @@ impl Drop for Waiting<'_> {
 impl WriteLock {
     /// A lock that a holder loses after `idle` without writing, or after
     /// holding it for `max`.
-    pub fn new(idle: Duration, max: Duration) -> Self {
+    pub(crate) fn new(idle: Duration, max: Duration) -> Self {
         Self {
             state: Mutex::new(State::default()),
             released: Notify::new(),
@@ -134,7 +134,7 @@ impl WriteLock {
 
     /// How many calls have had to wait for another client's lock (once per
     /// call, however long it waited).
-    pub fn waits(&self) -> u64 {
+    pub(crate) fn waits(&self) -> u64 {
         self.waits.load(Relaxed)
     }
 
@@ -182,7 +182,7 @@ impl WriteLock {
     /// somebody next looks, until `stop`. Without it an idle holder's lock
     /// would be released, and logged, only when another client wrote or the
     /// holder left.
-    pub async fn expire_on_time(&self, stop: tokio_util::sync::CancellationToken) {
+    pub(crate) async fn expire_on_time(&self, stop: tokio_util::sync::CancellationToken) {
         loop {
             let taken = self.taken.notified();
             tokio::pin!(taken);
@@ -290,19 +290,19 @@ impl WriteLock {
 
     /// Waits until `id` may write: the lock is free or `id` holds it.
     /// Cancel safe.
-    pub async fn wait_turn(&self, id: ClientId) {
+    pub(crate) async fn wait_turn(&self, id: ClientId) {
         self.enter(id, None).await
     }
 
     /// Takes the lock for `id`, waiting while another client holds it (or,
     /// if `id`'s own lock just expired, until the clients that were waiting
     /// then have had their turn). Cancel safe.
-    pub async fn acquire(&self, id: ClientId, name: &Arc<str>) {
+    pub(crate) async fn acquire(&self, id: ClientId, name: &Arc<str>) {
         self.enter(id, Some(name)).await
     }
 
     /// Releases the lock if `id` holds it; `why` goes in the log.
-    pub fn release(&self, id: ClientId, why: &str) -> bool {
+    pub(crate) fn release(&self, id: ClientId, why: &str) -> bool {
         let mut s = self.state();
         match s.holder.take_if(|cur| cur.id == id) {
             Some(cur) => {
@@ -318,7 +318,7 @@ impl WriteLock {
     /// [`release_any`](Self::release_any): every client's writes wait.
     /// `Ok(false)` if the operator held it already; `Err` with the client
     /// that holds it (the operator never waits for a client).
-    pub fn take_for_operator(&self) -> Result<bool, (ClientId, Arc<str>)> {
+    pub(crate) fn take_for_operator(&self) -> Result<bool, (ClientId, Arc<str>)> {
         let mut s = self.state();
         let now = Instant::now();
         self.expire(&mut s, now);
@@ -342,7 +342,7 @@ impl WriteLock {
     /// Releases the lock whoever holds it (`serialhub unlock`); returns the
     /// holder it released. Not logged here: the caller, which knows the
     /// port, logs it once.
-    pub fn release_any(&self) -> Option<(ClientId, Arc<str>)> {
+    pub(crate) fn release_any(&self) -> Option<(ClientId, Arc<str>)> {
         let mut s = self.state();
         self.expire(&mut s, Instant::now());
         let cur = s.holder.take()?;
@@ -351,7 +351,7 @@ impl WriteLock {
     }
 
     /// Records a write by `id`, restarting its idle timer if it holds the lock.
-    pub fn touch(&self, id: ClientId) {
+    pub(crate) fn touch(&self, id: ClientId) {
         let mut s = self.state();
         if let Some(cur) = s.holder.as_mut().filter(|cur| cur.id == id) {
             cur.last_write = Instant::now();
@@ -359,7 +359,7 @@ impl WriteLock {
     }
 
     /// The current holder's name (releasing the lock first if its time is up).
-    pub fn holder(&self) -> Option<Arc<str>> {
+    pub(crate) fn holder(&self) -> Option<Arc<str>> {
         let mut s = self.state();
         self.expire(&mut s, Instant::now());
         s.holder.as_ref().map(|cur| cur.name.clone())

@@ -21,20 +21,20 @@
 //! (counters), `client` (a client's slot and [`ClientHandle`]), `fanout`
 //! (device data to the clients' queues, slow readers).
 
-pub mod budget;
+pub(crate) mod budget;
 mod client;
 mod config;
 mod fanout;
-pub mod lock;
-pub mod operator;
-pub mod ops;
-pub mod queue;
-pub mod reply;
-pub mod restore;
-pub mod settings;
+pub(crate) mod lock;
+pub(crate) mod operator;
+pub(crate) mod ops;
+pub(crate) mod queue;
+pub(crate) mod reply;
+pub(crate) mod restore;
+pub(crate) mod settings;
 mod stats;
-pub mod status;
-pub mod txn;
+pub(crate) mod status;
+pub(crate) mod txn;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -44,18 +44,18 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-pub use budget::Sizes;
-pub use client::ClientHandle;
+pub(crate) use budget::Sizes;
+pub(crate) use client::ClientHandle;
 pub use config::{HubConfig, SlowReaderPolicy};
-pub use lock::WriteLock;
-pub use ops::{
+pub(crate) use lock::WriteLock;
+pub(crate) use ops::{
     DeviceOp, LineAnswer, LineChange, Signal, SignalAnswer, SignalChange, WriteChunk, WriteQueue,
 };
-pub use queue::{ByteQueue, DirectSink, PushError};
-pub use reply::ReplyRule;
-pub use settings::Policy as ControlPolicy;
-pub use stats::{ClientStats, HubStats, StatsSnapshot};
-pub use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
+pub(crate) use queue::{ByteQueue, DirectSink, PushError};
+pub(crate) use reply::ReplyRule;
+pub(crate) use settings::Policy as ControlPolicy;
+pub(crate) use stats::{ClientStats, HubStats, StatsSnapshot};
+pub(crate) use txn::{Arbiter, Outcome, TxnConfig, Unsolicited};
 
 use client::Slot;
 use config::WRITE_CHANNEL_CHUNKS;
@@ -64,7 +64,7 @@ use txn::{Routing, Target, Turn, TxnLock, TxnStats};
 use crate::line::LineSettings;
 use crate::traffic::{ClientRef, Event, TrafficLog};
 
-pub use crate::ids::ClientId;
+pub(crate) use crate::ids::ClientId;
 
 /// Client ids are unique in the process, over all its ports, so a log line
 /// or a `kick` names one client unambiguously.
@@ -82,12 +82,12 @@ pub struct Hub {
     /// The line settings in force, as the device last applied them.
     line: tokio::sync::watch::Sender<Option<LineSettings>>,
     /// Who may change the settings; the modem lines.
-    pub settings: settings::SharedSettings,
+    pub(crate) settings: settings::SharedSettings,
     /// Whose changes are in force, and the configured line to return to.
-    pub changers: restore::Changers,
+    pub(crate) changers: restore::Changers,
     writes: mpsc::Sender<DeviceOp>,
     lock: WriteLock,
-    pub stats: HubStats,
+    pub(crate) stats: HubStats,
     traffic: TrafficLog,
     /// Where device output goes: the running transaction's client, or all.
     routing: Mutex<Routing>,
@@ -108,7 +108,7 @@ pub struct Hub {
 /// The hub is gone (shutting down); the client should close.
 #[derive(Debug, thiserror::Error)]
 #[error("the hub has shut down")]
-pub struct HubClosed;
+pub(crate) struct HubClosed;
 
 impl Hub {
     pub fn new(config: HubConfig) -> (Arc<Hub>, WriteQueue) {
@@ -116,7 +116,7 @@ impl Hub {
     }
 
     /// A hub whose traffic (and clients' comings and goings) goes to `traffic`.
-    pub fn with_traffic(config: HubConfig, traffic: TrafficLog) -> (Arc<Hub>, WriteQueue) {
+    pub(crate) fn with_traffic(config: HubConfig, traffic: TrafficLog) -> (Arc<Hub>, WriteQueue) {
         let (writes, rx) = mpsc::channel(WRITE_CHANNEL_CHUNKS);
         let (turns, arbiter) = match &config.txn {
             Some(t) => {
@@ -151,13 +151,13 @@ impl Hub {
         (Arc::new(hub), rx)
     }
 
-    pub fn config(&self) -> &HubConfig {
+    pub(crate) fn config(&self) -> &HubConfig {
         &self.config
     }
 
     /// The transaction arbiter, for the port to run; `None` when writes are
     /// merged, or once taken.
-    pub fn take_arbiter(&self) -> Option<Arbiter> {
+    pub(crate) fn take_arbiter(&self) -> Option<Arbiter> {
         self.arbiter
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -165,7 +165,7 @@ impl Hub {
     }
 
     /// Whether requests are arbitrated (`--writers transaction`).
-    pub fn is_transactional(&self) -> bool {
+    pub(crate) fn is_transactional(&self) -> bool {
         self.turns.is_some()
     }
 
@@ -234,7 +234,7 @@ impl Hub {
     }
 
     /// The traffic log (a no-op handle when logging is off).
-    pub fn traffic(&self) -> &TrafficLog {
+    pub(crate) fn traffic(&self) -> &TrafficLog {
         &self.traffic
     }
 
@@ -253,7 +253,7 @@ impl Hub {
     }
 
     /// Registers a client with its own slow-reader policy.
-    pub fn attach_with(
+    pub(crate) fn attach_with(
         self: &Arc<Self>,
         name: impl Into<Arc<str>>,
         policy: SlowReaderPolicy,
@@ -316,24 +316,25 @@ impl Hub {
         }
     }
 
-    pub fn client_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn client_count(&self) -> usize {
         self.clients().len()
     }
 
     /// The write lock shared by all clients.
-    pub fn write_lock(&self) -> &WriteLock {
+    pub(crate) fn write_lock(&self) -> &WriteLock {
         &self.lock
     }
 
     /// Bytes of write budget currently held by clients and the device writer.
-    pub fn writes_in_flight(&self) -> usize {
+    pub(crate) fn writes_in_flight(&self) -> usize {
         self.budget.in_flight()
     }
 
     /// Asks the device to change its line settings once every byte queued
     /// before is on the wire. The receiver (if asked for) is told the
     /// settings then in force; it is dropped unanswered if the port stops.
-    pub async fn change_line(
+    pub(crate) async fn change_line(
         &self,
         line: LineSettings,
         by: Option<ClientRef>,
@@ -361,7 +362,7 @@ impl Hub {
 
     /// Asks the device to set a modem output (or break) once every byte
     /// queued before is on the wire; see [`change_line`](Self::change_line).
-    pub async fn change_signal(
+    pub(crate) async fn change_signal(
         &self,
         signal: Signal,
         on: bool,
@@ -387,18 +388,13 @@ impl Hub {
     }
 
     /// The line settings in force; `None` before the device first opened.
-    pub fn line(&self) -> Option<LineSettings> {
+    pub(crate) fn line(&self) -> Option<LineSettings> {
         *self.line.borrow()
-    }
-
-    /// Told of every change of the line settings in force.
-    pub fn watch_line(&self) -> tokio::sync::watch::Receiver<Option<LineSettings>> {
-        self.line.subscribe()
     }
 
     /// The device now runs with `line`: the write budget and new clients'
     /// queues follow its rate (see [`budget`]) if the device is paced.
-    pub fn line_applied(&self, line: LineSettings) {
+    pub(crate) fn line_applied(&self, line: LineSettings) {
         let before = self.line.send_replace(Some(line));
         if !self.config.paced || before.is_none_or(|b| b.bytes_per_sec() == line.bytes_per_sec()) {
             return;

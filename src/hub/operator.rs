@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use super::{ClientId, Hub};
 
-pub use super::lock::{OPERATOR, OPERATOR_NAME};
+pub(crate) use super::lock::{OPERATOR, OPERATOR_NAME};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OperatorLockError {
+pub(crate) enum OperatorLockError {
     #[error("the write lock is held by client {id} ({name})")]
     HeldBy { id: ClientId, name: Arc<str> },
     #[error("the write lock is not held")]
@@ -25,7 +25,7 @@ pub enum OperatorLockError {
 
 /// Whom `unlock` released.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Released {
+pub(crate) enum Released {
     Operator,
     Client { id: ClientId, name: Arc<str> },
 }
@@ -41,7 +41,7 @@ impl std::fmt::Display for Released {
 
 impl Hub {
     /// The operator takes the write lock; `Ok(false)` if it held it already.
-    pub fn operator_lock(&self) -> Result<bool, OperatorLockError> {
+    pub(crate) fn operator_lock(&self) -> Result<bool, OperatorLockError> {
         let taken = if self.is_transactional() {
             self.txn_lock.take_for_operator()
         } else {
@@ -51,7 +51,7 @@ impl Hub {
     }
 
     /// Releases the write lock whoever holds it, a client or the operator.
-    pub fn operator_unlock(&self) -> Result<Released, OperatorLockError> {
+    pub(crate) fn operator_unlock(&self) -> Result<Released, OperatorLockError> {
         let released = if self.is_transactional() {
             self.txn_lock.release_any()
         } else {
@@ -67,7 +67,7 @@ impl Hub {
     /// The port is stopping: the operator's lock (only the operator's)
     /// ends, so what clients sent drains to the device as at any stop
     /// instead of waiting for an `unlock` that cannot come.
-    pub fn end_operator_lock(&self) {
+    pub(crate) fn end_operator_lock(&self) {
         let why = "the port is stopping";
         if self.is_transactional() {
             self.txn_lock.release_operator(why);
@@ -77,7 +77,7 @@ impl Hub {
     }
 
     /// Who holds the write lock, in either mode.
-    pub fn write_lock_holder(&self) -> Option<Arc<str>> {
+    pub(crate) fn write_lock_holder(&self) -> Option<Arc<str>> {
         if self.is_transactional() {
             self.txn_lock.holder()
         } else {

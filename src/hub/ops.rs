@@ -13,22 +13,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ids::ClientId;
 use crate::line::LineSettings;
-pub use crate::modem::Signal;
+pub(crate) use crate::modem::Signal;
 use crate::traffic::ClientRef;
 
 /// One chunk from one client on its way to the device.
 #[derive(Debug)]
 pub struct WriteChunk {
-    pub client: ClientId,
+    pub(crate) client: ClientId,
     /// For the traffic log, which names the writer of every byte.
-    pub client_name: Arc<str>,
-    pub data: Bytes,
+    pub(crate) client_name: Arc<str>,
+    pub(crate) data: Bytes,
     pub(super) permit: OwnedSemaphorePermit,
 }
 
 impl WriteChunk {
     /// Returns the budget for `n` bytes that have reached the wire.
-    pub fn release(&mut self, n: usize) {
+    pub(crate) fn release(&mut self, n: usize) {
         drop(self.permit.split(n.min(self.permit.num_permits())));
     }
 }
@@ -36,47 +36,47 @@ impl WriteChunk {
 /// New line settings for the device, once what was queued before is out.
 #[derive(Debug)]
 pub struct LineChange {
-    pub line: LineSettings,
+    pub(crate) line: LineSettings,
     /// Who asked: a client, or `None` for the operator (a reload).
-    pub by: Option<ClientRef>,
+    pub(crate) by: Option<ClientRef>,
     /// Cancelled when the asking client leaves: a change not yet applied
     /// is then dropped, so a departed client's requests stop changing the
     /// device (issue 18).
-    pub departed: Option<CancellationToken>,
+    pub(crate) departed: Option<CancellationToken>,
     /// Told the outcome, if the asker waits for it.
-    pub answer: Option<oneshot::Sender<LineAnswer>>,
+    pub(crate) answer: Option<oneshot::Sender<LineAnswer>>,
 }
 
 /// The outcome of a [`LineChange`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LineAnswer {
+pub(crate) struct LineAnswer {
     /// The settings in force afterwards: the new ones, or the old ones if
     /// the device refused them.
-    pub in_force: LineSettings,
+    pub(crate) in_force: LineSettings,
     /// Why the device refused, if it did.
-    pub refused: Option<String>,
+    pub(crate) refused: Option<String>,
 }
 
 /// Sets a modem control output (or break) on or off, in order with the data.
 #[derive(Debug)]
 pub struct SignalChange {
-    pub signal: Signal,
-    pub on: bool,
-    pub by: Option<ClientRef>,
+    pub(crate) signal: Signal,
+    pub(crate) on: bool,
+    pub(crate) by: Option<ClientRef>,
     /// As for [`LineChange::departed`].
-    pub departed: Option<CancellationToken>,
-    pub answer: Option<oneshot::Sender<SignalAnswer>>,
+    pub(crate) departed: Option<CancellationToken>,
+    pub(crate) answer: Option<oneshot::Sender<SignalAnswer>>,
 }
 
 /// The outcome of a [`SignalChange`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SignalAnswer {
+pub(crate) struct SignalAnswer {
     /// The state serialhub holds for the signal afterwards. A device without
     /// modem lines (a pty) cannot show it on a wire; it is still kept, so a
     /// client reads back what it set.
-    pub on: bool,
+    pub(crate) on: bool,
     /// Why the device could not apply it, if it could not.
-    pub refused: Option<String>,
+    pub(crate) refused: Option<String>,
 }
 
 /// One item on the device's queue.
@@ -88,11 +88,11 @@ pub enum DeviceOp {
 }
 
 /// The hub's end of the device queue, owned by the device writer.
-pub type WriteQueue = mpsc::Receiver<DeviceOp>;
+pub(crate) type WriteQueue = mpsc::Receiver<DeviceOp>;
 
 impl DeviceOp {
     /// A settings or modem-line change whose client has left.
-    pub fn orphaned(&self) -> bool {
+    pub(crate) fn orphaned(&self) -> bool {
         let departed = match self {
             DeviceOp::Write(_) => return false,
             DeviceOp::Line(c) => &c.departed,
@@ -102,7 +102,8 @@ impl DeviceOp {
     }
 
     /// The chunk, if this is one.
-    pub fn into_write(self) -> Option<WriteChunk> {
+    #[cfg(test)]
+    pub(crate) fn into_write(self) -> Option<WriteChunk> {
         match self {
             DeviceOp::Write(c) => Some(c),
             DeviceOp::Line(_) | DeviceOp::Signal(_) => None,

@@ -25,7 +25,7 @@ use tokio::sync::Notify;
 
 /// Why a push was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PushError {
+pub(crate) enum PushError {
     /// The chunk does not fit in the remaining capacity.
     Full,
     /// The client has gone; nobody will read the chunk.
@@ -33,7 +33,7 @@ pub enum PushError {
 }
 
 /// A client's socket, written without waiting (non-blocking).
-pub trait DirectSink: Send + Sync + Debug {
+pub(crate) trait DirectSink: Send + Sync + Debug {
     /// Writes what the socket takes now; `WouldBlock` if it takes nothing.
     fn try_write(&self, buf: &[u8]) -> io::Result<usize>;
 }
@@ -69,7 +69,7 @@ impl State {
 
 /// Bounded single-producer, single-consumer byte queue.
 #[derive(Debug)]
-pub struct ByteQueue {
+pub(crate) struct ByteQueue {
     capacity: usize,
     state: Mutex<State>,
     /// Wakes the consumer when data arrives or the queue closes.
@@ -79,7 +79,7 @@ pub struct ByteQueue {
 }
 
 impl ByteQueue {
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
             state: Mutex::new(State::default()),
@@ -94,22 +94,23 @@ impl ByteQueue {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Bytes queued now.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().bytes
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// Queues `chunk` if it fits. An empty queue takes any chunk, so a chunk
     /// larger than the capacity can never wedge a waiting producer.
-    pub fn try_push(&self, chunk: Bytes) -> Result<(), PushError> {
+    pub(crate) fn try_push(&self, chunk: Bytes) -> Result<(), PushError> {
         let mut s = self.lock();
         if s.closed {
             return Err(PushError::Closed);
@@ -131,7 +132,7 @@ impl ByteQueue {
     /// Queues `chunk`, waiting for space. Fails only if the queue closes.
     ///
     /// Cancel safe: if the future is dropped, the chunk was not queued.
-    pub async fn push(&self, chunk: Bytes) -> Result<(), PushError> {
+    pub(crate) async fn push(&self, chunk: Bytes) -> Result<(), PushError> {
         loop {
             let space = self.writable.notified();
             match self.try_push(chunk.clone()) {
@@ -145,7 +146,7 @@ impl ByteQueue {
     /// closed; closing discards what was queued.
     ///
     /// Cancel safe: a chunk is removed only when the future completes.
-    pub async fn pop(&self) -> Option<Bytes> {
+    pub(crate) async fn pop(&self) -> Option<Bytes> {
         loop {
             let more = self.readable.notified();
             {
@@ -167,14 +168,14 @@ impl ByteQueue {
 
     /// The consumer has written the chunk it popped last: pushes may write
     /// through the direct sink again while the queue is empty.
-    pub fn written(&self) {
+    pub(crate) fn written(&self) {
         self.lock().writing = false;
     }
 
     /// Lets pushes write straight to `sink` while the queue is empty and
     /// the consumer idle. The consumer must call [`written`](Self::written)
     /// after writing each chunk it pops, and write to the same sink.
-    pub fn write_through_to(&self, sink: Arc<dyn DirectSink>) {
+    pub(crate) fn write_through_to(&self, sink: Arc<dyn DirectSink>) {
         let mut s = self.lock();
         if !s.closed {
             s.direct = Some(sink);
@@ -183,7 +184,7 @@ impl ByteQueue {
 
     /// Discards what the queue holds, leaving it open. Returns the number of
     /// bytes discarded.
-    pub fn clear(&self) -> usize {
+    pub(crate) fn clear(&self) -> usize {
         let mut s = self.lock();
         let discarded = s.bytes;
         s.chunks.clear();
@@ -195,7 +196,7 @@ impl ByteQueue {
 
     /// Closes the queue and discards what it holds; wakes both sides.
     /// Returns the number of bytes discarded.
-    pub fn close(&self) -> usize {
+    pub(crate) fn close(&self) -> usize {
         let mut s = self.lock();
         s.closed = true;
         // The queue no longer holds the client's socket open.

@@ -12,7 +12,7 @@ use crate::proto::modbus::rtu::{self, FrameLen};
 
 /// How the end of a reply is recognised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReplyRule {
+pub(crate) enum ReplyRule {
     /// The reply ends when the device has been silent for the reply gap.
     Gap,
     /// The reply ends with this byte (included).
@@ -27,7 +27,7 @@ pub enum ReplyRule {
 
 /// Tracks one reply as the device's bytes arrive.
 #[derive(Debug)]
-pub struct ReplyDetector {
+pub(crate) struct ReplyDetector {
     rule: ReplyRule,
     /// The reply so far, kept only for Modbus, whose length needs its head.
     head: Vec<u8>,
@@ -40,7 +40,7 @@ pub struct ReplyDetector {
 }
 
 impl ReplyDetector {
-    pub fn new(rule: ReplyRule) -> Self {
+    pub(crate) fn new(rule: ReplyRule) -> Self {
         Self {
             rule,
             head: Vec::new(),
@@ -50,29 +50,25 @@ impl ReplyDetector {
         }
     }
 
-    pub fn rule(&self) -> ReplyRule {
-        self.rule
-    }
-
     /// Whether the reply is known to be complete (not counting a gap).
-    pub fn is_complete(&self) -> bool {
+    pub(crate) fn is_complete(&self) -> bool {
         self.complete
     }
 
     /// Whether silence after the reply's first byte ends it: the rule says
     /// so, or the reply turned out not to be what the rule expected.
-    pub fn ends_by_silence(&self) -> bool {
+    pub(crate) fn ends_by_silence(&self) -> bool {
         self.rule == ReplyRule::Gap || self.unknown
     }
 
     /// Bytes taken into the reply so far.
-    pub fn taken(&self) -> usize {
+    pub(crate) fn taken(&self) -> usize {
         self.taken
     }
 
     /// Feeds device bytes; returns how many of them, from the front, belong
     /// to the reply. The rest came after it.
-    pub fn feed(&mut self, data: &[u8]) -> usize {
+    pub(crate) fn feed(&mut self, data: &[u8]) -> usize {
         if self.complete {
             return 0;
         }

@@ -17,7 +17,7 @@ use crate::modem::ModemOutputs;
 
 /// The clients whose changes are in force, and what to return to.
 #[derive(Debug, Default)]
-pub struct Changers {
+pub(crate) struct Changers {
     /// In the order of their latest change; at most one entry a client.
     clients: Mutex<Vec<(ClientId, Arc<str>)>>,
     /// The line of the configuration (flags, file, the last reload).
@@ -35,7 +35,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Changers {
     /// Client `id` changed the line or a modem output, and the device
     /// applied it.
-    pub fn changed(&self, id: ClientId, name: &Arc<str>) {
+    pub(crate) fn changed(&self, id: ClientId, name: &Arc<str>) {
         let mut clients = lock(&self.clients);
         clients.retain(|(c, _)| *c != id);
         clients.push((id, name.clone()));
@@ -58,7 +58,7 @@ impl Changers {
     }
 
     /// Who changed the line last, while a change is in force: `#3 tcp:...`.
-    pub fn latest(&self) -> Option<String> {
+    pub(crate) fn latest(&self) -> Option<String> {
         lock(&self.clients)
             .last()
             .map(|(id, name)| format!("#{id} {name}"))
@@ -66,7 +66,7 @@ impl Changers {
     }
 
     /// The configured line: at start-up, and at each reload.
-    pub fn configure(&self, line: LineSettings) {
+    pub(crate) fn configure(&self, line: LineSettings) {
         *lock(&self.configured) = Some(line);
         *lock(&self.kept) = None;
     }

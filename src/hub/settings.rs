@@ -19,7 +19,7 @@ use crate::modem::{LineErrors, ModemInputs, ModemOutputs};
 /// `control=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Policy {
+pub(crate) enum Policy {
     /// The first client to change a setting owns them until it leaves.
     #[default]
     First,
@@ -54,7 +54,7 @@ impl std::fmt::Display for Policy {
 
 /// Why a client may not change the settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Denied {
+pub(crate) enum Denied {
     /// Another client owns them (`control=first`).
     Owned { id: ClientId, name: String },
     /// The endpoint says `control=none`.
@@ -78,7 +78,7 @@ impl std::fmt::Display for Denied {
 }
 
 #[derive(Debug)]
-pub struct SharedSettings {
+pub(crate) struct SharedSettings {
     owner: Mutex<Option<(ClientId, String)>>,
     outputs: Mutex<ModemOutputs>,
     inputs: watch::Sender<ModemInputs>,
@@ -108,7 +108,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SharedSettings {
     /// Whether client `id` may change the settings now under `policy`; under
     /// `first`, asking makes it the owner if nobody is.
-    pub fn claim(&self, id: ClientId, name: &str, policy: Policy) -> Result<(), Denied> {
+    pub(crate) fn claim(&self, id: ClientId, name: &str, policy: Policy) -> Result<(), Denied> {
         match policy {
             Policy::Any => Ok(()),
             Policy::None => Err(Denied::Operator),
@@ -132,7 +132,7 @@ impl SharedSettings {
 
     /// Whether client `id` could change the settings now under `policy`,
     /// without becoming their owner.
-    pub fn permits(&self, id: ClientId, policy: Policy) -> bool {
+    pub(crate) fn permits(&self, id: ClientId, policy: Policy) -> bool {
         match policy {
             Policy::Any => true,
             Policy::None => false,
@@ -141,30 +141,30 @@ impl SharedSettings {
     }
 
     /// Client `id` has gone: if it owned the settings, nobody does now.
-    pub fn release(&self, id: ClientId) {
+    pub(crate) fn release(&self, id: ClientId) {
         let mut owner = lock(&self.owner);
         if owner.as_ref().is_some_and(|(o, _)| *o == id) {
             *owner = None;
         }
     }
 
-    pub fn outputs(&self) -> ModemOutputs {
+    pub(crate) fn outputs(&self) -> ModemOutputs {
         *lock(&self.outputs)
     }
 
-    pub fn set_outputs(&self, outputs: ModemOutputs) {
+    pub(crate) fn set_outputs(&self, outputs: ModemOutputs) {
         *lock(&self.outputs) = outputs;
     }
 
     /// The modem inputs now, and a receiver told of every change.
-    pub fn watch_inputs(&self) -> watch::Receiver<ModemInputs> {
+    pub(crate) fn watch_inputs(&self) -> watch::Receiver<ModemInputs> {
         let rx = self.inputs.subscribe();
         self.watching.notify_waiters();
         rx
     }
 
     /// Returns once someone watches the inputs.
-    pub async fn watched(&self) {
+    pub(crate) async fn watched(&self) {
         loop {
             let started = self.watching.notified();
             if self.inputs_watched() {
@@ -175,7 +175,7 @@ impl SharedSettings {
     }
 
     /// The device's modem inputs changed.
-    pub fn inputs_changed(&self, inputs: ModemInputs) {
+    pub(crate) fn inputs_changed(&self, inputs: ModemInputs) {
         self.inputs.send_if_modified(|now| {
             let changed = *now != inputs;
             *now = inputs;
@@ -185,12 +185,12 @@ impl SharedSettings {
 
     /// The device's counts of breaks and line errors, and a receiver told
     /// of every change.
-    pub fn watch_line_errors(&self) -> watch::Receiver<LineErrors> {
+    pub(crate) fn watch_line_errors(&self) -> watch::Receiver<LineErrors> {
         self.line_errors.subscribe()
     }
 
     /// The device's counts of breaks and line errors changed.
-    pub fn line_errors_changed(&self, errors: LineErrors) {
+    pub(crate) fn line_errors_changed(&self, errors: LineErrors) {
         self.line_errors.send_if_modified(|now| {
             let changed = *now != errors;
             *now = errors;
@@ -200,7 +200,7 @@ impl SharedSettings {
 
     /// Whether anyone watches the inputs (so a device without change
     /// interrupts need not poll for nobody).
-    pub fn inputs_watched(&self) -> bool {
+    pub(crate) fn inputs_watched(&self) -> bool {
         self.inputs.receiver_count() > 0
     }
 }

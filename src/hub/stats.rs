@@ -6,80 +6,80 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Counters for one client, readable while it runs.
 #[derive(Debug, Default)]
-pub struct ClientStats {
+pub(crate) struct ClientStats {
     /// Device bytes queued for the client.
-    pub to_client: AtomicU64,
+    pub(crate) to_client: AtomicU64,
     /// Client bytes submitted to the device.
-    pub from_client: AtomicU64,
+    pub(crate) from_client: AtomicU64,
     /// Device bytes the client did not get (dropped, or discarded on kick).
-    pub dropped: AtomicU64,
+    pub(crate) dropped: AtomicU64,
     /// Client bytes not sent to the device (a read-only endpoint).
-    pub discarded: AtomicU64,
+    pub(crate) discarded: AtomicU64,
     /// Client bytes the kernel acknowledged but discarded when the
     /// connection was reset before serialhub could read them.
-    pub lost: AtomicU64,
+    pub(crate) lost: AtomicU64,
     /// Replies that could not be passed on (a Modbus reply failing its CRC).
-    pub bad_replies: AtomicU64,
+    pub(crate) bad_replies: AtomicU64,
 }
 
 /// Counters for the whole hub.
 #[derive(Debug, Default)]
-pub struct HubStats {
-    pub device_rx: AtomicU64,
-    pub device_tx: AtomicU64,
-    pub dropped: AtomicU64,
-    pub kicked: AtomicU64,
-    pub connected: AtomicU64,
+pub(crate) struct HubStats {
+    pub(crate) device_rx: AtomicU64,
+    pub(crate) device_tx: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) kicked: AtomicU64,
+    pub(crate) connected: AtomicU64,
     /// Connections refused: `--max-clients` reached, or no file descriptor
     /// to spare.
-    pub refused: AtomicU64,
+    pub(crate) refused: AtomicU64,
     /// Client bytes lost to connection resets (see [`ClientStats::lost`]).
-    pub lost: AtomicU64,
+    pub(crate) lost: AtomicU64,
     /// Unsolicited device bytes nobody was given (`unsolicited=drop`).
-    pub unsolicited_dropped: AtomicU64,
+    pub(crate) unsolicited_dropped: AtomicU64,
     /// Transactions run, and those that ended without a reply.
-    pub transactions: AtomicU64,
-    pub timeouts: AtomicU64,
+    pub(crate) transactions: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
     /// Replies that could not be passed on (see [`ClientStats::bad_replies`]).
-    pub bad_replies: AtomicU64,
+    pub(crate) bad_replies: AtomicU64,
     /// Reply bytes whose client had gone before they came.
-    pub replies_discarded: AtomicU64,
+    pub(crate) replies_discarded: AtomicU64,
     /// Settings and modem-line requests dropped unapplied because their
     /// client had left (issue 18).
-    pub orphans_dropped: AtomicU64,
+    pub(crate) orphans_dropped: AtomicU64,
     /// Times the device came back after being lost (opens after the first).
-    pub reopens: AtomicU64,
+    pub(crate) reopens: AtomicU64,
     /// Requests that waited for another client's lock turn (transaction
     /// mode); the merge mode's waits are counted by [`WriteLock::waits`](super::WriteLock::waits).
-    pub lock_waits: AtomicU64,
+    pub(crate) lock_waits: AtomicU64,
 }
 
 /// The hub's counters at one moment, by name: what status and the periodic
 /// stats line read, so no reader depends on the order of a list of numbers.
 /// The fields mean what [`HubStats`]'s do.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    pub device_rx: u64,
-    pub device_tx: u64,
-    pub dropped: u64,
-    pub kicked: u64,
-    pub connected: u64,
-    pub refused: u64,
-    pub lost: u64,
-    pub unsolicited_dropped: u64,
-    pub transactions: u64,
-    pub timeouts: u64,
-    pub bad_replies: u64,
-    pub replies_discarded: u64,
-    pub orphans_dropped: u64,
-    pub reopens: u64,
-    pub lock_waits: u64,
+pub(crate) struct StatsSnapshot {
+    pub(crate) device_rx: u64,
+    pub(crate) device_tx: u64,
+    pub(crate) dropped: u64,
+    pub(crate) kicked: u64,
+    pub(crate) connected: u64,
+    pub(crate) refused: u64,
+    pub(crate) lost: u64,
+    pub(crate) unsolicited_dropped: u64,
+    pub(crate) transactions: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) bad_replies: u64,
+    pub(crate) replies_discarded: u64,
+    pub(crate) orphans_dropped: u64,
+    pub(crate) reopens: u64,
+    pub(crate) lock_waits: u64,
 }
 
 impl HubStats {
     /// Every counter now. Each is read on its own (relaxed), so the set is
     /// not one atomic instant; each number is exact.
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             device_rx: self.device_rx.load(Relaxed),
             device_tx: self.device_tx.load(Relaxed),

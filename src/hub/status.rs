@@ -12,7 +12,7 @@ use super::{ClientId, Hub};
 /// Where the device is in its life.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
-pub enum DeviceState {
+pub(crate) enum DeviceState {
     /// Not open yet.
     Opening,
     /// Absent at start-up; serialhub opens it when it appears.
@@ -28,88 +28,88 @@ pub enum DeviceState {
 
 /// One client, as status shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ClientStatus {
-    pub id: ClientId,
+pub(crate) struct ClientStatus {
+    pub(crate) id: ClientId,
     /// Endpoint kind and peer: `tcp:127.0.0.1:40522`, `pty:/tmp/ttyA`.
-    pub peer: String,
+    pub(crate) peer: String,
     /// RFC 3339, UTC.
-    pub connected_since: String,
+    pub(crate) connected_since: String,
     /// Bytes it sent to the device.
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Device bytes queued for it.
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     /// Bytes waiting in its output queue now.
-    pub queued: usize,
+    pub(crate) queued: usize,
     /// Device bytes it did not get (slow reader).
-    pub dropped: u64,
+    pub(crate) dropped: u64,
     /// Its bytes not sent to the device (read-only, bad CRC).
-    pub discarded: u64,
-    pub transactions: u64,
-    pub timeouts: u64,
+    pub(crate) discarded: u64,
+    pub(crate) transactions: u64,
+    pub(crate) timeouts: u64,
     /// Its bytes the kernel acknowledged but discarded when its connection
     /// was reset before serialhub could read them.
     #[serde(default)]
-    pub reset_lost: u64,
+    pub(crate) reset_lost: u64,
     /// Replies to it that could not be passed on (a Modbus reply failing its
     /// CRC, answered with exception 0x0B instead).
     #[serde(default)]
-    pub bad_replies: u64,
+    pub(crate) bad_replies: u64,
     /// Who its TLS client certificate names (`cn:alice`); null for a
     /// plain-text client.
     #[serde(default)]
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
 }
 
 /// A hub's part of a port's status. It deserializes too, so that readers
 /// of the control protocol (the metrics exporter) get it typed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct HubStatus {
-    pub device_state: DeviceState,
+pub(crate) struct HubStatus {
+    pub(crate) device_state: DeviceState,
     /// RFC 3339, UTC: when the device entered its state.
-    pub device_since: String,
-    pub bytes_from_device: u64,
-    pub bytes_to_device: u64,
-    pub dropped: u64,
-    pub kicked: u64,
-    pub refused: u64,
-    pub transactions: u64,
-    pub timeouts: u64,
+    pub(crate) device_since: String,
+    pub(crate) bytes_from_device: u64,
+    pub(crate) bytes_to_device: u64,
+    pub(crate) dropped: u64,
+    pub(crate) kicked: u64,
+    pub(crate) refused: u64,
+    pub(crate) transactions: u64,
+    pub(crate) timeouts: u64,
     /// Times the device came back after being lost.
     #[serde(default)]
-    pub reopens: u64,
+    pub(crate) reopens: u64,
     /// Writes and requests that had to wait for another client's write lock.
     #[serde(default)]
-    pub lock_waits: u64,
+    pub(crate) lock_waits: u64,
     /// Traffic-log records dropped because the log's writer was behind.
     #[serde(default)]
-    pub traffic_log_dropped: u64,
+    pub(crate) traffic_log_dropped: u64,
     /// Settings and modem-line requests dropped unapplied because the
     /// client that asked had left.
     #[serde(default)]
-    pub requests_dropped: u64,
+    pub(crate) requests_dropped: u64,
     /// Client bytes lost to connection resets, over all clients (see
     /// [`ClientStatus::reset_lost`]).
     #[serde(default)]
-    pub reset_lost: u64,
+    pub(crate) reset_lost: u64,
     /// Device bytes that answered no request and went to no client but
     /// those with `see=all` (`--unsolicited drop`, or `last` before any
     /// request).
     #[serde(default)]
-    pub unsolicited_dropped: u64,
+    pub(crate) unsolicited_dropped: u64,
     /// Replies that could not be passed on, over all clients (see
     /// [`ClientStatus::bad_replies`]).
     #[serde(default)]
-    pub bad_replies: u64,
+    pub(crate) bad_replies: u64,
     /// Reply bytes whose client had gone before they came.
     #[serde(default)]
-    pub replies_discarded: u64,
+    pub(crate) replies_discarded: u64,
     /// The client whose line settings or modem lines are in force, while a
     /// client's are (`#3 tcp:...`); `null` at the configured ones.
     #[serde(default)]
-    pub settings_changed_by: Option<String>,
+    pub(crate) settings_changed_by: Option<String>,
     /// The write lock's holder, if any.
-    pub write_lock: Option<String>,
-    pub clients: Vec<ClientStatus>,
+    pub(crate) write_lock: Option<String>,
+    pub(crate) clients: Vec<ClientStatus>,
 }
 
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
@@ -121,7 +121,7 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 impl Hub {
     /// Records a change of the device's state. An open after the device was
     /// lost counts as a reopen.
-    pub fn set_device_state(&self, state: DeviceState) {
+    pub(crate) fn set_device_state(&self, state: DeviceState) {
         let mut device = self.device.lock().unwrap_or_else(|e| e.into_inner());
         let was = &device.0;
         if matches!(state, DeviceState::Open { .. })
@@ -132,7 +132,7 @@ impl Hub {
         *device = (state, OffsetDateTime::now_utc());
     }
 
-    pub fn status(&self) -> HubStatus {
+    pub(crate) fn status(&self) -> HubStatus {
         let (device, since) = self
             .device
             .lock()
@@ -184,7 +184,7 @@ impl Hub {
 
     /// Disconnects client `id` (an operator's kick); `false` if there is no
     /// such client.
-    pub fn kick(&self, id: ClientId) -> bool {
+    pub(crate) fn kick(&self, id: ClientId) -> bool {
         let Some(slot) = self.slot(id) else {
             return false;
         };

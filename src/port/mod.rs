@@ -38,7 +38,6 @@ use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::fds::FdReserve;
 use crate::hub::Hub;
-use crate::tls::TlsAcceptor;
 use crate::traffic::{self, TrafficError, TrafficLog};
 
 /// How long clients may take, after shutdown, to hand over the bytes they
@@ -70,7 +69,7 @@ pub enum PortError {
 
 /// A running port.
 #[derive(Debug)]
-pub struct Port {
+pub(crate) struct Port {
     name: String,
     /// Every log line of the port's tasks is in it, naming the port.
     span: tracing::Span,
@@ -120,7 +119,7 @@ impl Port {
     ///
     /// With `wait_for_device`, a tty that is not there is no error: the port
     /// serves its endpoints and opens the device when it appears.
-    pub async fn start(
+    pub(crate) async fn start(
         name: &str,
         cfg: &ServeConfig,
         wait_for_device: bool,
@@ -185,7 +184,7 @@ impl Port {
             access: Arc::new(cfg.access.clone()),
             shutdown: cancel.clone(),
             tracker: tracker.clone(),
-            tls: TlsAcceptor::of(cfg.tls.as_ref())?,
+            tls: crate::tls::TlsAcceptor::of(cfg.tls.as_ref())?,
             tls_buffer: cfg.sockets.send_buffer,
         };
         // Bind everything before serving anything, so a bad endpoint fails
@@ -256,21 +255,21 @@ impl Port {
         })
     }
 
-    pub fn hub(&self) -> &Arc<Hub> {
+    pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }
 
-    /// Re-reads the TLS files for new handshakes ([`TlsAcceptor::reload`]).
-    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+    #[allow(dead_code)] // TLS files re-read; for the reload to call (issue 21 point 6)
+    pub(crate) fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
         self.cx.tls.as_ref().map_or(Ok(()), |t| t.reload())
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The port's status, for the control socket.
-    pub fn status(&self) -> PortStatus {
+    pub(crate) fn status(&self) -> PortStatus {
         let line = self
             .hub
             .line()
@@ -298,7 +297,7 @@ impl Port {
     }
 
     /// Where the endpoints listen, as bound (`tcp:127.0.0.1:40001`).
-    pub fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<String> {
         self.endpoints.iter().map(|e| e.shown.clone()).collect()
     }
 
@@ -306,12 +305,13 @@ impl Port {
     /// line settings and endpoints (see `daemon`): the line change is queued
     /// for the device after the bytes already queued, removed endpoints stop
     /// (their clients close, handing over what they sent), added ones are
-    /// bound. Other clients stay connected throughout. Returns what changed.
-    pub async fn reconfigure(
+    /// bound. Other clients stay connected throughout. What changed is the
+    /// reload plan's to report.
+    pub(crate) async fn reconfigure(
         &mut self,
         old: &ServeConfig,
         new: &ServeConfig,
-    ) -> Result<String, PortError> {
+    ) -> Result<(), PortError> {
         let span = self.span.clone();
         self.reconfigure_in(old, new).instrument(span).await
     }
@@ -320,8 +320,7 @@ impl Port {
         &mut self,
         old: &ServeConfig,
         new: &ServeConfig,
-    ) -> Result<String, PortError> {
-        let mut done = Vec::new();
+    ) -> Result<(), PortError> {
         if new.line != old.line {
             self.hub.changers.configure(new.line);
             // Not awaited: the device may be absent, and the change waits
@@ -339,7 +338,6 @@ impl Port {
                 }
                 .in_current_span(),
             );
-            done.push(format!("line {} -> {}", old.line, new.line));
         }
         // Stop first, so an endpoint that moves is never deleted by its old
         // owner after its new one made it.
@@ -356,19 +354,17 @@ impl Port {
             {
                 warn!(endpoint = %e.shown, "the endpoint did not stop in time");
             }
-            done.push(format!("-{}", e.spec));
         }
         for spec in new.listen.iter().filter(|s| !old.listen.contains(s)) {
             let b = bind(spec, new).await?;
             self.endpoints.push(serve(b, spec, &self.cx, &self.span));
-            done.push(format!("+{spec}"));
         }
-        Ok(done.join(", "))
+        Ok(())
     }
 
     /// Stops the port without losing what it accepted (see the module
     /// docs); the device writer drains for at most the drain timeout.
-    pub async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let span = self.span.clone();
         self.stop_in().instrument(span).await
     }
@@ -458,30 +454,35 @@ enum Bound {
     Pty(PtyEndpoint),
 }
 
+/// Binds one of the TCP endpoints, `kind` (`tcp`, `modbus-tcp`,
+/// `rfc2217`); with its address as bound, as status shows it:
+/// `tcp:127.0.0.1:40001`.
+async fn bind_tcp(
+    kind: &'static str,
+    addr: &str,
+    spec: &EndpointSpec,
+    cfg: &ServeConfig,
+) -> Result<(tcp::TcpEndpoint, String), PortError> {
+    let l = tcp::bind(kind, addr, cfg.sockets, spec.options.keepalive).await?;
+    let shown = match l.local_addr() {
+        Ok(local) => format!("{kind}:{local}"),
+        Err(_) => format!("{kind}:{addr}"),
+    };
+    Ok((l, shown))
+}
+
 async fn bind(spec: &EndpointSpec, cfg: &ServeConfig) -> Result<(Bound, String), PortError> {
     let bound = match &spec.kind {
         EndpointKind::Tcp { addr } => {
-            let l = tcp::bind("tcp", addr, cfg.sockets, spec.options.keepalive).await?;
-            let shown = match l.local_addr() {
-                Ok(local) => format!("tcp:{local}"),
-                Err(_) => format!("tcp:{addr}"),
-            };
+            let (l, shown) = bind_tcp("tcp", addr, spec, cfg).await?;
             (Bound::Tcp(l), shown)
         }
         EndpointKind::ModbusTcp { addr } => {
-            let l = tcp::bind("modbus-tcp", addr, cfg.sockets, spec.options.keepalive).await?;
-            let shown = match l.local_addr() {
-                Ok(local) => format!("modbus-tcp:{local}"),
-                Err(_) => format!("modbus-tcp:{addr}"),
-            };
+            let (l, shown) = bind_tcp("modbus-tcp", addr, spec, cfg).await?;
             (Bound::ModbusTcp(l), shown)
         }
         EndpointKind::Rfc2217 { addr } => {
-            let l = tcp::bind("rfc2217", addr, cfg.sockets, spec.options.keepalive).await?;
-            let shown = match l.local_addr() {
-                Ok(local) => format!("rfc2217:{local}"),
-                Err(_) => format!("rfc2217:{addr}"),
-            };
+            let (l, shown) = bind_tcp("rfc2217", addr, spec, cfg).await?;
             (Bound::Rfc2217(l), shown)
         }
         EndpointKind::Unix { path } => {

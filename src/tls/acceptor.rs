@@ -20,11 +20,11 @@ use super::config::{TlsError, TlsFiles, server_config};
 /// (a signature, a key exchange); past this, new connections are refused
 /// (and counted) rather than queued, so a flood of half-open connections
 /// cannot starve the port's clients.
-pub const MAX_HANDSHAKES: usize = 64;
+pub(crate) const MAX_HANDSHAKES: usize = 64;
 
 /// The current TLS configuration and what bounds its handshakes.
 #[derive(Debug)]
-pub struct TlsAcceptor {
+pub(crate) struct TlsAcceptor {
     files: TlsFiles,
     config: ArcSwap<ServerConfig>,
     handshakes: Arc<Semaphore>,
@@ -32,7 +32,7 @@ pub struct TlsAcceptor {
 
 impl TlsAcceptor {
     /// Reads `files` and builds the first configuration.
-    pub fn new(files: TlsFiles) -> Result<TlsAcceptor, TlsError> {
+    pub(crate) fn new(files: TlsFiles) -> Result<TlsAcceptor, TlsError> {
         let config = server_config(&files)?;
         Ok(TlsAcceptor {
             files,
@@ -42,33 +42,28 @@ impl TlsAcceptor {
     }
 
     /// An acceptor for `files`, if any are given.
-    pub fn of(files: Option<&TlsFiles>) -> Result<Option<Arc<TlsAcceptor>>, TlsError> {
+    pub(crate) fn of(files: Option<&TlsFiles>) -> Result<Option<Arc<TlsAcceptor>>, TlsError> {
         files
             .map(|f| TlsAcceptor::new(f.clone()).map(Arc::new))
             .transpose()
     }
 
-    /// The files it reads.
-    pub fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
     /// The configuration a handshake starting now uses.
-    pub fn config(&self) -> Arc<ServerConfig> {
+    pub(crate) fn config(&self) -> Arc<ServerConfig> {
         self.config.load_full()
     }
 
     /// Reads the certificate, key, client CA and CRLs again. On success new
     /// handshakes use them; on error the old ones stay in force, and the
     /// error names the file and the reason.
-    pub fn reload(&self) -> Result<(), TlsError> {
+    pub(crate) fn reload(&self) -> Result<(), TlsError> {
         let config = server_config(&self.files)?;
         self.config.store(config);
         Ok(())
     }
 
     /// A place for one more handshake, if there is room.
-    pub fn try_handshake(&self) -> Option<OwnedSemaphorePermit> {
+    pub(crate) fn try_handshake(&self) -> Option<OwnedSemaphorePermit> {
         self.handshakes.clone().try_acquire_owned().ok()
     }
 }

@@ -20,7 +20,7 @@ use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyD
 /// `--tls-client-ca`, `--tls-crl`; the config file's `[tls]`). Kept as
 /// paths, so the same files can be read again on a reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     /// PEM certificate chain, the server's own first.
     pub cert: PathBuf,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1).
@@ -84,7 +84,7 @@ fn read(file: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Every certificate in a PEM file; at least one.
-pub fn certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+pub(crate) fn certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let data = read(file)?;
     let certs = CertificateDer::pem_slice_iter(&data)
         .collect::<Result<Vec<_>, _>>()
@@ -99,7 +99,7 @@ pub fn certificates(file: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
 }
 
 /// The first private key in a PEM file.
-pub fn private_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn private_key(file: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let data = read(file)?;
     PrivateKeyDer::from_pem_slice(&data).map_err(|e| match e {
         rustls_pki_types::pem::Error::NoItemsFound => TlsError::content(
@@ -134,7 +134,7 @@ fn crls(file: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsEr
 /// post-quantum key exchange; the classical groups it has are what every
 /// client here (OpenSSL, socat, curl, gensio) offers.
 #[allow(deprecated)]
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -185,7 +185,7 @@ fn webpki_crl_check(crl: &CertificateRevocationListDer<'_>) -> Result<(), String
 
 /// Reads `files` and builds the server configuration: TLS 1.3 and 1.2,
 /// ring, the certificate and key, and the client verifier.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+pub(crate) fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = provider();
     let chain = certificates(&files.cert)?;
     let key = private_key(&files.key)?;

@@ -17,13 +17,14 @@ use crate::endpoint::source::ClientSource;
 
 /// The default `handshake-timeout`: time a peer has, from being accepted,
 /// to complete the handshake.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// `handshake-timeout`: long enough for a client on a slow link, short
 /// enough that a silent peer does not hold a handshake place for long.
-pub const TIMEOUT: RangeInclusive<Duration> = Duration::from_millis(100)..=Duration::from_secs(60);
+pub(crate) const TIMEOUT: RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(60);
 
 /// A `handshake-timeout=` value, checked against [`TIMEOUT`].
-pub fn timeout(value: &str) -> Result<Duration, &'static str> {
+pub(crate) fn timeout(value: &str) -> Result<Duration, &'static str> {
     humantime::parse_duration(value)
         .ok()
         .filter(|d| TIMEOUT.contains(d))
@@ -31,7 +32,7 @@ pub fn timeout(value: &str) -> Result<Duration, &'static str> {
 }
 
 /// A TLS connection whose handshake is done.
-pub struct Handshaken<S, W> {
+pub(crate) struct Handshaken<S, W> {
     pub source: TlsSource<S, W>,
     pub sink: TlsSink<S, W>,
     /// The client certificate's identity; `None` without mutual TLS.
@@ -40,7 +41,7 @@ pub struct Handshaken<S, W> {
 
 /// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
-pub enum HandshakeError {
+pub(crate) enum HandshakeError {
     #[error("no handshake within {0:?}")]
     Timeout(Duration),
     #[error("the client certificate is revoked")]
@@ -53,7 +54,7 @@ pub enum HandshakeError {
 
 impl HandshakeError {
     /// Whether a CRL refused the client.
-    pub fn is_revoked(&self) -> bool {
+    pub(crate) fn is_revoked(&self) -> bool {
         matches!(self, HandshakeError::Revoked)
     }
 }
@@ -61,7 +62,7 @@ impl HandshakeError {
 /// Runs the server side of a handshake over `raw_in`/`raw_out` with
 /// `config`, for at most `timeout`. `buffer_limit` caps the ciphertext held
 /// for sending afterwards (see [`super::stream`]).
-pub async fn handshake<S, W>(
+pub(crate) async fn handshake<S, W>(
     config: Arc<ServerConfig>,
     raw_in: S,
     raw_out: W,

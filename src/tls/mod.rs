@@ -15,15 +15,15 @@
 //! [`ClientSource`]: crate::endpoint::source::ClientSource
 //! [`SocketHalf`]: crate::endpoint::sink::SocketHalf
 
-pub mod acceptor;
-pub mod config;
-pub mod handshake;
-pub mod identity;
-pub mod stream;
+pub(crate) mod acceptor;
+pub(crate) mod config;
+pub(crate) mod handshake;
+pub(crate) mod identity;
+pub(crate) mod stream;
 
-pub use acceptor::TlsAcceptor;
-pub use config::{TlsError, TlsFiles};
-pub use identity::Identity;
+pub(crate) use acceptor::TlsAcceptor;
+pub(crate) use config::{TlsError, TlsFiles};
+pub(crate) use identity::Identity;
 
 #[cfg(test)]
 mod tests;

@@ -176,11 +176,11 @@ impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
 }
 
 /// The receiving half of a TLS connection: plaintext from the client.
-pub struct TlsSource<S, W>(Arc<Inner<S, W>>);
+pub(crate) struct TlsSource<S, W>(Arc<Inner<S, W>>);
 
 /// The sending half of a TLS connection, shared by the client's writer and
 /// the hub's fan-out like a plain socket's.
-pub struct TlsSink<S, W>(Arc<Inner<S, W>>);
+pub(crate) struct TlsSink<S, W>(Arc<Inner<S, W>>);
 
 impl<S, W> fmt::Debug for TlsSource<S, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -196,7 +196,7 @@ impl<S, W> fmt::Debug for TlsSink<S, W> {
 
 /// Both halves of a new TLS session over a plain connection.
 /// `buffer_limit` caps the ciphertext rustls holds for sending.
-pub fn split<S, W>(
+pub(crate) fn split<S, W>(
     conn: ServerConnection,
     raw_in: S,
     raw_out: W,
@@ -219,12 +219,12 @@ pub fn split<S, W>(
 impl<S: ClientSource, W: SocketHalf> TlsSource<S, W> {
     /// Runs `f` on the session (to read its handshake state or the peer's
     /// certificates).
-    pub fn with_session<T>(&self, f: impl FnOnce(&ServerConnection) -> T) -> T {
+    pub(crate) fn with_session<T>(&self, f: impl FnOnce(&ServerConnection) -> T) -> T {
         f(&self.0.lock().conn)
     }
 
     /// What rustls refused in the peer's data, if anything.
-    pub fn failure(&self) -> Option<rustls::Error> {
+    pub(crate) fn failure(&self) -> Option<rustls::Error> {
         self.0.lock().failed.clone()
     }
 

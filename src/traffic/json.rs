@@ -128,7 +128,7 @@ fn c(c: &ClientRef) -> (u64, Cow<'_>) {
 }
 
 /// Appends `rec` as one JSON line, ending with a newline.
-pub fn encode(rec: &Record, out: &mut String) {
+pub(crate) fn encode(rec: &Record, out: &mut String) {
     let mut ts = String::with_capacity(27);
     super::text::format_ts(rec.ts, &mut ts);
     let body = match &rec.event {
@@ -269,7 +269,7 @@ pub fn encode(rec: &Record, out: &mut String) {
 
 /// Why a JSON line could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum JsonError {
+pub(crate) enum JsonError {
     #[error("bad JSON record: {0}")]
     Syntax(serde_json::Error),
     #[error("bad timestamp {0:?}")]
@@ -283,7 +283,7 @@ pub enum JsonError {
 }
 
 /// Parses one line.
-pub fn parse(line: &str) -> Result<Record, JsonError> {
+pub(crate) fn parse(line: &str) -> Result<Record, JsonError> {
     let l: Line<'_> = serde_json::from_str(line).map_err(JsonError::Syntax)?;
     let ts = super::text::parse_ts(&l.ts).ok_or_else(|| JsonError::Timestamp(l.ts.clone()))?;
     let cl = |id, name: Cow<'_>| ClientRef {

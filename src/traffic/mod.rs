@@ -12,11 +12,11 @@
 //! at the point of the gap once there is room again. [`reader`] parses both
 //! formats back, for `serialhub log`.
 
-pub mod json;
-pub mod reader;
-pub mod rotate;
-pub mod text;
-pub mod writer;
+pub(crate) mod json;
+pub(crate) mod reader;
+pub(crate) mod rotate;
+pub(crate) mod text;
+pub(crate) mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,24 +32,24 @@ use crate::modem::Signal;
 /// Records in the queue between the data path and the writer thread: about
 /// one second of the worst case at 9600 baud (a record per byte), and far
 /// more than the writer needs to ride out a slow `write`.
-pub const QUEUE_RECORDS: usize = 1024;
+pub(crate) const QUEUE_RECORDS: usize = 1024;
 /// Payload bytes in that queue. Caps its memory (1024 full 4 KiB reads would
 /// be 4 MiB) at a size the disk clears in well under a second.
-pub const QUEUE_BYTES: usize = 1 << 20;
+pub(crate) const QUEUE_BYTES: usize = 1 << 20;
 /// Bookkeeping cost charged per record against [`QUEUE_BYTES`], so that a
 /// flood of empty events is bounded too.
 const RECORD_OVERHEAD: usize = 64;
 
 /// Default `--log-max-size`.
-pub const DEFAULT_MAX_SIZE: u64 = 16 << 20;
+pub(crate) const DEFAULT_MAX_SIZE: u64 = 16 << 20;
 /// Smallest `--log-max-size`: below this nearly every record gets a file.
-pub const MIN_MAX_SIZE: u64 = 4096;
+pub(crate) const MIN_MAX_SIZE: u64 = 4096;
 /// Default `--log-keep`.
-pub const DEFAULT_KEEP: usize = 5;
+pub(crate) const DEFAULT_KEEP: usize = 5;
 
 /// Which way the bytes went, seen from the port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Direction {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Direction {
     /// From the device to the clients.
     Rx,
     /// From a client to the device.
@@ -57,9 +57,9 @@ pub enum Direction {
 }
 
 /// The file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Format {
+pub(crate) enum Format {
     /// Hex and printable ASCII side by side; reads well in `less`.
     #[default]
     Text,
@@ -69,7 +69,7 @@ pub enum Format {
 
 impl Format {
     /// File name extension, without the dot.
-    pub fn extension(self) -> &'static str {
+    pub(crate) fn extension(self) -> &'static str {
         match self {
             Format::Text => "log",
             Format::Json => "jsonl",
@@ -82,7 +82,7 @@ impl Format {
 /// for the client, `tx` the bytes on their way to the device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Buffers {
+pub(crate) enum Buffers {
     Rx,
     Tx,
     Both,
@@ -90,7 +90,7 @@ pub enum Buffers {
 
 impl Buffers {
     /// The log's word for it: `rx`, `tx` or `both`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Buffers::Rx => "rx",
             Buffers::Tx => "tx",
@@ -99,7 +99,7 @@ impl Buffers {
     }
 
     /// Undoes [`name`](Buffers::name).
-    pub fn from_name(s: &str) -> Option<Buffers> {
+    pub(crate) fn from_name(s: &str) -> Option<Buffers> {
         [Buffers::Rx, Buffers::Tx, Buffers::Both]
             .into_iter()
             .find(|b| b.name() == s)
@@ -109,14 +109,14 @@ impl Buffers {
 /// Which client: its hub id (unique for the run) and its name, which says
 /// the endpoint and the peer (`tcp:127.0.0.1:40522`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ClientRef {
-    pub id: ClientId,
-    pub name: Arc<str>,
+pub(crate) struct ClientRef {
+    pub(crate) id: ClientId,
+    pub(crate) name: Arc<str>,
 }
 
 /// A TLS client's certificate, as its connect record names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Certified {
+pub(crate) struct Certified {
     /// `cn:alice`, `dns:monitor.lab` or `sha256:HEX`.
     pub identity: String,
     /// The certificate's SHA-256 fingerprint, lowercase hex.
@@ -125,7 +125,7 @@ pub struct Certified {
 
 /// Something worth a line in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// Bytes read from the device.
     Rx(Bytes),
     /// Bytes written to the device for `client`.
@@ -194,7 +194,7 @@ pub enum Event {
 
 impl Event {
     /// The bytes carried, for data records.
-    pub fn data(&self) -> Option<(Direction, &Bytes)> {
+    pub(crate) fn data(&self) -> Option<(Direction, &Bytes)> {
         match self {
             Event::Rx(d) | Event::Reply(_, d) => Some((Direction::Rx, d)),
             Event::Tx(_, d) => Some((Direction::Tx, d)),
@@ -203,7 +203,7 @@ impl Event {
     }
 
     /// The client concerned, if any.
-    pub fn client(&self) -> Option<&ClientRef> {
+    pub(crate) fn client(&self) -> Option<&ClientRef> {
         match self {
             Event::Tx(c, _)
             | Event::Reply(c, _)
@@ -226,15 +226,15 @@ impl Event {
 
 /// An event with the time it happened, to the microsecond, in UTC.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
-    pub ts: OffsetDateTime,
-    pub event: Event,
+pub(crate) struct Record {
+    pub(crate) ts: OffsetDateTime,
+    pub(crate) event: Event,
 }
 
 impl Record {
     /// Stamps `event` with the current time, truncated to microseconds (the
     /// log's resolution, so a record read back equals the one written).
-    pub fn now(event: Event) -> Record {
+    pub(crate) fn now(event: Event) -> Record {
         let now = OffsetDateTime::now_utc();
         let ts = now
             .replace_nanosecond(now.nanosecond() / 1000 * 1000)
@@ -261,13 +261,13 @@ pub enum TrafficError {
 
 /// Resolved `--log*` settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TrafficConfig {
-    pub dir: PathBuf,
-    pub format: Format,
+pub(crate) struct TrafficConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) format: Format,
     /// A file is rotated before a record would take it past this size.
-    pub max_size: u64,
+    pub(crate) max_size: u64,
     /// Most files kept, the one being written included.
-    pub keep: usize,
+    pub(crate) keep: usize,
 }
 
 /// What goes through the queue.
@@ -290,23 +290,10 @@ struct Shared {
     unmarked: AtomicU64,
 }
 
-/// The data path's handle on the traffic log. Cheap to clone; a no-op when
-/// the log is off.
-#[derive(Clone, Debug, Default)]
-pub struct TrafficLog {
-    shared: Option<Arc<Shared>>,
-}
-
-impl TrafficLog {
-    /// A handle that records nothing.
-    pub fn disabled() -> TrafficLog {
-        TrafficLog::default()
-    }
-
-    /// Opens the log in `cfg.dir` and starts its writer thread. Fails if the
-    /// directory is missing or a file cannot be created and written there.
-    pub fn open(cfg: &TrafficConfig) -> Result<(TrafficLog, writer::Writer), TrafficError> {
-        let rotator = rotate::Rotator::open(cfg)?;
+impl Shared {
+    /// New shared state, and the receiving end of its record queue, which
+    /// the writer drains.
+    fn queue() -> (Arc<Shared>, mpsc::Receiver<Msg>) {
         let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
         let shared = Arc::new(Shared {
             tx,
@@ -314,6 +301,28 @@ impl TrafficLog {
             dropped: AtomicU64::new(0),
             unmarked: AtomicU64::new(0),
         });
+        (shared, rx)
+    }
+}
+
+/// The data path's handle on the traffic log. Cheap to clone; a no-op when
+/// the log is off.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TrafficLog {
+    shared: Option<Arc<Shared>>,
+}
+
+impl TrafficLog {
+    /// A handle that records nothing.
+    pub(crate) fn disabled() -> TrafficLog {
+        TrafficLog::default()
+    }
+
+    /// Opens the log in `cfg.dir` and starts its writer thread. Fails if the
+    /// directory is missing or a file cannot be created and written there.
+    pub(crate) fn open(cfg: &TrafficConfig) -> Result<(TrafficLog, writer::Writer), TrafficError> {
+        let rotator = rotate::Rotator::open(cfg)?;
+        let (shared, rx) = Shared::queue();
         let writer = writer::Writer::spawn(rotator, cfg.format, rx, shared.clone())?;
         Ok((
             TrafficLog {
@@ -323,13 +332,13 @@ impl TrafficLog {
         ))
     }
 
-    pub fn is_enabled(&self) -> bool {
+    pub(crate) fn is_enabled(&self) -> bool {
         self.shared.is_some()
     }
 
     /// Records `event` now, or counts it as dropped if the writer is behind.
     /// Never waits.
-    pub fn record(&self, event: Event) {
+    pub(crate) fn record(&self, event: Event) {
         let Some(s) = &self.shared else { return };
         let cost = cost(&event);
         if s.queued_bytes.fetch_add(cost, Relaxed) + cost > QUEUE_BYTES {
@@ -355,7 +364,7 @@ impl TrafficLog {
     }
 
     /// Records that never reached the disk, so far.
-    pub fn dropped(&self) -> u64 {
+    pub(crate) fn dropped(&self) -> u64 {
         self.shared.as_ref().map_or(0, |s| s.dropped.load(Relaxed))
     }
 }

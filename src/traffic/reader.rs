@@ -18,22 +18,22 @@ const READ_BUF: usize = 64 * 1024;
 /// A line longer than this is not one serialhub wrote, and is skipped
 /// without being buffered. The longest it writes is a JSON data record: two
 /// hex digits per byte of at most [`super::text::MAX_DATA`], plus fields.
-pub const MAX_LINE: usize = 2 * super::text::MAX_DATA + 64 * 1024;
+pub(crate) const MAX_LINE: usize = 2 * super::text::MAX_DATA + 64 * 1024;
 
 /// A line or record that was skipped.
 #[derive(Debug, thiserror::Error)]
 #[error("{}:{line}: {why}", path.display())]
-pub struct BadLine {
-    pub path: PathBuf,
-    pub line: u64,
-    pub why: String,
+pub(crate) struct BadLine {
+    pub(crate) path: PathBuf,
+    pub(crate) line: u64,
+    pub(crate) why: String,
 }
 
-pub type Item = Result<Record, BadLine>;
+pub(crate) type Item = Result<Record, BadLine>;
 
 /// The files named by `paths`, in order: a directory stands for its log
 /// files, oldest first.
-pub fn expand(paths: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn expand(paths: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -47,14 +47,14 @@ pub fn expand(paths: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
 
 /// Parses lines of either format.
 #[derive(Debug, Default)]
-pub struct Parser {
+pub(crate) struct Parser {
     text: TextParser,
     scratch: Vec<Result<Record, TextError>>,
 }
 
 impl Parser {
     /// Feeds one line without its newline; `line_no` and `path` label errors.
-    pub fn feed(&mut self, line: &str, path: &Path, line_no: u64, out: &mut Vec<Item>) {
+    pub(crate) fn feed(&mut self, line: &str, path: &Path, line_no: u64, out: &mut Vec<Item>) {
         let bad = |why: String| BadLine {
             path: path.to_owned(),
             line: line_no,
@@ -71,7 +71,7 @@ impl Parser {
     }
 
     /// Ends input: a record still waiting for bytes is reported.
-    pub fn finish(&mut self, path: &Path, line_no: u64, out: &mut Vec<Item>) {
+    pub(crate) fn finish(&mut self, path: &Path, line_no: u64, out: &mut Vec<Item>) {
         self.text.finish(&mut self.scratch);
         let bad = |why: String| BadLine {
             path: path.to_owned(),
@@ -93,7 +93,7 @@ impl Parser {
 /// One log file, read as far as it has been written, a buffer at a time:
 /// memory stays bounded whatever the file holds.
 #[derive(Debug)]
-pub struct FileReader {
+pub(crate) struct FileReader {
     path: PathBuf,
     file: File,
     parser: Parser,
@@ -105,7 +105,7 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    pub fn open(path: &Path) -> io::Result<FileReader> {
+    pub(crate) fn open(path: &Path) -> io::Result<FileReader> {
         Ok(FileReader {
             path: path.to_owned(),
             file: File::open(path)?,
@@ -117,14 +117,14 @@ impl FileReader {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Reads and parses the next buffer's worth (at most 64 KiB) of what has
     /// been written; returns how many bytes that was, 0 at the end so far.
     /// Call it again until it returns 0, handling `out` in between.
-    pub fn read_available(&mut self, out: &mut Vec<Item>) -> io::Result<usize> {
+    pub(crate) fn read_available(&mut self, out: &mut Vec<Item>) -> io::Result<usize> {
         let mut buf = std::mem::take(&mut self.buf);
         let read = self.parse_next(&mut buf, out);
         self.buf = buf;
@@ -183,7 +183,7 @@ impl FileReader {
 
     /// Ends the file: a final line without a newline is parsed, and a record
     /// cut short is reported.
-    pub fn finish(&mut self, out: &mut Vec<Item>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
         if !self.partial.is_empty() && !self.skipping_long_line {
             self.line_no += 1;
             let line = String::from_utf8_lossy(&self.partial).into_owned();
@@ -194,7 +194,8 @@ impl FileReader {
     }
 
     /// Reads a whole file into memory; for small files (tests).
-    pub fn read_all(path: &Path) -> io::Result<Vec<Item>> {
+    #[cfg(test)]
+    pub(crate) fn read_all(path: &Path) -> io::Result<Vec<Item>> {
         let mut r = FileReader::open(path)?;
         let mut out = Vec::new();
         while r.read_available(&mut out)? > 0 {}

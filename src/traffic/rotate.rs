@@ -38,7 +38,7 @@ const NAME_TS: &[time::format_description::BorrowedFormatItem<'static>] = time::
 );
 
 /// Whether `name` is one of the files this module writes.
-pub fn is_log_name(name: &str) -> bool {
+pub(crate) fn is_log_name(name: &str) -> bool {
     name_ts(name).is_some()
 }
 
@@ -54,7 +54,7 @@ fn name_ts(name: &str) -> Option<OffsetDateTime> {
 }
 
 /// The log files in `dir`, oldest first.
-pub fn log_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+pub(crate) fn log_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter_map(|e| e.file_name().into_string().ok())
@@ -84,7 +84,7 @@ struct Current {
 
 /// Appends batches of records to the current file, rotating and pruning.
 #[derive(Debug)]
-pub struct Rotator {
+pub(crate) struct Rotator {
     dir: PathBuf,
     format: Format,
     max_size: u64,
@@ -101,17 +101,17 @@ pub struct Rotator {
 
 /// A batch that was not (entirely) written.
 #[derive(Debug)]
-pub struct WriteFailure {
-    pub error: io::Error,
+pub(crate) struct WriteFailure {
+    pub(crate) error: io::Error,
     /// Index of the first record not known to be written; it and every
     /// record after it are lost.
-    pub first_unwritten: usize,
+    pub(crate) first_unwritten: usize,
 }
 
 /// What [`Rotator::open`] checks before it writes anything, so that
 /// `check-config` finds what `serve` would refuse: `dir` exists, is a
 /// directory we may write in, and has room.
-pub fn check_dir(dir: &Path) -> Result<(), TrafficError> {
+pub(crate) fn check_dir(dir: &Path) -> Result<(), TrafficError> {
     let write_err = |reason| TrafficError::Write {
         dir: dir.to_owned(),
         reason,
@@ -142,7 +142,7 @@ pub fn check_dir(dir: &Path) -> Result<(), TrafficError> {
 
 impl Rotator {
     /// Checks `cfg.dir` and starts a new file there.
-    pub fn open(cfg: &TrafficConfig) -> Result<Rotator, TrafficError> {
+    pub(crate) fn open(cfg: &TrafficConfig) -> Result<Rotator, TrafficError> {
         let dir = cfg.dir.clone();
         check_dir(&dir)?;
         let write_err = |reason| TrafficError::Write {
@@ -173,11 +173,11 @@ impl Rotator {
     }
 
     /// The file being written.
-    pub fn path(&self) -> Option<&Path> {
+    pub(crate) fn path(&self) -> Option<&Path> {
         self.current.as_ref().map(|c| c.path.as_path())
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -191,7 +191,7 @@ impl Rotator {
     /// Appends the records in `buf`; record `i` ends at `ends[i]`. Each
     /// record is written whole or not at all: a write that fails part-way
     /// (a full disk, a file size limit) is cut back to the last whole record.
-    pub fn write(&mut self, buf: &[u8], ends: &[usize]) -> Result<(), WriteFailure> {
+    pub(crate) fn write(&mut self, buf: &[u8], ends: &[usize]) -> Result<(), WriteFailure> {
         self.check_linked();
         let header = self.header().len() as u64;
         let mut run_first = 0; // index of the first record not yet written
@@ -228,7 +228,7 @@ impl Rotator {
 
     /// The latest problem that lost no record (an old file that could not be
     /// deleted, say) since the last call, and how many there were.
-    pub fn take_problem(&mut self) -> Option<(u64, String)> {
+    pub(crate) fn take_problem(&mut self) -> Option<(u64, String)> {
         let n = std::mem::take(&mut self.problems);
         self.problem.take().map(|p| (n, p))
     }

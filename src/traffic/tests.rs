@@ -439,13 +439,7 @@ fn a_live_file_is_read_as_it_grows() {
 
 /// A queue nobody drains, to test what the hot path does when it is full.
 fn stalled() -> (TrafficLog, mpsc::Receiver<Msg>) {
-    let (tx, rx) = mpsc::channel(QUEUE_RECORDS);
-    let shared = Arc::new(Shared {
-        tx,
-        queued_bytes: AtomicUsize::new(0),
-        dropped: AtomicU64::new(0),
-        unmarked: AtomicU64::new(0),
-    });
+    let (shared, rx) = Shared::queue();
     (
         TrafficLog {
             shared: Some(shared),

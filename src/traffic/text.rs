@@ -17,7 +17,7 @@
 //! field (`settings`, the error of `device-lost`, the reason after `refused:`
 //! of a `signal`) runs to the end of the line.
 //! Data lines start with two spaces; lines starting with `#` are comments.
-//! The kinds and their fields are listed in the README ("Traffic log").
+//! The kinds and their fields are listed in docs/traffic-log.md.
 //!
 //! This file writes the format; [`parse`] reads it back.
 
@@ -29,18 +29,18 @@ use std::fmt::Write as _;
 use anstyle::{AnsiColor, Style};
 use time::OffsetDateTime;
 
-pub use self::parse::{TextError, TextParser, parse_ts, unescape};
+pub(crate) use self::parse::{TextError, TextParser, parse_ts};
 use super::{ClientRef, Event, Record};
 
 /// First line of every text file.
-pub const FILE_HEADER: &str = "# serialhub traffic log, text format v1\n";
+pub(crate) const FILE_HEADER: &str = "# serialhub traffic log, text format v1\n";
 
 /// Most bytes in one data record that the reader accepts. The largest
 /// serialhub writes is a `tx` chunk of one tty write, at most half the
 /// device writer's 20 ms lead: 20 KB at the highest baud rate (a device read,
 /// `rx`, is at most 4 KiB). A header claiming more is damage, and a reader
 /// must not collect data lines for it without bound.
-pub const MAX_DATA: usize = 128 << 10;
+pub(crate) const MAX_DATA: usize = 128 << 10;
 
 /// Bytes per data line.
 pub(super) const PER_LINE: usize = 16;
@@ -50,7 +50,7 @@ const TS_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time
 );
 
 /// RFC 3339, UTC, exactly six fractional digits.
-pub fn format_ts(ts: OffsetDateTime, out: &mut String) {
+pub(crate) fn format_ts(ts: OffsetDateTime, out: &mut String) {
     let utc = ts.to_offset(time::UtcOffset::UTC);
     match utc.format(TS_FORMAT) {
         Ok(s) => out.push_str(&s),
@@ -61,7 +61,7 @@ pub fn format_ts(ts: OffsetDateTime, out: &mut String) {
 
 /// Styles for terminal output; all plain when writing files.
 #[derive(Clone, Copy, Debug)]
-pub struct Palette {
+pub(crate) struct Palette {
     ts: Style,
     rx: Style,
     tx: Style,
@@ -71,7 +71,7 @@ pub struct Palette {
 }
 
 impl Palette {
-    pub fn plain() -> Palette {
+    pub(crate) fn plain() -> Palette {
         let s = Style::new();
         Palette {
             ts: s,
@@ -83,7 +83,7 @@ impl Palette {
         }
     }
 
-    pub fn colour() -> Palette {
+    pub(crate) fn colour() -> Palette {
         let fg = |c: AnsiColor| Style::new().fg_color(Some(c.into()));
         Palette {
             ts: Style::new().dimmed(),
@@ -97,7 +97,7 @@ impl Palette {
 }
 
 /// Appends `rec` in the text format, ending with a newline.
-pub fn encode(rec: &Record, out: &mut String, p: &Palette) {
+pub(crate) fn encode(rec: &Record, out: &mut String, p: &Palette) {
     let _ = write!(out, "{}", p.ts);
     format_ts(rec.ts, out);
     let _ = write!(out, "{:#} ", p.ts);
@@ -203,7 +203,7 @@ pub fn encode(rec: &Record, out: &mut String, p: &Palette) {
 }
 
 /// The kind word that follows the timestamp.
-pub fn kind(e: &Event) -> &'static str {
+pub(crate) fn kind(e: &Event) -> &'static str {
     match e {
         Event::Rx(_) | Event::Reply(..) => "rx",
         Event::TxnBegin(_) => "txn-begin",
@@ -253,7 +253,7 @@ fn hexdump(data: &[u8], out: &mut String, p: &Palette) {
 }
 
 /// A name or path as one space-free token.
-pub fn escape_token(s: &str) -> Cow<'_, str> {
+pub(crate) fn escape_token(s: &str) -> Cow<'_, str> {
     escape(s, |c| c == ' ' || c == '\\' || c.is_control())
 }
 

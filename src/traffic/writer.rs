@@ -31,7 +31,7 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Owner's handle on the writer thread: closes the log cleanly.
 #[derive(Debug)]
-pub struct Writer {
+pub(crate) struct Writer {
     tx: mpsc::Sender<Msg>,
     done: oneshot::Receiver<()>,
     path: std::path::PathBuf,
@@ -66,13 +66,13 @@ impl Writer {
     }
 
     /// The first file written.
-    pub fn path(&self) -> &std::path::Path {
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
     }
 
     /// Writes everything queued so far and stops the thread, waiting at most
     /// `timeout`. Records offered after this are counted as dropped.
-    pub async fn finish(self, timeout: Duration) -> bool {
+    pub(crate) async fn finish(self, timeout: Duration) -> bool {
         let closing = async {
             let _ = self.tx.send(Msg::Close).await;
             let _ = self.done.await;

@@ -14,7 +14,7 @@ use crate::common::{PtyDevice, Server, eventually, sim};
 /// Issue #2: flood a paced 9600-baud device. The full 15 s figures live in the
 /// flood benchmark; this checks the same properties over a shorter run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_2_flood_at_9600_is_bounded_and_lossless() {
+async fn issue2_flood_at_9600_is_bounded_and_lossless() {
     let sink = sim(SimMode::Sink, 9600);
     let server = Server::serve(sink.path().to_str().unwrap(), 9600, &[]);
     // A small send buffer only shortens the drain at the end (the kernel

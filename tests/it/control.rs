@@ -342,14 +342,17 @@ async fn issue10_operator_lock_holds_client_writes_until_unlock() {
         s.write_all(&sent).unwrap();
         s
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The hub counts the write as waiting for the lock before it could
+    // send it; then nothing of it may have reached the device.
+    server.wait_status("the client's write did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() >= Some(1)
+    });
     assert!(
         device.received().is_empty(),
         "a client wrote while the operator held the lock"
     );
     let held = only_port(&server);
     assert_eq!(held["bytes_to_device"], 0, "{held}");
-    assert!(held["lock_waits"].as_u64().unwrap() >= 1, "{held}");
 
     let (ok, out) = ask(&server, &["unlock", &port]);
     assert!(
@@ -418,7 +421,10 @@ async fn issue10_unlock_releases_a_clients_inband_lock() {
     );
 
     b.write_all(b"from-b\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // b's write is counted as waiting for a's lock; it must not be out.
+    server.wait_status("b's write did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() >= Some(1)
+    });
     assert!(
         !device_got(&device, b"from-b", Duration::ZERO).await,
         "b wrote while a held the lock"
@@ -472,14 +478,17 @@ async fn issue10_operator_lock_holds_transactions_until_unlock() {
     assert!(ok, "{out}");
     let mut a = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     a.write_all(b"request-1\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The arbiter counts the request as waiting for the lock; it must not
+    // have gone out.
+    server.wait_status("the request did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() >= Some(1)
+    });
     assert!(
         device.received().is_empty(),
         "a request went out while locked"
     );
     let held = only_port(&server);
     assert_eq!(held["write_lock"], "operator (control socket)", "{held}");
-    assert!(held["lock_waits"].as_u64().unwrap() >= 1, "{held}");
     let (ok, out) = ask(&server, &["unlock", &port]);
     assert!(ok && out.contains("operator (control socket)"), "{out}");
     assert!(

@@ -29,26 +29,21 @@ fn wait_received(device: &PtyDevice, want: &[u8]) {
 #[test]
 fn issue20_drops_reach_status_and_the_metrics() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "--metrics",
-        "127.0.0.1:0",
-        "serve",
-        "-d",
+    let server = Server::serve_with_metrics(
         &device.path,
-        "-b",
-        "19200",
-        "--writers",
-        "transaction",
-        "--unsolicited",
-        "drop",
-        // Long enough that the departed client's reply below comes in time.
-        "--reply-timeout",
-        "10s",
-        "-l",
-        "tcp:127.0.0.1:0",
-        "-l",
-        "modbus-tcp:127.0.0.1:0",
-    ]);
+        19_200,
+        &[
+            "--writers",
+            "transaction",
+            "--unsolicited",
+            "drop",
+            // Long enough that the departed client's reply below comes in time.
+            "--reply-timeout",
+            "10s",
+            "-l",
+            "modbus-tcp:127.0.0.1:0",
+        ],
+    );
     server.wait_status("the device did not open", |p| {
         p["device_state"]["state"] == "open"
     });

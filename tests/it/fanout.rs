@@ -26,7 +26,7 @@ pub async fn read_pattern(mut stream: TcpStream, secs: f64) -> Checker {
 /// Issue #2: three readers on a 115200-baud source all get the identical,
 /// complete stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_2_three_readers_get_identical_stream() {
+async fn issue2_three_readers_get_identical_stream() {
     let source = sim(SimMode::Source, 115_200);
     let server = Server::serve(source.path().to_str().unwrap(), 115200, &[]);
     let mut streams = Vec::new();
@@ -56,7 +56,7 @@ async fn issue_2_three_readers_get_identical_stream() {
 
 /// The simulated echo device answers over TCP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_2_sim_echo_answers_over_tcp() {
+async fn issue2_sim_echo_answers_over_tcp() {
     let server = Server::start(&["serve", "-d", "sim:echo", "-l", "tcp:127.0.0.1:0"]);
     let mut s = TcpStream::connect(server.addr()).await.unwrap();
     s.write_all(b"hello serialhub\r\n").await.unwrap();

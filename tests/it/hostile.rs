@@ -233,7 +233,9 @@ fn issue18_control_out_of_descriptors_is_logged_once_and_status_recovers() {
         })
         .collect();
     assert!(server.wait_log(FAILED, BOUND), "{}", server.log());
-    // The episode goes on, retried every 100 ms, logged once.
+    // The episode goes on, retried every 100 ms, logged once. The sleep is
+    // the episode's length under test (ten retries), not a wait for state;
+    // the count below is taken after its end is logged.
     std::thread::sleep(Duration::from_secs(1));
     drop(flood);
     timed_status(&server, "once the flood is gone");
@@ -290,17 +292,7 @@ fn issue18_control_oversized_or_trailing_requests_get_an_error_answer() {
 }
 
 fn with_metrics() -> (Server, String) {
-    let server = Server::start(&[
-        "--metrics",
-        "127.0.0.1:0",
-        "serve",
-        "-d",
-        "sim:echo",
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let server = Server::serve_with_metrics("sim:echo", 115_200, &[]);
     let addr = server.metrics_addr();
     (server, addr)
 }
@@ -368,6 +360,8 @@ fn issue18_metrics_answer_under_200_slowloris_connections() {
         }
         reopened
     });
+    // Lets the attack get under way (a pause, not a wait for state: the
+    // scrapes below must answer whenever they come).
     std::thread::sleep(Duration::from_millis(500));
     // Scrapes over several header deadlines, as the attack goes on.
     let deadline = Instant::now() + Duration::from_secs(5);

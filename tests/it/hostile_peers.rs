@@ -6,19 +6,24 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, endpoints, status};
+use crate::common::{Server, status};
 
 /// A stall no healthy echo comes near (it takes milliseconds), short of
 /// the "forever" the attacks used to cause.
 const STALL: Duration = Duration::from_secs(3);
 
-/// Echoes 64-byte records through `addr` until `stop`; returns the longest
-/// round trip. Panics on a wrong byte or a stall past [`STALL`].
-fn witness(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Duration> {
+/// Echoes 64-byte records through `addr` until `stop`, counting them in
+/// `echoed`; returns the longest round trip. Panics on a wrong byte or a
+/// stall past [`STALL`].
+fn witness(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    echoed: Arc<AtomicU32>,
+) -> JoinHandle<Duration> {
     std::thread::spawn(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(STALL)).unwrap();
@@ -35,6 +40,7 @@ fn witness(addr: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<Duration> {
             assert_eq!(got, record, "witness: echo of record {n} differs");
             worst = worst.max(start.elapsed());
             n += 1;
+            echoed.store(n, Relaxed);
         }
         assert!(n > 0, "the witness echoed nothing");
         worst
@@ -58,18 +64,8 @@ fn non_reader(addr: SocketAddr, data: Arc<Vec<u8>>) -> JoinHandle<()> {
 /// A serve of `sim:echo` with a raw TCP and an RFC 2217 endpoint, and the
 /// latter's address.
 fn echo_with_rfc2217() -> (Server, SocketAddr) {
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        "sim:echo",
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-        "-l",
-        "rfc2217:127.0.0.1:0",
-    ]);
-    let rfc2217 = endpoints(&status(&server.control), "rfc2217:")[0];
+    let server = Server::serve("sim:echo", 115_200, &["-l", "rfc2217:127.0.0.1:0"]);
+    let rfc2217 = server.rfc2217[0];
     (server, rfc2217)
 }
 
@@ -77,7 +73,8 @@ fn echo_with_rfc2217() -> (Server, SocketAddr) {
 fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_freezing_writes() {
     let (server, rfc2217) = echo_with_rfc2217();
     let stop = Arc::new(AtomicBool::new(false));
-    let echo = witness(server.addr(), stop.clone());
+    let echoed = Arc::new(AtomicU32::new(0));
+    let echo = witness(server.addr(), stop.clone(), echoed.clone());
     // DO BINARY, DONT BINARY: each is answered, so the answers pile up.
     let flood = Arc::new(b"\xff\xfd\x00\xff\xfe\x00".repeat(1_000_000));
     let attacked = Instant::now();
@@ -92,7 +89,12 @@ fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_
         a.join().unwrap();
     }
     // The witness goes on echoing after the attack too.
-    std::thread::sleep(Duration::from_millis(300));
+    let after = echoed.load(Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while echoed.load(Relaxed) < after + 10 && !echo.is_finished() {
+        assert!(Instant::now() < deadline, "the witness stopped echoing");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Relaxed);
     let worst = echo.join().expect("the witness stalled or lost data");
     eprintln!("witness: longest echo {worst:?}");
@@ -110,7 +112,7 @@ fn issue18_rfc2217_clients_flooding_negotiations_without_reading_are_kicked_not_
 fn issue18_a_departed_clients_queued_break_toggles_are_dropped() {
     let (server, rfc2217) = echo_with_rfc2217();
     let stop = Arc::new(AtomicBool::new(false));
-    let echo = witness(server.addr(), stop.clone());
+    let echo = witness(server.addr(), stop.clone(), Arc::default());
     let mut s = TcpStream::connect(rfc2217).unwrap();
     // WILL COM-PORT, then SET-CONTROL break on (5) and off (6), 5,000 times.
     let mut out = b"\xff\xfb\x2c".to_vec();
@@ -166,7 +168,7 @@ fn sockets(pid: u32) -> usize {
 
 /// A fast connect/close loop against `--max-clients 64`: lingering
 /// half-closed clients are bounded too, so the process holds at most 128
-/// client connections (README, Limits), plus the one it is refusing, its
+/// client connections (docs/serve.md, Limits), plus the one it is refusing, its
 /// listeners and its control socket. Reading /proc/PID/fd is not atomic,
 /// so a few connections closing and opening during one read may be seen
 /// at once: the test allows 4 over (the code before the fix held 1,576).

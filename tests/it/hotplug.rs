@@ -97,7 +97,11 @@ async fn issue10_a_device_absent_at_start_is_waited_for() {
         .write_all(b"written-before-the-device\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The hub has taken them before the device appears.
+    server.wait_status("the client's bytes were not taken", |p| {
+        p["clients"][0]["bytes_in"] == 26
+    });
+    assert_eq!(state(), "waiting");
 
     let device = sim(SimMode::Echo, 115_200);
     relink(device.path(), &link);

@@ -11,7 +11,7 @@ use crate::common::{Server, eventually, run_to_exit, sim};
 
 /// Issue #2: a missing device gives a clear error and a non-zero exit, fast.
 #[test]
-fn issue_2_missing_device_fails_fast_with_reason() {
+fn issue2_missing_device_fails_fast_with_reason() {
     let (status, err, took) = run_to_exit(
         &[
             "serve",
@@ -81,7 +81,7 @@ fn port_in_use_is_a_clear_error() {
 /// SIGTERM: bytes already accepted for the device are written, clients are
 /// closed, and the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_2_sigterm_drains_writes_and_closes_clients() {
+async fn issue2_sigterm_drains_writes_and_closes_clients() {
     let sink = sim(SimMode::Sink, 9600);
     let mut server = Server::serve(sink.path().to_str().unwrap(), 9600, &[]);
     let mut client = TcpStream::connect(server.addr()).await.unwrap();

@@ -1,4 +1,18 @@
 //! Integration tests: the real binary, real ptys, real TCP on port 0.
+//!
+//! # Naming
+//! A test is named after the behaviour it checks, as a sentence:
+//! `merged_writers_keep_their_own_order`. A test written for a filed issue
+//! (a bug it reported, or something it asked for) starts with `issueN_`,
+//! no underscore between `issue` and the number: `issue18_…`, never
+//! `issue_18_…`. `cargo test issue18_` then runs that issue's tests, here
+//! and in the unit tests of `src/`, which follow the same scheme.
+//!
+//! # Waiting
+//! A test never sleeps and then asserts that something did not happen: it
+//! waits for an event that must come first (a `status --json` counter, a
+//! later byte, a log line) and then checks. A sleep that paces a writer or
+//! plays a slow peer on purpose says so.
 
 mod common;
 
@@ -10,6 +24,7 @@ mod bulk;
 mod config;
 mod counters;
 mod discovery;
+mod docs;
 mod fanout;
 mod hostile;
 mod hostile_peers;

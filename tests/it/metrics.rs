@@ -87,17 +87,7 @@ pub(crate) fn sample(families: &Value, family: &str, labels: &[(&str, &str)]) ->
 
 #[test]
 fn issue10_metrics_are_scraped_and_parsed_by_a_real_parser() {
-    let server = Server::start(&[
-        "--metrics",
-        "127.0.0.1:0",
-        "serve",
-        "-d",
-        "sim:echo",
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+    let server = Server::serve_with_metrics("sim:echo", 115_200, &[]);
     let metrics = server.metrics_addr();
 
     // Two clients; each write is echoed by the device to both.

@@ -277,6 +277,6 @@ fn issue20_install_script_lists_what_it_installs_and_readme_says_what_it_does() 
     // A config already there is kept, and so not listed.
     let again = install();
     assert!(!again.contains("serialhub.toml"), "{again}");
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(repo().join("docs/service.md")).unwrap();
     assert!(!readme.contains("but the last two"));
 }

@@ -19,7 +19,7 @@ for i in range(int(sys.argv[2])):
 os.close(fd)
 "#;
 
-/// The control program of the README: takes the write lock, sends a request,
+/// A control program like the one in docs/transactions.md: takes the write lock, sends a request,
 /// reads the echoed reply, releases. It reopens the port every ten exchanges.
 /// Prints the slowest exchange; fails on a missing or wrong reply.
 const CONTROLLER: &str = r#"
@@ -224,7 +224,7 @@ async fn issue8_pty_link_leaves_foreign_files_alone() {
 }
 
 /// Issue #8: nothing stops a second program from opening a pty endpoint that
-/// one already has (see the README), but it is reported.
+/// one already has (see docs/endpoints.md), but it is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue8_second_program_on_a_pty_endpoint_is_reported() {
     let dir = tempfile::tempdir().unwrap();

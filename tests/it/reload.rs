@@ -112,3 +112,88 @@ async fn issue10_reload_changes_line_and_endpoints_in_place() {
     );
     assert_eq!(device.baud(), 19200);
 }
+
+/// `[[port]] NAME` on `sim:echo` with `extra` keys, listening on `listen`.
+fn sim_port(name: &str, extra: &str, listen: &[String]) -> String {
+    let listen: Vec<String> = listen.iter().map(|l| format!("{l:?}")).collect();
+    format!(
+        "[[port]]\nname = \"{name}\"\ndevice = \"sim:echo\"\n{extra}listen = [{}]\n",
+        listen.join(", ")
+    )
+}
+
+/// Issue 20: the reload's one-line summary names every port in its part,
+/// as the README quotes it; a port that cannot start is named with why,
+/// and the others are as the file says.
+#[test]
+fn issue20_reload_summary_names_every_port_in_its_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, sock) = (dir.path().join("hub.toml"), dir.path().join("hub.sock"));
+    let write = |ports: &[String]| {
+        std::fs::write(
+            &file,
+            format!("[control]\nsocket = {sock:?}\n{}", ports.concat()),
+        )
+        .unwrap();
+    };
+    let tcp = vec!["tcp:127.0.0.1:0".to_owned()];
+    let plc_sock = format!("unix:{}", dir.path().join("plc.sock").display());
+    let busy = dir.path().join("busy.sock");
+    let names = || -> Vec<String> {
+        status(&sock)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    write(&[
+        sim_port("lab1", "", &tcp),
+        sim_port("plc", "baud = 9600\n", &tcp),
+        sim_port("lab2", "", &tcp),
+        sim_port("old", "", &tcp),
+    ]);
+    let server = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+
+    let plc = [tcp[0].clone(), plc_sock.clone()];
+    write(&[
+        sim_port("lab1", "", &tcp),
+        sim_port("plc", "baud = 19200\n", &plc),
+        sim_port("lab3", "", &tcp),
+        sim_port("lab2", "max-clients = 3\n", &tcp),
+    ]);
+    let (ok, out, err) = control(&sock, &["reload"]);
+    assert!(ok, "{out}{err}");
+    let summary = format!(
+        "unchanged: lab1; changed in place: plc (line 9600 8N1 -> 19200 8N1, +{plc_sock}); \
+         restarted: lab2; added: lab3; removed: old"
+    );
+    assert_eq!(out.trim_end(), summary);
+    assert!(
+        server.wait_log(&format!("reloaded: {summary}"), Duration::from_secs(10)),
+        "{}",
+        server.log()
+    );
+    // In the file's order.
+    assert_eq!(names(), ["lab1", "plc", "lab3", "lab2"]);
+
+    // plc cannot bind its new endpoint in place, nor start with it.
+    std::fs::write(&busy, b"not a socket").unwrap();
+    let busy_ep = format!("unix:{}", busy.display());
+    write(&[
+        sim_port("lab1", "", &tcp),
+        sim_port("plc", "baud = 19200\n", &[tcp[0].clone(), busy_ep.clone()]),
+        sim_port("lab2", "max-clients = 3\n", &tcp),
+    ]);
+    let (ok, out, err) = control(&sock, &["reload"]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains(&format!(
+            "unchanged: lab1, lab2; removed: lab3; failed to start: plc: {busy_ep} exists \
+             and is not a socket; refusing to replace it"
+        )),
+        "{err}"
+    );
+    assert_eq!(names(), ["lab1", "lab2"]);
+    assert_eq!(std::fs::read(&busy).unwrap(), b"not a socket");
+}

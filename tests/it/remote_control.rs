@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::fake_rfc2217::{self, Answers, DTR_OFF, DTR_ON, FakeRfc2217, RTS_OFF, RTS_ON};
-use crate::common::{Server, endpoints, eventually, finish, python, status};
+use crate::common::{Server, eventually, finish, python};
 
 /// How long one DTR, RTS or PURGE call through serialhub may take, as the
 /// issue asks (pyserial gives each 3 s). The figures measured are printed:
@@ -55,29 +55,12 @@ print(json.dumps({k: max(v) for k, v in took.items()}), flush=True)
 /// serialhub on `device` with one `rfc2217:` endpoint, once the remote port
 /// is connected; and that endpoint's address.
 fn serve(device: &str) -> (Server, String) {
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        device,
-        "-b",
-        "115200",
-        "-l",
-        "rfc2217:127.0.0.1:0",
-    ]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let s = status(&server.control);
-        if s[0]["device_state"]["state"] == "open" {
-            let addr = endpoints(&s, "rfc2217:")[0].to_string();
-            return (server, addr);
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the remote port never connected: {s}\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let server = Server::listen(device, 115_200, &["rfc2217:127.0.0.1:0"], &[]);
+    server.wait_status("the remote port never connected", |p| {
+        p["device_state"]["state"] == "open"
+    });
+    let addr = server.rfc2217[0].to_string();
+    (server, addr)
 }
 
 /// Runs [`RESETS`] through serialhub on the fake server at `url`, checks

@@ -3,68 +3,19 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{PtyDevice, Server, device_got, eventually, finish, python, status};
 
-/// A serialhub on `device` with the given endpoints and a control socket,
-/// and the addresses its endpoints got, as `status --json` tells them.
-struct Hub {
-    server: Server,
-    _dir: tempfile::TempDir,
-    sock: PathBuf,
-    endpoints: Vec<String>,
+/// `HOST:PORT` of the server's first `rfc2217:` endpoint.
+fn rfc2217(server: &Server) -> String {
+    server.rfc2217[0].to_string()
 }
 
-impl Hub {
-    fn start(device: &str, baud: u32, listen: &[&str], extra: &[&str]) -> Hub {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("hub.sock");
-        let baud = baud.to_string();
-        let mut args = vec![
-            "--control",
-            sock.to_str().unwrap(),
-            "serve",
-            "-d",
-            device,
-            "-b",
-            &baud,
-        ];
-        for l in listen {
-            args.extend(["-l", l]);
-        }
-        args.extend_from_slice(extra);
-        let server = Server::start(&args);
-        let endpoints = status(&sock)[0]["endpoints"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e.as_str().unwrap().to_owned())
-            .collect();
-        Hub {
-            server,
-            _dir: dir,
-            sock,
-            endpoints,
-        }
-    }
-
-    /// Stops serialhub as SIGTERM does, so its traffic log is complete.
-    fn stop(mut self) {
-        assert!(self.server.terminate(Duration::from_secs(10)).is_some());
-    }
-
-    /// `HOST:PORT` of the endpoint of `kind`.
-    fn addr(&self, kind: &str) -> String {
-        let prefix = format!("{kind}:");
-        self.endpoints
-            .iter()
-            .find_map(|e| e.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {kind} endpoint in {:?}", self.endpoints))
-            .to_owned()
-    }
+/// Stops serialhub as SIGTERM does, so its traffic log is complete.
+fn stop(mut server: Server) {
+    assert!(server.terminate(Duration::from_secs(10)).is_some());
 }
 
 /// Opens `rfc2217://ADDR` at 19200 baud, checks data both ways (all 256
@@ -92,13 +43,13 @@ s.close()
 #[tokio::test]
 async fn issue11_pyserial_sets_baud_and_stop_bits_on_a_pty_device() {
     let device = PtyDevice::new();
-    let hub = Hub::start(
+    let hub = Server::listen(
         &device.path,
         9600,
         &["rfc2217:127.0.0.1:0"],
         &["--no-pacing"],
     );
-    let client = python(OPEN_AND_TALK, &[&hub.addr("rfc2217")]);
+    let client = python(OPEN_AND_TALK, &[&rfc2217(&hub)]);
     // The device echoes what it gets, as a loopback would.
     let data: Vec<u8> = (0..=255u8).chain(0..=255u8).collect();
     assert!(
@@ -114,7 +65,7 @@ async fn issue11_pyserial_sets_baud_and_stop_bits_on_a_pty_device() {
         device.cflag() & libc::CSTOPB != 0,
         "2 stop bits were not set"
     );
-    assert_eq!(status(&hub.sock)[0]["line"], "19200 8N2");
+    assert_eq!(status(&hub.control)[0]["line"], "19200 8N2");
 }
 
 const SET_PARITY: &str = r#"
@@ -133,16 +84,16 @@ s.close()
 #[tokio::test]
 async fn issue11_a_pty_refuses_parity_with_an_answer_not_a_timeout() {
     let device = PtyDevice::new();
-    let hub = Hub::start(&device.path, 9600, &["rfc2217:127.0.0.1:0"], &[]);
+    let hub = Server::listen(&device.path, 9600, &["rfc2217:127.0.0.1:0"], &[]);
     let (ok, out) = finish(
-        python(SET_PARITY, &[&hub.addr("rfc2217"), "E", "7"]),
+        python(SET_PARITY, &[&rfc2217(&hub), "E", "7"]),
         Duration::from_secs(30),
     );
     assert!(ok, "{out}");
     // pyserial names a rejected value "rejected"; a missing answer, "timeout".
     assert!(out.contains("REFUSED") && out.contains("rejected"), "{out}");
     assert!(!out.contains("timeout"), "{out}");
-    assert_eq!(status(&hub.sock)[0]["line"], "9600 8N1");
+    assert_eq!(status(&hub.control)[0]["line"], "9600 8N1");
 }
 
 /// Opens at `argv[2]` baud and prints the baud rate pyserial ends up with,
@@ -162,13 +113,13 @@ except (serial.SerialException, ValueError) as e:
 async fn issue11_a_second_client_cannot_change_the_first_ones_baud() {
     use std::process::Stdio;
     let device = PtyDevice::new();
-    let hub = Hub::start(
+    let hub = Server::listen(
         &device.path,
         9600,
         &["rfc2217:127.0.0.1:0", "tcp:127.0.0.1:0"],
         &[],
     );
-    let addr = hub.addr("rfc2217");
+    let addr = rfc2217(&hub);
     let mut first = Command::new("python3")
         .args(["-c", OPEN_AT, &addr, "19200"])
         .stdin(Stdio::piped())
@@ -181,7 +132,7 @@ async fn issue11_a_second_client_cannot_change_the_first_ones_baud() {
     assert_eq!(line.trim(), "OPEN 19200");
     assert_eq!(device.baud(), 19200);
     // A raw TCP client shares the port meanwhile.
-    let mut raw = TcpStream::connect(hub.addr("tcp")).unwrap();
+    let mut raw = TcpStream::connect(hub.addr()).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     // The second asks for 38400: it is told 19200, which pyserial rejects.
     let (_, second) = finish(python(OPEN_AT, &[&addr, "38400"]), Duration::from_secs(30));
@@ -228,13 +179,13 @@ fn read_until_has(s: &mut TcpStream, got: &mut Vec<u8>, want: &[u8]) {
 #[tokio::test]
 async fn issue11_telnet_bytes_by_hand() {
     let device = PtyDevice::new();
-    let hub = Hub::start(
+    let hub = Server::listen(
         &device.path,
         9600,
         &["rfc2217:127.0.0.1:0"],
         &["--no-pacing"],
     );
-    let mut s = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    let mut s = TcpStream::connect(rfc2217(&hub)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut got = Vec::new();
     // The server opens by asking for COM-PORT-OPTION.
@@ -248,7 +199,7 @@ async fn issue11_telnet_bytes_by_hand() {
     read_until_has(&mut s, &mut got, &[IAC, SB, 44, 107]);
     // Another RFC 2217 client, which must not hear of the changes this one
     // makes: an answer it did not ask for kills pyserial (issue 19).
-    let mut other = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    let mut other = TcpStream::connect(rfc2217(&hub)).unwrap();
     other
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -303,7 +254,7 @@ async fn issue11_telnet_bytes_by_hand() {
         &[IAC, SB, 44, 101, 0, 0, IAC, IAC, IAC, IAC, IAC, SE],
     );
     assert!(
-        eventually(Duration::from_secs(5), || status(&hub.sock)[0]["line"]
+        eventually(Duration::from_secs(5), || status(&hub.control)[0]["line"]
             == "65535 8N1")
         .await
     );
@@ -315,13 +266,13 @@ async fn issue11_a_baud_change_waits_for_the_bytes_before_it() {
     let device = PtyDevice::new();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().to_str().unwrap().to_owned();
-    let hub = Hub::start(
+    let hub = Server::listen(
         &device.path,
         9600,
         &["rfc2217:127.0.0.1:0"],
         &["--log", &log, "--log-format", "json"],
     );
-    let mut s = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    let mut s = TcpStream::connect(rfc2217(&hub)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let data = Generator::new().take(4096);
     assert!(!data.contains(&IAC));
@@ -341,7 +292,7 @@ async fn issue11_a_baud_change_waits_for_the_bytes_before_it() {
     assert_eq!(checker.errors, 0, "{:?}", checker.first_error);
     assert_eq!(device.baud(), 115_200);
     drop(s);
-    hub.stop();
+    stop(hub);
     // The traffic log: every byte went out before the change, paced at the
     // old rate (4096 bytes at 960 bytes/s is at least 4 s, less the
     // 20 ms the writer may run ahead).
@@ -383,17 +334,19 @@ async fn issue11_a_baud_change_waits_for_the_bytes_before_it() {
 
 #[tokio::test]
 async fn issue11_a_remote_serialhub_as_the_device_survives_its_restart() {
-    let upstream = Hub::start("sim:echo", 9600, &["rfc2217:127.0.0.1:0"], &[]);
-    let up = upstream.addr("rfc2217");
+    let upstream = Server::listen("sim:echo", 9600, &["rfc2217:127.0.0.1:0"], &[]);
+    let up = rfc2217(&upstream);
     let remote = format!("rfc2217://{up}");
-    let downstream = Hub::start(&remote, 19200, &["tcp:127.0.0.1:0"], &[]);
+    let downstream = Server::listen(&remote, 19200, &["tcp:127.0.0.1:0"], &[]);
     // The downstream's line settings reached the upstream's device.
     assert!(
-        eventually(Duration::from_secs(5), || status(&upstream.sock)[0]["line"]
-            == "19200 8N1")
+        eventually(
+            Duration::from_secs(5),
+            || status(&upstream.control)[0]["line"] == "19200 8N1"
+        )
         .await
     );
-    let mut c = TcpStream::connect(downstream.addr("tcp")).unwrap();
+    let mut c = TcpStream::connect(downstream.addr()).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let data: Vec<u8> = (0..=255u8).collect();
     c.write_all(&data).unwrap();
@@ -405,15 +358,15 @@ async fn issue11_a_remote_serialhub_as_the_device_survives_its_restart() {
     // flows again once the downstream has reconnected.
     drop(upstream);
     let listen = format!("rfc2217:{up}");
-    let _again = Hub::start("sim:echo", 9600, &[&listen], &[]);
+    let _again = Server::listen("sim:echo", 9600, &[&listen], &[]);
     assert!(
         eventually(
             Duration::from_secs(15),
-            || status(&downstream.sock)[0]["device_state"]["state"] == "open"
+            || status(&downstream.control)[0]["device_state"]["state"] == "open"
         )
         .await,
         "{}",
-        status(&downstream.sock)
+        status(&downstream.control)
     );
     c.write_all(b"again\n").unwrap();
     let mut got = [0u8; 6];
@@ -449,19 +402,16 @@ print("OK", flush=True)
 async fn issue11_pyserial_on_a_loopback_plug() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().to_str().unwrap().to_owned();
-    let hub = Hub::start(
+    let hub = Server::listen(
         "sim:loopback",
         9600,
         &["rfc2217:127.0.0.1:0"],
         &["--log", &log, "--log-format", "json"],
     );
-    let (ok, out) = finish(
-        python(LOOPBACK, &[&hub.addr("rfc2217")]),
-        Duration::from_secs(60),
-    );
+    let (ok, out) = finish(python(LOOPBACK, &[&rfc2217(&hub)]), Duration::from_secs(60));
     assert!(ok && out.contains("OK"), "{out}");
-    assert_eq!(status(&hub.sock)[0]["line"], "19200 7E1");
-    hub.stop();
+    assert_eq!(status(&hub.control)[0]["line"], "19200 7E1");
+    stop(hub);
     let text: String = std::fs::read_dir(&log)
         .unwrap()
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
@@ -477,13 +427,13 @@ async fn issue11_pyserial_on_a_loopback_plug() {
 async fn issue11_a_request_is_answered_while_the_device_is_absent() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("ttyGONE");
-    let hub = Hub::start(
+    let hub = Server::listen(
         missing.to_str().unwrap(),
         9600,
         &["rfc2217:127.0.0.1:0"],
         &["--wait-for-device"],
     );
-    let mut s = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    let mut s = TcpStream::connect(rfc2217(&hub)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut got = Vec::new();
     s.write_all(&[IAC, WILL, 44, IAC, SB, 44, 1, 0, 0, 0x4b, 0, IAC, SE])
@@ -505,8 +455,8 @@ async fn issue11_a_request_is_answered_while_the_device_is_absent() {
 
 #[tokio::test]
 async fn issue11_break_on_a_loopback_plug_is_reported_as_line_state() {
-    let hub = Hub::start("sim:loopback", 9600, &["rfc2217:127.0.0.1:0"], &[]);
-    let mut s = TcpStream::connect(hub.addr("rfc2217")).unwrap();
+    let hub = Server::listen("sim:loopback", 9600, &["rfc2217:127.0.0.1:0"], &[]);
+    let mut s = TcpStream::connect(rfc2217(&hub)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut got = Vec::new();
     s.write_all(&[IAC, WILL, 44]).unwrap();
@@ -545,9 +495,9 @@ except (serial.SerialException, ValueError) as e:
 #[tokio::test]
 async fn issue19_the_settings_owner_releases_them_when_it_closes() {
     let device = PtyDevice::new();
-    let hub = Hub::start(&device.path, 9600, &["rfc2217:127.0.0.1:0"], &[]);
+    let hub = Server::listen(&device.path, 9600, &["rfc2217:127.0.0.1:0"], &[]);
     let (ok, out) = finish(
-        python(REOPEN_AT_ANOTHER_RATE, &[&hub.addr("rfc2217")]),
+        python(REOPEN_AT_ANOTHER_RATE, &[&rfc2217(&hub)]),
         Duration::from_secs(30),
     );
     assert!(ok && out.contains("OPEN 38400"), "{out}");
@@ -587,13 +537,13 @@ print("OK", n, flush=True)
 #[tokio::test]
 async fn issue19_no_answer_a_client_did_not_ask_for_kills_pyserial() {
     let device = PtyDevice::new();
-    let hub = Hub::start(
+    let hub = Server::listen(
         &device.path,
         9600,
         &["rfc2217:127.0.0.1:0,control=any"],
         &[],
     );
-    let addr = hub.addr("rfc2217");
+    let addr = rfc2217(&hub);
     let changer = python(SHARE_WHILE_CHANGING, &[&addr, "changer", "10"]);
     let opener = python(SHARE_WHILE_CHANGING, &[&addr, "opener", "10"]);
     let (ok, out) = finish(opener, Duration::from_secs(60));
@@ -624,14 +574,14 @@ except (serial.SerialException, ValueError) as e:
 async fn issue19_an_opens_settings_are_answered_together_while_the_device_is_absent() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("ttyGONE");
-    let hub = Hub::start(
+    let hub = Server::listen(
         missing.to_str().unwrap(),
         9600,
         &["rfc2217:127.0.0.1:0"],
         &["--wait-for-device"],
     );
     let (ok, out) = finish(
-        python(OPEN_TIMED, &[&hub.addr("rfc2217"), "115200", "7E2"]),
+        python(OPEN_TIMED, &[&rfc2217(&hub), "115200", "7E2"]),
         Duration::from_secs(30),
     );
     assert!(ok && out.contains("OPEN"), "{out}");
@@ -654,13 +604,13 @@ sys.stdin.read()
 async fn issue19_pyserial_opens_while_another_clients_bytes_crawl_out_at_300_baud() {
     use std::process::Stdio;
     let device = PtyDevice::new();
-    let hub = Hub::start(
+    let hub = Server::listen(
         &device.path,
         9600,
         &["rfc2217:127.0.0.1:0,control=any"],
         &[],
     );
-    let addr = hub.addr("rfc2217");
+    let addr = rfc2217(&hub);
     let mut slow = Command::new("python3")
         .args(["-c", SLOW_WRITER, &addr])
         .stdin(Stdio::piped())
@@ -715,20 +665,20 @@ print("ok", n, flush=True)
 /// transaction` with `framing=modbus-rtu`: each gets only its own replies.
 #[tokio::test]
 async fn issue19_two_rfc2217_modbus_masters_each_get_their_own_replies() {
-    let hub = Hub::start(
+    let hub = Server::listen(
         "sim:modbus",
         115_200,
         &["rfc2217:127.0.0.1:0,framing=modbus-rtu"],
         &["--writers", "transaction"],
     );
-    let addr = hub.addr("rfc2217");
+    let addr = rfc2217(&hub);
     let one = python(RTU_MASTER, &[&addr, "1", "0", "500"]);
     let two = python(RTU_MASTER, &[&addr, "2", "5000", "500"]);
     for (n, master) in [(1, one), (2, two)] {
         let (ok, out) = finish(master, Duration::from_secs(120));
         assert!(ok && out.contains("ok 500"), "master {n}: {out}");
     }
-    let p = &status(&hub.sock)[0];
+    let p = &status(&hub.control)[0];
     assert!(p["transactions"].as_u64() >= Some(1000), "{p:#}");
     assert_eq!(p["timeouts"], 0, "{p:#}");
 }

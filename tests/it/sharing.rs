@@ -20,7 +20,7 @@ sys.exit(0 if line == b"device-says-hi\n" else 1)
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
+async fn issue4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
     let device = PtyDevice::new();
@@ -60,7 +60,7 @@ async fn issue_4_two_pyserial_programs_and_a_tcp_client_share_the_device() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_pty_endpoint_survives_close_and_reopen_and_link_is_removed() {
+async fn issue4_pty_endpoint_survives_close_and_reopen_and_link_is_removed() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("ttyR");
     let device = PtyDevice::new();
@@ -112,17 +112,9 @@ async fn blast_lines(addr: std::net::SocketAddr, tag: char, count: usize) -> Tcp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_line_framing_keeps_lines_whole_at_9600() {
+async fn issue4_line_framing_keeps_lines_whole_at_9600() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        &device.path,
-        "-b",
-        "9600",
-        "-l",
-        "tcp:127.0.0.1:0,framing=line",
-    ]);
+    let server = Server::listen(&device.path, 9600, &["tcp:127.0.0.1:0,framing=line"], &[]);
     let (a, b) = tokio::join!(
         blast_lines(server.addr(), 'A', 500),
         blast_lines(server.addr(), 'B', 500)
@@ -153,23 +145,18 @@ async fn issue_4_line_framing_keeps_lines_whole_at_9600() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_exclusive_lock_holds_other_writers_until_release() {
+async fn issue4_exclusive_lock_holds_other_writers_until_release() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
-        &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,lock=inband",
-    ]);
+    let server = Server::listen(&device.path, 115_200, &["tcp:127.0.0.1:0,lock=inband"], &[]);
     let mut a = TcpStream::connect(server.addr()).await.unwrap();
     let mut b = TcpStream::connect(server.addr()).await.unwrap();
     a.write_all(b"\x10LA-request-1\n").await.unwrap();
     assert!(device_got(&device, b"A-request-1\n", Duration::from_secs(5)).await);
     b.write_all(b"B-1\nB-2\n").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // B's write is counted as waiting for A's lock; it must not be out.
+    server.wait_status("B's write did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() >= Some(1)
+    });
     assert!(
         !device_got(&device, b"B-1", Duration::ZERO).await,
         "B wrote while A held the lock"
@@ -188,17 +175,12 @@ async fn issue_4_exclusive_lock_holds_other_writers_until_release() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
+    let server = Server::listen(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,lock=inband",
-        "--lock-idle",
-        "3s",
-    ]);
+        115_200,
+        &["tcp:127.0.0.1:0,lock=inband"],
+        &["--lock-idle", "3s"],
+    );
     let mut a = TcpStream::connect(server.addr()).await.unwrap();
     let mut b = TcpStream::connect(server.addr()).await.unwrap();
     a.write_all(b"\x10La\n").await.unwrap();
@@ -229,10 +211,17 @@ async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
         "{}",
         server.log()
     );
+    let waits = crate::common::status(&server.control)[0]["lock_waits"]
+        .as_u64()
+        .expect("lock_waits in status");
     let mut c = TcpStream::connect(server.addr()).await.unwrap();
     c.write_all(b"c\n").await.unwrap();
+    // C's write is counted as waiting for B's lock; it must not be out.
+    server.wait_status("C's write did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() > Some(waits)
+    });
     assert!(
-        !device_got(&device, b"c\n", Duration::from_secs(1)).await,
+        !device_got(&device, b"c\n", Duration::ZERO).await,
         "C wrote while B held the lock"
     );
     assert!(
@@ -244,25 +233,29 @@ async fn exclusive_lock_is_released_on_disconnect_and_when_idle() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_read_only_endpoint_cannot_write() {
+async fn issue4_read_only_endpoint_cannot_write() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
+    let server = Server::listen(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,access=ro",
-        "-l",
-        "tcp:127.0.0.1:0",
-    ]);
+        115_200,
+        &["tcp:127.0.0.1:0,access=ro", "tcp:127.0.0.1:0"],
+        &[],
+    );
     let mut ro = TcpStream::connect(server.addr()).await.unwrap();
     let mut rw = TcpStream::connect(server.addrs[1]).await.unwrap();
+    let ro_peer = format!("tcp:{}", ro.local_addr().unwrap());
     ro.write_all(b"must-not-arrive\n").await.unwrap();
     rw.write_all(b"rw-marker\n").await.unwrap();
     assert!(device_got(&device, b"rw-marker\n", Duration::from_secs(5)).await);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the hub has counted the read-only client's write as discarded,
+    // none of it may have reached the device.
+    server.wait_status("the read-only write was not counted", |p| {
+        p["clients"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["peer"] == ro_peer.as_str() && c["discarded"] == 16)
+    });
     assert_eq!(device.received(), b"rw-marker\n");
     assert!(server.wait_log("read-only client wrote", Duration::from_secs(5)));
     // It still reads what the device sends.
@@ -280,7 +273,7 @@ async fn issue_4_read_only_endpoint_cannot_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_4_unix_endpoint_has_mode_and_carries_both_ways() {
+async fn issue4_unix_endpoint_has_mode_and_carries_both_ways() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("hub.sock");
@@ -316,19 +309,12 @@ async fn issue_4_unix_endpoint_has_mode_and_carries_both_ways() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue8_trickling_lock_holder_loses_the_lock_after_lock_max() {
     let device = PtyDevice::new();
-    let server = Server::start(&[
-        "serve",
-        "-d",
+    let server = Server::listen(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,lock=inband",
-        "--lock-idle",
-        "5s",
-        "--lock-max",
-        "2s",
-    ]);
+        115_200,
+        &["tcp:127.0.0.1:0,lock=inband"],
+        &["--lock-idle", "5s", "--lock-max", "2s"],
+    );
     let mut a = TcpStream::connect(server.addr()).await.unwrap();
     let mut b = TcpStream::connect(server.addr()).await.unwrap();
     a.write_all(b"\x10La-has-it\n").await.unwrap();
@@ -343,10 +329,13 @@ async fn issue8_trickling_lock_holder_loses_the_lock_after_lock_max() {
         }
     });
     b.write_all(b"b-waited\n").await.unwrap();
-    // Held back while A holds the lock (it can only come early, never late,
-    // on a loaded machine)...
+    // Held back while A holds the lock: counted as waiting for it, and not
+    // out...
+    server.wait_status("B's write did not wait for the lock", |p| {
+        p["lock_waits"].as_u64() >= Some(1)
+    });
     assert!(
-        !device_got(&device, b"b-waited\n", Duration::from_millis(800)).await,
+        !device_got(&device, b"b-waited\n", Duration::ZERO).await,
         "B wrote while A held the lock:\n{}",
         server.log()
     );

@@ -64,7 +64,7 @@ async fn connect_two(server: &Server) -> Vec<TcpStream> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_2_stalled_reader_is_disconnected_and_others_keep_full_rate() {
+async fn issue2_stalled_reader_is_disconnected_and_others_keep_full_rate() {
     let o = scenario("disconnect", 6.0).await;
     for r in &o.good_rates {
         assert!(*r > 0.8 * LINE_RATE, "good reader got {r:.0} B/s");
@@ -94,7 +94,7 @@ async fn issue_2_stalled_reader_is_disconnected_and_others_keep_full_rate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_2_stalled_reader_loses_data_under_drop_policy_only() {
+async fn issue2_stalled_reader_loses_data_under_drop_policy_only() {
     let o = scenario("drop", 6.0).await;
     for r in &o.good_rates {
         assert!(*r > 0.8 * LINE_RATE, "good reader got {r:.0} B/s");
@@ -116,7 +116,7 @@ async fn issue_2_stalled_reader_loses_data_under_drop_policy_only() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_2_block_policy_is_lossless_and_paced_by_the_slowest() {
+async fn issue2_block_policy_is_lossless_and_paced_by_the_slowest() {
     let o = scenario("block", 8.0).await;
     // Once the stalled client's buffers are full, everyone waits.
     for r in &o.good_rates {

@@ -7,13 +7,24 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::common::{PtyDevice, Server, endpoints, finish, python, status};
+use crate::common::{PtyDevice, Server, finish, python};
 
 /// esptool's classic reset (DTR off, RTS on, pause, DTR on, RTS off)
 /// between two writes, then a break and a purge. Prints its local address,
-/// which names it in the log.
+/// which names it in the log. `argv[2]` and `argv[3]` are serialhub and its
+/// control socket, whose status says when the device has had the bytes.
 const RESET: &str = r#"
-import sys, time, serial
+import json, subprocess, sys, time, serial
+def wait_written(n):
+    end = time.monotonic() + 20
+    while True:
+        out = subprocess.run([sys.argv[2], "--control", sys.argv[3], "status", "--json"],
+                             capture_output=True, check=True).stdout
+        if json.loads(out)[0]["bytes_to_device"] >= n:
+            return
+        if time.monotonic() > end:
+            sys.exit("the device did not get %d bytes: %s" % (n, out))
+        time.sleep(0.02)
 s = serial.serial_for_url("rfc2217://" + sys.argv[1], baudrate=115200, timeout=1)
 print("LOCAL %s:%d" % s._socket.getsockname()[:2], flush=True)
 s.write(b"before-reset")
@@ -25,8 +36,8 @@ s.rts = False
 s.send_break(0.1)
 s.write(b"after-reset")
 # A purge is recorded when the endpoint handles it, not in the device's
-# queue: give the bytes before it time to reach the device first.
-time.sleep(0.3)
+# queue: wait until the bytes before it have reached the device.
+wait_written(len(b"before-reset") + len(b"after-reset"))
 s.reset_input_buffer()
 s.close()
 print("OK", flush=True)
@@ -52,21 +63,18 @@ fn log(args: &[&str]) -> String {
 /// [`RESET`] through it; returns the client's name as the log has it.
 fn run_reset(dir: &Path, format: &str) -> String {
     let device = PtyDevice::new();
-    let mut server = Server::start(&[
-        "serve",
-        "-d",
+    let mut server = Server::listen(
         &device.path,
-        "-b",
-        "115200",
-        "-l",
-        "rfc2217:127.0.0.1:0",
-        "--log",
-        dir.to_str().unwrap(),
-        "--log-format",
-        format,
-    ]);
-    let addr = endpoints(&status(&server.control), "rfc2217:")[0];
-    let (ok, out) = finish(python(RESET, &[&addr.to_string()]), Duration::from_secs(30));
+        115_200,
+        &["rfc2217:127.0.0.1:0"],
+        &["--log", dir.to_str().unwrap(), "--log-format", format],
+    );
+    let addr = server.rfc2217[0];
+    let control = server.control.to_str().unwrap().to_owned();
+    let (ok, out) = finish(
+        python(RESET, &[&addr.to_string(), crate::common::BIN, &control]),
+        Duration::from_secs(30),
+    );
     assert!(ok && out.contains("OK"), "{out}\n{}", server.log());
     let status = server.terminate(Duration::from_secs(10));
     assert!(status.is_some_and(|s| s.success()), "{}", server.log());

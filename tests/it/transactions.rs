@@ -127,12 +127,15 @@ fn issue9_inband_lock_is_acknowledged_and_routes_replies_to_the_holder() {
     holder.read_exact(&mut ack).unwrap();
     assert_eq!(&ack, b"\x10L", "the lock is acknowledged in-band");
 
-    // Another client's request waits while the lock is held...
+    // Another client's request waits while the lock is held: the arbiter
+    // counts it as waiting, and the holder's requests after it are served
+    // while it gets nothing (its reply, had it gone out, would have come
+    // before theirs: the device answers in order).
     let mut other = TcpStream::connect(addr).unwrap();
-    other
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
     other.write_all(b"other\n").unwrap();
+    server.wait_status("the other client's request did not wait", |p| {
+        p["lock_waits"].as_u64() >= Some(1)
+    });
     for i in 0..5 {
         let req = format!("mine-{i}\n");
         holder.write_all(req.as_bytes()).unwrap();
@@ -141,13 +144,17 @@ fn issue9_inband_lock_is_acknowledged_and_routes_replies_to_the_holder() {
         assert_eq!(got, req.as_bytes());
     }
     let mut buf = [0u8; 64];
+    other.set_nonblocking(true).unwrap();
     let early = other.read(&mut buf);
     assert!(
-        early.is_err(),
+        early
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::WouldBlock),
         "a request went out while another client held the lock: {:?}\n{}",
         early.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()),
         server.log()
     );
+    other.set_nonblocking(false).unwrap();
     // ...and goes out, with its reply to it alone, once the lock is released.
     holder.write_all(b"\x10U").unwrap();
     other
@@ -156,13 +163,12 @@ fn issue9_inband_lock_is_acknowledged_and_routes_replies_to_the_holder() {
     let mut got = [0u8; 6];
     other.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"other\n");
-    holder
-        .set_read_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    assert!(
-        holder.read(&mut buf).is_err(),
-        "the holder got another client's reply"
-    );
+    // The holder's next reply is the first thing it gets: another client's
+    // reply, had it been sent to it too, would have come before.
+    holder.write_all(b"after\n").unwrap();
+    let mut got = [0u8; 6];
+    holder.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"after\n", "the holder got another client's reply");
 }
 
 #[test]
@@ -237,7 +243,7 @@ fn issue9_traffic_log_names_the_client_of_each_reply() {
     }
 }
 
-/// The README's local-sharing example: a controller on a line-framed pty
+/// The local-sharing example of docs/transactions.md: a controller on a line-framed pty
 /// endpoint, a terminal on another pty endpoint typing at the same time,
 /// and a read-only logger.
 const CONTROLLER: &str = r#"

@@ -35,11 +35,11 @@ use crate::proto::telnet::rfc2217::{Command, Control};
 /// keeps the one request that finds a silent server out, and so the
 /// client's DTR or RTS call behind it, well inside the 0.5 s an esptool
 /// reset step allows.
-pub const CONTROL_ANSWER_WAIT: Duration = Duration::from_millis(250);
+pub(crate) const CONTROL_ANSWER_WAIT: Duration = Duration::from_millis(250);
 
 impl Remote {
     /// Sets a modem output (or break) on the remote port.
-    pub async fn set_signal(&self, signal: Signal, on: bool) -> io::Result<()> {
+    pub(crate) async fn set_signal(&self, signal: Signal, on: bool) -> io::Result<()> {
         if self.protocol == Protocol::Raw {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,

@@ -18,7 +18,7 @@
 mod control;
 mod url;
 
-pub use url::{Protocol, RemoteOptions, RemoteUrl};
+pub(crate) use url::{Protocol, RemoteOptions, RemoteUrl};
 
 use std::io;
 use std::sync::Mutex;
@@ -66,7 +66,7 @@ struct Learnt {
 
 /// A connected remote port.
 #[derive(Debug)]
-pub struct Remote {
+pub(crate) struct Remote {
     addr: String,
     protocol: Protocol,
     options: RemoteOptions,
@@ -93,7 +93,7 @@ impl Drop for Remote {
 impl Remote {
     /// Connects, and for RFC 2217 negotiates and sends `line`, checking the
     /// server's answers, then `lines` (DTR and RTS), if given.
-    pub async fn connect(
+    pub(crate) async fn connect(
         protocol: Protocol,
         addr: &str,
         options: RemoteOptions,
@@ -151,7 +151,7 @@ impl Remote {
     }
 
     /// Waits until a read would not block. Cancel safe.
-    pub async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         if !self.learn().data.is_empty() {
             return Ok(());
         }
@@ -161,7 +161,7 @@ impl Remote {
     /// Reads the port's data. `Ok(0)` means the connection closed.
     ///
     /// Cancel safe: decoded data not yet returned stays for the next call.
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             {
                 let mut l = self.learn();
@@ -236,7 +236,7 @@ impl Remote {
 
     /// Sends the port's data, IAC doubled for RFC 2217. Returns once it is
     /// queued for the socket.
-    pub async fn write(&self, data: &[u8]) -> io::Result<usize> {
+    pub(crate) async fn write(&self, data: &[u8]) -> io::Result<usize> {
         let bytes = match self.protocol {
             Protocol::Raw => Bytes::copy_from_slice(data),
             Protocol::Rfc2217 => {
@@ -251,7 +251,7 @@ impl Remote {
 
     /// Bytes sent and not yet acknowledged by the server, plus those still
     /// queued for the socket.
-    pub fn output_queue(&self) -> io::Result<usize> {
+    pub(crate) fn output_queue(&self) -> io::Result<usize> {
         nix::ioctl_read_bad!(siocoutq, libc::TIOCOUTQ, libc::c_int);
         let mut n: libc::c_int = 0;
         // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int through the pointer;
@@ -297,7 +297,11 @@ impl Remote {
     /// The answers come through [`read`](Self::read), which the device's
     /// reading loop keeps calling; at connect, before that loop runs, this
     /// reads itself.
-    pub async fn set_line(&self, line: &LineSettings, _before: &LineSettings) -> io::Result<()> {
+    pub(crate) async fn set_line(
+        &self,
+        line: &LineSettings,
+        _before: &LineSettings,
+    ) -> io::Result<()> {
         if self.protocol == Protocol::Raw {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -357,7 +361,7 @@ impl Remote {
     }
 
     /// The modem inputs the server last reported.
-    pub fn modem_inputs(&self) -> io::Result<ModemInputs> {
+    pub(crate) fn modem_inputs(&self) -> io::Result<ModemInputs> {
         self.learn().modem.ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::Unsupported,

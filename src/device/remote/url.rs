@@ -4,7 +4,7 @@
 
 /// Which protocol the remote port speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// Telnet with the COM-PORT-OPTION.
     Rfc2217,
     /// Bytes as they are; no settings.
@@ -12,7 +12,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub fn scheme(self) -> &'static str {
+    pub(crate) fn scheme(self) -> &'static str {
         match self {
             Protocol::Rfc2217 => "rfc2217",
             Protocol::Raw => "tcp",
@@ -22,18 +22,18 @@ impl Protocol {
 
 /// The options of an `rfc2217://` URL (`?NAME&NAME`); `tcp://` takes none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RemoteOptions {
+pub(crate) struct RemoteOptions {
     /// `ign_set_control`: SET-CONTROL requests (DTR, RTS, break, flow
     /// control) are sent without waiting for the server's answers, or
     /// checking them. For servers that answer none, or not with the value
     /// asked: esptool's `esp_rfc2217_server`, sredird. Without it serialhub
     /// finds such a server out at its first unanswered request.
-    pub ign_set_control: bool,
+    pub(crate) ign_set_control: bool,
 }
 
 impl RemoteOptions {
     /// The query part of the URL, `?` included; empty without options.
-    pub fn query(&self) -> &'static str {
+    pub(crate) fn query(&self) -> &'static str {
         match self.ign_set_control {
             true => "?ign_set_control",
             false => "",
@@ -43,17 +43,17 @@ impl RemoteOptions {
 
 /// A remote port as its URL names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteUrl {
-    pub protocol: Protocol,
+pub(crate) struct RemoteUrl {
+    pub(crate) protocol: Protocol,
     /// `HOST:PORT`.
-    pub addr: String,
-    pub options: RemoteOptions,
+    pub(crate) addr: String,
+    pub(crate) options: RemoteOptions,
 }
 
 impl RemoteUrl {
     /// Parses `s` if it starts with a remote port's scheme: `None` if it
     /// does not, an error saying what is wrong if it does.
-    pub fn parse(s: &str) -> Option<Result<RemoteUrl, String>> {
+    pub(crate) fn parse(s: &str) -> Option<Result<RemoteUrl, String>> {
         [Protocol::Rfc2217, Protocol::Raw]
             .into_iter()
             .find_map(|protocol| {

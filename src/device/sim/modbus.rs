@@ -7,7 +7,7 @@
 //! fails its CRC and gets no reply. It waits a reply delay (the slave's
 //! processing time) and sends the reply at line rate.
 //!
-//! Register rule (the README quotes it): each unit has holding and input
+//! Register rule (docs/simulator.md quotes it): each unit has holding and input
 //! registers 0 to 9999. Holding register `a` of unit `u` starts at
 //! `u * 1000 + a` and is writable; input register `a` is `(u << 12) ^ a`.
 
@@ -27,13 +27,13 @@ use crate::proto::modbus::rtu::{self, MAX_FRAME};
 use crate::proto::modbus::{ILLEGAL_DATA_ADDRESS, ILLEGAL_DATA_VALUE, ILLEGAL_FUNCTION};
 
 /// The unit ids that answer; others get no reply, as on a shared bus.
-pub const UNITS: RangeInclusive<u8> = 1..=3;
+pub(crate) const UNITS: RangeInclusive<u8> = 1..=3;
 /// Registers per unit and kind: addresses 0 to 9999.
-pub const REGISTERS: u16 = 10_000;
+pub(crate) const REGISTERS: u16 = 10_000;
 /// Most registers one read may ask for (Modbus: 125).
-pub const MAX_READ: u16 = 125;
+pub(crate) const MAX_READ: u16 = 125;
 /// Most registers one write-multiple may carry (Modbus: 123).
-pub const MAX_WRITE: u16 = 123;
+pub(crate) const MAX_WRITE: u16 = 123;
 /// Inter-frame silence above 19200 baud, where Modbus fixes it.
 const MIN_SILENCE: Duration = Duration::from_micros(1750);
 
@@ -43,13 +43,13 @@ pub fn holding_initial(unit: u8, addr: u16) -> u16 {
 }
 
 /// Value of input register `addr` of `unit`.
-pub fn input_register(unit: u8, addr: u16) -> u16 {
+pub(crate) fn input_register(unit: u8, addr: u16) -> u16 {
     (u16::from(unit) << 12) ^ addr
 }
 
 /// What the slave does with one frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A normal reply (a whole RTU frame).
     Reply(Vec<u8>),
     /// An exception reply (a whole RTU frame).
@@ -62,7 +62,7 @@ pub enum Outcome {
 
 /// The register state of units 1 to 3, and the request handling.
 #[derive(Debug)]
-pub struct Slave {
+pub(crate) struct Slave {
     /// Holding registers, `REGISTERS` per unit, unit 1 first.
     holding: Vec<u16>,
 }
@@ -74,7 +74,7 @@ impl Default for Slave {
 }
 
 impl Slave {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let holding = UNITS
             .flat_map(|u| (0..REGISTERS).map(move |a| holding_initial(u, a)))
             .collect();
@@ -82,12 +82,13 @@ impl Slave {
     }
 
     /// Holding register `addr` of `unit`, if both exist.
-    pub fn holding(&self, unit: u8, addr: u16) -> Option<u16> {
+    #[cfg(test)]
+    pub(crate) fn holding(&self, unit: u8, addr: u16) -> Option<u16> {
         self.holding.get(index(unit, addr)?).copied()
     }
 
     /// Answers one whole frame (unit, PDU, CRC).
-    pub fn handle(&mut self, frame: &[u8]) -> Outcome {
+    pub(crate) fn handle(&mut self, frame: &[u8]) -> Outcome {
         if frame.len() > MAX_FRAME || !rtu::crc_ok(frame) {
             return Outcome::BadFrame;
         }

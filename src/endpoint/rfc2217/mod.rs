@@ -37,7 +37,7 @@ mod outbox;
 mod requests;
 mod writer;
 
-use super::client::LINGER;
+use super::client::{LINGER, output_ended};
 use super::request::{Requests, sleep_until};
 use super::slot::{Slot, chat};
 use super::source::{ClientSource, read_failed, read_queued};
@@ -69,7 +69,7 @@ struct Shared {
 }
 
 /// Runs one RFC 2217 client until it leaves.
-pub async fn run<S, W>(
+pub(crate) async fn run<S, W>(
     handle: ClientHandle,
     source: S,
     mut sink: W,
@@ -126,13 +126,7 @@ pub async fn run<S, W>(
                 }
                 r
             }
-            out = &mut to_client => {
-                handle.close_output();
-                if let Err(e) = &out {
-                    debug!(error = %e, "writing to client failed; taking in what it sent");
-                }
-                to_device.await
-            }
+            out = &mut to_client => output_ended(&handle, &out, to_device).await,
         }
     };
     let _ = sink.shutdown().await;

@@ -19,7 +19,7 @@ use crate::traffic::{ClientRef, Event};
 
 /// The arbiter's receiving end, taken once by the port that runs it.
 #[derive(Debug)]
-pub struct Arbiter {
+pub(crate) struct Arbiter {
     turns: mpsc::Receiver<Turn>,
     config: TxnConfig,
     /// Turns that came while another client held the lock, in order.
@@ -44,7 +44,7 @@ pub(crate) fn channel(config: TxnConfig) -> (mpsc::Sender<Turn>, Arbiter) {
 
 impl Arbiter {
     /// Runs transactions until `stop`, then the ones already queued.
-    pub async fn run(mut self, hub: Arc<Hub>, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, hub: Arc<Hub>, stop: CancellationToken) {
         // The inter-frame silence is a few character times: tokio's
         // millisecond timer would round it up by as much again.
         let timer = PreciseTimer::new();

@@ -41,7 +41,7 @@ mod arbiter;
 mod lock;
 mod routing;
 
-pub use arbiter::Arbiter;
+pub(crate) use arbiter::Arbiter;
 pub(crate) use arbiter::channel;
 pub(crate) use lock::TxnLock;
 pub(crate) use routing::{Routing, Target};
@@ -52,15 +52,15 @@ use super::reply::ReplyRule;
 /// Requests one client may have queued. One would do for a strict
 /// request/response master; a few let a pipelining Modbus TCP client keep
 /// the bus busy, while bounding what one client can make others wait for.
-pub const PIPELINE: usize = 4;
+pub(crate) const PIPELINE: usize = 4;
 /// Turns in the arbiter's channel. Every sender also holds a pipeline
 /// permit or waits for its lock, so this only caps bookkeeping.
 const TURN_CHANNEL: usize = 64;
 
 /// What happens to device output that arrives outside any transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Unsolicited {
+pub(crate) enum Unsolicited {
     /// Every client gets it.
     #[default]
     All,
@@ -75,20 +75,20 @@ pub enum Unsolicited {
 pub struct TxnConfig {
     /// No reply after this long (from the request's last byte on the wire)
     /// ends the transaction as a timeout.
-    pub reply_timeout: Duration,
+    pub(crate) reply_timeout: Duration,
     /// Silence after a reply's first byte that ends it, where its rule cannot
     /// tell its length.
-    pub reply_gap: Duration,
+    pub(crate) reply_gap: Duration,
     /// Silence left on the bus between two frames (3.5 characters for RTU).
-    pub frame_gap: Duration,
+    pub(crate) frame_gap: Duration,
     /// Line time of one character, to know when a request has left the wire.
-    pub char_time: Duration,
-    pub unsolicited: Unsolicited,
+    pub(crate) char_time: Duration,
+    pub(crate) unsolicited: Unsolicited,
 }
 
 /// How a transaction ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The reply came, and this many bytes of it were routed to the client.
     Replied(usize),
     /// No complete reply within the timeout; `partial` bytes of one came.
@@ -100,20 +100,20 @@ pub enum Outcome {
 
 /// One client's request, waiting for its turn.
 #[derive(Debug)]
-pub struct Request {
-    pub client: ClientId,
-    pub name: Arc<str>,
-    pub data: Bytes,
-    pub rule: ReplyRule,
+pub(crate) struct Request {
+    pub(crate) client: ClientId,
+    pub(crate) name: Arc<str>,
+    pub(crate) data: Bytes,
+    pub(crate) rule: ReplyRule,
     /// Told how the transaction ended, if the client wants to know.
-    pub done: Option<oneshot::Sender<Outcome>>,
+    pub(crate) done: Option<oneshot::Sender<Outcome>>,
     /// The client's pipeline place, freed when the transaction ends.
     pub(super) _place: OwnedSemaphorePermit,
 }
 
 /// What clients send the arbiter.
 #[derive(Debug)]
-pub enum Turn {
+pub(crate) enum Turn {
     Request(Request),
     /// Take the write lock; `granted` fires when the holder's turn starts.
     Lock {
@@ -131,9 +131,9 @@ pub enum Turn {
 
 /// Counts a client's transactions, and logs timeouts once per run of them.
 #[derive(Debug, Default)]
-pub struct TxnStats {
-    pub transactions: std::sync::atomic::AtomicU64,
-    pub timeouts: std::sync::atomic::AtomicU64,
+pub(crate) struct TxnStats {
+    pub(crate) transactions: std::sync::atomic::AtomicU64,
+    pub(crate) timeouts: std::sync::atomic::AtomicU64,
     /// Timeouts in a row, so a dead slave is logged once, not per request.
     pub(super) timeouts_in_a_row: std::sync::atomic::AtomicU64,
 }

@@ -9,15 +9,15 @@ pub mod rtu;
 pub mod tcp;
 
 /// Exception code: the function code is not supported.
-pub const ILLEGAL_FUNCTION: u8 = 0x01;
+pub(crate) const ILLEGAL_FUNCTION: u8 = 0x01;
 /// Exception code: the address (or address plus quantity) is out of range.
-pub const ILLEGAL_DATA_ADDRESS: u8 = 0x02;
+pub(crate) const ILLEGAL_DATA_ADDRESS: u8 = 0x02;
 /// Exception code: a value in the request (a quantity, a byte count) is not allowed.
-pub const ILLEGAL_DATA_VALUE: u8 = 0x03;
+pub(crate) const ILLEGAL_DATA_VALUE: u8 = 0x03;
 /// Exception code: the gateway has no path to the target device.
 pub const GATEWAY_PATH_UNAVAILABLE: u8 = 0x0A;
 /// Exception code: the target device behind the gateway did not respond.
 pub const GATEWAY_TARGET_FAILED: u8 = 0x0B;
 
 /// Bit set in the function code of an exception reply.
-pub const EXCEPTION_BIT: u8 = 0x80;
+pub(crate) const EXCEPTION_BIT: u8 = 0x80;

@@ -15,9 +15,9 @@
 use super::EXCEPTION_BIT;
 
 /// Longest RTU frame (Modbus: 256 bytes).
-pub const MAX_FRAME: usize = 256;
+pub(crate) const MAX_FRAME: usize = 256;
 /// Shortest RTU frame: unit, function code, CRC.
-pub const MIN_FRAME: usize = 4;
+pub(crate) const MIN_FRAME: usize = 4;
 
 const CRC_TABLE: [u16; 256] = crc_table();
 
@@ -42,7 +42,7 @@ const fn crc_table() -> [u16; 256] {
 }
 
 /// Modbus CRC-16 (poly 0xA001, init 0xFFFF). On the wire: low byte first.
-pub fn crc16(data: &[u8]) -> u16 {
+pub(crate) fn crc16(data: &[u8]) -> u16 {
     data.iter().fold(0xFFFF, |crc, &b| {
         (crc >> 8) ^ CRC_TABLE[usize::from((crc ^ u16::from(b)) & 0xFF)]
     })
@@ -65,7 +65,7 @@ pub fn crc_ok(frame: &[u8]) -> bool {
 }
 
 /// An RTU exception reply: `unit`, `func | 0x80`, `code`, CRC.
-pub fn exception(unit: u8, func: u8, code: u8) -> Vec<u8> {
+pub(crate) fn exception(unit: u8, func: u8, code: u8) -> Vec<u8> {
     let mut frame = Vec::with_capacity(5);
     frame.extend_from_slice(&[unit, func | EXCEPTION_BIT, code]);
     append_crc(&mut frame);
@@ -74,7 +74,7 @@ pub fn exception(unit: u8, func: u8, code: u8) -> Vec<u8> {
 
 /// What a prefix of a byte stream says about the frame it starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameLen {
+pub(crate) enum FrameLen {
     /// The frame is this many bytes long (CRC included); never more than
     /// [`MAX_FRAME`].
     Complete(usize),
@@ -107,7 +107,7 @@ fn capped(len: usize) -> FrameLen {
 /// 01-06: 8; 07, 0B, 0C, 11: 4; 08: 8; 0F, 10: 9 + byte count at [6];
 /// 14, 15: 5 + byte count at [2]; 16: 10; 17: 13 + byte count at [10];
 /// 18: 6; 2B/0E (MEI read device id): 7; others: Unknown.
-pub fn request_len(buf: &[u8]) -> FrameLen {
+pub(crate) fn request_len(buf: &[u8]) -> FrameLen {
     let Some(&func) = buf.get(1) else {
         return FrameLen::NeedMore(2);
     };
@@ -136,7 +136,7 @@ pub fn request_len(buf: &[u8]) -> FrameLen {
 /// count at [2]; 05, 06, 0F, 10: 8; 07: 5; 08: 8; 0B: 8; 16: 10; 18: 6 +
 /// 2-byte count at [2..4] (big endian); a reply whose function code is
 /// neither func nor func|0x80: Unknown; others Unknown.
-pub fn reply_len(func: u8, buf: &[u8]) -> FrameLen {
+pub(crate) fn reply_len(func: u8, buf: &[u8]) -> FrameLen {
     let Some(&got) = buf.get(1) else {
         return FrameLen::NeedMore(2);
     };
@@ -166,7 +166,7 @@ pub fn reply_len(func: u8, buf: &[u8]) -> FrameLen {
 /// What [`RtuFramer`] found in a client's stream. Every byte pushed comes out
 /// in exactly one event, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RtuEvent {
+pub(crate) enum RtuEvent {
     /// A whole request with a correct CRC (unit, PDU, CRC).
     Frame(Vec<u8>),
     /// A whole request (by its length, or up to a silence) whose CRC is wrong.
@@ -184,19 +184,19 @@ pub enum RtuEvent {
 /// caller calls after an inter-frame silence. At most [`MAX_FRAME`] bytes are
 /// buffered. Feeding the same stream in any split yields the same events.
 #[derive(Debug, Default)]
-pub struct RtuFramer {
+pub(crate) struct RtuFramer {
     buf: Vec<u8>,
 }
 
 impl RtuFramer {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         RtuFramer {
             buf: Vec::with_capacity(MAX_FRAME),
         }
     }
 
     /// Takes `data` and appends the events it completes to `out`.
-    pub fn push(&mut self, mut data: &[u8], out: &mut Vec<RtuEvent>) {
+    pub(crate) fn push(&mut self, mut data: &[u8], out: &mut Vec<RtuEvent>) {
         while !data.is_empty() {
             if self.buf.len() == MAX_FRAME {
                 // Only a frame of unknown length gets here (known lengths
@@ -214,7 +214,7 @@ impl RtuFramer {
     /// Ends the frame in progress, as a silence on the line does: a frame of
     /// unknown length comes out whole (checked by its CRC), a partial one as
     /// [`RtuEvent::Truncated`].
-    pub fn flush(&mut self, out: &mut Vec<RtuEvent>) {
+    pub(crate) fn flush(&mut self, out: &mut Vec<RtuEvent>) {
         if self.buf.is_empty() {
             return;
         }
@@ -227,12 +227,13 @@ impl RtuFramer {
     }
 
     /// No bytes wait for the rest of their frame.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
     /// Bytes waiting for the rest of their frame.
-    pub fn buffered(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
         self.buf.len()
     }
 

@@ -10,11 +10,11 @@ use super::rtu::{self, MAX_FRAME, MIN_FRAME};
 pub use super::{GATEWAY_PATH_UNAVAILABLE, GATEWAY_TARGET_FAILED};
 
 /// MBAP header length, unit id included.
-pub const HEADER: usize = 7;
+pub(crate) const HEADER: usize = 7;
 /// Largest value of the length field: unit id plus a 253-byte PDU.
-pub const MAX_LENGTH: u16 = 254;
+pub(crate) const MAX_LENGTH: u16 = 254;
 /// Smallest value of the length field: unit id and function code.
-pub const MIN_LENGTH: u16 = 2;
+pub(crate) const MIN_LENGTH: u16 = 2;
 /// Longest ADU: the 6 bytes before the length field counts, plus its most.
 pub const MAX_ADU: usize = 6 + MAX_LENGTH as usize;
 
@@ -24,9 +24,9 @@ pub struct Mbap {
     /// Chosen by the client; echoed in the reply so it can match them.
     pub transaction: u16,
     /// Always 0 for Modbus.
-    pub protocol: u16,
+    pub(crate) protocol: u16,
     /// Bytes that follow the length field: the unit id and the PDU.
-    pub length: u16,
+    pub(crate) length: u16,
     pub unit: u8,
 }
 
@@ -41,7 +41,7 @@ pub enum MbapError {
 
 /// An RTU reply that cannot be passed on to a TCP client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BadReply {
+pub(crate) enum BadReply {
     #[error("RTU reply of {0} bytes is shorter than 4")]
     TooShort(usize),
     #[error("RTU reply of {0} bytes is longer than 256")]
@@ -51,7 +51,7 @@ pub enum BadReply {
 }
 
 /// One parsed ADU: its header, its PDU, and the bytes it took.
-pub type Adu<'a> = (Mbap, &'a [u8], usize);
+pub(crate) type Adu<'a> = (Mbap, &'a [u8], usize);
 
 /// Parses one ADU from the front of `buf`: `Ok(None)` means more bytes are
 /// needed; `Ok(Some((header, pdu, consumed)))` a whole ADU, `consumed` bytes
@@ -103,7 +103,7 @@ pub fn adu(transaction: u16, unit: u8, pdu: &[u8]) -> Vec<u8> {
 }
 
 /// RTU frame (unit, pdu, CRC) for a TCP request.
-pub fn to_rtu(unit: u8, pdu: &[u8]) -> Vec<u8> {
+pub(crate) fn to_rtu(unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(pdu.len() + 3);
     frame.push(unit);
     frame.extend_from_slice(pdu);
@@ -113,7 +113,7 @@ pub fn to_rtu(unit: u8, pdu: &[u8]) -> Vec<u8> {
 
 /// TCP ADU for an RTU reply (CRC checked and stripped); Err if the CRC is
 /// wrong or the frame too short or too long.
-pub fn from_rtu(transaction: u16, rtu: &[u8]) -> Result<Vec<u8>, BadReply> {
+pub(crate) fn from_rtu(transaction: u16, rtu: &[u8]) -> Result<Vec<u8>, BadReply> {
     if rtu.len() < MIN_FRAME {
         return Err(BadReply::TooShort(rtu.len()));
     }
@@ -128,7 +128,7 @@ pub fn from_rtu(transaction: u16, rtu: &[u8]) -> Result<Vec<u8>, BadReply> {
 
 /// TCP ADU carrying exception `code` (e.g. [`GATEWAY_TARGET_FAILED`]) for
 /// function `func`.
-pub fn exception(transaction: u16, unit: u8, func: u8, code: u8) -> Vec<u8> {
+pub(crate) fn exception(transaction: u16, unit: u8, func: u8, code: u8) -> Vec<u8> {
     adu(transaction, unit, &[func | EXCEPTION_BIT, code])
 }
 

@@ -4,7 +4,7 @@
 use super::rfc2217::{self, Command, Control, DataSize, StopSize};
 use crate::line::{FlowControl, LineSettings, Parity};
 
-pub fn parity(p: Parity) -> rfc2217::Parity {
+pub(crate) fn parity(p: Parity) -> rfc2217::Parity {
     match p {
         Parity::None => rfc2217::Parity::None,
         Parity::Odd => rfc2217::Parity::Odd,
@@ -12,7 +12,7 @@ pub fn parity(p: Parity) -> rfc2217::Parity {
     }
 }
 
-pub fn stop_size(stop_bits: u8) -> StopSize {
+pub(crate) fn stop_size(stop_bits: u8) -> StopSize {
     if stop_bits == 2 {
         StopSize::Two
     } else {
@@ -21,7 +21,7 @@ pub fn stop_size(stop_bits: u8) -> StopSize {
 }
 
 /// SET-CONTROL's value for the (outbound) flow control.
-pub fn flow(f: FlowControl) -> Control {
+pub(crate) fn flow(f: FlowControl) -> Control {
     match f {
         FlowControl::None => Control::FlowNone,
         FlowControl::Xonxoff => Control::FlowXonXoff,
@@ -30,7 +30,7 @@ pub fn flow(f: FlowControl) -> Control {
 }
 
 /// SET-BAUDRATE, SET-DATASIZE, SET-PARITY and SET-STOPSIZE stating `line`.
-pub fn commands(line: &LineSettings) -> [Command; 4] {
+pub(crate) fn commands(line: &LineSettings) -> [Command; 4] {
     [
         Command::SetBaudrate(line.baud),
         Command::SetDatasize(DataSize::from(line.data_bits)),

@@ -3,11 +3,11 @@
 //! bytes out. No socket, no timer, no tokio.
 //!
 //! The layers, each in its own file:
-//! - [`parser`]: splits a byte stream into [`Token`]s (data, IAC commands,
+//! - [`parser`]: splits a byte stream into [`Token`](parser::Token)s (data, IAC commands,
 //!   WILL/WONT/DO/DONT, subnegotiations). It keeps only a small state between
 //!   calls, and one subnegotiation buffer capped at [`MAX_SUBNEG`].
 //! - [`negotiation`]: the per-option state machine of RFC 1143 (the "Q
-//!   method") and the [`Policy`] saying which options each role accepts and
+//!   method") and the [`Policy`](negotiation::Policy) saying which options each role accepts and
 //!   offers. It answers a request only when the request changes the state,
 //!   so two peers never loop, and it refuses every option the policy does
 //!   not name.
@@ -34,11 +34,11 @@
 //! bytes, not lines; a peer that refuses BINARY still gets its bytes as they
 //! are.
 
-pub mod line;
-pub mod negotiation;
-pub mod parser;
+pub(crate) mod line;
+pub(crate) mod negotiation;
+pub(crate) mod parser;
 pub mod rfc2217;
-pub mod session;
+pub(crate) mod session;
 
 #[cfg(test)]
 mod negotiation_tests;
@@ -49,43 +49,45 @@ mod tests;
 
 use bytes::{BufMut, BytesMut};
 
-pub use negotiation::{Negotiator, OptionChange, OptionSet, Policy, Side};
-pub use parser::{Parser, Token};
+#[cfg(test)]
+pub(crate) use negotiation::{Negotiator, OptionChange, Policy, Side};
+#[cfg(test)]
+pub(crate) use parser::{Parser, Token};
 pub use session::{Event, Telnet};
 
 /// Longest subnegotiation payload kept, in bytes (after the option byte,
 /// IAC doubling undone). RFC 2217's longest message is a SIGNATURE text;
 /// 256 bytes holds any real one. A longer payload is reported as
 /// [`Malformed::OversizedSubnegotiation`] and skipped.
-pub const MAX_SUBNEG: usize = 256;
+pub(crate) const MAX_SUBNEG: usize = 256;
 
 /// Interpret As Command: starts every Telnet command; doubled in data.
-pub const IAC: u8 = 255;
+pub(crate) const IAC: u8 = 255;
 /// Refuses or asks the peer to stop an option on its side.
-pub const DONT: u8 = 254;
+pub(crate) const DONT: u8 = 254;
 /// Asks or agrees that the peer enables an option on its side.
-pub const DO: u8 = 253;
+pub(crate) const DO: u8 = 253;
 /// Refuses or stops an option on our side.
-pub const WONT: u8 = 252;
+pub(crate) const WONT: u8 = 252;
 /// Offers or agrees to enable an option on our side.
-pub const WILL: u8 = 251;
+pub(crate) const WILL: u8 = 251;
 /// Subnegotiation Begin.
-pub const SB: u8 = 250;
+pub(crate) const SB: u8 = 250;
 /// Subnegotiation End.
-pub const SE: u8 = 240;
+pub(crate) const SE: u8 = 240;
 
 /// Option: 8-bit data path (RFC 856).
-pub const OPT_BINARY: u8 = 0;
+pub(crate) const OPT_BINARY: u8 = 0;
 /// Option: the sender echoes what it receives (RFC 857).
-pub const OPT_ECHO: u8 = 1;
+pub(crate) const OPT_ECHO: u8 = 1;
 /// Option: suppress go-ahead (RFC 858).
-pub const OPT_SGA: u8 = 3;
+pub(crate) const OPT_SGA: u8 = 3;
 /// Option: COM-PORT-OPTION (RFC 2217).
-pub const OPT_COM_PORT: u8 = rfc2217::COM_PORT_OPTION;
+pub(crate) const OPT_COM_PORT: u8 = rfc2217::COM_PORT_OPTION;
 
 /// The four negotiation commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verb {
+pub(crate) enum Verb {
     /// `IAC WILL opt`: the sender enables (or offers) `opt` on its side.
     Will,
     /// `IAC WONT opt`: the sender disables (or refuses) `opt` on its side.
@@ -98,7 +100,7 @@ pub enum Verb {
 
 impl Verb {
     /// The command byte on the wire.
-    pub const fn byte(self) -> u8 {
+    pub(crate) const fn byte(self) -> u8 {
         match self {
             Verb::Will => WILL,
             Verb::Wont => WONT,
@@ -108,7 +110,7 @@ impl Verb {
     }
 
     /// The verb for a command byte, if it is one of the four.
-    pub const fn from_byte(b: u8) -> Option<Verb> {
+    pub(crate) const fn from_byte(b: u8) -> Option<Verb> {
         match b {
             WILL => Some(Verb::Will),
             WONT => Some(Verb::Wont),
@@ -149,7 +151,7 @@ pub enum IacCommand {
 
 impl IacCommand {
     /// The command for the byte after `IAC` (not IAC, SB, SE or a verb).
-    pub const fn from_byte(b: u8) -> IacCommand {
+    pub(crate) const fn from_byte(b: u8) -> IacCommand {
         match b {
             241 => IacCommand::Nop,
             242 => IacCommand::DataMark,
@@ -165,7 +167,8 @@ impl IacCommand {
     }
 
     /// The byte after `IAC` on the wire.
-    pub const fn byte(self) -> u8 {
+    #[cfg(test)]
+    pub(crate) const fn byte(self) -> u8 {
         match self {
             IacCommand::Nop => 241,
             IacCommand::DataMark => 242,
@@ -224,18 +227,20 @@ pub fn escape_into(data: &[u8], out: &mut BytesMut) {
 }
 
 /// Appends `IAC verb option`.
-pub fn encode_negotiation(verb: Verb, option: u8, out: &mut BytesMut) {
+pub(crate) fn encode_negotiation(verb: Verb, option: u8, out: &mut BytesMut) {
     out.extend_from_slice(&[IAC, verb.byte(), option]);
 }
 
 /// Appends `IAC command` (for [`IacCommand::Other`], whatever byte it holds).
-pub fn encode_command(command: IacCommand, out: &mut BytesMut) {
+#[cfg(test)]
+pub(crate) fn encode_command(command: IacCommand, out: &mut BytesMut) {
     out.extend_from_slice(&[IAC, command.byte()]);
 }
 
 /// Appends `IAC SB option payload IAC SE`, doubling IAC in the option byte
 /// and the payload.
-pub fn encode_subnegotiation(option: u8, payload: &[u8], out: &mut BytesMut) {
+#[cfg(test)]
+pub(crate) fn encode_subnegotiation(option: u8, payload: &[u8], out: &mut BytesMut) {
     out.extend_from_slice(&[IAC, SB]);
     escape_into(&[option], out);
     escape_into(payload, out);

@@ -16,33 +16,26 @@ use super::{OPT_BINARY, OPT_COM_PORT, OPT_ECHO, OPT_SGA, Verb, encode_negotiatio
 
 /// A set of Telnet option numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct OptionSet([u64; 4]);
+pub(crate) struct OptionSet([u64; 4]);
 
 impl OptionSet {
     /// No option.
-    pub const EMPTY: OptionSet = OptionSet([0; 4]);
+    pub(crate) const EMPTY: OptionSet = OptionSet([0; 4]);
 
     /// This set with `option` added.
-    pub const fn with(self, option: u8) -> OptionSet {
+    pub(crate) const fn with(self, option: u8) -> OptionSet {
         let mut words = self.0;
         words[(option / 64) as usize] |= 1 << (option % 64);
         OptionSet(words)
     }
 
-    /// This set without `option`.
-    pub const fn without(self, option: u8) -> OptionSet {
-        let mut words = self.0;
-        words[(option / 64) as usize] &= !(1 << (option % 64));
-        OptionSet(words)
-    }
-
     /// Whether `option` is in the set.
-    pub const fn contains(self, option: u8) -> bool {
+    pub(crate) const fn contains(self, option: u8) -> bool {
         self.0[(option / 64) as usize] & (1 << (option % 64)) != 0
     }
 
     /// The options in the set, lowest first.
-    pub fn iter(self) -> impl Iterator<Item = u8> {
+    pub(crate) fn iter(self) -> impl Iterator<Item = u8> {
         (0..=u8::MAX).filter(move |&o| self.contains(o))
     }
 }
@@ -50,16 +43,16 @@ impl OptionSet {
 /// Which options a role accepts and which it asks for when the connection
 /// opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Policy {
+pub(crate) struct Policy {
     /// Options we agree to enable on our side when the peer sends DO.
-    pub accept_local: OptionSet,
+    pub(crate) accept_local: OptionSet,
     /// Options we agree the peer enables when it sends WILL.
-    pub accept_remote: OptionSet,
+    pub(crate) accept_remote: OptionSet,
     /// Options we offer at start (WILL); should be in `accept_local`.
-    pub offer_local: OptionSet,
+    pub(crate) offer_local: OptionSet,
     /// Options we ask the peer for at start (DO); should be in
     /// `accept_remote`.
-    pub offer_remote: OptionSet,
+    pub(crate) offer_remote: OptionSet,
 }
 
 impl Policy {
@@ -75,7 +68,7 @@ impl Policy {
     /// one gets exactly one answer. ECHO is claimed but not performed: the
     /// device echoes, or not; claiming it keeps interactive telnet clients
     /// from echoing locally.
-    pub const fn server() -> Policy {
+    pub(crate) const fn server() -> Policy {
         let both = OptionSet::EMPTY
             .with(OPT_BINARY)
             .with(OPT_SGA)
@@ -97,7 +90,7 @@ impl Policy {
     /// server DO), WILL/DO BINARY and WILL/DO SGA; accepts the server's ECHO
     /// (the server then does not expect us to echo) and its WILL
     /// COM-PORT-OPTION.
-    pub const fn client() -> Policy {
+    pub(crate) const fn client() -> Policy {
         let both = OptionSet::EMPTY
             .with(OPT_BINARY)
             .with(OPT_SGA)
@@ -124,16 +117,16 @@ pub enum Side {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OptionChange {
     /// Whose side changed.
-    pub side: Side,
+    pub(crate) side: Side,
     /// The option number.
-    pub option: u8,
+    pub(crate) option: u8,
     /// Its new state.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 /// What a received negotiation command did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Nothing changed (a repeat, or an answer that confirms nothing new).
     Unchanged,
     /// The option was enabled or disabled.
@@ -165,7 +158,7 @@ enum Q {
 
 /// The negotiation state of every option, both sides.
 #[derive(Debug, Clone)]
-pub struct Negotiator {
+pub(crate) struct Negotiator {
     policy: Policy,
     local: [Q; 256],
     remote: [Q; 256],
@@ -173,7 +166,7 @@ pub struct Negotiator {
 
 impl Negotiator {
     /// All options off, to be negotiated under `policy`.
-    pub fn new(policy: Policy) -> Negotiator {
+    pub(crate) fn new(policy: Policy) -> Negotiator {
         Negotiator {
             policy,
             local: [Q::No; 256],
@@ -181,14 +174,9 @@ impl Negotiator {
         }
     }
 
-    /// The policy in force.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// Appends the policy's opening offers (WILL for `offer_local`, DO for
     /// `offer_remote`) to `out`. Call once, before anything is sent.
-    pub fn start(&mut self, out: &mut BytesMut) {
+    pub(crate) fn start(&mut self, out: &mut BytesMut) {
         for option in self.policy.offer_local.iter() {
             self.request(Side::Local, option, true, out);
         }
@@ -198,7 +186,7 @@ impl Negotiator {
     }
 
     /// Whether `option` is in force on `side`.
-    pub fn is_enabled(&self, side: Side, option: u8) -> bool {
+    pub(crate) fn is_enabled(&self, side: Side, option: u8) -> bool {
         self.q(side, option) == Q::Yes
     }
 
@@ -206,7 +194,7 @@ impl Negotiator {
     /// appending the command to `out` if one is needed now. A request
     /// that is already in force or already pending sends nothing; a change
     /// of mind while waiting is queued and sent when the answer comes.
-    pub fn request(&mut self, side: Side, option: u8, enable: bool, out: &mut BytesMut) {
+    pub(crate) fn request(&mut self, side: Side, option: u8, enable: bool, out: &mut BytesMut) {
         let q = self.q(side, option);
         let (next, send) = match (q, enable) {
             (Q::No, true) => (Q::WantYes { opposite: false }, true),
@@ -224,7 +212,7 @@ impl Negotiator {
     }
 
     /// Handles a received `IAC verb option`, appending any answer to `out`.
-    pub fn receive(&mut self, verb: Verb, option: u8, out: &mut BytesMut) -> Outcome {
+    pub(crate) fn receive(&mut self, verb: Verb, option: u8, out: &mut BytesMut) -> Outcome {
         let (side, yes) = match verb {
             Verb::Will => (Side::Remote, true),
             Verb::Wont => (Side::Remote, false),

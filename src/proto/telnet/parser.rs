@@ -12,7 +12,7 @@ use super::{IAC, IacCommand, MAX_SUBNEG, Malformed, SB, SE, Verb};
 
 /// One item of a Telnet stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Token {
+pub(crate) enum Token {
     /// Data bytes, IAC doubling undone. Never empty.
     Data(Bytes),
     /// `IAC` and a command byte other than a verb, SB, SE or IAC.
@@ -57,7 +57,7 @@ enum State {
 
 /// The Telnet stream parser. See the [module docs](self).
 #[derive(Debug)]
-pub struct Parser {
+pub(crate) struct Parser {
     state: State,
     /// The current subnegotiation's payload; never longer than MAX_SUBNEG.
     sb: Vec<u8>,
@@ -74,7 +74,7 @@ impl Default for Parser {
 
 impl Parser {
     /// A parser at the start of a stream.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Parser {
             state: State::Data,
             sb: Vec::new(),
@@ -85,7 +85,7 @@ impl Parser {
     /// Parses `input`, appending the tokens it completes to `out`. Any
     /// partial command or subnegotiation at the end is kept for the next
     /// call; all data is emitted.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<Token>) {
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut Vec<Token>) {
         let mut rest = input;
         while !rest.is_empty() {
             if self.state == State::Data {
@@ -110,7 +110,7 @@ impl Parser {
 
     /// Ends the stream: reports [`Malformed::Truncated`] if it stopped
     /// inside a command or subnegotiation, and resets to the start state.
-    pub fn finish(&mut self, out: &mut Vec<Token>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Token>) {
         self.flush_data(out);
         if self.state != State::Data {
             out.push(Token::Malformed(Malformed::Truncated));
@@ -121,12 +121,14 @@ impl Parser {
 
     /// Bytes held between calls (the partial subnegotiation); never more
     /// than [`MAX_SUBNEG`].
-    pub fn buffered(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
         self.sb.len() + self.data.len()
     }
 
     /// Whether the stream is between tokens (nothing partial is held).
-    pub fn is_idle(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
         self.state == State::Data
     }
 

@@ -19,38 +19,38 @@ use bytes::{Bytes, BytesMut};
 use super::{IAC, SB, SE, escape_into};
 
 /// The Telnet option number of COM-PORT-OPTION.
-pub const COM_PORT_OPTION: u8 = 44;
+pub(crate) const COM_PORT_OPTION: u8 = 44;
 /// Added to a command's code when the access server sends it.
-pub const SERVER_OFFSET: u8 = 100;
+pub(crate) const SERVER_OFFSET: u8 = 100;
 
 /// Command codes, client to server (the server's are these plus 100).
-pub mod code {
+pub(crate) mod code {
     /// SIGNATURE.
-    pub const SIGNATURE: u8 = 0;
+    pub(crate) const SIGNATURE: u8 = 0;
     /// SET-BAUDRATE.
-    pub const SET_BAUDRATE: u8 = 1;
+    pub(crate) const SET_BAUDRATE: u8 = 1;
     /// SET-DATASIZE.
-    pub const SET_DATASIZE: u8 = 2;
+    pub(crate) const SET_DATASIZE: u8 = 2;
     /// SET-PARITY.
-    pub const SET_PARITY: u8 = 3;
+    pub(crate) const SET_PARITY: u8 = 3;
     /// SET-STOPSIZE.
-    pub const SET_STOPSIZE: u8 = 4;
+    pub(crate) const SET_STOPSIZE: u8 = 4;
     /// SET-CONTROL.
-    pub const SET_CONTROL: u8 = 5;
+    pub(crate) const SET_CONTROL: u8 = 5;
     /// NOTIFY-LINESTATE.
-    pub const NOTIFY_LINESTATE: u8 = 6;
+    pub(crate) const NOTIFY_LINESTATE: u8 = 6;
     /// NOTIFY-MODEMSTATE.
-    pub const NOTIFY_MODEMSTATE: u8 = 7;
+    pub(crate) const NOTIFY_MODEMSTATE: u8 = 7;
     /// FLOWCONTROL-SUSPEND.
-    pub const FLOWCONTROL_SUSPEND: u8 = 8;
+    pub(crate) const FLOWCONTROL_SUSPEND: u8 = 8;
     /// FLOWCONTROL-RESUME.
-    pub const FLOWCONTROL_RESUME: u8 = 9;
+    pub(crate) const FLOWCONTROL_RESUME: u8 = 9;
     /// SET-LINESTATE-MASK.
-    pub const SET_LINESTATE_MASK: u8 = 10;
+    pub(crate) const SET_LINESTATE_MASK: u8 = 10;
     /// SET-MODEMSTATE-MASK.
-    pub const SET_MODEMSTATE_MASK: u8 = 11;
+    pub(crate) const SET_MODEMSTATE_MASK: u8 = 11;
     /// PURGE-DATA.
-    pub const PURGE_DATA: u8 = 12;
+    pub(crate) const PURGE_DATA: u8 = 12;
 }
 
 /// Who sends a message, from its code.
@@ -262,56 +262,57 @@ byte_enum! {
 
 /// NOTIFY-LINESTATE bits (and SET-LINESTATE-MASK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct LineState(pub u8);
+pub struct LineState(pub(crate) u8);
 
 impl LineState {
     /// Data ready.
-    pub const DATA_READY: u8 = 1;
+    #[cfg(test)]
+    pub(crate) const DATA_READY: u8 = 1;
     /// Overrun error.
-    pub const OVERRUN_ERROR: u8 = 2;
+    pub(crate) const OVERRUN_ERROR: u8 = 2;
     /// Parity error.
-    pub const PARITY_ERROR: u8 = 4;
+    pub(crate) const PARITY_ERROR: u8 = 4;
     /// Framing error.
-    pub const FRAMING_ERROR: u8 = 8;
+    pub(crate) const FRAMING_ERROR: u8 = 8;
     /// Break detected.
-    pub const BREAK_DETECT: u8 = 16;
-    /// Transfer holding register empty.
-    pub const TRANSFER_HOLDING_EMPTY: u8 = 32;
-    /// Transfer shift register empty.
-    pub const TRANSFER_SHIFT_EMPTY: u8 = 64;
+    pub(crate) const BREAK_DETECT: u8 = 16;
+    // 32 and 64, transfer holding and shift register empty, are never
+    // reported by serialhub.
     /// Time-out error.
-    pub const TIMEOUT_ERROR: u8 = 128;
+    #[cfg(test)]
+    pub(crate) const TIMEOUT_ERROR: u8 = 128;
 
     /// Whether every bit of `bits` is set.
-    pub const fn contains(self, bits: u8) -> bool {
+    #[cfg(test)]
+    pub(crate) const fn contains(self, bits: u8) -> bool {
         self.0 & bits == bits
     }
 }
 
 /// NOTIFY-MODEMSTATE bits (and SET-MODEMSTATE-MASK).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct ModemState(pub u8);
+pub struct ModemState(pub(crate) u8);
 
 impl ModemState {
     /// CTS changed.
-    pub const DELTA_CTS: u8 = 1;
+    pub(crate) const DELTA_CTS: u8 = 1;
     /// DSR changed.
-    pub const DELTA_DSR: u8 = 2;
+    pub(crate) const DELTA_DSR: u8 = 2;
     /// Trailing edge of RI.
-    pub const TRAILING_EDGE_RI: u8 = 4;
+    pub(crate) const TRAILING_EDGE_RI: u8 = 4;
     /// CD changed.
-    pub const DELTA_CD: u8 = 8;
+    pub(crate) const DELTA_CD: u8 = 8;
     /// Clear To Send.
-    pub const CTS: u8 = 16;
+    pub(crate) const CTS: u8 = 16;
     /// Data Set Ready.
-    pub const DSR: u8 = 32;
+    pub(crate) const DSR: u8 = 32;
     /// Ring Indicator.
-    pub const RI: u8 = 64;
+    pub(crate) const RI: u8 = 64;
     /// Carrier Detect (receive line signal detect).
-    pub const CD: u8 = 128;
+    pub(crate) const CD: u8 = 128;
 
     /// Whether every bit of `bits` is set.
-    pub const fn contains(self, bits: u8) -> bool {
+    pub(crate) const fn contains(self, bits: u8) -> bool {
         self.0 & bits == bits
     }
 }
@@ -413,7 +414,7 @@ impl Message {
 
     /// Decodes a COM-PORT-OPTION subnegotiation payload (the bytes after
     /// the option byte, IAC doubling undone). `None` only if it is empty.
-    pub fn decode(payload: &[u8]) -> Option<Message> {
+    pub(crate) fn decode(payload: &[u8]) -> Option<Message> {
         let (&wire, value) = payload.split_first()?;
         let (direction, base) = if wire >= SERVER_OFFSET {
             (Direction::ToClient, wire - SERVER_OFFSET)
@@ -429,7 +430,7 @@ impl Message {
 
     /// The code byte on the wire: the command's code, plus 100 from the
     /// server (except for [`Command::Unknown`], whose code is kept as is).
-    pub fn wire_code(&self) -> u8 {
+    pub(crate) fn wire_code(&self) -> u8 {
         let code = self.command.code();
         match (&self.command, self.direction) {
             (Command::Unknown { .. }, _) | (_, Direction::ToServer) => code,

@@ -89,7 +89,7 @@ pub struct Telnet {
 
 impl Telnet {
     /// A connection negotiating under `policy`.
-    pub fn new(policy: Policy) -> Telnet {
+    pub(crate) fn new(policy: Policy) -> Telnet {
         Telnet {
             parser: Parser::new(),
             negotiator: Negotiator::new(policy),
@@ -146,7 +146,7 @@ impl Telnet {
 
     /// The connection ended: reports [`Malformed::Truncated`] if it ended
     /// inside a command or subnegotiation.
-    pub fn finish(&mut self, events: &mut Vec<Event>) {
+    pub(crate) fn finish(&mut self, events: &mut Vec<Event>) {
         self.parser.finish(&mut self.tokens);
         for token in self.tokens.drain(..) {
             if let Token::Malformed(m) = token {
@@ -155,14 +155,8 @@ impl Telnet {
         }
     }
 
-    /// Asks the peer to enable or disable `option` on `side` (see
-    /// [`Negotiator::request`]); the command, if any, goes to `out`.
-    pub fn request(&mut self, side: Side, option: u8, enable: bool, out: &mut BytesMut) {
-        self.negotiator.request(side, option, enable, out);
-    }
-
     /// Whether `option` is in force on `side`.
-    pub fn is_enabled(&self, side: Side, option: u8) -> bool {
+    pub(crate) fn is_enabled(&self, side: Side, option: u8) -> bool {
         self.negotiator.is_enabled(side, option)
     }
 
@@ -175,7 +169,8 @@ impl Telnet {
 
     /// Bytes held between calls: the partial subnegotiation, never more
     /// than [`MAX_SUBNEG`](super::MAX_SUBNEG).
-    pub fn buffered(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
         self.parser.buffered()
     }
 }

@@ -10,14 +10,14 @@ use super::{MAX_DATA, PER_LINE};
 use crate::modem::Signal;
 use crate::traffic::{Buffers, ClientRef, Event, Record};
 
-pub fn parse_ts(s: &str) -> Option<OffsetDateTime> {
+pub(crate) fn parse_ts(s: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(s, &Rfc3339)
         .ok()
         .map(|t| t.to_offset(time::UtcOffset::UTC))
 }
 
 /// Undoes [`escape_token`](super::escape_token) and the text escape; `None` if malformed.
-pub fn unescape(s: &str) -> Option<String> {
+pub(crate) fn unescape(s: &str) -> Option<String> {
     if !s.contains('\\') {
         return Some(s.to_owned());
     }
@@ -42,7 +42,7 @@ pub fn unescape(s: &str) -> Option<String> {
 
 /// Why a text line could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TextError {
+pub(crate) enum TextError {
     #[error("bad header line: {0}")]
     Header(&'static str),
     #[error("bad data line: {0}")]
@@ -67,13 +67,13 @@ struct Partial {
 /// Reads the text format line by line. A data record is complete as soon as
 /// its header's byte count has been read, so a live file can be followed.
 #[derive(Debug, Default)]
-pub struct TextParser {
+pub(crate) struct TextParser {
     partial: Option<Partial>,
 }
 
 impl TextParser {
     /// Feeds one line (without its newline). Results go to `out`.
-    pub fn feed(&mut self, line: &str, out: &mut Vec<Result<Record, TextError>>) {
+    pub(crate) fn feed(&mut self, line: &str, out: &mut Vec<Result<Record, TextError>>) {
         if line.trim().is_empty() || line.starts_with('#') {
             return;
         }
@@ -112,7 +112,7 @@ impl TextParser {
     }
 
     /// Ends input: a record still missing bytes is reported as truncated.
-    pub fn finish(&mut self, out: &mut Vec<Result<Record, TextError>>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Result<Record, TextError>>) {
         if let Some(p) = self.partial.take() {
             out.push(Err(TextError::Truncated {
                 got: p.data.len(),

@@ -45,6 +45,8 @@ pub struct Server {
     pub addrs: Vec<SocketAddr>,
     /// The addresses of `modbus-tcp:` endpoints, in order.
     pub modbus: Vec<SocketAddr>,
+    /// The addresses of `rfc2217:` endpoints, in order.
+    pub rfc2217: Vec<SocketAddr>,
     /// Its control socket: the test's own, or one the harness gave it.
     pub control: PathBuf,
     log: Arc<Mutex<String>>,
@@ -166,8 +168,7 @@ impl Server {
         configure(&mut cmd);
         let mut server = Server::spawn(cmd, control, dir);
         let ports = server.wait_ready(|s| status_json(&s.control));
-        server.addrs = endpoints(&ports, "tcp:");
-        server.modbus = endpoints(&ports, "modbus-tcp:");
+        server.learn_endpoints(&ports);
         server
     }
 
@@ -195,9 +196,15 @@ impl Server {
             Ok(serde_json::Value::Array(ours))
         });
         server.control = PathBuf::from(ports[0]["control"].as_str().expect("control in status"));
-        server.addrs = endpoints(&ports, "tcp:");
-        server.modbus = endpoints(&ports, "modbus-tcp:");
+        server.learn_endpoints(&ports);
         server
+    }
+
+    /// Its endpoints' addresses as bound, from its ports in a `status`.
+    fn learn_endpoints(&mut self, ports: &serde_json::Value) {
+        self.addrs = endpoints(ports, "tcp:");
+        self.modbus = endpoints(ports, "modbus-tcp:");
+        self.rfc2217 = endpoints(ports, "rfc2217:");
     }
 
     /// The binary, logging at info to a pipe the harness reads.
@@ -226,6 +233,7 @@ impl Server {
             child,
             addrs: Vec::new(),
             modbus: Vec::new(),
+            rfc2217: Vec::new(),
             control,
             log,
             _dir: dir,
@@ -261,8 +269,42 @@ impl Server {
 
     /// `serialhub serve -d DEVICE -b BAUD -l tcp:127.0.0.1:0 EXTRA...`.
     pub fn serve(device: &str, baud: u32, extra: &[&str]) -> Server {
+        Server::listen(device, baud, &["tcp:127.0.0.1:0"], extra)
+    }
+
+    /// [`serve`](Self::serve) with the metrics listener on a port of the
+    /// OS's choosing (`--metrics 127.0.0.1:0`); [`metrics_addr`](Self::metrics_addr)
+    /// says which.
+    pub fn serve_with_metrics(device: &str, baud: u32, extra: &[&str]) -> Server {
+        Server::serve_args(
+            &["--metrics", "127.0.0.1:0"],
+            device,
+            baud,
+            &["tcp:127.0.0.1:0"],
+            extra,
+        )
+    }
+
+    /// `serialhub serve -d DEVICE -b BAUD -l LISTEN... EXTRA...`: an
+    /// endpoint for each of `listen` (`rfc2217:127.0.0.1:0`).
+    pub fn listen(device: &str, baud: u32, listen: &[&str], extra: &[&str]) -> Server {
+        Server::serve_args(&[], device, baud, listen, extra)
+    }
+
+    /// `serialhub GLOBAL... serve -d DEVICE -b BAUD -l LISTEN... EXTRA...`.
+    fn serve_args(
+        global: &[&str],
+        device: &str,
+        baud: u32,
+        listen: &[&str],
+        extra: &[&str],
+    ) -> Server {
         let baud = baud.to_string();
-        let mut args = vec!["serve", "-d", device, "-b", &baud, "-l", "tcp:127.0.0.1:0"];
+        let mut args = global.to_vec();
+        args.extend(["serve", "-d", device, "-b", &baud]);
+        for l in listen {
+            args.extend(["-l", l]);
+        }
         args.extend_from_slice(extra);
         Server::start(&args)
     }

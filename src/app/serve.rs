@@ -1,0 +1,113 @@
+//! `serve`: the ports, control socket and metrics address that the flags or
+//! a configuration file ask for, checked before anything is bound, then the
+//! daemon that runs them until `shutdown`.
+
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServeArgs;
+use crate::config::{self, PortConfig};
+use crate::control::{self, ControlConfig, discover};
+use crate::daemon::{self, PortPlan};
+
+use super::Error;
+
+/// Serves what `args` describe; `control` and `metrics` are `--control` and
+/// `--metrics`, given before `serve` or after it.
+pub(crate) async fn run(
+    args: ServeArgs,
+    control: Option<PathBuf>,
+    metrics: Option<String>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let control = control.map(|path| ControlConfig {
+        path,
+        mode: control::DEFAULT_MODE,
+    });
+    let (plans, file_control, file_metrics, https) = match &args.config {
+        Some(file) => {
+            let daemon = config::load(file).map_err(Error::File)?;
+            // --metrics overrides the file's, and is checked as it is.
+            if let Some(addr) = &metrics {
+                config::check_metrics(addr).map_err(Error::Settings)?;
+            }
+            // From a file, a port whose device is absent waits for it.
+            let plans = daemon
+                .ports
+                .into_iter()
+                .map(|config| PortPlan {
+                    name: config.name.clone(),
+                    config,
+                    wait_for_device: true,
+                })
+                .collect();
+            let control = daemon.control.unwrap_or(config::ControlConfig {
+                socket: None,
+                mode: control::DEFAULT_MODE,
+            });
+            // HTTPS with the file's [tls], as its [metrics] says.
+            let https = match &daemon.metrics {
+                Some(m) if m.tls => daemon.tls.clone(),
+                _ => None,
+            };
+            (
+                plans,
+                Some(control),
+                daemon.metrics.map(|m| m.listen),
+                https,
+            )
+        }
+        None => {
+            let config = PortConfig::from_args(&args).map_err(Error::Settings)?;
+            let control = control.as_ref().map(|c| c.path.as_path());
+            config::check_flags(&config, control, metrics.as_deref()).map_err(Error::Settings)?;
+            if args.metrics_tls && metrics.is_none() {
+                return Err(Error::Settings(config::ConfigError::NotApplicable {
+                    option: "--metrics-tls",
+                    only: "--metrics",
+                }));
+            }
+            let https = config.tls.clone().filter(|_| args.metrics_tls);
+            let plan = PortPlan {
+                name: config.name.clone(),
+                config,
+                wait_for_device: args.wait_for_device,
+            };
+            (vec![plan], None, None, https)
+        }
+    };
+    // --control wins, then the file's socket; else one of our own in the
+    // runtime directory, where the control commands find it.
+    let mode = file_control
+        .as_ref()
+        .map_or(control::DEFAULT_MODE, |c| c.mode);
+    let named = control.or_else(|| {
+        let path = file_control?.socket?;
+        Some(ControlConfig { path, mode })
+    });
+    let control = match named {
+        Some(c) => Some(c),
+        None => match discover::prepare() {
+            Ok(_) => Some(ControlConfig {
+                path: discover::own_socket(),
+                mode,
+            }),
+            // With flags there was never a socket unless asked for: serve on
+            // without one rather than fail.
+            Err(e) if args.config.is_none() => {
+                tracing::warn!(
+                    "{e}; no control socket, so `serialhub status` cannot reach this serve"
+                );
+                None
+            }
+            Err(e) => return Err(Error::ControlDir(e)),
+        },
+    };
+    let metrics = metrics
+        .or(file_metrics)
+        .map(|addr| control::http::MetricsListen { addr, tls: https });
+    daemon::run(plans, control, metrics, args.config, shutdown)
+        .await
+        .map_err(Error::Daemon)
+}
