@@ -266,8 +266,8 @@ pub(crate) struct ServeArgs {
     /// speak TLS; needs --tls-cert and --tls-key)
     /// ,handshake-timeout=DURATION (100ms to 60s; default 10s) ,insecure
     /// (plain text on an address that is not loopback, knowingly).
-    /// modbus-tcp takes only keepalive, from, tls, handshake-timeout and
-    /// insecure. Default: tcp:127.0.0.1:7000. A network endpoint on another
+    /// modbus-tcp takes only access, keepalive, from, tls,
+    /// handshake-timeout and insecure. Default: tcp:127.0.0.1:7000. A network endpoint on another
     /// address (tcp:0.0.0.0:PORT accepts remote clients) is refused unless it
     /// says tls or insecure.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
