@@ -132,6 +132,9 @@ pub(crate) struct PortStatus {
     /// says where its series are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) metrics: Option<String>,
+    /// The metrics are served over HTTPS (`--metrics-tls`); absent for HTTP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) metrics_https: bool,
     /// The control socket and the pid of the process serving the port, set
     /// by `status` when it found the daemons itself (without `--control`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,6 +178,7 @@ impl PortStatus {
             writers: writers.to_owned(),
             endpoints,
             metrics: None,
+            metrics_https: false,
             control: None,
             pid: None,
             refusals: Refusals::default(),

@@ -90,7 +90,8 @@ pub(crate) fn tables(ports: &[PortStatus]) -> String {
             let _ = writeln!(out, "    by {}: {}", e.endpoint, reasons(&e.refusals));
         }
         if let Some(addr) = &p.metrics {
-            let _ = writeln!(out, "  metrics: http://{addr}/metrics");
+            let scheme = if p.metrics_https { "https" } else { "http" };
+            let _ = writeln!(out, "  metrics: {scheme}://{addr}/metrics");
         }
         let clients = field("clients");
         let clients = clients.as_array().map(Vec::as_slice).unwrap_or_default();

@@ -102,7 +102,9 @@ pub(crate) async fn run(
         None => None,
     };
     // `status` gives it, so nobody has to read it from the log.
-    let metrics_addr = metrics.as_ref().map(|m| m.local_addr().to_string());
+    let metrics_addr = metrics
+        .as_ref()
+        .map(|m| (m.local_addr().to_string(), m.scheme() == "https"));
     let fds = Arc::new(FdReserve::new(fds::RESERVE));
     let mut running: Vec<Running> = Vec::with_capacity(ports.len());
     for plan in ports {
@@ -145,7 +147,7 @@ pub(crate) async fn run(
                             Err(e) => Response::error(e.to_string()),
                         }
                     }
-                    other => handle(&running, other, metrics_addr.as_deref()),
+                    other => handle(&running, other, metrics_addr.as_ref().map(|(a, h)| (a.as_str(), *h))),
                 };
                 if status {
                     answer.daemon = Some(DaemonInfo {

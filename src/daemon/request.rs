@@ -28,10 +28,16 @@ fn find<'a>(ports: &'a [Running], name: &str) -> Result<&'a Port, Response> {
         })
 }
 
-/// Answers `request`; `metrics` is where `/metrics` is served, for `status`.
-pub(crate) fn handle(ports: &[Running], request: Request, metrics: Option<&str>) -> Response {
+/// Answers `request`; `metrics` is where `/metrics` is served (and
+/// whether over HTTPS), for `status`.
+pub(crate) fn handle(
+    ports: &[Running],
+    request: Request,
+    metrics: Option<(&str, bool)>,
+) -> Response {
     let status = |p: &Port| PortStatus {
-        metrics: metrics.map(str::to_owned),
+        metrics: metrics.map(|(addr, _)| addr.to_owned()),
+        metrics_https: metrics.is_some_and(|(_, https)| https),
         ..p.status()
     };
     let result = match request {

@@ -689,6 +689,14 @@ fn issue21_metrics_over_https_with_mutual_tls() {
     );
     let (ok, body) = curl(&format!("https://localhost:{port}/metrics"), &pki, true);
     assert!(ok, "{body}");
+    // status says where, and that it is HTTPS.
+    let (ok, table, _) = crate::common::control(&server.control, &["status"]);
+    assert!(
+        ok && table.contains(&format!("metrics: https://127.0.0.1:{port}/metrics")),
+        "{table}"
+    );
+    let ports = crate::common::status(&server.control);
+    assert_eq!(ports[0]["metrics_https"], true, "{ports:#}");
     let families = crate::metrics::parse(&body);
     assert!(families.get("serialhub_refused").is_some(), "{families:#}");
     // Plain HTTP is not served there, nor HTTPS without a certificate.
