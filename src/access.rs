@@ -150,7 +150,6 @@ impl fmt::Display for Identity {
 impl Identity {
     /// Whether a certificate with these names and fingerprint has this
     /// identity.
-    #[cfg(test)]
     fn matches(&self, cn: Option<&str>, dns: &[String], sha256: &[u8; 32]) -> bool {
         match self {
             Identity::Cn(n) => cn == Some(n.as_str()),
@@ -223,7 +222,6 @@ impl AccessPolicy {
     }
 
     /// Whether no identity is listed (every verified certificate is `rw`).
-    #[cfg(test)]
     pub(crate) fn is_open(&self) -> bool {
         self.rw.is_empty() && self.ro.is_empty()
     }
@@ -239,7 +237,6 @@ impl AccessPolicy {
 
     /// The role of a verified certificate with common name `cn`, DNS
     /// names `dns` and fingerprint `sha256`; `None`: it is refused.
-    #[cfg(test)]
     pub(crate) fn role(&self, cn: Option<&str>, dns: &[String], sha256: &[u8; 32]) -> Option<Role> {
         if self.is_open() {
             return Some(Role::Rw);

@@ -262,11 +262,14 @@ pub(crate) struct ServeArgs {
     /// ,slow-reader=POLICY ,mode=0000-0777 (unix) ,control=first|any|none
     /// (rfc2217, pty) ,keepalive=DURATION|off (tcp, rfc2217, modbus-tcp;
     /// default 30s) ,from=CIDR (tcp, rfc2217, modbus-tcp; repeatable: only
-    /// clients from these networks) ,insecure (plain text on an address
-    /// that is not loopback, knowingly). modbus-tcp takes only keepalive,
-    /// from and insecure. Default: tcp:127.0.0.1:7000. A network endpoint
-    /// on another address (tcp:0.0.0.0:PORT accepts remote clients) is
-    /// refused unless it says tls or insecure.
+    /// clients from these networks) ,tls (tcp, rfc2217, modbus-tcp: clients
+    /// speak TLS; needs --tls-cert and --tls-key)
+    /// ,handshake-timeout=DURATION (100ms to 60s; default 10s) ,insecure
+    /// (plain text on an address that is not loopback, knowingly).
+    /// modbus-tcp takes only keepalive, from, tls, handshake-timeout and
+    /// insecure. Default: tcp:127.0.0.1:7000. A network endpoint on another
+    /// address (tcp:0.0.0.0:PORT accepts remote clients) is refused unless it
+    /// says tls or insecure.
     #[arg(short, long = "listen", value_name = "ENDPOINT")]
     pub(crate) listen: Vec<EndpointSpec>,
     /// A role for the clients of TLS endpoints with a certificate of this
@@ -360,6 +363,25 @@ pub(crate) struct ServeArgs {
     /// deleted (1 to 1000).
     #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N", requires = "log")]
     pub(crate) log_keep: usize,
+    /// TLS: the server's certificate chain (PEM, its own certificate
+    /// first), for endpoints with the `tls` option and --metrics-tls.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// TLS: the private key of --tls-cert (PEM: PKCS#8, RSA or EC).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// TLS: a CA bundle (PEM). Clients of TLS endpoints must then present a
+    /// certificate that chains to it (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
+    /// TLS: a certificate revocation list (PEM) for --tls-client-ca; a
+    /// client whose certificate it revokes is refused (repeatable).
+    #[arg(long, value_name = "FILE", requires = "tls_client_ca")]
+    pub(crate) tls_crl: Vec<PathBuf>,
+    /// Serve --metrics over HTTPS with --tls-cert (and mutual TLS with
+    /// --tls-client-ca).
+    #[arg(long, requires = "tls_cert")]
+    pub(crate) metrics_tls: bool,
 }
 
 /// The `serve` flags that describe one port, which a `--config` file
@@ -393,6 +415,11 @@ const PORT_FLAGS: &[&str] = &[
     "log_format",
     "log_max_size",
     "log_keep",
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "tls_crl",
+    "metrics_tls",
 ];
 
 #[derive(Debug, Args)]

@@ -476,7 +476,7 @@ mod tests {
             name: Arc::from("tcp:10.0.0.9:6000"),
         };
         vec![
-            rec(0, Event::Connect(a.clone())),
+            rec(0, Event::Connect(a.clone(), None)),
             rec(1, Event::Tx(a.clone(), Bytes::from_static(b"A1"))),
             rec(2, Event::Rx(Bytes::from_static(b"R2"))),
             rec(3, Event::Tx(b.clone(), Bytes::from_static(b"B3"))),

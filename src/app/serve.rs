@@ -25,7 +25,7 @@ pub(crate) async fn run(
         path,
         mode: control::DEFAULT_MODE,
     });
-    let (plans, file_control, file_metrics) = match &args.config {
+    let (plans, file_control, file_metrics, https) = match &args.config {
         Some(file) => {
             let daemon = config::load(file).map_err(Error::File)?;
             // --metrics overrides the file's, and is checked as it is.
@@ -46,18 +46,35 @@ pub(crate) async fn run(
                 socket: None,
                 mode: control::DEFAULT_MODE,
             });
-            (plans, Some(control), daemon.metrics)
+            // HTTPS with the file's [tls], as its [metrics] says.
+            let https = match &daemon.metrics {
+                Some(m) if m.tls => daemon.tls.clone(),
+                _ => None,
+            };
+            (
+                plans,
+                Some(control),
+                daemon.metrics.map(|m| m.listen),
+                https,
+            )
         }
         None => {
             let config = PortConfig::from_args(&args).map_err(Error::Settings)?;
             let control = control.as_ref().map(|c| c.path.as_path());
             config::check_flags(&config, control, metrics.as_deref()).map_err(Error::Settings)?;
+            if args.metrics_tls && metrics.is_none() {
+                return Err(Error::Settings(config::ConfigError::NotApplicable {
+                    option: "--metrics-tls",
+                    only: "--metrics",
+                }));
+            }
+            let https = config.tls.clone().filter(|_| args.metrics_tls);
             let plan = PortPlan {
                 name: config.name.clone(),
                 config,
                 wait_for_device: args.wait_for_device,
             };
-            (vec![plan], None, None)
+            (vec![plan], None, None, https)
         }
     };
     // --control wins, then the file's socket; else one of our own in the
@@ -87,7 +104,9 @@ pub(crate) async fn run(
             Err(e) => return Err(Error::ControlDir(e)),
         },
     };
-    let metrics = metrics.or(file_metrics.map(|m| m.listen));
+    let metrics = metrics
+        .or(file_metrics)
+        .map(|addr| control::http::MetricsListen { addr, tls: https });
     daemon::run(plans, control, metrics, args.config, shutdown)
         .await
         .map_err(Error::Daemon)

@@ -47,6 +47,11 @@ pub enum ConfigError {
     /// endpoint) on one address; `how` says with what.
     #[error("--listen {spec} {how}")]
     SameAddress { spec: String, how: &'static str },
+    /// An endpoint with `tls`, and no certificate to serve it with.
+    #[error("{spec},tls needs a certificate: give {how}")]
+    TlsNeedsCert { spec: String, how: &'static str },
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The safe default (`exposure`): plain text on a non-loopback address.
     #[error(
         "{option} {spec} would serve plain text on {addr}, which is not a loopback address: anyone who can reach it could read and write the device. Add tls to encrypt it ({spec},tls), or insecure to accept plain text on that endpoint knowingly ({spec},insecure)"
@@ -62,8 +67,6 @@ pub enum ConfigError {
         option: &'static str,
         why: crate::access::AccessError,
     },
-    #[error("{option} {spec},tls: this serialhub has no TLS transport yet")]
-    TlsUnavailable { option: &'static str, spec: String },
 }
 
 impl ConfigError {

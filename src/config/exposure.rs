@@ -35,14 +35,6 @@ pub(crate) fn plain_on_network(spec: &EndpointSpec) -> Option<SocketAddr> {
 /// the network, saying what to add.
 pub(super) fn check(listen: &[EndpointSpec], source: Source) -> Result<(), ConfigError> {
     for spec in listen {
-        // Until the TLS transport is in, `tls` would serve plain text while
-        // the configuration says otherwise: refuse it instead.
-        if spec.options.tls {
-            return Err(ConfigError::TlsUnavailable {
-                option: source.name("--listen"),
-                spec: spec.to_string(),
-            });
-        }
         if let Some(addr) = plain_on_network(spec) {
             return Err(ConfigError::PlainText {
                 option: source.name("--listen"),

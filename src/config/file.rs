@@ -39,6 +39,8 @@ pub struct DaemonConfig {
     pub(crate) ports: Vec<PortConfig>,
     pub control: Option<ControlConfig>,
     pub(crate) metrics: Option<MetricsConfig>,
+    /// `[tls]`: every port's `tls` endpoints and HTTPS metrics use it.
+    pub(crate) tls: Option<crate::tls::TlsFiles>,
 }
 
 impl DaemonConfig {
@@ -69,8 +71,20 @@ impl DaemonConfig {
             )),
         }
         match &self.metrics {
+            Some(m) if m.tls => out.push_str(&format!("metrics: listen {} (https)\n", m.listen)),
             Some(m) => out.push_str(&format!("metrics: listen {}\n", m.listen)),
             None => out.push_str("metrics: off\n"),
+        }
+        if let Some(t) = &self.tls {
+            out.push_str(&format!(
+                "tls: cert {}, key {}, client CA {}, {} CRL file(s)\n",
+                t.cert.display(),
+                t.key.display(),
+                t.client_ca
+                    .as_ref()
+                    .map_or("none".into(), |c| c.display().to_string()),
+                t.crls.len()
+            ));
         }
         out
     }
@@ -90,6 +104,8 @@ pub struct ControlConfig {
 pub struct MetricsConfig {
     /// `HOST:PORT`, checked as for `tcp:` endpoints; resolved when bound.
     pub(crate) listen: String,
+    /// HTTPS with the `[tls]` files (`tls = true`).
+    pub(crate) tls: bool,
 }
 
 /// A configuration file that cannot be used: where, and what is wrong.
@@ -148,6 +164,8 @@ pub(crate) enum Problem {
     SameLogDir { dir: String, other: String },
     #[error("metrics listen {addr:?}: {why}")]
     MetricsListen { addr: String, why: String },
+    #[error("[metrics] tls = true needs a [tls] table with cert and key")]
+    MetricsTls,
 }
 
 /// Reads, parses and validates the configuration file at `path`.
@@ -190,6 +208,12 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
         }
     };
 
+    let tls = raw.tls.map(|t| crate::tls::TlsFiles {
+        cert: t.cert,
+        key: t.key,
+        client_ca: t.client_ca,
+        crls: t.crl,
+    });
     let mut ports = Vec::with_capacity(raw.port.len());
     let mut spans = Vec::with_capacity(raw.port.len());
     for port in raw.port {
@@ -205,6 +229,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
         }
         let settings = PortSettings {
             name: Some(name.clone()),
+            tls: tls.clone(),
             ..settings
         }
         .over(&defaults);
@@ -274,7 +299,16 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
                     },
                 )
             })?;
-            Some(MetricsConfig { listen })
+            let https = match m.tls {
+                Some(t) if *t.get_ref() => {
+                    if tls.is_none() {
+                        return Err(err(Some(t.span()), None, Problem::MetricsTls));
+                    }
+                    true
+                }
+                _ => false,
+            };
+            Some(MetricsConfig { listen, tls: https })
         }
     };
     let control = raw.control.map(|c| ControlConfig {
@@ -285,6 +319,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
         ports,
         control,
         metrics,
+        tls,
     })
 }
 

@@ -32,6 +32,7 @@ mod ranges;
 mod raw;
 pub(crate) mod settings;
 mod sizing;
+mod tls;
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
@@ -202,6 +203,8 @@ pub(crate) struct PortConfig {
     pub(crate) stats_every: Option<Duration>,
     /// `None` when no traffic log directory is given.
     pub(crate) traffic: Option<TrafficConfig>,
+    /// The TLS files, if given (read and checked when resolved).
+    pub(crate) tls: Option<crate::tls::TlsFiles>,
 }
 
 /// The old name of [`PortConfig`], from when a process served one port.
@@ -241,6 +244,16 @@ impl From<&ServeArgs> for PortSettings {
                 max_size: Some(u64::try_from(a.log_max_size).unwrap_or(u64::MAX)),
                 keep: Some(a.log_keep),
             },
+            tls: a
+                .tls_cert
+                .clone()
+                .zip(a.tls_key.clone())
+                .map(|(cert, key)| crate::tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: a.tls_client_ca.clone(),
+                    crls: a.tls_crl.clone(),
+                }),
         }
     }
 }
@@ -356,6 +369,7 @@ impl PortConfig {
             Writers::Transaction => Some(txn_config(&s, &line, source)?),
         };
         let traffic = traffic_config(&s.log, source)?;
+        let tls = tls::files(s.tls.take(), &listen, source)?;
         let pacing = s.pacing.unwrap_or(d::PACING);
         Ok(PortConfig {
             name,
@@ -382,6 +396,7 @@ impl PortConfig {
             pacing,
             stats_every,
             traffic,
+            tls,
         })
     }
 }

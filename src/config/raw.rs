@@ -37,6 +37,7 @@ pub(super) struct Spans {
 pub(super) struct RawFile {
     pub(super) control: Option<RawControl>,
     pub(super) metrics: Option<RawMetrics>,
+    pub(super) tls: Option<RawTls>,
     pub(super) defaults: Option<Spanned<RawPort>>,
     #[serde(default)]
     pub(super) port: Vec<Spanned<RawPort>>,
@@ -53,6 +54,19 @@ pub(super) struct RawControl {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMetrics {
     pub(super) listen: Spanned<String>,
+    /// HTTPS, with the `[tls]` files.
+    pub(super) tls: Option<Spanned<bool>>,
+}
+
+/// `[tls]`: the files TLS endpoints and the metrics listener use.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawTls {
+    pub(super) cert: PathBuf,
+    pub(super) key: PathBuf,
+    pub(super) client_ca: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) crl: Vec<PathBuf>,
 }
 
 /// A `[[port]]` table, or `[defaults]` (which may not set the name,
@@ -170,6 +184,8 @@ impl RawPort {
                 max_size: log.max_size.map(|s| s.0),
                 keep: log.keep,
             },
+            // The file's `[tls]` applies to every port (see `file::parse`).
+            tls: None,
         };
         (settings, self.name, spans)
     }

@@ -85,6 +85,8 @@ pub(crate) struct PortSettings {
     /// Zero turns the periodic stats line off.
     pub(crate) stats_every: Option<Duration>,
     pub(crate) log: LogSettings,
+    /// The TLS files (`--tls-*`, a file's `[tls]`), for `tls` endpoints.
+    pub(crate) tls: Option<crate::tls::TlsFiles>,
 }
 
 /// The traffic log's raw settings; there is a log only if `dir` is given.
@@ -130,6 +132,7 @@ impl PortSettings {
                 max_size: self.log.max_size.or(b.log.max_size),
                 keep: self.log.keep.or(b.log.keep),
             },
+            tls: self.tls.or(b.tls),
         }
     }
 }

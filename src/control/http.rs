@@ -14,6 +14,10 @@
 //! [`HEADER_TIMEOUT`], one request per connection, and each connection ends
 //! after [`CONNECTION_TIMEOUT`]. Malformed requests are hyper's to refuse;
 //! nothing here panics on them. Failed accepts are logged once per episode.
+//!
+//! With `--metrics-tls` it serves HTTPS (tokio-rustls, with the ports' TLS
+//! files; mutual TLS with a client CA): the handshake must end within
+//! [`HEADER_TIMEOUT`], and the same bounds apply after it.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -38,6 +42,7 @@ use super::admit::{Admission, Ticket};
 use super::metrics::{CONTENT_TYPE_OPENMETRICS, render};
 use super::server::Asked;
 use super::{PortStatus, Request, Response};
+use crate::tls::{TlsAcceptor, TlsError, TlsFiles};
 
 /// Connections served at once. Prometheus scrapes one at a time, with a
 /// curl or two alongside; 256 is far more than honest scrapers need, so
@@ -66,6 +71,18 @@ pub enum MetricsError {
         addr: String,
         reason: std::io::Error,
     },
+    #[error("metrics: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// Where and how to serve the metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MetricsListen {
+    /// `127.0.0.1:9108`, `[::1]:9108`, `localhost:9108`.
+    pub addr: String,
+    /// HTTPS with these files (`--metrics-tls`), mutual TLS if they name a
+    /// client CA.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The bound metrics endpoint.
@@ -73,23 +90,41 @@ pub enum MetricsError {
 pub(crate) struct MetricsServer {
     listener: TcpListener,
     addr: SocketAddr,
+    tls: Option<Arc<TlsAcceptor>>,
 }
 
 impl MetricsServer {
-    /// Binds `addr` (`127.0.0.1:9108`, `[::1]:9108`, `localhost:9108`).
-    pub(crate) async fn bind(addr: &str) -> Result<MetricsServer, MetricsError> {
+    /// Binds `listen.addr`, with its TLS configuration read.
+    pub(crate) async fn bind(listen: &MetricsListen) -> Result<MetricsServer, MetricsError> {
+        let tls = listen.tls.clone().map(TlsAcceptor::new).transpose()?;
         let fail = |reason| MetricsError::Bind {
-            addr: addr.to_owned(),
+            addr: listen.addr.clone(),
             reason,
         };
-        let listener = TcpListener::bind(addr).await.map_err(fail)?;
+        let listener = TcpListener::bind(&listen.addr).await.map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
-        Ok(MetricsServer { listener, addr })
+        Ok(MetricsServer {
+            listener,
+            addr,
+            tls: tls.map(Arc::new),
+        })
     }
 
     /// The address as bound (its port chosen by the OS if it was 0).
     pub(crate) fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `https` or `http`.
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// Its TLS configuration, if it serves HTTPS: a handle to keep before
+    /// [`serve`](Self::serve) takes the server, to re-read the files with
+    /// ([`TlsAcceptor::reload`]) for new connections.
+    pub(crate) fn tls(&self) -> Option<Arc<TlsAcceptor>> {
+        self.tls.clone()
     }
 
     /// Serves scrapes until `shutdown`, asking `daemon` for each one's data.
@@ -108,18 +143,21 @@ impl MetricsServer {
                 daemon.clone(),
                 Arc::new(ticket),
                 shutdown.clone(),
+                self.tls.clone(),
             ));
         }
     }
 }
 
-/// Serves one connection until it ends, is shed, or `shutdown`.
+/// Serves one connection until it ends, is shed, or `shutdown`; over TLS
+/// if `tls`, whose handshake must be done within [`HEADER_TIMEOUT`].
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     daemon: mpsc::Sender<Asked>,
     ticket: Arc<Ticket>,
     shutdown: CancellationToken,
+    tls: Option<Arc<TlsAcceptor>>,
 ) {
     let asked = ticket.clone();
     let service = service_fn(move |req| {
@@ -129,14 +167,21 @@ async fn connection(
         let daemon = daemon.clone();
         async move { Ok::<_, Infallible>(respond(&req, &daemon).await) }
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(MAX_REQUEST_BUF)
-        .keep_alive(false)
-        .serve_connection(TokioIo::new(stream), service);
+    let serve = async {
+        match tls {
+            None => http(stream, service).await,
+            Some(tls) => {
+                let accept = tokio_rustls::TlsAcceptor::from(tls.config()).accept(stream);
+                match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
+                    Ok(Ok(stream)) => http(stream, service).await,
+                    Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
+                    Err(_) => Err(format!("no TLS handshake within {HEADER_TIMEOUT:?}")),
+                }
+            }
+        }
+    };
     tokio::select! {
-        r = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => match r {
+        r = tokio::time::timeout(CONNECTION_TIMEOUT, serve) => match r {
             Ok(Ok(())) => {}
             Ok(Err(e)) => debug!(%peer, error = %e, "metrics: bad connection"),
             Err(_) => debug!(%peer, "metrics: connection timed out"),
@@ -144,6 +189,23 @@ async fn connection(
         () = ticket.shed() => debug!(%peer, "metrics: connection closed: idle, and others waiting"),
         () = shutdown.cancelled() => {}
     }
+}
+
+/// HTTP/1 on `io`, one request, with the header limits.
+async fn http<I, S>(io: I, service: S) -> Result<(), String>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming, ResBody = Full<Bytes>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_REQUEST_BUF)
+        .keep_alive(false)
+        .serve_connection(TokioIo::new(io), service)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 fn reply(

@@ -426,6 +426,7 @@ mod tests {
             timeouts: 5,
             reset_lost: 6,
             bad_replies: 7,
+            identity: None,
         }
     }
 

@@ -100,7 +100,7 @@ pub(crate) fn tables(ports: &[PortStatus]) -> String {
         }
         let _ = writeln!(
             out,
-            "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}",
+            "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}  IDENTITY",
             "ID",
             "CLIENT",
             "CONNECTED",
@@ -118,7 +118,7 @@ pub(crate) fn tables(ports: &[PortStatus]) -> String {
             let n = |k: &str| c[k].as_u64().unwrap_or(0);
             let _ = writeln!(
                 out,
-                "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}",
+                "  {:>5}  {:<32} {:<27} {:>10} {:>10} {:>7} {:>8} {:>9} {:>6} {:>6} {:>8} {:>3}  {}",
                 n("id"),
                 c["peer"].as_str().unwrap_or("?"),
                 c["connected_since"].as_str().unwrap_or("?"),
@@ -131,6 +131,9 @@ pub(crate) fn tables(ports: &[PortStatus]) -> String {
                 n("transactions"),
                 n("timeouts"),
                 n("bad_replies"),
+                // Who a TLS client's certificate names; last, as a name
+                // may hold spaces.
+                c["identity"].as_str().unwrap_or("-"),
             );
         }
     }
@@ -203,6 +206,7 @@ mod tests {
             timeouts: 23,
             reset_lost: 29,
             bad_replies: 31,
+            identity: Some("cn:alice".into()),
         };
         let hub = HubStatus {
             device_state: DeviceState::Opening,
@@ -282,6 +286,7 @@ mod tests {
             ("TXNS", "19"),
             ("TIMEOUTS", "23"),
             ("BAD", "31"),
+            ("IDENTITY", "cn:alice"),
         ] {
             assert!(cells.contains(&(column, want)), "{column}: {text}");
         }

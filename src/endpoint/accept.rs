@@ -35,6 +35,7 @@ use crate::access::{AccessPolicy, Role};
 use crate::episode::Episode;
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
+use crate::tls::{Identity, TlsAcceptor};
 
 /// Back-off after running out of descriptors: short at first, so service
 /// resumes quickly once clients leave, growing so a long shortage costs
@@ -93,13 +94,14 @@ pub(crate) struct Context {
     /// by the port, so they outlive endpoints a reload removes.
     pub(crate) refusals: Arc<RefusalCounts>,
     /// The roles of client identities (`--allow`), for TLS clients.
-    #[expect(
-        dead_code,
-        reason = "read when TLS clients arrive (s18-tls): their role is this policy's verdict"
-    )]
     pub(crate) access: Arc<AccessPolicy>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
+    /// The port's TLS configuration, for endpoints with `tls`.
+    pub(crate) tls: Option<Arc<TlsAcceptor>>,
+    /// Ciphertext a TLS client's session may hold for sending: as much as
+    /// a plain client's socket send buffer, so TLS adds little in flight.
+    pub(crate) tls_buffer: usize,
 }
 
 /// An episode of refusing clients for want of room, logged at its start
@@ -137,7 +139,9 @@ impl Refusing {
 }
 
 /// Accepts clients until shutdown, running each on the tracker; counts
-/// and logs refusals with `refuser`.
+/// and logs refusals with `refuser`. On a `tls` endpoint each connection's
+/// handshake runs in a task of its own (see [`super::tls_accept`]), and
+/// comes back here, done, to be admitted.
 pub(crate) async fn serve<L: Accept>(
     listener: L,
     options: EndpointOptions,
@@ -146,16 +150,41 @@ pub(crate) async fn serve<L: Accept>(
     refuser: Arc<Refuser>,
 ) {
     let options = Arc::new(options);
-    let policy = options.slow_reader.unwrap_or(cx.hub.config().slow_reader);
-    let mut full = Refusing::new("client limit reached", Refusal::MaxClients);
-    let mut chatter = Chatter::default();
+
+    let mut admit = Admit {
+        policy: options.slow_reader.unwrap_or(cx.hub.config().slow_reader),
+        full: Refusing::new("client limit reached", Refusal::MaxClients),
+        chatter: Chatter::default(),
+        cx: cx.clone(),
+        options: options.clone(),
+        protocol,
+        refuser: refuser.clone(),
+    };
+    let (handshaken, mut done) = tokio::sync::mpsc::channel(super::tls_accept::MAX_DONE);
+    let handshakes = match (options.tls, &cx.tls) {
+        (true, Some(acceptor)) => Some(super::tls_accept::Handshakes {
+            acceptor: acceptor.clone(),
+            refuser: refuser.clone(),
+            timeout: options.handshake_timeout,
+            buffer: cx.tls_buffer,
+            tracker: cx.tracker.clone(),
+            shutdown: cx.shutdown.clone(),
+            done: handshaken,
+        }),
+        (true, None) => {
+            // The settings check refuses this; never serve it in plain text.
+            tracing::error!("a tls endpoint without a TLS configuration; not serving it");
+            return;
+        }
+        (false, _) => None,
+    };
     let mut starved = Refusing::new("out of file descriptors", Refusal::Descriptors);
     let mut backoff = STARVED_MIN;
     loop {
         // Accept only while the device's reserve is whole.
         // Episodes that end after a quiet spell are ended then, though no
         // client comes.
-        let due = [full.due(), starved.due(), chatter.due()]
+        let due = [admit.full.due(), starved.due(), admit.chatter.due()]
             .into_iter()
             .flatten()
             .min()
@@ -163,10 +192,16 @@ pub(crate) async fn serve<L: Accept>(
         let accepted = if cx.fds.refill() {
             tokio::select! {
                 r = listener.accept() => r,
+                Some(c) = done.recv() => {
+                    let c: super::tls_accept::Done<L::Source, L::Sink> = c;
+                    let peer = Peer { name: c.name, ip: c.ip };
+                    admit.client(c.source, c.sink, peer, c.identity);
+                    continue;
+                }
                 () = super::request::sleep_until(due) => {
-                    full.over();
+                    admit.full.over();
                     starved.over();
-                    chatter.over();
+                    admit.chatter.over();
                     continue;
                 }
                 () = cx.shutdown.cancelled() => return,
@@ -204,29 +239,73 @@ pub(crate) async fn serve<L: Accept>(
             refuser.refuse(Refusal::Network, &peer.name, Some(ip), why);
             continue;
         }
+        match &handshakes {
+            Some(h) => h.start(source, sink, peer.name, peer.ip),
+            None => admit.client(source, sink, peer, None),
+        }
+    }
+}
+
+/// The step from a connection (plain, or TLS with its handshake done) to a
+/// client: it takes a `--max-clients` place, attaches to the hub and runs.
+/// The identity of a TLS client's certificate is known here, before the
+/// client is attached, so that whatever it may do can be decided here.
+struct Admit {
+    cx: Context,
+    options: Arc<EndpointOptions>,
+    protocol: Protocol,
+    policy: crate::hub::SlowReaderPolicy,
+    full: Refusing,
+    chatter: Chatter,
+    refuser: Arc<Refuser>,
+}
+
+impl Admit {
+    fn client<S, W>(&mut self, source: S, sink: W, peer: Peer, identity: Option<Identity>)
+    where
+        S: ClientSource + Send + Sync + 'static,
+        W: SocketHalf,
+    {
+        let cx = &self.cx;
+        // A TLS client's role is the port's verdict on its certificate: one
+        // that matches no --allow identity is refused before it takes a
+        // place. A plain-text client has no identity: its endpoint's access=
+        // alone decides.
+        let role = match &identity {
+            None => Role::Rw,
+            Some(id) => match cx.access.role(id.cn.as_deref(), &id.dns, &id.sha256) {
+                Some(role) => role,
+                None => {
+                    let why = format_args!("its certificate ({id}) matches no --allow identity");
+                    self.refuser
+                        .refuse(Refusal::Identity, &peer.name, peer.ip, why);
+                    return;
+                }
+            },
+        };
         let name = peer.name;
         let Ok(place) = cx.clients.clone().try_acquire_owned() else {
             // Dropping the connection closes it: the client knows.
-            full.refuse(
+            self.full.refuse(
                 &cx.hub,
-                &refuser,
+                &self.refuser,
                 1,
                 format_args!("--max-clients {}", cx.max_clients),
             );
             debug!(peer = %name, "client refused: --max-clients reached");
-            continue;
+            return;
         };
-        full.over();
-        let slot = Slot::new(place, cx.lingering.clone(), chatter.loud());
-        let handle = cx.hub.attach_with(name.clone(), policy);
+        self.full.over();
+        let slot = Slot::new(place, cx.lingering.clone(), self.chatter.loud());
+        let shown = identity.as_ref().map(ToString::to_string);
+        let handle = cx
+            .hub
+            .attach_identified(name.clone(), self.policy, identity);
         let sink = Shared::new(sink);
-        let span = info_span!("client", id = handle.id(), peer = %name);
-        // A plain-text client has no identity: its endpoint's access=
-        // alone decides. (A TLS client's role is `cx.access`'s verdict on
-        // its certificate.)
-        let role = Role::Rw;
-        let options = for_role(&options, role);
+        let span = info_span!("client", id = handle.id(), peer = %name, identity = shown);
+        let options = for_role(&self.options, role);
         let (shutdown, port) = (cx.shutdown.clone(), cx.port.clone());
+        let protocol = self.protocol;
         cx.tracker.spawn(
             async move {
                 match protocol {

@@ -27,6 +27,7 @@ pub(crate) mod sink;
 pub(crate) mod slot;
 pub(crate) mod source;
 pub(crate) mod tcp;
+pub(crate) mod tls_accept;
 pub(crate) mod unix;
 
 pub(crate) use accept::Context;

@@ -136,9 +136,10 @@ pub(crate) struct EndpointOptions {
     pub(crate) control: ControlPolicy,
     /// The networks clients may come from (`from=`, network endpoints).
     pub(crate) from: AllowFrom,
-    /// `tls`: clients speak TLS. Parsed here so that the safe default can
-    /// see it; the TLS transport gives it its effect.
+    /// `tls`: clients speak TLS (tcp, rfc2217 and modbus-tcp).
     pub(crate) tls: bool,
+    /// Time a TLS client has to complete its handshake.
+    pub(crate) handshake_timeout: Duration,
     /// `insecure`: plain text on a non-loopback address, accepted
     /// knowingly.
     pub(crate) insecure: bool,
@@ -193,6 +194,7 @@ impl Default for EndpointOptions {
             control: ControlPolicy::default(),
             from: AllowFrom::default(),
             tls: false,
+            handshake_timeout: crate::tls::handshake::DEFAULT_TIMEOUT,
             insecure: false,
         }
     }
@@ -209,7 +211,7 @@ pub enum EndpointParseError {
     #[error("bad address in {spec:?}: {why}")]
     Address { spec: String, why: &'static str },
     #[error(
-        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control, from, tls, insecure"
+        "unknown option {option:?} in {spec:?}; options: access, framing, delimiter, max-line, gap, max-request, see, lock, slow-reader, mode, keepalive, control, from, tls, handshake-timeout, insecure"
     )]
     Option { option: String, spec: String },
     #[error("bad value for {option} in {spec:?}: {why}")]
@@ -301,7 +303,7 @@ fn apply_flag(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Result
     };
     if !kind.is_tcp() {
         return Err(OptErr::Value(
-            "only tcp, rfc2217 and modbus-tcp endpoints are on the network",
+            "only tcp, rfc2217 and modbus-tcp endpoints are on the network (a unix socket or pty is protected by its file mode)",
         ));
     }
     *flag = true;
@@ -313,10 +315,10 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
         return apply_flag(o, kind, opt);
     };
     if matches!(kind, EndpointKind::ModbusTcp { .. })
-        && !matches!(key, "keepalive" | "from" | "access")
+        && !matches!(key, "keepalive" | "from" | "access" | "handshake-timeout")
     {
         return Err(OptErr::Value(
-            "modbus-tcp endpoints take only access, keepalive, from, tls and insecure: requests are Modbus TCP frames",
+            "modbus-tcp endpoints take only access, keepalive, from, tls, handshake-timeout and insecure: requests are Modbus TCP frames",
         ));
     }
     if matches!(kind, EndpointKind::Rfc2217 { .. }) && matches!(key, "lock" | "mode") {
@@ -448,6 +450,10 @@ fn apply_option(o: &mut EndpointOptions, kind: &EndpointKind, opt: &str) -> Resu
                 "only tcp, rfc2217 and modbus-tcp endpoints have a keepalive",
             ));
         }
+        "handshake-timeout" if kind.is_tcp() => {
+            o.handshake_timeout = crate::tls::handshake::timeout(value).map_err(OptErr::Value)?
+        }
+        "handshake-timeout" => return Err(OptErr::Value("only network endpoints take tls")),
         "from" if kind.is_tcp() => o.from.add(value).map_err(OptErr::Value)?,
         "from" => {
             return Err(OptErr::Value(
@@ -621,6 +627,32 @@ mod tests {
         assert!(err("pty:/x,tls").contains("only tcp, rfc2217 and modbus-tcp"));
         assert!(err("tcp:h:1,tls,insecure").contains("not both"));
         assert!(err("tcp:h:1,secure").contains("unknown option \"secure\""));
+    }
+
+    #[test]
+    fn tls_is_for_network_endpoints() {
+        let err = |s: &str| s.parse::<EndpointSpec>().unwrap_err().to_string();
+        assert!(!parse("tcp:h:1").options.tls);
+        for spec in ["tcp:h:1,tls", "rfc2217:h:1,tls", "modbus-tcp:h:1,tls"] {
+            let o = parse(spec).options;
+            assert!(o.tls, "{spec}");
+            assert_eq!(o.handshake_timeout, Duration::from_secs(10));
+        }
+        assert!(err("unix:/x,tls").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("pty:/x,tls").contains("only tcp, rfc2217 and modbus-tcp"));
+        assert!(err("tls:h:1").contains("unknown endpoint kind"));
+        assert!(err("tcp:h:1,tls=yes").contains("unknown option"));
+        assert_eq!(
+            parse("modbus-tcp:h:1,tls,handshake-timeout=2s")
+                .options
+                .handshake_timeout,
+            Duration::from_secs(2)
+        );
+        for bad in ["0s", "50ms", "61s", "x", ""] {
+            let e = err(&format!("tcp:h:1,tls,handshake-timeout={bad}"));
+            assert!(e.contains("100ms to 60s"), "{bad}: {e}");
+        }
+        assert!(err("unix:/x,handshake-timeout=1s").contains("only network endpoints"));
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub(super) struct Slot {
     /// Places for the client's queued requests ([`txn::PIPELINE`](super::txn::PIPELINE)).
     pub(super) pipeline: Arc<Semaphore>,
     pub(super) txn: TxnStats,
+    /// Who its TLS client certificate names; `None` for a plain client.
+    pub(super) identity: Option<crate::tls::Identity>,
 }
 
 impl Slot {
@@ -66,6 +68,15 @@ pub struct ClientHandle {
 impl ClientHandle {
     pub(crate) fn id(&self) -> ClientId {
         self.slot.id
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.slot.name
+    }
+
+    /// Who its TLS client certificate names; `None` for a plain client.
+    pub(crate) fn identity(&self) -> Option<&crate::tls::Identity> {
+        self.slot.identity.as_ref()
     }
 
     pub(crate) fn stats(&self) -> &ClientStats {

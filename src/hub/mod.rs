@@ -258,6 +258,22 @@ impl Hub {
         name: impl Into<Arc<str>>,
         policy: SlowReaderPolicy,
     ) -> ClientHandle {
+        self.attach_identified(name, policy, None)
+    }
+
+    /// [`attach_with`](Self::attach_with) for a client that a TLS client
+    /// certificate names: its identity shows in status and in the traffic
+    /// log's connect record.
+    pub fn attach_identified(
+        self: &Arc<Self>,
+        name: impl Into<Arc<str>>,
+        policy: SlowReaderPolicy,
+        identity: Option<crate::tls::Identity>,
+    ) -> ClientHandle {
+        let certified = identity.as_ref().map(|i| crate::traffic::Certified {
+            identity: i.to_string(),
+            sha256: i.fingerprint(),
+        });
         let slot = Arc::new(Slot {
             id: NEXT_CLIENT_ID.fetch_add(1, Relaxed),
             name: name.into(),
@@ -272,10 +288,12 @@ impl Hub {
             replies_only: AtomicBool::new(false),
             pipeline: Arc::new(Semaphore::new(txn::PIPELINE)),
             txn: TxnStats::default(),
+            identity,
         });
         Arc::make_mut(&mut self.clients_mut()).push(slot.clone());
         self.stats.connected.fetch_add(1, Relaxed);
-        self.traffic.record(Event::Connect(slot.client_ref()));
+        self.traffic
+            .record(Event::Connect(slot.client_ref(), certified));
         ClientHandle {
             hub: self.clone(),
             slot,

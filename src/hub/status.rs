@@ -54,6 +54,10 @@ pub(crate) struct ClientStatus {
     /// CRC, answered with exception 0x0B instead).
     #[serde(default)]
     pub(crate) bad_replies: u64,
+    /// Who its TLS client certificate names (`cn:alice`); null for a
+    /// plain-text client.
+    #[serde(default)]
+    pub(crate) identity: Option<String>,
 }
 
 /// A hub's part of a port's status. It deserializes too, so that readers
@@ -150,6 +154,7 @@ impl Hub {
                 timeouts: s.txn.timeouts.load(Relaxed),
                 reset_lost: s.stats.lost.load(Relaxed),
                 bad_replies: s.stats.bad_replies.load(Relaxed),
+                identity: s.identity.as_ref().map(ToString::to_string),
             })
             .collect();
         let s = self.stats.snapshot();

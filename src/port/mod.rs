@@ -38,6 +38,7 @@ use crate::endpoint::unix::{UnixEndpoint, UnixError};
 use crate::endpoint::{Context, EndpointKind, EndpointSpec, accept, tcp};
 use crate::fds::FdReserve;
 use crate::hub::Hub;
+use crate::tls::TlsAcceptor;
 use crate::traffic::{self, TrafficError, TrafficLog};
 
 /// How long clients may take, after shutdown, to hand over the bytes they
@@ -63,6 +64,8 @@ pub enum PortError {
     Pty(#[from] PtyError),
     #[error(transparent)]
     Traffic(#[from] TrafficError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running port.
@@ -182,6 +185,8 @@ impl Port {
             access: Arc::new(cfg.access.clone()),
             shutdown: cancel.clone(),
             tracker: tracker.clone(),
+            tls: TlsAcceptor::of(cfg.tls.as_ref())?,
+            tls_buffer: cfg.sockets.send_buffer,
         };
         // Bind everything before serving anything, so a bad endpoint fails
         // start-up.
@@ -253,6 +258,12 @@ impl Port {
 
     pub(crate) fn hub(&self) -> &Arc<Hub> {
         &self.hub
+    }
+
+    /// Re-reads the TLS files for new handshakes ([`TlsAcceptor::reload`]).
+    /// `None` if the port has no TLS endpoint configuration.
+    pub(crate) fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
+        self.cx.tls.as_ref().map(|t| t.reload())
     }
 
     pub(crate) fn name(&self) -> &str {

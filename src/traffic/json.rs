@@ -7,6 +7,7 @@
 //! {"ts":"2025-01-02T03:04:05.200000Z","kind":"signal","signal":"dtr","on":false,"id":3,"client":"tcp:127.0.0.1:40522"}
 //! {"ts":"2025-01-02T03:04:05.300000Z","kind":"purge","buffers":"rx","id":3,"client":"tcp:127.0.0.1:40522","discarded":0}
 //! {"ts":"2025-01-02T03:04:06.000001Z","kind":"dropped","records":12}
+//! {"ts":"2025-01-02T03:04:07.000000Z","kind":"connect","id":4,"client":"tcp:10.0.0.5:40600","identity":"cn:alice","sha256":"9f86d0..."}
 //! ```
 
 use std::fmt::Write as _;
@@ -47,6 +48,11 @@ enum Body<'a> {
     Connect {
         id: u64,
         client: Cow<'a>,
+        /// A TLS client's certificate identity and fingerprint.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        identity: Option<Cow<'a>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<Cow<'a>>,
     },
     Disconnect {
         id: u64,
@@ -173,9 +179,14 @@ pub(crate) fn encode(rec: &Record, out: &mut String) {
                 hex: hex(d),
             }
         }
-        Event::Connect(cl) => {
+        Event::Connect(cl, tls) => {
             let (id, client) = c(cl);
-            Body::Connect { id, client }
+            Body::Connect {
+                id,
+                client,
+                identity: tls.as_ref().map(|t| Cow::from(t.identity.as_str())),
+                sha256: tls.as_ref().map(|t| Cow::from(t.sha256.as_str())),
+            }
         }
         Event::Disconnect(cl) => {
             let (id, client) = c(cl);
@@ -313,7 +324,18 @@ pub(crate) fn parse(line: &str) -> Result<Record, JsonError> {
             client,
             hex,
         } => Event::Tx(cl(id, client), data(len, &hex)?),
-        Body::Connect { id, client } => Event::Connect(cl(id, client)),
+        Body::Connect {
+            id,
+            client,
+            identity,
+            sha256,
+        } => Event::Connect(
+            cl(id, client),
+            identity.map(|i| super::Certified {
+                identity: i.into_owned(),
+                sha256: sha256.map(Cow::into_owned).unwrap_or_default(),
+            }),
+        ),
         Body::Disconnect { id, client } => Event::Disconnect(cl(id, client)),
         Body::SlowDrop { id, client } => Event::SlowDrop(cl(id, client)),
         Body::SlowResume {

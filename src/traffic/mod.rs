@@ -114,6 +114,15 @@ pub(crate) struct ClientRef {
     pub(crate) name: Arc<str>,
 }
 
+/// A TLS client's certificate, as its connect record names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Certified {
+    /// `cn:alice`, `dns:monitor.lab` or `sha256:HEX`.
+    pub identity: String,
+    /// The certificate's SHA-256 fingerprint, lowercase hex.
+    pub sha256: String,
+}
+
 /// Something worth a line in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Event {
@@ -136,7 +145,8 @@ pub(crate) enum Event {
         client: ClientRef,
         partial: u64,
     },
-    Connect(ClientRef),
+    /// A client connected; a TLS client with a certificate is named by it.
+    Connect(ClientRef, Option<Certified>),
     Disconnect(ClientRef),
     /// A `drop` client's queue is full: its data is being dropped.
     SlowDrop(ClientRef),
@@ -200,7 +210,7 @@ impl Event {
             | Event::TxnBegin(c)
             | Event::TxnEnd { client: c, .. }
             | Event::TxnTimeout { client: c, .. }
-            | Event::Connect(c)
+            | Event::Connect(c, _)
             | Event::Disconnect(c)
             | Event::SlowDrop(c)
             | Event::SlowResume { client: c, .. }

@@ -27,7 +27,7 @@ fn sample() -> Vec<Record> {
     let events = vec![
         Event::Settings("9600 8N1 flow=none".into()),
         Event::DeviceOpen("/dev/pts/3".into()),
-        Event::Connect(c.clone()),
+        Event::Connect(c.clone(), None),
         Event::Tx(c.clone(), Bytes::from_static(b"hello-token\r\n")),
         Event::Rx(Bytes::from_static(b"h")),
         Event::Rx(all.slice(..16)),
@@ -99,6 +99,14 @@ fn sample() -> Vec<Record> {
             error: "Input/output error (os error 5)\n\\".into(),
         },
         Event::DeviceClose("/dev/pts/3".into()),
+        // A TLS client, named by its certificate (issue 21).
+        Event::Connect(
+            c.clone(),
+            Some(super::Certified {
+                identity: "cn:alice smith".into(),
+                sha256: "ab".repeat(32),
+            }),
+        ),
         Event::Disconnect(c),
     ];
     let t0 = datetime!(2025-01-02 03:04:05.000001 UTC);
@@ -316,6 +324,37 @@ fn timestamps_have_microseconds_and_accept_any_rfc3339() {
     );
     let r = Record::now(Event::Dropped(1));
     assert_eq!(r.ts.nanosecond() % 1000, 0);
+}
+
+/// Issue 21: a TLS client's connect record names its identity and the
+/// certificate's fingerprint, in both formats; a record without them (a
+/// plain client, or a log from before) reads as before.
+#[test]
+fn issue21_connect_records_name_the_certificate() {
+    let tls = sample()
+        .into_iter()
+        .find(|r| matches!(&r.event, Event::Connect(_, Some(_))))
+        .unwrap();
+    let mut s = String::new();
+    text::encode(&tls, &mut s, &Palette::plain());
+    assert!(
+        s.ends_with(&format!(
+            " connect #3 tcp:127.0.0.1:40522 identity=cn:alice\\x20smith sha256={}\n",
+            "ab".repeat(32)
+        )),
+        "{s}"
+    );
+    let mut j = String::new();
+    json::encode(&tls, &mut j);
+    assert!(
+        j.contains(r#""identity":"cn:alice smith","sha256":"abab"#),
+        "{j}"
+    );
+    let old = "2025-01-02T03:04:05.000001Z connect #3 tcp:127.0.0.1:40522\n\
+               {\"ts\":\"2025-01-02T03:04:05.000001Z\",\"kind\":\"connect\",\"id\":3,\"client\":\"tcp:127.0.0.1:40522\"}\n";
+    for r in ok(parse_all(old)) {
+        assert!(matches!(r.event, Event::Connect(_, None)), "{r:?}");
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@
 //!   0000  68 65 6c 6c 6f                                       |hello|
 //! 2025-01-02T03:04:05.200017Z signal dtr off #3 tcp:127.0.0.1:40522
 //! 2025-01-02T03:04:06.000001Z disconnect #3 tcp:127.0.0.1:40522
+//! 2025-01-02T03:04:07.000000Z connect #4 tcp:10.0.0.5:40600 identity=cn:alice sha256=9f86d0...
 //! ```
 //!
 //! A header line is the timestamp, the kind, then fields separated by single
@@ -135,7 +136,18 @@ pub(crate) fn encode(rec: &Record, out: &mut String, p: &Palette) {
             client(out, c);
             let _ = write!(out, " partial={partial}");
         }
-        Event::Connect(c) | Event::Disconnect(c) | Event::SlowDrop(c) => client(out, c),
+        Event::Connect(c, tls) => {
+            client(out, c);
+            if let Some(t) = tls {
+                let _ = write!(
+                    out,
+                    " identity={} sha256={}",
+                    escape_token(&t.identity),
+                    escape_token(&t.sha256)
+                );
+            }
+        }
+        Event::Disconnect(c) | Event::SlowDrop(c) => client(out, c),
         Event::SlowResume { client: c, dropped } => {
             client(out, c);
             let _ = write!(out, " dropped={dropped}");
@@ -198,7 +210,7 @@ pub(crate) fn kind(e: &Event) -> &'static str {
         Event::TxnEnd { .. } => "txn-end",
         Event::TxnTimeout { .. } => "txn-timeout",
         Event::Tx(..) => "tx",
-        Event::Connect(_) => "connect",
+        Event::Connect(..) => "connect",
         Event::Disconnect(_) => "disconnect",
         Event::SlowDrop(_) => "slow-drop",
         Event::SlowResume { .. } => "slow-resume",

@@ -48,6 +48,7 @@ mod rfc2217;
 mod sharing;
 mod slow_reader;
 mod startup_errors;
+mod tls;
 mod traffic;
 mod traffic_reset;
 mod transactions;

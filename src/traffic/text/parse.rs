@@ -175,7 +175,23 @@ fn parse_header(line: &str) -> Result<Header, TextError> {
                 data: Vec::with_capacity(want.min(1 << 16)),
             }));
         }
-        "connect" => Event::Connect(client(next()?, next()?)?),
+        "connect" => {
+            let c = client(next()?, next()?)?;
+            // A TLS client's certificate; logs from before it have none.
+            let tls = match next() {
+                Ok(more) => {
+                    let (identity, sha256) = more
+                        .split_once(' ')
+                        .ok_or(TextError::Header("missing field"))?;
+                    Some(super::super::Certified {
+                        identity: token(keyed(identity, "identity=")?)?,
+                        sha256: token(keyed(sha256, "sha256=")?)?,
+                    })
+                }
+                Err(_) => None,
+            };
+            Event::Connect(c, tls)
+        }
         "disconnect" => Event::Disconnect(client(next()?, next()?)?),
         "slow-drop" => Event::SlowDrop(client(next()?, next()?)?),
         "txn-begin" => Event::TxnBegin(client(next()?, next()?)?),

@@ -1,0 +1,343 @@
+//! A TLS connection as the endpoint code sees any connection: a
+//! [`ClientSource`] to read from and a [`SocketHalf`] to write to, over the
+//! plain socket's own two halves.
+//!
+//! rustls is sans-I/O: one [`ServerConnection`] behind a mutex holds the
+//! session, and both halves use it without ever waiting while holding the
+//! lock. All socket I/O is non-blocking (`try_read`, `try_write`); waiting
+//! is on the plain socket's readiness, outside the lock.
+//!
+//! Backpressure is kept: reading plaintext takes ciphertext from the socket
+//! only while rustls wants it (its received-plaintext buffer is bounded,
+//! 16 KiB), so a client whose bytes wait for write budget is stopped by
+//! TCP's window as a plain one is. Writing encrypts only once earlier
+//! ciphertext has gone to the socket, and at most the buffer limit, so what
+//! serialhub holds for a client beyond its hub queue is bounded, and a
+//! reader that does not read sees `WouldBlock` (the slow-reader policy)
+//! as a plain one does.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use rustls::ServerConnection;
+
+use crate::endpoint::sink::SocketHalf;
+use crate::endpoint::source::ClientSource;
+
+/// The session and the plain socket's halves, shared by both TLS halves.
+struct Inner<S, W> {
+    conn: Mutex<Session>,
+    raw_in: S,
+    raw_out: W,
+}
+
+struct Session {
+    conn: ServerConnection,
+    /// rustls refused the peer's data: the connection is unusable, and
+    /// every read says so.
+    failed: Option<rustls::Error>,
+    /// The peer closed (close_notify or end of input).
+    eof: bool,
+}
+
+impl<S, W> Inner<S, W> {
+    fn lock(&self) -> MutexGuard<'_, Session> {
+        // A panic while holding the lock leaves the session as it was at
+        // some step; nothing here panics, and a poisoned session is no
+        // worse than a failed one.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Reads ciphertext from the plain socket without waiting.
+struct RawReader<'a, S> {
+    source: &'a S,
+    /// Read what the kernel holds, whatever the reactor has seen (see
+    /// [`ClientSource::read_held`]).
+    held: bool,
+}
+
+impl<S: ClientSource> Read for RawReader<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.held {
+            self.source.read_held(buf)
+        } else {
+            self.source.try_read(buf)
+        }
+    }
+}
+
+/// Writes ciphertext to the plain socket without waiting.
+struct RawWriter<'a, W>(&'a W);
+
+impl<W: SocketHalf> Write for RawWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
+    /// Writes pending ciphertext until it is all out or the socket is
+    /// full. `Ok(true)` when nothing is left.
+    fn flush(&self, s: &mut Session) -> io::Result<bool> {
+        while s.conn.wants_write() {
+            match s.conn.write_tls(&mut RawWriter(&self.raw_out)) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Takes in ciphertext the socket holds, while rustls wants it, and
+    /// processes it. `WouldBlock` when the socket had nothing.
+    fn fill(&self, s: &mut Session, held: bool) -> io::Result<()> {
+        if let Some(why) = &s.failed {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why.to_string()));
+        }
+        let read = s.conn.read_tls(&mut RawReader {
+            source: &self.raw_in,
+            held,
+        });
+        match read {
+            Ok(0) => s.eof = true,
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        self.process(s)
+    }
+
+    /// Processes what rustls holds; a protocol error sends its alert (if
+    /// the socket takes it) and fails the connection.
+    fn process(&self, s: &mut Session) -> io::Result<()> {
+        match s.conn.process_new_packets() {
+            Ok(state) => {
+                if state.peer_has_closed() {
+                    s.eof = true;
+                }
+                // Answers rustls owes the peer (a key update) go out now if
+                // they can; else before the next data.
+                let _ = self.flush(s);
+                Ok(())
+            }
+            Err(e) => {
+                let why = e.to_string();
+                s.failed = Some(e);
+                let _ = self.flush(s);
+                Err(io::Error::new(io::ErrorKind::InvalidData, why))
+            }
+        }
+    }
+
+    /// Plaintext into `buf`: what rustls holds, else what the socket brings.
+    fn read(&self, buf: &mut [u8], held: bool) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut s = self.lock();
+        loop {
+            match s.conn.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                // No plaintext now; the peer ended without close_notify:
+                // its data is all delivered, so this is its end of input.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if s.eof {
+                return Ok(0);
+            }
+            if !s.conn.wants_read() {
+                // Neither plaintext nor a wish for more: cannot happen once
+                // the handshake is done, but never spin on it.
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.fill(&mut s, held)?;
+        }
+    }
+
+    /// Plaintext rustls holds, and whether the peer has closed.
+    fn pending(&self) -> (usize, bool) {
+        let mut s = self.lock();
+        let fail = s.failed.is_some();
+        match s.conn.process_new_packets() {
+            Ok(state) => (state.plaintext_bytes_to_read(), s.eof || fail),
+            Err(_) => (0, true),
+        }
+    }
+}
+
+/// The receiving half of a TLS connection: plaintext from the client.
+pub(crate) struct TlsSource<S, W>(Arc<Inner<S, W>>);
+
+/// The sending half of a TLS connection, shared by the client's writer and
+/// the hub's fan-out like a plain socket's.
+pub(crate) struct TlsSink<S, W>(Arc<Inner<S, W>>);
+
+impl<S, W> fmt::Debug for TlsSource<S, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsSource")
+    }
+}
+
+impl<S, W> fmt::Debug for TlsSink<S, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TlsSink")
+    }
+}
+
+/// Both halves of a new TLS session over a plain connection.
+/// `buffer_limit` caps the ciphertext rustls holds for sending.
+pub(crate) fn split<S, W>(
+    conn: ServerConnection,
+    raw_in: S,
+    raw_out: W,
+    buffer_limit: usize,
+) -> (TlsSource<S, W>, TlsSink<S, W>) {
+    let mut conn = conn;
+    conn.set_buffer_limit(Some(buffer_limit));
+    let inner = Arc::new(Inner {
+        conn: Mutex::new(Session {
+            conn,
+            failed: None,
+            eof: false,
+        }),
+        raw_in,
+        raw_out,
+    });
+    (TlsSource(inner.clone()), TlsSink(inner))
+}
+
+impl<S: ClientSource, W: SocketHalf> TlsSource<S, W> {
+    /// Runs `f` on the session (to read its handshake state or the peer's
+    /// certificates).
+    pub(crate) fn with_session<T>(&self, f: impl FnOnce(&ServerConnection) -> T) -> T {
+        f(&self.0.lock().conn)
+    }
+
+    /// What rustls refused in the peer's data, if anything.
+    pub(crate) fn failure(&self) -> Option<rustls::Error> {
+        self.0.lock().failed.clone()
+    }
+
+    /// One step of the handshake: sends what rustls has to send, then
+    /// takes in what the peer sent. `Ok(true)` once the handshake is done
+    /// and its last messages are out; `WouldBlock` to wait for the socket
+    /// ([`wait`](Self::wait)).
+    pub(super) fn handshake_step(&self) -> io::Result<bool> {
+        let mut s = self.0.lock();
+        if !self.0.flush(&mut s)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if !s.conn.is_handshaking() {
+            return Ok(true);
+        }
+        if s.eof {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the peer closed the connection during the handshake",
+            ));
+        }
+        if !s.conn.wants_read() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.0.fill(&mut s, false)?;
+        let done = !s.conn.is_handshaking() && self.0.flush(&mut s)?;
+        Ok(done)
+    }
+
+    /// Waits until the socket can take pending ciphertext, or has data.
+    pub(super) async fn wait(&self) -> io::Result<()> {
+        let wants_write = self.0.lock().conn.wants_write();
+        if wants_write {
+            std::future::poll_fn(|cx| self.0.raw_out.poll_write_ready(cx)).await
+        } else {
+            self.0.raw_in.readable().await
+        }
+    }
+}
+
+impl<S, W> ClientSource for TlsSource<S, W>
+where
+    S: ClientSource + Send + Sync,
+    W: SocketHalf,
+{
+    async fn readable(&self) -> io::Result<()> {
+        let (plaintext, closed) = self.0.pending();
+        if plaintext > 0 || closed {
+            return Ok(());
+        }
+        self.0.raw_in.readable().await
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf, false)
+    }
+
+    /// Plaintext rustls holds, and the ciphertext the kernel holds (a little
+    /// more than the plaintext it carries).
+    fn queued(&self) -> usize {
+        self.0.pending().0 + self.0.raw_in.queued()
+    }
+
+    fn read_held(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf, true)
+    }
+}
+
+impl<S, W> SocketHalf for TlsSink<S, W>
+where
+    S: ClientSource + Send + Sync + 'static,
+    W: SocketHalf,
+{
+    fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            {
+                let mut s = self.0.lock();
+                if self.0.flush(&mut s)? {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            // The failed write cleared the socket's readiness, so this
+            // registers for its next writable edge.
+            std::task::ready!(self.0.raw_out.poll_write_ready(cx))?;
+        }
+    }
+
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let mut s = self.0.lock();
+        if !self.0.flush(&mut s)? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = s.conn.writer().write(buf)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // Out now if the socket takes it; what it does not take waits in
+        // rustls (at most the buffer limit) and goes before the next write.
+        self.0.flush(&mut s)?;
+        Ok(n)
+    }
+
+    /// Sends close_notify, then ends the sending side. What the socket
+    /// cannot take at once is given up: the client is leaving.
+    fn shutdown_write(&self) -> io::Result<()> {
+        {
+            let mut s = self.0.lock();
+            s.conn.send_close_notify();
+            let _ = self.0.flush(&mut s);
+        }
+        self.0.raw_out.shutdown_write()
+    }
+}
