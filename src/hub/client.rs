@@ -70,15 +70,6 @@ impl ClientHandle {
         self.slot.id
     }
 
-    pub(crate) fn name(&self) -> &str {
-        &self.slot.name
-    }
-
-    /// Who its TLS client certificate names; `None` for a plain client.
-    pub(crate) fn identity(&self) -> Option<&crate::tls::Identity> {
-        self.slot.identity.as_ref()
-    }
-
     pub(crate) fn stats(&self) -> &ClientStats {
         &self.slot.stats
     }

@@ -48,11 +48,6 @@ impl TlsAcceptor {
             .transpose()
     }
 
-    /// The files it reads.
-    pub(crate) fn files(&self) -> &TlsFiles {
-        &self.files
-    }
-
     /// The configuration a handshake starting now uses.
     pub(crate) fn config(&self) -> Arc<ServerConfig> {
         self.config.load_full()
