@@ -34,6 +34,10 @@
 //!   import.
 //! - [`access`]: who may do what: the roles (`rw`, `ro`) that `--allow`
 //!   gives client identities, and the pure matcher; a leaf.
+//! - [`tls`]: the TLS layer of network endpoints and the HTTPS metrics
+//!   listener: rustls settings read from the PEM files (and re-read on
+//!   reload), the handshake, client identities, and the encrypted stream
+//!   behind the same source and sink traits as a plain socket.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
 //!   server and client, and the Prometheus metrics endpoint.

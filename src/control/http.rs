@@ -122,9 +122,7 @@ impl MetricsServer {
 
     /// Its TLS configuration, if it serves HTTPS: a handle to keep before
     /// [`serve`](Self::serve) takes the server, to re-read the files with
-    /// ([`TlsAcceptor::reload`]) for new connections. Wired by no reload
-    /// yet (issue 21 point 6).
-    #[allow(dead_code)]
+    /// ([`TlsAcceptor::reload`]) for new connections.
     pub(crate) fn tls(&self) -> Option<Arc<TlsAcceptor>> {
         self.tls.clone()
     }

@@ -15,17 +15,21 @@
 //! one is stopped; an added one is started. Every port that goes is stopped
 //! before any other is changed in place or started, so an endpoint that
 //! moves (a unix socket or a pty link) is never deleted by its old owner
-//! after its new one made it.
+//! after its new one made it. Then the ports that kept running, and the
+//! HTTPS metrics listener, read their TLS files again: new handshakes use the
+//! new certificate, open sessions go on.
 //!
 //! - `ports`: the running ports, and starting and stopping them;
 //! - `plan`: what a reload is to do, from the old and new configurations
 //!   alone (pure, unit-tested); `report`: what it did, and its one-line
-//!   summary; `reload`: carries the plan out;
+//!   summary; `reload`: carries the plan out; `certs`: reads the TLS files
+//!   again;
 //! - `request`: answers `status`, `kick`, `lock` and `unlock`;
 //! - this file: the task that owns the ports, and its loop.
 //!
 //! [`Port::reconfigure`]: crate::port::Port::reconfigure
 
+mod certs;
 mod plan;
 mod ports;
 mod reload;
@@ -126,6 +130,8 @@ pub(crate) async fn run(
     if let Some(socket) = control {
         tokio::spawn(socket.serve(asks.clone(), shutdown.clone()));
     }
+    // Kept to read its TLS files again on reload.
+    let metrics_tls = metrics.as_ref().and_then(MetricsServer::tls);
     if let Some(server) = metrics {
         tokio::spawn(server.serve(asks.clone(), shutdown.clone()));
     }
@@ -135,13 +141,13 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => break,
             Some(()) = hangup(&mut hangups) => {
                 info!("SIGHUP: reloading the configuration");
-                let _ = reload(&mut running, config_file.as_deref(), &fds, &shutdown).await;
+                let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fds, &shutdown).await;
             }
             Some((request, reply)) = asked.recv() => {
                 let status = matches!(request, Request::Status { .. });
                 let mut answer = match request {
                     Request::Reload => {
-                        match reload(&mut running, config_file.as_deref(), &fds, &shutdown).await {
+                        match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fds, &shutdown).await {
                             Ok(report) if report.complete() => Response::done(report.to_string()),
                             Ok(report) => Response::error(report.to_string()),
                             Err(e) => Response::error(e.to_string()),

@@ -15,11 +15,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::certs;
 use super::plan::plan;
 use super::ports::{PortPlan, Running, start, stop_all};
 use super::report::{Failed, ReloadReport};
 use crate::config::{self, FileError};
 use crate::fds::FdReserve;
+use crate::tls::TlsAcceptor;
 
 /// Why a reload changed nothing.
 #[derive(Debug, thiserror::Error)]
@@ -30,20 +32,31 @@ pub(crate) enum ReloadError {
     Config(FileError),
 }
 
-/// Applies the configuration file anew (see the module docs) and logs what it
-/// did. `Err` if the file is bad (nothing changed); otherwise the report,
-/// which names any port that could not start (the others are as the file
-/// says).
+/// Applies the configuration file anew (see the module docs), reads the TLS
+/// files of the ports that keep running (and `metrics_tls`, the metrics
+/// listener's) again, and logs what it did. `Err` if the file is bad
+/// (nothing changed); otherwise the report, which names any port that could
+/// not start (the others are as the file says) and TLS files that did not
+/// load. Started with flags, only the TLS files are read again, if any.
 pub(crate) async fn reload(
     running: &mut Vec<Running>,
     file: Option<&Path>,
+    metrics_tls: Option<&TlsAcceptor>,
     fds: &Arc<FdReserve>,
     shutdown: &CancellationToken,
 ) -> Result<ReloadReport, ReloadError> {
     let Some(file) = file else {
-        let e = ReloadError::NoFile;
-        warn!("{e}");
-        return Err(e);
+        let report = ReloadReport {
+            certificates: certs::reread(running.iter().map(|r| &r.port), metrics_tls),
+            ..ReloadReport::default()
+        };
+        if report.certificates.none() {
+            let e = ReloadError::NoFile;
+            warn!("{e}");
+            return Err(e);
+        }
+        log(&report);
+        return Ok(report);
     };
     let new = match config::load(file) {
         Ok(c) => c,
@@ -61,13 +74,29 @@ pub(crate) async fn reload(
             wait_for_device: true,
         })
         .collect();
-    let report = carry_out(running, new, fds, shutdown).await;
+    let mut report = carry_out(running, new, fds, shutdown).await;
+    // Ports just started read their files as they started.
+    let started: HashSet<&str> = report
+        .restarted
+        .iter()
+        .chain(&report.added)
+        .map(String::as_str)
+        .collect();
+    let kept = running
+        .iter()
+        .filter(|r| !started.contains(r.plan.name.as_str()))
+        .map(|r| &r.port);
+    report.certificates = certs::reread(kept, metrics_tls);
+    log(&report);
+    Ok(report)
+}
+
+fn log(report: &ReloadReport) {
     if report.complete() {
         info!("reloaded: {report}");
     } else {
         warn!("reloaded, not completely: {report}");
     }
-    Ok(report)
 }
 
 /// Takes `running` to the ports of `new`, by the plan.

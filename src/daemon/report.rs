@@ -8,6 +8,7 @@
 //!
 //! [`Display`]: std::fmt::Display
 
+use super::certs::Certificates;
 use super::plan::InPlace;
 use crate::port::PortError;
 
@@ -28,6 +29,8 @@ pub(crate) struct ReloadReport {
     pub(crate) removed: Vec<String>,
     /// Ports of the file that are not running, and why.
     pub(crate) failed: Vec<Failed>,
+    /// The TLS files read again for the ports that kept running.
+    pub(crate) certificates: Certificates,
 }
 
 /// A port of the file that could not start.
@@ -38,9 +41,10 @@ pub(crate) struct Failed {
 }
 
 impl ReloadReport {
-    /// Whether every port runs as the file says.
+    /// Whether every port runs as the file says, on the TLS files as they
+    /// are on disk.
     pub(crate) fn complete(&self) -> bool {
-        self.failed.is_empty()
+        self.failed.is_empty() && self.certificates.kept.is_empty()
     }
 }
 
@@ -56,6 +60,11 @@ impl std::fmt::Display for ReloadReport {
             .iter()
             .map(|p| format!("{}: {}", p.name, p.error))
             .collect();
+        let certificates = if self.certificates.none() {
+            String::new()
+        } else {
+            self.certificates.to_string()
+        };
         // Another resource a reload reads anew gets its part here.
         let parts = [
             ("unchanged", self.unchanged.join(", ")),
@@ -64,6 +73,7 @@ impl std::fmt::Display for ReloadReport {
             ("added", self.added.join(", ")),
             ("removed", self.removed.join(", ")),
             ("failed to start", failed.join("; ")),
+            ("TLS certificates", certificates),
         ];
         let parts: Vec<String> = parts
             .into_iter()
@@ -151,6 +161,7 @@ mod tests {
             added: names(&["g"]),
             removed: names(&["h", "i"]),
             failed: vec![],
+            certificates: Certificates::default(),
         };
         assert_eq!(
             report.to_string(),

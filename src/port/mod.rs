@@ -259,9 +259,10 @@ impl Port {
         &self.hub
     }
 
-    #[allow(dead_code)] // TLS files re-read; for the reload to call (issue 21 point 6)
-    pub(crate) fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
-        self.cx.tls.as_ref().map_or(Ok(()), |t| t.reload())
+    /// Re-reads the TLS files for new handshakes ([`TlsAcceptor::reload`]).
+    /// `None` if the port has no TLS endpoint configuration.
+    pub(crate) fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
+        self.cx.tls.as_ref().map(|t| t.reload())
     }
 
     pub(crate) fn name(&self) -> &str {

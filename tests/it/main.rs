@@ -49,6 +49,7 @@ mod sharing;
 mod slow_reader;
 mod startup_errors;
 mod tls;
+mod tls_reload;
 mod traffic;
 mod traffic_reset;
 mod transactions;

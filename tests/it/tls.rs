@@ -83,18 +83,20 @@ pub fn pki() -> Pki {
     write("ca.pem", &ca_cert.pem());
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let server_key = KeyPair::generate().unwrap();
-    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    server
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    server
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server = server.signed_by(&server_key, &issuer).unwrap();
-    write("server.pem", &server.pem());
-    write("server.key", &server_key.serialize_pem());
+    // The server's certificate, and the one that renews it (a reload
+    // test puts it in place).
+    for (file, cn) in [("server", "localhost"), ("renewed", "localhost renewed")] {
+        let server_key = KeyPair::generate().unwrap();
+        let mut server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        server
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        server.distinguished_name.push(DnType::CommonName, cn);
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let server = server.signed_by(&server_key, &issuer).unwrap();
+        write(&format!("{file}.pem"), &server.pem());
+        write(&format!("{file}.key"), &server_key.serialize_pem());
+    }
 
     let (pem, key, alice_der) = user("alice", 1001, &issuer);
     write("alice.pem", &pem);
@@ -149,7 +151,7 @@ fn need(tool: &str) {
 }
 
 /// A client process whose stdout is collected as it comes.
-struct Client {
+pub(crate) struct Client {
     child: Child,
     out: mpsc::Receiver<Vec<u8>>,
     got: Vec<u8>,
@@ -194,7 +196,7 @@ impl Client {
         }
     }
 
-    fn send(&mut self, data: &[u8]) {
+    pub(crate) fn send(&mut self, data: &[u8]) {
         let stdin = self.child.stdin.as_mut().unwrap();
         stdin.write_all(data).unwrap();
         stdin.flush().unwrap();
@@ -202,7 +204,7 @@ impl Client {
 
     /// Waits until its output holds `needle`; false after `timeout` or at
     /// its end of output.
-    fn wait_for(&mut self, needle: &[u8], timeout: Duration) -> bool {
+    pub(crate) fn wait_for(&mut self, needle: &[u8], timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while !self.got.windows(needle.len()).any(|w| w == needle) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -215,7 +217,7 @@ impl Client {
     }
 
     /// Closes its input and waits for it to exit: (success, stdout, stderr).
-    fn finish(mut self, timeout: Duration) -> (bool, String, String) {
+    pub(crate) fn finish(mut self, timeout: Duration) -> (bool, String, String) {
         drop(self.child.stdin.take());
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -245,7 +247,7 @@ impl Client {
 }
 
 /// `socat - OPENSSL:localhost:PORT,...` with `who`'s certificate (if any).
-fn socat(port: u16, pki: &Pki, who: Option<&str>) -> Client {
+pub(crate) fn socat(port: u16, pki: &Pki, who: Option<&str>) -> Client {
     let mut addr = format!("OPENSSL:localhost:{port},cafile={}", pki.arg("ca.pem"));
     if let Some(who) = who {
         addr += &format!(
@@ -258,7 +260,7 @@ fn socat(port: u16, pki: &Pki, who: Option<&str>) -> Client {
 }
 
 /// `serve -d sim:echo -l tcp:127.0.0.1:0,tls` with mutual TLS, and `extra`.
-fn echo_server(pki: &Pki, extra: &[&str]) -> Server {
+pub(crate) fn echo_server(pki: &Pki, extra: &[&str]) -> Server {
     echo_server_on("tcp:127.0.0.1:0,tls", pki, extra)
 }
 
@@ -381,7 +383,7 @@ fn issue21_a_revoked_client_is_refused() {
 }
 
 /// `openssl s_client` with one protocol version: (success, output).
-fn s_client(port: u16, pki: &Pki, version: &str) -> (bool, String) {
+pub(crate) fn s_client(port: u16, pki: &Pki, version: &str) -> (bool, String) {
     need("openssl");
     let mut args = vec![
         "s_client".to_owned(),
