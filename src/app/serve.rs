@@ -32,16 +32,7 @@ pub(crate) async fn run(
             if let Some(addr) = &metrics {
                 config::check_metrics(addr).map_err(Error::Settings)?;
             }
-            // From a file, a port whose device is absent waits for it.
-            let plans = daemon
-                .ports
-                .into_iter()
-                .map(|config| PortPlan {
-                    name: config.name.clone(),
-                    config,
-                    wait_for_device: true,
-                })
-                .collect();
+            let plans = daemon.ports.into_iter().map(PortPlan::from_file).collect();
             let control = daemon.control.unwrap_or(config::ControlConfig {
                 socket: None,
                 mode: control::DEFAULT_MODE,

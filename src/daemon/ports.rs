@@ -20,6 +20,18 @@ pub(crate) struct PortPlan {
     pub(crate) wait_for_device: bool,
 }
 
+impl PortPlan {
+    /// A port of a configuration file: one whose device is absent waits
+    /// for it.
+    pub(crate) fn from_file(config: ServeConfig) -> Self {
+        Self {
+            name: config.name.clone(),
+            config,
+            wait_for_device: true,
+        }
+    }
+}
+
 /// A running port and the plan it was started from, to compare on reload.
 pub(crate) struct Running {
     pub(crate) plan: PortPlan,

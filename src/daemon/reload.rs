@@ -65,15 +65,7 @@ pub(crate) async fn reload(
             return Err(ReloadError::Config(e));
         }
     };
-    let new: Vec<PortPlan> = new
-        .ports
-        .into_iter()
-        .map(|config| PortPlan {
-            name: config.name.clone(),
-            config,
-            wait_for_device: true,
-        })
-        .collect();
+    let new: Vec<PortPlan> = new.ports.into_iter().map(PortPlan::from_file).collect();
     let mut report = carry_out(running, new, fds, shutdown).await;
     // Ports just started read their files as they started.
     let started: HashSet<&str> = report

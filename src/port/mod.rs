@@ -259,8 +259,7 @@ impl Port {
         &self.hub
     }
 
-    /// Re-reads the TLS files for new handshakes ([`TlsAcceptor::reload`]).
-    /// `None` if the port has no TLS endpoint configuration.
+    /// Re-reads the TLS files for new handshakes; `None` without TLS.
     pub(crate) fn reload_tls(&self) -> Option<Result<(), crate::tls::TlsError>> {
         self.cx.tls.as_ref().map(|t| t.reload())
     }
