@@ -50,6 +50,7 @@ mod slow_reader;
 mod startup_errors;
 mod tls;
 mod tls_reload;
+mod tls_tunnel;
 mod traffic;
 mod traffic_reset;
 mod transactions;
