@@ -49,6 +49,7 @@ mod sharing;
 mod slow_reader;
 mod startup_errors;
 mod tls;
+mod tls_admission;
 mod tls_reload;
 mod tls_tunnel;
 mod traffic;
