@@ -20,7 +20,10 @@ fn socket_inodes(pid: u32) -> Vec<u64> {
     fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
         .filter_map(|link| {
             let link = link.to_str()?.to_owned();
-            link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            link.strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
         })
         .collect()
 }
@@ -176,7 +179,10 @@ fn issue21_pyserial_changes_the_baud_rate_through_a_socat_tls_tunnel() {
     let clients = ports[0]["clients"].as_array().unwrap();
     assert_eq!(clients.len(), 1, "{ports:#}");
     assert_eq!(clients[0]["identity"], "cn:alice", "{ports:#}");
-    assert!(ports[0]["bytes_to_device"].as_u64() >= Some(275), "{ports:#}");
+    assert!(
+        ports[0]["bytes_to_device"].as_u64() >= Some(275),
+        "{ports:#}"
+    );
 
     drop(py.stdin.take());
     let out = py.wait_with_output().unwrap();
