@@ -1,12 +1,19 @@
-//! Issue 21: who gets through a TLS endpoint. A certificate pinned by its
-//! fingerprint (`sha256:HEX`) without naming it otherwise, and a flood of
+//! Issue 21: who gets through a TLS endpoint, and what they may do. A
+//! certificate pinned by its fingerprint (`sha256:HEX`) without naming it
+//! otherwise, an `ro` identity whose writes never reach the device (seen
+//! from the device's side), and a flood of
 //! connections that never start their handshake, which must not keep a
 //! client that does from being served.
 
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::common::status;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use serialhub::device::SimMode;
+
+use crate::common::{Server, sim, status};
 use crate::tls::{echo_server, pki, socat};
 
 /// `--allow rw:sha256:HEX` admits the certificate with that fingerprint as
@@ -78,4 +85,58 @@ fn issue21_a_flood_of_silent_connections_does_not_stop_a_tls_client() {
     assert!(alice.wait_for(b"still served\n", Duration::from_secs(10)));
     alice.finish(Duration::from_secs(10));
     drop(flood);
+}
+
+/// An `ro` identity's writes never reach the device: the simulated sink,
+/// run here so its own byte count can be read, receives nothing of carol's
+/// (`ro`), though the hub counted her bytes as discarded, and then exactly
+/// what alice (`rw`) writes after her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue21_an_ro_identitys_writes_never_reach_the_sink() {
+    let pki = pki();
+    let sink = sim(SimMode::Sink, 115_200);
+    let mut args: Vec<String> = [
+        "serve",
+        "-d",
+        sink.path().to_str().unwrap(),
+        "-b",
+        "115200",
+        "-l",
+        "tcp:127.0.0.1:0,tls",
+        "--allow",
+        "ro:cn:carol",
+        "--allow",
+        "rw:cn:alice",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(pki.serve_flags());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Server::start(&args);
+    let port = server.addr().port();
+
+    let from_carol = b"from carol\n".repeat(50);
+    let mut carol = socat(port, &pki, Some("carol"));
+    carol.send(&from_carol);
+    server.wait_status("carol's writes are discarded", |p| {
+        p["clients"][0]["identity"] == "cn:carol"
+            && p["clients"][0]["discarded"].as_u64() >= Some(from_carol.len() as u64)
+    });
+    let ports = status(&server.control);
+    assert_eq!(ports[0]["bytes_to_device"], 0, "{ports:#}");
+
+    // alice's bytes go the same way after carol's: once they are on the
+    // line, carol's would have been before them.
+    let mut alice = socat(port, &pki, Some("alice"));
+    alice.send(b"from alice\n");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.stats().rx_bytes.load(Relaxed) < 11 {
+        assert!(Instant::now() < deadline, "{}", server.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(sink.stats().rx_bytes.load(Relaxed), 11);
+    let ports = status(&server.control);
+    assert_eq!(ports[0]["bytes_to_device"], 11, "{ports:#}");
+    carol.finish(Duration::from_secs(10));
+    alice.finish(Duration::from_secs(10));
 }
