@@ -1,11 +1,14 @@
 //! Issue 21: who gets through a TLS endpoint, and what they may do. A
 //! certificate pinned by its fingerprint (`sha256:HEX`) without naming it
 //! otherwise, an `ro` identity whose writes never reach the device (seen
-//! from the device's side), and a flood of
+//! from the device's side), a resumed session that keeps its identity and
+//! role, and a flood of
 //! connections that never start their handshake, which must not keep a
 //! client that does from being served.
 
+use std::io::Write;
 use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -139,4 +142,96 @@ async fn issue21_an_ro_identitys_writes_never_reach_the_sink() {
     assert_eq!(ports[0]["bytes_to_device"], 11, "{ports:#}");
     carol.finish(Duration::from_secs(10));
     alice.finish(Duration::from_secs(10));
+}
+
+/// `openssl s_client` to `port` with `version`, and `extra`; its input
+/// piped, its output collected when it exits.
+fn s_client(port: u16, pki: &crate::tls::Pki, version: &str, extra: &[String]) -> Child {
+    let mut args = vec![
+        "s_client".to_owned(),
+        "-connect".into(),
+        format!("127.0.0.1:{port}"),
+        "-servername".into(),
+        "localhost".into(),
+        "-CAfile".into(),
+        pki.arg("ca.pem"),
+        "-verify_return_error".into(),
+        version.into(),
+    ];
+    args.extend_from_slice(extra);
+    Command::new("openssl")
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is missing: run the tests with scripts/test, which installs it")
+}
+
+/// Closes its input and waits for it to exit: its output.
+fn ended(mut c: Child) -> String {
+    drop(c.stdin.take());
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Session resumption is allowed (TLS 1.3 and 1.2), and a resumed session,
+/// which presents no certificate, is still the identity of the one it
+/// resumes, with its role: alice, `ro`, resumes, is named in status, and
+/// her write is discarded. Without resumption she would be refused: the
+/// second client has no certificate to give.
+#[test]
+fn issue21_a_resumed_session_keeps_its_identity_and_role() {
+    let pki = pki();
+    let server = echo_server(&pki, &["--allow", "ro:cn:alice"]);
+    let port = server.addr().port();
+    for (version, shown) in [("-tls1_3", "TLSv1.3"), ("-tls1_2", "TLSv1.2")] {
+        let session = pki.path(&format!("session{version}"));
+        let first = s_client(
+            port,
+            &pki,
+            version,
+            &[
+                "-cert".into(),
+                pki.arg("alice.pem"),
+                "-key".into(),
+                pki.arg("alice.key"),
+                "-sess_out".into(),
+                session.display().to_string(),
+            ],
+        );
+        // Written once the session is known: with TLS 1.3, when its
+        // ticket arrives after the handshake.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::fs::metadata(&session).map_or(true, |m| m.len() == 0) {
+            assert!(
+                Instant::now() < deadline,
+                "no session saved:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = ended(first);
+        assert!(out.contains(&format!("New, {shown}")), "{out}");
+        server.wait_status("the first session is gone", |p| {
+            p["clients"].as_array().is_some_and(|c| c.is_empty())
+        });
+
+        let session = session.display().to_string();
+        let mut resumed = s_client(port, &pki, version, &["-sess_in".into(), session]);
+        server.wait_status("the resumed session is admitted as alice", |p| {
+            p["clients"][0]["identity"] == "cn:alice"
+        });
+        let stdin = resumed.stdin.as_mut().unwrap();
+        stdin.write_all(b"resumed\n").unwrap();
+        stdin.flush().unwrap();
+        server.wait_status("her write is discarded", |p| {
+            p["clients"][0]["discarded"].as_u64() >= Some(8)
+        });
+        let out = ended(resumed);
+        assert!(out.contains(&format!("Reused, {shown}")), "{out}");
+    }
+    let ports = status(&server.control);
+    assert_eq!(ports[0]["bytes_to_device"], 0, "{ports:#}");
+    assert_eq!(ports[0]["refusals"]["handshake"], 0, "{ports:#}");
 }
