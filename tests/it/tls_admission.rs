@@ -235,3 +235,61 @@ fn issue21_a_resumed_session_keeps_its_identity_and_role() {
     assert_eq!(ports[0]["bytes_to_device"], 0, "{ports:#}");
     assert_eq!(ports[0]["refusals"]["handshake"], 0, "{ports:#}");
 }
+
+/// The config file's `[tls]` table and `[port.access]` roles, served by
+/// `serve --config`: `dns:monitor.lab` (a DNS subject alternative name)
+/// may read only, `cn:alice` may write, and carol, whom the CA vouches for
+/// too, is named by neither and refused.
+#[test]
+fn issue21_config_file_roles_by_dns_name_and_common_name() {
+    let pki = pki();
+    let file = pki.path("serialhub.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\nclient-ca = {:?}\ncrl = [{:?}]\n\n\
+             [[port]]\nname = \"lab\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0,tls\"]\n\n\
+             [port.access]\nrw = [\"cn:alice\"]\nro = [\"dns:monitor.lab\"]\n",
+            pki.arg("server.pem"),
+            pki.arg("server.key"),
+            pki.arg("ca.pem"),
+            pki.arg("ca.crl"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+    let port = server.addr().port();
+
+    let mut carol = socat(port, &pki, Some("carol"));
+    carol.send(b"from carol\n");
+    carol.finish(Duration::from_secs(10));
+    server.wait_status("carol is refused as an unknown identity", |p| {
+        p["refusals"]["identity"] == 1
+    });
+
+    let mut monitor = socat(port, &pki, Some("monitor"));
+    monitor.send(b"from monitor\n");
+    server.wait_status("the monitor's write is discarded", |p| {
+        p["clients"][0]["discarded"].as_u64() >= Some(13)
+    });
+    let mut alice = socat(port, &pki, Some("alice"));
+    alice.send(b"from alice\n");
+    assert!(
+        alice.wait_for(b"from alice\n", Duration::from_secs(20)),
+        "{}",
+        server.log()
+    );
+    // The monitor reads what the device says, and only that.
+    assert!(monitor.wait_for(b"from alice\n", Duration::from_secs(20)));
+    let ports = status(&server.control);
+    assert_eq!(ports[0]["bytes_to_device"], 11, "{ports:#}");
+    assert_eq!(
+        ports[0]["clients"].as_array().unwrap().len(),
+        2,
+        "{ports:#}"
+    );
+    let (_, seen, _) = monitor.finish(Duration::from_secs(10));
+    assert_eq!(seen, "from alice\n");
+    let (_, got, _) = alice.finish(Duration::from_secs(10));
+    assert_eq!(got, "from alice\n");
+}
