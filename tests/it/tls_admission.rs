@@ -2,7 +2,7 @@
 //! certificate pinned by its fingerprint (`sha256:HEX`) without naming it
 //! otherwise, an `ro` identity whose writes never reach the device (seen
 //! from the device's side), a resumed session that keeps its identity and
-//! role, and a flood of
+//! role, a renegotiation refused, and a flood of
 //! connections that never start their handshake, which must not keep a
 //! client that does from being served.
 
@@ -292,4 +292,40 @@ fn issue21_config_file_roles_by_dns_name_and_common_name() {
     assert_eq!(seen, "from alice\n");
     let (_, got, _) = alice.finish(Duration::from_secs(10));
     assert_eq!(got, "from alice\n");
+}
+
+/// No renegotiation: a TLS 1.2 client that asks for one (`R` in
+/// s_client) is told no (the `no_renegotiation` alert, which OpenSSL
+/// takes as fatal) and leaves; the port goes on serving.
+#[test]
+fn issue21_renegotiation_is_refused() {
+    let pki = pki();
+    let server = echo_server(&pki, &[]);
+    let port = server.addr().port();
+    let alice = [
+        "-cert".to_owned(),
+        pki.arg("alice.pem"),
+        "-key".into(),
+        pki.arg("alice.key"),
+    ];
+    let mut c = s_client(port, &pki, "-tls1_2", &alice);
+    server.wait_status("s_client is admitted", |p| {
+        p["clients"][0]["identity"] == "cn:alice"
+    });
+    let stdin = c.stdin.as_mut().unwrap();
+    stdin.write_all(b"R\n").unwrap();
+    stdin.flush().unwrap();
+    // Its input still open: it leaves because the renegotiation failed.
+    server.wait_status("s_client leaves", |p| {
+        p["clients"].as_array().is_some_and(|c| c.is_empty())
+    });
+    let out = ended(c);
+    assert!(
+        out.contains("RENEGOTIATING") && out.contains("no renegotiation"),
+        "{out}"
+    );
+    let mut next = socat(port, &pki, Some("alice"));
+    next.send(b"still served\n");
+    assert!(next.wait_for(b"still served\n", Duration::from_secs(20)));
+    next.finish(Duration::from_secs(10));
 }
