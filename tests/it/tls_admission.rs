@@ -2,7 +2,8 @@
 //! certificate pinned by its fingerprint (`sha256:HEX`) without naming it
 //! otherwise, an `ro` identity whose writes never reach the device (seen
 //! from the device's side), a resumed session that keeps its identity and
-//! role, a renegotiation refused, and a flood of
+//! role, `any` against named identities, a renegotiation refused, and a
+//! flood of
 //! connections that never start their handshake, which must not keep a
 //! client that does from being served.
 
@@ -328,4 +329,39 @@ fn issue21_renegotiation_is_refused() {
     next.send(b"still served\n");
     assert!(next.wait_for(b"still served\n", Duration::from_secs(20)));
     next.finish(Duration::from_secs(10));
+}
+
+/// `any` is every certificate the client CA vouches for, and a named
+/// identity decides over it: with `rw:cn:alice` and `ro:any`, carol reads
+/// only, alice writes, and mallory, whose CA is another, is refused at the
+/// handshake.
+#[test]
+fn issue21_any_covers_the_cas_certificates_and_a_named_identity_decides_over_it() {
+    let pki = pki();
+    let server = echo_server(&pki, &["--allow", "rw:cn:alice", "--allow", "ro:any"]);
+    let port = server.addr().port();
+
+    let mut mallory = socat(port, &pki, Some("mallory"));
+    mallory.send(b"from mallory\n");
+    mallory.finish(Duration::from_secs(10));
+    server.wait_status("mallory is refused at the handshake", |p| {
+        p["refusals"]["handshake"] == 1
+    });
+
+    let mut carol = socat(port, &pki, Some("carol"));
+    carol.send(b"from carol\n");
+    server.wait_status("carol's write is discarded", |p| {
+        p["clients"][0]["identity"] == "cn:carol"
+            && p["clients"][0]["discarded"].as_u64() >= Some(11)
+    });
+    let mut alice = socat(port, &pki, Some("alice"));
+    alice.send(b"from alice\n");
+    assert!(alice.wait_for(b"from alice\n", Duration::from_secs(20)));
+    assert!(carol.wait_for(b"from alice\n", Duration::from_secs(20)));
+    let ports = status(&server.control);
+    assert_eq!(ports[0]["bytes_to_device"], 11, "{ports:#}");
+    assert_eq!(ports[0]["refusals"]["identity"], 0, "{ports:#}");
+    let (_, seen, _) = carol.finish(Duration::from_secs(10));
+    assert_eq!(seen, "from alice\n");
+    alice.finish(Duration::from_secs(10));
 }
