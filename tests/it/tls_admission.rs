@@ -1,11 +1,11 @@
-//! Issue 21: who gets through a TLS endpoint, and what they may do. A
-//! certificate pinned by its fingerprint (`sha256:HEX`) without naming it
-//! otherwise, an `ro` identity whose writes never reach the device (seen
-//! from the device's side), a resumed session that keeps its identity and
-//! role, `any` against named identities, a renegotiation refused, and a
-//! flood of
-//! connections that never start their handshake, which must not keep a
-//! client that does from being served.
+//! Issue 21: who gets through a TLS endpoint, and what they may do: a
+//! certificate pinned by its fingerprint (`sha256:HEX`); an `ro` identity
+//! whose writes never reach the device (seen from the device's side); a
+//! resumed session that keeps its identity and role; roles by DNS name and
+//! common name from the config file; `any` against named identities; a
+//! renegotiation refused; and a flood of connections that never start
+//! their handshake, which must not keep a client that does from being
+//! served.
 
 use std::io::Write;
 use std::net::TcpStream;
