@@ -3,8 +3,9 @@
 //! Each handshake runs in a task of its own, so a slow or silent peer never
 //! stalls the accept loop or anyone else: at most
 //! [`MAX_HANDSHAKES`](crate::tls::acceptor::MAX_HANDSHAKES) at once per
-//! port (past that a connection is closed at once, and counted), each under
-//! the endpoint's `handshake-timeout`. A connection whose handshake is done
+//! port (past that a new connection takes the place of the oldest
+//! handshake, which is closed and counted, so peers that never finish
+//! cannot shut others out), each under the endpoint's `handshake-timeout`. A connection whose handshake is done
 //! goes back to the accept loop, which admits it as it admits a plain one:
 //! only then does it take a `--max-clients` place and reach the hub. A
 //! failed handshake is refused as `handshake` (or `revoked`, when a CRL
@@ -29,7 +30,9 @@ use crate::tls::stream::{TlsSink, TlsSource};
 use crate::tls::{Identity, TlsAcceptor};
 
 /// Handshaken connections waiting for the accept loop: as many as can be
-/// in a handshake at once, so a handshake task never waits to hand one in.
+/// in a handshake at once, so a handshake task seldom waits to hand one in
+/// (only when places of finished handshakes were taken by newer ones; the
+/// accept loop takes them at once all the same).
 pub(crate) const MAX_DONE: usize = crate::tls::acceptor::MAX_HANDSHAKES;
 
 /// A connection whose handshake is done, for the accept loop to admit.
@@ -70,15 +73,8 @@ where
         let Self {
             acceptor, refuser, ..
         } = self;
-        let Some(permit) = acceptor.try_handshake() else {
-            // Dropping the connection closes it.
-            let why = format_args!(
-                "{} TLS handshakes in progress already",
-                crate::tls::acceptor::MAX_HANDSHAKES
-            );
-            refuser.refuse(Refusal::Handshake, &name, ip, why);
-            return;
-        };
+        // At most MAX_HANDSHAKES at once: past that the oldest is evicted.
+        let place = acceptor.handshake_place();
         let (acceptor, refuser, timeout, buffer) =
             (acceptor.clone(), refuser.clone(), self.timeout, self.buffer);
         let (shutdown, done) = (self.shutdown.clone(), self.done.clone());
@@ -88,6 +84,15 @@ where
                 let config = acceptor.config();
                 let result = tokio::select! {
                     r = handshake(config, source, sink, buffer, timeout) => r,
+                    () = place.evicted.cancelled() => {
+                        let why = format_args!(
+                            "TLS handshake not done when a newer connection needed its place \
+                             ({} in progress at most)",
+                            crate::tls::acceptor::MAX_HANDSHAKES
+                        );
+                        refuser.refuse(Refusal::Handshake, &name, ip, why);
+                        return;
+                    }
                     () = shutdown.cancelled() => return,
                 };
                 match result {
@@ -117,7 +122,7 @@ where
                         );
                     }
                 }
-                drop(permit);
+                drop(place);
             }
             .instrument(span),
         );

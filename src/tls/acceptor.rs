@@ -7,27 +7,71 @@
 //! changes what new connections get; sessions already open keep theirs. A
 //! reload that fails (a missing file, a key that does not match) keeps the
 //! old configuration and says which file and why.
+//!
+//! Handshakes in progress are bounded, and when all places are taken a new
+//! connection takes the place of the oldest handshake, which is told to end
+//! (see [`HandshakePlace::evicted`]). Refusing the newcomer instead would
+//! let [`MAX_HANDSHAKES`] peers that never send a ClientHello shut every
+//! client out for a whole `handshake-timeout`; the oldest is the one that
+//! has had the longest to finish, and a well-behaved client finishes in a
+//! few round trips.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use rustls::ServerConfig;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::config::{TlsError, TlsFiles, server_config};
 
 /// Handshakes in progress at once, per acceptor. A handshake costs CPU
-/// (a signature, a key exchange); past this, new connections are refused
-/// (and counted) rather than queued, so a flood of half-open connections
-/// cannot starve the port's clients.
+/// (a signature, a key exchange) and a task; past this, a new connection
+/// ends the oldest handshake rather than queue or be refused, so a flood
+/// of half-open connections can neither grow without bound nor starve the
+/// port's clients.
 pub(crate) const MAX_HANDSHAKES: usize = 64;
+
+/// The handshakes in progress, oldest first.
+///
+/// A plain mutex, not a task that owns the list: it is held only to push
+/// or remove an entry (never across an `.await`), by the accept loop and
+/// by a handshake task giving its place back.
+#[derive(Debug, Default)]
+struct InProgress {
+    next: u64,
+    /// Each handshake's number and the token that ends it.
+    live: VecDeque<(u64, CancellationToken)>,
+}
 
 /// The current TLS configuration and what bounds its handshakes.
 #[derive(Debug)]
 pub(crate) struct TlsAcceptor {
     files: TlsFiles,
     config: ArcSwap<ServerConfig>,
-    handshakes: Arc<Semaphore>,
+    in_progress: Arc<Mutex<InProgress>>,
+}
+
+/// One handshake's place among the [`MAX_HANDSHAKES`]; dropping it gives
+/// the place back.
+#[derive(Debug)]
+pub(crate) struct HandshakePlace {
+    id: u64,
+    /// Cancelled when a newer connection took this place: the handshake
+    /// ends there, and the connection with it.
+    pub(crate) evicted: CancellationToken,
+    in_progress: Arc<Mutex<InProgress>>,
+}
+
+impl Drop for HandshakePlace {
+    fn drop(&mut self) {
+        let mut t = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Gone already if it was evicted.
+        t.live.retain(|(id, _)| *id != self.id);
+    }
 }
 
 impl TlsAcceptor {
@@ -37,7 +81,7 @@ impl TlsAcceptor {
         Ok(TlsAcceptor {
             files,
             config: ArcSwap::new(config),
-            handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+            in_progress: Arc::default(),
         })
     }
 
@@ -62,9 +106,27 @@ impl TlsAcceptor {
         Ok(())
     }
 
-    /// A place for one more handshake, if there is room.
-    pub(crate) fn try_handshake(&self) -> Option<OwnedSemaphorePermit> {
-        self.handshakes.clone().try_acquire_owned().ok()
+    /// A place for one more handshake. When all are taken, the oldest
+    /// handshake in progress is evicted (its token cancelled) to make room.
+    pub(crate) fn handshake_place(&self) -> HandshakePlace {
+        let mut t = self
+            .in_progress
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if t.live.len() >= MAX_HANDSHAKES
+            && let Some((_, oldest)) = t.live.pop_front()
+        {
+            oldest.cancel();
+        }
+        let id = t.next;
+        t.next += 1;
+        let evicted = CancellationToken::new();
+        t.live.push_back((id, evicted.clone()));
+        HandshakePlace {
+            id,
+            evicted,
+            in_progress: self.in_progress.clone(),
+        }
     }
 }
 
@@ -123,14 +185,25 @@ mod tests {
     }
 
     #[test]
-    fn handshakes_in_progress_are_bounded() {
+    fn handshakes_in_progress_are_bounded_and_the_oldest_makes_room() {
         let dir = tempfile::tempdir().unwrap();
         write_cert(dir.path(), "one.lab");
         let a = TlsAcceptor::new(files(dir.path())).unwrap();
-        let held: Vec<_> = (0..MAX_HANDSHAKES).map(|_| a.try_handshake()).collect();
-        assert!(held.iter().all(Option::is_some));
-        assert!(a.try_handshake().is_none());
-        drop(held);
-        assert!(a.try_handshake().is_some());
+        let mut held: Vec<_> = (0..MAX_HANDSHAKES).map(|_| a.handshake_place()).collect();
+        assert!(held.iter().all(|p| !p.evicted.is_cancelled()));
+        // One more: the oldest is told to end, and only it.
+        let newest = a.handshake_place();
+        assert!(held[0].evicted.is_cancelled());
+        assert!(held[1..].iter().all(|p| !p.evicted.is_cancelled()));
+        assert!(!newest.evicted.is_cancelled());
+        assert_eq!(a.in_progress.lock().unwrap().live.len(), MAX_HANDSHAKES);
+        // A place given back (a handshake done) makes room without evicting.
+        drop(held.remove(0));
+        drop(held.remove(0));
+        assert_eq!(a.in_progress.lock().unwrap().live.len(), MAX_HANDSHAKES - 1);
+        let next = a.handshake_place();
+        assert!(held.iter().all(|p| !p.evicted.is_cancelled()));
+        drop((held, newest, next));
+        assert!(a.in_progress.lock().unwrap().live.is_empty());
     }
 }

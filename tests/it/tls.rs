@@ -1,8 +1,9 @@
 //! Issue 21: TLS on the network endpoints, through clients nobody here
 //! wrote (socat, openssl s_client, ncat, curl; installed by scripts/test),
 //! with certificates made here by rcgen: a CA, a server certificate for
-//! `localhost` and 127.0.0.1, users (alice, carol, and bob whose certificate
-//! a CRL revokes), and a user of a foreign CA.
+//! `localhost` and 127.0.0.1, users (alice, carol, monitor with the DNS
+//! name monitor.lab, and bob whose certificate a CRL revokes), and a user
+//! of a foreign CA.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -65,8 +66,20 @@ fn ca(name: &str) -> (CertificateParams, KeyPair) {
 
 /// A client certificate for `cn`, with serial number `serial`.
 fn user(cn: &str, serial: u64, issuer: &Issuer<'_, KeyPair>) -> (String, String, Vec<u8>) {
+    user_with_dns(cn, serial, &[], issuer)
+}
+
+/// A client certificate for `cn` with the DNS subject alternative names
+/// `dns`.
+fn user_with_dns(
+    cn: &str,
+    serial: u64,
+    dns: &[&str],
+    issuer: &Issuer<'_, KeyPair>,
+) -> (String, String, Vec<u8>) {
     let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    let dns: Vec<String> = dns.iter().map(|d| d.to_string()).collect();
+    let mut params = CertificateParams::new(dns).unwrap();
     params.distinguished_name.push(DnType::CommonName, cn);
     params.serial_number = Some(SerialNumber::from(serial));
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -107,6 +120,10 @@ pub fn pki() -> Pki {
     let (pem, key, _) = user("carol", 1004, &issuer);
     write("carol.pem", &pem);
     write("carol.key", &key);
+    // monitor, to be named by its DNS name (`dns:monitor.lab`).
+    let (pem, key, _) = user_with_dns("monitor", 1005, &["monitor.lab"], &issuer);
+    write("monitor.pem", &pem);
+    write("monitor.key", &key);
 
     let now = time::OffsetDateTime::now_utc();
     let crl = CertificateRevocationListParams {
