@@ -138,9 +138,8 @@ pub async fn flood(
     device_rx: impl Fn() -> u64,
     duration: std::time::Duration,
 ) -> std::io::Result<FloodReport> {
-    let left = |s: &tokio::net::TcpStream, written: u64| {
-        Ok(written.saturating_sub(unacked(s)? as u64))
-    };
+    let left =
+        |s: &tokio::net::TcpStream, written: u64| Ok(written.saturating_sub(unacked(s)? as u64));
     flood_via(stream, left, device_rx, duration).await
 }
 

@@ -124,9 +124,14 @@ pub async fn one(
     let rx = || stats.rx_bytes.load(Relaxed);
     let rx0 = rx();
     let cpu0 = cpu_seconds(p.pid()).unwrap_or(0.0);
-    let r = flood_via(&mut stream, Conn::left_client, rx, Duration::from_secs(secs))
-        .await
-        .map_err(|e| e.to_string())?;
+    let r = flood_via(
+        &mut stream,
+        Conn::left_client,
+        rx,
+        Duration::from_secs(secs),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mem = memory(p.pid()).unwrap_or_default();
     let cpu = cpu_seconds(p.pid()).unwrap_or(0.0) - cpu0;
     let deadline = Instant::now() + Duration::from_secs(drain);

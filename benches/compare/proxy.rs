@@ -145,7 +145,10 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
             }
             c.args(["serve", "-d", &devices[0], "-b", &baud, "-l", &listen]);
             if let Some(t) = &setup.tls {
-                c.arg("--tls-cert").arg(&t.cert).arg("--tls-key").arg(&t.key);
+                c.arg("--tls-cert")
+                    .arg(&t.cert)
+                    .arg("--tls-key")
+                    .arg(&t.key);
             }
             if tool == Tool::SerialhubLog {
                 let log = dir.path().join("traffic");

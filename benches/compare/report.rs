@@ -84,7 +84,11 @@ pub fn merge_sections(old: &str, new: &[String]) -> String {
     }
     let title = |chunk: &str| chunk.lines().next().unwrap_or("").trim_end().to_owned();
     for section in new {
-        match chunks.iter_mut().skip(1).find(|c| title(c) == title(section)) {
+        match chunks
+            .iter_mut()
+            .skip(1)
+            .find(|c| title(c) == title(section))
+        {
             Some(c) => c.clone_from(section),
             None => chunks.push(section.clone()),
         }

@@ -94,7 +94,11 @@ pub async fn device_to_client(
     tls: Option<&Tls>,
 ) -> Result<(f64, u64), String> {
     let source = Sim::spawn_unpaced(SimMode::Source).map_err(|e| e.to_string())?;
-    let p = proxy::start(tool, &[source.path().display().to_string()], &setup(tool, tls))?;
+    let p = proxy::start(
+        tool,
+        &[source.path().display().to_string()],
+        &setup(tool, tls),
+    )?;
     let mut stream = Conn::connect(p.addr(), tls, false).await?;
     let mut c = Checker::new();
     let mut buf = vec![0u8; 65536];
@@ -124,7 +128,11 @@ pub async fn client_to_device(
     tls: Option<&Tls>,
 ) -> Result<(f64, u64), String> {
     let sink = Sim::spawn_unpaced(SimMode::Sink).map_err(|e| e.to_string())?;
-    let p = proxy::start(tool, &[sink.path().display().to_string()], &setup(tool, tls))?;
+    let p = proxy::start(
+        tool,
+        &[sink.path().display().to_string()],
+        &setup(tool, tls),
+    )?;
     let mut stream = Conn::connect(p.addr(), tls, false).await?;
     let stats = sink.stats().clone();
     let mut g = Generator::new();
@@ -280,7 +288,11 @@ async fn round_trips(
     tls: Option<&Tls>,
 ) -> Result<Vec<Duration>, String> {
     let echo = Sim::spawn_unpaced(SimMode::Echo).map_err(|e| e.to_string())?;
-    let p = proxy::start(tool, &[echo.path().display().to_string()], &setup(tool, tls))?;
+    let p = proxy::start(
+        tool,
+        &[echo.path().display().to_string()],
+        &setup(tool, tls),
+    )?;
     let mut stream = Conn::connect(p.addr(), tls, true).await?;
     let mut rtt = Vec::with_capacity(samples);
     let mut b = [0u8; 1];

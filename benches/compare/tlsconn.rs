@@ -39,7 +39,10 @@ impl Tls {
         ca.distinguished_name
             .push(DnType::CommonName, "serialhub bench CA");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_cert = ca.self_signed(&ca_key).map_err(e)?;
         let issuer = Issuer::new(ca, ca_key);
         let key = KeyPair::generate().map_err(e)?;
@@ -47,7 +50,9 @@ impl Tls {
         server
             .subject_alt_names
             .push(SanType::IpAddress([127, 0, 0, 1].into()));
-        server.distinguished_name.push(DnType::CommonName, "localhost");
+        server
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
         server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server = server.signed_by(&key, &issuer).map_err(e)?;
         let (cert_path, key_path) = (dir.path().join("server.pem"), dir.path().join("server.key"));
@@ -100,7 +105,11 @@ pub enum Conn {
 impl Conn {
     /// Connects to `addr` (with Nagle off if `nodelay`), then makes the TLS
     /// handshake if `tls` is given.
-    pub async fn connect(addr: SocketAddr, tls: Option<&Tls>, nodelay: bool) -> Result<Conn, String> {
+    pub async fn connect(
+        addr: SocketAddr,
+        tls: Option<&Tls>,
+        nodelay: bool,
+    ) -> Result<Conn, String> {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect to {addr}: {e}"))?;
@@ -129,6 +138,15 @@ impl Conn {
         // Count the data's records only.
         s.get_mut().0.scan = RecordScan::default();
         Ok(Conn::Tls(Box::new(s)))
+    }
+
+    /// Makes closing send a reset (`SO_LINGER` 0) rather than a FIN.
+    pub fn reset_on_close(&self) -> io::Result<()> {
+        let tcp = match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.get_ref().0.tcp,
+        };
+        socket2::SockRef::from(tcp).set_linger(Some(std::time::Duration::ZERO))
     }
 
     /// Caps the plaintext rustls holds while the socket is full, as a small
