@@ -138,6 +138,20 @@ pub async fn flood(
     device_rx: impl Fn() -> u64,
     duration: std::time::Duration,
 ) -> std::io::Result<FloodReport> {
+    let left =
+        |s: &tokio::net::TcpStream, written: u64| Ok(written.saturating_sub(unacked(s)? as u64));
+    flood_via(stream, left, device_rx, duration).await
+}
+
+/// [`flood`] through any stream, a TLS one for instance, whose bytes that
+/// have left the client `left_client(stream, written)` tells, given the
+/// bytes the stream has accepted.
+pub async fn flood_via<S: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut S,
+    left_client: impl Fn(&S, u64) -> std::io::Result<u64>,
+    device_rx: impl Fn() -> u64,
+    duration: std::time::Duration,
+) -> std::io::Result<FloodReport> {
     use tokio::io::AsyncWriteExt;
     let mut generator = crate::pattern::Generator::new();
     let mut buf = vec![0u8; 4096];
@@ -156,8 +170,7 @@ pub async fn flood(
             r.written += n as u64;
             pending.start += n;
         }
-        let left_client = r.written - unacked(stream)? as u64;
-        let inflight = left_client.saturating_sub(device_rx() - rx0);
+        let inflight = left_client(stream, r.written)?.saturating_sub(device_rx() - rx0);
         r.max_inflight = r.max_inflight.max(inflight);
         sum += inflight;
         samples += 1;

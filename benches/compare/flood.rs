@@ -5,18 +5,20 @@ use std::time::{Duration, Instant};
 
 use serialhub::device::{Sim, SimMode};
 use serialhub::line::LineSettings;
-use serialhub::measure::{cpu_seconds, flood, memory};
+use serialhub::measure::{cpu_seconds, flood_via, memory};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 
 use crate::proxy::{self, Setup, TOOLS, Tool};
 use crate::report::{Chart, Section, format_value};
+use crate::tlsconn::{Conn, Tls};
 
 /// One tool's flood: the table's cells, the in-flight line time (for the
 /// chart) and the CPU over the flood (to pick the median run).
-struct Flood {
-    cells: Vec<String>,
-    inflight_s: f64,
-    cpu: f64,
+pub struct Flood {
+    pub cells: Vec<String>,
+    pub inflight_s: f64,
+    pub cpu: f64,
 }
 
 /// `runs` floods for serialhub (whose CPU while pacing is a goal of its
@@ -55,7 +57,7 @@ pub async fn run(baud: u32, secs: u64, drain: u64, runs: usize) -> Section {
         let mut done = Vec::new();
         let mut failed = None;
         for _ in 0..n {
-            match one(tool, &line, secs, drain).await {
+            match one(tool, &line, secs, drain, None).await {
                 Ok(f) => done.push(f),
                 Err(why) => {
                     failed = Some(why);
@@ -92,16 +94,19 @@ pub async fn run(baud: u32, secs: u64, drain: u64, runs: usize) -> Section {
     s
 }
 
-async fn one(
+/// One flood through `tool`, over TLS if `tls` is given.
+pub async fn one(
     tool: proxy::Tool,
     line: &LineSettings,
     secs: u64,
     drain: u64,
+    tls: Option<&Tls>,
 ) -> Result<Flood, String> {
     let sink = Sim::spawn(SimMode::Sink, line).map_err(|e| e.to_string())?;
     let setup = Setup {
         baud: line.baud,
         clients: 1,
+        tls: tls.map(Tls::files),
         ..Setup::default()
     };
     let p = proxy::start(tool, &[sink.path().display().to_string()], &setup)?;
@@ -111,17 +116,27 @@ async fn one(
     socket
         .set_send_buffer_size(2048)
         .map_err(|e| e.to_string())?;
-    let mut stream = socket.connect(p.addr()).await.map_err(|e| e.to_string())?;
+    let tcp = socket.connect(p.addr()).await.map_err(|e| e.to_string())?;
+    let mut stream = Conn::over(tcp, tls).await?;
+    // Over TLS, as little held in rustls as in that send buffer.
+    stream.limit_buffer(2048);
     let stats = sink.stats().clone();
     let rx = || stats.rx_bytes.load(Relaxed);
     let rx0 = rx();
     let cpu0 = cpu_seconds(p.pid()).unwrap_or(0.0);
-    let r = flood(&mut stream, rx, Duration::from_secs(secs))
-        .await
-        .map_err(|e| e.to_string())?;
+    let r = flood_via(
+        &mut stream,
+        Conn::left_client,
+        rx,
+        Duration::from_secs(secs),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mem = memory(p.pid()).unwrap_or_default();
     let cpu = cpu_seconds(p.pid()).unwrap_or(0.0) - cpu0;
     let deadline = Instant::now() + Duration::from_secs(drain);
+    // What rustls still holds goes out as the socket drains.
+    let _ = tokio::time::timeout(Duration::from_secs(drain), stream.flush()).await;
     while rx() - rx0 < r.written && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -1,17 +1,18 @@
 //! Side-by-side comparison of serialhub with socat and ser2net, on the same
 //! simulated devices, in one run. Run it through `bench/compare`.
 //!
-//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217] [--tools serialhub,socat,ser2net,ser2net-4k]`
+//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls] [--tools serialhub,socat,ser2net,ser2net-4k]`
 //!
 //! `--tools` runs only the tools named (the others are reported skipped);
 //! `SERIALHUB_BIN=PATH` runs another serialhub build (in the scenarios that
 //! start it through `proxy` or `daemon`: flood, bulk, latency, fanout, stall,
-//! idle, ports), so two builds can be compared in turns on a shared machine.
+//! idle, ports, tls), so two builds can be compared in turns on a shared
+//! machine.
 //!
 //! Quick mode (under 2 minutes) prints the tables. Full mode (about 40
 //! minutes) also writes `bench/RESULTS.md` and one SVG chart per scenario
-//! under `bench/plots/`, unless `--only` picked some scenarios (then only
-//! their charts are redrawn).
+//! under `bench/plots/`; with `--only`, it replaces only the sections of the
+//! scenarios run (adding them if new) and redraws only their charts.
 
 mod daemon;
 mod fanout;
@@ -25,6 +26,8 @@ mod reload;
 mod report;
 mod rfc2217;
 mod throughput;
+mod tls;
+mod tlsconn;
 mod txn;
 
 use std::time::Instant;
@@ -61,7 +64,7 @@ fn parse_args() -> Plan {
             "--bench" => {}
             other => {
                 eprintln!(
-                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217] [--tools serialhub,socat,ser2net,ser2net-4k]"
+                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls] [--tools serialhub,socat,ser2net,ser2net-4k]"
                 );
                 std::process::exit(2);
             }
@@ -155,14 +158,62 @@ async fn main() {
         let (secs, drain) = if q { (2, 1) } else { (10, 5) };
         run(rfc2217::flood_section(9600, secs, drain, runs).await);
     }
+    if plan.wants("tls") {
+        match tlsconn::Tls::new() {
+            Ok(t) => {
+                let runs = if q { 1 } else { 3 };
+                run(tls::latency(&t, if q { 2000 } else { 10_000 }, runs).await);
+                run(tls::bulk(&t, if q { 1 } else { 5 }, runs).await);
+                let (secs, drain) = if q { (2, 1) } else { (15, 10) };
+                run(tls::flood(&t, 9600, secs, drain, runs).await);
+                run(tls::handshakes(&t, if q { 2 } else { 10 }, runs).await);
+            }
+            Err(e) => eprintln!("tls: cannot make the certificates: {e}"),
+        }
+    }
     eprintln!("comparison took {:.0} s", started.elapsed().as_secs_f64());
-    // Only a complete full run replaces bench/RESULTS.md. A full run of
-    // some scenarios redraws their charts, so the tables it printed can be
-    // pasted into RESULTS.md beside charts that match them.
-    if !q && plan.only.is_none() {
-        write_results(&sections);
-    } else if !q {
-        draw_charts(&sections);
+    // A complete full run replaces bench/RESULTS.md's tables; a full run of
+    // some scenarios replaces only their sections (and redraws their
+    // charts), keeping the others' tables.
+    match (&plan.only, q) {
+        (None, false) => write_results(&sections),
+        (Some(only), false) => {
+            draw_charts(&sections);
+            merge_results(&sections, &only.join(","));
+        }
+        (_, true) => {}
+    }
+}
+
+/// Replaces the sections run in bench/RESULTS.md (or adds them after the
+/// others, before the analysis), each noting when and how it was measured.
+fn merge_results(sections: &[Section], only: &str) {
+    let path = "bench/RESULTS.md";
+    let old = match std::fs::read_to_string(path) {
+        Ok(old) => old,
+        Err(e) => {
+            eprintln!("cannot read {path} ({e}); run the full bench/compare to write it");
+            return;
+        }
+    };
+    let (tables, analysis) = old.split_at(old.find(ANALYSIS_MARKER).unwrap_or(old.len()));
+    let stamp = format!(
+        "Measured on {} by `bench/compare --only {only}` (full mode), on {}; the sections above it may come from another run.",
+        today(),
+        machine()
+    );
+    let new: Vec<String> = sections
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            // A paragraph of its own.
+            s.notes.insert(0, stamp.clone() + "\n");
+            s.markdown(Some("plots"))
+        })
+        .collect();
+    match std::fs::write(path, report::merge_sections(tables, &new) + analysis) {
+        Ok(()) => eprintln!("updated {} section(s) of {path}", new.len()),
+        Err(e) => eprintln!("cannot write {path}: {e}"),
     }
 }
 

@@ -80,6 +80,18 @@ pub struct Setup {
     pub serialhub_args: Vec<String>,
     /// Serve Telnet with the RFC 2217 COM-PORT-OPTION instead of raw TCP.
     pub rfc2217: bool,
+    /// Serve TLS with this certificate and key (the server side only).
+    pub tls: Option<TlsFiles>,
+    /// socat serves one connection and exits; with this it forks a child per
+    /// connection, to accept one after another.
+    pub socat_fork: bool,
+}
+
+/// A PEM certificate chain and its key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// A running tool. Killed when dropped.
@@ -122,12 +134,22 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
         Tool::Serialhub | Tool::SerialhubLog => {
             assert_eq!(devices.len(), 1, "one device per serialhub process");
             let mut c = Command::new(serialhub_bin());
-            let listen = if setup.rfc2217 {
+            let mut listen = if setup.rfc2217 {
                 "rfc2217:127.0.0.1:0"
             } else {
                 "tcp:127.0.0.1:0"
-            };
-            c.args(["serve", "-d", &devices[0], "-b", &baud, "-l", listen]);
+            }
+            .to_owned();
+            if setup.tls.is_some() {
+                listen += ",tls";
+            }
+            c.args(["serve", "-d", &devices[0], "-b", &baud, "-l", &listen]);
+            if let Some(t) = &setup.tls {
+                c.arg("--tls-cert")
+                    .arg(&t.cert)
+                    .arg("--tls-key")
+                    .arg(&t.key);
+            }
             if tool == Tool::SerialhubLog {
                 let log = dir.path().join("traffic");
                 std::fs::create_dir(&log).map_err(|e| e.to_string())?;
@@ -146,10 +168,22 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
         Tool::Socat => {
             assert_eq!(devices.len(), 1, "one device per socat process");
             let mut c = Command::new("socat");
+            let mut listen = match &setup.tls {
+                // The same certificate; verify=0: no client certificate.
+                Some(t) => format!(
+                    "OPENSSL-LISTEN:0,bind=127.0.0.1,reuseaddr,cert={},key={},verify=0",
+                    t.cert.display(),
+                    t.key.display()
+                ),
+                None => "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr".to_owned(),
+            };
+            if setup.socat_fork {
+                listen += ",fork";
+            }
             c.args([
                 "-d",
                 "-d",
-                "TCP-LISTEN:0,bind=127.0.0.1,reuseaddr",
+                &listen,
                 &format!("FILE:{},rawer,b{baud}", devices[0]),
             ]);
             let (child, addr) = spawn_and_find(c, |l| {
@@ -160,12 +194,16 @@ pub fn start(tool: Tool, devices: &[String], setup: &Setup) -> Result<Proxy, Str
         Tool::Ser2net | Tool::Ser2net4k => {
             let mut yaml = String::from("%YAML 1.1\n---\n");
             let mut addrs = Vec::new();
-            // ser2net stacks gensios: Telnet with RFC 2217 over TCP.
-            let accepter = if setup.rfc2217 {
-                "telnet(rfc2217),tcp"
-            } else {
-                "tcp"
-            };
+            // ser2net stacks gensios: Telnet with RFC 2217, TLS (gensio's
+            // ssl, OpenSSL), TCP.
+            let mut accepter = String::new();
+            if setup.rfc2217 {
+                accepter += "telnet(rfc2217),";
+            }
+            if let Some(t) = &setup.tls {
+                accepter += &format!("ssl(key={},cert={}),", t.key.display(), t.cert.display());
+            }
+            accepter += "tcp";
             for (i, dev) in devices.iter().enumerate() {
                 let port = free_port();
                 addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));

@@ -6,6 +6,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 /// One scenario's results.
+#[derive(Clone)]
 pub struct Section {
     pub title: String,
     /// What was run and how to read it.
@@ -15,6 +16,7 @@ pub struct Section {
     pub chart: Option<Chart>,
 }
 
+#[derive(Clone)]
 pub struct Chart {
     /// File name under the plots directory.
     pub file: String,
@@ -64,6 +66,34 @@ impl Section {
         s.push('\n');
         s
     }
+}
+
+/// Puts each of `new`'s sections (its `## title` line first) into `old`,
+/// the generated tables of a results file: in place of the section of the
+/// same title, or after the last one. Everything else in `old` is kept.
+pub fn merge_sections(old: &str, new: &[String]) -> String {
+    // The preamble, then one chunk per `## ` heading.
+    let mut chunks: Vec<String> = vec![String::new()];
+    for line in old.split_inclusive('\n') {
+        if line.starts_with("## ") {
+            chunks.push(String::new());
+        }
+        if let Some(last) = chunks.last_mut() {
+            last.push_str(line);
+        }
+    }
+    let title = |chunk: &str| chunk.lines().next().unwrap_or("").trim_end().to_owned();
+    for section in new {
+        match chunks
+            .iter_mut()
+            .skip(1)
+            .find(|c| title(c) == title(section))
+        {
+            Some(c) => c.clone_from(section),
+            None => chunks.push(section.clone()),
+        }
+    }
+    chunks.concat()
 }
 
 /// Draws a horizontal bar chart, with each bar's value printed beside it.

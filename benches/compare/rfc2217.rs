@@ -208,6 +208,7 @@ fn setup(tool: Tool, access: Access, baud: u32, unpaced: bool) -> Setup {
             vec![]
         },
         rfc2217: access == Access::Rfc2217,
+        ..Setup::default()
     }
 }
 

@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use serialhub::device::{Sim, SimMode};
 use serialhub::pattern::{Checker, Generator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::proxy::{self, Setup, TOOLS, Tool};
 use crate::report::{Chart, Section};
+use crate::tlsconn::{Conn, Tls};
 
-fn setup(tool: Tool) -> Setup {
+/// How `tool` runs here: over TLS with `tls`'s certificate if given.
+pub fn setup(tool: Tool, tls: Option<&Tls>) -> Setup {
     Setup {
         baud: 115_200,
         clients: 1,
@@ -27,12 +28,13 @@ fn setup(tool: Tool) -> Setup {
         } else {
             vec![]
         },
+        tls: tls.map(Tls::files),
         ..Setup::default()
     }
 }
 
 /// The median of `runs` results of `f`, by value.
-async fn median<F, Fut>(runs: usize, mut f: F) -> Result<(f64, u64), String>
+pub async fn median<F, Fut>(runs: usize, mut f: F) -> Result<(f64, u64), String>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(f64, u64), String>>,
@@ -61,8 +63,8 @@ pub async fn bulk(secs: u64, runs: usize) -> Section {
     ));
     let mut bars = Vec::new();
     for tool in TOOLS {
-        let down = median(runs, || device_to_client(tool, secs)).await;
-        let up = median(runs, || client_to_device(tool, secs)).await;
+        let down = median(runs, || device_to_client(tool, secs, None)).await;
+        let up = median(runs, || client_to_device(tool, secs, None)).await;
         match (down, up) {
             (Ok((d, e1)), Ok((u, e2))) => {
                 s.row(vec![
@@ -86,12 +88,18 @@ pub async fn bulk(secs: u64, runs: usize) -> Section {
     s
 }
 
-async fn device_to_client(tool: Tool, secs: u64) -> Result<(f64, u64), String> {
+pub async fn device_to_client(
+    tool: Tool,
+    secs: u64,
+    tls: Option<&Tls>,
+) -> Result<(f64, u64), String> {
     let source = Sim::spawn_unpaced(SimMode::Source).map_err(|e| e.to_string())?;
-    let p = proxy::start(tool, &[source.path().display().to_string()], &setup(tool))?;
-    let mut stream = TcpStream::connect(p.addr())
-        .await
-        .map_err(|e| e.to_string())?;
+    let p = proxy::start(
+        tool,
+        &[source.path().display().to_string()],
+        &setup(tool, tls),
+    )?;
+    let mut stream = Conn::connect(p.addr(), tls, false).await?;
     let mut c = Checker::new();
     let mut buf = vec![0u8; 65536];
     // Skip the start-up burst the pty buffered before anyone read it.
@@ -114,12 +122,18 @@ async fn device_to_client(tool: Tool, secs: u64) -> Result<(f64, u64), String> {
     Ok((bytes as f64 / elapsed / 1e6, c.errors))
 }
 
-async fn client_to_device(tool: Tool, secs: u64) -> Result<(f64, u64), String> {
+pub async fn client_to_device(
+    tool: Tool,
+    secs: u64,
+    tls: Option<&Tls>,
+) -> Result<(f64, u64), String> {
     let sink = Sim::spawn_unpaced(SimMode::Sink).map_err(|e| e.to_string())?;
-    let p = proxy::start(tool, &[sink.path().display().to_string()], &setup(tool))?;
-    let mut stream = TcpStream::connect(p.addr())
-        .await
-        .map_err(|e| e.to_string())?;
+    let p = proxy::start(
+        tool,
+        &[sink.path().display().to_string()],
+        &setup(tool, tls),
+    )?;
+    let mut stream = Conn::connect(p.addr(), tls, false).await?;
     let stats = sink.stats().clone();
     let mut g = Generator::new();
     let mut buf = vec![0u8; 65536];
@@ -140,7 +154,7 @@ async fn client_to_device(tool: Tool, secs: u64) -> Result<(f64, u64), String> {
 }
 
 /// One run's round trips, in µs: p50, p99, p99.9, max.
-type Quantiles = [f64; 4];
+pub type Quantiles = [f64; 4];
 
 pub async fn latency(samples: usize, runs: usize) -> Section {
     let runs = runs.max(1);
@@ -158,22 +172,11 @@ pub async fn latency(samples: usize, runs: usize) -> Section {
         }
     ));
     // Per tool, each run's quantiles, or why it failed.
-    let mut results: Vec<(Tool, Result<Vec<Quantiles>, String>)> =
-        TOOLS.iter().map(|&t| (t, Ok(Vec::new()))).collect();
-    for _ in 0..runs {
-        for (tool, result) in &mut results {
-            let Ok(done) = result else { continue };
-            match round_trips(*tool, samples).await {
-                Ok(mut rtt) => {
-                    rtt.sort();
-                    let at =
-                        |p: f64| rtt[((rtt.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
-                    done.push([0.5, 0.99, 0.999, 1.0].map(at));
-                }
-                Err(why) => *result = Err(why),
-            }
-        }
-    }
+    let results: Vec<(Tool, Result<Vec<Quantiles>, String>)> = TOOLS
+        .iter()
+        .copied()
+        .zip(in_turns(&TOOLS.map(|t| (t, None)), samples, runs).await)
+        .collect();
     let mut bars = Vec::new();
     for (tool, result) in &results {
         match result {
@@ -211,8 +214,35 @@ pub async fn latency(samples: usize, runs: usize) -> Section {
     s
 }
 
+/// The round trips of each of `tools` (over TLS where given), `runs` times
+/// in turns (run 1 of every tool, then run 2, ...): each one's quantiles in
+/// each run, or why it failed.
+pub async fn in_turns(
+    tools: &[(Tool, Option<&Tls>)],
+    samples: usize,
+    runs: usize,
+) -> Vec<Result<Vec<Quantiles>, String>> {
+    let mut results: Vec<Result<Vec<Quantiles>, String>> =
+        tools.iter().map(|_| Ok(Vec::new())).collect();
+    for _ in 0..runs.max(1) {
+        for (&(tool, tls), result) in tools.iter().zip(&mut results) {
+            let Ok(done) = result else { continue };
+            match round_trips(tool, samples, tls).await {
+                Ok(mut rtt) => {
+                    rtt.sort();
+                    let at =
+                        |p: f64| rtt[((rtt.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
+                    done.push([0.5, 0.99, 0.999, 1.0].map(at));
+                }
+                Err(why) => *result = Err(why),
+            }
+        }
+    }
+    results
+}
+
 /// Each quantile's median over the runs.
-fn median_quantiles(runs: &[Quantiles]) -> Quantiles {
+pub fn median_quantiles(runs: &[Quantiles]) -> Quantiles {
     std::array::from_fn(|i| {
         let mut v: Vec<f64> = runs.iter().map(|q| q[i]).collect();
         v.sort_by(f64::total_cmp);
@@ -252,13 +282,18 @@ fn goal_note(results: &[(Tool, Result<Vec<Quantiles>, String>)]) -> String {
     )
 }
 
-async fn round_trips(tool: Tool, samples: usize) -> Result<Vec<Duration>, String> {
+async fn round_trips(
+    tool: Tool,
+    samples: usize,
+    tls: Option<&Tls>,
+) -> Result<Vec<Duration>, String> {
     let echo = Sim::spawn_unpaced(SimMode::Echo).map_err(|e| e.to_string())?;
-    let p = proxy::start(tool, &[echo.path().display().to_string()], &setup(tool))?;
-    let mut stream = TcpStream::connect(p.addr())
-        .await
-        .map_err(|e| e.to_string())?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let p = proxy::start(
+        tool,
+        &[echo.path().display().to_string()],
+        &setup(tool, tls),
+    )?;
+    let mut stream = Conn::connect(p.addr(), tls, true).await?;
     let mut rtt = Vec::with_capacity(samples);
     let mut b = [0u8; 1];
     for i in 0..samples + 100 {
