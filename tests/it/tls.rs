@@ -282,12 +282,16 @@ pub(crate) fn echo_server(pki: &Pki, extra: &[&str]) -> Server {
 }
 
 fn echo_server_on(listen: &str, pki: &Pki, extra: &[&str]) -> Server {
-    let mut args: Vec<String> = ["serve", "-d", "sim:echo", "-l", listen]
-        .map(String::from)
-        .to_vec();
-    args.extend(pki.serve_flags());
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut args = vec!["serve", "-d", "sim:echo", "-l", listen];
+    args.extend(extra);
+    serve_tls(pki, &args)
+}
+
+/// `serialhub ARGS` with the mutual-TLS flags of `pki` after them.
+pub(crate) fn serve_tls(pki: &Pki, args: &[&str]) -> Server {
+    let flags = pki.serve_flags();
+    let mut args = args.to_vec();
+    args.extend(flags.iter().map(String::as_str));
     Server::start(&args)
 }
 
@@ -564,22 +568,20 @@ fn issue21_tls_settings_are_checked_before_serving() {
 async fn issue21_a_stalled_tls_reader_meets_the_slow_reader_policy() {
     let pki = pki();
     let source = sim(SimMode::Source, 115_200);
-    let mut args: Vec<String> = [
-        "serve",
-        "-d",
-        source.path().to_str().unwrap(),
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,tls",
-        "--client-queue",
-        "16KiB",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(pki.serve_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&args);
+    let server = serve_tls(
+        &pki,
+        &[
+            "serve",
+            "-d",
+            source.path().to_str().unwrap(),
+            "-b",
+            "115200",
+            "-l",
+            "tcp:127.0.0.1:0,tls",
+            "--client-queue",
+            "16KiB",
+        ],
+    );
     // socat writes what it receives to a pipe nobody reads: once the pipe
     // is full, socat stops reading its TLS connection (whose receive
     // buffer is small, as a stalled reader's in the plain-text test).
@@ -795,10 +797,11 @@ print("read ok")
 c.close()
 "#;
 
-#[test]
-fn issue21_pymodbus_reads_registers_through_modbus_tcp_tls() {
-    let pki = pki();
-    let mut args: Vec<String> = [
+/// Runs pymodbus's TLS client `script` as alice against `sim:modbus`
+/// through `modbus-tcp:127.0.0.1:0,tls` (with `extra` serve flags), and
+/// checks it printed `expect`.
+fn pymodbus_tls(pki: &Pki, extra: &[&str], script: &str, expect: &str) {
+    let mut args = vec![
         "serve",
         "-d",
         "sim:modbus",
@@ -808,25 +811,24 @@ fn issue21_pymodbus_reads_registers_through_modbus_tcp_tls() {
         "transaction",
         "-l",
         "modbus-tcp:127.0.0.1:0,tls",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(pki.serve_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&args);
+    ];
+    args.extend(extra);
+    let server = serve_tls(pki, &args);
     let port = server.modbus[0].port().to_string();
-    let child = crate::common::python(
-        PYMODBUS_TLS,
-        &[
-            "localhost",
-            &port,
-            &pki.arg("ca.pem"),
-            &pki.arg("alice.pem"),
-            &pki.arg("alice.key"),
-        ],
+    let (ca, cert, key) = (
+        pki.arg("ca.pem"),
+        pki.arg("alice.pem"),
+        pki.arg("alice.key"),
     );
+    let child = crate::common::python(script, &["localhost", &port, &ca, &cert, &key]);
     let (ok, out) = crate::common::finish(child, Duration::from_secs(30));
-    assert!(ok && out.contains("read ok"), "{out}\n{}", server.log());
+    assert!(ok && out.contains(expect), "{out}\n{}", server.log());
+}
+
+#[test]
+fn issue21_pymodbus_reads_registers_through_modbus_tcp_tls() {
+    let pki = pki();
+    pymodbus_tls(&pki, &[], PYMODBUS_TLS, "read ok");
 }
 
 /// With `--allow`, a verified certificate that matches none is refused
@@ -835,20 +837,18 @@ fn issue21_pymodbus_reads_registers_through_modbus_tcp_tls() {
 #[test]
 fn issue21_roles_apply_to_tls_identities() {
     let pki = pki();
-    let mut args: Vec<String> = [
-        "serve",
-        "-d",
-        "sim:sink",
-        "-l",
-        "tcp:127.0.0.1:0,tls",
-        "--allow",
-        "ro:cn:carol",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(pki.serve_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&args);
+    let server = serve_tls(
+        &pki,
+        &[
+            "serve",
+            "-d",
+            "sim:sink",
+            "-l",
+            "tcp:127.0.0.1:0,tls",
+            "--allow",
+            "ro:cn:carol",
+        ],
+    );
     let port = server.addr().port();
 
     // alice is verified, but not allowed.
@@ -901,35 +901,5 @@ c.close()
 #[test]
 fn issue21_an_ro_identity_on_modbus_tcp_tls_gets_exception_01_for_writes() {
     let pki = pki();
-    let mut args: Vec<String> = [
-        "serve",
-        "-d",
-        "sim:modbus",
-        "-b",
-        "19200",
-        "--writers",
-        "transaction",
-        "-l",
-        "modbus-tcp:127.0.0.1:0,tls",
-        "--allow",
-        "ro:cn:alice",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(pki.serve_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&args);
-    let port = server.modbus[0].port().to_string();
-    let child = crate::common::python(
-        PYMODBUS_TLS_RO,
-        &[
-            "localhost",
-            &port,
-            &pki.arg("ca.pem"),
-            &pki.arg("alice.pem"),
-            &pki.arg("alice.key"),
-        ],
-    );
-    let (ok, out) = crate::common::finish(child, Duration::from_secs(30));
-    assert!(ok && out.contains("ro ok"), "{out}\n{}", server.log());
+    pymodbus_tls(&pki, &["--allow", "ro:cn:alice"], PYMODBUS_TLS_RO, "ro ok");
 }

@@ -99,24 +99,22 @@ fn issue21_a_flood_of_silent_connections_does_not_stop_a_tls_client() {
 async fn issue21_an_ro_identitys_writes_never_reach_the_sink() {
     let pki = pki();
     let sink = sim(SimMode::Sink, 115_200);
-    let mut args: Vec<String> = [
-        "serve",
-        "-d",
-        sink.path().to_str().unwrap(),
-        "-b",
-        "115200",
-        "-l",
-        "tcp:127.0.0.1:0,tls",
-        "--allow",
-        "ro:cn:carol",
-        "--allow",
-        "rw:cn:alice",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(pki.serve_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&args);
+    let server = crate::tls::serve_tls(
+        &pki,
+        &[
+            "serve",
+            "-d",
+            sink.path().to_str().unwrap(),
+            "-b",
+            "115200",
+            "-l",
+            "tcp:127.0.0.1:0,tls",
+            "--allow",
+            "ro:cn:carol",
+            "--allow",
+            "rw:cn:alice",
+        ],
+    );
     let port = server.addr().port();
 
     let from_carol = b"from carol\n".repeat(50);

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::common::{Server, endpoints, status};
+use crate::common::{endpoints, status};
 use crate::tls::{Pki, pki};
 
 /// The socket inodes a process holds open, from its `/proc/PID/fd` links
@@ -127,20 +127,18 @@ s.close()
 #[test]
 fn issue21_pyserial_changes_the_baud_rate_through_a_socat_tls_tunnel() {
     let pki = pki();
-    let mut args: Vec<String> = [
-        "serve",
-        "-d",
-        "sim:echo",
-        "-b",
-        "9600",
-        "-l",
-        "rfc2217:127.0.0.1:0,tls",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.extend(pki.serve_flags());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let server = Server::start(&args);
+    let server = crate::tls::serve_tls(
+        &pki,
+        &[
+            "serve",
+            "-d",
+            "sim:echo",
+            "-b",
+            "9600",
+            "-l",
+            "rfc2217:127.0.0.1:0,tls",
+        ],
+    );
     assert_eq!(status(&server.control)[0]["line"], "9600 8N1");
     let endpoint = endpoints(&status(&server.control), "rfc2217:")[0];
     let tunnel = Tunnel::open(endpoint.port(), &pki);
