@@ -64,6 +64,7 @@ pub(crate) mod docgen;
 pub mod endpoint;
 pub mod episode;
 pub(crate) mod fds;
+pub(crate) mod fleet;
 pub mod hub;
 pub(crate) mod ids;
 pub mod line;
