@@ -10,7 +10,10 @@
 //! - [`stream`]: an established session as a [`ClientSource`] and a
 //!   [`SocketHalf`], so the endpoint code serves it like a plain socket,
 //!   backpressure and slow-reader policy included;
-//! - [`identity`]: who a verified client certificate names.
+//! - [`identity`]: who a verified client certificate names;
+//! - [`records`]: where the peer's records end, so the session reads one
+//!   record at a time and holds no more than that beyond the kernel's
+//!   receive buffer.
 //!
 //! [`ClientSource`]: crate::endpoint::source::ClientSource
 //! [`SocketHalf`]: crate::endpoint::sink::SocketHalf
@@ -19,6 +22,7 @@ pub(crate) mod acceptor;
 pub(crate) mod config;
 pub(crate) mod handshake;
 pub(crate) mod identity;
+pub(crate) mod records;
 pub(crate) mod stream;
 
 pub(crate) use acceptor::TlsAcceptor;

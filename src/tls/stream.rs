@@ -8,9 +8,10 @@
 //! is on the plain socket's readiness, outside the lock.
 //!
 //! Backpressure is kept: reading plaintext takes ciphertext from the socket
-//! only while rustls wants it (its received-plaintext buffer is bounded,
-//! 16 KiB), so a client whose bytes wait for write budget is stopped by
-//! TCP's window as a plain one is. Writing encrypts only once earlier
+//! only when rustls has no plaintext left, and then one record at a time
+//! (see [`super::records`]), so a client whose bytes wait for write budget
+//! is stopped by TCP's window as a plain one is, with at most one record
+//! more in flight. Writing encrypts only once earlier
 //! ciphertext has gone to the socket, and at most the buffer limit, so what
 //! serialhub holds for a client beyond its hub queue is bounded, and a
 //! reader that does not read sees `WouldBlock` (the slow-reader policy)
@@ -23,6 +24,7 @@ use std::task::{Context, Poll};
 
 use rustls::ServerConnection;
 
+use super::records::RecordEnds;
 use crate::endpoint::sink::SocketHalf;
 use crate::endpoint::source::ClientSource;
 
@@ -40,6 +42,10 @@ struct Session {
     failed: Option<rustls::Error>,
     /// The peer closed (close_notify or end of input).
     eof: bool,
+    /// Where the peer's records end: reads stop there (see [`records`]).
+    ///
+    /// [`records`]: super::records
+    ends: RecordEnds,
 }
 
 impl<S, W> Inner<S, W> {
@@ -54,6 +60,7 @@ impl<S, W> Inner<S, W> {
 /// Reads ciphertext from the plain socket without waiting.
 struct RawReader<'a, S> {
     source: &'a S,
+    ends: &'a mut RecordEnds,
     /// Read what the kernel holds, whatever the reactor has seen (see
     /// [`ClientSource::read_held`]).
     held: bool,
@@ -61,11 +68,15 @@ struct RawReader<'a, S> {
 
 impl<S: ClientSource> Read for RawReader<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.held {
-            self.source.read_held(buf)
+        let want = self.ends.want().min(buf.len());
+        let buf = &mut buf[..want];
+        let n = if self.held {
+            self.source.read_held(buf)?
         } else {
-            self.source.try_read(buf)
-        }
+            self.source.try_read(buf)?
+        };
+        self.ends.feed(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -103,8 +114,10 @@ impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
         if let Some(why) = &s.failed {
             return Err(io::Error::new(io::ErrorKind::InvalidData, why.to_string()));
         }
-        let read = s.conn.read_tls(&mut RawReader {
+        let Session { conn, ends, .. } = s;
+        let read = conn.read_tls(&mut RawReader {
             source: &self.raw_in,
+            ends,
             held,
         });
         match read {
@@ -209,6 +222,7 @@ pub(crate) fn split<S, W>(
             conn,
             failed: None,
             eof: false,
+            ends: RecordEnds::default(),
         }),
         raw_in,
         raw_out,
