@@ -158,15 +158,21 @@ async fn main() {
         let (secs, drain) = if q { (2, 1) } else { (10, 5) };
         run(rfc2217::flood_section(9600, secs, drain, runs).await);
     }
-    if plan.wants("tls") {
+    // `tls` runs every TLS section; `tls-flood` only the flood.
+    let (all_tls, tls_flood) = (plan.wants("tls"), plan.wants("tls-flood"));
+    if all_tls || tls_flood {
         match tlsconn::Tls::new() {
             Ok(t) => {
                 let runs = if q { 1 } else { 3 };
-                run(tls::latency(&t, if q { 2000 } else { 10_000 }, runs).await);
-                run(tls::bulk(&t, if q { 1 } else { 5 }, runs).await);
+                if all_tls {
+                    run(tls::latency(&t, if q { 2000 } else { 10_000 }, runs).await);
+                    run(tls::bulk(&t, if q { 1 } else { 5 }, runs).await);
+                }
                 let (secs, drain) = if q { (2, 1) } else { (15, 10) };
                 run(tls::flood(&t, 9600, secs, drain, runs).await);
-                run(tls::handshakes(&t, if q { 2 } else { 10 }, runs).await);
+                if all_tls {
+                    run(tls::handshakes(&t, if q { 2 } else { 10 }, runs).await);
+                }
             }
             Err(e) => eprintln!("tls: cannot make the certificates: {e}"),
         }

@@ -27,7 +27,10 @@ pub struct Tls {
     cert: PathBuf,
     key: PathBuf,
     connector: TlsConnector,
-    _dir: tempfile::TempDir,
+    config: Arc<rustls::ClientConfig>,
+    /// The client's largest record, when it is not rustls's 16 KiB.
+    pub record: Option<usize>,
+    _dir: Arc<tempfile::TempDir>,
 }
 
 impl Tls {
@@ -75,12 +78,31 @@ impl Tls {
             .with_no_client_auth();
         // Every handshake a full one: the handshake rate measures those.
         config.resumption = rustls::client::Resumption::disabled();
+        let config = Arc::new(config);
         Ok(Tls {
             cert: cert_path,
             key: key_path,
-            connector: TlsConnector::from(Arc::new(config)),
-            _dir: dir,
+            connector: TlsConnector::from(config.clone()),
+            config,
+            record: None,
+            _dir: Arc::new(dir),
         })
+    }
+
+    /// The same, with a client that sends records of at most `bytes` of
+    /// data.
+    pub fn with_records(&self, bytes: usize) -> Tls {
+        let mut config = (*self.config).clone();
+        config.max_fragment_size = Some(bytes);
+        let config = Arc::new(config);
+        Tls {
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            connector: TlsConnector::from(config.clone()),
+            config,
+            record: Some(bytes),
+            _dir: self._dir.clone(),
+        }
     }
 
     /// What a server needs: the certificate and key files.

@@ -19,6 +19,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
+
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -46,6 +47,14 @@ struct Session {
     ///
     /// [`records`]: super::records
     ends: RecordEnds,
+    /// Ciphertext read from the socket and not yet taken by rustls: at most
+    /// the rest of one record and the next header, read in one go (rustls
+    /// reads 4 KiB at a time; a 16 KiB record would cost four reads).
+    ///
+    /// [`records`]: super::records
+    staged: Vec<u8>,
+    /// How much of `staged` rustls has taken.
+    taken: usize,
 }
 
 impl<S, W> Inner<S, W> {
@@ -54,29 +63,6 @@ impl<S, W> Inner<S, W> {
         // some step; nothing here panics, and a poisoned session is no
         // worse than a failed one.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Reads ciphertext from the plain socket without waiting.
-struct RawReader<'a, S> {
-    source: &'a S,
-    ends: &'a mut RecordEnds,
-    /// Read what the kernel holds, whatever the reactor has seen (see
-    /// [`ClientSource::read_held`]).
-    held: bool,
-}
-
-impl<S: ClientSource> Read for RawReader<'_, S> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let want = self.ends.want().min(buf.len());
-        let buf = &mut buf[..want];
-        let n = if self.held {
-            self.source.read_held(buf)?
-        } else {
-            self.source.try_read(buf)?
-        };
-        self.ends.feed(&buf[..n]);
-        Ok(n)
     }
 }
 
@@ -108,24 +94,51 @@ impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
         Ok(true)
     }
 
-    /// Takes in ciphertext the socket holds, while rustls wants it, and
-    /// processes it. `WouldBlock` when the socket had nothing.
+    /// Takes in ciphertext the socket holds, up to the end of the record
+    /// it is in (and the next header), and hands it to rustls while rustls
+    /// wants it, processing it. `WouldBlock` when the socket had nothing.
     fn fill(&self, s: &mut Session, held: bool) -> io::Result<()> {
         if let Some(why) = &s.failed {
             return Err(io::Error::new(io::ErrorKind::InvalidData, why.to_string()));
         }
-        let Session { conn, ends, .. } = s;
-        let read = conn.read_tls(&mut RawReader {
-            source: &self.raw_in,
-            ends,
-            held,
-        });
-        match read {
-            Ok(0) => s.eof = true,
-            Ok(_) => {}
-            Err(e) => return Err(e),
+        if s.taken == s.staged.len() {
+            s.staged.clear();
+            s.taken = 0;
+            s.staged.resize(s.ends.want(), 0);
+            let read = if held {
+                self.raw_in.read_held(&mut s.staged)
+            } else {
+                self.raw_in.try_read(&mut s.staged)
+            };
+            let n = match read {
+                Ok(n) => n,
+                Err(e) => {
+                    s.staged.clear();
+                    return Err(e);
+                }
+            };
+            s.staged.truncate(n);
+            if n == 0 {
+                s.eof = true;
+                return self.process(s);
+            }
+            s.ends.feed(&s.staged);
         }
-        self.process(s)
+        while s.taken < s.staged.len() && s.conn.wants_read() {
+            let Session {
+                conn,
+                staged,
+                taken,
+                ..
+            } = &mut *s;
+            match conn.read_tls(&mut &staged[*taken..]) {
+                Ok(0) => break,
+                Ok(n) => *taken += n,
+                Err(e) => return Err(e),
+            }
+            self.process(s)?;
+        }
+        Ok(())
     }
 
     /// Processes what rustls holds; a protocol error sends its alert (if
@@ -182,7 +195,11 @@ impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
         let mut s = self.lock();
         let fail = s.failed.is_some();
         match s.conn.process_new_packets() {
-            Ok(state) => (state.plaintext_bytes_to_read(), s.eof || fail),
+            // Staged ciphertext is as good as plaintext: reading takes it.
+            Ok(state) => (
+                state.plaintext_bytes_to_read() + (s.staged.len() - s.taken),
+                s.eof || fail,
+            ),
             Err(_) => (0, true),
         }
     }
@@ -223,6 +240,8 @@ pub(crate) fn split<S, W>(
             failed: None,
             eof: false,
             ends: RecordEnds::default(),
+            staged: Vec::new(),
+            taken: 0,
         }),
         raw_in,
         raw_out,
