@@ -163,30 +163,57 @@ impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
         }
     }
 
-    /// Plaintext into `buf`: what rustls holds, else what the socket brings.
+    /// Plaintext into `buf`: what rustls holds, then what the socket brings,
+    /// record after record until `buf` is full or the socket has no more,
+    /// so a bulk sender's records reach the hub in reads as large as a
+    /// plain socket's, not one record each. The caller sizes `buf` by its
+    /// write budget, so no more is decrypted than it asked for, but for the
+    /// rest of the last record.
     fn read(&self, buf: &mut [u8], held: bool) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
         let mut s = self.lock();
+        let mut got = 0;
         loop {
-            match s.conn.reader().read(buf) {
-                Ok(n) => return Ok(n),
+            match s.conn.reader().read(&mut buf[got..]) {
+                // Ok(0): close_notify, and all its data delivered.
+                Ok(0) => return Ok(got),
+                Ok(n) => {
+                    got += n;
+                    if got == buf.len() {
+                        return Ok(got);
+                    }
+                }
                 // No plaintext now; the peer ended without close_notify:
                 // its data is all delivered, so this is its end of input.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(got),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if got > 0 => {
+                    tracing::debug!(error = %e, "TLS read ends early");
+                    return Ok(got);
+                }
                 Err(e) => return Err(e),
             }
             if s.eof {
-                return Ok(0);
+                return Ok(got);
             }
             if !s.conn.wants_read() {
                 // Neither plaintext nor a wish for more: cannot happen once
                 // the handshake is done, but never spin on it.
-                return Err(io::ErrorKind::WouldBlock.into());
+                return if got > 0 {
+                    Ok(got)
+                } else {
+                    Err(io::ErrorKind::WouldBlock.into())
+                };
             }
-            self.fill(&mut s, held)?;
+            match self.fill(&mut s, held) {
+                Ok(()) => {}
+                // The rest (WouldBlock, or an error the next read meets
+                // again: a failed session stays failed) after this data.
+                Err(_) if got > 0 => return Ok(got),
+                Err(e) => return Err(e),
+            }
         }
     }
 
