@@ -429,6 +429,7 @@ pub(crate) fn name_of(device: &DeviceSpec) -> String {
             .unwrap_or_else(|| path.to_string_lossy().into_owned()),
         DeviceSpec::Sim(sim) => format!("sim-{}", format!("{:?}", sim.mode).to_lowercase()),
         DeviceSpec::Remote { addr, .. } => addr.replace(':', "-"),
+        DeviceSpec::Fleet(p) => format!("{}-{}", p.host, p.port),
     };
     let mut name: String = raw
         .chars()

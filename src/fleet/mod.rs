@@ -2,3 +2,6 @@
 //! a NATS broker (issue 22). Hosts dial out to the broker; none needs an
 //! inbound port. See docs/fleet.md for the subjects, the registry bucket and
 //! the session protocol.
+
+pub(crate) mod address;
+pub(crate) mod dial;

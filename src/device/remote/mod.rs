@@ -19,9 +19,11 @@
 
 mod control;
 mod link;
+mod target;
 mod url;
 
 pub(crate) use link::{Link, StreamSink, StreamSource};
+pub(crate) use target::Target;
 
 pub(crate) use url::{Protocol, RemoteOptions, RemoteUrl};
 
