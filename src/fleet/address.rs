@@ -6,10 +6,20 @@
 //! `_` and `-` (1 to 64); the port name is a port name as `--name` takes
 //! it (dots too), which never goes into a subject, only into payloads.
 
-use crate::config::is_port_name;
-
 /// Longest fleet host name.
 pub(crate) const MAX_HOST: usize = 64;
+/// Longest port name: `--name`'s bound (kept here, not imported, so that
+/// parsing a device does not depend on the configuration; a test holds the
+/// two equal).
+const MAX_PORT: usize = 64;
+
+/// Whether `name` may name a port, as `--name` takes it.
+fn is_port_name(name: &str) -> bool {
+    (1..=MAX_PORT).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
 
 /// Whether `name` may be a fleet host name (a NATS subject token).
 pub(crate) fn is_host_name(name: &str) -> bool {
@@ -44,7 +54,7 @@ impl std::str::FromStr for FleetPort {
             return Err(format!(
                 "{s:?}: the port {port:?} is not a port name: use 1 to {} letters, digits, \
                  '_', '.' or '-'",
-                crate::config::MAX_NAME
+                MAX_PORT
             ));
         }
         Ok(FleetPort {
@@ -92,5 +102,25 @@ mod tests {
                 .parse::<FleetPort>()
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn port_names_are_those_a_port_may_have() {
+        assert_eq!(MAX_PORT, crate::config::MAX_NAME);
+        for name in [
+            "a",
+            "tty.USB-0_x",
+            &"p".repeat(64),
+            "",
+            "a b",
+            "a/b",
+            &"p".repeat(65),
+        ] {
+            assert_eq!(
+                is_port_name(name),
+                crate::config::is_port_name(name),
+                "{name:?}"
+            );
+        }
     }
 }
