@@ -5,3 +5,5 @@
 
 pub(crate) mod address;
 pub(crate) mod dial;
+mod escape;
+pub(crate) mod terminal;
