@@ -15,7 +15,9 @@ use crate::traffic::DEFAULT_KEEP;
 use crate::units::parse_bytes;
 use time::OffsetDateTime;
 
+mod fleet;
 mod values;
+pub(crate) use fleet::{FleetArgs, FleetCommand, FleetFlags};
 pub(crate) use values::{
     Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
 };
@@ -154,6 +156,9 @@ pub(crate) enum Command {
     CheckConfig(CheckConfigArgs),
     /// Print an example configuration file with every option and its default.
     PrintConfig,
+    /// The fleet: every port of every serialhub joined to a NATS broker
+    /// (`serve --fleet URL`).
+    Fleet(FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -382,6 +387,13 @@ pub(crate) struct ServeArgs {
     /// --tls-client-ca).
     #[arg(long, requires = "tls_cert")]
     pub(crate) metrics_tls: bool,
+    /// A label of the port in the fleet, KEY=VALUE (repeatable; `fleet ls
+    /// --label` filters by them): a key of 1 to 64 letters, digits, '_',
+    /// '.' or '-', a value of at most 256 characters.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<crate::fleet::config::Label>,
+    #[command(flatten)]
+    pub(crate) fleet: FleetFlags,
 }
 
 /// The `serve` flags that describe one port, which a `--config` file
@@ -420,6 +432,7 @@ const PORT_FLAGS: &[&str] = &[
     "tls_client_ca",
     "tls_crl",
     "metrics_tls",
+    "labels",
 ];
 
 #[derive(Debug, Args)]

@@ -62,6 +62,8 @@ pub enum ConfigError {
         addr: std::net::SocketAddr,
     },
     #[error("{option}: {why}")]
+    Labels { option: &'static str, why: String },
+    #[error("{option}: {why}")]
     Access {
         /// `--allow`, or `access` in a file.
         option: &'static str,

@@ -41,6 +41,9 @@ pub struct DaemonConfig {
     pub(crate) metrics: Option<MetricsConfig>,
     /// `[tls]`: every port's `tls` endpoints and HTTPS metrics use it.
     pub(crate) tls: Option<crate::tls::TlsFiles>,
+    /// `[fleet]` as written (checked): `serve --fleet*` flags are laid
+    /// over it. A change takes a restart; reload says so.
+    pub(crate) fleet: crate::fleet::config::FleetSettings,
 }
 
 impl DaemonConfig {
@@ -74,6 +77,18 @@ impl DaemonConfig {
             Some(m) if m.tls => out.push_str(&format!("metrics: listen {} (https)\n", m.listen)),
             Some(m) => out.push_str(&format!("metrics: listen {}\n", m.listen)),
             None => out.push_str("metrics: off\n"),
+        }
+        if let Ok(Some(f)) = self
+            .fleet
+            .clone()
+            .resolve(crate::fleet::config::Origin::File)
+        {
+            out.push_str(&format!(
+                "fleet: {} as host {}, heartbeat {}\n",
+                f.broker.url,
+                f.host,
+                crate::units::duration_text(f.heartbeat)
+            ));
         }
         if let Some(t) = &self.tls {
             out.push_str(&format!(
@@ -166,6 +181,8 @@ pub(crate) enum Problem {
     MetricsListen { addr: String, why: String },
     #[error("[metrics] tls = true needs a [tls] table with cert and key")]
     MetricsTls,
+    #[error(transparent)]
+    Fleet(crate::fleet::config::FleetConfigError),
 }
 
 /// Reads, parses and validates the configuration file at `path`.
@@ -311,6 +328,18 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
             Some(MetricsConfig { listen, tls: https })
         }
     };
+    let fleet = match raw.fleet {
+        None => crate::fleet::config::FleetSettings::default(),
+        Some(f) => {
+            let span = f.span();
+            let settings = f.into_inner().settings();
+            settings
+                .clone()
+                .resolve(crate::fleet::config::Origin::File)
+                .map_err(|e| err(Some(span), None, Problem::Fleet(e)))?;
+            settings
+        }
+    };
     let control = raw.control.map(|c| ControlConfig {
         socket: c.socket,
         mode: c.mode.map_or(DEFAULT_CONTROL_MODE, |m| m.0),
@@ -320,6 +349,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
         control,
         metrics,
         tls,
+        fleet,
     })
 }
 

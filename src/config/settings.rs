@@ -87,6 +87,8 @@ pub(crate) struct PortSettings {
     pub(crate) log: LogSettings,
     /// The TLS files (`--tls-*`, a file's `[tls]`), for `tls` endpoints.
     pub(crate) tls: Option<crate::tls::TlsFiles>,
+    /// The port's labels in the fleet (`--label`, `labels = {...}`).
+    pub(crate) labels: Option<crate::fleet::config::Labels>,
 }
 
 /// The traffic log's raw settings; there is a log only if `dir` is given.
@@ -133,6 +135,7 @@ impl PortSettings {
                 keep: self.log.keep.or(b.log.keep),
             },
             tls: self.tls.or(b.tls),
+            labels: self.labels.or(b.labels),
         }
     }
 }

@@ -2,8 +2,43 @@
 //! a NATS broker (issue 22). Hosts dial out to the broker; none needs an
 //! inbound port. See docs/fleet.md for the subjects, the registry bucket and
 //! the session protocol.
+//!
+//! - `config`: the `--fleet*` flags and `[fleet]` table, resolved and
+//!   checked; port labels; `url`: the broker URL, credentials kept apart;
+//! - `connect`: the connection to the broker that everything here shares;
+//! - `address`: a fleet port's name, `HOST/PORT`; `dial`: opening a session
+//!   to one (a `fleet://` device, `fleet connect`); `terminal` and `escape`:
+//!   `fleet connect` itself.
 
 pub(crate) mod address;
+pub(crate) mod config;
+pub(crate) mod connect;
 pub(crate) mod dial;
 mod escape;
+pub(crate) mod ls;
+pub(crate) mod records;
 pub(crate) mod terminal;
+pub(crate) mod url;
+
+/// What a fleet command or the registry's start can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// A bad `--fleet*` setting or `SERIALHUB_FLEET` (usage).
+    #[error(transparent)]
+    Config(#[from] config::FleetConfigError),
+    #[error(transparent)]
+    Connect(#[from] connect::ConnectError),
+    /// Another live serialhub has this fleet host name (usage: give this
+    /// one another).
+    #[error("{0}")]
+    Refused(String),
+    #[error("fleet registry: {0}")]
+    Registry(String),
+}
+
+impl FleetError {
+    /// The command or its settings must change.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, FleetError::Config(_) | FleetError::Refused(_))
+    }
+}

@@ -1,0 +1,18 @@
+//! `serialhub fleet ...`: the fleet commands, each in a runtime of its own
+//! (they talk to the broker), ended by Ctrl-C like any command that only
+//! prints.
+
+use crate::cli::{FleetArgs, FleetCommand};
+
+use super::Error;
+
+pub(crate) fn run(args: FleetArgs) -> Result<(), Error> {
+    let runtime = tokio::runtime::Runtime::new().map_err(Error::Runtime)?;
+    runtime.block_on(async {
+        match args.command {
+            FleetCommand::Ls(a) => crate::fleet::ls::run(a.broker.url.as_deref(), &a.labels, a.json)
+                .await
+                .map_err(Error::Fleet),
+        }
+    })
+}

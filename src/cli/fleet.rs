@@ -1,0 +1,82 @@
+//! The fleet's flags: `serve --fleet*` and `--label`, and the `fleet`
+//! subcommands (issue 22). Each subcommand's arguments are a struct here,
+//! so adding one touches one enum.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::fleet::config::Label;
+
+/// `serve`'s fleet flags: join a NATS broker's fleet.
+#[derive(Debug, Args)]
+pub(crate) struct FleetFlags {
+    /// Join the fleet of this NATS broker: nats://HOST:PORT (comma-separated
+    /// for a cluster), tls://HOST:PORT for TLS, user:password@ in the URL or
+    /// --fleet-creds. This host's ports are then listed by `serialhub fleet
+    /// ls` everywhere as HOST/PORT. Overrides the file's [fleet] url.
+    #[arg(long = "fleet", value_name = "URL")]
+    pub(crate) url: Option<String>,
+    /// This host's name in the fleet (1 to 64 letters, digits, '_' or '-').
+    /// Default: the machine's host name up to its first dot.
+    #[arg(long = "fleet-host", value_name = "NAME")]
+    pub(crate) host: Option<String>,
+    /// A NATS credentials file (.creds: user JWT and nkey seed).
+    #[arg(long = "fleet-creds", value_name = "FILE")]
+    pub(crate) creds: Option<PathBuf>,
+    /// A CA bundle (PEM) the broker's TLS certificate must chain to.
+    #[arg(long = "fleet-ca", value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+    /// How often this host refreshes its ports in the fleet registry (1s to
+    /// 1min; default 5s). A host that stops is gone from listings after 3.
+    #[arg(long = "fleet-heartbeat", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub(crate) heartbeat: Option<Duration>,
+}
+
+impl From<&FleetFlags> for crate::fleet::config::FleetSettings {
+    fn from(f: &FleetFlags) -> Self {
+        crate::fleet::config::FleetSettings {
+            url: f.url.clone(),
+            host: f.host.clone(),
+            creds: f.creds.clone(),
+            ca: f.ca.clone(),
+            heartbeat: f.heartbeat,
+        }
+    }
+}
+
+/// `serialhub fleet ...`.
+#[derive(Debug, Args)]
+pub(crate) struct FleetArgs {
+    #[command(subcommand)]
+    pub(crate) command: FleetCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FleetCommand {
+    /// List every port of the fleet: HOST/PORT, device, state, line,
+    /// clients, labels and the age of its last heartbeat.
+    Ls(LsArgs),
+}
+
+/// The broker of a `fleet` subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct BrokerFlag {
+    /// The NATS broker: nats://HOST:PORT, tls://HOST:PORT, comma-separated
+    /// for a cluster. Default: $SERIALHUB_FLEET.
+    #[arg(long = "fleet", value_name = "URL")]
+    pub(crate) url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LsArgs {
+    #[command(flatten)]
+    pub(crate) broker: BrokerFlag,
+    /// Only ports with this label (repeatable: all of them).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub(crate) labels: Vec<Label>,
+    /// Print JSON (a list of ports, a stable schema) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
