@@ -6,8 +6,8 @@
 //! `_` and `-` (1 to 64); the port name is a port name as `--name` takes
 //! it (dots too), which never goes into a subject, only into payloads.
 
-/// Longest fleet host name.
-pub(crate) const MAX_HOST: usize = 64;
+use super::config::{MAX_HOST, is_host_name};
+
 /// Longest port name: `--name`'s bound (kept here, not imported, so that
 /// parsing a device does not depend on the configuration; a test holds the
 /// two equal).
@@ -19,14 +19,6 @@ fn is_port_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-/// Whether `name` may be a fleet host name (a NATS subject token).
-pub(crate) fn is_host_name(name: &str) -> bool {
-    (1..=MAX_HOST).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'))
 }
 
 /// A port of the fleet: `HOST/PORT`.
