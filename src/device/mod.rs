@@ -143,12 +143,28 @@ impl Device {
                     _sim: None,
                 });
             }
-            DeviceSpec::Remote { .. } | DeviceSpec::Fleet(_) => {
-                let Some(target) = target_of(spec) else {
-                    return Err(TtyError::Open {
-                        path: PathBuf::from(spec.to_string()),
-                        reason: std::io::Error::other("not a remote port"),
-                    });
+            // Found through the broker, which may not be reached yet (or
+            // the port's host not be up): the device task connects in the
+            // background, so start-up never waits for the fleet.
+            DeviceSpec::Fleet(port) => {
+                return Ok(Device {
+                    line,
+                    pacing: true,
+                    path: PathBuf::from(spec.to_string()),
+                    remote: Some(remote::Target::Fleet(port.clone())),
+                    tty: None,
+                    _sim: None,
+                });
+            }
+            DeviceSpec::Remote {
+                protocol,
+                addr,
+                options,
+            } => {
+                let target = remote::Target::Tcp {
+                    protocol: *protocol,
+                    addr: addr.clone(),
+                    options: *options,
                 };
                 // Nothing to restore: no client has set a modem line yet.
                 let r = target
