@@ -10,9 +10,11 @@ pub(crate) fn run(args: FleetArgs) -> Result<(), Error> {
     let runtime = tokio::runtime::Runtime::new().map_err(Error::Runtime)?;
     runtime.block_on(async {
         match args.command {
-            FleetCommand::Ls(a) => crate::fleet::ls::run(a.broker.url.as_deref(), &a.labels, a.json)
-                .await
-                .map_err(Error::Fleet),
+            FleetCommand::Ls(a) => {
+                crate::fleet::ls::run(a.broker.url.as_deref(), &a.labels, a.json)
+                    .await
+                    .map_err(Error::Fleet)
+            }
         }
     })
 }

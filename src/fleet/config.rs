@@ -352,7 +352,10 @@ mod tests {
 
     #[test]
     fn settings_resolve_with_defaults() {
-        assert_eq!(FleetSettings::default().resolve(Origin::Flags).unwrap(), None);
+        assert_eq!(
+            FleetSettings::default().resolve(Origin::Flags).unwrap(),
+            None
+        );
         let c = FleetSettings {
             host: Some("lab1".into()),
             ..settings("nats://127.0.0.1:4222")
@@ -412,7 +415,9 @@ mod tests {
             host: Some("x".into()),
             ..settings("tls://h")
         };
-        assert!(e(missing, Origin::Flags).starts_with("--fleet-ca /nonexistent/ca.pem: cannot read"));
+        assert!(
+            e(missing, Origin::Flags).starts_with("--fleet-ca /nonexistent/ca.pem: cannot read")
+        );
     }
 
     #[test]
