@@ -14,11 +14,16 @@ pub(crate) mod address;
 pub(crate) mod config;
 pub(crate) mod connect;
 pub(crate) mod dial;
+pub(crate) mod drive;
 mod escape;
+pub(crate) mod listen;
 pub(crate) mod ls;
 pub(crate) mod records;
+pub(crate) mod session;
+pub(crate) mod stream;
 pub(crate) mod terminal;
 pub(crate) mod url;
+pub(crate) mod wire;
 
 /// What a fleet command or the registry's start can fail with.
 #[derive(Debug, thiserror::Error)]
