@@ -15,6 +15,11 @@ pub(crate) fn run(args: FleetArgs) -> Result<(), Error> {
                     .await
                     .map_err(Error::Fleet)
             }
+            FleetCommand::Connect(a) => {
+                crate::fleet::terminal::run(a.broker.url.as_deref(), &a.port)
+                    .await
+                    .map_err(Error::Fleet)
+            }
         }
     })
 }

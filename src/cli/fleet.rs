@@ -58,6 +58,21 @@ pub(crate) enum FleetCommand {
     /// List every port of the fleet: HOST/PORT, device, state, line,
     /// clients, labels and the age of its last heartbeat.
     Ls(LsArgs),
+    /// A terminal on a port of the fleet: stdin to the device, the device
+    /// to stdout. At a terminal, keys go to the device as typed (raw mode)
+    /// and `~.` after Enter quits; in a pipe, the end of input closes the
+    /// sending side and the device's answer is printed until it has been
+    /// quiet for a second.
+    Connect(ConnectArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConnectArgs {
+    /// The port, as `fleet ls` names it: HOST/PORT.
+    #[arg(value_name = "HOST/PORT")]
+    pub(crate) port: crate::fleet::address::FleetPort,
+    #[command(flatten)]
+    pub(crate) broker: BrokerFlag,
 }
 
 /// The broker of a `fleet` subcommand.

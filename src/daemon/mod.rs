@@ -35,6 +35,7 @@ mod ports;
 mod reload;
 mod report;
 mod request;
+mod sessions;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -39,6 +39,9 @@ pub enum FleetError {
     Refused(String),
     #[error("fleet registry: {0}")]
     Registry(String),
+    /// A session that could not be opened or broke (`fleet connect`).
+    #[error("{0}")]
+    Session(String),
 }
 
 impl FleetError {

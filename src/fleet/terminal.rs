@@ -14,6 +14,7 @@
 
 use std::cell::Cell;
 use std::io::{self, IsTerminal, Read};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -21,7 +22,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::FleetError;
+use super::address::FleetPort;
+use super::config::Broker;
+use super::connect::{CONNECT_WAIT, connect_within};
+use super::dial;
 use super::escape::{Escape, Typed};
+use super::wire::Mode;
 use crate::endpoint::sink::{Shared, SocketHalf};
 use crate::endpoint::source::ClientSource;
 
@@ -33,6 +40,78 @@ pub(crate) const QUIET: Duration = Duration::from_secs(1);
 const STDIN_QUEUE: usize = 4;
 /// Size of one read of stdin or of the session.
 const CHUNK: usize = 4096;
+
+/// Bytes the device may send ahead of what the terminal printed: a
+/// screenful many times over, and a small part of a session's most.
+const WINDOW: usize = 64 * 1024;
+
+/// `serialhub fleet connect HOST/PORT [--fleet URL]`.
+pub(crate) async fn run(url: Option<&str>, port: &FleetPort) -> Result<(), FleetError> {
+    let broker = Broker::from_flag_or_env(url)?;
+    let conn = connect_within(&broker, "serialhub fleet connect", CONNECT_WAIT).await?;
+    let (reader, writer) = dial::open_over(&conn.client, port, Mode::Raw, WINDOW)
+        .await
+        .map_err(|e| FleetError::Session(e.to_string()))?;
+    let writer = Arc::new(writer);
+    let raw = RawMode::enter();
+    let how = match raw {
+        Some(_) => {
+            eprint!("serialhub: connected to {port}; ~. at the start of a line quits\r\n");
+            Input::Terminal
+        }
+        None => Input::Pipe,
+    };
+    let stop = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signal(stop.clone()));
+    let held = Held(writer.clone());
+    let unacked = || writer.unacked();
+    let mut stdout = tokio::io::stdout();
+    let ended = relay(read_stdin(), how, reader, held, unacked, &mut stdout, &stop).await;
+    signals.abort();
+    drop(raw);
+    match ended {
+        Ok(Ended::Closed) if how == Input::Terminal => {
+            eprintln!("\r\nserialhub: {port} closed the session");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(FleetError::Session(format!("{port}: {e}"))),
+    }
+}
+
+/// Cancels `stop` at SIGINT or SIGTERM (in raw mode Ctrl-C is a key for
+/// the device, not a signal).
+async fn stop_on_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    stop.cancel();
+}
+
+/// The session's sending half, held also by the count of what it has
+/// not yet had acknowledged.
+#[derive(Debug)]
+struct Held<W>(Arc<W>);
+
+impl<W: SocketHalf> SocketHalf for Held<W> {
+    fn poll_write_ready(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+        self.0.poll_write_ready(cx)
+    }
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.0.try_write(buf)
+    }
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.0.shutdown_write()
+    }
+}
 
 /// How the terminal's input is taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

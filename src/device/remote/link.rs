@@ -46,6 +46,12 @@ pub(crate) trait StreamSink: SocketHalf {
     fn unacked(&self) -> usize;
 }
 
+impl StreamSink for crate::fleet::stream::FleetWriter {
+    fn unacked(&self) -> usize {
+        crate::fleet::stream::FleetWriter::unacked(self)
+    }
+}
+
 /// Lets the device's writer task and [`Link::output_queue`] share one
 /// sending half.
 impl SocketHalf for Arc<dyn StreamSink> {

@@ -22,7 +22,7 @@ mod link;
 mod target;
 mod url;
 
-pub(crate) use link::{Link, StreamSink, StreamSource};
+pub(crate) use link::Link;
 pub(crate) use target::Target;
 
 pub(crate) use url::{Protocol, RemoteOptions, RemoteUrl};

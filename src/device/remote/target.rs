@@ -5,9 +5,10 @@
 
 use std::io;
 
-use super::{Protocol, Remote, RemoteOptions};
+use super::{Link, Protocol, Remote, RemoteOptions};
 use crate::fleet::address::FleetPort;
-use crate::fleet::dial::{self, Mode};
+use crate::fleet::dial;
+use crate::fleet::wire::Mode;
 use crate::line::LineSettings;
 use crate::modem::ModemOutputs;
 
@@ -36,7 +37,8 @@ impl Target {
                 options,
             } => Remote::connect(*protocol, addr, *options, line, lines).await,
             Target::Fleet(port) => {
-                let link = dial::open(port, Mode::Rfc2217, line).await?;
+                let (reader, writer) = dial::open(port, Mode::Rfc2217, line).await?;
+                let link = Link::stream(reader, writer);
                 let name = format!("fleet://{port}");
                 let options = RemoteOptions::default();
                 Remote::over(link, Protocol::Rfc2217, &name, options, line, lines).await
