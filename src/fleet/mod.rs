@@ -5,13 +5,18 @@
 //!
 //! - `config`: the `--fleet*` flags and `[fleet]` table, resolved and
 //!   checked; port labels; `url`: the broker URL, credentials kept apart;
-//! - `connect`: the connection to the broker that everything here shares.
+//! - `connect`: the connection to the broker that everything here shares;
+//! - `records`: the registry bucket, its keys and records; `join`: taking
+//!   a host name only from nobody or the dead; `registry`: the task that
+//!   keeps this host's records current; `ls`: `serialhub fleet ls`.
 
 pub(crate) mod config;
 pub(crate) mod connect;
 pub(crate) mod url;
+mod join;
 pub(crate) mod ls;
 pub(crate) mod records;
+pub(crate) mod registry;
 
 /// What a fleet command or the registry's start can fail with.
 #[derive(Debug, thiserror::Error)]
