@@ -49,6 +49,7 @@ use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, DaemonInfo, Request, Response};
 use crate::endpoint::unix::UnixError;
 use crate::fds::{self, FdReserve};
+use crate::fleet::registry::Registry;
 use crate::port::PortError;
 pub(crate) use ports::PortPlan;
 use ports::{Running, start, stop_all};
@@ -75,6 +76,7 @@ pub(crate) async fn run(
     control: Option<ControlConfig>,
     metrics: Option<MetricsListen>,
     config_file: Option<PathBuf>,
+    fleet: Option<Registry>,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     // Bound first: a second daemon on the same socket fails before it
@@ -136,6 +138,9 @@ pub(crate) async fn run(
     if let Some(server) = metrics {
         tokio::spawn(server.serve(asks.clone(), shutdown.clone()));
     }
+    // The registry asks for the ports' status as the control socket does.
+    let fleet_status = fleet.as_ref().map(Registry::status);
+    let fleet = fleet.map(|r| tokio::spawn(r.run(asks.clone(), shutdown.clone())));
     drop(asks);
     loop {
         tokio::select! {
@@ -157,9 +162,14 @@ pub(crate) async fn run(
                     other => handle(&running, other, metrics_addr.as_ref().map(|(a, h)| (a.as_str(), *h))),
                 };
                 if status {
+                    let fleet = fleet_status.as_ref().map(|s| s.borrow().clone());
+                    for port in &mut answer.ports {
+                        port.fleet.clone_from(&fleet);
+                    }
                     answer.daemon = Some(DaemonInfo {
                         pid: std::process::id(),
                         config: config_file.clone(),
+                        fleet,
                     });
                 }
                 let _ = reply.send(answer);
@@ -167,6 +177,10 @@ pub(crate) async fn run(
         }
     }
     stop_all(running).await;
+    // It deletes this host's keys, within its own timeout.
+    if let Some(task) = fleet {
+        let _ = task.await;
+    }
     Ok(())
 }
 

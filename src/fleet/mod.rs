@@ -8,7 +8,10 @@
 //! - `connect`: the connection to the broker that everything here shares;
 //! - `address`: a fleet port's name, `HOST/PORT`; `dial`: opening a session
 //!   to one (a `fleet://` device, `fleet connect`); `terminal` and `escape`:
-//!   `fleet connect` itself.
+//!   `fleet connect` itself;
+//! - `records`: the registry bucket, its keys and records; `join`: taking
+//!   a host name only from nobody or the dead; `registry`: the task that
+//!   keeps this host's records current; `ls`: `serialhub fleet ls`.
 
 pub(crate) mod address;
 pub(crate) mod config;
@@ -16,9 +19,11 @@ pub(crate) mod connect;
 pub(crate) mod dial;
 pub(crate) mod drive;
 mod escape;
+mod join;
 pub(crate) mod listen;
 pub(crate) mod ls;
 pub(crate) mod records;
+pub(crate) mod registry;
 pub(crate) mod session;
 pub(crate) mod stream;
 pub(crate) mod terminal;

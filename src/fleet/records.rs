@@ -83,26 +83,43 @@ pub(crate) fn age(created: time::OffsetDateTime) -> Duration {
 
 /// The registry's bucket, made if it is missing (as the first host to
 /// come does); one that exists is used as it is.
+///
+/// Made as the stream a KV bucket is (`KV_serialhub_fleet` on subjects
+/// `$KV.serialhub_fleet.>`, what async-nats's `create_key_value` would
+/// make), because that function first reads the account's info in a shape
+/// nats-server 2.9 does not send (it has no `reserved_memory`).
 pub(crate) async fn open_or_create(
     js: &jetstream::Context,
 ) -> Result<kv::Store, async_nats::Error> {
     if let Ok(store) = js.get_key_value(BUCKET).await {
         return Ok(store);
     }
+    use jetstream::stream::{Config, DiscardPolicy, StorageType};
     let made = js
-        .create_key_value(kv::Config {
-            bucket: BUCKET.to_owned(),
-            description: "serialhub fleet registry: host.HOST and port.HOST.PORT".to_owned(),
-            history: 1,
+        .create_stream(Config {
+            name: format!("KV_{BUCKET}"),
+            description: Some(
+                "serialhub fleet registry: host.HOST and port.HOST.PORT".to_owned(),
+            ),
+            subjects: vec![format!("$KV.{BUCKET}.>")],
+            max_messages_per_subject: 1,
             max_age: MAX_AGE,
-            storage: jetstream::stream::StorageType::File,
-            ..kv::Config::default()
+            storage: StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            num_replicas: 1,
+            discard: DiscardPolicy::New,
+            // Deduplication is for retried publishes; two minutes, or the
+            // keys' lifetime if that is shorter, as KV buckets have.
+            duplicate_window: MAX_AGE.min(Duration::from_secs(120)),
+            ..Config::default()
         })
         .await;
-    match made {
-        Ok(store) => Ok(store),
-        // Another host made it meanwhile.
-        Err(e) => js.get_key_value(BUCKET).await.map_err(|_| e.into()),
+    match (made, js.get_key_value(BUCKET).await) {
+        (_, Ok(store)) => Ok(store),
+        (Err(e), Err(_)) => Err(e.into()),
+        (Ok(_), Err(e)) => Err(e.into()),
     }
 }
 
