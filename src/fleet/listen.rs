@@ -20,7 +20,8 @@ use tracing::{debug, warn};
 
 use super::drive::{self, Link, Timing};
 use super::session::Session;
-use super::stream::{FleetReader, FleetWriter, Shared, halves};
+use super::shared::Shared;
+use super::stream::{FleetReader, FleetWriter, halves};
 use super::wire::{self, Mode, OpenReply, OpenRequest, PingReply, PingRequest, UNKNOWN_SESSION};
 
 /// Open requests being answered at once; more are refused as busy.

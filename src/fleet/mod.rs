@@ -5,7 +5,8 @@
 //!
 //! The session protocol (a reliable, flow-controlled byte stream over core
 //! NATS): [`session`] is the sans-I/O state machine, [`wire`] the subjects
-//! and JSON requests, [`drive`] the task that runs one session end,
+//! and JSON requests, [`drive`] the task that runs one session end, [`shared`] what it
+//! shares with the halves,
 //! [`stream`] the client end ([`stream::open`]) and the two halves endpoints
 //! read and write, [`listen`] the host end.
 
@@ -17,6 +18,8 @@ pub(crate) mod drive;
 pub(crate) mod listen;
 #[allow(dead_code)]
 pub(crate) mod session;
+#[allow(dead_code)]
+pub(crate) mod shared;
 #[allow(dead_code)]
 pub(crate) mod stream;
 #[allow(dead_code)]

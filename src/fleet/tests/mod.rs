@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::drive::Timing;
 use super::listen::{Accepted, listen_with};
-use super::stream::{FleetReader, FleetWriter, OpenError, open_with};
+use super::stream::{FleetReader, FleetStats, FleetWriter, OpenError, open_with};
 use super::wire::Mode;
 use crate::endpoint::sink::SocketHalf;
 use crate::endpoint::source::ClientSource;
@@ -138,7 +138,7 @@ fn assert_clean(c: &Checker, total: usize) {
 
 /// Pumps `total` bytes both ways through one session, optionally doing
 /// something to the broker mid-stream.
-async fn both_ways(nats: &mut Nats, total: usize, mid: impl FnOnce(&mut Nats)) {
+async fn both_ways(nats: &mut Nats, total: usize, mid: impl FnOnce(&mut Nats)) -> FleetStats {
     let host_client = connect(&nats.url()).await;
     let client = connect(&nats.url()).await;
     let (mut accepted, _stop) = host(host_client, 64 * 1024, quick());
@@ -176,13 +176,19 @@ async fn both_ways(nats: &mut Nats, total: usize, mid: impl FnOnce(&mut Nats)) {
             .expect("task");
         r.expect("send");
     }
+    let mut stats = FleetStats::default();
     for t in tasks {
-        let (r, _r) = tokio::time::timeout(Duration::from_secs(90), t)
+        let (r, reader) = tokio::time::timeout(Duration::from_secs(90), t)
             .await
             .expect("read in time")
             .expect("task");
         assert_clean(&r.expect("read"), total);
+        let s = reader.stats();
+        stats.session.send.resends += s.session.send.resends;
+        stats.session.recv.gaps += s.session.recv.gaps;
+        stats.malformed += s.malformed;
     }
+    stats
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,12 +200,17 @@ async fn a_mebibyte_each_way_arrives_intact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing() {
     let mut nats = Nats::start();
-    both_ways(&mut nats, 4 << 20, |n| {
+    let stats = both_ways(&mut nats, 4 << 20, |n| {
         n.kill9();
         std::thread::sleep(Duration::from_secs(2));
         n.restart();
     })
     .await;
+    assert!(
+        stats.session.send.resends > 0,
+        "nothing was resent: {stats:?}"
+    );
+    assert_eq!(stats.malformed, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -276,24 +287,91 @@ async fn an_unknown_port_is_refused_with_the_hosts_message() {
     assert!(err.to_string().contains("no responders"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_that_goes_away_ends_the_clients_session() {
-    let nats = Nats::start();
+/// A host and a client with one session open on it.
+async fn one_session(
+    nats: &Nats,
+) -> (
+    async_nats::Client,
+    CancellationToken,
+    Accepted,
+    FleetReader,
+    FleetWriter,
+) {
     let host_client = connect(&nats.url()).await;
     let (mut accepted, stop) = host(host_client.clone(), 8192, quick());
     let client = connect(&nats.url()).await;
-    let (reader, _writer) = open_ready(&client, "ttyS0", 8192).await.expect("open");
+    let (reader, writer) = open_ready(&client, "ttyS0", 8192).await.expect("open");
     let a = accepted.recv().await.expect("accepted");
-    // The host's client vanishes without a word: no RESET, pings unanswered.
+    (host_client, stop, a, reader, writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_shutting_down_resets_the_clients_session_at_once() {
+    let nats = Nats::start();
+    let (_host_client, stop, _a, reader, writer) = one_session(&nats).await;
     stop.cancel();
-    drop(a);
-    drop(host_client);
-    drop(accepted);
+    let end = tokio::time::timeout(Duration::from_secs(5), read_pattern(&reader)).await;
+    let err = end.expect("reset in time").expect_err("an error");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+    assert!(err.to_string().contains("shutting down"), "{err}");
+    let err = writer.try_write(b"x").expect_err("writes fail too");
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_vanishes_ends_the_clients_session_within_a_few_pings() {
+    let nats = Nats::start();
+    let (host_client, _stop, _a, reader, _writer) = one_session(&nats).await;
+    // The host's connection goes without a word (no RESET): the client's
+    // pings find no responders, and after `gone_after` it gives up.
+    host_client.drain().await.expect("drain");
     let started = Instant::now();
     let end = tokio::time::timeout(Duration::from_secs(20), read_pattern(&reader)).await;
     let err = end
         .expect("the session ended in time")
         .expect_err("ended with an error");
     assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
-    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(err.to_string().contains("gone"), "{err}");
+    assert!(
+        started.elapsed() >= quick().gone_after,
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_ends_closing_ends_both_readers() {
+    let nats = Nats::start();
+    let (_host_client, _stop, a, reader, writer) = one_session(&nats).await;
+    write_all(&writer, b"hello").await.expect("write");
+    writer.shutdown_write().expect("close");
+    let mut buf = [0; 16];
+    let mut got = Vec::new();
+    loop {
+        a.reader.readable().await.expect("readable");
+        match a.reader.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(got, b"hello");
+    // The host answers and leaves; the client reads the answer, then the
+    // session's end.
+    write_all(&a.writer, b"bye").await.expect("write");
+    drop(a);
+    let mut got = Vec::new();
+    let end = loop {
+        reader.readable().await.expect("readable");
+        match reader.try_read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => break Err(e),
+        }
+    };
+    assert_eq!(got, b"bye");
+    let err = end.expect_err("the host dropped its halves: a reset after the bytes");
+    assert!(err.to_string().contains("closed"), "{err}");
 }
