@@ -3,6 +3,7 @@
 //! `max_payload`, and a host that goes away.
 
 mod nats;
+mod proxy;
 
 use std::io;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::endpoint::sink::SocketHalf;
 use crate::endpoint::source::ClientSource;
 use crate::pattern::{Checker, Generator};
 use nats::{Nats, connect};
+use proxy::Proxy;
 
 const HOST: &str = "lab1";
 
@@ -374,4 +376,74 @@ async fn both_ends_closing_ends_both_readers() {
     assert_eq!(got, b"bye");
     let err = end.expect_err("the host dropped its halves: a reset after the bytes");
     assert!(err.to_string().contains("closed"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_loses_the_broker_for_a_while_keeps_its_sessions() {
+    // The host is cut off for longer than a few pings but less than
+    // `gone_after`: the client hears no responders meanwhile, and the
+    // stream resumes with nothing lost or duplicated.
+    let timing = Timing {
+        gone_after: Duration::from_secs(8),
+        ..quick()
+    };
+    let nats = Nats::start();
+    let proxy = Proxy::start(nats.addr()).await;
+    let (mut accepted, _stop) = host(connect(&proxy.url()).await, 64 * 1024, timing);
+    let client = connect(&nats.url()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (reader, writer) = loop {
+        match open_with(&client, HOST, "ttyS0", Mode::Raw, 64 * 1024, timing).await {
+            Err(OpenError::NoHost(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other.expect("open"),
+        }
+    };
+    let a = accepted.recv().await.expect("accepted");
+    let total = 2 << 20;
+    let (hr, hw) = (a.reader, a.writer);
+    let progress = Arc::new(AtomicU64::new(0));
+    let (p1, p2) = (progress.clone(), progress.clone());
+    let reads = [
+        tokio::spawn(async move { read_counting(&hr, &p1).await.map(|c| (c, hr.stats())) }),
+        tokio::spawn(async move {
+            read_counting(&reader, &p2)
+                .await
+                .map(|c| (c, reader.stats()))
+        }),
+    ];
+    let writes = [
+        tokio::spawn(async move { send_pattern(&hw, total).await }),
+        tokio::spawn(async move { send_pattern(&writer, total).await }),
+    ];
+    while progress.load(Relaxed) < (total / 5) as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.cut();
+    // Several pings' worth of no responders.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        progress.load(Relaxed) < 2 * total as u64,
+        "over before the cut"
+    );
+    proxy.restore();
+    for w in writes {
+        tokio::time::timeout(Duration::from_secs(60), w)
+            .await
+            .expect("sent in time")
+            .expect("task")
+            .expect("send");
+    }
+    let mut resends = 0;
+    for r in reads {
+        let (check, stats) = tokio::time::timeout(Duration::from_secs(60), r)
+            .await
+            .expect("read in time")
+            .expect("task")
+            .expect("the session survived");
+        assert_clean(&check, total);
+        resends += stats.session.send.resends;
+    }
+    assert!(resends > 0, "nothing was resent");
 }
