@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::session::frame::{Frame, MAX_DATA};
-use super::stream::Shared;
+use super::shared::Shared;
 use super::wire::{PingReply, PingRequest};
 
 /// How often the driver looks at the broker connection and the liveness

@@ -20,7 +20,8 @@ use tracing::{debug, warn};
 
 use super::drive::{self, Link, Timing};
 use super::session::Session;
-use super::stream::{FleetReader, FleetWriter, Shared, halves};
+use super::shared::Shared;
+use super::stream::{FleetReader, FleetWriter, halves};
 use super::wire::{self, Mode, OpenReply, OpenRequest, PingReply, PingRequest, UNKNOWN_SESSION};
 
 /// Open requests being answered at once; more are refused as busy.
@@ -240,17 +241,15 @@ impl Ctx {
             writer,
             answer,
         };
-        let handed = tokio::time::timeout(ANSWER_TIMEOUT, self.sessions.send(accepted)).await;
-        let answer = match handed {
-            Ok(Ok(())) => tokio::time::timeout(ANSWER_TIMEOUT, answered).await,
-            _ => {
-                reply(&self.client, &m, &refuse("the host is not taking sessions")).await;
-                return;
-            }
-        };
+        // One deadline for handing the session over and its answer.
+        let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
+            self.sessions.send(accepted).await.ok()?;
+            answered.await.ok()
+        })
+        .await;
         let window = match answer {
-            Ok(Ok(Ok(window))) => window.max(2 * max_frame),
-            Ok(Ok(Err(error))) => {
+            Ok(Some(Ok(window))) => window.max(2 * max_frame),
+            Ok(Some(Err(error))) => {
                 reply(&self.client, &m, &refuse(&error)).await;
                 return;
             }

@@ -6,12 +6,18 @@
 //! - `config`: the `--fleet*` flags and `[fleet]` table, resolved and
 //!   checked; port labels; `url`: the broker URL, credentials kept apart;
 //! - `connect`: the connection to the broker that everything here shares;
-//! - `address`: a fleet port's name, `HOST/PORT`; `dial`: opening a session
-//!   to one (a `fleet://` device, `fleet connect`); `terminal` and `escape`:
-//!   `fleet connect` itself;
 //! - `records`: the registry bucket, its keys and records; `join`: taking
 //!   a host name only from nobody or the dead; `registry`: the task that
-//!   keeps this host's records current; `ls`: `serialhub fleet ls`.
+//!   keeps this host's records current; `ls`: `serialhub fleet ls`;
+//! - the session protocol (a reliable, flow-controlled byte stream over
+//!   core NATS): [`session`] is the sans-I/O state machine, [`wire`] the
+//!   subjects and JSON requests, [`drive`] the task that runs one session
+//!   end, [`shared`] what it shares with the halves, [`stream`] the client
+//!   end ([`stream::open`]) and the two halves endpoints read and write,
+//!   [`listen`] the host end;
+//! - `address`: a fleet port's name, `HOST/PORT`; `dial`: opening a session
+//!   to one (a `fleet://` device, `fleet connect`); `terminal` and `escape`:
+//!   `fleet connect` itself.
 
 pub(crate) mod address;
 pub(crate) mod config;
@@ -25,6 +31,7 @@ pub(crate) mod ls;
 pub(crate) mod records;
 pub(crate) mod registry;
 pub(crate) mod session;
+pub(crate) mod shared;
 pub(crate) mod stream;
 pub(crate) mod terminal;
 pub(crate) mod url;
@@ -55,3 +62,6 @@ impl FleetError {
         matches!(self, FleetError::Config(_) | FleetError::Refused(_))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -130,9 +130,11 @@ impl Receiver {
     /// Reads what arrived into `buf`.
     pub(crate) fn read(&mut self, buf: &mut [u8], now: Instant) -> usize {
         let n = buf.len().min(self.buffer.len());
-        for (dst, src) in buf.iter_mut().zip(self.buffer.drain(..n)) {
-            *dst = src;
-        }
+        let (a, b) = self.buffer.as_slices();
+        let first = n.min(a.len());
+        buf[..first].copy_from_slice(&a[..first]);
+        buf[first..n].copy_from_slice(&b[..n - first]);
+        self.buffer.drain(..n);
         if n > 0 {
             if self.consumed() - self.acked_consumed >= (self.window / 4) as u64 {
                 self.ack_now = true;

@@ -201,7 +201,7 @@ impl Sender {
                 .unwrap_or(usize::MAX)
                 .min(self.max_frame);
             let from = usize::try_from(self.next - self.base).unwrap_or(usize::MAX);
-            let bytes: Bytes = self.unacked.range(from..from + n).copied().collect();
+            let bytes = copy_out(&self.unacked, from, n);
             let offset = self.next;
             self.next += n as u64;
             self.arm(now);
@@ -232,6 +232,20 @@ impl Sender {
     pub(crate) fn stats(&self) -> SendStats {
         self.stats
     }
+}
+
+/// `n` bytes of `buf` from `from`, copied slice by slice.
+fn copy_out(buf: &VecDeque<u8>, from: usize, n: usize) -> Bytes {
+    let (a, b) = buf.as_slices();
+    let mut out = Vec::with_capacity(n);
+    let end = from + n;
+    if from < a.len() {
+        out.extend_from_slice(&a[from..end.min(a.len())]);
+    }
+    if end > a.len() {
+        out.extend_from_slice(&b[from.saturating_sub(a.len())..end - a.len()]);
+    }
+    Bytes::from(out)
 }
 
 #[cfg(test)]
