@@ -113,6 +113,15 @@ pub(crate) async fn run(
         .as_ref()
         .map(|m| (m.local_addr().to_string(), m.scheme() == "https"));
     let fds = Arc::new(FdReserve::new(fds::RESERVE));
+    // Sessions opened to this host's ports, and this host's `fleet://`
+    // devices, use the registry's connection to the broker.
+    let mut fleet_sessions = match &fleet {
+        Some(r) => {
+            let (client, host) = r.sessions();
+            sessions::start(client, host, r.status(), &shutdown)
+        }
+        None => sessions::none(),
+    };
     let mut running: Vec<Running> = Vec::with_capacity(ports.len());
     for plan in ports {
         match start(&plan, &fds, &shutdown).await {
@@ -149,6 +158,7 @@ pub(crate) async fn run(
                 info!("SIGHUP: reloading the configuration");
                 let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fds, &shutdown).await;
             }
+            Some(session) = fleet_sessions.recv() => sessions::attach(&running, session),
             Some((request, reply)) = asked.recv() => {
                 let status = matches!(request, Request::Status { .. });
                 let mut answer = match request {

@@ -2,12 +2,15 @@
 //! the daemon, which owns the ports, looks the port up and has it admit the
 //! session as a client (`fleet:CLIENTHOST`), or answers the opener why not.
 
-use tracing::{debug, info};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
 
 use super::ports::Running;
+use crate::control::FleetStatus;
 use crate::endpoint::accept::Protocol;
 use crate::fleet::dial;
-use crate::fleet::listen::Accepted;
+use crate::fleet::listen::{Accepted, listen};
 use crate::fleet::wire::Mode;
 
 /// Admits `session` to the port it names, answering its open request with
@@ -53,20 +56,35 @@ pub(super) fn attach(ports: &[Running], session: Accepted) {
 const QUEUE: usize = 16;
 
 /// Serves fleet sessions to this host's ports as fleet host `host` over
-/// `client` until `shutdown`; the sessions come out of the receiver for
-/// [`attach`]. `fleet://` devices open theirs over the same client.
+/// `client` until `shutdown`, or until the registry's `status` says the
+/// name was refused (another live serialhub answers for it); the sessions
+/// come out of the receiver for [`attach`]. `fleet://` devices open theirs
+/// over the same client.
 pub(super) fn start(
     client: &async_nats::Client,
     host: &str,
-    shutdown: &tokio_util::sync::CancellationToken,
-) -> tokio::sync::mpsc::Receiver<Accepted> {
+    mut status: watch::Receiver<FleetStatus>,
+    shutdown: &CancellationToken,
+) -> mpsc::Receiver<Accepted> {
     dial::use_client(client);
-    let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-    tokio::spawn(crate::fleet::listen::listen(
-        client.clone(),
-        host.to_owned(),
-        tx,
-        shutdown.clone(),
-    ));
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let stop = shutdown.child_token();
+    tokio::spawn(listen(client.clone(), host.to_owned(), tx, stop.clone()));
+    tokio::spawn(async move {
+        tokio::select! {
+            r = status.wait_for(|s| s.state == "refused") => {
+                if r.is_ok() {
+                    warn!("fleet: this host name is refused; its ports take no fleet sessions");
+                    stop.cancel();
+                }
+            }
+            () = stop.cancelled() => {}
+        }
+    });
     rx
+}
+
+/// No sessions: this host is in no fleet.
+pub(super) fn none() -> mpsc::Receiver<Accepted> {
+    mpsc::channel(1).1
 }

@@ -121,6 +121,12 @@ impl Registry {
         Ok(registry)
     }
 
+    /// The broker client and this host's fleet name, which the session
+    /// listener and `fleet://` devices share.
+    pub(crate) fn sessions(&self) -> (&async_nats::Client, &str) {
+        (&self.conn.client, &self.config.host)
+    }
+
     /// The fleet's part of status, kept current.
     pub(crate) fn status(&self) -> watch::Receiver<FleetStatus> {
         self.status.subscribe()
