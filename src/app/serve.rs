@@ -84,6 +84,15 @@ pub(crate) async fn run(
         .over(file_fleet)
         .resolve(origin)
         .map_err(|e| Error::Fleet(e.into()))?;
+    if fleet.is_none()
+        && let Some(p) = plans
+            .iter()
+            .find(|p| matches!(p.config.device, crate::device::DeviceSpec::Fleet(_)))
+    {
+        return Err(Error::Settings(config::ConfigError::FleetDevice {
+            device: p.config.device.to_string(),
+        }));
+    }
     // --control wins, then the file's socket; else one of our own in the
     // runtime directory, where the control commands find it.
     let mode = file_control
