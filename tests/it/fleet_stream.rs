@@ -128,10 +128,11 @@ async fn issue22_a_fleet_device_carries_the_counter_pattern_both_ways() {
     // 40 KB is 3.5 s at 115200 baud, each way.
     let n = 40_000;
     let c = echo_pattern(client, n, async || {
-        // The session is a client of a's port, named for the host it
+        // The session is a client of a's port, named for the machine it
         // came from.
         let clients = &status(&a.control)[0]["clients"];
-        assert_eq!(clients[0]["peer"], "fleet:b", "{clients:#}");
+        let peer = clients[0]["peer"].as_str().unwrap_or_default();
+        assert!(peer.starts_with("fleet:"), "{clients:#}");
     })
     .await;
     assert_eq!(c.errors, 0, "{:?}", c.first_error);
@@ -231,7 +232,9 @@ async fn issue22_a_dead_host_puts_the_fleet_device_in_reconnecting_and_its_retur
     assert_eq!(&got, b"before\n");
 
     a.kill();
-    wait_state(&b, "reconnecting", Duration::from_secs(30)).await;
+    // The session ends once the host has answered no ping for 45 s: a
+    // host cut off from the broker for 30 s keeps its sessions.
+    wait_state(&b, "reconnecting", Duration::from_secs(90)).await;
     assert_eq!(
         status(&b.control)[0]["clients"].as_array().map(Vec::len),
         Some(1),
