@@ -241,10 +241,9 @@ pub(crate) struct ServeArgs {
     /// built-in simulator: sim:echo, sim:source, sim:sink, sim:loopback or
     /// sim:modbus (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to
     /// 10s), or a remote port: rfc2217://HOST:PORT or tcp://HOST:PORT
-    /// (rfc2217://HOST:PORT?ign_set_control for a server that does not
-    /// answer DTR, RTS or flow-control requests, as pyserial names it), or
-    /// a fleet port by name, fleet://HOST/PORT (needs --fleet). Required
-    /// unless --config is given.
+    /// (rfc2217://HOST:PORT?ign_set_control for a server that does not answer
+    /// DTR, RTS or flow-control requests, as pyserial names it), or a fleet
+    /// port by name, fleet://HOST/PORT (with --fleet). Required unless --config.
     #[arg(short, long, value_parser = parse_device, required_unless_present = "config")]
     pub(crate) device: Option<DeviceSpec>,
     /// Serve the ports of this configuration file (TOML; see
