@@ -2,7 +2,7 @@
 //! (they talk to the broker), ended by Ctrl-C like any command that only
 //! prints.
 
-use crate::cli::{FleetArgs, FleetCommand};
+use crate::cli::fleet::{FleetArgs, FleetCommand};
 
 use super::Error;
 
@@ -10,9 +10,11 @@ pub(crate) fn run(args: FleetArgs) -> Result<(), Error> {
     let runtime = tokio::runtime::Runtime::new().map_err(Error::Runtime)?;
     runtime.block_on(async {
         match args.command {
-            FleetCommand::Ls(a) => crate::fleet::ls::run(a.broker.url.as_deref(), &a.labels, a.json)
-                .await
-                .map_err(Error::Fleet),
+            FleetCommand::Ls(a) => {
+                crate::fleet::ls::run(a.broker.url.as_deref(), &a.labels, a.json)
+                    .await
+                    .map_err(Error::Fleet)
+            }
         }
     })
 }

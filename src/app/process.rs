@@ -20,8 +20,7 @@ pub fn init_tracing(verbose: u8, quiet: u8) {
         "info" => "info,async_nats=warn",
         other => other,
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

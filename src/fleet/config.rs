@@ -331,6 +331,14 @@ pub(crate) fn check_label(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The labels that `--label` flags give (the last of a key wins).
+pub(crate) fn labels(flags: &[Label]) -> Labels {
+    flags
+        .iter()
+        .map(|l| (l.key.clone(), l.value.clone()))
+        .collect()
+}
+
 /// Checks a port's labels: each one, and how many.
 pub(crate) fn check_labels(labels: &Labels) -> Result<(), String> {
     if labels.len() > MAX_LABELS {
@@ -352,7 +360,10 @@ mod tests {
 
     #[test]
     fn settings_resolve_with_defaults() {
-        assert_eq!(FleetSettings::default().resolve(Origin::Flags).unwrap(), None);
+        assert_eq!(
+            FleetSettings::default().resolve(Origin::Flags).unwrap(),
+            None
+        );
         let c = FleetSettings {
             host: Some("lab1".into()),
             ..settings("nats://127.0.0.1:4222")
@@ -412,7 +423,9 @@ mod tests {
             host: Some("x".into()),
             ..settings("tls://h")
         };
-        assert!(e(missing, Origin::Flags).starts_with("--fleet-ca /nonexistent/ca.pem: cannot read"));
+        assert!(
+            e(missing, Origin::Flags).starts_with("--fleet-ca /nonexistent/ca.pem: cannot read")
+        );
     }
 
     #[test]

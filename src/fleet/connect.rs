@@ -213,7 +213,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
-        assert!(e.starts_with("cannot reach the fleet broker nats://u@127.0.0.1:"), "{e}");
+        assert!(
+            e.starts_with("cannot reach the fleet broker nats://u@127.0.0.1:"),
+            "{e}"
+        );
         assert!(!e.contains("secret"), "{e}");
     }
 }

@@ -148,7 +148,10 @@ pub(crate) fn table(listed: &[Listed]) -> String {
             ]
         })
         .collect();
-    let head = ["NAME", "DEVICE", "STATE", "LINE", "CLIENTS", "LABELS", "SEEN"].map(String::from);
+    let head = [
+        "NAME", "DEVICE", "STATE", "LINE", "CLIENTS", "LABELS", "SEEN",
+    ]
+    .map(String::from);
     let mut widths = head.clone().map(|h| h.chars().count());
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -250,10 +253,22 @@ mod tests {
         let listed = live(&latest);
         let names: Vec<&str> = listed.iter().map(|l| l.record.name.as_str()).collect();
         assert_eq!(names, ["a/p.1"]);
-        assert!((150..1000).contains(&listed[0].age_ms), "{}", listed[0].age_ms);
+        assert!(
+            (150..1000).contains(&listed[0].age_ms),
+            "{}",
+            listed[0].age_ms
+        );
         let json = serde_json::to_value(&listed[0]).unwrap();
         for field in [
-            "name", "host", "port", "device", "state", "line", "clients", "labels", "last_seen",
+            "name",
+            "host",
+            "port",
+            "device",
+            "state",
+            "line",
+            "clients",
+            "labels",
+            "last_seen",
             "age_ms",
         ] {
             assert!(json.get(field).is_some(), "{field} missing: {json}");
@@ -272,10 +287,15 @@ mod tests {
         let mut lines = t.lines();
         assert_eq!(
             lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
-            ["NAME", "DEVICE", "STATE", "LINE", "CLIENTS", "LABELS", "SEEN"]
+            [
+                "NAME", "DEVICE", "STATE", "LINE", "CLIENTS", "LABELS", "SEEN"
+            ]
         );
         let row = lines.next().unwrap();
-        assert!(row.starts_with("lab1/ttyUSB0  sim:echo  open   9600 8N1"), "{row}");
+        assert!(
+            row.starts_with("lab1/ttyUSB0  sim:echo  open   9600 8N1"),
+            "{row}"
+        );
         assert!(row.ends_with("board=rpi4  1.2s"), "{row}");
         assert_eq!(age_text(Duration::from_secs(75)), "1m15s");
         assert_eq!(age_text(Duration::from_secs(7500)), "2h5m");

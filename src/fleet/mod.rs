@@ -12,11 +12,11 @@
 
 pub(crate) mod config;
 pub(crate) mod connect;
-pub(crate) mod url;
 mod join;
 pub(crate) mod ls;
 pub(crate) mod records;
 pub(crate) mod registry;
+pub(crate) mod url;
 
 /// What a fleet command or the registry's start can fail with.
 #[derive(Debug, thiserror::Error)]

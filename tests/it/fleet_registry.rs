@@ -94,7 +94,12 @@ fn echoes(s: &Server) {
 fn issue22_fleet_ls_lists_three_hosts_ports_with_labels_and_filters_by_them() {
     let nats = NatsServer::start();
     let url = nats.url();
-    let _a = host(&url, "lab1", "ttyUSB0", &["--label", "board=rpi4", "--label", "rack=3"]);
+    let _a = host(
+        &url,
+        "lab1",
+        "ttyUSB0",
+        &["--label", "board=rpi4", "--label", "rack=3"],
+    );
     let _b = host(&url, "lab2", "tty.S1", &["--label", "board=stm32"]);
     // The third from a configuration file: `[fleet]` and `labels = {...}`.
     let dir = tempfile::tempdir().unwrap();
@@ -122,7 +127,10 @@ fn issue22_fleet_ls_lists_three_hosts_ports_with_labels_and_filters_by_them() {
     assert_eq!(one["clients"], 0);
     assert_eq!(one["labels"]["board"], "rpi4");
     assert_eq!(one["labels"]["rack"], "3");
-    assert!(one["last_seen"].as_str().is_some_and(|t| t.ends_with('Z')), "{one}");
+    assert!(
+        one["last_seen"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{one}"
+    );
     assert!(one["age_ms"].as_u64().is_some_and(|a| a < 3000), "{one}");
 
     let rpi = ls(&url, &["--label", "board=rpi4"]).unwrap();
@@ -145,7 +153,12 @@ fn issue22_fleet_ls_lists_three_hosts_ports_with_labels_and_filters_by_them() {
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     let head: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(head, ["NAME", "DEVICE", "STATE", "LINE", "CLIENTS", "LABELS", "SEEN"]);
+    assert_eq!(
+        head,
+        [
+            "NAME", "DEVICE", "STATE", "LINE", "CLIENTS", "LABELS", "SEEN"
+        ]
+    );
     assert!(table.contains("board=rpi4,rack=3"), "{table}");
 }
 
@@ -173,8 +186,17 @@ fn issue22_a_duplicate_host_name_is_refused() {
     wait_ls(&url, "the first host", |l| names(l) == ["dup/p"]);
     let (code, err, _) = run_to_exit(
         &[
-            "serve", "-d", "sim:echo", "--name", "q", "-l", "tcp:127.0.0.1:0", "--fleet", &url,
-            "--fleet-host", "dup",
+            "serve",
+            "-d",
+            "sim:echo",
+            "--name",
+            "q",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--fleet",
+            &url,
+            "--fleet-host",
+            "dup",
         ],
         Duration::from_secs(20),
     );
@@ -227,8 +249,11 @@ fn issue22_after_a_broker_restart_the_hosts_register_again() {
                 p["last_seen"]
                     .as_str()
                     .and_then(|t| {
-                        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                            .ok()
+                        time::OffsetDateTime::parse(
+                            t,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()
                     })
                     .is_some_and(|t| t > back)
             })
@@ -250,7 +275,10 @@ fn issue22_fleet_ls_without_a_broker_is_a_clear_error() {
     nats.kill9();
     let (code, err, took) = run_to_exit(&["fleet", "ls", "--fleet", &url], Duration::from_secs(20));
     assert_eq!(code.code(), Some(1), "{err}");
-    assert!(err.contains("cannot reach the fleet broker nats://u@127.0.0.1:"), "{err}");
+    assert!(
+        err.contains("cannot reach the fleet broker nats://u@127.0.0.1:"),
+        "{err}"
+    );
     assert!(!err.contains("hidden"), "{err}");
     assert!(took < Duration::from_secs(15), "{took:?}");
 }

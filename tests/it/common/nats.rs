@@ -10,7 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Where Debian puts it; `PATH` is tried first.
-const PLACES: &[&str] = &["nats-server", "/usr/sbin/nats-server", "/usr/bin/nats-server"];
+const PLACES: &[&str] = &[
+    "nats-server",
+    "/usr/sbin/nats-server",
+    "/usr/bin/nats-server",
+];
 
 /// How long a start may take on a loaded machine.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -137,7 +141,11 @@ impl NatsServer {
                 return port;
             }
             assert!(self.is_running(), "nats-server exited at start-up");
-            assert!(Instant::now() < deadline, "no ports file {}", file.display());
+            assert!(
+                Instant::now() < deadline,
+                "no ports file {}",
+                file.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
