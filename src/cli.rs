@@ -15,9 +15,8 @@ use crate::traffic::DEFAULT_KEEP;
 use crate::units::parse_bytes;
 use time::OffsetDateTime;
 
-mod fleet;
+pub(crate) mod fleet;
 mod values;
-pub(crate) use fleet::{FleetArgs, FleetCommand, FleetFlags};
 pub(crate) use values::{
     Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
 };
@@ -156,9 +155,7 @@ pub(crate) enum Command {
     CheckConfig(CheckConfigArgs),
     /// Print an example configuration file with every option and its default.
     PrintConfig,
-    /// The fleet: every port of every serialhub joined to a NATS broker
-    /// (`serve --fleet URL`).
-    Fleet(FleetArgs),
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -387,13 +384,8 @@ pub(crate) struct ServeArgs {
     /// --tls-client-ca).
     #[arg(long, requires = "tls_cert")]
     pub(crate) metrics_tls: bool,
-    /// A label of the port in the fleet, KEY=VALUE (repeatable; `fleet ls
-    /// --label` filters by them): a key of 1 to 64 letters, digits, '_',
-    /// '.' or '-', a value of at most 256 characters.
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    pub(crate) labels: Vec<crate::fleet::config::Label>,
     #[command(flatten)]
-    pub(crate) fleet: FleetFlags,
+    pub(crate) fleet: fleet::FleetFlags,
 }
 
 /// The `serve` flags that describe one port, which a `--config` file
@@ -432,7 +424,6 @@ const PORT_FLAGS: &[&str] = &[
     "tls_client_ca",
     "tls_crl",
     "metrics_tls",
-    "labels",
 ];
 
 #[derive(Debug, Args)]

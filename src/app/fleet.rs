@@ -2,7 +2,7 @@
 //! (they talk to the broker), ended by Ctrl-C like any command that only
 //! prints.
 
-use crate::cli::{FleetArgs, FleetCommand};
+use crate::cli::fleet::{FleetArgs, FleetCommand};
 
 use super::Error;
 

@@ -9,9 +9,14 @@ use clap::{Args, Subcommand};
 
 use crate::fleet::config::Label;
 
-/// `serve`'s fleet flags: join a NATS broker's fleet.
+/// `serve`'s fleet flags: join a NATS broker's fleet; and the port's labels.
 #[derive(Debug, Args)]
 pub(crate) struct FleetFlags {
+    /// A label of the port in the fleet, KEY=VALUE (repeatable; `fleet ls
+    /// --label` filters by them): a key of 1 to 64 letters, digits, '_',
+    /// '.' or '-', a value of at most 256 characters.
+    #[arg(long = "label", value_name = "KEY=VALUE", conflicts_with = "config")]
+    pub(crate) labels: Vec<Label>,
     /// Join the fleet of this NATS broker: nats://HOST:PORT (comma-separated
     /// for a cluster), tls://HOST:PORT for TLS, user:password@ in the URL or
     /// --fleet-creds. This host's ports are then listed by `serialhub fleet
@@ -46,7 +51,7 @@ impl From<&FleetFlags> for crate::fleet::config::FleetSettings {
     }
 }
 
-/// `serialhub fleet ...`.
+/// The fleet: every port of every serialhub joined to a NATS broker.
 #[derive(Debug, Args)]
 pub(crate) struct FleetArgs {
     #[command(subcommand)]

@@ -179,7 +179,7 @@ pub(crate) async fn run(
                     answer.daemon = Some(DaemonInfo {
                         pid: std::process::id(),
                         config: config_file.clone(),
-                        fleet,
+                        fleet: fleet.map(Box::new),
                     });
                 }
                 let _ = reply.send(answer);

@@ -331,6 +331,14 @@ pub(crate) fn check_label(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The labels that `--label` flags give (the last of a key wins).
+pub(crate) fn labels(flags: &[Label]) -> Labels {
+    flags
+        .iter()
+        .map(|l| (l.key.clone(), l.value.clone()))
+        .collect()
+}
+
 /// Checks a port's labels: each one, and how many.
 pub(crate) fn check_labels(labels: &Labels) -> Result<(), String> {
     if labels.len() > MAX_LABELS {
