@@ -290,7 +290,7 @@ async fn issue22_line_settings_travel_to_the_remote_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue22_fleet_connect_in_a_pipe_sends_a_command_and_prints_the_reply() {
     let nats = NatsServer::start();
-    let a = host(&nats, "a", "sim:echo", 9600, &[]);
+    let a = host(&nats, "a", "sim:echo", 9600, &["--max-clients", "1"]);
     assert!(
         eventually(Duration::from_secs(30), || listed(&nats)
             .contains(&"a/p".to_owned()))
@@ -314,13 +314,28 @@ async fn issue22_fleet_connect_in_a_pipe_sends_a_command_and_prints_the_reply() 
     let (ok, out) = finish(child, Duration::from_secs(30));
     assert!(ok, "{out}");
     assert!(out.starts_with("reboot now\n"), "{out:?}");
+    let refused = |port: &str| {
+        let out = command()
+            .args(["fleet", "connect", port, "--fleet", &nats.url()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     // An unknown port is an error that says so.
-    let out = command()
-        .args(["fleet", "connect", "a/nope", "--fleet", &nats.url()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nope"), "{err}");
+    let err = refused("a/nope");
+    assert!(err.contains("no port \"nope\""), "{err}");
+    // A session takes a --max-clients place like any client: with the
+    // only one taken, it is refused and counted.
+    let _local = std::net::TcpStream::connect(a.addr()).unwrap();
+    a.wait_status("one client", |p| {
+        p["clients"].as_array().map(Vec::len) == Some(1)
+            && p["clients"][0]["peer"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("tcp:"))
+    });
+    let err = refused("a/p");
+    assert!(err.contains("--max-clients 1"), "{err}");
+    assert_eq!(status(&a.control)[0]["refusals"]["max_clients"], 1);
 }
