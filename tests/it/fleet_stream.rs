@@ -339,3 +339,73 @@ async fn issue22_fleet_connect_in_a_pipe_sends_a_command_and_prints_the_reply() 
     assert!(err.contains("--max-clients 1"), "{err}");
     assert_eq!(status(&a.control)[0]["refusals"]["max_clients"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue22_fleet_connect_at_a_terminal_is_raw_and_quits_at_tilde_dot() {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    let nats = NatsServer::start();
+    let a = host(&nats, "a", "sim:echo", 9600, &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || listed(&nats)
+            .contains(&"a/p".to_owned()))
+        .await,
+        "a/p never listed:\n{}",
+        a.log()
+    );
+    // The terminal: a pty whose other side the test types into and reads.
+    let term = crate::common::PtyDevice::new();
+    let tty = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&term.path)
+            .unwrap()
+    };
+    let mut child = command()
+        .args(["fleet", "connect", "a/p", "--fleet", &nats.url()])
+        .stdin(tty())
+        .stdout(tty())
+        .stderr(tty())
+        .spawn()
+        .expect("spawn fleet connect");
+    let seen = |what: &[u8]| term.received().windows(what.len()).any(|w| w == what);
+    assert!(
+        eventually(Duration::from_secs(20), || seen(
+            b"~. at the start of a line quits"
+        ))
+        .await,
+        "{:?}",
+        String::from_utf8_lossy(&term.received())
+    );
+    assert!(
+        !tcgetattr(tty())
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ICANON),
+        "the terminal is not in raw mode"
+    );
+    // Raw mode: no local echo, so this comes back from the device.
+    term.send(b"hello~.\r");
+    assert!(
+        eventually(Duration::from_secs(20), || seen(b"hello~.\r")).await,
+        "{:?}",
+        String::from_utf8_lossy(&term.received())
+    );
+    term.send(b"~.");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "~. did not quit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        tcgetattr(tty())
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ICANON),
+        "the terminal's mode was not restored"
+    );
+}
