@@ -11,7 +11,8 @@ pub(crate) fn run(args: FleetArgs) -> Result<(), Error> {
     runtime.block_on(async {
         match args.command {
             FleetCommand::Ls(a) => {
-                crate::fleet::ls::run(a.broker.url.as_deref(), &a.labels, a.json)
+                let broker = a.broker.broker().map_err(|e| Error::Fleet(e.into()))?;
+                crate::fleet::ls::run(&broker, &a.labels, a.json)
                     .await
                     .map_err(Error::Fleet)
             }

@@ -84,9 +84,28 @@ pub(crate) struct ConnectArgs {
 #[derive(Debug, Args)]
 pub(crate) struct BrokerFlag {
     /// The NATS broker: nats://HOST:PORT, tls://HOST:PORT, comma-separated
-    /// for a cluster. Default: $SERIALHUB_FLEET.
+    /// for a cluster, user:password@ in the URL. Default: $SERIALHUB_FLEET.
     #[arg(long = "fleet", value_name = "URL")]
     pub(crate) url: Option<String>,
+    /// A NATS credentials file (.creds), as for `serve --fleet-creds`.
+    #[arg(long = "fleet-creds", value_name = "FILE")]
+    pub(crate) creds: Option<PathBuf>,
+    /// A CA bundle (PEM) the broker's TLS certificate must chain to.
+    #[arg(long = "fleet-ca", value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+}
+
+impl BrokerFlag {
+    /// The broker these flags (or `SERIALHUB_FLEET`) name, its files checked.
+    pub(crate) fn broker(
+        &self,
+    ) -> Result<crate::fleet::config::Broker, crate::fleet::config::FleetConfigError> {
+        crate::fleet::config::Broker::from_flags(
+            self.url.as_deref(),
+            self.creds.clone(),
+            self.ca.clone(),
+        )
+    }
 }
 
 #[derive(Debug, Args)]

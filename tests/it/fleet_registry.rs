@@ -282,3 +282,48 @@ fn issue22_fleet_ls_without_a_broker_is_a_clear_error() {
     assert!(!err.contains("hidden"), "{err}");
     assert!(took < Duration::from_secs(15), "{took:?}");
 }
+
+/// A broker with TLS (a private CA) and a password: a host joins with
+/// `tls://user:password@` and `--fleet-ca`, `fleet ls` lists it the same
+/// way, and the password shows nowhere: not in status, the log or errors.
+/// Without the CA the broker is not trusted.
+#[test]
+fn issue22_a_tls_broker_with_a_password_is_joined_and_the_password_never_shown() {
+    let pki = crate::tls::pki();
+    let nats = NatsServer::start_config(&format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\nauthorization {{\n  user: alice\n  password: s3cretpw\n}}\n",
+        pki.arg("server.pem"),
+        pki.arg("server.key")
+    ));
+    let url = format!("tls://alice:s3cretpw@127.0.0.1:{}", nats.port());
+    let ca = pki.arg("ca.pem");
+    let s = host(&url, "secure", "p", &["--fleet-ca", &ca]);
+    s.wait_status("fleet connected", |p| p["fleet"]["state"] == "connected");
+    let st = status(&s.control);
+    assert_eq!(
+        st[0]["fleet"]["url"],
+        format!("tls://alice@127.0.0.1:{}", nats.port())
+    );
+    let listed = || {
+        let out = command()
+            .args(["fleet", "ls", "--json", "--fleet", &url, "--fleet-ca", &ca])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while names(&listed()) != ["secure/p"] {
+        assert!(Instant::now() < deadline, "not listed: {:?}", listed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The system's roots do not know the test CA.
+    let (code, err, _) = run_to_exit(&["fleet", "ls", "--fleet", &url], Duration::from_secs(20));
+    assert_eq!(code.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach the fleet broker tls://alice@127.0.0.1:"),
+        "{err}"
+    );
+    for text in [st.to_string(), s.log(), err] {
+        assert!(!text.contains("s3cretpw"), "{text}");
+    }
+}
