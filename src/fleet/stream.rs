@@ -69,6 +69,13 @@ fn reset_error(kind: io::ErrorKind, reason: &str) -> io::Error {
     io::Error::new(kind, format!("fleet session ended: {reason}"))
 }
 
+fn closed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "fleet session: write after the sending side was shut down",
+    )
+}
+
 impl FleetReader {
     fn shared(&self) -> &Shared {
         &self.0.0
@@ -143,6 +150,9 @@ impl SocketHalf for FleetWriter {
         if let Some(r) = c.session.reset_reason() {
             return Poll::Ready(Err(reset_error(io::ErrorKind::BrokenPipe, r)));
         }
+        if c.session.write_closed() {
+            return Poll::Ready(Err(closed_error()));
+        }
         if c.session.room() > 0 {
             return Poll::Ready(Ok(()));
         }
@@ -157,6 +167,9 @@ impl SocketHalf for FleetWriter {
         let mut c = self.shared().lock();
         if let Some(r) = c.session.reset_reason() {
             return Err(reset_error(io::ErrorKind::BrokenPipe, r));
+        }
+        if c.session.write_closed() {
+            return Err(closed_error());
         }
         let n = c.session.write(buf);
         drop(c);

@@ -37,7 +37,7 @@ pub(crate) fn window_for(bytes_per_sec: Option<u64>, max_frame: usize) -> usize 
 }
 
 /// Counters of both halves of a session.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct SessionStats {
     pub(crate) send: SendStats,
     pub(crate) recv: RecvStats,
@@ -131,6 +131,11 @@ impl Session {
     /// Ends this end's sending direction after what was written.
     pub(crate) fn close(&mut self) {
         self.send.close();
+    }
+
+    /// This end's sending direction was closed.
+    pub(crate) fn write_closed(&self) -> bool {
+        self.send.closed()
     }
 
     /// Everything written (and the close, if any) reached the peer.

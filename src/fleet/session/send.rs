@@ -29,7 +29,7 @@ pub(crate) const MIN_RTO: Duration = Duration::from_millis(250);
 pub(crate) const MAX_RTO: Duration = Duration::from_secs(2);
 
 /// Counters of the sending half.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct SendStats {
     /// Bytes sent again after a timeout or a reconnect.
     pub(crate) resent_bytes: u64,
@@ -121,6 +121,11 @@ impl Sender {
         if self.close_at.is_none() {
             self.close_at = Some(self.end());
         }
+    }
+
+    /// The writer ended the stream.
+    pub(crate) fn closed(&self) -> bool {
+        self.close_at.is_some()
     }
 
     /// Everything written, and the close, reached the peer.

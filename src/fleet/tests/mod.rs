@@ -347,6 +347,8 @@ async fn both_ends_closing_ends_both_readers() {
     let (_host_client, _stop, a, reader, writer) = one_session(&nats).await;
     write_all(&writer, b"hello").await.expect("write");
     writer.shutdown_write().expect("close");
+    let err = writer.try_write(b"late").expect_err("closed");
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     let mut buf = [0; 16];
     let mut got = Vec::new();
     loop {
