@@ -19,8 +19,8 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::drive::{self, Link, Timing};
-use super::session::Session;
 use super::session::frame::MAX_DATA;
+use super::session::{MAX_WINDOW, Session};
 pub(crate) use super::shared::FleetStats;
 use super::shared::Shared;
 use super::wire::{self, Mode, OpenReply, OpenRequest};
@@ -235,7 +235,7 @@ pub(crate) async fn open_with(
     let cid = wire::client_id();
     let sid = wire::token();
     let max_frame = drive::max_frame(client);
-    let window = window.max(2 * max_frame);
+    let window = window.clamp(2 * max_frame, MAX_WINDOW);
     // Subscribed before asking, so the host's first frame finds us.
     let subscriber = client
         .subscribe(wire::to_client_subject(cid, &sid))

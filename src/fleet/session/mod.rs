@@ -57,7 +57,11 @@ pub(crate) struct Session {
 impl Session {
     /// `window` is what this end takes in before its reader reads;
     /// `peer_window` is the peer's; frames carry at most `max_frame` bytes.
+    /// Both windows are kept within [1, [`MAX_WINDOW`]] whatever a peer
+    /// asked for, so a session's buffers stay bounded.
     pub(crate) fn new(window: usize, peer_window: usize, max_frame: usize) -> Self {
+        let window = window.clamp(1, MAX_WINDOW);
+        let peer_window = peer_window.clamp(1, MAX_WINDOW);
         Self {
             send: Sender::new(peer_window, peer_window as u64, max_frame),
             recv: Receiver::new(window),
@@ -180,7 +184,7 @@ impl Session {
     /// Sets the credit window before anything arrived (the host learns
     /// it when the open is answered).
     pub(crate) fn set_window(&mut self, window: usize) {
-        self.recv.set_window(window);
+        self.recv.set_window(window.min(MAX_WINDOW));
     }
 
     pub(crate) fn stats(&self) -> SessionStats {
