@@ -37,7 +37,7 @@ pub(crate) struct Core {
 }
 
 /// A session end's counters, for status.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct FleetStats {
     pub(crate) session: SessionStats,
     pub(crate) malformed: u64,
