@@ -17,7 +17,8 @@ pub(crate) fn run(args: FleetArgs) -> Result<(), Error> {
                     .map_err(Error::Fleet)
             }
             FleetCommand::Connect(a) => {
-                crate::fleet::terminal::run(a.broker.url.as_deref(), &a.port)
+                let broker = a.broker.broker().map_err(|e| Error::Fleet(e.into()))?;
+                crate::fleet::terminal::run(&broker, &a.port)
                     .await
                     .map_err(Error::Fleet)
             }

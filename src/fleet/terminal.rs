@@ -45,10 +45,9 @@ const CHUNK: usize = 4096;
 /// screenful many times over, and a small part of a session's most.
 const WINDOW: usize = 64 * 1024;
 
-/// `serialhub fleet connect HOST/PORT [--fleet URL]`.
-pub(crate) async fn run(url: Option<&str>, port: &FleetPort) -> Result<(), FleetError> {
-    let broker = Broker::from_flag_or_env(url)?;
-    let conn = connect_within(&broker, "serialhub fleet connect", CONNECT_WAIT).await?;
+/// `serialhub fleet connect HOST/PORT`, through `broker`.
+pub(crate) async fn run(broker: &Broker, port: &FleetPort) -> Result<(), FleetError> {
+    let conn = connect_within(broker, "serialhub fleet connect", CONNECT_WAIT).await?;
     let (reader, writer) = dial::open_over(&conn.client, port, Mode::Raw, WINDOW)
         .await
         .map_err(|e| FleetError::Session(e.to_string()))?;
