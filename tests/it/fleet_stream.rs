@@ -185,16 +185,15 @@ async fn issue22_a_flood_through_fleet_stays_within_its_in_flight_bound() {
         "fleet flood: {rate:.0} B/s on the line, at most {} bytes in flight",
         r.max_inflight
     );
-    // The local flood test's bound for b (2 s of line time), a's own
-    // --max-inflight (1 s) and the session's credit window (4 KiB at
-    // 9600 baud, its least).
-    let bound = 2 * 960 + 960 + 4096;
+    // The issue's bound: the --max-inflight (1 s) of line time plus the
+    // session's credit window (4 KiB at 9600 baud, its least).
+    let bound = 960 + 4096;
     assert!(
         r.max_inflight <= bound,
         "in flight peaked at {} bytes (bound {bound})",
         r.max_inflight
     );
-    assert!(rate > 0.8 * 960.0, "line rate {rate:.0} B/s");
+    assert!(rate > 0.85 * 960.0, "line rate {rate:.0} B/s");
     drop((a, b));
 }
 
