@@ -173,11 +173,13 @@ mod tests {
             removed: names(&["h", "i"]),
             failed: vec![],
             certificates: Certificates::default(),
+            fleet_changed: true,
         };
         assert_eq!(
             report.to_string(),
             "unchanged: a, b; changed in place: c (-tcp:127.0.0.1:7000, +pty:/tmp/c); \
-             d (line 1200 8N1 -> 2400 8N1); restarted: e, f; added: g; removed: h, i"
+             d (line 1200 8N1 -> 2400 8N1); restarted: e, f; added: g; removed: h, i; \
+             fleet: [fleet] changed, not applied: it takes a restart"
         );
         let removed = ReloadReport {
             removed: names(&["echo", "extra"]),
