@@ -327,3 +327,36 @@ fn issue22_a_tls_broker_with_a_password_is_joined_and_the_password_never_shown()
         assert!(!text.contains("s3cretpw"), "{text}");
     }
 }
+
+/// A reload that finds `[fleet]` changed says it takes a restart, and the
+/// host stays in the fleet as it joined; the ports reload as usual.
+#[test]
+fn issue22_a_reload_reports_that_a_fleet_change_takes_a_restart() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hub.toml");
+    let text = |host: &str, baud: u32| {
+        format!(
+            "[fleet]\nurl = \"{url}\"\nhost = \"{host}\"\nheartbeat = \"1s\"\n\n\
+             [[port]]\nname = \"p\"\ndevice = \"sim:echo\"\nbaud = {baud}\nlisten = [\"tcp:127.0.0.1:0\"]\n"
+        )
+    };
+    std::fs::write(&file, text("r1", 9600)).unwrap();
+    let s = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+    wait_ls(&url, "the host", |l| names(l) == ["r1/p"]);
+    std::fs::write(&file, text("r2", 9600)).unwrap();
+    let (ok, out, err) = crate::common::control(&s.control, &["reload"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("[fleet] changed, not applied: it takes a restart"),
+        "{out}"
+    );
+    std::fs::write(&file, text("r1", 19200)).unwrap();
+    let (ok, out, err) = crate::common::control(&s.control, &["reload"]);
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains("[fleet]"), "{out}");
+    wait_ls(&url, "the new line in the record", |l| {
+        names(l) == ["r1/p"] && l[0]["line"] == "19200 8N1"
+    });
+}
