@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::drive::Timing;
 use super::listen::{Accepted, listen_with};
-use super::stream::{FleetReader, FleetStats, FleetWriter, OpenError, open_with};
+use super::stream::{FleetReader, FleetStats, FleetWriter, OpenError, close, open_with};
 use super::wire::Mode;
 use crate::endpoint::sink::SocketHalf;
 use crate::endpoint::source::ClientSource;
@@ -319,6 +319,38 @@ async fn one_session(
     let (reader, writer) = open_ready(&client, "ttyS0", 8192).await.expect("open");
     let a = accepted.recv().await.expect("accepted");
     (host_client, stop, a, reader, writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_is_gone_from_the_host_at_once() {
+    let nats = Nats::start();
+    let (_host_client, _stop, a, reader, writer) = one_session(&nats).await;
+    write_all(&writer, b"last words").await.expect("write");
+    tokio::time::timeout(Duration::from_secs(10), close(reader, writer))
+        .await
+        .expect("closed in time");
+    let mut buf = [0; 32];
+    let mut got = Vec::new();
+    // Well before the host's 120 s silence timeout.
+    let read = async {
+        loop {
+            a.reader.readable().await.expect("readable");
+            match a.reader.try_read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    let end = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the host heard of it at once");
+    assert_eq!(got, b"last words");
+    assert_eq!(
+        end.expect_err("reset").kind(),
+        io::ErrorKind::ConnectionReset
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
