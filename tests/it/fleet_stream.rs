@@ -407,4 +407,8 @@ async fn issue22_fleet_connect_at_a_terminal_is_raw_and_quits_at_tilde_dot() {
             .contains(LocalFlags::ICANON),
         "the terminal's mode was not restored"
     );
+    // The host was told: its client goes now, not after 120 s of silence.
+    a.wait_status("the session's client gone", |p| {
+        p["clients"].as_array().is_some_and(Vec::is_empty)
+    });
 }
