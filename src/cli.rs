@@ -15,6 +15,7 @@ use crate::traffic::DEFAULT_KEEP;
 use crate::units::parse_bytes;
 use time::OffsetDateTime;
 
+pub(crate) mod fleet;
 mod values;
 pub(crate) use values::{
     Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
@@ -154,6 +155,7 @@ pub(crate) enum Command {
     CheckConfig(CheckConfigArgs),
     /// Print an example configuration file with every option and its default.
     PrintConfig,
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -236,9 +238,9 @@ pub(crate) struct ServeArgs {
     /// built-in simulator: sim:echo, sim:source, sim:sink, sim:loopback or
     /// sim:modbus (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to
     /// 10s), or a remote port: rfc2217://HOST:PORT or tcp://HOST:PORT
-    /// (rfc2217://HOST:PORT?ign_set_control for a server that does not
-    /// answer DTR, RTS or flow-control requests, as pyserial names it).
-    /// Required unless --config is given.
+    /// (rfc2217://HOST:PORT?ign_set_control for a server that does not answer
+    /// DTR, RTS or flow-control requests, as pyserial names it), or a fleet
+    /// port by name, fleet://HOST/PORT (with --fleet). Required unless --config.
     #[arg(short, long, value_parser = parse_device, required_unless_present = "config")]
     pub(crate) device: Option<DeviceSpec>,
     /// Serve the ports of this configuration file (TOML; see
@@ -382,6 +384,8 @@ pub(crate) struct ServeArgs {
     /// --tls-client-ca).
     #[arg(long, requires = "tls_cert")]
     pub(crate) metrics_tls: bool,
+    #[command(flatten)]
+    pub(crate) fleet: fleet::FleetFlags,
 }
 
 /// The `serve` flags that describe one port, which a `--config` file

@@ -52,6 +52,9 @@ pub enum Error {
     Log(LogError),
     #[error(transparent)]
     Docgen(DocgenError),
+    /// The fleet: its settings, the broker, the registry.
+    #[error(transparent)]
+    Fleet(crate::fleet::FleetError),
 }
 
 impl Error {
@@ -62,6 +65,6 @@ impl Error {
         matches!(
             self,
             Error::Settings(_) | Error::File(_) | Error::LogDir { .. }
-        )
+        ) || matches!(self, Error::Fleet(e) if e.is_usage())
     }
 }

@@ -17,6 +17,7 @@
 
 mod check;
 mod error;
+mod fleet;
 mod process;
 mod request;
 mod serve;
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Man(args) => man(&args).map_err(Error::Docgen),
         Command::CheckConfig(args) => check::run(&args.file),
+        Command::Fleet(args) => fleet::run(args),
         Command::PrintConfig => {
             print!("{}", config::file::EXAMPLE);
             Ok(())

@@ -14,7 +14,13 @@ pub fn init_tracing(verbose: u8, quiet: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // async-nats logs every connection event at info, once a second while
+    // a broker is away; the fleet logs what matters of it itself.
+    let directives = match level {
+        "info" => "info,async_nats=warn",
+        other => other,
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(directives));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

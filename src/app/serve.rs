@@ -10,6 +10,8 @@ use crate::cli::ServeArgs;
 use crate::config::{self, PortConfig};
 use crate::control::{self, ControlConfig, discover};
 use crate::daemon::{self, PortPlan};
+use crate::fleet::config::{FleetSettings, Origin};
+use crate::fleet::registry::Registry;
 
 use super::Error;
 
@@ -25,9 +27,12 @@ pub(crate) async fn run(
         path,
         mode: control::DEFAULT_MODE,
     });
+    let flags = FleetSettings::from(&args.fleet);
+    let mut file_fleet = FleetSettings::default();
     let (plans, file_control, file_metrics, https) = match &args.config {
         Some(file) => {
             let daemon = config::load(file).map_err(Error::File)?;
+            file_fleet = daemon.fleet.clone();
             // --metrics overrides the file's, and is checked as it is.
             if let Some(addr) = &metrics {
                 config::check_metrics(addr).map_err(Error::Settings)?;
@@ -68,6 +73,26 @@ pub(crate) async fn run(
             (vec![plan], None, None, https)
         }
     };
+    // The --fleet* flags win over the file's [fleet], and name themselves
+    // in errors when given.
+    let origin = if flags == FleetSettings::default() {
+        Origin::File
+    } else {
+        Origin::Flags
+    };
+    let fleet = flags
+        .over(file_fleet.clone())
+        .resolve(origin)
+        .map_err(|e| Error::Fleet(e.into()))?;
+    if fleet.is_none()
+        && let Some(p) = plans
+            .iter()
+            .find(|p| matches!(p.config.device, crate::device::DeviceSpec::Fleet(_)))
+    {
+        return Err(Error::Settings(config::ConfigError::FleetDevice {
+            device: p.config.device.to_string(),
+        }));
+    }
     // --control wins, then the file's socket; else one of our own in the
     // runtime directory, where the control commands find it.
     let mode = file_control
@@ -98,7 +123,21 @@ pub(crate) async fn run(
     let metrics = metrics
         .or(file_metrics)
         .map(|addr| control::http::MetricsListen { addr, tls: https });
-    daemon::run(plans, control, metrics, args.config, shutdown)
-        .await
-        .map_err(Error::Daemon)
+    // Last: a host name another live serialhub holds stops us here, before
+    // any port is opened.
+    let fleet = match fleet {
+        Some(config) => Some(Registry::start(config).await.map_err(Error::Fleet)?),
+        None => None,
+    };
+    daemon::run(
+        plans,
+        control,
+        metrics,
+        args.config,
+        fleet,
+        file_fleet,
+        shutdown,
+    )
+    .await
+    .map_err(Error::Daemon)
 }

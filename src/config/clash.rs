@@ -123,7 +123,8 @@ fn earliest<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
 /// The devices seen so far, by port index. Two ttys are the same if their
 /// paths are, or if both resolve to the same file (a `/dev/serial/by-id/`
 /// link and its tty); two remote ports if their addresses are. Simulators
-/// are each their own.
+/// are each their own, and a fleet port is shared by its host as any port
+/// is, so two ports may have it.
 #[derive(Default)]
 struct Devices<'a> {
     paths: HashMap<&'a Path, usize>,
@@ -136,7 +137,7 @@ impl<'a> Devices<'a> {
     /// The first earlier port with `device`; else `device` is now `port`'s.
     fn check(&mut self, device: &'a DeviceSpec, port: usize) -> Option<usize> {
         match device {
-            DeviceSpec::Sim(_) => None,
+            DeviceSpec::Sim(_) | DeviceSpec::Fleet(_) => None,
             DeviceSpec::Remote { addr, .. } => first_for(&mut self.remote, addr.as_str(), port),
             DeviceSpec::Tty(path) => {
                 let same_path = first_for(&mut self.paths, path.as_path(), port);

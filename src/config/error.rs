@@ -36,6 +36,11 @@ pub enum ConfigError {
         "sim --mode loopback: loopback is an in-process device with no tty (`serve --device sim:loopback`); for a pty that sends back what it receives, use --mode echo"
     )]
     LoopbackSim,
+    /// A `fleet://` device with no fleet to find it in.
+    #[error(
+        "the device {device} is a port of a fleet: give the broker with --fleet URL (or a configuration file's [fleet] url)"
+    )]
+    FleetDevice { device: String },
     #[error("{option} applies only to {only}")]
     NotApplicable {
         option: &'static str,
@@ -61,6 +66,8 @@ pub enum ConfigError {
         spec: String,
         addr: std::net::SocketAddr,
     },
+    #[error("{option}: {why}")]
+    Labels { option: &'static str, why: String },
     #[error("{option}: {why}")]
     Access {
         /// `--allow`, or `access` in a file.

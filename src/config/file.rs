@@ -41,6 +41,9 @@ pub struct DaemonConfig {
     pub(crate) metrics: Option<MetricsConfig>,
     /// `[tls]`: every port's `tls` endpoints and HTTPS metrics use it.
     pub(crate) tls: Option<crate::tls::TlsFiles>,
+    /// `[fleet]` as written (checked): `serve --fleet*` flags are laid
+    /// over it. A change takes a restart; reload says so.
+    pub(crate) fleet: crate::fleet::config::FleetSettings,
 }
 
 impl DaemonConfig {
@@ -74,6 +77,18 @@ impl DaemonConfig {
             Some(m) if m.tls => out.push_str(&format!("metrics: listen {} (https)\n", m.listen)),
             Some(m) => out.push_str(&format!("metrics: listen {}\n", m.listen)),
             None => out.push_str("metrics: off\n"),
+        }
+        if let Ok(Some(f)) = self
+            .fleet
+            .clone()
+            .resolve(crate::fleet::config::Origin::File)
+        {
+            out.push_str(&format!(
+                "fleet: {} as host {}, heartbeat {}\n",
+                f.broker.url,
+                f.host,
+                crate::units::duration_text(f.heartbeat)
+            ));
         }
         if let Some(t) = &self.tls {
             out.push_str(&format!(
@@ -166,6 +181,8 @@ pub(crate) enum Problem {
     MetricsListen { addr: String, why: String },
     #[error("[metrics] tls = true needs a [tls] table with cert and key")]
     MetricsTls,
+    #[error(transparent)]
+    Fleet(crate::fleet::config::FleetConfigError),
 }
 
 /// Reads, parses and validates the configuration file at `path`.
@@ -311,6 +328,18 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
             Some(MetricsConfig { listen, tls: https })
         }
     };
+    let fleet = match raw.fleet {
+        None => crate::fleet::config::FleetSettings::default(),
+        Some(f) => {
+            let span = f.span();
+            let settings = f.into_inner().settings();
+            settings
+                .clone()
+                .resolve(crate::fleet::config::Origin::File)
+                .map_err(|e| err(Some(span), None, Problem::Fleet(e)))?;
+            settings
+        }
+    };
     let control = raw.control.map(|c| ControlConfig {
         socket: c.socket,
         mode: c.mode.map_or(DEFAULT_CONTROL_MODE, |m| m.0),
@@ -320,6 +349,7 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
         control,
         metrics,
         tls,
+        fleet,
     })
 }
 
@@ -403,6 +433,39 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
             e.contains("port \"a\": access: identity cn:alice is listed as both rw and ro"),
             "{e}"
         );
+    }
+
+    /// Issue 22: `[fleet]` and a port's `labels`, checked at load with
+    /// errors at their place.
+    #[test]
+    fn issue22_fleet_table_and_labels_are_read_and_checked() {
+        let port =
+            "[[port]]\nname = \"a\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]\n";
+        let cfg = load_str(&format!(
+            "[fleet]\nurl = \"nats://u:pw@h:4\"\nhost = \"lab1\"\nheartbeat = \"2s\"\n{port}labels = {{ board = \"rpi4\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.ports[0].labels["board"], "rpi4");
+        assert_eq!(cfg.fleet.host.as_deref(), Some("lab1"));
+        let summary = cfg.summary();
+        assert!(
+            summary.contains("fleet: nats://u@h:4 as host lab1, heartbeat 2s"),
+            "{summary}"
+        );
+        assert!(!summary.contains("pw"), "{summary}");
+        assert!(load_str(port).unwrap().fleet == Default::default());
+
+        let e = error(&format!("[fleet]\nurl = \"h\"\nhost = \"a.b\"\n{port}"));
+        assert!(
+            e.starts_with("hub.toml:1:1: fleet.host \"a.b\" is not a usable fleet host name"),
+            "{e}"
+        );
+        let e = error(&format!("[fleet]\nhost = \"x\"\n{port}"));
+        assert!(e.contains("fleet.host needs fleet.url"), "{e}");
+        let e = error(&format!("[fleet]\nurl = \"h\"\nport = 1\n{port}"));
+        assert!(e.contains("unknown field `port`"), "{e}");
+        let e = error(&format!("{port}labels = {{ \"a b\" = \"x\" }}\n"));
+        assert!(e.contains("port \"a\": labels: label key \"a b\""), "{e}");
     }
 
     fn load_str(text: &str) -> Result<DaemonConfig, FileError> {

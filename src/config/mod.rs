@@ -205,6 +205,8 @@ pub(crate) struct PortConfig {
     pub(crate) traffic: Option<TrafficConfig>,
     /// The TLS files, if given (read and checked when resolved).
     pub(crate) tls: Option<crate::tls::TlsFiles>,
+    /// Its labels in the fleet registry; a change restarts it on reload.
+    pub(crate) labels: crate::fleet::config::Labels,
 }
 
 /// The old name of [`PortConfig`], from when a process served one port.
@@ -254,6 +256,7 @@ impl From<&ServeArgs> for PortSettings {
                     client_ca: a.tls_client_ca.clone(),
                     crls: a.tls_crl.clone(),
                 }),
+            labels: Some(crate::fleet::config::labels(&a.fleet.labels)),
         }
     }
 }
@@ -397,6 +400,7 @@ impl PortConfig {
             stats_every,
             traffic,
             tls,
+            labels: s.take_labels(source)?,
         })
     }
 }
@@ -428,7 +432,7 @@ pub(crate) fn name_of(device: &DeviceSpec) -> String {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.to_string_lossy().into_owned()),
         DeviceSpec::Sim(sim) => format!("sim-{}", format!("{:?}", sim.mode).to_lowercase()),
-        DeviceSpec::Remote { addr, .. } => addr.replace(':', "-"),
+        DeviceSpec::Remote { .. } | DeviceSpec::Fleet(_) => device.remote_name(),
     };
     let mut name: String = raw
         .chars()

@@ -38,6 +38,7 @@ pub(super) struct RawFile {
     pub(super) control: Option<RawControl>,
     pub(super) metrics: Option<RawMetrics>,
     pub(super) tls: Option<RawTls>,
+    pub(super) fleet: Option<Spanned<RawFleet>>,
     pub(super) defaults: Option<Spanned<RawPort>>,
     #[serde(default)]
     pub(super) port: Vec<Spanned<RawPort>>,
@@ -69,6 +70,29 @@ pub(super) struct RawTls {
     pub(super) crl: Vec<PathBuf>,
 }
 
+/// `[fleet]`: the NATS broker this serve joins, as the `--fleet*` flags.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    pub(super) url: Option<String>,
+    pub(super) host: Option<String>,
+    pub(super) creds: Option<PathBuf>,
+    pub(super) ca: Option<PathBuf>,
+    pub(super) heartbeat: Option<Dur>,
+}
+
+impl RawFleet {
+    pub(super) fn settings(self) -> crate::fleet::config::FleetSettings {
+        crate::fleet::config::FleetSettings {
+            url: self.url,
+            host: self.host,
+            creds: self.creds,
+            ca: self.ca,
+            heartbeat: self.heartbeat.map(|d| d.0),
+        }
+    }
+}
+
 /// A `[[port]]` table, or `[defaults]` (which may not set the name,
 /// device, listen or log directory).
 #[derive(Deserialize)]
@@ -98,6 +122,8 @@ pub(super) struct RawPort {
     pub(super) drain_timeout: Option<Dur>,
     pub(super) stats_every: Option<Dur>,
     pub(super) log: Option<RawLog>,
+    /// Labels in the fleet registry: `labels = { board = "rpi4" }`.
+    pub(super) labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `[port.access]`: the identities of each role, as `--allow` gives them.
@@ -186,6 +212,7 @@ impl RawPort {
             },
             // The file's `[tls]` applies to every port (see `file::parse`).
             tls: None,
+            labels: self.labels,
         };
         (settings, self.name, spans)
     }

@@ -87,6 +87,8 @@ pub(crate) struct PortSettings {
     pub(crate) log: LogSettings,
     /// The TLS files (`--tls-*`, a file's `[tls]`), for `tls` endpoints.
     pub(crate) tls: Option<crate::tls::TlsFiles>,
+    /// The port's labels in the fleet (`--label`, `labels = {...}`).
+    pub(crate) labels: Option<crate::fleet::config::Labels>,
 }
 
 /// The traffic log's raw settings; there is a log only if `dir` is given.
@@ -99,6 +101,21 @@ pub(crate) struct LogSettings {
 }
 
 impl PortSettings {
+    /// The labels, checked; errors name `--label` or `labels`.
+    pub(crate) fn take_labels(
+        &mut self,
+        source: super::Source,
+    ) -> Result<crate::fleet::config::Labels, super::ConfigError> {
+        let labels = self.labels.take().unwrap_or_default();
+        let option = match source {
+            super::Source::Flags => "--label",
+            super::Source::File => "labels",
+        };
+        crate::fleet::config::check_labels(&labels)
+            .map_err(|why| super::ConfigError::Labels { option, why })?;
+        Ok(labels)
+    }
+
     /// These settings, with anything they leave out taken from `base`.
     pub(crate) fn over(self, base: &PortSettings) -> PortSettings {
         let b = base.clone();
@@ -133,6 +150,7 @@ impl PortSettings {
                 keep: self.log.keep.or(b.log.keep),
             },
             tls: self.tls.or(b.tls),
+            labels: self.labels.or(b.labels),
         }
     }
 }

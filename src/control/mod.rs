@@ -83,6 +83,25 @@ pub(crate) struct DaemonInfo {
     /// with flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) config: Option<PathBuf>,
+    /// Its place in the fleet (`--fleet`); `None` when not in one. Boxed:
+    /// it is rare, and keeps every answer small.
+    #[serde(default)]
+    pub(crate) fleet: Option<Box<FleetStatus>>,
+}
+
+/// A daemon's place in the fleet, as status shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FleetStatus {
+    /// The broker's URL, with the user but never the password.
+    pub(crate) url: String,
+    /// This host's fleet name.
+    pub(crate) host: String,
+    /// `connected` (registered), `connecting` (no broker yet, or not yet
+    /// registered) or `refused` (another live serialhub has the name).
+    pub(crate) state: String,
+    /// Why it is not connected.
+    #[serde(default)]
+    pub(crate) error: Option<String>,
 }
 
 impl Response {
@@ -150,6 +169,13 @@ pub(crate) struct PortStatus {
     /// as in `endpoints`.
     #[serde(default)]
     pub(crate) endpoint_refusals: Vec<EndpointRefusals>,
+    /// Its labels in the fleet (`--label`); absent when it has none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub(crate) labels: std::collections::BTreeMap<String, String>,
+    /// The daemon's place in the fleet, the same for every port of it:
+    /// `null` when it is in none.
+    #[serde(default)]
+    pub(crate) fleet: Option<FleetStatus>,
     #[serde(flatten)]
     pub(crate) hub: serde_json::Value,
 }
@@ -183,6 +209,8 @@ impl PortStatus {
             pid: None,
             refusals: Refusals::default(),
             endpoint_refusals: Vec::new(),
+            labels: std::collections::BTreeMap::new(),
+            fleet: None,
             hub: serde_json::to_value(hub).unwrap_or_default(),
         }
     }

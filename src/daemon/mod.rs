@@ -35,6 +35,7 @@ mod ports;
 mod reload;
 mod report;
 mod request;
+mod sessions;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, DaemonInfo, Request, Response};
 use crate::endpoint::unix::UnixError;
 use crate::fds::{self, FdReserve};
+use crate::fleet::config::FleetSettings;
+use crate::fleet::registry::Registry;
 use crate::port::PortError;
 pub(crate) use ports::PortPlan;
 use ports::{Running, start, stop_all};
@@ -68,12 +71,16 @@ pub enum DaemonError {
 /// until `shutdown`. `metrics` is the address to serve `/metrics` on
 /// (`127.0.0.1:9108`).
 /// `config_file` is where the ports came from, to reload; `None` when they
-/// came from flags.
+/// came from flags. `fleet` is this host's place in the fleet, if it joins
+/// one; `fleet_file` the file's `[fleet]` as read, which a reload compares
+/// (a change takes a restart).
 pub(crate) async fn run(
     ports: Vec<PortPlan>,
     control: Option<ControlConfig>,
     metrics: Option<MetricsListen>,
     config_file: Option<PathBuf>,
+    fleet: Option<Registry>,
+    fleet_file: FleetSettings,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     // Bound first: a second daemon on the same socket fails before it
@@ -110,6 +117,15 @@ pub(crate) async fn run(
         .as_ref()
         .map(|m| (m.local_addr().to_string(), m.scheme() == "https"));
     let fds = Arc::new(FdReserve::new(fds::RESERVE));
+    // Sessions opened to this host's ports, and this host's `fleet://`
+    // devices, use the registry's connection to the broker.
+    let mut fleet_sessions = match &fleet {
+        Some(r) => {
+            let (client, host) = r.sessions();
+            sessions::start(client, host, r.status(), &shutdown)
+        }
+        None => sessions::none(),
+    };
     let mut running: Vec<Running> = Vec::with_capacity(ports.len());
     for plan in ports {
         match start(&plan, &fds, &shutdown).await {
@@ -135,19 +151,23 @@ pub(crate) async fn run(
     if let Some(server) = metrics {
         tokio::spawn(server.serve(asks.clone(), shutdown.clone()));
     }
+    // The registry asks for the ports' status as the control socket does.
+    let fleet_status = fleet.as_ref().map(Registry::status);
+    let fleet = fleet.map(|r| tokio::spawn(r.run(asks.clone(), shutdown.clone())));
     drop(asks);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(()) = hangup(&mut hangups) => {
                 info!("SIGHUP: reloading the configuration");
-                let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fds, &shutdown).await;
+                let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await;
             }
+            Some(session) = fleet_sessions.recv() => sessions::attach(&running, session),
             Some((request, reply)) = asked.recv() => {
                 let status = matches!(request, Request::Status { .. });
                 let mut answer = match request {
                     Request::Reload => {
-                        match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fds, &shutdown).await {
+                        match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await {
                             Ok(report) if report.complete() => Response::done(report.to_string()),
                             Ok(report) => Response::error(report.to_string()),
                             Err(e) => Response::error(e.to_string()),
@@ -156,9 +176,14 @@ pub(crate) async fn run(
                     other => handle(&running, other, metrics_addr.as_ref().map(|(a, h)| (a.as_str(), *h))),
                 };
                 if status {
+                    let fleet = fleet_status.as_ref().map(|s| s.borrow().clone());
+                    for port in &mut answer.ports {
+                        port.fleet.clone_from(&fleet);
+                    }
                     answer.daemon = Some(DaemonInfo {
                         pid: std::process::id(),
                         config: config_file.clone(),
+                        fleet: fleet.map(Box::new),
                     });
                 }
                 let _ = reply.send(answer);
@@ -166,6 +191,10 @@ pub(crate) async fn run(
         }
     }
     stop_all(running).await;
+    // It deletes this host's keys, within its own timeout.
+    if let Some(task) = fleet {
+        let _ = task.await;
+    }
     Ok(())
 }
 

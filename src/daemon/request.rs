@@ -35,20 +35,25 @@ pub(crate) fn handle(
     request: Request,
     metrics: Option<(&str, bool)>,
 ) -> Response {
-    let status = |p: &Port| PortStatus {
+    let status = |r: &Running| PortStatus {
         metrics: metrics.map(|(addr, _)| addr.to_owned()),
         metrics_https: metrics.is_some_and(|(_, https)| https),
-        ..p.status()
+        labels: r.plan.config.labels.clone(),
+        ..r.port.status()
     };
     let result = match request {
         Request::Status { port: None } => Ok(Response {
-            ports: ports.iter().map(|r| status(&r.port)).collect(),
+            ports: ports.iter().map(status).collect(),
             ..Response::ok()
         }),
         // Handled by the daemon's loop, which may change the ports.
         Request::Reload => Ok(Response::error("reload is handled by the daemon")),
         Request::Status { port: Some(name) } => find(ports, &name).map(|p| Response {
-            ports: vec![status(p)],
+            ports: ports
+                .iter()
+                .filter(|r| std::ptr::eq(&r.port, p))
+                .map(status)
+                .collect(),
             ..Response::ok()
         }),
         Request::Kick { port, client } => find(ports, &port).map(|p| {

@@ -2,7 +2,7 @@
 //!
 //! A device is a tty path, a built-in simulator (`sim:echo`, `sim:source`,
 //! `sim:sink`, `sim:modbus`), or a remote port (`rfc2217://HOST:PORT`,
-//! `tcp://HOST:PORT`, see [`remote`]). A simulator runs in-process on a
+//! `tcp://HOST:PORT`, or a fleet port `fleet://HOST/PORT`, see [`remote`]). A simulator runs in-process on a
 //! pseudo-terminal and is then opened like any other tty, so every byte takes
 //! the real termios path. The loops see any of them as a [`DeviceIo`]. [`run`] owns the open port: one reading loop publishes into the hub,
 //! one writing loop drains the hub's write queue at line rate (see
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::fds::FdReserve;
+use crate::fleet::address::FleetPort;
 use crate::hub::status::DeviceState;
 use crate::hub::{Hub, WriteQueue};
 use crate::line::LineSettings;
@@ -54,6 +55,8 @@ pub(crate) enum DeviceSpec {
         addr: String,
         options: remote::RemoteOptions,
     },
+    /// A port of another host of the fleet: `fleet://HOST/PORT`.
+    Fleet(FleetPort),
 }
 
 impl std::str::FromStr for DeviceSpec {
@@ -61,6 +64,9 @@ impl std::str::FromStr for DeviceSpec {
     fn from_str(s: &str) -> Result<Self, String> {
         if let Some(mode) = s.strip_prefix("sim:") {
             return mode.parse().map(DeviceSpec::Sim);
+        }
+        if let Some(name) = s.strip_prefix("fleet://") {
+            return name.parse().map(DeviceSpec::Fleet);
         }
         if let Some(url) = remote::RemoteUrl::parse(s) {
             let remote::RemoteUrl {
@@ -81,6 +87,18 @@ impl std::str::FromStr for DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// A remote port's part of a port name: `HOST-PORT` for an address,
+    /// `HOST-PORT` for a fleet port too; empty for any other device.
+    pub(crate) fn remote_name(&self) -> String {
+        match self {
+            DeviceSpec::Remote { addr, .. } => addr.replace(':', "-"),
+            DeviceSpec::Fleet(p) => format!("{}-{}", p.host, p.port),
+            DeviceSpec::Tty(_) | DeviceSpec::Sim(_) => String::new(),
+        }
+    }
+}
+
 impl std::fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -91,6 +109,7 @@ impl std::fmt::Display for DeviceSpec {
                 addr,
                 options,
             } => write!(f, "{}://{addr}{}", protocol.scheme(), options.query()),
+            DeviceSpec::Fleet(port) => write!(f, "fleet://{port}"),
         }
     }
 }
@@ -104,7 +123,7 @@ pub(crate) struct Device {
     pub(crate) pacing: bool,
     path: PathBuf,
     /// Set for a remote port, which is reconnected rather than reopened.
-    remote: Option<(remote::Protocol, remote::RemoteOptions)>,
+    remote: Option<remote::Target>,
     /// `None` while the device is not there (waiting for it at start-up).
     tty: Option<Arc<DeviceIo>>,
     /// Keeps an in-process simulator alive as long as the device.
@@ -136,13 +155,32 @@ impl Device {
                     _sim: None,
                 });
             }
+            // Found through the broker, which may not be reached yet (or
+            // the port's host not be up): the device task connects in the
+            // background, so start-up never waits for the fleet.
+            DeviceSpec::Fleet(port) => {
+                return Ok(Device {
+                    line,
+                    pacing: true,
+                    path: PathBuf::from(spec.to_string()),
+                    remote: Some(remote::Target::Fleet(port.clone())),
+                    tty: None,
+                    _sim: None,
+                });
+            }
             DeviceSpec::Remote {
                 protocol,
                 addr,
                 options,
             } => {
+                let target = remote::Target::Tcp {
+                    protocol: *protocol,
+                    addr: addr.clone(),
+                    options: *options,
+                };
                 // Nothing to restore: no client has set a modem line yet.
-                let r = remote::Remote::connect(*protocol, addr, *options, &line, None)
+                let r = target
+                    .connect(&line, None)
                     .await
                     .map_err(|reason| TtyError::Open {
                         path: PathBuf::from(spec.to_string()),
@@ -151,8 +189,8 @@ impl Device {
                 return Ok(Device {
                     line,
                     pacing: true,
-                    path: PathBuf::from(addr),
-                    remote: Some((*protocol, *options)),
+                    path: PathBuf::from(target.shown()),
+                    remote: Some(target),
                     tty: Some(Arc::new(DeviceIo::Remote(Box::new(r)))),
                     _sim: None,
                 });
@@ -181,11 +219,10 @@ impl Device {
     pub(crate) fn absent(spec: &DeviceSpec, line: LineSettings) -> Option<Device> {
         let (path, remote) = match spec {
             DeviceSpec::Tty(p) => (p.clone(), None),
-            DeviceSpec::Remote {
-                protocol,
-                addr,
-                options,
-            } => (PathBuf::from(addr), Some((*protocol, *options))),
+            DeviceSpec::Remote { .. } | DeviceSpec::Fleet(_) => {
+                let target = target_of(spec)?;
+                (PathBuf::from(target.shown()), Some(target))
+            }
             DeviceSpec::Sim(_) => return None,
         };
         Some(Device {
@@ -372,16 +409,13 @@ async fn reopen(
             _ = changed(watch.as_ref()) => {}
             () = shutdown.cancelled() => return None,
         }
-        let opened = match device.remote {
-            Some((protocol, options)) => {
-                let addr = path.to_string_lossy();
+        let opened = match &device.remote {
+            Some(target) => {
                 // Boxed: see `io`; connecting is rare, the task long-lived.
-                Box::pin(remote::Remote::connect(
-                    protocol, &addr, options, line, lines,
-                ))
-                .await
-                .map(|r| DeviceIo::Remote(Box::new(r)))
-                .map_err(|e| e.to_string())
+                Box::pin(target.connect(line, lines))
+                    .await
+                    .map(|r| DeviceIo::Remote(Box::new(r)))
+                    .map_err(|e| e.to_string())
             }
             // With the reserve's descriptors, so clients cannot starve it.
             None => fds
@@ -399,6 +433,23 @@ async fn reopen(
             }
         }
         delay = (delay * 2).min(REOPEN_MAX);
+    }
+}
+
+/// The remote port `spec` names, if it names one.
+fn target_of(spec: &DeviceSpec) -> Option<remote::Target> {
+    match spec {
+        DeviceSpec::Remote {
+            protocol,
+            addr,
+            options,
+        } => Some(remote::Target::Tcp {
+            protocol: *protocol,
+            addr: addr.clone(),
+            options: *options,
+        }),
+        DeviceSpec::Fleet(port) => Some(remote::Target::Fleet(port.clone())),
+        DeviceSpec::Tty(_) | DeviceSpec::Sim(_) => None,
     }
 }
 
@@ -474,6 +525,24 @@ mod tests {
             assert!(
                 bad.parse::<DeviceSpec>().unwrap_err().contains("HOST:PORT"),
                 "{bad}"
+            );
+        }
+        assert_eq!(
+            "fleet://lab1/ttyUSB0.1".parse::<DeviceSpec>().unwrap(),
+            DeviceSpec::Fleet("lab1/ttyUSB0.1".parse().unwrap())
+        );
+        assert_eq!(
+            "fleet://lab1/ttyUSB0.1"
+                .parse::<DeviceSpec>()
+                .unwrap()
+                .to_string(),
+            "fleet://lab1/ttyUSB0.1"
+        );
+        for bad in ["fleet://lab1", "fleet://lab.1/x", "fleet:///x"] {
+            let e = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(
+                e.contains("HOST/PORT") || e.contains("fleet host name"),
+                "{bad}: {e}"
             );
         }
         let e = "sim:nope".parse::<DeviceSpec>().unwrap_err();

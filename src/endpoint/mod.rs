@@ -14,6 +14,7 @@ pub(crate) mod accept;
 pub(crate) mod allow;
 mod chatter;
 pub(crate) mod client;
+pub(crate) mod external;
 pub mod framing;
 pub mod inband;
 pub(crate) mod modbus_tcp;

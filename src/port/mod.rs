@@ -17,6 +17,7 @@
 //! that were removed or added are stopped or bound, while every other client
 //! stays connected.
 
+mod session;
 mod stats;
 
 use std::sync::Arc;
@@ -40,8 +41,7 @@ use crate::fds::FdReserve;
 use crate::hub::Hub;
 use crate::traffic::{self, TrafficError, TrafficLog};
 
-/// How long clients may take, after shutdown, to hand over the bytes they
-/// had accepted and close.
+/// How long clients may take, after shutdown, to hand over the bytes they had accepted and close.
 const CLIENT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the traffic log may take to write what is queued at shutdown: a
 /// full queue is about a megabyte, which any working disk takes in far less.

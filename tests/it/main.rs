@@ -26,6 +26,8 @@ mod counters;
 mod discovery;
 mod docs;
 mod fanout;
+mod fleet_registry;
+mod fleet_stream;
 mod hostile;
 mod hostile_peers;
 mod hotplug;

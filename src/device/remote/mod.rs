@@ -1,22 +1,29 @@
 //! A remote serial port as the device: `rfc2217://HOST:PORT` (an RFC 2217
 //! access server: a device server, ser2net, another serialhub) or
-//! `tcp://HOST:PORT` (a raw TCP device server).
+//! `tcp://HOST:PORT` (a raw TCP device server), or a fleet port
+//! (`fleet://HOST/PORT`: RFC 2217 over a fleet session instead of TCP; see
+//! [`link`]).
 //!
 //! It stands where a tty does (see [`super::io`]): reads give the port's
 //! data, writes send it, and for RFC 2217 the line settings and modem
 //! outputs are requests answered by the server. Writes go through one
 //! socket-writer task fed by a small bounded queue, so Telnet commands and
 //! escaped data never interleave mid-sequence; the bytes in that queue and
-//! the socket's unacknowledged bytes (`SIOCOUTQ`) are reported as the
-//! device's output queue, so the in-flight bound holds across the network
-//! hop.
+//! the link's unacknowledged bytes (the socket's `SIOCOUTQ`, or what a
+//! fleet session's peer has not acknowledged) are reported as the device's
+//! output queue, so the in-flight bound holds across the network hop.
 //!
 //! The URL and its options are [`url`]'s; SET-CONTROL requests (modem
 //! lines, break, flow control), which some servers never answer, are
 //! [`control`]'s.
 
 mod control;
+mod link;
+mod target;
 mod url;
+
+pub(crate) use link::Link;
+pub(crate) use target::Target;
 
 pub(crate) use url::{Protocol, RemoteOptions, RemoteUrl};
 
@@ -26,9 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -73,11 +79,12 @@ pub(crate) struct Remote {
     /// The server has left a SET-CONTROL request unanswered: later ones are
     /// sent without waiting (see [`control`]).
     control_unanswered: AtomicBool,
-    read: tokio::sync::Mutex<OwnedReadHalf>,
+    read: tokio::sync::Mutex<link::LinkReader>,
     writes: mpsc::Sender<Bytes>,
     /// Bytes handed to the socket writer and not yet written to the socket.
     queued: std::sync::Arc<AtomicUsize>,
-    fd: std::os::fd::RawFd,
+    /// What the link holds unacknowledged, for the output queue.
+    outstanding: link::Outstanding,
     learnt: Mutex<Learnt>,
     /// Woken when the server answers a request.
     answered: Notify,
@@ -103,21 +110,39 @@ impl Remote {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connection timed out"))??;
-        let _ = stream.set_nodelay(true);
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-        let (read, write) = stream.into_split();
+        Self::over(Link::tcp(stream), protocol, addr, options, line, lines).await
+    }
+
+    /// [`connect`](Self::connect) over a link already made (a fleet
+    /// session); `addr` names the remote port in errors.
+    pub(crate) async fn over(
+        link: Link,
+        protocol: Protocol,
+        addr: &str,
+        options: RemoteOptions,
+        line: &LineSettings,
+        lines: Option<ModemOutputs>,
+    ) -> io::Result<Remote> {
+        let Link {
+            reader,
+            writer,
+            outstanding,
+        } = link;
         let (writes, rx) = mpsc::channel(WRITE_QUEUE);
         let queued = std::sync::Arc::new(AtomicUsize::new(0));
-        let writer = tokio::spawn(write_socket(write, rx, queued.clone()));
+        let writer = match writer {
+            link::LinkWriter::Tcp(w) => tokio::spawn(write_socket(w, rx, queued.clone())),
+            link::LinkWriter::Stream(w) => tokio::spawn(write_socket(w, rx, queued.clone())),
+        };
         let remote = Remote {
             addr: addr.to_owned(),
             protocol,
             options,
             control_unanswered: AtomicBool::new(false),
-            read: tokio::sync::Mutex::new(read),
+            read: tokio::sync::Mutex::new(reader),
             writes,
             queued,
-            fd,
+            outstanding,
             learnt: Mutex::new(Learnt::default()),
             answered: Notify::new(),
             writer,
@@ -250,14 +275,9 @@ impl Remote {
     }
 
     /// Bytes sent and not yet acknowledged by the server, plus those still
-    /// queued for the socket.
+    /// queued for the link.
     pub(crate) fn output_queue(&self) -> io::Result<usize> {
-        nix::ioctl_read_bad!(siocoutq, libc::TIOCOUTQ, libc::c_int);
-        let mut n: libc::c_int = 0;
-        // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one c_int through the pointer;
-        // the descriptor lives as long as `self.read`.
-        unsafe { siocoutq(self.fd, &mut n) }?;
-        Ok(usize::try_from(n).unwrap_or(0) + self.queued.load(Relaxed))
+        Ok(self.outstanding.bytes()? + self.queued.load(Relaxed))
     }
 
     /// Sends `request` without waiting for an answer.
@@ -371,10 +391,10 @@ impl Remote {
     }
 }
 
-/// Writes queued bytes to the socket in order until the queue or the socket
+/// Writes queued bytes to the link in order until the queue or the link
 /// closes.
 async fn write_socket(
-    mut sock: OwnedWriteHalf,
+    mut sock: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<Bytes>,
     queued: std::sync::Arc<AtomicUsize>,
 ) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_rfc2217;
+pub mod nats;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

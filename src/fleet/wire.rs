@@ -1,0 +1,154 @@
+//! The session protocol's subjects and its JSON requests (open, ping), and
+//! the random tokens that name clients and sessions.
+//!
+//! Host and client names go into subject tokens; port names never do (they
+//! may contain dots), they travel in the payloads.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+
+/// How the host serves a session: RFC 2217 (line settings, modem lines
+/// and break travel in-band) or the raw bytes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Mode {
+    Rfc2217,
+    Raw,
+}
+
+/// `serialhub.host.<HOST>.open`: request/reply, opens a session.
+pub(crate) fn open_subject(host: &str) -> String {
+    format!("serialhub.host.{host}.open")
+}
+
+/// `serialhub.host.<HOST>.ping`: request/reply, asks whether a session is
+/// alive on the host.
+pub(crate) fn ping_subject(host: &str) -> String {
+    format!("serialhub.host.{host}.ping")
+}
+
+/// `serialhub.host.<HOST>.s.<SID>`: frames from the client to the host.
+pub(crate) fn to_host_subject(host: &str, session: &str) -> String {
+    format!("serialhub.host.{host}.s.{session}")
+}
+
+/// `serialhub.client.<CID>.<SID>`: frames from the host to the client.
+pub(crate) fn to_client_subject(client: &str, session: &str) -> String {
+    format!("serialhub.client.{client}.{session}")
+}
+
+/// Whether `token` may be one subject token: the fleet's name rule,
+/// `[A-Za-z0-9_-]{1,64}`. Names from the network are checked before they
+/// go into a subject.
+pub(crate) fn valid_token(token: &str) -> bool {
+    (1..=64).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OpenRequest {
+    pub(crate) port: String,
+    pub(crate) mode: Mode,
+    pub(crate) session: String,
+    pub(crate) client: String,
+    /// The opening machine's host name, for logs and status.
+    pub(crate) peer: String,
+    /// What the client takes in before its reader reads.
+    pub(crate) window: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct OpenReply {
+    pub(crate) ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) window: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_frame: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PingRequest {
+    pub(crate) session: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PingReply {
+    pub(crate) ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<String>,
+}
+
+/// The ping reply for a session the host does not hold.
+pub(crate) const UNKNOWN_SESSION: &str = "unknown session";
+
+/// A random token of 16 hex digits (64 bits): a session id.
+pub(crate) fn token() -> String {
+    let mut bytes = [0u8; 8];
+    // The system generator fails only without /dev/urandom or getrandom;
+    // a time-based id is then unique enough within one process.
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos as u64 ^ u64::from(std::process::id())).to_be_bytes();
+    }
+    bytes.iter().fold(String::with_capacity(16), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// This process's client id: one token for every session it opens.
+pub(crate) fn client_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(token)
+}
+
+/// This machine's host name up to its first dot, or "unknown".
+pub(crate) fn local_host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = if rc == 0 {
+        String::from_utf8_lossy(&buf[..len]).into_owned()
+    } else {
+        String::new()
+    };
+    match name.split('.').next() {
+        Some(h) if !h.is_empty() => h.to_owned(),
+        _ => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_subject_tokens_and_differ() {
+        let (a, b) = (token(), token());
+        assert!(valid_token(&a) && valid_token(&b));
+        assert_ne!(a, b);
+        assert!(!valid_token("a.b") && !valid_token("") && !valid_token("*"));
+    }
+
+    #[test]
+    fn modes_are_lowercase_in_json() {
+        assert_eq!(
+            serde_json::to_string(&Mode::Rfc2217).ok().as_deref(),
+            Some("\"rfc2217\"")
+        );
+        assert_eq!(
+            serde_json::from_str::<Mode>("\"raw\"").ok(),
+            Some(Mode::Raw)
+        );
+    }
+}
