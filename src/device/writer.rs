@@ -31,6 +31,10 @@ use crate::pace::{Steps, TokenBucket};
 use crate::timer::PreciseTimer;
 use crate::traffic::{ClientRef, Event};
 
+/// How often an unpaced writer looks again at an output queue over its
+/// lead: it cannot know the rate the far end drains it at.
+const UNPACED_DRAIN_POLL: std::time::Duration = std::time::Duration::from_millis(1);
+
 #[derive(Debug)]
 pub(crate) struct DeviceWriter {
     queue: WriteQueue,
@@ -336,7 +340,14 @@ impl DeviceWriter {
                 return Ok(());
             }
             let over = u32::try_from(queued - most).unwrap_or(u32::MAX);
-            tokio::time::sleep(self.char_time.saturating_mul(over)).await;
+            let mut wait = self.char_time.saturating_mul(over);
+            if !self.pacing {
+                // Unpaced, the queue drains at whatever rate the far end
+                // takes it, not the line's: a remote port's 64 KiB at 9600
+                // baud's character time was a 68 s sleep.
+                wait = wait.min(UNPACED_DRAIN_POLL);
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 

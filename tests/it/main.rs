@@ -46,6 +46,7 @@ mod pty;
 mod pty_settings;
 mod reload;
 mod remote_control;
+mod remote_unpaced;
 mod rfc2217;
 mod sharing;
 mod slow_reader;

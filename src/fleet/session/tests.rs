@@ -66,6 +66,9 @@ impl End {
     }
 }
 
+/// Frames the simulated network holds in each direction.
+const WIRE_FRAMES: usize = 256;
+
 struct Lossy {
     loss: u8,
     dup: u8,
@@ -103,10 +106,15 @@ fn run(seed: u64, total: u64, windows: (usize, usize), max_frame: usize, net: Lo
                 end.pump_reads(&mut rng, now);
             }
             while let Some(f) = end.session.poll_transmit(now) {
-                if rng.chance(net.loss) {
+                // A real network holds a bounded number of frames: past
+                // that it drops them (NATS drops to a slow consumer). It
+                // also keeps this test linear: a go-back-N of a large
+                // window in 16-byte frames, duplicated, would otherwise
+                // pile up faster than the steps take frames off the wire.
+                if rng.chance(net.loss) || wire[1 - i].len() >= WIRE_FRAMES {
                     continue;
                 }
-                if rng.chance(net.dup) {
+                if rng.chance(net.dup) && wire[1 - i].len() + 1 < WIRE_FRAMES {
                     wire[1 - i].push(f.clone());
                 }
                 wire[1 - i].push(f);
