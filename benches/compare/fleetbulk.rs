@@ -43,6 +43,7 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
     ));
     let mut bars = Vec::new();
     let mut paced_use: Vec<Option<(f64, f64)>> = Vec::new();
+    let mut stalled = false;
     for paced in [true, false] {
         let secs = if paced { paced_secs } else { unpaced_secs };
         for access in REMOTE {
@@ -77,9 +78,13 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
                 continue;
             }
             let (d, u) = (median(down), median(up));
+            stalled |= !paced && d.min(u) < 1e6;
             let cell = |v: f64| {
                 if paced {
                     format!("{:.1}% ({v:.0} B/s)", 100.0 * v / rate)
+                } else if v < 1e6 {
+                    // Less than a MB/s unpaced is a stall, not a rate.
+                    format!("stalled: {:.0} KiB in {secs} s", v * secs as f64 / 1024.0)
                 } else {
                     format!("{:.1} MB/s", v / 1e6)
                 }
@@ -113,6 +118,9 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
         None => "Goal (fleet:// uses at least 99% of a 115200 baud line): not measured, a run failed."
             .into(),
     });
+    if stalled {
+        s.notes.push("A stalled row moved less than 1 MB/s: the transfer stopped early (b's remote device, `fleet://` or `rfc2217://` alike, run unpaced, stopped writing after its first 64 KiB when this was written; a client writing straight into a's `tcp:` endpoint with the same settings is not held back).".into());
+    }
     s.chart = Some(Chart {
         file: "fleet-bulk.svg".into(),
         caption: "Bulk on an unpaced line, rfc2217:// and fleet://, MB/s (↓ device to client, ↑ client to device; higher is better)".into(),

@@ -4,6 +4,8 @@
 //! started again, with nothing lost or duplicated.
 
 use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -145,6 +147,11 @@ async fn ls_layout(
     Ok(done)
 }
 
+/// Bytes the recovery row's client keeps written and not yet echoed: a
+/// third of a second at 115200 baud, so the line never idles for want of
+/// them.
+const LEAD: u64 = 4096;
+
 /// What the client of the recovery row saw.
 #[derive(Default)]
 struct Seen {
@@ -179,7 +186,7 @@ pub async fn recovery(pause: Duration, runs: usize) -> Section {
         ],
     );
     s.notes.push(format!(
-        "The device host `a` serves `sim:loopback` at 115200 baud, the client host `b` serves it as `fleet://a/p`; one client of b writes the counter pattern as fast as b takes it and reads its echo. After 2 s of flow, {} is killed with SIGKILL and started again on the same port with the same store after {} s; \"broker back to bytes flowing\" is the time from the restarted broker accepting a client (its `INFO` line) to the next byte reaching the client, through the broker and back. 1 s later the client stops writing and waits for the echo of everything it wrote: every byte must come back once, in order (the counter pattern from its first byte). Every run starts a fresh broker and fresh processes.",
+        "The device host `a` serves `sim:loopback` at 115200 baud, the client host `b` serves it as `fleet://a/p`; one client of b writes the counter pattern, keeping 4 KiB written ahead of its echo, and reads the echo. After 2 s of flow, {} is killed with SIGKILL and started again on the same port with the same store after {} s; \"broker back to bytes flowing\" is the time from the restarted broker accepting a client (its `INFO` line) to the next byte reaching the client, through the broker and back. 1 s later the client stops writing and waits for the echo of everything it wrote: every byte must come back once, in order (the counter pattern from its first byte). Every run starts a fresh broker and fresh processes.",
         nats::version(),
         format_value(pause.as_secs_f64())
     ));
@@ -243,25 +250,34 @@ async fn recovery_once(pause: Duration) -> Result<Recovery, String> {
         checker: Checker::from_start(),
         ..Seen::default()
     }));
+    let echoed = Arc::new(AtomicU64::new(0));
     let reader = {
-        let seen = seen.clone();
+        let (seen, echoed) = (seen.clone(), echoed.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok(n @ 1..) = rd.read(&mut buf).await {
                 let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
                 s.reads.push(Instant::now());
                 s.checker.feed(&buf[..n]);
+                echoed.store(s.checker.bytes, Relaxed);
             }
         })
     };
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let writer = {
-        let stop = stop.clone();
+        let (stop, echoed) = (stop.clone(), echoed.clone());
         tokio::spawn(async move {
             let mut g = Generator::new();
             let mut buf = [0u8; 512];
             let mut written = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Relaxed) {
+                // At most LEAD bytes not yet echoed: the socket buffers
+                // would otherwise take megabytes, which the line then
+                // takes minutes to echo.
+                if written - echoed.load(Relaxed) >= LEAD {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
                 g.fill(&mut buf);
                 if wr.write_all(&buf).await.is_err() {
                     break;
@@ -284,9 +300,9 @@ async fn recovery_once(pause: Duration) -> Result<Recovery, String> {
         .map_err(|_| "no byte reached the client within 30 s of the broker's return".to_owned())?;
     let first = got().ok_or("no byte after the broker's return")?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Relaxed);
     let (written, _wr) = writer.await.map_err(|e| e.to_string())?;
-    // Everything written comes back, at most 115200 baud of it at a time.
+    // Everything written comes back.
     let _ = wait_for(Duration::from_secs(30), || bytes() >= written).await;
     // A duplicate would show once it arrives: a moment more.
     tokio::time::sleep(Duration::from_millis(300)).await;
