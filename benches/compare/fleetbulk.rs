@@ -39,7 +39,7 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
         ],
     );
     s.notes.push(format!(
-        "The device host `a` serves a simulated source (device to client) or sink (client to device) and the client host `b` serves it as `fleet://a/p` or `rfc2217://`; one client of b reads or writes the counter pattern; every measurement starts a fresh broker and fresh processes. At 115200 baud the simulator and both serialhubs pace at the line rate ({rate:.0} B/s): the figure is the share of it delivered, device to client over {paced_secs} s after 0.3 s of warm-up, client to device as the flood scenario's line utilisation over {paced_secs} s of writing as fast as b takes it. Unpaced, the simulator reads or writes its pty as fast as it can and both serialhubs run `pacing = false`, `slow-reader = \"block\"` (as the bulk scenario above), for {unpaced_secs} s. Each figure is the median of {runs} run(s); pattern errors are summed."
+        "The device host `a` serves a simulated source (device to client) or sink (client to device) and the client host `b` serves it as `fleet://a/p` or `rfc2217://`; one client of b reads or writes the counter pattern; every measurement starts a fresh broker and fresh processes. At 115200 baud the simulator and both serialhubs pace at the line rate ({rate:.0} B/s): the figure is the share of it delivered, device to client over {paced_secs} s after 0.3 s of warm-up, client to device as the flood scenario's line utilisation over {paced_secs} s of writing as fast as b takes it. Unpaced, the simulator reads or writes its pty as fast as it can and both serialhubs run `pacing = false`, `slow-reader = \"block\"` (as the bulk scenario above), for {unpaced_secs} s. Each figure is the median of {runs} run(s); pattern errors are summed. A share of the line above 100% is the start of the window: the device's buffer taking a burst, which weighs less over a longer run."
     ));
     let mut bars = Vec::new();
     let mut paced_use: Vec<Option<(f64, f64)>> = Vec::new();
@@ -84,7 +84,7 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
                     format!("{:.1}% ({v:.0} B/s)", 100.0 * v / rate)
                 } else if v < 1e6 {
                     // Less than a MB/s unpaced is a stall, not a rate.
-                    format!("stalled: {:.0} KiB in {secs} s", v * secs as f64 / 1024.0)
+                    format!("stalled ({:.0} KiB/s)", v / 1024.0)
                 } else {
                     format!("{:.1} MB/s", v / 1e6)
                 }
@@ -119,7 +119,7 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
             .into(),
     });
     if stalled {
-        s.notes.push("A stalled row moved less than 1 MB/s: the transfer stopped early (b's remote device, `fleet://` or `rfc2217://` alike, run unpaced, stopped writing after its first 64 KiB when this was written; a client writing straight into a's `tcp:` endpoint with the same settings is not held back).".into());
+        s.notes.push("\"Stalled\" is less than 1 MB/s: the transfer stopped early (b's remote device, `fleet://` or `rfc2217://` alike, run unpaced, stopped writing after its first 64 KiB when this was written; a client writing straight into a's `tcp:` endpoint with the same settings is not held back).".into());
     }
     s.chart = Some(Chart {
         file: "fleet-bulk.svg".into(),

@@ -179,7 +179,7 @@ async fn main() {
     if plan.wants("fleet") {
         let runs = if q { 1 } else { 3 };
         run(fleet::latency(if q { 1000 } else { 5000 }, runs).await);
-        run(fleetbulk::bulk(if q { 2 } else { 5 }, if q { 1 } else { 5 }, runs).await);
+        run(fleetbulk::bulk(if q { 2 } else { 10 }, if q { 1 } else { 5 }, runs).await);
         let (secs, drain) = if q { (2, 3) } else { (10, 10) };
         run(fleetbulk::flood_section(9600, secs, drain, runs).await);
         run(fleetls::ls(&[(1, 16), (16, 16)], if q { 5 } else { 20 }).await);
