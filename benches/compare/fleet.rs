@@ -103,7 +103,10 @@ pub async fn device_host(
 ) -> Result<Host, String> {
     let listen = ["rfc2217:127.0.0.1:0", "tcp:127.0.0.1:0"];
     let port = Port::new("p", device, baud, &listen).unpaced(unpaced);
-    Host::start(Some((&nats.url(), "a")), "5s", &[port]).await
+    let a = Host::start(Some((&nats.url(), "a")), "5s", &[port]).await?;
+    // Its sessions are answered once it has joined.
+    a.wait_joined(OPEN_TIMEOUT).await?;
+    Ok(a)
 }
 
 /// `serialhub serve` in the fleet as `b`, with a port for each of `access`

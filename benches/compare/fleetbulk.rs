@@ -48,7 +48,7 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
         let secs = if paced { paced_secs } else { unpaced_secs };
         for access in REMOTE {
             let (mut down, mut up, mut errors) = (vec![], vec![], 0);
-            let mut fail = None;
+            let mut failures = Vec::new();
             for _ in 0..runs.max(1) {
                 let r = async {
                     Ok::<_, String>((
@@ -63,15 +63,20 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
                         up.push(u);
                         errors += e1 + e2;
                     }
-                    Err(why) => {
-                        fail = Some(why);
-                        break;
-                    }
+                    Err(why) => failures.push(why),
                 }
             }
             let line = if paced { "115200 baud" } else { "unpaced" };
-            if let Some(why) = fail {
-                s.skipped(&format!("{line} {}", access.name()), &why);
+            // A failed run is told, and the others still count.
+            if let Some(why) = failures.first() {
+                s.notes.push(format!(
+                    "{line}, {}: {} of {runs} run(s) failed, first: {why}",
+                    access.name(),
+                    failures.len()
+                ));
+            }
+            if down.is_empty() {
+                s.skipped(&format!("{line} {}", access.name()), "every run failed");
                 if paced {
                     paced_use.push(None);
                 }

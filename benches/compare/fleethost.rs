@@ -78,11 +78,18 @@ impl Host {
         }
         let conf = dir.path().join("serialhub.toml");
         std::fs::write(&conf, toml).map_err(|e| e.to_string())?;
-        let child = proxy::spawn_quiet(
-            Command::new(proxy::serialhub_bin())
-                .args(["serve", "--config"])
-                .arg(&conf),
-        )?;
+        // Its log in the temp dir, for an error to quote.
+        let log =
+            std::fs::File::create(dir.path().join("serialhub.log")).map_err(|e| e.to_string())?;
+        let child = Command::new(proxy::serialhub_bin())
+            .args(["serve", "--config"])
+            .arg(&conf)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start serialhub: {e}"))?;
         let mut h = Host {
             child,
             control,
@@ -108,6 +115,32 @@ impl Host {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The last lines of its log, for an error message.
+    pub fn log_tail(&self) -> String {
+        let log =
+            std::fs::read_to_string(self._dir.path().join("serialhub.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(3)..].join(" / ")
+    }
+
+    /// Waits until it has joined the fleet (its ports' `fleet.state` is
+    /// `connected`), so that its sessions can be opened.
+    pub async fn wait_joined(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(v) = self.status().await
+                && v[0]["fleet"]["state"] == "connected"
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(format!(
+            "not in the fleet after {within:?}: {}",
+            self.log_tail()
+        ))
     }
 
     /// `status --json`: one object per port.
@@ -165,7 +198,8 @@ impl Host {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Err(format!(
-            "port {name}'s device not open in {within:?} ({last})"
+            "port {name}'s device not open in {within:?} ({last}); log: {}",
+            self.log_tail()
         ))
     }
 }
