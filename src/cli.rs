@@ -15,9 +15,8 @@ use crate::traffic::DEFAULT_KEEP;
 use crate::units::parse_bytes;
 use time::OffsetDateTime;
 
-mod fleet;
+pub(crate) mod fleet;
 mod values;
-pub(crate) use fleet::{FleetArgs, FleetCommand, FleetFlags};
 pub(crate) use values::{
     Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
 };
@@ -156,9 +155,7 @@ pub(crate) enum Command {
     CheckConfig(CheckConfigArgs),
     /// Print an example configuration file with every option and its default.
     PrintConfig,
-    /// The fleet: every port of every serialhub joined to a NATS broker
-    /// (`serve --fleet URL`).
-    Fleet(FleetArgs),
+    Fleet(fleet::FleetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -241,10 +238,9 @@ pub(crate) struct ServeArgs {
     /// built-in simulator: sim:echo, sim:source, sim:sink, sim:loopback or
     /// sim:modbus (sim:modbus,reply-delay=DURATION sets its reply delay, 0 to
     /// 10s), or a remote port: rfc2217://HOST:PORT or tcp://HOST:PORT
-    /// (rfc2217://HOST:PORT?ign_set_control for a server that does not
-    /// answer DTR, RTS or flow-control requests, as pyserial names it), or
-    /// a fleet port by name, fleet://HOST/PORT (needs --fleet). Required
-    /// unless --config is given.
+    /// (rfc2217://HOST:PORT?ign_set_control for a server that does not answer
+    /// DTR, RTS or flow-control requests, as pyserial names it), or a fleet
+    /// port by name, fleet://HOST/PORT (with --fleet). Required unless --config.
     #[arg(short, long, value_parser = parse_device, required_unless_present = "config")]
     pub(crate) device: Option<DeviceSpec>,
     /// Serve the ports of this configuration file (TOML; see
@@ -388,13 +384,8 @@ pub(crate) struct ServeArgs {
     /// --tls-client-ca).
     #[arg(long, requires = "tls_cert")]
     pub(crate) metrics_tls: bool,
-    /// A label of the port in the fleet, KEY=VALUE (repeatable; `fleet ls
-    /// --label` filters by them): a key of 1 to 64 letters, digits, '_',
-    /// '.' or '-', a value of at most 256 characters.
-    #[arg(long = "label", value_name = "KEY=VALUE")]
-    pub(crate) labels: Vec<crate::fleet::config::Label>,
     #[command(flatten)]
-    pub(crate) fleet: FleetFlags,
+    pub(crate) fleet: fleet::FleetFlags,
 }
 
 /// The `serve` flags that describe one port, which a `--config` file
@@ -433,7 +424,6 @@ const PORT_FLAGS: &[&str] = &[
     "tls_client_ca",
     "tls_crl",
     "metrics_tls",
-    "labels",
 ];
 
 #[derive(Debug, Args)]

@@ -2,7 +2,7 @@
 //! (they talk to the broker), ended by Ctrl-C like any command that only
 //! prints.
 
-use crate::cli::{FleetArgs, FleetCommand};
+use crate::cli::fleet::{FleetArgs, FleetCommand};
 
 use super::Error;
 
@@ -11,12 +11,14 @@ pub(crate) fn run(args: FleetArgs) -> Result<(), Error> {
     runtime.block_on(async {
         match args.command {
             FleetCommand::Ls(a) => {
-                crate::fleet::ls::run(a.broker.url.as_deref(), &a.labels, a.json)
+                let broker = a.broker.broker().map_err(|e| Error::Fleet(e.into()))?;
+                crate::fleet::ls::run(&broker, &a.labels, a.json)
                     .await
                     .map_err(Error::Fleet)
             }
             FleetCommand::Connect(a) => {
-                crate::fleet::terminal::run(a.broker.url.as_deref(), &a.port)
+                let broker = a.broker.broker().map_err(|e| Error::Fleet(e.into()))?;
+                crate::fleet::terminal::run(&broker, &a.port)
                     .await
                     .map_err(Error::Fleet)
             }

@@ -81,7 +81,7 @@ pub(crate) async fn run(
         Origin::Flags
     };
     let fleet = flags
-        .over(file_fleet)
+        .over(file_fleet.clone())
         .resolve(origin)
         .map_err(|e| Error::Fleet(e.into()))?;
     if fleet.is_none()
@@ -129,7 +129,15 @@ pub(crate) async fn run(
         Some(config) => Some(Registry::start(config).await.map_err(Error::Fleet)?),
         None => None,
     };
-    daemon::run(plans, control, metrics, args.config, fleet, shutdown)
-        .await
-        .map_err(Error::Daemon)
+    daemon::run(
+        plans,
+        control,
+        metrics,
+        args.config,
+        fleet,
+        file_fleet,
+        shutdown,
+    )
+    .await
+    .map_err(Error::Daemon)
 }

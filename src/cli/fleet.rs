@@ -9,9 +9,14 @@ use clap::{Args, Subcommand};
 
 use crate::fleet::config::Label;
 
-/// `serve`'s fleet flags: join a NATS broker's fleet.
+/// `serve`'s fleet flags: join a NATS broker's fleet; and the port's labels.
 #[derive(Debug, Args)]
 pub(crate) struct FleetFlags {
+    /// A label of the port in the fleet, KEY=VALUE (repeatable; `fleet ls
+    /// --label` filters by them): a key of 1 to 64 letters, digits, '_',
+    /// '.' or '-', a value of at most 256 characters.
+    #[arg(long = "label", value_name = "KEY=VALUE", conflicts_with = "config")]
+    pub(crate) labels: Vec<Label>,
     /// Join the fleet of this NATS broker: nats://HOST:PORT (comma-separated
     /// for a cluster), tls://HOST:PORT for TLS, user:password@ in the URL or
     /// --fleet-creds. This host's ports are then listed by `serialhub fleet
@@ -46,7 +51,7 @@ impl From<&FleetFlags> for crate::fleet::config::FleetSettings {
     }
 }
 
-/// `serialhub fleet ...`.
+/// The fleet: every port of every serialhub joined to a NATS broker.
 #[derive(Debug, Args)]
 pub(crate) struct FleetArgs {
     #[command(subcommand)]
@@ -79,9 +84,28 @@ pub(crate) struct ConnectArgs {
 #[derive(Debug, Args)]
 pub(crate) struct BrokerFlag {
     /// The NATS broker: nats://HOST:PORT, tls://HOST:PORT, comma-separated
-    /// for a cluster. Default: $SERIALHUB_FLEET.
+    /// for a cluster, user:password@ in the URL. Default: $SERIALHUB_FLEET.
     #[arg(long = "fleet", value_name = "URL")]
     pub(crate) url: Option<String>,
+    /// A NATS credentials file (.creds), as for `serve --fleet-creds`.
+    #[arg(long = "fleet-creds", value_name = "FILE")]
+    pub(crate) creds: Option<PathBuf>,
+    /// A CA bundle (PEM) the broker's TLS certificate must chain to.
+    #[arg(long = "fleet-ca", value_name = "FILE")]
+    pub(crate) ca: Option<PathBuf>,
+}
+
+impl BrokerFlag {
+    /// The broker these flags (or `SERIALHUB_FLEET`) name, its files checked.
+    pub(crate) fn broker(
+        &self,
+    ) -> Result<crate::fleet::config::Broker, crate::fleet::config::FleetConfigError> {
+        crate::fleet::config::Broker::from_flags(
+            self.url.as_deref(),
+            self.creds.clone(),
+            self.ca.clone(),
+        )
+    }
 }
 
 #[derive(Debug, Args)]

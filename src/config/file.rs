@@ -435,6 +435,39 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
         );
     }
 
+    /// Issue 22: `[fleet]` and a port's `labels`, checked at load with
+    /// errors at their place.
+    #[test]
+    fn issue22_fleet_table_and_labels_are_read_and_checked() {
+        let port =
+            "[[port]]\nname = \"a\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]\n";
+        let cfg = load_str(&format!(
+            "[fleet]\nurl = \"nats://u:pw@h:4\"\nhost = \"lab1\"\nheartbeat = \"2s\"\n{port}labels = {{ board = \"rpi4\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(cfg.ports[0].labels["board"], "rpi4");
+        assert_eq!(cfg.fleet.host.as_deref(), Some("lab1"));
+        let summary = cfg.summary();
+        assert!(
+            summary.contains("fleet: nats://u@h:4 as host lab1, heartbeat 2s"),
+            "{summary}"
+        );
+        assert!(!summary.contains("pw"), "{summary}");
+        assert!(load_str(port).unwrap().fleet == Default::default());
+
+        let e = error(&format!("[fleet]\nurl = \"h\"\nhost = \"a.b\"\n{port}"));
+        assert!(
+            e.starts_with("hub.toml:1:1: fleet.host \"a.b\" is not a usable fleet host name"),
+            "{e}"
+        );
+        let e = error(&format!("[fleet]\nhost = \"x\"\n{port}"));
+        assert!(e.contains("fleet.host needs fleet.url"), "{e}");
+        let e = error(&format!("[fleet]\nurl = \"h\"\nport = 1\n{port}"));
+        assert!(e.contains("unknown field `port`"), "{e}");
+        let e = error(&format!("{port}labels = {{ \"a b\" = \"x\" }}\n"));
+        assert!(e.contains("port \"a\": labels: label key \"a b\""), "{e}");
+    }
+
     fn load_str(text: &str) -> Result<DaemonConfig, FileError> {
         parse(Path::new("hub.toml"), text)
     }

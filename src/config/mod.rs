@@ -119,7 +119,6 @@ impl Source {
                 "--log-keep" => "log.keep",
                 "--no-pacing" => "pacing",
                 "--allow" => "access",
-                "--label" => "labels",
                 f => f.trim_start_matches("--"),
             },
         }
@@ -206,8 +205,7 @@ pub(crate) struct PortConfig {
     pub(crate) traffic: Option<TrafficConfig>,
     /// The TLS files, if given (read and checked when resolved).
     pub(crate) tls: Option<crate::tls::TlsFiles>,
-    /// The port's labels in the fleet registry; a change restarts the
-    /// port on reload.
+    /// Its labels in the fleet registry; a change restarts it on reload.
     pub(crate) labels: crate::fleet::config::Labels,
 }
 
@@ -258,12 +256,7 @@ impl From<&ServeArgs> for PortSettings {
                     client_ca: a.tls_client_ca.clone(),
                     crls: a.tls_crl.clone(),
                 }),
-            labels: Some(
-                a.labels
-                    .iter()
-                    .map(|l| (l.key.clone(), l.value.clone()))
-                    .collect(),
-            ),
+            labels: Some(crate::fleet::config::labels(&a.fleet.labels)),
         }
     }
 }
@@ -381,11 +374,6 @@ impl PortConfig {
         let traffic = traffic_config(&s.log, source)?;
         let tls = tls::files(s.tls.take(), &listen, source)?;
         let pacing = s.pacing.unwrap_or(d::PACING);
-        let labels = s.labels.take().unwrap_or_default();
-        crate::fleet::config::check_labels(&labels).map_err(|why| ConfigError::Labels {
-            option: source.name("--label"),
-            why,
-        })?;
         Ok(PortConfig {
             name,
             device,
@@ -412,7 +400,7 @@ impl PortConfig {
             stats_every,
             traffic,
             tls,
-            labels,
+            labels: s.take_labels(source)?,
         })
     }
 }
@@ -444,8 +432,7 @@ pub(crate) fn name_of(device: &DeviceSpec) -> String {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| path.to_string_lossy().into_owned()),
         DeviceSpec::Sim(sim) => format!("sim-{}", format!("{:?}", sim.mode).to_lowercase()),
-        DeviceSpec::Remote { addr, .. } => addr.replace(':', "-"),
-        DeviceSpec::Fleet(p) => format!("{}-{}", p.host, p.port),
+        DeviceSpec::Remote { .. } | DeviceSpec::Fleet(_) => device.remote_name(),
     };
     let mut name: String = raw
         .chars()

@@ -101,6 +101,21 @@ pub(crate) struct LogSettings {
 }
 
 impl PortSettings {
+    /// The labels, checked; errors name `--label` or `labels`.
+    pub(crate) fn take_labels(
+        &mut self,
+        source: super::Source,
+    ) -> Result<crate::fleet::config::Labels, super::ConfigError> {
+        let labels = self.labels.take().unwrap_or_default();
+        let option = match source {
+            super::Source::Flags => "--label",
+            super::Source::File => "labels",
+        };
+        crate::fleet::config::check_labels(&labels)
+            .map_err(|why| super::ConfigError::Labels { option, why })?;
+        Ok(labels)
+    }
+
     /// These settings, with anything they leave out taken from `base`.
     pub(crate) fn over(self, base: &PortSettings) -> PortSettings {
         let b = base.clone();

@@ -83,9 +83,10 @@ pub(crate) struct DaemonInfo {
     /// with flags.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) config: Option<PathBuf>,
-    /// Its place in the fleet (`--fleet`); `None` when not in one.
+    /// Its place in the fleet (`--fleet`); `None` when not in one. Boxed:
+    /// it is rare, and keeps every answer small.
     #[serde(default)]
-    pub(crate) fleet: Option<FleetStatus>,
+    pub(crate) fleet: Option<Box<FleetStatus>>,
 }
 
 /// A daemon's place in the fleet, as status shows it.

@@ -93,6 +93,27 @@ pub(crate) fn tables(ports: &[PortStatus]) -> String {
             let scheme = if p.metrics_https { "https" } else { "http" };
             let _ = writeln!(out, "  metrics: {scheme}://{addr}/metrics");
         }
+        if let Some(f) = &p.fleet {
+            let labels: Vec<String> = p.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let why = f
+                .error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  fleet: {}/{} on {}, {}{why}; labels {}",
+                f.host,
+                p.name,
+                f.url,
+                f.state,
+                if labels.is_empty() {
+                    "none".to_owned()
+                } else {
+                    labels.join(",")
+                },
+            );
+        }
         let clients = field("clients");
         let clients = clients.as_array().map(Vec::as_slice).unwrap_or_default();
         if clients.is_empty() {

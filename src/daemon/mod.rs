@@ -49,6 +49,7 @@ use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, DaemonInfo, Request, Response};
 use crate::endpoint::unix::UnixError;
 use crate::fds::{self, FdReserve};
+use crate::fleet::config::FleetSettings;
 use crate::fleet::registry::Registry;
 use crate::port::PortError;
 pub(crate) use ports::PortPlan;
@@ -70,13 +71,16 @@ pub enum DaemonError {
 /// until `shutdown`. `metrics` is the address to serve `/metrics` on
 /// (`127.0.0.1:9108`).
 /// `config_file` is where the ports came from, to reload; `None` when they
-/// came from flags.
+/// came from flags. `fleet` is this host's place in the fleet, if it joins
+/// one; `fleet_file` the file's `[fleet]` as read, which a reload compares
+/// (a change takes a restart).
 pub(crate) async fn run(
     ports: Vec<PortPlan>,
     control: Option<ControlConfig>,
     metrics: Option<MetricsListen>,
     config_file: Option<PathBuf>,
     fleet: Option<Registry>,
+    fleet_file: FleetSettings,
     shutdown: CancellationToken,
 ) -> Result<(), DaemonError> {
     // Bound first: a second daemon on the same socket fails before it
@@ -156,14 +160,14 @@ pub(crate) async fn run(
             () = shutdown.cancelled() => break,
             Some(()) = hangup(&mut hangups) => {
                 info!("SIGHUP: reloading the configuration");
-                let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fds, &shutdown).await;
+                let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await;
             }
             Some(session) = fleet_sessions.recv() => sessions::attach(&running, session),
             Some((request, reply)) = asked.recv() => {
                 let status = matches!(request, Request::Status { .. });
                 let mut answer = match request {
                     Request::Reload => {
-                        match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fds, &shutdown).await {
+                        match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await {
                             Ok(report) if report.complete() => Response::done(report.to_string()),
                             Ok(report) => Response::error(report.to_string()),
                             Err(e) => Response::error(e.to_string()),
@@ -179,7 +183,7 @@ pub(crate) async fn run(
                     answer.daemon = Some(DaemonInfo {
                         pid: std::process::id(),
                         config: config_file.clone(),
-                        fleet,
+                        fleet: fleet.map(Box::new),
                     });
                 }
                 let _ = reply.send(answer);

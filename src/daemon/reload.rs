@@ -21,6 +21,7 @@ use super::ports::{PortPlan, Running, start, stop_all};
 use super::report::{Failed, ReloadReport};
 use crate::config::{self, FileError};
 use crate::fds::FdReserve;
+use crate::fleet::config::FleetSettings;
 use crate::tls::TlsAcceptor;
 
 /// Why a reload changed nothing.
@@ -42,6 +43,7 @@ pub(crate) async fn reload(
     running: &mut Vec<Running>,
     file: Option<&Path>,
     metrics_tls: Option<&TlsAcceptor>,
+    fleet: &FleetSettings,
     fds: &Arc<FdReserve>,
     shutdown: &CancellationToken,
 ) -> Result<ReloadReport, ReloadError> {
@@ -65,8 +67,11 @@ pub(crate) async fn reload(
             return Err(ReloadError::Config(e));
         }
     };
+    // The fleet is joined once, at start-up.
+    let fleet_changed = new.fleet != *fleet;
     let new: Vec<PortPlan> = new.ports.into_iter().map(PortPlan::from_file).collect();
     let mut report = carry_out(running, new, fds, shutdown).await;
+    report.fleet_changed = fleet_changed;
     // Ports just started read their files as they started.
     let started: HashSet<&str> = report
         .restarted

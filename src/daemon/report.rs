@@ -31,6 +31,9 @@ pub(crate) struct ReloadReport {
     pub(crate) failed: Vec<Failed>,
     /// The TLS files read again for the ports that kept running.
     pub(crate) certificates: Certificates,
+    /// The file's `[fleet]` differs from the one read at start-up, which
+    /// is what runs until a restart.
+    pub(crate) fleet_changed: bool,
 }
 
 /// A port of the file that could not start.
@@ -74,6 +77,14 @@ impl std::fmt::Display for ReloadReport {
             ("removed", self.removed.join(", ")),
             ("failed to start", failed.join("; ")),
             ("TLS certificates", certificates),
+            (
+                "fleet",
+                if self.fleet_changed {
+                    "[fleet] changed, not applied: it takes a restart".to_owned()
+                } else {
+                    String::new()
+                },
+            ),
         ];
         let parts: Vec<String> = parts
             .into_iter()
@@ -162,11 +173,13 @@ mod tests {
             removed: names(&["h", "i"]),
             failed: vec![],
             certificates: Certificates::default(),
+            fleet_changed: true,
         };
         assert_eq!(
             report.to_string(),
             "unchanged: a, b; changed in place: c (-tcp:127.0.0.1:7000, +pty:/tmp/c); \
-             d (line 1200 8N1 -> 2400 8N1); restarted: e, f; added: g; removed: h, i"
+             d (line 1200 8N1 -> 2400 8N1); restarted: e, f; added: g; removed: h, i; \
+             fleet: [fleet] changed, not applied: it takes a restart"
         );
         let removed = ReloadReport {
             removed: names(&["echo", "extra"]),

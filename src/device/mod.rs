@@ -87,6 +87,18 @@ impl std::str::FromStr for DeviceSpec {
     }
 }
 
+impl DeviceSpec {
+    /// A remote port's part of a port name: `HOST-PORT` for an address,
+    /// `HOST-PORT` for a fleet port too; empty for any other device.
+    pub(crate) fn remote_name(&self) -> String {
+        match self {
+            DeviceSpec::Remote { addr, .. } => addr.replace(':', "-"),
+            DeviceSpec::Fleet(p) => format!("{}-{}", p.host, p.port),
+            DeviceSpec::Tty(_) | DeviceSpec::Sim(_) => String::new(),
+        }
+    }
+}
+
 impl std::fmt::Display for DeviceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -197,8 +197,12 @@ impl FleetSettings {
 
 impl Broker {
     /// The broker of `fleet ls` and `fleet connect`: `--fleet URL`, else
-    /// `SERIALHUB_FLEET`.
-    pub(crate) fn from_flag_or_env(url: Option<&str>) -> Result<Broker, FleetConfigError> {
+    /// `SERIALHUB_FLEET`, with `--fleet-creds` and `--fleet-ca`.
+    pub(crate) fn from_flags(
+        url: Option<&str>,
+        creds: Option<PathBuf>,
+        ca: Option<PathBuf>,
+    ) -> Result<Broker, FleetConfigError> {
         let env = std::env::var("SERIALHUB_FLEET").ok();
         let (url, option) = match url {
             Some(u) => (u.to_owned(), "--fleet"),
@@ -215,11 +219,9 @@ impl Broker {
         let url = url
             .parse::<FleetUrl>()
             .map_err(|e| FleetConfigError::Url(e, option))?;
-        Ok(Broker {
-            url,
-            creds: None,
-            ca: None,
-        })
+        let broker = Broker { url, creds, ca };
+        broker.check_files(Origin::Flags)?;
+        Ok(broker)
     }
 
     /// The credentials and CA files can be read (and the CA holds a
@@ -329,6 +331,14 @@ pub(crate) fn check_label(key: &str, value: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The labels that `--label` flags give (the last of a key wins).
+pub(crate) fn labels(flags: &[Label]) -> Labels {
+    flags
+        .iter()
+        .map(|l| (l.key.clone(), l.value.clone()))
+        .collect()
 }
 
 /// Checks a port's labels: each one, and how many.

@@ -159,6 +159,9 @@ pub(crate) async fn run(
             }
         }
         if over {
+            // The RESET is out of the client's buffer before anyone (a
+            // process about to exit) hears that this end is finished.
+            let _ = tokio::time::timeout(PUBLISH_TIMEOUT, link.client.flush()).await;
             break;
         }
         let sleep = deadline.map(tokio::time::Instant::from_std);
@@ -240,6 +243,7 @@ pub(crate) async fn run(
             _ = shutdown.cancelled() => shared.lock().session.reset("the host is shutting down"),
         }
     }
+    shared.finish();
     let _ = frames_in.unsubscribe().await;
 }
 

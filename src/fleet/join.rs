@@ -103,7 +103,10 @@ mod tests {
         let me = record("mine", 2);
         let ms = Duration::from_millis;
         assert_eq!(decide(None, ms(0), &me), Decision::Take);
-        assert_eq!(decide(Some(&record("mine", 1)), ms(10), &me), Decision::Take);
+        assert_eq!(
+            decide(Some(&record("mine", 1)), ms(10), &me),
+            Decision::Take
+        );
         assert_eq!(
             decide(Some(&record("other", 7)), ms(3000), &me),
             Decision::Take

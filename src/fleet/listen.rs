@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::drive::{self, Link, Timing};
-use super::session::Session;
+use super::session::{MAX_WINDOW, Session};
 use super::shared::Shared;
 use super::stream::{FleetReader, FleetWriter, halves};
 use super::wire::{self, Mode, OpenReply, OpenRequest, PingReply, PingRequest, UNKNOWN_SESSION};
@@ -248,7 +248,7 @@ impl Ctx {
         })
         .await;
         let window = match answer {
-            Ok(Some(Ok(window))) => window.max(2 * max_frame),
+            Ok(Some(Ok(window))) => window.clamp(2 * max_frame, MAX_WINDOW),
             Ok(Some(Err(error))) => {
                 reply(&self.client, &m, &refuse(&error)).await;
                 return;

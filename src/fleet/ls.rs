@@ -39,11 +39,10 @@ pub(crate) struct Listed {
     pub(crate) age_ms: u64,
 }
 
-/// Lists the fleet at `url` (else `SERIALHUB_FLEET`), the ports with every
-/// label of `labels`; as a table, or JSON.
-pub(crate) async fn run(url: Option<&str>, labels: &[Label], json: bool) -> Result<(), FleetError> {
-    let broker = Broker::from_flag_or_env(url)?;
-    let conn = connect_within(&broker, "serialhub fleet ls", CONNECT_WAIT).await?;
+/// Lists the fleet of `broker`, the ports with every label of `labels`;
+/// as a table, or JSON.
+pub(crate) async fn run(broker: &Broker, labels: &[Label], json: bool) -> Result<(), FleetError> {
+    let conn = connect_within(broker, "serialhub fleet ls", CONNECT_WAIT).await?;
     let js = jetstream::new(conn.client.clone());
     let listed = match js.get_key_value(BUCKET).await {
         Ok(store) => read(&store).await?,

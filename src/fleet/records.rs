@@ -98,9 +98,7 @@ pub(crate) async fn open_or_create(
     let made = js
         .create_stream(Config {
             name: format!("KV_{BUCKET}"),
-            description: Some(
-                "serialhub fleet registry: host.HOST and port.HOST.PORT".to_owned(),
-            ),
+            description: Some("serialhub fleet registry: host.HOST and port.HOST.PORT".to_owned()),
             subjects: vec![format!("$KV.{BUCKET}.>")],
             max_messages_per_subject: 1,
             max_age: MAX_AGE,

@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub(super) wake: Notify,
     /// Wakes the reader: bytes arrived, the stream ended or failed.
     pub(super) readable: Notify,
+    /// Wakes those waiting for the driver to end ([`finished`](Core::finished)).
+    pub(super) done: Notify,
 }
 
 pub(crate) struct Core {
@@ -34,10 +36,12 @@ pub(crate) struct Core {
     pub(crate) malformed: u64,
     /// Frames the NATS client did not take (counted; resent as lost).
     pub(crate) unsent: u64,
+    /// The driver ended: the session's last frame (a RESET) is out.
+    pub(crate) finished: bool,
 }
 
 /// A session end's counters, for status.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct FleetStats {
     pub(crate) session: SessionStats,
     pub(crate) malformed: u64,
@@ -64,9 +68,11 @@ impl Shared {
                 dropped: false,
                 malformed: 0,
                 unsent: 0,
+                finished: false,
             }),
             wake: Notify::new(),
             readable: Notify::new(),
+            done: Notify::new(),
         })
     }
 
@@ -88,6 +94,12 @@ impl Shared {
         {
             w.wake();
         }
+    }
+
+    /// The driver ended.
+    pub(crate) fn finish(&self) {
+        self.lock().finished = true;
+        self.done.notify_waiters();
     }
 
     /// The peer was heard from (a ping on the host end).

@@ -19,8 +19,8 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::drive::{self, Link, Timing};
-use super::session::Session;
 use super::session::frame::MAX_DATA;
+use super::session::{MAX_WINDOW, Session};
 pub(crate) use super::shared::FleetStats;
 use super::shared::Shared;
 use super::wire::{self, Mode, OpenReply, OpenRequest};
@@ -67,6 +67,13 @@ pub(crate) fn halves(shared: &Arc<Shared>) -> (FleetReader, FleetWriter) {
 
 fn reset_error(kind: io::ErrorKind, reason: &str) -> io::Error {
     io::Error::new(kind, format!("fleet session ended: {reason}"))
+}
+
+fn closed_error() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::BrokenPipe,
+        "fleet session: write after the sending side was shut down",
+    )
 }
 
 impl FleetReader {
@@ -143,6 +150,9 @@ impl SocketHalf for FleetWriter {
         if let Some(r) = c.session.reset_reason() {
             return Poll::Ready(Err(reset_error(io::ErrorKind::BrokenPipe, r)));
         }
+        if c.session.write_closed() {
+            return Poll::Ready(Err(closed_error()));
+        }
         if c.session.room() > 0 {
             return Poll::Ready(Ok(()));
         }
@@ -157,6 +167,9 @@ impl SocketHalf for FleetWriter {
         let mut c = self.shared().lock();
         if let Some(r) = c.session.reset_reason() {
             return Err(reset_error(io::ErrorKind::BrokenPipe, r));
+        }
+        if c.session.write_closed() {
+            return Err(closed_error());
         }
         let n = c.session.write(buf);
         drop(c);
@@ -173,6 +186,25 @@ impl SocketHalf for FleetWriter {
         self.shared().lock().session.close();
         self.shared().wake.notify_one();
         Ok(())
+    }
+}
+
+/// Ends a session end and waits until the peer was told: what was written
+/// is given [`Timing::linger`] to be acknowledged, then a RESET goes out.
+/// A process about to exit (`fleet connect`) calls this, so the host
+/// detaches its client at once rather than after its silence timeout.
+pub(crate) async fn close(reader: FleetReader, writer: FleetWriter) {
+    let shared = reader.0.0.clone();
+    drop((reader, writer));
+    loop {
+        let done = shared.done.notified();
+        tokio::pin!(done);
+        // Registered before the check, so a finish in between is seen.
+        done.as_mut().enable();
+        if shared.lock().finished {
+            return;
+        }
+        done.await;
     }
 }
 
@@ -222,7 +254,7 @@ pub(crate) async fn open_with(
     let cid = wire::client_id();
     let sid = wire::token();
     let max_frame = drive::max_frame(client);
-    let window = window.max(2 * max_frame);
+    let window = window.clamp(2 * max_frame, MAX_WINDOW);
     // Subscribed before asking, so the host's first frame finds us.
     let subscriber = client
         .subscribe(wire::to_client_subject(cid, &sid))

@@ -28,6 +28,7 @@ use super::config::Broker;
 use super::connect::{CONNECT_WAIT, connect_within};
 use super::dial;
 use super::escape::{Escape, Typed};
+use super::stream;
 use super::wire::Mode;
 use crate::endpoint::sink::{Shared, SocketHalf};
 use crate::endpoint::source::ClientSource;
@@ -44,11 +45,13 @@ const CHUNK: usize = 4096;
 /// Bytes the device may send ahead of what the terminal printed: a
 /// screenful many times over, and a small part of a session's most.
 const WINDOW: usize = 64 * 1024;
+/// The most the end of a session may take: the session's own linger for
+/// unacknowledged bytes, and a little more to tell the host.
+const CLOSE_WAIT: Duration = Duration::from_secs(7);
 
-/// `serialhub fleet connect HOST/PORT [--fleet URL]`.
-pub(crate) async fn run(url: Option<&str>, port: &FleetPort) -> Result<(), FleetError> {
-    let broker = Broker::from_flag_or_env(url)?;
-    let conn = connect_within(&broker, "serialhub fleet connect", CONNECT_WAIT).await?;
+/// `serialhub fleet connect HOST/PORT`, through `broker`.
+pub(crate) async fn run(broker: &Broker, port: &FleetPort) -> Result<(), FleetError> {
+    let conn = connect_within(broker, "serialhub fleet connect", CONNECT_WAIT).await?;
     let (reader, writer) = dial::open_over(&conn.client, port, Mode::Raw, WINDOW)
         .await
         .map_err(|e| FleetError::Session(e.to_string()))?;
@@ -66,9 +69,23 @@ pub(crate) async fn run(url: Option<&str>, port: &FleetPort) -> Result<(), Fleet
     let held = Held(writer.clone());
     let unacked = || writer.unacked();
     let mut stdout = tokio::io::stdout();
-    let ended = relay(read_stdin(), how, reader, held, unacked, &mut stdout, &stop).await;
+    let ended = relay(
+        read_stdin(),
+        how,
+        &reader,
+        held,
+        unacked,
+        &mut stdout,
+        &stop,
+    )
+    .await;
     signals.abort();
     drop(raw);
+    // The host detaches its client now rather than after its silence
+    // timeout; what was sent is given the session's linger to arrive.
+    if let Ok(writer) = Arc::try_unwrap(writer) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, stream::close(reader, writer)).await;
+    }
     match ended {
         Ok(Ended::Closed) if how == Input::Terminal => {
             eprintln!("\r\nserialhub: {port} closed the session");
@@ -195,7 +212,7 @@ pub(crate) enum Ended {
 pub(crate) async fn relay<R, W>(
     mut input: mpsc::Receiver<Vec<u8>>,
     how: Input,
-    reader: R,
+    reader: &R,
     writer: W,
     unacked: impl Fn() -> usize,
     output: &mut (impl AsyncWrite + Unpin),
@@ -311,7 +328,7 @@ mod tests {
         let mut out = Vec::new();
         let stop = CancellationToken::new();
         let started = std::time::Instant::now();
-        let ended = relay(rx, Input::Pipe, r, w, || 0, &mut out, &stop)
+        let ended = relay(rx, Input::Pipe, &r, w, || 0, &mut out, &stop)
             .await
             .unwrap();
         assert_eq!(ended, Ended::Quiet);
@@ -326,7 +343,7 @@ mod tests {
         tx.send(b"ab~~\r".to_vec()).await.unwrap();
         let stop = CancellationToken::new();
         let (mut out, mut printed) = tokio::io::duplex(64);
-        let relayed = relay(rx, Input::Terminal, r, w, || 0, &mut out, &stop);
+        let relayed = relay(rx, Input::Terminal, &r, w, || 0, &mut out, &stop);
         tokio::pin!(relayed);
         // `~.` is typed once the echo of the line before it is printed.
         let typed = async {

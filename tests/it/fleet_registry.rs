@@ -94,7 +94,12 @@ fn echoes(s: &Server) {
 fn issue22_fleet_ls_lists_three_hosts_ports_with_labels_and_filters_by_them() {
     let nats = NatsServer::start();
     let url = nats.url();
-    let _a = host(&url, "lab1", "ttyUSB0", &["--label", "board=rpi4", "--label", "rack=3"]);
+    let _a = host(
+        &url,
+        "lab1",
+        "ttyUSB0",
+        &["--label", "board=rpi4", "--label", "rack=3"],
+    );
     let _b = host(&url, "lab2", "tty.S1", &["--label", "board=stm32"]);
     // The third from a configuration file: `[fleet]` and `labels = {...}`.
     let dir = tempfile::tempdir().unwrap();
@@ -122,7 +127,10 @@ fn issue22_fleet_ls_lists_three_hosts_ports_with_labels_and_filters_by_them() {
     assert_eq!(one["clients"], 0);
     assert_eq!(one["labels"]["board"], "rpi4");
     assert_eq!(one["labels"]["rack"], "3");
-    assert!(one["last_seen"].as_str().is_some_and(|t| t.ends_with('Z')), "{one}");
+    assert!(
+        one["last_seen"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{one}"
+    );
     assert!(one["age_ms"].as_u64().is_some_and(|a| a < 3000), "{one}");
 
     let rpi = ls(&url, &["--label", "board=rpi4"]).unwrap();
@@ -145,7 +153,12 @@ fn issue22_fleet_ls_lists_three_hosts_ports_with_labels_and_filters_by_them() {
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     let head: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(head, ["NAME", "DEVICE", "STATE", "LINE", "CLIENTS", "LABELS", "SEEN"]);
+    assert_eq!(
+        head,
+        [
+            "NAME", "DEVICE", "STATE", "LINE", "CLIENTS", "LABELS", "SEEN"
+        ]
+    );
     assert!(table.contains("board=rpi4,rack=3"), "{table}");
 }
 
@@ -173,8 +186,17 @@ fn issue22_a_duplicate_host_name_is_refused() {
     wait_ls(&url, "the first host", |l| names(l) == ["dup/p"]);
     let (code, err, _) = run_to_exit(
         &[
-            "serve", "-d", "sim:echo", "--name", "q", "-l", "tcp:127.0.0.1:0", "--fleet", &url,
-            "--fleet-host", "dup",
+            "serve",
+            "-d",
+            "sim:echo",
+            "--name",
+            "q",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--fleet",
+            &url,
+            "--fleet-host",
+            "dup",
         ],
         Duration::from_secs(20),
     );
@@ -227,8 +249,11 @@ fn issue22_after_a_broker_restart_the_hosts_register_again() {
                 p["last_seen"]
                     .as_str()
                     .and_then(|t| {
-                        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                            .ok()
+                        time::OffsetDateTime::parse(
+                            t,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()
                     })
                     .is_some_and(|t| t > back)
             })
@@ -250,7 +275,88 @@ fn issue22_fleet_ls_without_a_broker_is_a_clear_error() {
     nats.kill9();
     let (code, err, took) = run_to_exit(&["fleet", "ls", "--fleet", &url], Duration::from_secs(20));
     assert_eq!(code.code(), Some(1), "{err}");
-    assert!(err.contains("cannot reach the fleet broker nats://u@127.0.0.1:"), "{err}");
+    assert!(
+        err.contains("cannot reach the fleet broker nats://u@127.0.0.1:"),
+        "{err}"
+    );
     assert!(!err.contains("hidden"), "{err}");
     assert!(took < Duration::from_secs(15), "{took:?}");
+}
+
+/// A broker with TLS (a private CA) and a password: a host joins with
+/// `tls://user:password@` and `--fleet-ca`, `fleet ls` lists it the same
+/// way, and the password shows nowhere: not in status, the log or errors.
+/// Without the CA the broker is not trusted.
+#[test]
+fn issue22_a_tls_broker_with_a_password_is_joined_and_the_password_never_shown() {
+    let pki = crate::tls::pki();
+    let nats = NatsServer::start_config(&format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n}}\nauthorization {{\n  user: alice\n  password: s3cretpw\n}}\n",
+        pki.arg("server.pem"),
+        pki.arg("server.key")
+    ));
+    let url = format!("tls://alice:s3cretpw@127.0.0.1:{}", nats.port());
+    let ca = pki.arg("ca.pem");
+    let s = host(&url, "secure", "p", &["--fleet-ca", &ca]);
+    s.wait_status("fleet connected", |p| p["fleet"]["state"] == "connected");
+    let st = status(&s.control);
+    assert_eq!(
+        st[0]["fleet"]["url"],
+        format!("tls://alice@127.0.0.1:{}", nats.port())
+    );
+    let listed = || {
+        let out = command()
+            .args(["fleet", "ls", "--json", "--fleet", &url, "--fleet-ca", &ca])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while names(&listed()) != ["secure/p"] {
+        assert!(Instant::now() < deadline, "not listed: {:?}", listed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The system's roots do not know the test CA.
+    let (code, err, _) = run_to_exit(&["fleet", "ls", "--fleet", &url], Duration::from_secs(20));
+    assert_eq!(code.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach the fleet broker tls://alice@127.0.0.1:"),
+        "{err}"
+    );
+    for text in [st.to_string(), s.log(), err] {
+        assert!(!text.contains("s3cretpw"), "{text}");
+    }
+}
+
+/// A reload that finds `[fleet]` changed says it takes a restart, and the
+/// host stays in the fleet as it joined; the ports reload as usual.
+#[test]
+fn issue22_a_reload_reports_that_a_fleet_change_takes_a_restart() {
+    let nats = NatsServer::start();
+    let url = nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hub.toml");
+    let text = |host: &str, baud: u32| {
+        format!(
+            "[fleet]\nurl = \"{url}\"\nhost = \"{host}\"\nheartbeat = \"1s\"\n\n\
+             [[port]]\nname = \"p\"\ndevice = \"sim:echo\"\nbaud = {baud}\nlisten = [\"tcp:127.0.0.1:0\"]\n"
+        )
+    };
+    std::fs::write(&file, text("r1", 9600)).unwrap();
+    let s = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+    wait_ls(&url, "the host", |l| names(l) == ["r1/p"]);
+    std::fs::write(&file, text("r2", 9600)).unwrap();
+    let (ok, out, err) = crate::common::control(&s.control, &["reload"]);
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("[fleet] changed, not applied: it takes a restart"),
+        "{out}"
+    );
+    std::fs::write(&file, text("r1", 19200)).unwrap();
+    let (ok, out, err) = crate::common::control(&s.control, &["reload"]);
+    assert!(ok, "{out}{err}");
+    assert!(!out.contains("[fleet]"), "{out}");
+    wait_ls(&url, "the new line in the record", |l| {
+        names(l) == ["r1/p"] && l[0]["line"] == "19200 8N1"
+    });
 }

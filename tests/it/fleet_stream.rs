@@ -128,10 +128,11 @@ async fn issue22_a_fleet_device_carries_the_counter_pattern_both_ways() {
     // 40 KB is 3.5 s at 115200 baud, each way.
     let n = 40_000;
     let c = echo_pattern(client, n, async || {
-        // The session is a client of a's port, named for the host it
+        // The session is a client of a's port, named for the machine it
         // came from.
         let clients = &status(&a.control)[0]["clients"];
-        assert_eq!(clients[0]["peer"], "fleet:b", "{clients:#}");
+        let peer = clients[0]["peer"].as_str().unwrap_or_default();
+        assert!(peer.starts_with("fleet:"), "{clients:#}");
     })
     .await;
     assert_eq!(c.errors, 0, "{:?}", c.first_error);
@@ -184,16 +185,15 @@ async fn issue22_a_flood_through_fleet_stays_within_its_in_flight_bound() {
         "fleet flood: {rate:.0} B/s on the line, at most {} bytes in flight",
         r.max_inflight
     );
-    // The local flood test's bound for b (2 s of line time), a's own
-    // --max-inflight (1 s) and the session's credit window (4 KiB at
-    // 9600 baud, its least).
-    let bound = 2 * 960 + 960 + 4096;
+    // The issue's bound: the --max-inflight (1 s) of line time plus the
+    // session's credit window (4 KiB at 9600 baud, its least).
+    let bound = 960 + 4096;
     assert!(
         r.max_inflight <= bound,
         "in flight peaked at {} bytes (bound {bound})",
         r.max_inflight
     );
-    assert!(rate > 0.8 * 960.0, "line rate {rate:.0} B/s");
+    assert!(rate > 0.85 * 960.0, "line rate {rate:.0} B/s");
     drop((a, b));
 }
 
@@ -231,7 +231,9 @@ async fn issue22_a_dead_host_puts_the_fleet_device_in_reconnecting_and_its_retur
     assert_eq!(&got, b"before\n");
 
     a.kill();
-    wait_state(&b, "reconnecting", Duration::from_secs(30)).await;
+    // The session ends once the host has answered no ping for 45 s: a
+    // host cut off from the broker for 30 s keeps its sessions.
+    wait_state(&b, "reconnecting", Duration::from_secs(90)).await;
     assert_eq!(
         status(&b.control)[0]["clients"].as_array().map(Vec::len),
         Some(1),
@@ -287,7 +289,7 @@ async fn issue22_line_settings_travel_to_the_remote_port() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue22_fleet_connect_in_a_pipe_sends_a_command_and_prints_the_reply() {
     let nats = NatsServer::start();
-    let a = host(&nats, "a", "sim:echo", 9600, &[]);
+    let a = host(&nats, "a", "sim:echo", 9600, &["--max-clients", "1"]);
     assert!(
         eventually(Duration::from_secs(30), || listed(&nats)
             .contains(&"a/p".to_owned()))
@@ -311,13 +313,102 @@ async fn issue22_fleet_connect_in_a_pipe_sends_a_command_and_prints_the_reply() 
     let (ok, out) = finish(child, Duration::from_secs(30));
     assert!(ok, "{out}");
     assert!(out.starts_with("reboot now\n"), "{out:?}");
+    let refused = |port: &str| {
+        let out = command()
+            .args(["fleet", "connect", port, "--fleet", &nats.url()])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     // An unknown port is an error that says so.
-    let out = command()
-        .args(["fleet", "connect", "a/nope", "--fleet", &nats.url()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nope"), "{err}");
+    let err = refused("a/nope");
+    assert!(err.contains("no port \"nope\""), "{err}");
+    // A session takes a --max-clients place like any client: with the
+    // only one taken, it is refused and counted.
+    let _local = std::net::TcpStream::connect(a.addr()).unwrap();
+    a.wait_status("one client", |p| {
+        p["clients"].as_array().map(Vec::len) == Some(1)
+            && p["clients"][0]["peer"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("tcp:"))
+    });
+    let err = refused("a/p");
+    assert!(err.contains("--max-clients 1"), "{err}");
+    assert_eq!(status(&a.control)[0]["refusals"]["max_clients"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue22_fleet_connect_at_a_terminal_is_raw_and_quits_at_tilde_dot() {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    let nats = NatsServer::start();
+    let a = host(&nats, "a", "sim:echo", 9600, &[]);
+    assert!(
+        eventually(Duration::from_secs(30), || listed(&nats)
+            .contains(&"a/p".to_owned()))
+        .await,
+        "a/p never listed:\n{}",
+        a.log()
+    );
+    // The terminal: a pty whose other side the test types into and reads.
+    let term = crate::common::PtyDevice::new();
+    let tty = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&term.path)
+            .unwrap()
+    };
+    let mut child = command()
+        .args(["fleet", "connect", "a/p", "--fleet", &nats.url()])
+        .stdin(tty())
+        .stdout(tty())
+        .stderr(tty())
+        .spawn()
+        .expect("spawn fleet connect");
+    let seen = |what: &[u8]| term.received().windows(what.len()).any(|w| w == what);
+    assert!(
+        eventually(Duration::from_secs(20), || seen(
+            b"~. at the start of a line quits"
+        ))
+        .await,
+        "{:?}",
+        String::from_utf8_lossy(&term.received())
+    );
+    assert!(
+        !tcgetattr(tty())
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ICANON),
+        "the terminal is not in raw mode"
+    );
+    // Raw mode: no local echo, so this comes back from the device.
+    term.send(b"hello~.\r");
+    assert!(
+        eventually(Duration::from_secs(20), || seen(b"hello~.\r")).await,
+        "{:?}",
+        String::from_utf8_lossy(&term.received())
+    );
+    term.send(b"~.");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "~. did not quit");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        tcgetattr(tty())
+            .unwrap()
+            .local_flags
+            .contains(LocalFlags::ICANON),
+        "the terminal's mode was not restored"
+    );
+    // The host was told: its client goes now, not after 120 s of silence.
+    a.wait_status("the session's client gone", |p| {
+        p["clients"].as_array().is_some_and(Vec::is_empty)
+    });
 }

@@ -37,7 +37,7 @@ pub(crate) fn window_for(bytes_per_sec: Option<u64>, max_frame: usize) -> usize 
 }
 
 /// Counters of both halves of a session.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct SessionStats {
     pub(crate) send: SendStats,
     pub(crate) recv: RecvStats,
@@ -57,7 +57,11 @@ pub(crate) struct Session {
 impl Session {
     /// `window` is what this end takes in before its reader reads;
     /// `peer_window` is the peer's; frames carry at most `max_frame` bytes.
+    /// Both windows are kept within [1, [`MAX_WINDOW`]] whatever a peer
+    /// asked for, so a session's buffers stay bounded.
     pub(crate) fn new(window: usize, peer_window: usize, max_frame: usize) -> Self {
+        let window = window.clamp(1, MAX_WINDOW);
+        let peer_window = peer_window.clamp(1, MAX_WINDOW);
         Self {
             send: Sender::new(peer_window, peer_window as u64, max_frame),
             recv: Receiver::new(window),
@@ -133,6 +137,11 @@ impl Session {
         self.send.close();
     }
 
+    /// This end's sending direction was closed.
+    pub(crate) fn write_closed(&self) -> bool {
+        self.send.closed()
+    }
+
     /// Everything written (and the close, if any) reached the peer.
     pub(crate) fn sent_all(&self) -> bool {
         self.send.finished()
@@ -175,7 +184,7 @@ impl Session {
     /// Sets the credit window before anything arrived (the host learns
     /// it when the open is answered).
     pub(crate) fn set_window(&mut self, window: usize) {
-        self.recv.set_window(window);
+        self.recv.set_window(window.min(MAX_WINDOW));
     }
 
     pub(crate) fn stats(&self) -> SessionStats {

@@ -18,7 +18,7 @@ use super::frame::Frame;
 pub(crate) const ACK_DELAY: Duration = Duration::from_millis(20);
 
 /// Counters of the receiving half.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct RecvStats {
     /// DATA frames (or parts of them) that had already arrived.
     pub(crate) duplicates: u64,

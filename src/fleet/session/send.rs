@@ -29,7 +29,7 @@ pub(crate) const MIN_RTO: Duration = Duration::from_millis(250);
 pub(crate) const MAX_RTO: Duration = Duration::from_secs(2);
 
 /// Counters of the sending half.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct SendStats {
     /// Bytes sent again after a timeout or a reconnect.
     pub(crate) resent_bytes: u64,
@@ -106,7 +106,10 @@ impl Sender {
         if self.close_at.is_some() {
             return 0;
         }
-        usize::try_from(self.limit.saturating_sub(self.end())).unwrap_or(usize::MAX)
+        let credit = usize::try_from(self.limit.saturating_sub(self.end())).unwrap_or(usize::MAX);
+        // A peer granting more than its window (it lies, or is broken)
+        // never makes this buffer grow past the window.
+        credit.min(self.window.saturating_sub(self.unacked.len()))
     }
 
     /// Written bytes the peer's reader has not taken yet (as far as its
@@ -121,6 +124,11 @@ impl Sender {
         if self.close_at.is_none() {
             self.close_at = Some(self.end());
         }
+    }
+
+    /// The writer ended the stream.
+    pub(crate) fn closed(&self) -> bool {
+        self.close_at.is_some()
     }
 
     /// Everything written, and the close, reached the peer.
@@ -277,6 +285,15 @@ mod tests {
         assert_eq!(s.write(&[1; 12]), 3);
         assert_eq!(data(s.poll_transmit(now)), (4, 3));
         assert_eq!(s.poll_transmit(now), None);
+    }
+
+    #[test]
+    fn a_peer_granting_too_much_never_grows_the_buffer_past_the_window() {
+        let now = Instant::now();
+        let mut s = Sender::new(8, 8, 4);
+        s.on_ack(0, u64::MAX, now);
+        assert_eq!(s.write(&[0; 100]), 8);
+        assert_eq!(s.write(&[0; 100]), 0);
     }
 
     #[test]

@@ -95,6 +95,10 @@ fn run(seed: u64, total: u64, windows: (usize, usize), max_frame: usize, net: Lo
     for _step in 0..50_000 {
         for (i, end) in ends.iter_mut().enumerate() {
             end.pump_writes(total, &mut rng);
+            if rng.chance(1) {
+                // The broker connection came back: resend at once.
+                end.session.on_reconnect(now);
+            }
             if rng.chance(70) {
                 end.pump_reads(&mut rng, now);
             }
