@@ -1,7 +1,7 @@
 //! Side-by-side comparison of serialhub with socat and ser2net, on the same
 //! simulated devices, in one run. Run it through `bench/compare`.
 //!
-//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls] [--tools serialhub,socat,ser2net,ser2net-4k]`
+//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls,fleet] [--tools serialhub,socat,ser2net,ser2net-4k]`
 //!
 //! `--tools` runs only the tools named (the others are reported skipped);
 //! `SERIALHUB_BIN=PATH` runs another serialhub build (in the scenarios that
@@ -16,8 +16,13 @@
 
 mod daemon;
 mod fanout;
+mod fleet;
+mod fleetbulk;
+mod fleethost;
+mod fleetls;
 mod flood;
 mod idle;
+mod nats;
 mod ports;
 mod proxy;
 mod pty;
@@ -64,7 +69,7 @@ fn parse_args() -> Plan {
             "--bench" => {}
             other => {
                 eprintln!(
-                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls] [--tools serialhub,socat,ser2net,ser2net-4k]"
+                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls,fleet] [--tools serialhub,socat,ser2net,ser2net-4k]"
                 );
                 std::process::exit(2);
             }
@@ -176,6 +181,15 @@ async fn main() {
             }
             Err(e) => eprintln!("tls: cannot make the certificates: {e}"),
         }
+    }
+    if plan.wants("fleet") {
+        let runs = if q { 1 } else { 3 };
+        run(fleet::latency(if q { 1000 } else { 5000 }, runs).await);
+        run(fleetbulk::bulk(if q { 2 } else { 10 }, if q { 1 } else { 5 }, runs).await);
+        let (secs, drain) = if q { (2, 3) } else { (10, 10) };
+        run(fleetbulk::flood_section(9600, secs, drain, runs).await);
+        run(fleetls::ls(&[(1, 16), (16, 16)], if q { 5 } else { 20 }).await);
+        run(fleetls::recovery(std::time::Duration::from_secs(2), runs).await);
     }
     eprintln!("comparison took {:.0} s", started.elapsed().as_secs_f64());
     // A complete full run replaces bench/RESULTS.md's tables; a full run of

@@ -4,9 +4,10 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
+use serialhub::device::sim::SimStats;
 use serialhub::device::{Sim, SimMode};
 use serialhub::pattern::{Checker, Generator};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::proxy::{self, Setup, TOOLS, Tool};
 use crate::report::{Chart, Section};
@@ -100,6 +101,15 @@ pub async fn device_to_client(
         &setup(tool, tls),
     )?;
     let mut stream = Conn::connect(p.addr(), tls, false).await?;
+    read_rate(&mut stream, secs).await
+}
+
+/// Reads the counter pattern from `stream` for `secs` after 300 ms of
+/// warm-up: MB/s and pattern errors.
+pub async fn read_rate(
+    stream: &mut (impl AsyncRead + Unpin),
+    secs: u64,
+) -> Result<(f64, u64), String> {
     let mut c = Checker::new();
     let mut buf = vec![0u8; 65536];
     // Skip the start-up burst the pty buffered before anyone read it.
@@ -134,7 +144,17 @@ pub async fn client_to_device(
         &setup(tool, tls),
     )?;
     let mut stream = Conn::connect(p.addr(), tls, false).await?;
-    let stats = sink.stats().clone();
+    Ok(write_rate(&mut stream, sink.stats(), secs).await)
+}
+
+/// Writes the counter pattern into `stream` for `secs` (or until a write
+/// is held for 2 s): MB/s that reached the device `stats` counts, and its
+/// pattern errors.
+pub async fn write_rate(
+    stream: &mut (impl AsyncWrite + Unpin),
+    stats: &SimStats,
+    secs: u64,
+) -> (f64, u64) {
     let mut g = Generator::new();
     let mut buf = vec![0u8; 65536];
     let start = Instant::now();
@@ -150,7 +170,7 @@ pub async fn client_to_device(
         }
     }
     let rate = (stats.rx_bytes.load(Relaxed) - rx0) as f64 / start.elapsed().as_secs_f64();
-    Ok((rate / 1e6, stats.errors.load(Relaxed)))
+    (rate / 1e6, stats.errors.load(Relaxed))
 }
 
 /// One run's round trips, in µs: p50, p99, p99.9, max.
@@ -228,17 +248,22 @@ pub async fn in_turns(
         for (&(tool, tls), result) in tools.iter().zip(&mut results) {
             let Ok(done) = result else { continue };
             match round_trips(tool, samples, tls).await {
-                Ok(mut rtt) => {
-                    rtt.sort();
-                    let at =
-                        |p: f64| rtt[((rtt.len() - 1) as f64 * p) as usize].as_secs_f64() * 1e6;
-                    done.push([0.5, 0.99, 0.999, 1.0].map(at));
-                }
+                Ok(rtt) => done.push(quantiles(rtt)),
                 Err(why) => *result = Err(why),
             }
         }
     }
     results
+}
+
+/// One run's round trips' quantiles, in µs.
+pub fn quantiles(mut rtt: Vec<Duration>) -> Quantiles {
+    rtt.sort();
+    let at = |p: f64| {
+        rtt.get(((rtt.len().max(1) - 1) as f64 * p) as usize)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e6)
+    };
+    [0.5, 0.99, 0.999, 1.0].map(at)
 }
 
 /// Each quantile's median over the runs.
@@ -294,6 +319,15 @@ async fn round_trips(
         &setup(tool, tls),
     )?;
     let mut stream = Conn::connect(p.addr(), tls, true).await?;
+    round_trips_over(&mut stream, samples).await
+}
+
+/// `samples` one-byte round trips through `stream` to an echo device, after
+/// 100 unmeasured ones.
+pub async fn round_trips_over(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    samples: usize,
+) -> Result<Vec<Duration>, String> {
     let mut rtt = Vec::with_capacity(samples);
     let mut b = [0u8; 1];
     for i in 0..samples + 100 {
