@@ -8,13 +8,14 @@
 //! [`MAX_SESSIONS`].
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{Client, Message};
 use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -105,10 +106,9 @@ pub(crate) async fn listen_with(
                             timing,
                             shutdown: shutdown.child_token(),
                         };
-                        tokio::spawn(async move {
-                            ctx.open(m).await;
-                            drop(permit);
-                        });
+                        // The permit bounds opens being answered, not
+                        // sessions: `open` gives it back once answered.
+                        tokio::spawn(ctx.open(m, permit));
                     }
                     None => break,
                 },
@@ -189,7 +189,9 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn open(self, m: Message) {
+    /// Answers open request `m`, then runs the session if it was
+    /// accepted; `pending` is held only until the answer.
+    async fn open(self, m: Message, pending: OwnedSemaphorePermit) {
         let req: OpenRequest = match serde_json::from_slice(&m.payload) {
             Ok(r) => r,
             Err(e) => {
@@ -200,6 +202,17 @@ impl Ctx {
         if !wire::valid_token(&req.session) || !wire::valid_token(&req.client) {
             let why = "bad open request: session and client ids are [A-Za-z0-9_-]{1,64}";
             reply(&self.client, &m, &refuse(why)).await;
+            return;
+        }
+        if lock(&self.table).contains_key(&req.session) {
+            // A replayed or forged open must not take over a live
+            // session's frames.
+            reply(
+                &self.client,
+                &m,
+                &refuse("bad open request: session id in use"),
+            )
+            .await;
             return;
         }
         if lock(&self.table).len() >= MAX_SESSIONS {
@@ -236,7 +249,7 @@ impl Ctx {
         let accepted = Accepted {
             port: req.port.clone(),
             mode: req.mode,
-            peer: format!("fleet:{}", req.peer),
+            peer: format!("fleet:{}", wire::peer_name(&req.peer)),
             reader,
             writer,
             answer,
@@ -254,6 +267,10 @@ impl Ctx {
                 return;
             }
             _ => {
+                // The caller may have attached the halves just as the
+                // deadline passed: end them, or its client would wait on
+                // a session nobody drives.
+                abandon(&shared, "the host did not accept the session in time");
                 reply(
                     &self.client,
                     &m,
@@ -264,7 +281,24 @@ impl Ctx {
             }
         };
         shared.lock().session.set_window(window);
-        lock(&self.table).insert(req.session.clone(), shared.clone());
+        let taken = match lock(&self.table).entry(req.session.clone()) {
+            Entry::Occupied(_) => true,
+            Entry::Vacant(v) => {
+                v.insert(shared.clone());
+                false
+            }
+        };
+        if taken {
+            // The same id opened twice at once: the other one keeps it.
+            abandon(&shared, "session id in use");
+            reply(
+                &self.client,
+                &m,
+                &refuse("bad open request: session id in use"),
+            )
+            .await;
+            return;
+        }
         let ok = OpenReply {
             ok: true,
             window: Some(window),
@@ -272,6 +306,7 @@ impl Ctx {
             error: None,
         };
         reply(&self.client, &m, &ok).await;
+        drop(pending);
         debug!(
             port = req.port,
             peer = req.peer,
@@ -291,4 +326,13 @@ impl Ctx {
             "fleet session ended"
         );
     }
+}
+
+/// Ends a session no driver will run: its halves see it reset.
+fn abandon(shared: &Shared, why: &str) {
+    let mut c = shared.lock();
+    c.session.reset(why);
+    shared.notify_halves(&mut c);
+    drop(c);
+    shared.finish();
 }

@@ -50,6 +50,31 @@ pub(crate) fn valid_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The longest opener host name kept for logs and status.
+pub(crate) const MAX_PEER: usize = 64;
+
+/// An opener's host name as the network gave it, made safe for logs and
+/// status: at most [`MAX_PEER`] characters of `[A-Za-z0-9_.-]`, anything
+/// else (a newline, a terminal escape) shown as `_`; `?` when empty.
+pub(crate) fn peer_name(peer: &str) -> String {
+    let name: String = peer
+        .chars()
+        .take(MAX_PEER)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "?".to_owned()
+    } else {
+        name
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct OpenRequest {
     pub(crate) port: String,
@@ -138,6 +163,17 @@ mod tests {
         assert!(valid_token(&a) && valid_token(&b));
         assert_ne!(a, b);
         assert!(!valid_token("a.b") && !valid_token("") && !valid_token("*"));
+    }
+
+    #[test]
+    fn peer_names_from_the_network_are_made_safe() {
+        assert_eq!(peer_name("lab-3.example"), "lab-3.example");
+        assert_eq!(
+            peer_name("evil\n2026 ERROR x\u{1b}[2J"),
+            "evil_2026_ERROR_x__2J"
+        );
+        assert_eq!(peer_name(""), "?");
+        assert_eq!(peer_name(&"é".repeat(1000)), "_".repeat(MAX_PEER));
     }
 
     #[test]
