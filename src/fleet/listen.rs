@@ -32,6 +32,10 @@ pub(crate) const MAX_SESSIONS: usize = 4096;
 /// How long the caller may take to answer an open: under the client's
 /// [`OPEN_TIMEOUT`](super::stream::OPEN_TIMEOUT), so its answer arrives.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(4);
+/// An answer the client cannot queue in this long is given up: the asker
+/// waits at most a few seconds (a ping 2 s), and meanwhile the listener
+/// answers nothing else.
+const REPLY_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a failed subscribe (the client is closing), wait before retrying.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -153,8 +157,12 @@ async fn reply(client: &Client, to: &Message, body: &impl Serialize) {
     let Ok(payload) = serde_json::to_vec(body) else {
         return;
     };
-    if let Err(e) = client.publish(subject, payload.into()).await {
-        debug!(error = %e, "could not answer a fleet request");
+    // A full send queue (the broker is away) must not stop the listener,
+    // which answers pings inline: an answer that late is useless anyway.
+    match tokio::time::timeout(REPLY_TIMEOUT, client.publish(subject, payload.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(error = %e, "could not answer a fleet request"),
+        Err(_) => debug!("gave up answering a fleet request: the broker is away"),
     }
 }
 
@@ -335,4 +343,51 @@ fn abandon(shared: &Shared, why: &str) {
     shared.notify_halves(&mut c);
     drop(c);
     shared.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broker that is away (nothing listens) fills the client's send
+    /// queue; an answer then gives up in time instead of stopping the
+    /// listener, which answers pings inline.
+    #[tokio::test]
+    async fn answers_give_up_while_the_broker_is_away() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .client_capacity(4)
+            .connect(format!("127.0.0.1:{port}"))
+            .await
+            .expect("a client that connects in the background");
+        let m = Message {
+            subject: "serialhub.host.lab1.ping".into(),
+            reply: Some("_INBOX.x".into()),
+            payload: bytes::Bytes::new(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        };
+        let body = refuse("x");
+        let mut blocked = 0;
+        for _ in 0..100 {
+            let t = std::time::Instant::now();
+            tokio::time::timeout(REPLY_TIMEOUT * 10, reply(&client, &m, &body))
+                .await
+                .expect("an answer given or given up in time");
+            if t.elapsed() >= REPLY_TIMEOUT / 2 {
+                blocked += 1;
+                if blocked == 2 {
+                    return;
+                }
+            }
+        }
+        panic!("the send queue never filled: the test shows nothing");
+    }
 }
