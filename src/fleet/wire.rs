@@ -75,6 +75,18 @@ pub(crate) fn peer_name(peer: &str) -> String {
     }
 }
 
+/// The longest text from a peer (a refusal, a ping's error) kept.
+pub(crate) const MAX_TEXT: usize = 256;
+
+/// Text a peer sent, made safe for errors, logs and status: at most
+/// [`MAX_TEXT`] characters, control characters shown as `?`.
+pub(crate) fn peer_text(text: &str) -> String {
+    text.chars()
+        .take(MAX_TEXT)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct OpenRequest {
     pub(crate) port: String,
@@ -174,6 +186,13 @@ mod tests {
         );
         assert_eq!(peer_name(""), "?");
         assert_eq!(peer_name(&"é".repeat(1000)), "_".repeat(MAX_PEER));
+    }
+
+    #[test]
+    fn text_from_a_peer_is_cut_and_cannot_drive_a_terminal() {
+        assert_eq!(peer_text("no port \"x\" on lab1"), "no port \"x\" on lab1");
+        assert_eq!(peer_text("a\nb\u{1b}[2J"), "a?b?[2J");
+        assert_eq!(peer_text(&"x".repeat(1 << 20)).len(), MAX_TEXT);
     }
 
     #[test]
