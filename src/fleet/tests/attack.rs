@@ -97,3 +97,20 @@ async fn a_replayed_session_id_is_refused_and_peer_names_are_cleaned() {
     }
     assert_eq!(&buf, b"hi");
 }
+
+/// The registry bucket this serialhub makes bounds what anyone may put in
+/// it, and so what `fleet ls` reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_bucket_is_bounded() {
+    use super::super::records::{BUCKET, MAX_BUCKET, MAX_RECORD, open_or_create};
+    let nats = Nats::start_jetstream();
+    let js = async_nats::jetstream::new(connect(&nats.url()).await);
+    let store = open_or_create(&js).await.expect("bucket");
+    let mut stream = js.get_stream(format!("KV_{BUCKET}")).await.expect("stream");
+    let config = stream.info().await.expect("info").config.clone();
+    assert_eq!(config.max_message_size, MAX_RECORD);
+    assert_eq!(config.max_bytes, MAX_BUCKET);
+    let big = vec![b'x'; 100 * 1024];
+    assert!(store.put("port.a.b", big.into()).await.is_err());
+    assert!(store.put("port.a.b", "{}".into()).await.is_ok());
+}
