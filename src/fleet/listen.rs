@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::address::is_port_name;
 use super::drive::{self, Link, Timing};
 use super::session::{MAX_WINDOW, Session};
 use super::shared::Shared;
@@ -209,6 +210,13 @@ impl Ctx {
         };
         if !wire::valid_token(&req.session) || !wire::valid_token(&req.client) {
             let why = "bad open request: session and client ids are [A-Za-z0-9_-]{1,64}";
+            reply(&self.client, &m, &refuse(why)).await;
+            return;
+        }
+        if !is_port_name(&req.port) {
+            // No port has such a name; nor does it go into logs or an
+            // answer as it came.
+            let why = "bad open request: a port name is [A-Za-z0-9_.-]{1,64}";
             reply(&self.client, &m, &refuse(why)).await;
             return;
         }

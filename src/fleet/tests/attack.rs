@@ -69,6 +69,13 @@ async fn a_replayed_session_id_is_refused_and_peer_names_are_cleaned() {
     assert!(first.ok, "{first:?}");
     let a = accepted.recv().await.expect("accepted");
     assert_eq!(a.peer, "fleet:evil___2J");
+    let mut odd = request("sid2", "x");
+    odd["port"] = "ttyS0\n\u{1b}[2J".repeat(10_000).into();
+    let odd = raw_open(&client, odd).await;
+    assert!(!odd.ok, "{odd:?}");
+    let why = odd.error.unwrap_or_default();
+    assert!(why.starts_with("bad open request: a port name is"), "{why}");
+    assert!(why.len() < 100, "{why}");
     let again = raw_open(&client, request("sid1", "x")).await;
     assert!(!again.ok, "{again:?}");
     assert!(
