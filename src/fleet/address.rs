@@ -14,7 +14,7 @@ use super::config::{MAX_HOST, is_host_name};
 const MAX_PORT: usize = 64;
 
 /// Whether `name` may name a port, as `--name` takes it.
-fn is_port_name(name: &str) -> bool {
+pub(crate) fn is_port_name(name: &str) -> bool {
     (1..=MAX_PORT).contains(&name.len())
         && name
             .bytes()

@@ -24,7 +24,7 @@ use tracing::debug;
 
 use super::session::frame::{Frame, MAX_DATA};
 use super::shared::Shared;
-use super::wire::{PingReply, PingRequest};
+use super::wire::{self, PingReply, PingRequest};
 
 /// How often the driver looks at the broker connection and the liveness
 /// clocks: well under the resend timeout, so a reconnect resends quickly.
@@ -104,7 +104,7 @@ fn ping(client: &Client, subject: &str, session: &str, timeout: Duration) -> Pin
         match client.send_request(subject, asked).await {
             Ok(m) => match serde_json::from_slice::<PingReply>(&m.payload) {
                 Ok(r) if r.ok => Ping::Alive,
-                Ok(r) => Ping::Unknown(r.error.unwrap_or_default()),
+                Ok(r) => Ping::Unknown(wire::peer_text(&r.error.unwrap_or_default())),
                 Err(_) => Ping::Away,
             },
             Err(e) if e.kind() == RequestErrorKind::NoResponders => Ping::NoResponders,

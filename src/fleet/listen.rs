@@ -8,16 +8,18 @@
 //! [`MAX_SESSIONS`].
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{Client, Message};
 use futures_util::StreamExt;
 use serde::Serialize;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::address::is_port_name;
 use super::drive::{self, Link, Timing};
 use super::session::{MAX_WINDOW, Session};
 use super::shared::Shared;
@@ -31,6 +33,10 @@ pub(crate) const MAX_SESSIONS: usize = 4096;
 /// How long the caller may take to answer an open: under the client's
 /// [`OPEN_TIMEOUT`](super::stream::OPEN_TIMEOUT), so its answer arrives.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(4);
+/// An answer the client cannot queue in this long is given up: the asker
+/// waits at most a few seconds (a ping 2 s), and meanwhile the listener
+/// answers nothing else.
+const REPLY_TIMEOUT: Duration = Duration::from_millis(500);
 /// After a failed subscribe (the client is closing), wait before retrying.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -105,10 +111,9 @@ pub(crate) async fn listen_with(
                             timing,
                             shutdown: shutdown.child_token(),
                         };
-                        tokio::spawn(async move {
-                            ctx.open(m).await;
-                            drop(permit);
-                        });
+                        // The permit bounds opens being answered, not
+                        // sessions: `open` gives it back once answered.
+                        tokio::spawn(ctx.open(m, permit));
                     }
                     None => break,
                 },
@@ -153,8 +158,12 @@ async fn reply(client: &Client, to: &Message, body: &impl Serialize) {
     let Ok(payload) = serde_json::to_vec(body) else {
         return;
     };
-    if let Err(e) = client.publish(subject, payload.into()).await {
-        debug!(error = %e, "could not answer a fleet request");
+    // A full send queue (the broker is away) must not stop the listener,
+    // which answers pings inline: an answer that late is useless anyway.
+    match tokio::time::timeout(REPLY_TIMEOUT, client.publish(subject, payload.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(error = %e, "could not answer a fleet request"),
+        Err(_) => debug!("gave up answering a fleet request: the broker is away"),
     }
 }
 
@@ -189,7 +198,9 @@ struct Ctx {
 }
 
 impl Ctx {
-    async fn open(self, m: Message) {
+    /// Answers open request `m`, then runs the session if it was
+    /// accepted; `pending` is held only until the answer.
+    async fn open(self, m: Message, pending: OwnedSemaphorePermit) {
         let req: OpenRequest = match serde_json::from_slice(&m.payload) {
             Ok(r) => r,
             Err(e) => {
@@ -200,6 +211,24 @@ impl Ctx {
         if !wire::valid_token(&req.session) || !wire::valid_token(&req.client) {
             let why = "bad open request: session and client ids are [A-Za-z0-9_-]{1,64}";
             reply(&self.client, &m, &refuse(why)).await;
+            return;
+        }
+        if !is_port_name(&req.port) {
+            // No port has such a name; nor does it go into logs or an
+            // answer as it came.
+            let why = "bad open request: a port name is [A-Za-z0-9_.-]{1,64}";
+            reply(&self.client, &m, &refuse(why)).await;
+            return;
+        }
+        if lock(&self.table).contains_key(&req.session) {
+            // A replayed or forged open must not take over a live
+            // session's frames.
+            reply(
+                &self.client,
+                &m,
+                &refuse("bad open request: session id in use"),
+            )
+            .await;
             return;
         }
         if lock(&self.table).len() >= MAX_SESSIONS {
@@ -236,7 +265,7 @@ impl Ctx {
         let accepted = Accepted {
             port: req.port.clone(),
             mode: req.mode,
-            peer: format!("fleet:{}", req.peer),
+            peer: format!("fleet:{}", wire::peer_name(&req.peer)),
             reader,
             writer,
             answer,
@@ -254,6 +283,10 @@ impl Ctx {
                 return;
             }
             _ => {
+                // The caller may have attached the halves just as the
+                // deadline passed: end them, or its client would wait on
+                // a session nobody drives.
+                abandon(&shared, "the host did not accept the session in time");
                 reply(
                     &self.client,
                     &m,
@@ -264,7 +297,24 @@ impl Ctx {
             }
         };
         shared.lock().session.set_window(window);
-        lock(&self.table).insert(req.session.clone(), shared.clone());
+        let taken = match lock(&self.table).entry(req.session.clone()) {
+            Entry::Occupied(_) => true,
+            Entry::Vacant(v) => {
+                v.insert(shared.clone());
+                false
+            }
+        };
+        if taken {
+            // The same id opened twice at once: the other one keeps it.
+            abandon(&shared, "session id in use");
+            reply(
+                &self.client,
+                &m,
+                &refuse("bad open request: session id in use"),
+            )
+            .await;
+            return;
+        }
         let ok = OpenReply {
             ok: true,
             window: Some(window),
@@ -272,6 +322,7 @@ impl Ctx {
             error: None,
         };
         reply(&self.client, &m, &ok).await;
+        drop(pending);
         debug!(
             port = req.port,
             peer = req.peer,
@@ -290,5 +341,61 @@ impl Ctx {
             session = req.session,
             "fleet session ended"
         );
+    }
+}
+
+/// Ends a session no driver will run: its halves see it reset.
+fn abandon(shared: &Shared, why: &str) {
+    let mut c = shared.lock();
+    c.session.reset(why);
+    shared.notify_halves(&mut c);
+    drop(c);
+    shared.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broker that is away (nothing listens) fills the client's send
+    /// queue; an answer then gives up in time instead of stopping the
+    /// listener, which answers pings inline.
+    #[tokio::test]
+    async fn answers_give_up_while_the_broker_is_away() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .client_capacity(4)
+            .connect(format!("127.0.0.1:{port}"))
+            .await
+            .expect("a client that connects in the background");
+        let m = Message {
+            subject: "serialhub.host.lab1.ping".into(),
+            reply: Some("_INBOX.x".into()),
+            payload: bytes::Bytes::new(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        };
+        let body = refuse("x");
+        let mut blocked = 0;
+        for _ in 0..100 {
+            let t = std::time::Instant::now();
+            tokio::time::timeout(REPLY_TIMEOUT * 10, reply(&client, &m, &body))
+                .await
+                .expect("an answer given or given up in time");
+            if t.elapsed() >= REPLY_TIMEOUT / 2 {
+                blocked += 1;
+                if blocked == 2 {
+                    return;
+                }
+            }
+        }
+        panic!("the send queue never filled: the test shows nothing");
     }
 }

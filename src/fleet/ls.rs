@@ -20,7 +20,7 @@ use serde::Serialize;
 use super::FleetError;
 use super::config::{Broker, Label, Labels};
 use super::connect::{CONNECT_WAIT, connect_within};
-use super::records::{BUCKET, HostRecord, PortRecord, age, is_live};
+use super::records::{BUCKET, HostRecord, PortRecord, age, is_live, port_key};
 
 /// A caught-up watch delivers without pause; a stream this quiet for this
 /// long has nothing more (its last entries expired while it was read).
@@ -109,8 +109,15 @@ fn live(latest: &HashMap<String, kv::Entry>) -> Vec<Listed> {
     let mut out: Vec<Listed> = latest
         .iter()
         .filter(|(key, _)| key.starts_with("port."))
-        .filter_map(|(_, e)| {
+        .filter_map(|(key, e)| {
             let rec: PortRecord = serde_json::from_slice(&e.value).ok()?;
+            // A record under another host's key (or naming another port)
+            // is no host's own: anyone may write the bucket.
+            if *key != port_key(&rec.host, &rec.port)
+                || rec.name != format!("{}/{}", rec.host, rec.port)
+            {
+                return None;
+            }
             let (host, host_age) = hosts.get(rec.host.as_str())?;
             let port_age = age(e.created);
             let alive = host.instance == rec.instance
@@ -145,6 +152,7 @@ pub(crate) fn table(listed: &[Listed]) -> String {
                 labels_text(&r.labels),
                 age_text(Duration::from_millis(l.age_ms)),
             ]
+            .map(|cell| printable(&cell))
         })
         .collect();
     let head = [
@@ -168,6 +176,15 @@ pub(crate) fn table(listed: &[Listed]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// `cell` with every control character (a terminal escape, a newline
+/// from a forged record) shown as `?`, so a listing cannot drive the
+/// terminal it is printed on.
+fn printable(cell: &str) -> String {
+    cell.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 /// `board=rpi4,rack=3`, or `-` for none.
@@ -236,6 +253,26 @@ mod tests {
         }
     }
 
+    fn renamed(mut p: PortRecord) -> PortRecord {
+        p.name = "b/other".into();
+        p
+    }
+
+    #[test]
+    fn a_forged_record_cannot_drive_the_terminal() {
+        let mut p = port("lab1", "ttyUSB0", "i");
+        p.device = "sim:echo\u{1b}]0;owned\u{7}\n\rfake row".into();
+        p.labels.insert("k".into(), "v\u{1b}[2J".into());
+        let t = table(&[Listed {
+            record: p,
+            last_seen: String::new(),
+            age_ms: 0,
+        }]);
+        assert_eq!(t.lines().count(), 2, "{t:?}");
+        assert!(!t.chars().any(|c| c.is_control() && c != '\n'), "{t:?}");
+        assert!(t.contains("sim:echo?]0;owned???fake row"), "{t:?}");
+    }
+
     #[test]
     fn only_live_ports_of_live_hosts_of_the_same_process_are_listed() {
         let s = Duration::from_millis;
@@ -247,6 +284,11 @@ mod tests {
             entry("host.dead", &host("dead", "i2"), s(3100)),
             entry("port.dead.p", &port("dead", "p", "i2"), s(100)),
             entry("port.orphan.p", &port("orphan", "p", "i3"), s(100)),
+            // Forged: a record under a key that is not its own.
+            entry("port.a.forged", &port("a", "p.1", "i1"), s(100)),
+            entry("port.a.named", &renamed(port("a", "named", "i1")), s(100)),
+            entry("port.a.junk", &"not a record", s(100)),
+            entry("host.junk", &[1, 2, 3], s(100)),
         ];
         let latest = entries.into_iter().map(|e| (e.key.clone(), e)).collect();
         let listed = live(&latest);

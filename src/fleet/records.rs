@@ -19,6 +19,12 @@ use super::config::Labels;
 pub(crate) const BUCKET: &str = "serialhub_fleet";
 /// Keys not refreshed for this long are dropped by the broker.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(300);
+/// The largest record the bucket takes: a port's record with 32 labels at
+/// their longest and a long device path is under 40 KiB.
+pub(crate) const MAX_RECORD: i32 = 64 * 1024;
+/// The bucket's size: thousands of hosts' ports, and a bound on what
+/// `fleet ls` reads, whoever writes the bucket.
+pub(crate) const MAX_BUCKET: i64 = 256 * 1024 * 1024;
 /// A record older than this many of its heartbeats is a dead host's.
 pub(crate) const LIVE_HEARTBEATS: u64 = 3;
 
@@ -102,6 +108,8 @@ pub(crate) async fn open_or_create(
             subjects: vec![format!("$KV.{BUCKET}.>")],
             max_messages_per_subject: 1,
             max_age: MAX_AGE,
+            max_message_size: MAX_RECORD,
+            max_bytes: MAX_BUCKET,
             storage: StorageType::File,
             allow_rollup: true,
             deny_delete: true,

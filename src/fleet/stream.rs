@@ -284,7 +284,9 @@ pub(crate) async fn open_with(
     if !reply.ok {
         return Err(OpenError::Refused {
             host: host.to_owned(),
-            error: reply.error.unwrap_or_else(|| "no reason given".to_owned()),
+            error: reply
+                .error
+                .map_or_else(|| "no reason given".to_owned(), |e| wire::peer_text(&e)),
         });
     }
     let max_frame = reply

@@ -50,6 +50,43 @@ pub(crate) fn valid_token(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The longest opener host name kept for logs and status.
+pub(crate) const MAX_PEER: usize = 64;
+
+/// An opener's host name as the network gave it, made safe for logs and
+/// status: at most [`MAX_PEER`] characters of `[A-Za-z0-9_.-]`, anything
+/// else (a newline, a terminal escape) shown as `_`; `?` when empty.
+pub(crate) fn peer_name(peer: &str) -> String {
+    let name: String = peer
+        .chars()
+        .take(MAX_PEER)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "?".to_owned()
+    } else {
+        name
+    }
+}
+
+/// The longest text from a peer (a refusal, a ping's error) kept.
+pub(crate) const MAX_TEXT: usize = 256;
+
+/// Text a peer sent, made safe for errors, logs and status: at most
+/// [`MAX_TEXT`] characters, control characters shown as `?`.
+pub(crate) fn peer_text(text: &str) -> String {
+    text.chars()
+        .take(MAX_TEXT)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct OpenRequest {
     pub(crate) port: String,
@@ -138,6 +175,24 @@ mod tests {
         assert!(valid_token(&a) && valid_token(&b));
         assert_ne!(a, b);
         assert!(!valid_token("a.b") && !valid_token("") && !valid_token("*"));
+    }
+
+    #[test]
+    fn peer_names_from_the_network_are_made_safe() {
+        assert_eq!(peer_name("lab-3.example"), "lab-3.example");
+        assert_eq!(
+            peer_name("evil\n2026 ERROR x\u{1b}[2J"),
+            "evil_2026_ERROR_x__2J"
+        );
+        assert_eq!(peer_name(""), "?");
+        assert_eq!(peer_name(&"é".repeat(1000)), "_".repeat(MAX_PEER));
+    }
+
+    #[test]
+    fn text_from_a_peer_is_cut_and_cannot_drive_a_terminal() {
+        assert_eq!(peer_text("no port \"x\" on lab1"), "no port \"x\" on lab1");
+        assert_eq!(peer_text("a\nb\u{1b}[2J"), "a?b?[2J");
+        assert_eq!(peer_text(&"x".repeat(1 << 20)).len(), MAX_TEXT);
     }
 
     #[test]

@@ -323,7 +323,40 @@ fn issue22_a_tls_broker_with_a_password_is_joined_and_the_password_never_shown()
         err.contains("cannot reach the fleet broker tls://alice@127.0.0.1:"),
         "{err}"
     );
-    for text in [st.to_string(), s.log(), err] {
+    // Nor does the most verbose log, of a host or of `fleet ls`.
+    let args = [
+        "serve",
+        "-d",
+        "sim:echo",
+        "--name",
+        "q",
+        "-l",
+        "tcp:127.0.0.1:0",
+        "--fleet",
+        &url,
+        "--fleet-host",
+        "traced",
+        "--fleet-heartbeat",
+        "1s",
+        "--fleet-ca",
+        &ca,
+    ];
+    let traced = Server::start_with(&args, |c| {
+        c.env("RUST_LOG", "trace");
+    });
+    traced.wait_status("fleet connected", |p| p["fleet"]["state"] == "connected");
+    let ls = command()
+        .args(["fleet", "ls", "--fleet", &url, "--fleet-ca", &ca])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    assert!(ls.status.success(), "{ls:?}");
+    let ls_err = String::from_utf8_lossy(&ls.stderr).into_owned();
+    assert!(
+        traced.log().contains("CONNECT"),
+        "a trace log shows the CONNECT"
+    );
+    for text in [st.to_string(), s.log(), err, traced.log(), ls_err] {
         assert!(!text.contains("s3cretpw"), "{text}");
     }
 }

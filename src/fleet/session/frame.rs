@@ -127,8 +127,13 @@ impl Frame {
             CLOSE if body.len() == 8 => Ok(Frame::Close {
                 at: u64_at(body, 0).ok_or_else(bad)?,
             }),
+            // The reason ends up in errors, logs and status: no control
+            // characters (a terminal escape) from a peer.
             RESET if body.len() <= MAX_REASON => Ok(Frame::Reset {
-                reason: String::from_utf8_lossy(body).into_owned(),
+                reason: String::from_utf8_lossy(body)
+                    .chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect(),
             }),
             ACK | CLOSE | RESET => Err(bad()),
             other => Err(FrameError::Type(other)),
@@ -212,6 +217,19 @@ mod tests {
             Err(FrameError::Type(9))
         );
         assert_eq!(Frame::decode(&Bytes::new()), Err(FrameError::Empty));
+    }
+
+    #[test]
+    fn a_reset_reason_carries_no_control_characters() {
+        let f = Frame::Reset {
+            reason: "gone\n\u{1b}[2J".into(),
+        };
+        assert_eq!(
+            Frame::decode(&f.encode()),
+            Ok(Frame::Reset {
+                reason: "gone??[2J".into()
+            })
+        );
     }
 
     #[test]

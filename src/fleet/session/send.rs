@@ -48,6 +48,10 @@ pub(crate) struct Sender {
     window: usize,
     /// The next offset to send (go-back-N moves it back to `base`).
     next: u64,
+    /// The highest offset ever sent: no true ACK acknowledges more, so
+    /// a forged or broken one cannot drop bytes that never left (which
+    /// would stall the stream for good: the peer would wait for them).
+    sent: u64,
     /// The peer's credit: bytes below it may be sent.
     limit: u64,
     max_frame: usize,
@@ -75,6 +79,7 @@ impl Sender {
             unacked: VecDeque::new(),
             window: window.max(1),
             next: 0,
+            sent: 0,
             limit,
             max_frame: max_frame.max(1),
             close_at: None,
@@ -143,7 +148,7 @@ impl Sender {
         if self.close_at.is_some_and(|at| received > at) {
             self.close_acked = true;
         }
-        let received = received.min(self.end());
+        let received = received.min(self.sent);
         if received > self.base {
             let n = usize::try_from(received - self.base).unwrap_or(usize::MAX);
             self.unacked.drain(..n.min(self.unacked.len()));
@@ -212,6 +217,7 @@ impl Sender {
             let bytes = copy_out(&self.unacked, from, n);
             let offset = self.next;
             self.next += n as u64;
+            self.sent = self.sent.max(self.next);
             self.arm(now);
             return Some(Frame::Data { offset, bytes });
         }
@@ -294,6 +300,17 @@ mod tests {
         s.on_ack(0, u64::MAX, now);
         assert_eq!(s.write(&[0; 100]), 8);
         assert_eq!(s.write(&[0; 100]), 0);
+    }
+
+    #[test]
+    fn an_ack_past_what_was_sent_drops_nothing_unsent() {
+        let now = Instant::now();
+        let mut s = Sender::new(100, 100, 10);
+        s.write(&[7; 50]);
+        assert_eq!(data(s.poll_transmit(now)), (0, 10));
+        // Forged: "everything written arrived", though 40 bytes never left.
+        s.on_ack(50, 150, now);
+        assert_eq!(data(s.poll_transmit(now)), (10, 10));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! credit, a broker killed and restarted mid-stream, a small
 //! `max_payload`, and a host that goes away.
 
+mod attack;
 mod nats;
 mod proxy;
 

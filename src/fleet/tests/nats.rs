@@ -12,6 +12,8 @@ pub(super) struct Nats {
     dir: TempDir,
     port: u16,
     conf: Option<PathBuf>,
+    /// JetStream on, its store in `dir` (the registry bucket's tests).
+    jetstream: bool,
 }
 
 fn binary() -> PathBuf {
@@ -45,7 +47,17 @@ impl Nats {
             dir,
             port: 0,
             conf,
+            jetstream: false,
         };
+        nats.spawn(None);
+        nats
+    }
+
+    /// A broker with JetStream, for the registry bucket.
+    pub(super) fn start_jetstream() -> Nats {
+        let mut nats = Self::start();
+        nats.kill9();
+        nats.jetstream = true;
         nats.spawn(None);
         nats
     }
@@ -56,6 +68,9 @@ impl Nats {
             .arg(port.map_or("-1".to_owned(), |p| p.to_string()))
             .arg("--ports_file_dir")
             .arg(self.dir.path());
+        if self.jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.dir.path().join("js"));
+        }
         if let Some(conf) = &self.conf {
             cmd.arg("-c").arg(conf);
         }
