@@ -34,7 +34,7 @@ use super::{Access, EndpointOptions};
 use crate::access::{AccessPolicy, Role};
 use crate::episode::Episode;
 use crate::fds::{self, FdReserve};
-use crate::hub::Hub;
+use crate::hub::{ClientHandle, Hub};
 use crate::tls::{Identity, TlsAcceptor};
 
 /// Back-off after running out of descriptors: short at first, so service
@@ -304,39 +304,74 @@ impl Admit {
         let sink = Shared::new(sink);
         let span = info_span!("client", id = handle.id(), peer = %name, identity = shown);
         let options = for_role(&self.options, role);
-        let (shutdown, port) = (cx.shutdown.clone(), cx.port.clone());
-        let protocol = self.protocol;
-        cx.tracker.spawn(
-            async move {
-                match protocol {
-                    Protocol::Raw => {
-                        // Raw output goes to the socket unchanged, so the
-                        // fan-out may write it there itself.
-                        handle.write_through_to(sink.direct());
-                        client::run(
-                            handle,
-                            source,
-                            sink,
-                            &options,
-                            client::LINGER,
-                            slot,
-                            shutdown,
-                        )
-                        .await
-                    }
-                    Protocol::ModbusTcp => {
-                        let access = options.access;
-                        super::modbus_tcp::run(handle, source, sink, access, slot, shutdown).await
-                    }
-                    Protocol::Rfc2217 => {
-                        super::rfc2217::run(handle, source, sink, &options, &port, slot, shutdown)
-                            .await
-                    }
+        let client = Admitted {
+            handle,
+            slot,
+            options,
+            span,
+        };
+        spawn_client(cx, self.protocol, client, source, sink);
+    }
+}
+
+/// A client admitted to a port: its hub handle, its `--max-clients`
+/// place, the options it runs under and its tracing span.
+pub(crate) struct Admitted {
+    pub handle: ClientHandle,
+    pub slot: Slot,
+    pub options: Arc<EndpointOptions>,
+    pub span: tracing::Span,
+}
+
+/// Runs an admitted client's loop for its protocol on the port's tracker:
+/// the same for an endpoint's clients and for those accepted elsewhere
+/// (see [`super::external`]).
+pub(crate) fn spawn_client<S, W>(
+    cx: &Context,
+    protocol: Protocol,
+    client: Admitted,
+    source: S,
+    sink: Shared<W>,
+) where
+    S: ClientSource + Send + Sync + 'static,
+    W: SocketHalf,
+{
+    let Admitted {
+        handle,
+        slot,
+        options,
+        span,
+    } = client;
+    let (shutdown, port) = (cx.shutdown.clone(), cx.port.clone());
+    cx.tracker.spawn(
+        async move {
+            match protocol {
+                Protocol::Raw => {
+                    // Raw output goes to the socket unchanged, so the
+                    // fan-out may write it there itself.
+                    handle.write_through_to(sink.direct());
+                    client::run(
+                        handle,
+                        source,
+                        sink,
+                        &options,
+                        client::LINGER,
+                        slot,
+                        shutdown,
+                    )
+                    .await
+                }
+                Protocol::ModbusTcp => {
+                    let access = options.access;
+                    super::modbus_tcp::run(handle, source, sink, access, slot, shutdown).await
+                }
+                Protocol::Rfc2217 => {
+                    super::rfc2217::run(handle, source, sink, &options, &port, slot, shutdown).await
                 }
             }
-            .instrument(span),
-        );
-    }
+        }
+        .instrument(span),
+    );
 }
 
 /// The options a client runs under: its endpoint's, read-only if its role

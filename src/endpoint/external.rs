@@ -13,14 +13,14 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-use tracing::{Instrument, debug, info_span};
+use tracing::{debug, info_span};
 
-use super::accept::{Context, Protocol};
+use super::EndpointOptions;
+use super::accept::{Admitted, Context, Protocol, spawn_client};
 use super::refusal::Refusal;
 use super::sink::{Shared, SocketHalf};
 use super::slot::Slot;
 use super::source::ClientSource;
-use super::{EndpointOptions, client};
 
 /// Attaches a connected client to `cx`'s port and runs it on the port's
 /// tracker, or says why it cannot be served.
@@ -52,34 +52,12 @@ where
     let handle = cx.hub.attach_with(peer.to_owned(), policy);
     let sink = Shared::new(sink);
     let span = info_span!("client", id = handle.id(), peer = %peer);
-    let options = Arc::new(EndpointOptions::default());
-    let (shutdown, port) = (cx.shutdown.clone(), cx.port.clone());
-    cx.tracker.spawn(
-        async move {
-            match protocol {
-                Protocol::Rfc2217 => {
-                    super::rfc2217::run(handle, source, sink, &options, &port, slot, shutdown).await
-                }
-                Protocol::ModbusTcp => {
-                    let access = options.access;
-                    super::modbus_tcp::run(handle, source, sink, access, slot, shutdown).await
-                }
-                Protocol::Raw => {
-                    handle.write_through_to(sink.direct());
-                    client::run(
-                        handle,
-                        source,
-                        sink,
-                        &options,
-                        client::LINGER,
-                        slot,
-                        shutdown,
-                    )
-                    .await
-                }
-            }
-        }
-        .instrument(span),
-    );
+    let client = Admitted {
+        handle,
+        slot,
+        options: Arc::new(EndpointOptions::default()),
+        span,
+    };
+    spawn_client(cx, protocol, client, source, sink);
     Ok(())
 }
