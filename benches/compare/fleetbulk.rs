@@ -124,7 +124,8 @@ pub async fn bulk(paced_secs: u64, unpaced_secs: u64, runs: usize) -> Section {
             .into(),
     });
     if stalled {
-        s.notes.push("\"Stalled\" is less than 1 MB/s: the transfer stopped early (b's remote device, `fleet://` or `rfc2217://` alike, run unpaced, stopped writing after its first 64 KiB when this was written; a client writing straight into a's `tcp:` endpoint with the same settings is not held back).".into());
+        s.notes
+            .push("\"Stalled\" is less than 1 MB/s: the transfer stopped early.".into());
     }
     s.chart = Some(Chart {
         file: "fleet-bulk.svg".into(),

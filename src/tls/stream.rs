@@ -29,6 +29,9 @@ use super::records::RecordEnds;
 use crate::endpoint::sink::SocketHalf;
 use crate::endpoint::source::ClientSource;
 
+/// The largest staging buffer kept once empty (see `Session::staged`).
+const STAGED_KEPT: usize = 32 * 1024;
+
 /// The session and the plain socket's halves, shared by both TLS halves.
 struct Inner<S, W> {
     conn: Mutex<Session>,
@@ -47,14 +50,18 @@ struct Session {
     ///
     /// [`records`]: super::records
     ends: RecordEnds,
-    /// Ciphertext read from the socket and not yet taken by rustls: at most
-    /// the rest of one record and the next header, read in one go (rustls
-    /// reads 4 KiB at a time; a 16 KiB record would cost four reads).
+    /// Ciphertext read from the socket and not yet taken by rustls: what the
+    /// reader asked for, or the rest of one record and the next header if
+    /// more, read in one go (rustls reads 4 KiB at a time; a 16 KiB record
+    /// would cost four reads).
     ///
     /// [`records`]: super::records
     staged: Vec<u8>,
     /// How much of `staged` rustls has taken.
     taken: usize,
+    /// The last socket read took less than it asked for: the socket had no
+    /// more then.
+    drained: bool,
 }
 
 impl<S, W> Inner<S, W> {
@@ -97,14 +104,24 @@ impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
     /// Takes in ciphertext the socket holds, up to the end of the record
     /// it is in (and the next header), and hands it to rustls while rustls
     /// wants it, processing it. `WouldBlock` when the socket had nothing.
-    fn fill(&self, s: &mut Session, held: bool) -> io::Result<()> {
+    ///
+    /// `asked` is the plaintext the caller still has room for: the read
+    /// takes that much ciphertext, or the rest of the record if more, so a
+    /// small record comes in one read with its header, and no more is
+    /// decrypted than was asked for but for the rest of one record.
+    fn fill(&self, s: &mut Session, held: bool, asked: usize) -> io::Result<()> {
         if let Some(why) = &s.failed {
             return Err(io::Error::new(io::ErrorKind::InvalidData, why.to_string()));
         }
         if s.taken == s.staged.len() {
+            if s.staged.capacity() > STAGED_KEPT {
+                // A bulk sender's large reads are not kept for an idle one.
+                s.staged = Vec::new();
+            }
             s.staged.clear();
             s.taken = 0;
-            s.staged.resize(s.ends.want(), 0);
+            let want = s.ends.want().max(asked);
+            s.staged.resize(want, 0);
             let read = if held {
                 self.raw_in.read_held(&mut s.staged)
             } else {
@@ -118,6 +135,7 @@ impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
                 }
             };
             s.staged.truncate(n);
+            s.drained = n < want;
             if n == 0 {
                 s.eof = true;
                 return self.process(s);
@@ -207,7 +225,13 @@ impl<S: ClientSource, W: SocketHalf> Inner<S, W> {
                     Err(io::ErrorKind::WouldBlock.into())
                 };
             }
-            match self.fill(&mut s, held) {
+            if got > 0 && s.drained && s.taken == s.staged.len() {
+                // The last read emptied the socket: another would only
+                // say so again.
+                return Ok(got);
+            }
+            let asked = buf.len() - got;
+            match self.fill(&mut s, held, asked) {
                 Ok(()) => {}
                 // The rest (WouldBlock, or an error the next read meets
                 // again: a failed session stays failed) after this data.
@@ -269,6 +293,7 @@ pub(crate) fn split<S, W>(
             ends: RecordEnds::default(),
             staged: Vec::new(),
             taken: 0,
+            drained: false,
         }),
         raw_in,
         raw_out,
@@ -309,7 +334,7 @@ impl<S: ClientSource, W: SocketHalf> TlsSource<S, W> {
         if !s.conn.wants_read() {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        self.0.fill(&mut s, false)?;
+        self.0.fill(&mut s, false, 0)?;
         let done = !s.conn.is_handshaking() && self.0.flush(&mut s)?;
         Ok(done)
     }
