@@ -35,6 +35,7 @@ mod tls;
 mod tlsconn;
 mod txn;
 mod web;
+mod webclient;
 
 use std::time::Instant;
 
