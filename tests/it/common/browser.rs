@@ -259,9 +259,15 @@ pub struct Flood {
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
-/// A flood line: 64 bytes.
+/// The flood's share of the line rate: the typed keys need some room.
+pub const FLOOD_SHARE: f64 = 0.9;
+
+/// The length of a flood line.
+pub const FLOOD_LINE: usize = 64;
+
+/// A flood line: [`FLOOD_LINE`] bytes.
 fn flood_line(n: u64) -> String {
-    format!("flood {n:08} abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUV\r\n")
+    format!("flood {n:08} abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRST\r\n")
 }
 
 impl Flood {
@@ -278,7 +284,7 @@ impl Flood {
             let mut lines = 0u64;
             while !s.load(Relaxed) {
                 // Paces the writer on purpose: the line's rate, not faster.
-                let due = (start.elapsed().as_secs_f64() * rate / 64.0) as u64;
+                let due = (start.elapsed().as_secs_f64() * rate / FLOOD_LINE as f64) as u64;
                 let mut chunk = String::new();
                 while lines < due {
                     chunk += &flood_line(lines);
