@@ -140,69 +140,69 @@ const REOPEN_MAX: Duration = Duration::from_secs(1);
 impl Device {
     /// Opens the device, starting the simulator first if it is one.
     pub(crate) async fn open(spec: &DeviceSpec, line: LineSettings) -> Result<Device, TtyError> {
-        let (path, sim) = match spec {
-            DeviceSpec::Tty(p) => (p.clone(), None),
-            DeviceSpec::Sim(SimSpec {
-                mode: SimMode::Loopback,
-                ..
-            }) => {
-                return Ok(Device {
-                    line,
-                    pacing: true,
-                    path: PathBuf::from(spec.to_string()),
-                    remote: None,
-                    tty: Some(Arc::new(DeviceIo::Loopback(loopback::Loopback::default()))),
-                    _sim: None,
-                });
-            }
-            // Found through the broker, which may not be reached yet (or
-            // the port's host not be up): the device task connects in the
-            // background, so start-up never waits for the fleet.
-            DeviceSpec::Fleet(port) => {
-                return Ok(Device {
-                    line,
-                    pacing: true,
-                    path: PathBuf::from(spec.to_string()),
-                    remote: Some(remote::Target::Fleet(port.clone())),
-                    tty: None,
-                    _sim: None,
-                });
-            }
-            DeviceSpec::Remote {
-                protocol,
-                addr,
-                options,
-            } => {
-                let target = remote::Target::Tcp {
-                    protocol: *protocol,
-                    addr: addr.clone(),
-                    options: *options,
-                };
-                // Nothing to restore: no client has set a modem line yet.
-                let r = target
-                    .connect(&line, None)
-                    .await
-                    .map_err(|reason| TtyError::Open {
+        let (path, sim) =
+            match spec {
+                DeviceSpec::Tty(p) => (p.clone(), None),
+                DeviceSpec::Sim(SimSpec {
+                    mode: SimMode::Loopback,
+                    ..
+                }) => {
+                    return Ok(Device {
+                        line,
+                        pacing: true,
+                        path: PathBuf::from(spec.to_string()),
+                        remote: None,
+                        tty: Some(Arc::new(DeviceIo::Loopback(loopback::Loopback::default()))),
+                        _sim: None,
+                    });
+                }
+                // Found through the broker, which may not be reached yet (or
+                // the port's host not be up): the device task connects in the
+                // background, so start-up never waits for the fleet.
+                DeviceSpec::Fleet(port) => {
+                    return Ok(Device {
+                        line,
+                        pacing: true,
+                        path: PathBuf::from(spec.to_string()),
+                        remote: Some(remote::Target::Fleet(port.clone())),
+                        tty: None,
+                        _sim: None,
+                    });
+                }
+                DeviceSpec::Remote {
+                    protocol,
+                    addr,
+                    options,
+                } => {
+                    let target = remote::Target::Tcp {
+                        protocol: *protocol,
+                        addr: addr.clone(),
+                        options: *options,
+                    };
+                    // Nothing to restore: no client has set a modem line yet.
+                    let r = target.connect(&line, None, true).await.map_err(|reason| {
+                        TtyError::Open {
+                            path: PathBuf::from(spec.to_string()),
+                            reason,
+                        }
+                    })?;
+                    return Ok(Device {
+                        line,
+                        pacing: true,
+                        path: PathBuf::from(target.shown()),
+                        remote: Some(target),
+                        tty: Some(Arc::new(DeviceIo::Remote(Box::new(r)))),
+                        _sim: None,
+                    });
+                }
+                DeviceSpec::Sim(sim) => {
+                    let sim = Sim::spawn_spec(*sim, &line).map_err(|reason| TtyError::Open {
                         path: PathBuf::from(spec.to_string()),
                         reason,
                     })?;
-                return Ok(Device {
-                    line,
-                    pacing: true,
-                    path: PathBuf::from(target.shown()),
-                    remote: Some(target),
-                    tty: Some(Arc::new(DeviceIo::Remote(Box::new(r)))),
-                    _sim: None,
-                });
-            }
-            DeviceSpec::Sim(sim) => {
-                let sim = Sim::spawn_spec(*sim, &line).map_err(|reason| TtyError::Open {
-                    path: PathBuf::from(spec.to_string()),
-                    reason,
-                })?;
-                (sim.path().to_owned(), Some(sim))
-            }
-        };
+                    (sim.path().to_owned(), Some(sim))
+                }
+            };
         let tty = Arc::new(DeviceIo::Tty(Tty::open(&path, &line)?));
         Ok(Device {
             line,
@@ -412,7 +412,7 @@ async fn reopen(
         let opened = match &device.remote {
             Some(target) => {
                 // Boxed: see `io`; connecting is rare, the task long-lived.
-                Box::pin(target.connect(line, lines))
+                Box::pin(target.connect(line, lines, device.pacing))
                     .await
                     .map(|r| DeviceIo::Remote(Box::new(r)))
                     .map_err(|e| e.to_string())

@@ -46,12 +46,13 @@ pub(crate) async fn open_over(
         .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, format!("fleet://{port}: {e}")))
 }
 
-/// Opens a session to `port` for a device whose line is `line`, over the
-/// daemon's connection.
+/// Opens a session to `port` for a device whose line is `line` (paced, or
+/// not), over the daemon's connection.
 pub(crate) async fn open(
     port: &FleetPort,
     mode: Mode,
     line: &LineSettings,
+    pacing: bool,
 ) -> io::Result<(FleetReader, FleetWriter)> {
     let Some(client) = CLIENT.get() else {
         return Err(io::Error::new(
@@ -59,7 +60,7 @@ pub(crate) async fn open(
             format!("fleet://{port}: this serialhub is in no fleet (serve --fleet URL)"),
         ));
     };
-    open_over(client, port, mode, window(line, true)).await
+    open_over(client, port, mode, window(line, pacing)).await
 }
 
 #[cfg(test)]

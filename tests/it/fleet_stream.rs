@@ -412,3 +412,40 @@ async fn issue22_fleet_connect_at_a_terminal_is_raw_and_quits_at_tilde_dot() {
         p["clients"].as_array().is_some_and(Vec::is_empty)
     });
 }
+
+/// A `fleet://` device whose remote port floods unpaced opens and streams.
+/// The fleet bench saw such opens fail with "did not answer in 3s": data
+/// ahead of the RFC 2217 answers at connect filled the 64 KiB held for the
+/// device and the answers were never read. Now data past it is discarded
+/// (and logged) until the port is open, and an unpaced port's session has
+/// the largest window. (This test did not reproduce the bench's failure
+/// without the fix, in debug or release builds; it guards the path.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue22_a_fleet_device_on_a_flooding_unpaced_remote_port_opens_and_streams() {
+    let nats = NatsServer::start();
+    let source = serialhub::device::Sim::spawn_unpaced(SimMode::Source).unwrap();
+    let unpaced = ["--no-pacing", "--slow-reader", "block"];
+    let _a = host(
+        &nats,
+        "a",
+        source.path().to_str().unwrap(),
+        115_200,
+        &unpaced,
+    );
+    let b = host(&nats, "b", "fleet://a/p", 115_200, &unpaced);
+    wait_state(&b, "open", Duration::from_secs(30)).await;
+    let mut client = TcpStream::connect(b.addr()).await.unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got < 4 << 20 && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(10), client.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got += n,
+            other => panic!(
+                "the stream stopped after {got} bytes: {other:?}\n{}",
+                b.log()
+            ),
+        }
+    }
+    assert!(got >= 4 << 20, "only {got} bytes in 60 s\n{}", b.log());
+}

@@ -56,7 +56,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_QUEUE: usize = 4;
 
 /// Data from the server held while a settings request waits for its answer
-/// and the device's reading loop is not running (at connect).
+/// and the device's reading loop is not running. At connect, data past it
+/// is discarded and counted (the port is not open yet: a flooding remote
+/// would otherwise hide the answers behind data nobody reads); once open,
+/// the socket is left unread past it until the reading loop takes the data.
 const PENDING_MAX: usize = 64 * 1024;
 
 /// What the reader learnt from the server.
@@ -79,6 +82,12 @@ pub(crate) struct Remote {
     /// The server has left a SET-CONTROL request unanswered: later ones are
     /// sent without waiting (see [`control`]).
     control_unanswered: AtomicBool,
+    /// The port is open: connect's negotiation is over, and the device's
+    /// reading loop takes the data.
+    opened: AtomicBool,
+    /// Data the server sent during connect's negotiation past
+    /// [`PENDING_MAX`], discarded.
+    discarded: AtomicUsize,
     read: tokio::sync::Mutex<link::LinkReader>,
     writes: mpsc::Sender<Bytes>,
     /// Bytes handed to the socket writer and not yet written to the socket.
@@ -139,6 +148,8 @@ impl Remote {
             protocol,
             options,
             control_unanswered: AtomicBool::new(false),
+            opened: AtomicBool::new(false),
+            discarded: AtomicUsize::new(0),
             read: tokio::sync::Mutex::new(reader),
             writes,
             queued,
@@ -157,6 +168,17 @@ impl Remote {
             if let Some(lines) = lines {
                 remote.restore_lines(lines).await?;
             }
+        }
+        remote.opened.store(true, Relaxed);
+        let discarded = remote.discarded.load(Relaxed);
+        if discarded > 0 {
+            warn!(
+                remote = addr,
+                discarded,
+                kept = remote.learn().data.len(),
+                "the remote port sent data faster than the connection's negotiation; \
+                 what came past the first 64 KiB before the port was open was discarded"
+            );
         }
         Ok(remote)
     }
@@ -227,7 +249,12 @@ impl Remote {
             telnet.feed(raw, &mut events, &mut replies);
             for e in events.drain(..) {
                 match e {
-                    Event::Data(d) => l.data.extend_from_slice(&d),
+                    Event::Data(d) if self.opened.load(Relaxed) => l.data.extend_from_slice(&d),
+                    Event::Data(d) => {
+                        let room = PENDING_MAX.saturating_sub(l.data.len()).min(d.len());
+                        l.data.extend_from_slice(&d[..room]);
+                        self.discarded.fetch_add(d.len() - room, Relaxed);
+                    }
                     Event::ComPort(m) if m.direction == rfc2217::Direction::ToClient => {
                         match m.command {
                             Command::NotifyModemstate(Some(s)) => {
@@ -354,10 +381,11 @@ impl Remote {
     /// Reads and decodes once, if no other task holds the read half;
     /// otherwise waits forever (that task decodes the answers).
     async fn pump(&self) -> io::Result<()> {
-        // Data decoded while nobody reads it is held, up to a bound; past it
-        // the socket is left unread (TCP holds the server back) and the
-        // answer, if it is behind the data, times out.
-        if self.learn().data.len() >= PENDING_MAX {
+        // Once the port is open, data decoded while nobody reads it is
+        // held, up to a bound; past it the socket is left unread (TCP holds
+        // the server back) until the reading loop takes the data. At
+        // connect, `decode` discards what is past the bound instead.
+        if self.opened.load(Relaxed) && self.learn().data.len() >= PENDING_MAX {
             return std::future::pending().await;
         }
         let Ok(read) = self.read.try_lock() else {

@@ -24,11 +24,14 @@ pub(crate) enum Target {
 }
 
 impl Target {
-    /// Connects with `line`, then sets `lines` (DTR and RTS) if given.
+    /// Connects with `line`, then sets `lines` (DTR and RTS) if given. A
+    /// fleet session's window is sized for the line when `pacing`, and the
+    /// largest otherwise (an unpaced port takes data as fast as it comes).
     pub(crate) async fn connect(
         &self,
         line: &LineSettings,
         lines: Option<ModemOutputs>,
+        pacing: bool,
     ) -> io::Result<Remote> {
         match self {
             Target::Tcp {
@@ -37,7 +40,7 @@ impl Target {
                 options,
             } => Remote::connect(*protocol, addr, *options, line, lines).await,
             Target::Fleet(port) => {
-                let (reader, writer) = dial::open(port, Mode::Rfc2217, line).await?;
+                let (reader, writer) = dial::open(port, Mode::Rfc2217, line, pacing).await?;
                 let link = Link::stream(reader, writer);
                 let name = format!("fleet://{port}");
                 let options = RemoteOptions::default();
