@@ -190,7 +190,6 @@ impl Hub {
 
     /// Disconnects client `id` (an operator's kick); `false` if there is no
     /// such client.
-
     pub(crate) fn kick(&self, id: ClientId) -> bool {
         let Some(slot) = self.slot(id) else {
             return false;

@@ -58,9 +58,15 @@ pub(crate) enum Action {
 pub(crate) enum Incoming {
     /// The browser has rendered this many binary bytes in all.
     Ack(u64),
-    Request { id: Value, action: Action },
+    Request {
+        id: Value,
+        action: Action,
+    },
     /// Not understood: answered `ok:false` with `id` (null if none).
-    Bad { id: Value, error: String },
+    Bad {
+        id: Value,
+        error: String,
+    },
 }
 
 /// Reads one text message.
@@ -204,10 +210,9 @@ impl Told {
                 json!({"type": "dropped", "bytes": bytes, "total": total})
             }
             Told::Answer { id, result: Ok(()) } => json!({"type": "answer", "id": id, "ok": true}),
-            Told::Answer {
-                id,
-                result: Err(e),
-            } => json!({"type": "answer", "id": id, "ok": false, "error": e}),
+            Told::Answer { id, result: Err(e) } => {
+                json!({"type": "answer", "id": id, "ok": false, "error": e})
+            }
             Told::Closed { reason } => json!({"type": "closed", "reason": reason}),
         };
         v.to_string()
@@ -274,11 +279,31 @@ mod tests {
         assert_eq!(error(r#"{"id":7}"#).0, json!(7));
         let (id, e) = error(r#"{"type":"fly","id":8}"#);
         assert_eq!((id, e.contains("fly")), (json!(8), true));
-        assert!(error(r#"{"type":"set","id":9}"#).1.contains("names no setting"));
-        assert!(error(r#"{"type":"set","id":9,"parity":"mark"}"#).1.contains("parity"));
-        assert!(error(r#"{"type":"set","id":9,"baud":-1}"#).1.contains("baud"));
-        assert!(error(r#"{"type":"break","id":9,"ms":999999}"#).1.contains("ms"));
-        assert!(error(r#"{"type":"signal","id":9,"dtr":1}"#).1.contains("dtr"));
+        assert!(
+            error(r#"{"type":"set","id":9}"#)
+                .1
+                .contains("names no setting")
+        );
+        assert!(
+            error(r#"{"type":"set","id":9,"parity":"mark"}"#)
+                .1
+                .contains("parity")
+        );
+        assert!(
+            error(r#"{"type":"set","id":9,"baud":-1}"#)
+                .1
+                .contains("baud")
+        );
+        assert!(
+            error(r#"{"type":"break","id":9,"ms":999999}"#)
+                .1
+                .contains("ms")
+        );
+        assert!(
+            error(r#"{"type":"signal","id":9,"dtr":1}"#)
+                .1
+                .contains("dtr")
+        );
         assert!(error(r#"{"type":"ack"}"#).1.contains("bytes"));
     }
 

@@ -132,11 +132,13 @@ impl AttachRequest {
         };
         info!(port = port.name(), %peer, client = joined.id, user = r.user.as_deref(),
             role = ?r.role, "web terminal attached");
-        let snapshot = joined.snapshot.unwrap_or_else(|| crate::hub::history::Snapshot {
-            from: joined.hub.device_offset(),
-            data: bytes::Bytes::new(),
-            gap: 0,
-        });
+        let snapshot = joined
+            .snapshot
+            .unwrap_or_else(|| crate::hub::history::Snapshot {
+                from: joined.hub.device_offset(),
+                data: bytes::Bytes::new(),
+                gap: 0,
+            });
         let window = window(&joined.hub.line().unwrap_or_default());
         let hello = Told::Hello {
             port: port.name().to_owned(),

@@ -374,7 +374,10 @@ impl PipeSource {
         Ok(match tokio::time::timeout(ANSWER_WAIT, told).await {
             Ok(Ok(answer)) => answer.refused.map_or(Ok(()), Err),
             Ok(Err(_)) => Err("the port is stopping".to_owned()),
-            Err(_) => Err(not_yet(&format!("{signal} {}", if on { "on" } else { "off" }))),
+            Err(_) => Err(not_yet(&format!(
+                "{signal} {}",
+                if on { "on" } else { "off" }
+            ))),
         })
     }
 

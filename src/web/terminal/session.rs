@@ -211,10 +211,7 @@ async fn drive(socket: &mut WebSocket, pipe: &WsEnd, s: &Session) -> Result<(), 
 }
 
 fn too_big() -> End {
-    End::Close(
-        CLOSE_TOO_BIG,
-        format!("a message over {MAX_MESSAGE} bytes"),
-    )
+    End::Close(CLOSE_TOO_BIG, format!("a message over {MAX_MESSAGE} bytes"))
 }
 
 /// Why the client's output ended: the port stopped, or the hub kicked it,

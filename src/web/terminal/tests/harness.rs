@@ -1,4 +1,4 @@
-//! The terminal WebSocket end to end: a real port (a `sim` device), the
+//! The harness for the terminal WebSocket end to end: a real port (a `sim` device), the
 //! daemon's attach channel served by a stand-in for the daemon task, the
 //! real [`serve`] mounted on a tiny axum router on 127.0.0.1:0, and
 //! tokio-tungstenite as the browser.
@@ -20,8 +20,8 @@ use tokio_tungstenite::tungstenite::Message as M;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use super::codec::MAX_MESSAGE;
-use super::*;
+use super::super::codec::MAX_MESSAGE;
+use super::super::*;
 use crate::config::ServeConfig;
 use crate::fds::{self, FdReserve};
 use crate::hub::Hub;
@@ -140,6 +140,8 @@ pub(super) struct Viewer {
     /// Whether to acknowledge binary bytes as they come.
     pub(super) acking: bool,
     pub(super) closed: bool,
+    /// The close frame's code, if the server sent one.
+    pub(super) close_code: Option<u16>,
 }
 
 impl Viewer {
@@ -153,6 +155,7 @@ impl Viewer {
             told: Vec::new(),
             acking: true,
             closed: false,
+            close_code: None,
         };
         v.until(|v| !v.hello.is_null() || v.closed).await;
         v
@@ -219,15 +222,23 @@ impl Viewer {
                     self.told.push(v);
                 }
             }
-            Some(Ok(M::Close(_))) | None | Some(Err(_)) => self.closed = true,
+            Some(Ok(M::Close(f))) => {
+                self.closed = true;
+                self.close_code = f.map(|f| u16::from(f.code));
+            }
+            None | Some(Err(_)) => self.closed = true,
             Some(Ok(_)) => {}
         }
     }
 
     /// Waits for the answer to request `id`.
     pub(super) async fn answer(&mut self, id: u64) -> Value {
-        self.until(|v| v.told.iter().any(|t| t["type"] == "answer" && t["id"] == id))
-            .await;
+        self.until(|v| {
+            v.told
+                .iter()
+                .any(|t| t["type"] == "answer" && t["id"] == id)
+        })
+        .await;
         self.told
             .iter()
             .find(|t| t["type"] == "answer" && t["id"] == id)
@@ -237,6 +248,17 @@ impl Viewer {
 
     pub(super) fn has(&self, needle: &[u8]) -> bool {
         self.received.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// Reads until the server closes.
+    pub(super) async fn until_closed(&mut self) {
+        tokio::time::timeout(WAIT, async {
+            while !self.closed {
+                self.step().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("not closed; told {:?}", self.told));
     }
 
     pub(super) async fn close(mut self) {
@@ -262,37 +284,4 @@ pub(super) fn web_clients(hub: &Hub) -> Vec<crate::hub::status::ClientStatus> {
         .into_iter()
         .filter(|c| c.peer.starts_with("web:"))
         .collect()
-}
-
-#[tokio::test]
-async fn typed_keys_echo_through_sim_echo_and_the_hello_says_who() {
-    let h = start(&["-d", "sim:echo", "-l", "tcp:127.0.0.1:0"]).await;
-    let mut v = Viewer::open(&h, "").await;
-    assert_eq!(v.hello["port"], "lab1");
-    assert_eq!(v.hello["role"], "rw");
-    assert!(v.hello["peer"].as_str().unwrap().starts_with("web:127.0.0.1:"));
-    assert!(v.hello["window"].as_u64().unwrap() >= 64 << 10);
-    assert_eq!((v.hello["from"].as_u64(), v.hello["history"].as_u64()), (Some(0), Some(0)));
-    v.type_bytes(b"hello\r").await;
-    v.until(|v| v.has(b"hello\r")).await;
-    let clients = web_clients(&h.hub);
-    assert_eq!(clients.len(), 1);
-    assert_eq!(clients[0].id, v.hello["client"].as_u64().unwrap());
-    assert_eq!(clients[0].peer, v.hello["peer"].as_str().unwrap());
-}
-
-#[tokio::test]
-async fn closing_the_socket_frees_the_client_slot() {
-    let h = start(&["-d", "sim:echo", "-l", "tcp:127.0.0.1:0", "--max-clients", "1"]).await;
-    let v = Viewer::open(&h, "").await;
-    assert_eq!(web_clients(&h.hub).len(), 1);
-    // The only place is taken: a second viewer is told why.
-    let refused = Viewer::open(&h, "").await;
-    assert!(refused.closed, "{:?}", refused.hello);
-    assert!(refused.told[0]["reason"].as_str().unwrap().contains("max-clients"));
-    v.close().await;
-    wait_hub(&h.hub, "the slot to be free", |hub| web_clients(hub).is_empty()).await;
-    let mut again = Viewer::open(&h, "").await;
-    again.type_bytes(b"x").await;
-    again.until(|v| v.has(b"x")).await;
 }
