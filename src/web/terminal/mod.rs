@@ -38,7 +38,7 @@ use crate::hub::ControlPolicy;
 use crate::line::LineSettings;
 use crate::port::Port;
 use codec::Told;
-use session::Session;
+use session::{Liveness, Session};
 
 /// A browser's request for a port's terminal, as the HTTP server knows it.
 #[derive(Clone, Debug)]
@@ -64,7 +64,16 @@ const MAX_WINDOW: u64 = 1 << 20;
 
 /// The way to the daemon task, which admits browsers to its ports.
 #[derive(Clone, Debug)]
-pub(crate) struct Attach(mpsc::Sender<AttachRequest>);
+pub(crate) struct Attach(mpsc::Sender<AttachRequest>, Liveness);
+
+impl Attach {
+    /// Sessions ping and give up on silent browsers as `liveness` says
+    /// (tests: shorter than the default).
+    #[cfg(test)]
+    pub(crate) fn with_liveness(self, liveness: Liveness) -> Self {
+        Self(self.0, liveness)
+    }
+}
 
 /// The daemon task's end of [`Attach`].
 pub(crate) type AttachRx = mpsc::Receiver<AttachRequest>;
@@ -73,13 +82,14 @@ pub(crate) type AttachRx = mpsc::Receiver<AttachRequest>;
 /// the receiver.
 pub(crate) fn channel() -> (Attach, AttachRx) {
     let (tx, rx) = mpsc::channel(ATTACHING);
-    (Attach(tx), rx)
+    (Attach(tx, Liveness::default()), rx)
 }
 
 /// One browser waiting to become a port's client.
 #[derive(Debug)]
 pub(crate) struct AttachRequest {
     request: TerminalRequest,
+    liveness: Liveness,
     answer: oneshot::Sender<Result<Attached, String>>,
 }
 
@@ -158,6 +168,7 @@ impl AttachRequest {
             client: joined.id,
             kicked: joined.kicked,
             port_stopped: joined.port_stopped,
+            liveness: self.liveness,
         };
         // A browser that left meanwhile drops its pipe end: the client
         // sees its end of input and detaches.
@@ -196,6 +207,7 @@ pub(crate) async fn serve(mut socket: WebSocket, attach: Attach, req: TerminalRe
     let port = req.port.clone();
     let asked = attach.0.send(AttachRequest {
         request: req,
+        liveness: attach.1,
         answer,
     });
     let gone = || "serialhub is shutting down".to_owned();
@@ -210,12 +222,16 @@ pub(crate) async fn serve(mut socket: WebSocket, attach: Attach, req: TerminalRe
             let told = Told::Closed {
                 reason: reason.clone(),
             };
-            let _ = socket.send(Message::Text(told.to_text().into())).await;
             let frame = CloseFrame {
                 code: 1008,
                 reason: "not attached".into(),
             };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            // A browser that reads nothing does not hold the task.
+            let _ = tokio::time::timeout(attach.1.silence, async {
+                socket.send(Message::Text(told.to_text().into())).await?;
+                socket.send(Message::Close(Some(frame))).await
+            })
+            .await;
         }
     }
 }

@@ -9,10 +9,10 @@
 //! (`dropped`) before the next bytes it sends; `disconnect` ends the
 //! client's output, and the task says why (`closed`) and closes.
 //!
-//! Liveness: a ping every [`PING_EVERY`]; a browser not heard from (any
-//! frame, or a pong) for [`SILENCE`] is closed, so a killed browser frees
+//! Liveness ([`Liveness`]): a ping every 10 s; a browser not heard from
+//! (any frame, or a pong) for 30 s is closed, so a killed browser frees
 //! its client slot within that. A send that the browser does not take
-//! within [`SILENCE`] ends the session too.
+//! within that silence ends the session too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +27,22 @@ use super::codec::{self, Incoming, MAX_MESSAGE, Told};
 use super::pipe::WsEnd;
 use crate::hub::{ClientId, Hub};
 
-/// How often the server pings the browser.
-pub(crate) const PING_EVERY: Duration = Duration::from_secs(10);
-/// Silence after which the browser is taken for gone.
-pub(crate) const SILENCE: Duration = Duration::from_secs(30);
+/// When the server pings the browser, and when it gives up on it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Liveness {
+    pub(crate) ping_every: Duration,
+    /// Silence after which the browser is taken for gone.
+    pub(crate) silence: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            ping_every: Duration::from_secs(10),
+            silence: Duration::from_secs(30),
+        }
+    }
+}
 /// The largest binary frame sent: a few frames fill a window.
 const FRAME: usize = 16 << 10;
 /// WebSocket close codes (RFC 6455).
@@ -51,6 +63,7 @@ pub(crate) struct Session {
     pub(crate) kicked: CancellationToken,
     /// Cancelled when the port stops.
     pub(crate) port_stopped: CancellationToken,
+    pub(crate) liveness: Liveness,
 }
 
 /// Why the session ended, as `closed` says it.
@@ -73,7 +86,7 @@ pub(crate) async fn run(mut socket: WebSocket, pipe: WsEnd, session: Session) {
         let told = Told::Closed {
             reason: reason.clone(),
         };
-        let _ = timeout(PING_EVERY, async {
+        let _ = timeout(session.liveness.ping_every, async {
             socket.send(Message::Text(told.to_text().into())).await?;
             let frame = CloseFrame {
                 code,
@@ -94,8 +107,8 @@ fn truncate(s: &str) -> String {
     s[..end].to_owned()
 }
 
-async fn send(socket: &mut WebSocket, message: Message) -> Result<(), End> {
-    match timeout(SILENCE, socket.send(message)).await {
+async fn send(socket: &mut WebSocket, message: Message, silence: Duration) -> Result<(), End> {
+    match timeout(silence, socket.send(message)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => {
             debug!(error = %e, "terminal: sending failed");
@@ -103,18 +116,20 @@ async fn send(socket: &mut WebSocket, message: Message) -> Result<(), End> {
         }
         Err(_) => Err(End::Close(
             CLOSE_GOING_AWAY,
-            format!("the browser took nothing for {SILENCE:?}"),
+            format!("the browser took nothing for {silence:?}"),
         )),
     }
 }
 
 async fn drive(socket: &mut WebSocket, pipe: &WsEnd, s: &Session) -> Result<(), End> {
-    send(socket, Message::Text(s.hello.to_text().into())).await?;
+    let silence = s.liveness.silence;
+    send(socket, Message::Text(s.hello.to_text().into()), silence).await?;
     let mut history = s.history.clone();
     let (mut sent, mut acked) = (0u64, 0u64);
     let mut dropped = s.hub.client_dropped(s.client).unwrap_or(0);
     let mut heard = Instant::now();
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    let ping_every = s.liveness.ping_every;
+    let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     // A message from the browser that waits for room in the pipe.
     let mut held: Option<Incoming> = None;
     let mut typed: Option<Bytes> = None;
@@ -124,7 +139,7 @@ async fn drive(socket: &mut WebSocket, pipe: &WsEnd, s: &Session) -> Result<(), 
         if room > 0 && !history.is_empty() {
             let chunk = history.split_to(room.min(FRAME).min(history.len()));
             sent += chunk.len() as u64;
-            send(socket, Message::Binary(chunk)).await?;
+            send(socket, Message::Binary(chunk), silence).await?;
             continue;
         }
         let live = room > 0 && history.is_empty();
@@ -156,7 +171,7 @@ async fn drive(socket: &mut WebSocket, pipe: &WsEnd, s: &Session) -> Result<(), 
                             Incoming::Ack(n) => acked = acked.max(n.min(sent)),
                             Incoming::Bad { id, error } => {
                                 let answer = Told::Answer { id, result: Err(error) };
-                                send(socket, Message::Text(answer.to_text().into())).await?;
+                                send(socket, Message::Text(answer.to_text().into()), silence).await?;
                             }
                             request @ Incoming::Request { .. } => held = Some(request),
                         },
@@ -167,23 +182,23 @@ async fn drive(socket: &mut WebSocket, pipe: &WsEnd, s: &Session) -> Result<(), 
                 continue;
             }
             _ = ping.tick() => {
-                if heard.elapsed() >= SILENCE {
+                if heard.elapsed() >= silence {
                     return Err(End::Close(
                         CLOSE_GOING_AWAY,
-                        format!("no answer from the browser for {SILENCE:?}"),
+                        format!("no answer from the browser for {silence:?}"),
                     ));
                 }
-                send(socket, Message::Ping(Bytes::new())).await?;
+                send(socket, Message::Ping(Bytes::new()), silence).await?;
                 continue;
             }
-            () = s.port_stopped.cancelled(), if !s.kicked.is_cancelled() => {
+            () = s.port_stopped.cancelled() => {
                 // The client loop ends too; output sent meanwhile is lost
                 // to a browser that is told the port stopped.
                 return Err(End::Close(CLOSE_GOING_AWAY, "the port stopped".to_owned()));
             }
         }
         while let Some(answer) = pipe.answer() {
-            send(socket, Message::Text(answer.to_text().into())).await?;
+            send(socket, Message::Text(answer.to_text().into()), silence).await?;
         }
         if live {
             let out = pipe.output(room.min(FRAME));
@@ -195,11 +210,11 @@ async fn drive(socket: &mut WebSocket, pipe: &WsEnd, s: &Session) -> Result<(), 
                     total: now,
                 };
                 dropped = now;
-                send(socket, Message::Text(told.to_text().into())).await?;
+                send(socket, Message::Text(told.to_text().into()), silence).await?;
             }
             if !out.is_empty() {
                 sent += out.len() as u64;
-                send(socket, Message::Binary(out)).await?;
+                send(socket, Message::Binary(out), silence).await?;
             }
         }
         // Ended: what is left goes out first, unless the browser holds

@@ -1,7 +1,10 @@
 //! Flow control to the browser (window, acks, slow-reader policies) and
 //! scrollback (history on join, resume by offset).
 
-use super::harness::{Viewer, start, wait_hub, web_clients};
+use std::time::Duration;
+
+use super::super::session::Liveness;
+use super::harness::{Viewer, start, start_with, wait_hub, web_clients};
 
 #[tokio::test]
 async fn a_viewer_that_joins_gets_the_scrollback_marked_as_history() {
@@ -164,4 +167,48 @@ async fn a_stalled_viewer_is_disconnected_with_the_reason() {
     let before = keeping.received.len();
     keeping.until(|v| v.received.len() > before + window).await;
     assert!(!keeping.closed);
+}
+
+/// A browser that answers no ping (killed, or its network gone) is closed
+/// after the silence, and its client slot freed.
+#[tokio::test]
+async fn a_silent_browser_is_closed_and_its_slot_freed() {
+    let liveness = Liveness {
+        ping_every: Duration::from_millis(100),
+        silence: Duration::from_millis(500),
+    };
+    let h = start_with(&["-d", "sim:echo", "-l", "tcp:127.0.0.1:0"], liveness).await;
+    // It reads nothing, so it answers no ping.
+    let mut v = Viewer::open(&h, "").await;
+    wait_hub(&h.hub, "the silent viewer to be gone", |hub| {
+        web_clients(hub).is_empty()
+    })
+    .await;
+    // Its connection is gone (tungstenite, reading now, answers the pings
+    // it finds and may meet the closed socket before the `closed` text).
+    v.until_closed().await;
+    if let Some(closed) = v.told.iter().find(|t| t["type"] == "closed") {
+        assert!(
+            closed["reason"].as_str().unwrap().contains("no answer"),
+            "{closed}"
+        );
+    }
+    // One that reads (and so answers pings) stays.
+    let mut alive = Viewer::open(&h, "").await;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        let _ = tokio::time::timeout(Duration::from_millis(100), alive.step()).await;
+    }
+    assert!(!alive.closed);
+    assert_eq!(web_clients(&h.hub).len(), 1);
+}
+
+#[tokio::test]
+async fn a_stopping_port_tells_its_viewers_why() {
+    let h = start(&["-d", "sim:echo", "-l", "tcp:127.0.0.1:0"]).await;
+    let mut v = Viewer::open(&h, "").await;
+    h.stop();
+    v.until_closed().await;
+    let closed = v.told.iter().find(|t| t["type"] == "closed").unwrap();
+    assert_eq!(closed["reason"], "the port stopped");
 }

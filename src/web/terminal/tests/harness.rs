@@ -21,6 +21,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::super::codec::MAX_MESSAGE;
+use super::super::session::Liveness;
 use super::super::*;
 use crate::config::ServeConfig;
 use crate::fds::{self, FdReserve};
@@ -35,6 +36,13 @@ pub(super) struct Harness {
     /// The port's TCP endpoint, if it has one.
     pub(super) tcp: Option<SocketAddr>,
     stop: CancellationToken,
+}
+
+impl Harness {
+    /// Stops the port (and the little server).
+    pub(super) fn stop(&self) {
+        self.stop.cancel();
+    }
 }
 
 impl Drop for Harness {
@@ -78,6 +86,11 @@ async fn ws_route(
 
 /// A port named `lab1` from `serve` flags, and the terminal route.
 pub(super) async fn start(flags: &[&str]) -> Harness {
+    start_with(flags, Liveness::default()).await
+}
+
+/// [`start`] with sessions that ping and give up as `liveness` says.
+pub(super) async fn start_with(flags: &[&str], liveness: Liveness) -> Harness {
     let cfg = ServeConfig::from_args(&serve_args(flags)).unwrap();
     let stop = CancellationToken::new();
     let fds = Arc::new(FdReserve::new(fds::RESERVE));
@@ -92,6 +105,7 @@ pub(super) async fn start(flags: &[&str]) -> Harness {
         .find_map(|e| e.strip_prefix("tcp:").and_then(|a| a.parse().ok()));
     let control = control_of(&cfg.listen);
     let (attach, mut asked) = channel();
+    let attach = attach.with_liveness(liveness);
     let stopped = stop.clone();
     tokio::spawn(async move {
         loop {
@@ -226,7 +240,8 @@ impl Viewer {
                 self.closed = true;
                 self.close_code = f.map(|f| u16::from(f.code));
             }
-            None | Some(Err(_)) => self.closed = true,
+            None => self.closed = true,
+            Some(Err(_)) => self.closed = true,
             Some(Ok(_)) => {}
         }
     }
