@@ -37,6 +37,7 @@ use crate::endpoint::{EndpointKind, EndpointOptions};
 use crate::hub::ControlPolicy;
 use crate::line::LineSettings;
 use crate::port::Port;
+pub(crate) use codec::MAX_MESSAGE;
 use codec::Told;
 use session::{Liveness, Session};
 
@@ -202,6 +203,9 @@ fn window(line: &LineSettings) -> u64 {
 /// the daemon to admit the browser as a client of the port, then runs its
 /// session until either side ends it. A browser that cannot be served is
 /// told why (`closed`) and closed.
+///
+/// Upgrade with `max_message_size(MAX_MESSAGE)` (and the same
+/// `max_frame_size`): a larger message then closes the socket with 1009.
 pub(crate) async fn serve(mut socket: WebSocket, attach: Attach, req: TerminalRequest) {
     let (answer, told) = oneshot::channel();
     let port = req.port.clone();

@@ -316,7 +316,12 @@ impl PipeSource {
         }
         let txn = handle.txn_config().is_some();
         match action {
-            Action::Lock if txn => handle.txn_lock(None).await.map(|()| Ok(())),
+            Action::Lock if txn => {
+                tokio::select! {
+                    r = handle.txn_lock(None) => r.map(|()| Ok(())),
+                    () = self.browser_gone() => Ok(Err("the browser went away".to_owned())),
+                }
+            }
             Action::Lock => {
                 tokio::select! {
                     () = handle.lock() => Ok(Ok(())),

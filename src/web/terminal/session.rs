@@ -158,6 +158,8 @@ async fn drive(socket: &mut WebSocket, pipe: &WsEnd, s: &Session) -> Result<(), 
                 heard = Instant::now();
                 match m {
                     None => return Err(End::Done),
+                    // The upgrade's limit (`max_message_size`) met first.
+                    Some(Err(e)) if e.to_string().contains("too long") => return Err(too_big()),
                     Some(Err(e)) => {
                         debug!(error = %e, "terminal: reading failed");
                         return Err(End::Done);

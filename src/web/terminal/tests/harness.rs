@@ -80,7 +80,8 @@ async fn ws_route(
         user: None,
         since,
     };
-    ws.max_message_size(MAX_MESSAGE + 1024)
+    // As the web listener upgrades it.
+    ws.max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| serve(socket, attach, req))
 }
 
