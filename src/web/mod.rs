@@ -5,5 +5,5 @@
 //!   clients.
 
 // Served once the HTTP listener routes `/ws/ports/{name}` to it.
-#[cfg_attr(not(test), allow(dead_code))]
+#[cfg_attr(not(test), allow(dead_code, unused_imports))]
 pub(crate) mod terminal;
