@@ -20,7 +20,6 @@ use tokio_tungstenite::tungstenite::Message as M;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use super::super::codec::MAX_MESSAGE;
 use super::super::session::Liveness;
 use super::super::*;
 use crate::config::ServeConfig;
