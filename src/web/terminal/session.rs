@@ -9,6 +9,13 @@
 //! (`dropped`) before the next bytes it sends; `disconnect` ends the
 //! client's output, and the task says why (`closed`) and closes.
 //!
+//! The loss is read from the hub's count for the client when output is
+//! taken, so the `dropped` marker sits where the loss was noticed: after
+//! the bytes still queued when it happened at most a client queue late.
+//! Its count is exact, so the browser's offset is right again once those
+//! bytes are in. (Exact placement would need a marker in the hub's byte
+//! queue.)
+//!
 //! Liveness ([`Liveness`]): a ping every 10 s; a browser not heard from
 //! (any frame, or a pong) for 30 s is closed, so a killed browser frees
 //! its client slot within that. A send that the browser does not take
