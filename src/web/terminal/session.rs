@@ -10,8 +10,9 @@
 //! client's output, and the task says why (`closed`) and closes.
 //!
 //! The loss is read from the hub's count for the client when output is
-//! taken, so the `dropped` marker sits where the loss was noticed: after
-//! the bytes still queued when it happened at most a client queue late.
+//! taken, so the `dropped` marker sits where the loss was noticed, which
+//! may be after bytes that were still queued when it happened (at most a
+//! client queue late).
 //! Its count is exact, so the browser's offset is right again once those
 //! bytes are in. (Exact placement would need a marker in the hub's byte
 //! queue.)
