@@ -13,9 +13,11 @@ use crate::device::DeviceSpec;
 use crate::endpoint::EndpointSpec;
 use crate::traffic::DEFAULT_KEEP;
 use crate::units::parse_bytes;
+use port_flags::PORT_FLAGS;
 use time::OffsetDateTime;
 
 pub(crate) mod fleet;
+mod port_flags;
 mod values;
 pub(crate) use values::{
     Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
@@ -292,6 +294,11 @@ pub(crate) struct ServeArgs {
     /// with --no-pacing).
     #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
     pub(crate) client_queue: Option<usize>,
+    /// Bytes of what the device said that a web terminal shows to a viewer
+    /// that joins, and resumes from after a network blip (0 to 16MiB; 0:
+    /// none).
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE", default_value = "64KiB")]
+    pub(crate) scrollback: usize,
     /// Most line time that bytes accepted from clients may wait before reaching
     /// the wire (socket buffers plus serialhub's own queue), e.g. 1s, 500ms
     /// (10ms to 1h; serialhub's own queue holds at most 64MiB).
@@ -387,44 +394,6 @@ pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub(crate) fleet: fleet::FleetFlags,
 }
-
-/// The `serve` flags that describe one port, which a `--config` file
-/// describes instead: giving both is a usage error.
-const PORT_FLAGS: &[&str] = &[
-    "device",
-    "name",
-    "wait_for_device",
-    "baud",
-    "data_bits",
-    "parity",
-    "stop_bits",
-    "flow_control",
-    "listen",
-    "allow",
-    "slow_reader",
-    "client_queue",
-    "max_inflight",
-    "stats_every",
-    "no_pacing",
-    "keep_settings",
-    "max_clients",
-    "lock_idle",
-    "lock_max",
-    "writers",
-    "reply_timeout",
-    "reply_gap",
-    "unsolicited",
-    "drain_timeout",
-    "log",
-    "log_format",
-    "log_max_size",
-    "log_keep",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "tls_crl",
-    "metrics_tls",
-];
 
 #[derive(Debug, Args)]
 pub(crate) struct LogArgs {

@@ -82,3 +82,4 @@ pub(crate) mod tls;
 pub(crate) mod traffic;
 pub(crate) mod units;
 pub(crate) mod watch;
+pub(crate) mod web;

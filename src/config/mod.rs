@@ -212,55 +212,6 @@ pub(crate) struct PortConfig {
 /// The old name of [`PortConfig`], from when a process served one port.
 pub(crate) type ServeConfig = PortConfig;
 
-impl From<&ServeArgs> for PortSettings {
-    /// Every flag, defaults included (clap fills them in).
-    fn from(a: &ServeArgs) -> Self {
-        PortSettings {
-            name: a.name.clone(),
-            device: a.device.clone(),
-            baud: Some(a.line.baud),
-            data_bits: Some(a.line.data_bits),
-            parity: Some(a.line.parity.into()),
-            stop_bits: Some(a.line.stop_bits),
-            flow_control: Some(a.line.flow_control.into()),
-            listen: Some(a.listen.clone()),
-            allow: Some(a.allow.clone()),
-            slow_reader: Some(a.slow_reader.into()),
-            client_queue: a.client_queue,
-            max_inflight: Some(a.max_inflight),
-            max_clients: Some(a.max_clients),
-            pacing: Some(!a.no_pacing),
-            keep_settings: Some(a.keep_settings),
-            lock_idle: Some(a.lock_idle),
-            lock_max: Some(a.lock_max),
-            writers: Some(a.writers.into()),
-            reply_timeout: Some(a.reply_timeout),
-            reply_gap: a.reply_gap,
-            unsolicited: Some(a.unsolicited.into()),
-            drain_timeout: Some(a.drain_timeout),
-            stats_every: Some(a.stats_every),
-            log: LogSettings {
-                dir: a.log.clone(),
-                format: Some(a.log_format.into()),
-                // A size that does not fit in u64 is out of range anyway.
-                max_size: Some(u64::try_from(a.log_max_size).unwrap_or(u64::MAX)),
-                keep: Some(a.log_keep),
-            },
-            tls: a
-                .tls_cert
-                .clone()
-                .zip(a.tls_key.clone())
-                .map(|(cert, key)| crate::tls::TlsFiles {
-                    cert,
-                    key,
-                    client_ca: a.tls_client_ca.clone(),
-                    crls: a.tls_crl.clone(),
-                }),
-            labels: Some(crate::fleet::config::labels(&a.fleet.labels)),
-        }
-    }
-}
-
 impl PortConfig {
     /// The port that `serve` flags describe.
     pub(crate) fn from_args(a: &ServeArgs) -> Result<PortConfig, ConfigError> {
@@ -351,6 +302,13 @@ impl PortConfig {
             )?),
             None => None,
         };
+        let scrollback = check(
+            source.name("--scrollback"),
+            s.scrollback
+                .unwrap_or(crate::hub::history::DEFAULT_SCROLLBACK),
+            &SCROLLBACK,
+            usize_size_text,
+        )?;
         let writers = s.writers.unwrap_or(d::WRITERS);
         if writers != Writers::Transaction
             && let Some(spec) = listen.iter().find(|s| {
@@ -382,6 +340,7 @@ impl PortConfig {
                 lock_max,
                 txn,
                 keep_settings: s.keep_settings.unwrap_or(false),
+                scrollback,
                 ..hub_config(
                     &line,
                     pacing,
@@ -636,6 +595,7 @@ mod tests {
     #[test]
     fn issue8_numeric_settings_out_of_range_are_refused() {
         let cases: &[(&[&str], &str, &str)] = &[
+            (&["--scrollback", "17MiB"], "--scrollback", "to 16MiB"),
             (&["--max-clients", "0"], "--max-clients", "1 to 65536"),
             (&["--max-clients", "65537"], "--max-clients", "1 to 65536"),
             (
@@ -724,6 +684,9 @@ mod tests {
             "100ms",
         ]);
         assert_eq!(c.max_clients, 1);
+        assert_eq!(cfg(&["--scrollback", "0"]).hub.scrollback, 0);
+        assert_eq!(cfg(&["--scrollback", "16MiB"]).hub.scrollback, 16 << 20);
+        assert_eq!(cfg(&[]).hub.scrollback, 64 << 10);
         assert_eq!(c.hub.lock_idle, Duration::from_millis(10));
         assert_eq!(c.hub.lock_max, Duration::from_millis(100));
         let c = cfg(&[

@@ -109,6 +109,7 @@ pub(super) struct RawPort {
     pub(super) access: Option<RawAccess>,
     pub(super) slow_reader: Option<SlowReaderPolicy>,
     pub(super) client_queue: Option<Size>,
+    pub(super) scrollback: Option<Size>,
     pub(super) max_inflight: Option<Dur>,
     pub(super) max_clients: Option<usize>,
     pub(super) pacing: Option<bool>,
@@ -191,6 +192,9 @@ impl RawPort {
             // A size beyond usize is out of range anyway.
             client_queue: self
                 .client_queue
+                .map(|s| usize::try_from(s.0).unwrap_or(usize::MAX)),
+            scrollback: self
+                .scrollback
                 .map(|s| usize::try_from(s.0).unwrap_or(usize::MAX)),
             max_inflight: self.max_inflight.map(|d| d.0),
             max_clients: self.max_clients,

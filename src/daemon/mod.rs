@@ -36,6 +36,7 @@ mod reload;
 mod report;
 mod request;
 mod sessions;
+mod terminals;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -139,6 +140,10 @@ pub(crate) async fn run(
             }
         }
     }
+    // Browsers' terminals come through this channel; the HTTP listener
+    // holds the sending end (`attach`), and this task admits them.
+    let (attach, mut attaching) = crate::web::terminal::channel();
+    let _attach = attach;
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // The control socket and the metrics endpoint ask the ports' owner,
     // this task; with neither, the channel closes and is never polled again.
@@ -163,6 +168,7 @@ pub(crate) async fn run(
                 let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await;
             }
             Some(session) = fleet_sessions.recv() => sessions::attach(&running, session),
+            Some(request) = attaching.recv() => terminals::attach(&running, request),
             Some((request, reply)) = asked.recv() => {
                 let status = matches!(request, Request::Status { .. });
                 let mut answer = match request {
