@@ -45,10 +45,13 @@ pub struct Cli {
     // The commands that use it take it after their name as well.
     #[arg(long, value_name = "PATH")]
     pub(crate) control: Option<PathBuf>,
-    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
-    /// /metrics. Off unless given. (`serve` only.)
+    /// The old name of --http (`serve` only).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<String>,
+    /// Serve the web console and the Prometheus metrics (/metrics) over
+    /// HTTP on ADDR (`127.0.0.1:9108`). Off unless given. (`serve` only.)
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<String>,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -74,6 +77,14 @@ impl Cli {
             _ => self.metrics.as_ref(),
         }
     }
+
+    /// `--http`, given before `serve` or after it.
+    pub(crate) fn http_addr(&self) -> Option<&String> {
+        match &self.command {
+            Command::Serve(a) => self.http.as_ref().or(a.daemon.http.as_ref()),
+            _ => self.http.as_ref(),
+        }
+    }
 }
 
 /// `--control` for the commands that use it, after their name.
@@ -89,10 +100,13 @@ pub(crate) struct ControlFlag {
 pub(crate) struct DaemonFlags {
     #[command(flatten)]
     pub(crate) at: ControlFlag,
-    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
-    /// /metrics. Off unless given.
+    /// The old name of --http.
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<String>,
+    /// Serve the web console and the Prometheus metrics (/metrics) over
+    /// HTTP on ADDR (`127.0.0.1:9108`). Off unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<String>,
 }
 
 /// `serve`'s examples, as a literal so that `concat!` can head them.
@@ -133,6 +147,9 @@ pub(crate) enum Command {
     Log(LogArgs),
     /// Show a running serialhub's ports and clients.
     Status(StatusArgs),
+    /// Print an argon2id hash of a password read from stdin, for a
+    /// configuration file's [[http.user]] password-hash.
+    Passwd,
     /// Disconnect one client of a running serialhub.
     Kick(KickArgs),
     /// Take a port's write lock as the operator: no client's writes reach
@@ -380,10 +397,19 @@ pub(crate) struct ServeArgs {
     /// client whose certificate it revokes is refused (repeatable).
     #[arg(long, value_name = "FILE", requires = "tls_client_ca")]
     pub(crate) tls_crl: Vec<PathBuf>,
-    /// Serve --metrics over HTTPS with --tls-cert (and mutual TLS with
-    /// --tls-client-ca).
+    /// The old name of --http-tls.
     #[arg(long, requires = "tls_cert")]
     pub(crate) metrics_tls: bool,
+    /// Serve --http over HTTPS with --tls-cert (and mutual TLS with
+    /// --tls-client-ca, whose certificates' identities --allow then gives
+    /// roles).
+    #[arg(long, requires = "tls_cert")]
+    pub(crate) http_tls: bool,
+    /// Serve --http as plain HTTP on a network address, with the
+    /// configuration file's password users: their passwords cross the
+    /// network readable. Refused without it.
+    #[arg(long)]
+    pub(crate) http_insecure: bool,
     #[command(flatten)]
     pub(crate) fleet: fleet::FleetFlags,
 }
@@ -424,6 +450,7 @@ const PORT_FLAGS: &[&str] = &[
     "tls_client_ca",
     "tls_crl",
     "metrics_tls",
+    "http_tls",
 ];
 
 #[derive(Debug, Args)]

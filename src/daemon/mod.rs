@@ -44,7 +44,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::control::http::{MetricsError, MetricsListen, MetricsServer};
+use crate::web::server::{HttpListen, HttpServer, WebError};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, DaemonInfo, Request, Response};
 use crate::endpoint::unix::UnixError;
@@ -64,7 +64,7 @@ pub enum DaemonError {
     #[error("control socket: {0}")]
     Control(UnixError),
     #[error(transparent)]
-    Metrics(#[from] MetricsError),
+    Http(#[from] WebError),
 }
 
 /// Runs `ports` (and the control socket and the metrics endpoint, if any)
@@ -77,7 +77,7 @@ pub enum DaemonError {
 pub(crate) async fn run(
     ports: Vec<PortPlan>,
     control: Option<ControlConfig>,
-    metrics: Option<MetricsListen>,
+    metrics: Option<HttpListen>,
     config_file: Option<PathBuf>,
     fleet: Option<Registry>,
     fleet_file: FleetSettings,
@@ -101,12 +101,20 @@ pub(crate) async fn run(
     };
     let metrics = match metrics {
         Some(listen) => {
-            let server = MetricsServer::bind(&listen).await?;
+            let server = HttpServer::bind(&listen).await?;
             // Tests and operators who asked for port 0 learn it here.
             info!(
-                "metrics served at {}://{}/metrics",
+                "metrics served at {0}://{1}/metrics{2}",
                 server.scheme(),
-                server.local_addr()
+                server.local_addr(),
+                match server.console() {
+                    crate::web::server::Console::On => format!(
+                        ", the web console at {}://{}/",
+                        server.scheme(),
+                        server.local_addr()
+                    ),
+                    crate::web::server::Console::MetricsOnly => String::new(),
+                }
             );
             Some(server)
         }
@@ -147,9 +155,14 @@ pub(crate) async fn run(
         tokio::spawn(socket.serve(asks.clone(), shutdown.clone()));
     }
     // Kept to read its TLS files again on reload.
-    let metrics_tls = metrics.as_ref().and_then(MetricsServer::tls);
+    let metrics_tls = metrics.as_ref().and_then(HttpServer::tls);
+    // Each port's --allow roles, for the console's certificate identities.
+    let policies: crate::web::auth::Policies = Default::default();
+    policies.store(std::sync::Arc::new(access_policies(&running)));
+    // Terminals to attach; the daemon's end is kept open for the senders.
+    let (attach, _attach_rx) = crate::web::terminal::channel();
     if let Some(server) = metrics {
-        tokio::spawn(server.serve(asks.clone(), shutdown.clone()));
+        tokio::spawn(server.serve(asks.clone(), attach, policies.clone(), shutdown.clone()));
     }
     // The registry asks for the ports' status as the control socket does.
     let fleet_status = fleet.as_ref().map(Registry::status);
@@ -161,17 +174,20 @@ pub(crate) async fn run(
             Some(()) = hangup(&mut hangups) => {
                 info!("SIGHUP: reloading the configuration");
                 let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await;
+                policies.store(std::sync::Arc::new(access_policies(&running)));
             }
             Some(session) = fleet_sessions.recv() => sessions::attach(&running, session),
             Some((request, reply)) = asked.recv() => {
                 let status = matches!(request, Request::Status { .. });
                 let mut answer = match request {
                     Request::Reload => {
-                        match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await {
+                        let answer = match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await {
                             Ok(report) if report.complete() => Response::done(report.to_string()),
                             Ok(report) => Response::error(report.to_string()),
                             Err(e) => Response::error(e.to_string()),
-                        }
+                        };
+                        policies.store(std::sync::Arc::new(access_policies(&running)));
+                        answer
                     }
                     other => handle(&running, other, metrics_addr.as_ref().map(|(a, h)| (a.as_str(), *h))),
                 };
@@ -196,6 +212,16 @@ pub(crate) async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// Each running port's `--allow` roles, by name.
+fn access_policies(
+    running: &[Running],
+) -> std::collections::BTreeMap<String, crate::access::AccessPolicy> {
+    running
+        .iter()
+        .map(|r| (r.plan.name.clone(), r.plan.config.access.clone()))
+        .collect()
 }
 
 /// The next SIGHUP; never, if the handler could not be installed.
