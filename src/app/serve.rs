@@ -26,6 +26,10 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let metrics = http.as_ref().map(|(addr, _)| addr.clone());
+    let flag = match http.as_ref().map(|(_, name)| *name) {
+        Some(HttpName::Metrics) => "--metrics",
+        _ => "--http",
+    };
     let control = control.map(|path| ControlConfig {
         path,
         mode: control::DEFAULT_MODE,
@@ -38,7 +42,7 @@ pub(crate) async fn run(
             file_fleet = daemon.fleet.clone();
             // --metrics overrides the file's, and is checked as it is.
             if let Some(addr) = &metrics {
-                config::check_metrics(addr).map_err(Error::Settings)?;
+                config::check_metrics(addr, flag).map_err(Error::Settings)?;
             }
             let plans = daemon.ports.into_iter().map(PortPlan::from_file).collect();
             let control = daemon.control.unwrap_or(config::ControlConfig {
@@ -49,19 +53,28 @@ pub(crate) async fn run(
             // --http-tls).
             let https = match &daemon.http {
                 Some(m) if m.tls => daemon.tls.clone(),
-                _ => daemon.tls.clone().filter(|_| args.http_tls || args.metrics_tls),
+                _ => daemon
+                    .tls
+                    .clone()
+                    .filter(|_| args.http_tls || args.metrics_tls),
             };
             (plans, Some(control), daemon.http, https)
         }
         None => {
             let config = PortConfig::from_args(&args).map_err(Error::Settings)?;
             let control = control.as_ref().map(|c| c.path.as_path());
-            config::check_flags(&config, control, metrics.as_deref()).map_err(Error::Settings)?;
+            let given = metrics.as_deref().map(|addr| (addr, flag));
+            config::check_flags(&config, control, given).map_err(Error::Settings)?;
             let tls = args.metrics_tls || args.http_tls;
             if tls && metrics.is_none() {
+                let (option, only) = if args.metrics_tls {
+                    ("--metrics-tls", "--metrics")
+                } else {
+                    ("--http-tls", "--http")
+                };
                 return Err(Error::Settings(config::ConfigError::NotApplicable {
-                    option: "--http-tls",
-                    only: "--http",
+                    option,
+                    only,
                 }));
             }
             let https = config.tls.clone().filter(|_| tls);
@@ -133,7 +146,9 @@ pub(crate) async fn run(
         None => (file_http.listen, file_http.name),
     };
     if listen.is_none() && !file_http.users.is_empty() {
-        tracing::warn!("[[http.user]] given, but no HTTP listener: give --http ADDR or [http] listen");
+        tracing::warn!(
+            "[[http.user]] given, but no HTTP listener: give --http ADDR or [http] listen"
+        );
     }
     let metrics = listen.map(|addr| HttpListen {
         addr,

@@ -19,8 +19,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::clash::{self, Clash, Owner};
-use super::raw::{RawFile, Spans};
 use super::http::{HttpConfig, HttpName, HttpUser};
+use super::raw::{RawFile, Spans};
 use super::settings::PortSettings;
 use super::{ConfigError, PortConfig, Source};
 use crate::endpoint::EndpointSpec;
@@ -186,7 +186,9 @@ pub(crate) enum Problem {
     MetricsListen { addr: String, why: String },
     #[error("[http] tls = true needs a [tls] table with cert and key")]
     MetricsTls,
-    #[error("[http] listen {http:?} and [metrics] listen {metrics:?} name the same listener: give one")]
+    #[error(
+        "[http] listen {http:?} and [metrics] listen {metrics:?} name the same listener: give one"
+    )]
     HttpTwice { http: String, metrics: String },
     #[error("[[http.user]]: {0}")]
     User(String),
@@ -324,7 +326,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
         return Err(err(Some(span), Some(&port.name), problem));
     }
 
-    let http = http(raw.http, raw.metrics, tls.is_some()).map_err(|(span, p)| err(span, None, p))?;
+    let http =
+        http(raw.http, raw.metrics, tls.is_some()).map_err(|(span, p)| err(span, None, p))?;
     let fleet = match raw.fleet {
         None => crate::fleet::config::FleetSettings::default(),
         Some(f) => {
@@ -359,7 +362,11 @@ fn http(
 ) -> Result<Option<HttpConfig>, (Option<Range<usize>>, Problem)> {
     let (listen, tls, name) = match (&http, metrics) {
         (Some(h), _) if h.listen.is_some() => (h.listen.clone(), h.tls.clone(), HttpName::Http),
-        (_, Some(m)) => (Some(m.listen), m.tls.or(http.as_ref().and_then(|h| h.tls.clone())), HttpName::Metrics),
+        (_, Some(m)) => (
+            Some(m.listen),
+            m.tls.or(http.as_ref().and_then(|h| h.tls.clone())),
+            HttpName::Metrics,
+        ),
         (Some(h), None) => (None, h.tls.clone(), HttpName::Http),
         (None, None) => return Ok(None),
     };
@@ -943,7 +950,12 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
     fn the_metrics_address_is_checked() {
         let metrics = |addr: &str| load_str(&format!("[metrics]\nlisten = \"{addr}\"\n"));
         assert_eq!(
-            metrics("[::1]:9108").unwrap().http.unwrap().listen.as_deref(),
+            metrics("[::1]:9108")
+                .unwrap()
+                .http
+                .unwrap()
+                .listen
+                .as_deref(),
             Some("[::1]:9108")
         );
         for bad in ["9108", ":9108", "127.0.0.1:99999", "127.0.0.1:9108,x=1"] {

@@ -79,7 +79,8 @@ impl HttpUser {
 
 /// Whether `hash` is an argon2id PHC string argon2 can verify against.
 pub(crate) fn check_hash(hash: &str) -> Result<(), String> {
-    const WHAT: &str = "expected an argon2id PHC string ($argon2id$v=19$...), as `serialhub passwd` prints";
+    const WHAT: &str =
+        "expected an argon2id PHC string ($argon2id$v=19$...), as `serialhub passwd` prints";
     if hash.len() > MAX_HASH {
         return Err(WHAT.into());
     }

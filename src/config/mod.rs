@@ -58,8 +58,9 @@ pub(crate) use sizing::{hub_config, socket_sizing};
 
 /// Checks `--http ADDR` (`--metrics ADDR`) as a configuration file's
 /// `[http] listen`.
-pub(crate) fn check_metrics(addr: &str) -> Result<(), ConfigError> {
+pub(crate) fn check_metrics(addr: &str, flag: &'static str) -> Result<(), ConfigError> {
     file::check_metrics_listen(addr).map_err(|why| ConfigError::Metrics {
+        flag,
         addr: addr.to_owned(),
         why,
     })
@@ -71,11 +72,12 @@ pub(crate) fn check_metrics(addr: &str) -> Result<(), ConfigError> {
 pub(crate) fn check_flags(
     port: &PortConfig,
     control: Option<&std::path::Path>,
-    metrics: Option<&str>,
+    metrics: Option<(&str, &'static str)>,
 ) -> Result<(), ConfigError> {
-    if let Some(addr) = metrics {
-        check_metrics(addr)?;
+    if let Some((addr, flag)) = metrics {
+        check_metrics(addr, flag)?;
     }
+    let metrics = metrics.map(|(addr, _)| addr);
     let Some(c) = clash::first(std::slice::from_ref(port), control, metrics) else {
         return Ok(());
     };

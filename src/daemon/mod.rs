@@ -44,7 +44,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::web::server::{HttpListen, HttpServer, WebError};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, DaemonInfo, Request, Response};
 use crate::endpoint::unix::UnixError;
@@ -52,6 +51,7 @@ use crate::fds::{self, FdReserve};
 use crate::fleet::config::FleetSettings;
 use crate::fleet::registry::Registry;
 use crate::port::PortError;
+use crate::web::server::{HttpListen, HttpServer, WebError};
 pub(crate) use ports::PortPlan;
 use ports::{Running, start, stop_all};
 use reload::reload;

@@ -79,9 +79,8 @@ pub(crate) fn login_required() -> Response {
 /// `GET /metrics` (and HEAD).
 pub(crate) async fn metrics(State(state): State<WebState>) -> Response {
     const TEXT: &str = "text/plain; charset=utf-8";
-    let text = |status: StatusCode, body: String| {
-        (status, [(CONTENT_TYPE, TEXT)], body).into_response()
-    };
+    let text =
+        |status: StatusCode, body: String| (status, [(CONTENT_TYPE, TEXT)], body).into_response();
     match ports(&state.daemon).await {
         Ok(ports) => match render(&ports) {
             Ok(t) => ([(CONTENT_TYPE, CONTENT_TYPE_OPENMETRICS)], t).into_response(),
@@ -144,7 +143,10 @@ pub(crate) async fn log(
             .map(|s| crate::cli::parse_time(s).map_err(|e| format!("{what}: {e}")))
             .transpose()
     };
-    let (since, until) = match (time(q.since.as_ref(), "since"), time(q.until.as_ref(), "until")) {
+    let (since, until) = match (
+        time(q.since.as_ref(), "since"),
+        time(q.until.as_ref(), "until"),
+    ) {
         (Ok(s), Ok(u)) => (s, u),
         (Err(e), _) | (_, Err(e)) => return error(StatusCode::BAD_REQUEST, e),
     };
@@ -230,7 +232,15 @@ pub(crate) async fn kick(
     if who.role_on(&name, &state.auth.policies) != Some(Role::Rw) {
         return error(StatusCode::FORBIDDEN, "kicking a client needs the rw role");
     }
-    match ask(&state.daemon, Request::Kick { port: name, client: id }).await {
+    match ask(
+        &state.daemon,
+        Request::Kick {
+            port: name,
+            client: id,
+        },
+    )
+    .await
+    {
         Ok(Answer { ok: true, .. }) => Json(json!({ "ok": true })).into_response(),
         Ok(Answer { error: e, .. }) => {
             let why = e.unwrap_or_else(|| "kick failed".into());

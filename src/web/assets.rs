@@ -37,7 +37,10 @@ pub(crate) fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some(file) = Files::get(path) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    let etag = format!("\"{}\"", crate::tls::identity::hex(&file.metadata.sha256_hash()));
+    let etag = format!(
+        "\"{}\"",
+        crate::tls::identity::hex(&file.metadata.sha256_hash())
+    );
     let mut r = if headers
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -116,7 +119,10 @@ mod tests {
     fn gzip_is_sent_when_accepted() {
         let mut h = HeaderMap::new();
         assert!(!accepts_gzip(&h));
-        h.insert(ACCEPT_ENCODING, HeaderValue::from_static("deflate, gzip;q=1.0, br"));
+        h.insert(
+            ACCEPT_ENCODING,
+            HeaderValue::from_static("deflate, gzip;q=1.0, br"),
+        );
         assert!(accepts_gzip(&h));
         h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip;q=0"));
         assert!(!accepts_gzip(&h));

@@ -155,7 +155,8 @@ async fn port_page(
 
 async fn asset(caller: Caller, Path(path): Path<String>, headers: HeaderMap) -> Response {
     // The login page's own files are served without a session.
-    if caller.who.is_none() && !path.ends_with(".css") && path != "common.js" && path != "login.js" {
+    if caller.who.is_none() && !path.ends_with(".css") && path != "common.js" && path != "login.js"
+    {
         return api::login_required();
     }
     assets::serve(&path, &headers)
@@ -235,4 +236,3 @@ async fn ws_port(
             }
         })
 }
-

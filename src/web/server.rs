@@ -78,8 +78,10 @@ pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// The HTTP listener could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
-    #[error("http: cannot listen on {addr}: {reason}{}", crate::endpoint::tcp::in_use_hint(.reason))]
+    /// `what`: the name it was asked for by (`metrics`, `http`).
+    #[error("{what}: cannot listen on {addr}: {reason}{}", crate::endpoint::tcp::in_use_hint(.reason))]
     Bind {
+        what: &'static str,
         addr: String,
         reason: std::io::Error,
     },
@@ -120,10 +122,7 @@ pub(crate) enum Console {
 
 /// Whether a listener bound at `addr` may serve the console, or why it
 /// must not start.
-pub(crate) fn check_exposure(
-    addr: SocketAddr,
-    listen: &HttpListen,
-) -> Result<Console, WebError> {
+pub(crate) fn check_exposure(addr: SocketAddr, listen: &HttpListen) -> Result<Console, WebError> {
     let exposed = |why| Err(WebError::Exposed { addr, why });
     if addr.ip().is_loopback() {
         return Ok(Console::On);
@@ -160,6 +159,10 @@ impl HttpServer {
     pub(crate) async fn bind(listen: &HttpListen) -> Result<HttpServer, WebError> {
         let tls = listen.tls.clone().map(TlsAcceptor::new).transpose()?;
         let fail = |reason| WebError::Bind {
+            what: match listen.name {
+                HttpName::Http => "http",
+                HttpName::Metrics => "metrics",
+            },
             addr: listen.addr.clone(),
             reason,
         };
@@ -419,6 +422,9 @@ mod tests {
         assert!(on(net, &listen(0, true, true, false, h)));
         assert!(!on(net, &listen(0, true, false, false, h)));
         let old = listen(0, false, false, false, HttpName::Metrics);
-        assert!(matches!(check_exposure(net, &old), Ok(Console::MetricsOnly)));
+        assert!(matches!(
+            check_exposure(net, &old),
+            Ok(Console::MetricsOnly)
+        ));
     }
 }

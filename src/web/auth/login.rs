@@ -62,7 +62,11 @@ pub(crate) fn page(status: StatusCode, error: &str, next: &str) -> Response {
         .map(|f| String::from_utf8_lossy(&f.data).into_owned())
         .unwrap_or_default();
     let html = html
-        .replacen("id=\"error\">", &format!("id=\"error\">{}", escape(error)), 1)
+        .replacen(
+            "id=\"error\">",
+            &format!("id=\"error\">{}", escape(error)),
+            1,
+        )
         .replacen(
             "name=\"next\" value=\"\"",
             &format!("name=\"next\" value=\"{}\"", escape(next)),
@@ -157,7 +161,9 @@ pub(crate) async fn logout(
         .insert(LOCATION, HeaderValue::from_static("/login"));
     r.headers_mut().insert(
         SET_COOKIE,
-        HeaderValue::from_static("serialhub_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+        HeaderValue::from_static(
+            "serialhub_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0",
+        ),
     );
     r
 }

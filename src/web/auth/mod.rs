@@ -272,7 +272,10 @@ mod tests {
         assert!(!same_origin(&h, true, true));
         h.insert(ORIGIN, HeaderValue::from_static("http://evil.example"));
         assert!(!same_origin(&h, false, false));
-        h.insert(COOKIE, HeaderValue::from_static("a=1; serialhub_session=tok; b=2"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; serialhub_session=tok; b=2"),
+        );
         assert_eq!(cookie(&h, COOKIE_NAME), Some("tok"));
         assert_eq!(cookie(&h, "c"), None);
     }

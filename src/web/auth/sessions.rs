@@ -48,7 +48,10 @@ impl Sessions {
         let mut map = self.map();
         map.retain(|_, s| now.duration_since(s.last) < IDLE);
         if map.len() >= MAX_SESSIONS
-            && let Some(oldest) = map.iter().min_by_key(|(_, s)| s.last).map(|(k, _)| k.clone())
+            && let Some(oldest) = map
+                .iter()
+                .min_by_key(|(_, s)| s.last)
+                .map(|(k, _)| k.clone())
         {
             map.remove(&oldest);
         }
