@@ -16,6 +16,7 @@ use crate::units::parse_bytes;
 use time::OffsetDateTime;
 
 pub(crate) mod fleet;
+pub(crate) mod http;
 mod values;
 pub(crate) use values::{
     Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
@@ -45,13 +46,9 @@ pub struct Cli {
     // The commands that use it take it after their name as well.
     #[arg(long, value_name = "PATH")]
     pub(crate) control: Option<PathBuf>,
-    /// The old name of --http (`serve` only).
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics: Option<String>,
-    /// Serve the web console and the Prometheus metrics (/metrics) over
-    /// HTTP on ADDR (`127.0.0.1:9108`). Off unless given. (`serve` only.)
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) http: Option<String>,
+    /// `--http`, `--metrics` (`serve` only).
+    #[command(flatten)]
+    pub(crate) http: http::HttpAddr,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -70,19 +67,11 @@ impl Cli {
         self.control.as_ref().or(after.control.as_ref())
     }
 
-    /// `--metrics`, given before `serve` or after it.
-    pub(crate) fn metrics_addr(&self) -> Option<&String> {
+    /// `--http` and `--metrics`, each given before `serve` or after it.
+    pub(crate) fn http_addr(&self) -> http::HttpAddr {
         match &self.command {
-            Command::Serve(a) => self.metrics.as_ref().or(a.daemon.metrics.as_ref()),
-            _ => self.metrics.as_ref(),
-        }
-    }
-
-    /// `--http`, given before `serve` or after it.
-    pub(crate) fn http_addr(&self) -> Option<&String> {
-        match &self.command {
-            Command::Serve(a) => self.http.as_ref().or(a.daemon.http.as_ref()),
-            _ => self.http.as_ref(),
+            Command::Serve(a) => self.http.or(&a.daemon.http),
+            _ => self.http.clone(),
         }
     }
 }
@@ -100,13 +89,8 @@ pub(crate) struct ControlFlag {
 pub(crate) struct DaemonFlags {
     #[command(flatten)]
     pub(crate) at: ControlFlag,
-    /// The old name of --http.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics: Option<String>,
-    /// Serve the web console and the Prometheus metrics (/metrics) over
-    /// HTTP on ADDR (`127.0.0.1:9108`). Off unless given.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) http: Option<String>,
+    #[command(flatten)]
+    pub(crate) http: http::HttpAddr,
 }
 
 /// `serve`'s examples, as a literal so that `concat!` can head them.
@@ -397,19 +381,8 @@ pub(crate) struct ServeArgs {
     /// client whose certificate it revokes is refused (repeatable).
     #[arg(long, value_name = "FILE", requires = "tls_client_ca")]
     pub(crate) tls_crl: Vec<PathBuf>,
-    /// The old name of --http-tls.
-    #[arg(long, requires = "tls_cert")]
-    pub(crate) metrics_tls: bool,
-    /// Serve --http over HTTPS with --tls-cert (and mutual TLS with
-    /// --tls-client-ca, whose certificates' identities --allow then gives
-    /// roles).
-    #[arg(long, requires = "tls_cert")]
-    pub(crate) http_tls: bool,
-    /// Serve --http as plain HTTP on a network address, with the
-    /// configuration file's password users: their passwords cross the
-    /// network readable. Refused without it.
-    #[arg(long)]
-    pub(crate) http_insecure: bool,
+    #[command(flatten)]
+    pub(crate) http: http::HttpFlags,
     #[command(flatten)]
     pub(crate) fleet: fleet::FleetFlags,
 }

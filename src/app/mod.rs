@@ -38,7 +38,8 @@ pub use process::init_tracing;
 pub fn run(cli: Cli) -> Result<(), Error> {
     let control = cli.control_socket().cloned();
     // `--metrics` is the old name of `--http`: one listener.
-    let http = match (cli.http_addr(), cli.metrics_addr()) {
+    let http = cli.http_addr();
+    let http = match (http.http.as_ref(), http.metrics.as_ref()) {
         (Some(h), Some(m)) if h != m => {
             return Err(Error::Settings(config::ConfigError::HttpTwice {
                 http: h.clone(),

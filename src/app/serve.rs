@@ -53,10 +53,7 @@ pub(crate) async fn run(
             // --http-tls).
             let https = match &daemon.http {
                 Some(m) if m.tls => daemon.tls.clone(),
-                _ => daemon
-                    .tls
-                    .clone()
-                    .filter(|_| args.http_tls || args.metrics_tls),
+                _ => daemon.tls.clone().filter(|_| args.http.tls()),
             };
             (plans, Some(control), daemon.http, https)
         }
@@ -65,9 +62,9 @@ pub(crate) async fn run(
             let control = control.as_ref().map(|c| c.path.as_path());
             let given = metrics.as_deref().map(|addr| (addr, flag));
             config::check_flags(&config, control, given).map_err(Error::Settings)?;
-            let tls = args.metrics_tls || args.http_tls;
+            let tls = args.http.tls();
             if tls && metrics.is_none() {
-                let (option, only) = if args.metrics_tls {
+                let (option, only) = if args.http.metrics_tls {
                     ("--metrics-tls", "--metrics")
                 } else {
                     ("--http-tls", "--http")
@@ -153,7 +150,7 @@ pub(crate) async fn run(
     let metrics = listen.map(|addr| HttpListen {
         addr,
         tls: https,
-        insecure: file_http.insecure || args.http_insecure,
+        insecure: file_http.insecure || args.http.http_insecure,
         users: file_http.users,
         name,
     });

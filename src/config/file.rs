@@ -19,11 +19,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::clash::{self, Clash, Owner};
-use super::http::{HttpConfig, HttpName, HttpUser};
+use super::http::{HttpConfig, HttpName, HttpUser, check_metrics_listen};
 use super::raw::{RawFile, Spans};
 use super::settings::PortSettings;
 use super::{ConfigError, PortConfig, Source};
-use crate::endpoint::EndpointSpec;
 
 /// Default mode of the control socket: only its owner may connect, since
 /// it can kick clients and reload the configuration.
@@ -410,19 +409,6 @@ fn http(
         users,
         name,
     }))
-}
-
-pub(crate) fn check_metrics_listen(addr: &str) -> Result<(), String> {
-    if addr.contains(',') {
-        return Err("expected HOST:PORT, with no options".into());
-    }
-    format!("tcp:{addr}")
-        .parse::<EndpointSpec>()
-        .map(|_| ())
-        .map_err(|e| match e {
-            crate::endpoint::EndpointParseError::Address { why, .. } => why.to_owned(),
-            e => e.to_string(),
-        })
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

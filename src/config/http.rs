@@ -7,12 +7,37 @@
 //! and a role. Verifying passwords is `crate::web::auth`'s.
 
 use crate::access::Role;
+use crate::endpoint::EndpointSpec;
 
 /// The longest user name: ample for a login, short enough for a log line.
 pub(crate) const MAX_USER_NAME: usize = 64;
 /// The longest `password-hash`: an argon2id PHC string is about 100
 /// characters; a longer one is not one `serialhub passwd` wrote.
 const MAX_HASH: usize = 512;
+
+/// Checks `--http ADDR` (`--metrics ADDR`, named by `flag`) as a
+/// configuration file's `[http] listen`.
+pub(crate) fn check_metrics(addr: &str, flag: &'static str) -> Result<(), super::ConfigError> {
+    check_metrics_listen(addr).map_err(|why| super::ConfigError::Metrics {
+        flag,
+        addr: addr.to_owned(),
+        why,
+    })
+}
+
+/// Why `addr` is not a `HOST:PORT` to listen on.
+pub(crate) fn check_metrics_listen(addr: &str) -> Result<(), String> {
+    if addr.contains(',') {
+        return Err("expected HOST:PORT, with no options".into());
+    }
+    format!("tcp:{addr}")
+        .parse::<EndpointSpec>()
+        .map(|_| ())
+        .map_err(|e| match e {
+            crate::endpoint::EndpointParseError::Address { why, .. } => why.to_owned(),
+            e => e.to_string(),
+        })
+}
 
 /// Which name turned the listener on. The old one (`--metrics`,
 /// `[metrics]`) keeps its old behaviour on a network address without

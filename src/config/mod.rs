@@ -52,19 +52,10 @@ use crate::units::usize_size_text;
 pub(crate) use crate::units::{duration_text, size_text};
 pub(crate) use error::ConfigError;
 pub use file::{ControlConfig, DaemonConfig, FileError, load};
+pub(crate) use http::check_metrics;
 pub(crate) use ranges::*;
 pub(crate) use settings::{LogSettings, PortSettings, Writers};
 pub(crate) use sizing::{hub_config, socket_sizing};
-
-/// Checks `--http ADDR` (`--metrics ADDR`) as a configuration file's
-/// `[http] listen`.
-pub(crate) fn check_metrics(addr: &str, flag: &'static str) -> Result<(), ConfigError> {
-    file::check_metrics_listen(addr).map_err(|why| ConfigError::Metrics {
-        flag,
-        addr: addr.to_owned(),
-        why,
-    })
-}
 
 /// Checks a port started by `serve` flags against the control socket and
 /// the metrics endpoint, and its endpoints against each other, before

@@ -108,12 +108,12 @@ pub(crate) async fn run(
                 server.scheme(),
                 server.local_addr(),
                 match server.console() {
-                    crate::web::server::Console::On => format!(
+                    crate::web::state::Console::On => format!(
                         ", the web console at {}://{}/",
                         server.scheme(),
                         server.local_addr()
                     ),
-                    crate::web::server::Console::MetricsOnly => String::new(),
+                    crate::web::state::Console::MetricsOnly => String::new(),
                 }
             );
             Some(server)

@@ -30,8 +30,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::auth::{login, same_origin};
-use super::server::Console;
-use super::state::{Caller, WebState};
+use super::state::{Caller, Console, WebState};
 use super::terminal::{self, TerminalRequest};
 use super::{api, assets, status_feed};
 
@@ -162,18 +161,19 @@ async fn asset(caller: Caller, Path(path): Path<String>, headers: HeaderMap) -> 
     assets::serve(&path, &headers)
 }
 
-/// The checks before any WebSocket upgrade: a session, the same origin.
-fn ws_allowed(caller: &Caller, headers: &HeaderMap) -> Result<(), Response> {
+/// The checks before any WebSocket upgrade: a session, the same origin;
+/// the refusal if one fails.
+fn ws_refused(caller: &Caller, headers: &HeaderMap) -> Option<Response> {
     if caller.who.is_none() {
-        return Err(api::login_required());
+        return Some(api::login_required());
     }
     if !same_origin(headers, caller.conn.https, true) {
-        return Err(api::error(
+        return Some(api::error(
             StatusCode::FORBIDDEN,
             "cross-origin WebSocket refused: the Origin must be this server's",
         ));
     }
-    Ok(())
+    None
 }
 
 async fn ws_status(
@@ -182,7 +182,7 @@ async fn ws_status(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(r) = ws_allowed(&caller, &headers) {
+    if let Some(r) = ws_refused(&caller, &headers) {
         return r;
     }
     caller.conn.long_lived();
@@ -207,7 +207,7 @@ async fn ws_port(
     Query(q): Query<Since>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(r) = ws_allowed(&caller, &headers) {
+    if let Some(r) = ws_refused(&caller, &headers) {
         return r;
     }
     let Some(who) = caller.who else {

@@ -33,7 +33,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -50,7 +49,7 @@ use tracing::debug;
 
 use super::auth::Policies;
 use super::routes;
-use super::state::WebState;
+use super::state::{Conn, Console, WebState};
 use super::terminal::Attach;
 use crate::config::http::{HttpName, HttpUser};
 use crate::control::admit::{Admission, Ticket};
@@ -108,16 +107,6 @@ pub(crate) struct HttpListen {
     /// Which name asked for the listener: the old `--metrics` on a network
     /// address without authentication serves `/metrics` alone, as before.
     pub name: HttpName,
-}
-
-/// What the console may serve, decided at bind time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Console {
-    /// Pages, API and WebSockets, behind [`super::auth`].
-    On,
-    /// `/metrics` only: the old `--metrics` on a network address, with no
-    /// authentication configured.
-    MetricsOnly,
 }
 
 /// Whether a listener bound at `addr` may serve the console, or why it
@@ -238,35 +227,6 @@ impl HttpServer {
     }
 }
 
-/// One connection, as its requests see it (a request extension).
-#[derive(Clone, Debug)]
-pub(crate) struct Conn {
-    pub(crate) peer: SocketAddr,
-    /// Over TLS: cookies get `Secure`, and the Origin is `https://`.
-    pub(crate) https: bool,
-    /// The verified client certificate's identity, with mutual TLS.
-    pub(crate) cert: Option<Arc<Identity>>,
-    /// Its place among [`MAX_CONNECTIONS`]: a WebSocket keeps it.
-    ticket: Arc<Ticket>,
-    /// Set by a request that owns the connection past
-    /// [`CONNECTION_TIMEOUT`].
-    long: Arc<AtomicBool>,
-}
-
-impl Conn {
-    /// This request owns the connection from now on (a WebSocket, a
-    /// streamed log): [`CONNECTION_TIMEOUT`] no longer applies, and it is
-    /// never shed as idle. Its own task must bound its life.
-    pub(crate) fn long_lived(&self) {
-        self.long.store(true, Ordering::Relaxed);
-    }
-
-    /// The connection's place, for a WebSocket task to hold.
-    pub(crate) fn ticket(&self) -> Arc<Ticket> {
-        self.ticket.clone()
-    }
-}
-
 /// Serves one connection until it ends, is shed, or `shutdown`; over TLS
 /// if `tls`, whose handshake must be done within [`HEADER_TIMEOUT`].
 async fn connection(
@@ -277,14 +237,8 @@ async fn connection(
     shutdown: CancellationToken,
     tls: Option<Arc<TlsAcceptor>>,
 ) {
-    let long = Arc::new(AtomicBool::new(false));
-    let conn = Conn {
-        peer,
-        https: tls.is_some(),
-        cert: None,
-        ticket: ticket.clone(),
-        long: long.clone(),
-    };
+    let conn = Conn::new(peer, tls.is_some(), ticket.clone());
+    let conn_long = conn.clone();
     let serve = async {
         match tls {
             None => http(stream, service(router, conn)).await,
@@ -298,7 +252,9 @@ async fn connection(
                             .peer_certificates()
                             .and_then(|c| c.first())
                             .map(|c| Arc::new(Identity::from_der(c)));
-                        http(stream, service(router, Conn { cert, ..conn })).await
+                        let mut conn = conn;
+                        conn.cert = cert;
+                        http(stream, service(router, conn)).await
                     }
                     Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
                     Err(_) => Err(format!("no TLS handshake within {HEADER_TIMEOUT:?}")),
@@ -319,7 +275,7 @@ async fn connection(
                 break;
             }
             () = &mut deadline, if !timed => {
-                if long.load(Ordering::Relaxed) {
+                if conn_long.is_long() {
                     timed = true;
                 } else {
                     debug!(%peer, "http: connection timed out");
@@ -351,15 +307,13 @@ fn service(
     service_fn(move |mut req: hyper::Request<Incoming>| {
         // A whole request head: this connection is no longer idle. (Shed
         // already, it is dropped by its task before its answer is sent.)
-        conn.ticket.busy();
+        conn.busy();
         req.extensions_mut().insert(conn.clone());
         let answer = hyper::service::Service::call(&router, req);
         let conn = conn.clone();
         async move {
             let r = answer.await;
-            if !conn.long.load(Ordering::Relaxed) {
-                conn.ticket.idle();
-            }
+            conn.answered();
             r
         }
     })

@@ -1,8 +1,10 @@
-//! The state every route shares ([`WebState`]), and the principal of a
-//! request ([`Caller`]), so that the route modules need not import each
-//! other.
+//! The state every route shares ([`WebState`]), the connection a request
+//! came on ([`Conn`]) and its principal ([`Caller`]): what the listener
+//! and the routes both know, so that neither imports the other's module.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -11,10 +13,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{Auth, Policies, Who};
-use super::server::{Conn, Console};
 use super::terminal::Attach;
 use crate::config::http::HttpUser;
+use crate::control::admit::Ticket;
 use crate::control::server::Asked;
+use crate::tls::Identity;
 
 /// What the routes share: cheap to clone.
 #[derive(Clone, Debug)]
@@ -55,6 +58,74 @@ impl WebState {
             console,
             shutdown,
         }))
+    }
+}
+
+/// What the console may serve, decided at bind time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Console {
+    /// Pages, API and WebSockets, behind [`super::auth`].
+    On,
+    /// `/metrics` only: the old `--metrics` on a network address, with no
+    /// authentication configured.
+    MetricsOnly,
+}
+
+/// One connection, as its requests see it (a request extension).
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub(crate) peer: SocketAddr,
+    /// Over TLS: cookies get `Secure`, and the Origin is `https://`.
+    pub(crate) https: bool,
+    /// The verified client certificate's identity, with mutual TLS.
+    pub(crate) cert: Option<Arc<Identity>>,
+    /// Its place among [`MAX_CONNECTIONS`](super::server::MAX_CONNECTIONS): a WebSocket keeps it.
+    ticket: Arc<Ticket>,
+    /// Set by a request that owns the connection past
+    /// [`CONNECTION_TIMEOUT`](super::server::CONNECTION_TIMEOUT).
+    long: Arc<AtomicBool>,
+}
+
+impl Conn {
+    /// A new connection from `peer`, holding `ticket`.
+    pub(crate) fn new(peer: SocketAddr, https: bool, ticket: Arc<Ticket>) -> Conn {
+        Conn {
+            peer,
+            https,
+            cert: None,
+            ticket,
+            long: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether a request took the connection over ([`Self::long_lived`]).
+    pub(crate) fn is_long(&self) -> bool {
+        self.long.load(Ordering::Relaxed)
+    }
+
+    /// A whole request head came: the connection may not be shed now.
+    pub(crate) fn busy(&self) {
+        self.ticket.busy();
+    }
+
+    /// Its request is answered: unless it took the connection over, the
+    /// connection may be shed again while it waits for the next one.
+    pub(crate) fn answered(&self) {
+        if !self.is_long() {
+            self.ticket.idle();
+        }
+    }
+
+    /// This request owns the connection from now on (a WebSocket, a
+    /// streamed log): [`CONNECTION_TIMEOUT`](super::server::CONNECTION_TIMEOUT) no longer applies, and it is
+    /// never shed as idle. Its own task must bound its life.
+    pub(crate) fn long_lived(&self) {
+        self.long.store(true, Ordering::Relaxed);
+    }
+
+    /// The connection's place, for a WebSocket task to hold.
+    pub(crate) fn ticket(&self) -> Arc<Ticket> {
+        self.ticket.clone()
     }
 }
 
