@@ -99,9 +99,11 @@ pub(crate) async fn run(
         }
         None => None,
     };
+    // Each port's --allow roles, for the console's certificate identities.
+    let policies: crate::web::auth::Policies = Default::default();
     let metrics = match metrics {
         Some(listen) => {
-            let server = HttpServer::bind(&listen).await?;
+            let server = HttpServer::bind(&listen, policies.clone()).await?;
             // Tests and operators who asked for port 0 learn it here.
             info!(
                 "metrics served at {0}://{1}/metrics{2}",
@@ -156,13 +158,13 @@ pub(crate) async fn run(
     }
     // Kept to read its TLS files again on reload.
     let metrics_tls = metrics.as_ref().and_then(HttpServer::tls);
-    // Each port's --allow roles, for the console's certificate identities.
-    let policies: crate::web::auth::Policies = Default::default();
+    // Kept to give it the users a reload reads.
+    let web_auth = metrics.as_ref().map(HttpServer::auth);
     policies.store(std::sync::Arc::new(access_policies(&running)));
     // Terminals to attach; the daemon's end is kept open for the senders.
     let (attach, _attach_rx) = crate::web::terminal::channel();
     if let Some(server) = metrics {
-        tokio::spawn(server.serve(asks.clone(), attach, policies.clone(), shutdown.clone()));
+        tokio::spawn(server.serve(asks.clone(), attach, shutdown.clone()));
     }
     // The registry asks for the ports' status as the control socket does.
     let fleet_status = fleet.as_ref().map(Registry::status);
@@ -174,7 +176,7 @@ pub(crate) async fn run(
             Some(()) = hangup(&mut hangups) => {
                 info!("SIGHUP: reloading the configuration");
                 let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await;
-                policies.store(std::sync::Arc::new(access_policies(&running)));
+                reloaded(&running, &policies, web_auth.as_deref(), config_file.as_deref());
             }
             Some(session) = fleet_sessions.recv() => sessions::attach(&running, session),
             Some((request, reply)) = asked.recv() => {
@@ -186,7 +188,7 @@ pub(crate) async fn run(
                             Ok(report) => Response::error(report.to_string()),
                             Err(e) => Response::error(e.to_string()),
                         };
-                        policies.store(std::sync::Arc::new(access_policies(&running)));
+                        reloaded(&running, &policies, web_auth.as_deref(), config_file.as_deref());
                         answer
                     }
                     other => handle(&running, other, metrics_addr.as_ref().map(|(a, h)| (a.as_str(), *h))),
@@ -212,6 +214,23 @@ pub(crate) async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// After a reload: the console's view of the ports' roles, and its users
+/// as the file now gives them (the sessions of users removed or given
+/// another role end). A file that does not load leaves the users be.
+fn reloaded(
+    running: &[Running],
+    policies: &crate::web::auth::Policies,
+    auth: Option<&crate::web::auth::Auth>,
+    file: Option<&std::path::Path>,
+) {
+    policies.store(std::sync::Arc::new(access_policies(running)));
+    if let (Some(auth), Some(file)) = (auth, file)
+        && let Ok(config) = crate::config::load(file)
+    {
+        auth.set_users(&config.http.map(|h| h.users).unwrap_or_default());
+    }
 }
 
 /// Each running port's `--allow` roles, by name.

@@ -47,7 +47,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::auth::Policies;
+use super::auth::{Auth, Policies};
 use super::routes;
 use super::state::{Conn, Console, WebState};
 use super::terminal::Attach;
@@ -138,14 +138,17 @@ pub(crate) struct HttpServer {
     listener: TcpListener,
     addr: SocketAddr,
     tls: Option<Arc<TlsAcceptor>>,
-    listen: HttpListen,
+    auth: Arc<Auth>,
     console: Console,
 }
 
 impl HttpServer {
     /// Binds `listen.addr`, with its TLS configuration read, and checks
-    /// who could reach it.
-    pub(crate) async fn bind(listen: &HttpListen) -> Result<HttpServer, WebError> {
+    /// who could reach it; `policies` give certificates their roles.
+    pub(crate) async fn bind(
+        listen: &HttpListen,
+        policies: Policies,
+    ) -> Result<HttpServer, WebError> {
         let tls = listen.tls.clone().map(TlsAcceptor::new).transpose()?;
         let fail = |reason| WebError::Bind {
             what: match listen.name {
@@ -158,11 +161,13 @@ impl HttpServer {
         let listener = TcpListener::bind(&listen.addr).await.map_err(fail)?;
         let addr = listener.local_addr().map_err(fail)?;
         let console = check_exposure(addr, listen)?;
+        let client_ca = listen.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+        let required = !addr.ip().is_loopback() && !client_ca;
         Ok(HttpServer {
             listener,
             addr,
             tls: tls.map(Arc::new),
-            listen: listen.clone(),
+            auth: Arc::new(Auth::new(&listen.users, required, policies)),
             console,
         })
     }
@@ -182,6 +187,13 @@ impl HttpServer {
         self.console
     }
 
+    /// Its users and sessions: a handle to keep before
+    /// [`serve`](Self::serve) takes the server, to give it the users a
+    /// reload reads ([`Auth::set_users`]).
+    pub(crate) fn auth(&self) -> Arc<Auth> {
+        self.auth.clone()
+    }
+
     /// Its TLS configuration, if it serves HTTPS: a handle to keep before
     /// [`serve`](Self::serve) takes the server, to re-read the files with
     /// ([`TlsAcceptor::reload`]) for new connections.
@@ -190,22 +202,14 @@ impl HttpServer {
     }
 
     /// Serves until `shutdown`, asking `daemon` for the ports' state and
-    /// `attach` for terminals; `policies` gives certificates their roles.
+    /// `attach` for terminals.
     pub(crate) async fn serve(
         self,
         daemon: mpsc::Sender<Asked>,
         attach: Attach,
-        policies: Policies,
         shutdown: CancellationToken,
     ) {
-        let state = WebState::new(
-            daemon,
-            attach,
-            &self.listen.users,
-            policies,
-            self.console,
-            shutdown.clone(),
-        );
+        let state = WebState::new(daemon, attach, self.auth, self.console, shutdown.clone());
         let router = routes::router(state);
         let mut admission = Admission::new("http", MAX_CONNECTIONS, b"\r\n\r\n");
         fn fd(c: &(TcpStream, SocketAddr)) -> std::os::fd::BorrowedFd<'_> {

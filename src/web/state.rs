@@ -12,9 +12,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{Auth, Policies, Who};
+use super::auth::{Auth, Who};
 use super::terminal::Attach;
-use crate::config::http::HttpUser;
 use crate::control::admit::Ticket;
 use crate::control::server::Asked;
 use crate::tls::Identity;
@@ -29,7 +28,7 @@ pub(crate) struct Inner {
     pub(crate) daemon: mpsc::Sender<Asked>,
     /// Where terminals are admitted as hub clients.
     pub(crate) attach: Attach,
-    pub(crate) auth: Auth,
+    pub(crate) auth: Arc<Auth>,
     pub(crate) console: Console,
     /// Ends WebSockets and streamed logs at shutdown.
     pub(crate) shutdown: CancellationToken,
@@ -46,15 +45,14 @@ impl WebState {
     pub(crate) fn new(
         daemon: mpsc::Sender<Asked>,
         attach: Attach,
-        users: &[HttpUser],
-        policies: Policies,
+        auth: Arc<Auth>,
         console: Console,
         shutdown: CancellationToken,
     ) -> WebState {
         WebState(Arc::new(Inner {
             daemon,
             attach,
-            auth: Auth::new(users, policies),
+            auth,
             console,
             shutdown,
         }))

@@ -479,6 +479,30 @@ async fn issue23_logins_guard_pages_api_and_websockets() {
 }
 
 #[test]
+fn issue23_a_reload_ends_the_sessions_of_users_removed_or_demoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = with_users(dir.path(), "");
+    let addr = http_addr(&server);
+    let alice = login(&addr, "alice", "wonderland");
+    let bob = login(&addr, "bob", "builder");
+    let whoami = |cookie: &str| get(&addr, "/api/whoami", &[("Cookie", cookie)]);
+    assert_eq!(whoami(&alice).code, 200);
+
+    // alice becomes ro; bob stays as he was.
+    let file = dir.path().join("hub.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let demoted = text.replacen("role = \"rw\"", "role = \"ro\"", 1);
+    assert_ne!(demoted, text);
+    std::fs::write(&file, demoted).unwrap();
+    let (ok, out, err) = crate::common::control(&server.control, &["reload"]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(whoami(&alice).code, 401, "a demoted user's session ends");
+    assert_eq!(whoami(&bob).json()["user"], "bob");
+    let alice = login(&addr, "alice", "wonderland");
+    assert_eq!(whoami(&alice).json()["role"], "ro");
+}
+
+#[test]
 fn issue23_passwd_refuses_an_empty_password() {
     let mut child = command()
         .arg("passwd")

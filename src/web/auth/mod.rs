@@ -104,15 +104,21 @@ impl Who {
 #[derive(Debug)]
 pub(crate) struct Auth {
     users: Mutex<Arc<Vec<HttpUser>>>,
+    /// The listener is reachable from the network without a client CA:
+    /// without users nobody gets in (a reload that removed them all must
+    /// not open the console to everyone).
+    required: bool,
     pub(crate) sessions: Sessions,
     pub(crate) failures: Failures,
     pub(crate) policies: Policies,
 }
 
 impl Auth {
-    pub(crate) fn new(users: &[HttpUser], policies: Policies) -> Auth {
+    /// `required`: logins are needed even when no user is left.
+    pub(crate) fn new(users: &[HttpUser], required: bool, policies: Policies) -> Auth {
         Auth {
             users: Mutex::new(Arc::new(users.to_vec())),
+            required,
             sessions: Sessions::default(),
             failures: Failures::default(),
             policies,
@@ -134,9 +140,7 @@ impl Auth {
     }
 
     /// New users (a reload): the sessions of users removed or given
-    /// another role end. Not called yet: a reload keeps the users the
-    /// daemon started with.
-    #[allow(dead_code)]
+    /// another role end.
     pub(crate) fn set_users(&self, users: &[HttpUser]) {
         *self.users.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(users.to_vec());
         self.sessions
@@ -154,7 +158,7 @@ impl Auth {
                 cert: Some(id.clone()),
             });
         }
-        if !self.has_users() {
+        if !self.has_users() && !self.required {
             return Some(Who {
                 user: None,
                 method: Method::None,

@@ -86,7 +86,6 @@ impl Sessions {
     }
 
     /// Ends the sessions of users `keep` no longer gives the same role.
-    #[allow(dead_code)]
     pub(crate) fn keep_users(&self, keep: impl Fn(&str, Role) -> bool) {
         self.map().retain(|_, s| keep(&s.user, s.role));
     }
