@@ -691,3 +691,80 @@ async fn issue23_limits_hold_and_websockets_outlive_the_request_deadline() {
         }
     }
 }
+
+/// `curl` over HTTPS to the listener, with alice's certificate if `cert`:
+/// (success, body).
+fn curl(pki: &crate::tls::Pki, url: &str, cert: bool, extra: &[&str]) -> (bool, String) {
+    let mut args = vec![
+        "--silent".to_owned(),
+        "--show-error".into(),
+        "--fail".into(),
+        "--max-time".into(),
+        "10".into(),
+        "--cacert".into(),
+        pki.arg("ca.pem"),
+    ];
+    if cert {
+        args.extend([
+            "--cert".into(),
+            pki.arg("alice.pem"),
+            "--key".into(),
+            pki.arg("alice.key"),
+        ]);
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args.push(url.into());
+    let out = std::process::Command::new("curl")
+        .args(&args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn issue23_a_client_certificate_is_the_identity_and_allow_its_role() {
+    let pki = crate::tls::pki();
+    let server = crate::tls::serve_tls(
+        &pki,
+        &[
+            "serve",
+            "-d",
+            "sim:echo",
+            "-l",
+            "tcp:127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--http-tls",
+            "--allow",
+            "ro:cn:alice",
+        ],
+    );
+    let ports = status(&server.control);
+    assert_eq!(ports[0]["http_https"], true, "{ports:#}");
+    let port = http_addr(&server).rsplit_once(':').unwrap().1.to_owned();
+    let base = format!("https://localhost:{port}");
+    let (ok, body) = curl(&pki, &format!("{base}/api/whoami"), true, &[]);
+    assert!(ok, "{body}");
+    let who: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        who,
+        serde_json::json!({"user": "cn:alice", "role": "ro", "auth": "certificate"})
+    );
+    // ro may read, not kick.
+    let (ok, body) = curl(&pki, &format!("{base}/api/status"), true, &[]);
+    assert!(ok, "{body}");
+    let name = ports[0]["name"].as_str().unwrap();
+    let (ok, body) = curl(
+        &pki,
+        &format!("{base}/api/ports/{name}/clients/1/kick"),
+        true,
+        &["-X", "POST"],
+    );
+    assert!(!ok && body.contains("403"), "{body}");
+    // No certificate, no TLS session.
+    let (ok, body) = curl(&pki, &format!("{base}/api/whoami"), false, &[]);
+    assert!(!ok, "{body}");
+}
