@@ -7,10 +7,9 @@
 //! - `POST /api/ports/{name}/clients/{id}/kick` (rw).
 //!
 //! Each asks the daemon task that owns the ports, as the control socket
-//! does ([`ask`]).
+//! does ([`super::ask`]).
 
 use std::io::Write;
-use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
@@ -21,50 +20,22 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::ask::{ask, document, ports};
 use super::auth::same_origin;
 use super::state::{Caller, WebState};
 use crate::access::Role;
 use crate::control::metrics::{CONTENT_TYPE_OPENMETRICS, render};
-use crate::control::server::Asked;
-use crate::control::{PortStatus, Request, Response as Answer};
+use crate::control::{Request, Response as Answer};
 use crate::hub::ClientId;
 use crate::logcmd::{self, Filter};
 
-/// Time the daemon task has to answer.
-const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Chunks of a streamed log in flight to the connection: the reading
 /// thread waits while the client reads slowly, so memory stays bounded.
 const LOG_CHUNKS: usize = 4;
 /// Bytes per chunk of a streamed log.
 const LOG_CHUNK: usize = 64 * 1024;
-
-/// Sends `request` to the daemon task and waits for its answer.
-pub(crate) async fn ask(daemon: &mpsc::Sender<Asked>, request: Request) -> Result<Answer, String> {
-    let (tx, rx) = oneshot::channel();
-    let go = async {
-        daemon
-            .send((request, tx))
-            .await
-            .map_err(|_| "the daemon is shutting down".to_owned())?;
-        rx.await
-            .map_err(|_| "the daemon is shutting down".to_owned())
-    };
-    tokio::time::timeout(ASK_TIMEOUT, go)
-        .await
-        .map_err(|_| format!("the daemon did not answer within {ASK_TIMEOUT:?}"))?
-}
-
-/// Every port's status.
-pub(crate) async fn ports(daemon: &mpsc::Sender<Asked>) -> Result<Vec<PortStatus>, String> {
-    match ask(daemon, Request::Status { port: None }).await? {
-        Answer {
-            ok: true, ports, ..
-        } => Ok(ports),
-        Answer { error, .. } => Err(error.unwrap_or_else(|| "status failed".into())),
-    }
-}
 
 /// An error as JSON: `{"error": "..."}`.
 pub(crate) fn error(status: StatusCode, why: impl Into<String>) -> Response {
@@ -91,11 +62,6 @@ pub(crate) async fn metrics(State(state): State<WebState>) -> Response {
         },
         Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
-}
-
-/// The status document as `status --json` prints it: the ports, pretty.
-pub(crate) fn document(ports: &[PortStatus]) -> String {
-    serde_json::to_string_pretty(ports).unwrap_or_default()
 }
 
 /// `GET /api/status`.

@@ -6,6 +6,7 @@
 //! - `routes`: the axum router; `state`: what its routes share, and who
 //!   calls;
 //! - `api`: `/api/status`, `/api/whoami`, a port's traffic log, kick;
+//!   `ask`: a request to the daemon task and its answer;
 //! - `status_feed`: `/ws/status`, the status document pushed on change;
 //! - `assets`: the embedded front-end files of `web/` (gzip, ETag);
 //! - `auth`: password users, sessions, login, the Origin check, roles;
@@ -16,6 +17,7 @@
 //! asks; a terminal is admitted by that task as one more hub client.
 
 pub(crate) mod api;
+pub(crate) mod ask;
 pub(crate) mod assets;
 pub(crate) mod auth;
 pub(crate) mod routes;

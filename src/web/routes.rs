@@ -32,7 +32,7 @@ use serde::Deserialize;
 use super::auth::{login, same_origin};
 use super::state::{Caller, Console, WebState};
 use super::terminal::{self, TerminalRequest};
-use super::{api, assets, status_feed};
+use super::{api, ask, assets, status_feed};
 
 /// Largest WebSocket message taken from a browser (the terminal's own
 /// limit is 64 KiB: a bigger one is closed with 1009).
@@ -134,7 +134,7 @@ async fn port_page(
     if caller.who.is_none() {
         return to_login(&format!("/ports/{name}"));
     }
-    match api::ports(&state.daemon).await {
+    match ask::ports(&state.daemon).await {
         Ok(ports) if ports.iter().any(|p| p.name == name) => page("port.html", StatusCode::OK),
         Ok(_) => {
             let body = format!(
@@ -190,7 +190,7 @@ async fn ws_status(
     ws.max_message_size(status_feed::MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
             let _ticket = ticket;
-            status_feed::serve(socket, state).await;
+            status_feed::serve(socket, state.feed.clone()).await;
         })
 }
 

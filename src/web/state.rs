@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{Auth, Who};
+use super::status_feed::Feed;
 use super::terminal::Attach;
 use crate::control::admit::Ticket;
 use crate::control::server::Asked;
@@ -30,6 +31,8 @@ pub(crate) struct Inner {
     pub(crate) attach: Attach,
     pub(crate) auth: Arc<Auth>,
     pub(crate) console: Console,
+    /// The status document for `/ws/status`, polled while anyone listens.
+    pub(crate) feed: Arc<Feed>,
     /// Ends WebSockets and streamed logs at shutdown.
     pub(crate) shutdown: CancellationToken,
 }
@@ -50,6 +53,7 @@ impl WebState {
         shutdown: CancellationToken,
     ) -> WebState {
         WebState(Arc::new(Inner {
+            feed: Feed::new(daemon.clone(), shutdown.clone()),
             daemon,
             attach,
             auth,
