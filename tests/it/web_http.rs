@@ -768,3 +768,61 @@ fn issue23_a_client_certificate_is_the_identity_and_allow_its_role() {
     let (ok, body) = curl(&pki, &format!("{base}/api/whoami"), false, &[]);
     assert!(!ok, "{body}");
 }
+
+#[test]
+fn issue23_over_https_the_session_cookie_is_secure() {
+    let pki = crate::tls::pki();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hub.toml");
+    let hash = passwd("wonderland");
+    std::fs::write(
+        &file,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:0\"\ntls = true\n\n\
+             [[http.user]]\nname = \"alice\"\npassword-hash = \"{hash}\"\nrole = \"rw\"\n\n\
+             [[port]]\nname = \"echo\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]\n",
+            dir.path().join("c.sock").display(),
+            pki.arg("server.pem"),
+            pki.arg("server.key"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+    let port = http_addr(&server).rsplit_once(':').unwrap().1.to_owned();
+    let base = format!("https://localhost:{port}");
+    // Without a session, the API says so.
+    let (ok, body) = curl(&pki, &format!("{base}/api/whoami"), false, &[]);
+    assert!(!ok && body.contains("401"), "{body}");
+    let (ok, head) = curl(
+        &pki,
+        &format!("{base}/login"),
+        false,
+        &["--include", "--data", "username=alice&password=wonderland"],
+    );
+    assert!(ok, "{head}");
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .unwrap_or_else(|| panic!("no cookie: {head}"))
+        .trim()
+        .to_owned();
+    let parts: Vec<&str> = cookie.split(';').map(str::trim).collect();
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
+        assert!(parts.contains(&flag), "{cookie}");
+    }
+    let (ok, body) = curl(
+        &pki,
+        &format!("{base}/api/whoami"),
+        false,
+        &["--cookie", parts[0]],
+    );
+    assert!(ok, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        serde_json::json!({"user": "alice", "role": "rw", "auth": "password"})
+    );
+}
