@@ -17,6 +17,7 @@ use port_flags::PORT_FLAGS;
 use time::OffsetDateTime;
 
 pub(crate) mod fleet;
+pub(crate) mod http;
 mod port_flags;
 mod values;
 pub(crate) use values::{
@@ -47,10 +48,9 @@ pub struct Cli {
     // The commands that use it take it after their name as well.
     #[arg(long, value_name = "PATH")]
     pub(crate) control: Option<PathBuf>,
-    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
-    /// /metrics. Off unless given. (`serve` only.)
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics: Option<String>,
+    /// `--http`, `--metrics` (`serve` only).
+    #[command(flatten)]
+    pub(crate) http: http::HttpAddr,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -69,11 +69,11 @@ impl Cli {
         self.control.as_ref().or(after.control.as_ref())
     }
 
-    /// `--metrics`, given before `serve` or after it.
-    pub(crate) fn metrics_addr(&self) -> Option<&String> {
+    /// `--http` and `--metrics`, each given before `serve` or after it.
+    pub(crate) fn http_addr(&self) -> http::HttpAddr {
         match &self.command {
-            Command::Serve(a) => self.metrics.as_ref().or(a.daemon.metrics.as_ref()),
-            _ => self.metrics.as_ref(),
+            Command::Serve(a) => self.http.or(&a.daemon.http),
+            _ => self.http.clone(),
         }
     }
 }
@@ -91,10 +91,8 @@ pub(crate) struct ControlFlag {
 pub(crate) struct DaemonFlags {
     #[command(flatten)]
     pub(crate) at: ControlFlag,
-    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
-    /// /metrics. Off unless given.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics: Option<String>,
+    #[command(flatten)]
+    pub(crate) http: http::HttpAddr,
 }
 
 /// `serve`'s examples, as a literal so that `concat!` can head them.
@@ -135,6 +133,9 @@ pub(crate) enum Command {
     Log(LogArgs),
     /// Show a running serialhub's ports and clients.
     Status(StatusArgs),
+    /// Print an argon2id hash of a password read from stdin, for a
+    /// configuration file's [[http.user]] password-hash.
+    Passwd,
     /// Disconnect one client of a running serialhub.
     Kick(KickArgs),
     /// Take a port's write lock as the operator: no client's writes reach
@@ -387,10 +388,8 @@ pub(crate) struct ServeArgs {
     /// client whose certificate it revokes is refused (repeatable).
     #[arg(long, value_name = "FILE", requires = "tls_client_ca")]
     pub(crate) tls_crl: Vec<PathBuf>,
-    /// Serve --metrics over HTTPS with --tls-cert (and mutual TLS with
-    /// --tls-client-ca).
-    #[arg(long, requires = "tls_cert")]
-    pub(crate) metrics_tls: bool,
+    #[command(flatten)]
+    pub(crate) http: http::HttpFlags,
     #[command(flatten)]
     pub(crate) fleet: fleet::FleetFlags,
 }

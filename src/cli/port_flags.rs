@@ -37,4 +37,5 @@ pub(super) const PORT_FLAGS: &[&str] = &[
     "tls_client_ca",
     "tls_crl",
     "metrics_tls",
+    "http_tls",
 ];

@@ -28,6 +28,7 @@ mod clash;
 mod error;
 pub(crate) mod exposure;
 pub(crate) mod file;
+pub(crate) mod http;
 mod ranges;
 mod raw;
 pub(crate) mod settings;
@@ -50,18 +51,11 @@ use crate::units::usize_size_text;
 
 pub(crate) use crate::units::{duration_text, size_text};
 pub(crate) use error::ConfigError;
-pub use file::{ControlConfig, DaemonConfig, FileError, MetricsConfig, load};
+pub use file::{ControlConfig, DaemonConfig, FileError, load};
+pub(crate) use http::check_metrics;
 pub(crate) use ranges::*;
 pub(crate) use settings::{LogSettings, PortSettings, Writers};
 pub(crate) use sizing::{hub_config, socket_sizing};
-
-/// Checks `--metrics ADDR` as a configuration file's `[metrics] listen`.
-pub(crate) fn check_metrics(addr: &str) -> Result<(), ConfigError> {
-    file::check_metrics_listen(addr).map_err(|why| ConfigError::Metrics {
-        addr: addr.to_owned(),
-        why,
-    })
-}
 
 /// Checks a port started by `serve` flags against the control socket and
 /// the metrics endpoint, and its endpoints against each other, before
@@ -69,11 +63,12 @@ pub(crate) fn check_metrics(addr: &str) -> Result<(), ConfigError> {
 pub(crate) fn check_flags(
     port: &PortConfig,
     control: Option<&std::path::Path>,
-    metrics: Option<&str>,
+    metrics: Option<(&str, &'static str)>,
 ) -> Result<(), ConfigError> {
-    if let Some(addr) = metrics {
-        check_metrics(addr)?;
+    if let Some((addr, flag)) = metrics {
+        check_metrics(addr, flag)?;
     }
+    let metrics = metrics.map(|(addr, _)| addr);
     let Some(c) = clash::first(std::slice::from_ref(port), control, metrics) else {
         return Ok(());
     };
@@ -85,7 +80,7 @@ pub(crate) fn check_flags(
     let spec = port.listen[endpoint].to_string();
     let how = match other {
         clash::Owner::Control => "is also the control socket",
-        clash::Owner::Metrics => "is also the --metrics address",
+        clash::Owner::Metrics => "is also the --http (--metrics) address",
         clash::Owner::Port(_)
             if port.listen[..endpoint]
                 .iter()

@@ -58,4 +58,5 @@ mod tls_tunnel;
 mod traffic;
 mod traffic_reset;
 mod transactions;
+mod web_http;
 mod web_terminal;

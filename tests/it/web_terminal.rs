@@ -4,8 +4,6 @@
 //! The WebSocket backend's behaviour in detail (flow control, slow-reader
 //! policies, settings, transactions) is tested in `src/web/terminal/tests`
 //! against a real port; these check that the daemon routes a browser to it.
-//! They need the web listener (`--http`), which lands separately: ignored
-//! until then.
 
 use std::time::Duration;
 
@@ -79,7 +77,6 @@ async fn read_until(ws: &mut Ws, got: &mut Vec<u8>, needle: &[u8]) {
 }
 
 #[tokio::test]
-#[ignore = "needs the web listener (issue 23)"]
 async fn issue23_a_browser_types_into_sim_echo_and_shows_in_status() {
     let server = Server::serve_with_metrics("sim:echo", 115200, &[]);
     let (addr, name) = http_of(&server);
@@ -110,7 +107,6 @@ async fn issue23_a_browser_types_into_sim_echo_and_shows_in_status() {
 }
 
 #[tokio::test]
-#[ignore = "needs the web listener (issue 23)"]
 async fn issue23_a_browser_that_comes_back_resumes_without_gap_or_duplicate() {
     let server = Server::serve_with_metrics("sim:echo", 115200, &[]);
     let (addr, name) = http_of(&server);
@@ -140,7 +136,6 @@ async fn issue23_a_browser_that_comes_back_resumes_without_gap_or_duplicate() {
 }
 
 #[tokio::test]
-#[ignore = "needs the web listener (issue 23)"]
 async fn issue23_a_browsers_typing_reaches_the_device_and_tcp_clients_see_it() {
     // With no users, a loopback browser is rw (ro comes from a login or a
     // certificate: the web listener's own tests).
