@@ -58,3 +58,4 @@ mod tls_tunnel;
 mod traffic;
 mod traffic_reset;
 mod transactions;
+mod web_assets;
