@@ -1,7 +1,8 @@
-// The login form (/login). It works without this script; the script only
-// keeps `next` (where to go after the login) when the server did not fill
-// it, and shows "wrong user name or password" when the server answered the
-// form with 401 but left the message hidden.
+// The login form (/login). It works without this script: the server fills
+// the message into `<p ... id="error">` and `next` into its hidden field.
+// The script only keeps `next` (where to go after the login) when the
+// server did not fill it, and says "wrong user name or password" when the
+// form came back with 401 and no message.
 
 const form = document.getElementById("login");
 const next = form.querySelector('input[name="next"]');
@@ -14,7 +15,6 @@ if (next.value) form.action = `/login?next=${encodeURIComponent(next.value)}`;
 
 const error = document.getElementById("error");
 const nav = performance.getEntriesByType("navigation")[0];
-if (error.hidden && nav && nav.responseStatus === 401) {
-  error.textContent = error.textContent || "wrong user name or password";
-  error.hidden = false;
+if (!error.textContent.trim() && nav && nav.responseStatus === 401) {
+  error.textContent = "wrong user name or password";
 }
