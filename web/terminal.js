@@ -46,7 +46,6 @@ const term = new window.Terminal({
   fontSize: window.matchMedia("(max-width: 600px)").matches ? 12 : 14,
   fontFamily: 'ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace',
   theme: { background: "#101418", foreground: "#d8dee4" },
-  disableStdin: true,
 });
 const fit = new window.FitAddon.FitAddon();
 term.loadAddon(fit);
@@ -115,8 +114,13 @@ const session = new Session(
   stats,
 );
 
+let toldReadOnly = false;
 term.onData((data) => {
   if (!session.send(data)) flash("not connected: typing is not sent");
+  else if (stats.role !== "rw" && !toldReadOnly) {
+    toldReadOnly = true;
+    flash("read only: the server discards what you type");
+  }
 });
 term.onBinary((data) => {
   session.send(Uint8Array.from(data, (c) => c.charCodeAt(0) & 0xff));
@@ -134,9 +138,11 @@ function setRole(role) {
   const ro = role !== "rw";
   document.body.classList.toggle("read-only", ro);
   for (const id of RW_ONLY) $(id).disabled = ro;
-  term.options.disableStdin = ro;
+  // Typing stays on: the server discards a read-only viewer's bytes and
+  // counts them (status `discarded`), as for an access=ro TCP client.
+  term.options.disableStdin = false;
   syncStyles();
-  if (!ro) term.focus();
+  term.focus();
 }
 setRole("ro"); // until hello says otherwise
 
