@@ -66,13 +66,10 @@ export function deviceState(port) {
   }
 }
 
-/** Whether the port keeps a traffic log, when its status says so; null when
- * the status does not say (the page then asks the log's URL). */
+/** Whether the port keeps a traffic log: its status names the directory
+ * (`traffic_log`), absent when it keeps none. */
 export function hasTrafficLog(port) {
-  for (const key of ["traffic_log", "log"]) {
-    if (key in port) return Boolean(port[key]);
-  }
-  return null;
+  return Boolean(port.traffic_log);
 }
 
 /** GET /api/whoami: {user, role, auth}; a 401 sends the page to the login. */

@@ -241,22 +241,10 @@ $("paste").addEventListener("click", async () => {
 
 // --- the port's status (/ws/status) ----------------------------------------
 
-let logProbed = false;
 function showDownload(port) {
   const link = $("download-log");
   link.href = `/api/ports/${encodeURIComponent(name)}/log?download=1`;
-  const known = hasTrafficLog(port);
-  if (known !== null) {
-    link.hidden = !known;
-    return;
-  }
-  if (logProbed) return;
-  logProbed = true;
-  fetch(`/api/ports/${encodeURIComponent(name)}/log`, { method: "HEAD", credentials: "same-origin" })
-    .then((r) => {
-      link.hidden = !r.ok;
-    })
-    .catch(() => {});
+  link.hidden = !hasTrafficLog(port);
 }
 
 /** `115200 8N1 rtscts` into the form's fields, unless the user is editing. */
