@@ -108,6 +108,13 @@ function render(section, port) {
       ),
       row("write lock", field("write_lock", port.write_lock || "free")),
       row("endpoints", field("endpoints", (port.endpoints || []).join(", ") || "none")),
+      port.traffic_log
+        ? row(
+            "traffic log",
+            field("traffic_log", port.traffic_log),
+            h("a", { href: `/api/ports/${encodeURIComponent(port.name)}/log?download=1`, download: true }, "download"),
+          )
+        : null,
       h("dt", {}, "clients"),
       h("dd", { class: "wide" }, clientsTable(port)),
     ),
