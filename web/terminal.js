@@ -130,7 +130,7 @@ $("reconnect").addEventListener("click", () => session.reconnect());
 
 // --- role ------------------------------------------------------------------
 
-const RW_ONLY = ["baud", "data-bits", "parity", "stop-bits", "apply", "dtr", "rts", "break", "lock", "paste"];
+const RW_ONLY = ["baud", "data-bits", "parity", "stop-bits", "flow-control", "apply", "dtr", "rts", "break", "lock", "paste"];
 
 function setRole(role) {
   stats.role = role;
@@ -192,6 +192,7 @@ $("settings").addEventListener("submit", async (event) => {
     data_bits: Number($("data-bits").value),
     parity: $("parity").value,
     stop_bits: $("stop-bits").value,
+    flow_control: $("flow-control").value,
   });
   if (ok) formDirty = false;
 });
@@ -249,13 +250,14 @@ function showDownload(port) {
 
 /** `115200 8N1 rtscts` into the form's fields, unless the user is editing. */
 function showLine(port) {
-  const m = /^(\d+) ([5-8])([NOE])([12])/.exec(port.line || "");
+  const m = /^(\d+) ([5-8])([NOE])([12])(?: (rtscts|xonxoff))?/.exec(port.line || "");
   $("line-now").textContent = `now ${port.line}${port.settings_changed_by ? `, set by ${port.settings_changed_by}` : ""}`;
   if (!m || formDirty) return;
   $("baud").value = m[1];
   $("data-bits").value = m[2];
   $("parity").value = { N: "none", O: "odd", E: "even" }[m[3]];
   $("stop-bits").value = m[4];
+  $("flow-control").value = m[5] || "none";
 }
 
 function mine(holder) {
