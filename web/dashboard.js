@@ -33,7 +33,7 @@ function clientsTable(port) {
   const head = h(
     "tr",
     {},
-    ["#", "peer", "since", "in", "out", "queued", "dropped", "discarded"].map((t) => h("th", {}, t)),
+    ["#", "peer", "since", "in", "out", "dropped", "discarded"].map((t) => h("th", {}, t)),
     role === "rw" ? h("th", {}, "") : null,
   );
   const rows = clients.map((c) =>
@@ -44,8 +44,7 @@ function clientsTable(port) {
       h("td", { class: "peer", title: c.identity || "" }, c.peer),
       h("td", { title: c.connected_since }, sinceText(c.connected_since)),
       h("td", { title: `${c.bytes_in} bytes to the device` }, bytes(c.bytes_in)),
-      h("td", { title: `${c.bytes_out} device bytes` }, bytes(c.bytes_out)),
-      h("td", {}, bytes(c.queued)),
+      h("td", { title: `${c.bytes_out} device bytes, ${c.queued} queued now` }, bytes(c.bytes_out)),
       h("td", { class: c.dropped > 0 ? "warn" : "" }, String(c.dropped)),
       h("td", {}, String(c.discarded)),
       role === "rw"
@@ -61,7 +60,8 @@ function sinceText(rfc3339) {
   const t = new Date(rfc3339);
   if (Number.isNaN(t.getTime())) return rfc3339 || "";
   const now = new Date();
-  return t.toDateString() === now.toDateString() ? t.toLocaleTimeString() : t.toLocaleString();
+  const time = t.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  return t.toDateString() === now.toDateString() ? time : `${t.toLocaleDateString()} ${time}`;
 }
 
 async function doKick(port, id) {

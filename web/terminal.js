@@ -68,6 +68,31 @@ const MARK = "\x1b[0;33m";
 const DIM = "\x1b[2m";
 const RESET = "\x1b[0m";
 
+/** History's bytes with every SGR reset (ESC [ m, ESC [ 0 m) made to keep
+ * the dim on, so the whole history stays marked. A reset split between two
+ * frames is left as it is: the rest of that frame shows undimmed. */
+function keepDim(bytes) {
+  let from = 0;
+  const parts = [];
+  for (let i = 0; i + 2 < bytes.length; i++) {
+    if (bytes[i] !== 0x1b || bytes[i + 1] !== 0x5b) continue;
+    const zero = bytes[i + 2] === 0x30 ? 1 : 0;
+    if (bytes[i + 2 + zero] !== 0x6d) continue; // "m"
+    parts.push(bytes.subarray(from, i), DIM_RESET);
+    from = i + 3 + zero;
+  }
+  if (parts.length === 0) return bytes;
+  parts.push(bytes.subarray(from));
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+const DIM_RESET = new TextEncoder().encode("\x1b[0;2m");
+
 function showMarker(kind, text) {
   // A dropped marker comes after the offset moved past the dropped bytes;
   // the live marker sits between bytes, where the hex view already is.
@@ -95,7 +120,7 @@ const session = new Session(
     },
     data(data, history, rendered) {
       let out = hex ? hex.feed(data) : data;
-      if (history && hex) out = DIM + out;
+      if (history) out = hex ? DIM + out : keepDim(out);
       term.write(out, rendered);
     },
     marker: showMarker,
