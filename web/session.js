@@ -16,7 +16,8 @@
 // stops the flow instead of queueing without bound.
 //
 // Offsets: `offset` is the device offset of the next byte: hello.from, plus
-// every binary byte, plus every dropped byte. After an unexpected close the
+// every binary byte, plus every dropped byte (and, on resuming, the gap the
+// port's history could no longer fill). After an unexpected close the
 // session reconnects with `?since=offset`, so it resumes with no gap and no
 // duplicate while the port's history still holds those bytes (a `gap` in
 // the new hello says how many it no longer held). After `closed` it stays
@@ -154,7 +155,10 @@ export class Session {
         conn.skip = this.stats.offset - from;
         skipped = conn.skip;
       } else if (from > this.stats.offset) {
+        // Bytes the port no longer held: lost to this page like dropped
+        // ones (a tab kicked while frozen comes back this way).
         const lost = from - this.stats.offset;
+        this.stats.dropped += lost;
         this.stats.offset = from;
         this.handlers.marker("gap", `[… ${lost} bytes lost while disconnected …]`);
       }
