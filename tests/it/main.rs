@@ -58,5 +58,6 @@ mod tls_tunnel;
 mod traffic;
 mod traffic_reset;
 mod transactions;
+mod web_assets;
 mod web_http;
 mod web_terminal;
