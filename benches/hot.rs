@@ -31,6 +31,8 @@ fn fan_out(c: &mut Criterion) {
             lock_max: Duration::from_secs(600),
             txn: None,
             keep_settings: false,
+            // A port's default: every chunk is also kept for viewers that join.
+            scrollback: 64 << 10,
         });
         let handles: Vec<_> = (0..clients)
             .map(|i| hub.attach(format!("bench#{i}")))

@@ -13,9 +13,12 @@ use crate::device::DeviceSpec;
 use crate::endpoint::EndpointSpec;
 use crate::traffic::DEFAULT_KEEP;
 use crate::units::parse_bytes;
+use port_flags::PORT_FLAGS;
 use time::OffsetDateTime;
 
 pub(crate) mod fleet;
+pub(crate) mod http;
+mod port_flags;
 mod values;
 pub(crate) use values::{
     Direction, FlowControl, Format, Parity, SimMode, SlowReaderPolicy, Unsolicited, Writers,
@@ -45,10 +48,9 @@ pub struct Cli {
     // The commands that use it take it after their name as well.
     #[arg(long, value_name = "PATH")]
     pub(crate) control: Option<PathBuf>,
-    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
-    /// /metrics. Off unless given. (`serve` only.)
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics: Option<String>,
+    /// `--http`, `--metrics` (`serve` only).
+    #[command(flatten)]
+    pub(crate) http: http::HttpAddr,
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -67,11 +69,11 @@ impl Cli {
         self.control.as_ref().or(after.control.as_ref())
     }
 
-    /// `--metrics`, given before `serve` or after it.
-    pub(crate) fn metrics_addr(&self) -> Option<&String> {
+    /// `--http` and `--metrics`, each given before `serve` or after it.
+    pub(crate) fn http_addr(&self) -> http::HttpAddr {
         match &self.command {
-            Command::Serve(a) => self.metrics.as_ref().or(a.daemon.metrics.as_ref()),
-            _ => self.metrics.as_ref(),
+            Command::Serve(a) => self.http.or(&a.daemon.http),
+            _ => self.http.clone(),
         }
     }
 }
@@ -89,10 +91,8 @@ pub(crate) struct ControlFlag {
 pub(crate) struct DaemonFlags {
     #[command(flatten)]
     pub(crate) at: ControlFlag,
-    /// Serve Prometheus metrics over HTTP on ADDR (`127.0.0.1:9108`), at
-    /// /metrics. Off unless given.
-    #[arg(long, value_name = "ADDR")]
-    pub(crate) metrics: Option<String>,
+    #[command(flatten)]
+    pub(crate) http: http::HttpAddr,
 }
 
 /// `serve`'s examples, as a literal so that `concat!` can head them.
@@ -133,6 +133,9 @@ pub(crate) enum Command {
     Log(LogArgs),
     /// Show a running serialhub's ports and clients.
     Status(StatusArgs),
+    /// Print an argon2id hash of a password read from stdin, for a
+    /// configuration file's [[http.user]] password-hash.
+    Passwd,
     /// Disconnect one client of a running serialhub.
     Kick(KickArgs),
     /// Take a port's write lock as the operator: no client's writes reach
@@ -292,6 +295,11 @@ pub(crate) struct ServeArgs {
     /// with --no-pacing).
     #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
     pub(crate) client_queue: Option<usize>,
+    /// Bytes of what the device said that a web terminal shows to a viewer
+    /// that joins, and resumes from after a network blip (0 to 16MiB; 0:
+    /// none).
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE", default_value = "64KiB")]
+    pub(crate) scrollback: usize,
     /// Most line time that bytes accepted from clients may wait before reaching
     /// the wire (socket buffers plus serialhub's own queue), e.g. 1s, 500ms
     /// (10ms to 1h; serialhub's own queue holds at most 64MiB).
@@ -380,51 +388,11 @@ pub(crate) struct ServeArgs {
     /// client whose certificate it revokes is refused (repeatable).
     #[arg(long, value_name = "FILE", requires = "tls_client_ca")]
     pub(crate) tls_crl: Vec<PathBuf>,
-    /// Serve --metrics over HTTPS with --tls-cert (and mutual TLS with
-    /// --tls-client-ca).
-    #[arg(long, requires = "tls_cert")]
-    pub(crate) metrics_tls: bool,
+    #[command(flatten)]
+    pub(crate) http: http::HttpFlags,
     #[command(flatten)]
     pub(crate) fleet: fleet::FleetFlags,
 }
-
-/// The `serve` flags that describe one port, which a `--config` file
-/// describes instead: giving both is a usage error.
-const PORT_FLAGS: &[&str] = &[
-    "device",
-    "name",
-    "wait_for_device",
-    "baud",
-    "data_bits",
-    "parity",
-    "stop_bits",
-    "flow_control",
-    "listen",
-    "allow",
-    "slow_reader",
-    "client_queue",
-    "max_inflight",
-    "stats_every",
-    "no_pacing",
-    "keep_settings",
-    "max_clients",
-    "lock_idle",
-    "lock_max",
-    "writers",
-    "reply_timeout",
-    "reply_gap",
-    "unsolicited",
-    "drain_timeout",
-    "log",
-    "log_format",
-    "log_max_size",
-    "log_keep",
-    "tls_cert",
-    "tls_key",
-    "tls_client_ca",
-    "tls_crl",
-    "metrics_tls",
-];
 
 #[derive(Debug, Args)]
 pub(crate) struct LogArgs {

@@ -40,7 +40,9 @@
 //!   behind the same source and sink traits as a plain socket.
 //! - [`port`]: one port's whole life: device, hub, endpoints, log, tasks.
 //! - [`daemon`]: many ports in one process; [`control`]: its control socket,
-//!   server and client, and the Prometheus metrics endpoint.
+//!   server and client, and the Prometheus metrics exposition.
+//! - [`web`]: the HTTP listener: the metrics, and the web console (pages,
+//!   API, WebSockets, logins).
 //! - [`sim`] and [`logcmd`]: what the `sim` and `log` subcommands run.
 //! - [`docgen`]: shell completions and man pages from the clap definition.
 //! - [`app`]: what the binary runs: each subcommand from parsed flags to its
@@ -82,3 +84,4 @@ pub(crate) mod tls;
 pub(crate) mod traffic;
 pub(crate) mod units;
 pub(crate) mod watch;
+pub(crate) mod web;

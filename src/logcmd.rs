@@ -248,6 +248,32 @@ pub(crate) fn run(a: &LogArgs) -> Result<(), LogError> {
     }
 }
 
+/// Writes the traffic log in `dir` to `out` as `serialhub log DIR` prints
+/// it without colour, keeping the records `filter` accepts: the web
+/// console's `/api/ports/NAME/log`. Streamed a buffer at a time, as `log`.
+pub(crate) fn write_dir<W: Write>(dir: &Path, filter: Filter, out: W) -> Result<(), LogError> {
+    let mut p = Printer::new(out, Mode::Text(Palette::plain()), filter);
+    let files = reader::expand(&[dir.to_owned()]).map_err(|reason| LogError::Read {
+        path: dir.to_owned(),
+        reason,
+    })?;
+    let mut items = Vec::new();
+    for path in files {
+        let mut f = Pending {
+            path,
+            from_dir: true,
+            reader: None,
+        };
+        if !f.open()? {
+            continue;
+        }
+        if let Some(r) = f.reader.as_mut() {
+            p.drain(r, &mut items)?;
+        }
+    }
+    p.out.flush().map_err(LogError::Output)
+}
+
 /// A file to read: named on the command line, or found in a directory (and
 /// so liable to be deleted by rotation before it is read).
 #[derive(Debug)]

@@ -52,6 +52,9 @@ pub enum Error {
     Log(LogError),
     #[error(transparent)]
     Docgen(DocgenError),
+    /// `serialhub passwd` (usage: the password given).
+    #[error("passwd: {0}")]
+    Passwd(String),
     /// The fleet: its settings, the broker, the registry.
     #[error(transparent)]
     Fleet(crate::fleet::FleetError),
@@ -64,7 +67,7 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::Settings(_) | Error::File(_) | Error::LogDir { .. }
+            Error::Settings(_) | Error::File(_) | Error::LogDir { .. } | Error::Passwd(_)
         ) || matches!(self, Error::Fleet(e) if e.is_usage())
     }
 }

@@ -18,6 +18,7 @@
 mod check;
 mod error;
 mod fleet;
+mod passwd;
 mod process;
 mod request;
 mod serve;
@@ -36,13 +37,26 @@ pub use process::init_tracing;
 /// Runs the command `cli` names, to its end.
 pub fn run(cli: Cli) -> Result<(), Error> {
     let control = cli.control_socket().cloned();
-    let metrics = cli.metrics_addr().cloned();
+    // `--metrics` is the old name of `--http`: one listener.
+    let http = cli.http_addr();
+    let http = match (http.http.as_ref(), http.metrics.as_ref()) {
+        (Some(h), Some(m)) if h != m => {
+            return Err(Error::Settings(config::ConfigError::HttpTwice {
+                http: h.clone(),
+                metrics: m.clone(),
+            }));
+        }
+        (Some(h), _) => Some((h.clone(), config::http::HttpName::Http)),
+        (None, Some(m)) => Some((m.clone(), config::http::HttpName::Metrics)),
+        (None, None) => None,
+    };
     let ask = |request, json| request::run(&request, json, control.as_deref());
     match cli.command {
         Command::Serve(args) => {
-            in_runtime(|shutdown| serve::run(args, control.clone(), metrics, shutdown))
+            in_runtime(|shutdown| serve::run(args, control.clone(), http, shutdown))
         }
         Command::Sim(args) => in_runtime(|shutdown| sim(args, shutdown)),
+        Command::Passwd => passwd::run(),
         Command::Log(args) => crate::logcmd::run(&args).map_err(Error::Log),
         Command::Status(a) => ask(Request::Status { port: a.port }, a.json),
         Command::Kick(a) => ask(

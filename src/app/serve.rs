@@ -7,64 +7,74 @@ use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
+use crate::config::http::{HttpConfig, HttpName};
 use crate::config::{self, PortConfig};
 use crate::control::{self, ControlConfig, discover};
 use crate::daemon::{self, PortPlan};
 use crate::fleet::config::{FleetSettings, Origin};
 use crate::fleet::registry::Registry;
+use crate::web::server::HttpListen;
 
 use super::Error;
 
-/// Serves what `args` describe; `control` and `metrics` are `--control` and
-/// `--metrics`, given before `serve` or after it.
+/// Serves what `args` describe; `control` and `http` are `--control` and
+/// `--http` (or its old name `--metrics`), given before `serve` or after it.
 pub(crate) async fn run(
     args: ServeArgs,
     control: Option<PathBuf>,
-    metrics: Option<String>,
+    http: Option<(String, HttpName)>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let metrics = http.as_ref().map(|(addr, _)| addr.clone());
+    let flag = match http.as_ref().map(|(_, name)| *name) {
+        Some(HttpName::Metrics) => "--metrics",
+        _ => "--http",
+    };
     let control = control.map(|path| ControlConfig {
         path,
         mode: control::DEFAULT_MODE,
     });
     let flags = FleetSettings::from(&args.fleet);
     let mut file_fleet = FleetSettings::default();
-    let (plans, file_control, file_metrics, https) = match &args.config {
+    let (plans, file_control, file_http, https) = match &args.config {
         Some(file) => {
             let daemon = config::load(file).map_err(Error::File)?;
             file_fleet = daemon.fleet.clone();
             // --metrics overrides the file's, and is checked as it is.
             if let Some(addr) = &metrics {
-                config::check_metrics(addr).map_err(Error::Settings)?;
+                config::check_metrics(addr, flag).map_err(Error::Settings)?;
             }
             let plans = daemon.ports.into_iter().map(PortPlan::from_file).collect();
             let control = daemon.control.unwrap_or(config::ControlConfig {
                 socket: None,
                 mode: control::DEFAULT_MODE,
             });
-            // HTTPS with the file's [tls], as its [metrics] says.
-            let https = match &daemon.metrics {
+            // HTTPS with the file's [tls], as its [http] says (or
+            // --http-tls).
+            let https = match &daemon.http {
                 Some(m) if m.tls => daemon.tls.clone(),
-                _ => None,
+                _ => daemon.tls.clone().filter(|_| args.http.tls()),
             };
-            (
-                plans,
-                Some(control),
-                daemon.metrics.map(|m| m.listen),
-                https,
-            )
+            (plans, Some(control), daemon.http, https)
         }
         None => {
             let config = PortConfig::from_args(&args).map_err(Error::Settings)?;
             let control = control.as_ref().map(|c| c.path.as_path());
-            config::check_flags(&config, control, metrics.as_deref()).map_err(Error::Settings)?;
-            if args.metrics_tls && metrics.is_none() {
+            let given = metrics.as_deref().map(|addr| (addr, flag));
+            config::check_flags(&config, control, given).map_err(Error::Settings)?;
+            let tls = args.http.tls();
+            if tls && metrics.is_none() {
+                let (option, only) = if args.http.metrics_tls {
+                    ("--metrics-tls", "--metrics")
+                } else {
+                    ("--http-tls", "--http")
+                };
                 return Err(Error::Settings(config::ConfigError::NotApplicable {
-                    option: "--metrics-tls",
-                    only: "--metrics",
+                    option,
+                    only,
                 }));
             }
-            let https = config.tls.clone().filter(|_| args.metrics_tls);
+            let https = config.tls.clone().filter(|_| tls);
             let plan = PortPlan {
                 name: config.name.clone(),
                 config,
@@ -120,9 +130,30 @@ pub(crate) async fn run(
             Err(e) => return Err(Error::ControlDir(e)),
         },
     };
-    let metrics = metrics
-        .or(file_metrics)
-        .map(|addr| control::http::MetricsListen { addr, tls: https });
+    // --http wins over the file's listen; its users and insecure stay.
+    let file_http = file_http.unwrap_or(HttpConfig {
+        listen: None,
+        tls: false,
+        insecure: false,
+        users: Vec::new(),
+        name: HttpName::Http,
+    });
+    let (listen, name) = match http {
+        Some((addr, name)) => (Some(addr), name),
+        None => (file_http.listen, file_http.name),
+    };
+    if listen.is_none() && !file_http.users.is_empty() {
+        tracing::warn!(
+            "[[http.user]] given, but no HTTP listener: give --http ADDR or [http] listen"
+        );
+    }
+    let metrics = listen.map(|addr| HttpListen {
+        addr,
+        tls: https,
+        insecure: file_http.insecure || args.http.http_insecure,
+        users: file_http.users,
+        name,
+    });
     // Last: a host name another live serialhub holds stops us here, before
     // any port is opened.
     let fleet = match fleet {

@@ -46,8 +46,17 @@ pub enum ConfigError {
         option: &'static str,
         only: &'static str,
     },
-    #[error("--metrics {addr:?}: {why}")]
-    Metrics { addr: String, why: String },
+    /// `flag`: the name it was given by (`--http`, `--metrics`).
+    #[error("{flag} {addr:?}: {why}")]
+    Metrics {
+        flag: &'static str,
+        addr: String,
+        why: String,
+    },
+    /// `--http` and `--metrics` (or `[http]` and `[metrics]`) name one
+    /// listener: two addresses for it are a mistake.
+    #[error("--http {http} and --metrics {metrics}: they name the same listener; give one")]
+    HttpTwice { http: String, metrics: String },
     /// Two `--listen` flags (or one and the control socket or the metrics
     /// endpoint) on one address; `how` says with what.
     #[error("--listen {spec} {how}")]

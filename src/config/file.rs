@@ -19,10 +19,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::clash::{self, Clash, Owner};
+use super::http::{HttpConfig, HttpName, HttpUser, check_metrics_listen};
 use super::raw::{RawFile, Spans};
 use super::settings::PortSettings;
 use super::{ConfigError, PortConfig, Source};
-use crate::endpoint::EndpointSpec;
 
 /// Default mode of the control socket: only its owner may connect, since
 /// it can kick clients and reload the configuration.
@@ -38,7 +38,9 @@ pub struct DaemonConfig {
     /// In the file's order; names, devices and addresses are unique.
     pub(crate) ports: Vec<PortConfig>,
     pub control: Option<ControlConfig>,
-    pub(crate) metrics: Option<MetricsConfig>,
+    /// `[http]` (or its old name `[metrics]`): the metrics and the web
+    /// console.
+    pub(crate) http: Option<HttpConfig>,
     /// `[tls]`: every port's `tls` endpoints and HTTPS metrics use it.
     pub(crate) tls: Option<crate::tls::TlsFiles>,
     /// `[fleet]` as written (checked): `serve --fleet*` flags are laid
@@ -73,9 +75,20 @@ impl DaemonConfig {
                 "control: socket PID.sock in the runtime directory, mode {DEFAULT_CONTROL_MODE:04o}\n"
             )),
         }
-        match &self.metrics {
-            Some(m) if m.tls => out.push_str(&format!("metrics: listen {} (https)\n", m.listen)),
-            Some(m) => out.push_str(&format!("metrics: listen {}\n", m.listen)),
+        match &self.http {
+            Some(h) => {
+                let name = match h.name {
+                    HttpName::Http => "http",
+                    HttpName::Metrics => "metrics",
+                };
+                let listen = h.listen.as_deref().unwrap_or("off unless --http");
+                let https = if h.tls { " (https)" } else { "" };
+                out.push_str(&format!("{name}: listen {listen}{https}"));
+                if !h.users.is_empty() {
+                    out.push_str(&format!(", {} user(s)", h.users.len()));
+                }
+                out.push('\n');
+            }
             None => out.push_str("metrics: off\n"),
         }
         if let Ok(Some(f)) = self
@@ -112,15 +125,6 @@ pub struct ControlConfig {
     pub socket: Option<PathBuf>,
     /// File mode of the socket, 0 to 0o777.
     pub(crate) mode: u32,
-}
-
-/// `[metrics]`: the Prometheus endpoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MetricsConfig {
-    /// `HOST:PORT`, checked as for `tcp:` endpoints; resolved when bound.
-    pub(crate) listen: String,
-    /// HTTPS with the `[tls]` files (`tls = true`).
-    pub(crate) tls: bool,
 }
 
 /// A configuration file that cannot be used: where, and what is wrong.
@@ -179,8 +183,14 @@ pub(crate) enum Problem {
     SameLogDir { dir: String, other: String },
     #[error("metrics listen {addr:?}: {why}")]
     MetricsListen { addr: String, why: String },
-    #[error("[metrics] tls = true needs a [tls] table with cert and key")]
+    #[error("[http] tls = true needs a [tls] table with cert and key")]
     MetricsTls,
+    #[error(
+        "[http] listen {http:?} and [metrics] listen {metrics:?} name the same listener: give one"
+    )]
+    HttpTwice { http: String, metrics: String },
+    #[error("[[http.user]]: {0}")]
+    User(String),
     #[error(transparent)]
     Fleet(crate::fleet::config::FleetConfigError),
 }
@@ -260,7 +270,21 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
         });
     }
     let control_socket = raw.control.as_ref().and_then(|c| c.socket.as_deref());
-    let metrics_listen = raw.metrics.as_ref().map(|m| m.listen.get_ref().as_str());
+    let http_listen = raw.http.as_ref().and_then(|h| h.listen.as_ref());
+    let metrics_listen = raw.metrics.as_ref().map(|m| &m.listen);
+    if let (Some(h), Some(m)) = (http_listen, metrics_listen)
+        && h.get_ref() != m.get_ref()
+    {
+        return Err(err(
+            Some(h.span()),
+            None,
+            Problem::HttpTwice {
+                http: h.get_ref().clone(),
+                metrics: m.get_ref().clone(),
+            },
+        ));
+    }
+    let metrics_listen = http_listen.or(metrics_listen).map(|l| l.get_ref().as_str());
     if let Some(c) = clash::first(&ports, control_socket, metrics_listen) {
         let (port, at) = (&ports[c.port], &spans[c.port]);
         let other = |j: usize| ports[j].name.clone();
@@ -301,33 +325,8 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
         return Err(err(Some(span), Some(&port.name), problem));
     }
 
-    let metrics = match raw.metrics {
-        None => None,
-        Some(m) => {
-            let span = m.listen.span();
-            let listen = m.listen.into_inner();
-            check_metrics_listen(&listen).map_err(|why| {
-                err(
-                    Some(span),
-                    None,
-                    Problem::MetricsListen {
-                        addr: listen.clone(),
-                        why,
-                    },
-                )
-            })?;
-            let https = match m.tls {
-                Some(t) if *t.get_ref() => {
-                    if tls.is_none() {
-                        return Err(err(Some(t.span()), None, Problem::MetricsTls));
-                    }
-                    true
-                }
-                _ => false,
-            };
-            Some(MetricsConfig { listen, tls: https })
-        }
-    };
+    let http =
+        http(raw.http, raw.metrics, tls.is_some()).map_err(|(span, p)| err(span, None, p))?;
     let fleet = match raw.fleet {
         None => crate::fleet::config::FleetSettings::default(),
         Some(f) => {
@@ -347,23 +346,69 @@ pub(crate) fn parse(path: &Path, text: &str) -> Result<DaemonConfig, FileError> 
     Ok(DaemonConfig {
         ports,
         control,
-        metrics,
+        http,
         tls,
         fleet,
     })
 }
 
-pub(crate) fn check_metrics_listen(addr: &str) -> Result<(), String> {
-    if addr.contains(',') {
-        return Err("expected HOST:PORT, with no options".into());
+/// `[http]` and `[metrics]` as one listener, checked; `has_tls`: the file
+/// has a `[tls]` table.
+fn http(
+    http: Option<super::raw::RawHttp>,
+    metrics: Option<super::raw::RawMetrics>,
+    has_tls: bool,
+) -> Result<Option<HttpConfig>, (Option<Range<usize>>, Problem)> {
+    let (listen, tls, name) = match (&http, metrics) {
+        (Some(h), _) if h.listen.is_some() => (h.listen.clone(), h.tls.clone(), HttpName::Http),
+        (_, Some(m)) => (
+            Some(m.listen),
+            m.tls.or(http.as_ref().and_then(|h| h.tls.clone())),
+            HttpName::Metrics,
+        ),
+        (Some(h), None) => (None, h.tls.clone(), HttpName::Http),
+        (None, None) => return Ok(None),
+    };
+    if let Some(l) = &listen {
+        check_metrics_listen(l.get_ref()).map_err(|why| {
+            (
+                Some(l.span()),
+                Problem::MetricsListen {
+                    addr: l.get_ref().clone(),
+                    why,
+                },
+            )
+        })?;
     }
-    format!("tcp:{addr}")
-        .parse::<EndpointSpec>()
-        .map(|_| ())
-        .map_err(|e| match e {
-            crate::endpoint::EndpointParseError::Address { why, .. } => why.to_owned(),
-            e => e.to_string(),
-        })
+    let tls = match tls {
+        Some(t) if *t.get_ref() => {
+            if !has_tls {
+                return Err((Some(t.span()), Problem::MetricsTls));
+            }
+            true
+        }
+        _ => false,
+    };
+    let mut users = Vec::new();
+    let mut insecure = false;
+    if let Some(h) = http {
+        insecure = h.insecure.unwrap_or(false);
+        for u in h.user {
+            let span = u.span();
+            let u = u.into_inner();
+            let user = HttpUser::new(&u.name, &u.password_hash, &u.role)
+                .map_err(|why| (Some(span.clone()), Problem::User(why)))?;
+            users.push(user);
+            super::http::check_unique(&users).map_err(|why| (Some(span), Problem::User(why)))?;
+        }
+    }
+    Ok(Some(HttpConfig {
+        listen: listen.map(toml::Spanned::into_inner),
+        tls,
+        insecure,
+        users,
+        name,
+    }))
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -502,7 +547,7 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
                 mode: 0o600
             })
         );
-        assert_eq!(cfg.metrics, None);
+        assert_eq!(cfg.http, None);
         assert!(
             cfg.summary()
                 .contains("port lab1: device sim:echo, 115200 8N1")
@@ -547,7 +592,7 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
         assert_eq!(p.hub.client_queue, 64 << 10);
         assert!(p.traffic.is_some());
         assert_eq!(
-            cfg.metrics.map(|m| m.listen).as_deref(),
+            cfg.http.and_then(|m| m.listen).as_deref(),
             Some("127.0.0.1:9108")
         );
     }
@@ -891,8 +936,13 @@ listen = ["tcp:127.0.0.1:7001", "pty:/tmp/ttyLAB1"]
     fn the_metrics_address_is_checked() {
         let metrics = |addr: &str| load_str(&format!("[metrics]\nlisten = \"{addr}\"\n"));
         assert_eq!(
-            metrics("[::1]:9108").unwrap().metrics.unwrap().listen,
-            "[::1]:9108"
+            metrics("[::1]:9108")
+                .unwrap()
+                .http
+                .unwrap()
+                .listen
+                .as_deref(),
+            Some("[::1]:9108")
         );
         for bad in ["9108", ":9108", "127.0.0.1:99999", "127.0.0.1:9108,x=1"] {
             let e = metrics(bad).unwrap_err().to_string();

@@ -28,6 +28,7 @@ mod clash;
 mod error;
 pub(crate) mod exposure;
 pub(crate) mod file;
+pub(crate) mod http;
 mod ranges;
 mod raw;
 pub(crate) mod settings;
@@ -50,18 +51,11 @@ use crate::units::usize_size_text;
 
 pub(crate) use crate::units::{duration_text, size_text};
 pub(crate) use error::ConfigError;
-pub use file::{ControlConfig, DaemonConfig, FileError, MetricsConfig, load};
+pub use file::{ControlConfig, DaemonConfig, FileError, load};
+pub(crate) use http::check_metrics;
 pub(crate) use ranges::*;
 pub(crate) use settings::{LogSettings, PortSettings, Writers};
 pub(crate) use sizing::{hub_config, socket_sizing};
-
-/// Checks `--metrics ADDR` as a configuration file's `[metrics] listen`.
-pub(crate) fn check_metrics(addr: &str) -> Result<(), ConfigError> {
-    file::check_metrics_listen(addr).map_err(|why| ConfigError::Metrics {
-        addr: addr.to_owned(),
-        why,
-    })
-}
 
 /// Checks a port started by `serve` flags against the control socket and
 /// the metrics endpoint, and its endpoints against each other, before
@@ -69,11 +63,12 @@ pub(crate) fn check_metrics(addr: &str) -> Result<(), ConfigError> {
 pub(crate) fn check_flags(
     port: &PortConfig,
     control: Option<&std::path::Path>,
-    metrics: Option<&str>,
+    metrics: Option<(&str, &'static str)>,
 ) -> Result<(), ConfigError> {
-    if let Some(addr) = metrics {
-        check_metrics(addr)?;
+    if let Some((addr, flag)) = metrics {
+        check_metrics(addr, flag)?;
     }
+    let metrics = metrics.map(|(addr, _)| addr);
     let Some(c) = clash::first(std::slice::from_ref(port), control, metrics) else {
         return Ok(());
     };
@@ -85,7 +80,7 @@ pub(crate) fn check_flags(
     let spec = port.listen[endpoint].to_string();
     let how = match other {
         clash::Owner::Control => "is also the control socket",
-        clash::Owner::Metrics => "is also the --metrics address",
+        clash::Owner::Metrics => "is also the --http (--metrics) address",
         clash::Owner::Port(_)
             if port.listen[..endpoint]
                 .iter()
@@ -212,55 +207,6 @@ pub(crate) struct PortConfig {
 /// The old name of [`PortConfig`], from when a process served one port.
 pub(crate) type ServeConfig = PortConfig;
 
-impl From<&ServeArgs> for PortSettings {
-    /// Every flag, defaults included (clap fills them in).
-    fn from(a: &ServeArgs) -> Self {
-        PortSettings {
-            name: a.name.clone(),
-            device: a.device.clone(),
-            baud: Some(a.line.baud),
-            data_bits: Some(a.line.data_bits),
-            parity: Some(a.line.parity.into()),
-            stop_bits: Some(a.line.stop_bits),
-            flow_control: Some(a.line.flow_control.into()),
-            listen: Some(a.listen.clone()),
-            allow: Some(a.allow.clone()),
-            slow_reader: Some(a.slow_reader.into()),
-            client_queue: a.client_queue,
-            max_inflight: Some(a.max_inflight),
-            max_clients: Some(a.max_clients),
-            pacing: Some(!a.no_pacing),
-            keep_settings: Some(a.keep_settings),
-            lock_idle: Some(a.lock_idle),
-            lock_max: Some(a.lock_max),
-            writers: Some(a.writers.into()),
-            reply_timeout: Some(a.reply_timeout),
-            reply_gap: a.reply_gap,
-            unsolicited: Some(a.unsolicited.into()),
-            drain_timeout: Some(a.drain_timeout),
-            stats_every: Some(a.stats_every),
-            log: LogSettings {
-                dir: a.log.clone(),
-                format: Some(a.log_format.into()),
-                // A size that does not fit in u64 is out of range anyway.
-                max_size: Some(u64::try_from(a.log_max_size).unwrap_or(u64::MAX)),
-                keep: Some(a.log_keep),
-            },
-            tls: a
-                .tls_cert
-                .clone()
-                .zip(a.tls_key.clone())
-                .map(|(cert, key)| crate::tls::TlsFiles {
-                    cert,
-                    key,
-                    client_ca: a.tls_client_ca.clone(),
-                    crls: a.tls_crl.clone(),
-                }),
-            labels: Some(crate::fleet::config::labels(&a.fleet.labels)),
-        }
-    }
-}
-
 impl PortConfig {
     /// The port that `serve` flags describe.
     pub(crate) fn from_args(a: &ServeArgs) -> Result<PortConfig, ConfigError> {
@@ -351,6 +297,13 @@ impl PortConfig {
             )?),
             None => None,
         };
+        let scrollback = check(
+            source.name("--scrollback"),
+            s.scrollback
+                .unwrap_or(crate::hub::history::DEFAULT_SCROLLBACK),
+            &SCROLLBACK,
+            usize_size_text,
+        )?;
         let writers = s.writers.unwrap_or(d::WRITERS);
         if writers != Writers::Transaction
             && let Some(spec) = listen.iter().find(|s| {
@@ -382,6 +335,7 @@ impl PortConfig {
                 lock_max,
                 txn,
                 keep_settings: s.keep_settings.unwrap_or(false),
+                scrollback,
                 ..hub_config(
                     &line,
                     pacing,
@@ -636,6 +590,7 @@ mod tests {
     #[test]
     fn issue8_numeric_settings_out_of_range_are_refused() {
         let cases: &[(&[&str], &str, &str)] = &[
+            (&["--scrollback", "17MiB"], "--scrollback", "to 16MiB"),
             (&["--max-clients", "0"], "--max-clients", "1 to 65536"),
             (&["--max-clients", "65537"], "--max-clients", "1 to 65536"),
             (
@@ -724,6 +679,9 @@ mod tests {
             "100ms",
         ]);
         assert_eq!(c.max_clients, 1);
+        assert_eq!(cfg(&["--scrollback", "0"]).hub.scrollback, 0);
+        assert_eq!(cfg(&["--scrollback", "16MiB"]).hub.scrollback, 16 << 20);
+        assert_eq!(cfg(&[]).hub.scrollback, 64 << 10);
         assert_eq!(c.hub.lock_idle, Duration::from_millis(10));
         assert_eq!(c.hub.lock_max, Duration::from_millis(100));
         let c = cfg(&[

@@ -25,6 +25,8 @@ const fn secs(n: u64) -> Duration {
 /// `--client-queue`: at least one device read, at most 64 MiB per client.
 pub(crate) const CLIENT_QUEUE: RangeInclusive<usize> =
     READ_CHUNK..=crate::hub::budget::CLIENT_QUEUE_MAX;
+/// `--scrollback`: 0 (none) to 16 MiB, copied for each viewer that joins.
+pub(crate) const SCROLLBACK: RangeInclusive<usize> = 0..=crate::hub::history::MAX_SCROLLBACK;
 /// `--max-inflight`: below 10 ms a chunk is a byte or two; above an hour is
 /// no bound at all.
 pub(crate) const MAX_INFLIGHT: RangeInclusive<Duration> = ms(10)..=secs(3600);

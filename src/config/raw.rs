@@ -37,6 +37,7 @@ pub(super) struct Spans {
 pub(super) struct RawFile {
     pub(super) control: Option<RawControl>,
     pub(super) metrics: Option<RawMetrics>,
+    pub(super) http: Option<RawHttp>,
     pub(super) tls: Option<RawTls>,
     pub(super) fleet: Option<Spanned<RawFleet>>,
     pub(super) defaults: Option<Spanned<RawPort>>,
@@ -57,6 +58,30 @@ pub(super) struct RawMetrics {
     pub(super) listen: Spanned<String>,
     /// HTTPS, with the `[tls]` files.
     pub(super) tls: Option<Spanned<bool>>,
+}
+
+/// `[http]`: the listener of the metrics and the web console (`[metrics]`
+/// is its old name), and its password users.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) listen: Option<Spanned<String>>,
+    /// HTTPS, with the `[tls]` files.
+    pub(super) tls: Option<Spanned<bool>>,
+    /// Plain HTTP with passwords on a network address, knowingly.
+    pub(super) insecure: Option<bool>,
+    /// `[[http.user]]`.
+    #[serde(default)]
+    pub(super) user: Vec<Spanned<RawUser>>,
+}
+
+/// `[[http.user]]`: a login of the web console.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub(super) struct RawUser {
+    pub(super) name: String,
+    pub(super) password_hash: String,
+    pub(super) role: String,
 }
 
 /// `[tls]`: the files TLS endpoints and the metrics listener use.
@@ -109,6 +134,7 @@ pub(super) struct RawPort {
     pub(super) access: Option<RawAccess>,
     pub(super) slow_reader: Option<SlowReaderPolicy>,
     pub(super) client_queue: Option<Size>,
+    pub(super) scrollback: Option<Size>,
     pub(super) max_inflight: Option<Dur>,
     pub(super) max_clients: Option<usize>,
     pub(super) pacing: Option<bool>,
@@ -191,6 +217,9 @@ impl RawPort {
             // A size beyond usize is out of range anyway.
             client_queue: self
                 .client_queue
+                .map(|s| usize::try_from(s.0).unwrap_or(usize::MAX)),
+            scrollback: self
+                .scrollback
                 .map(|s| usize::try_from(s.0).unwrap_or(usize::MAX)),
             max_inflight: self.max_inflight.map(|d| d.0),
             max_clients: self.max_clients,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access::AllowRule;
+use crate::cli::ServeArgs;
 use crate::device::DeviceSpec;
 use crate::endpoint::EndpointSpec;
 use crate::hub::{SlowReaderPolicy, Unsolicited};
@@ -69,6 +70,8 @@ pub(crate) struct PortSettings {
     pub(crate) slow_reader: Option<SlowReaderPolicy>,
     /// `None`: two seconds of line time, at least 16 KiB.
     pub(crate) client_queue: Option<usize>,
+    /// Device bytes kept for web viewers that join.
+    pub(crate) scrollback: Option<usize>,
     pub(crate) max_inflight: Option<Duration>,
     pub(crate) max_clients: Option<usize>,
     pub(crate) pacing: Option<bool>,
@@ -131,6 +134,7 @@ impl PortSettings {
             allow: self.allow.or(b.allow),
             slow_reader: self.slow_reader.or(b.slow_reader),
             client_queue: self.client_queue.or(b.client_queue),
+            scrollback: self.scrollback.or(b.scrollback),
             max_inflight: self.max_inflight.or(b.max_inflight),
             max_clients: self.max_clients.or(b.max_clients),
             pacing: self.pacing.or(b.pacing),
@@ -151,6 +155,56 @@ impl PortSettings {
             },
             tls: self.tls.or(b.tls),
             labels: self.labels.or(b.labels),
+        }
+    }
+}
+
+impl From<&ServeArgs> for PortSettings {
+    /// Every flag, defaults included (clap fills them in).
+    fn from(a: &ServeArgs) -> Self {
+        PortSettings {
+            name: a.name.clone(),
+            device: a.device.clone(),
+            baud: Some(a.line.baud),
+            data_bits: Some(a.line.data_bits),
+            parity: Some(a.line.parity.into()),
+            stop_bits: Some(a.line.stop_bits),
+            flow_control: Some(a.line.flow_control.into()),
+            listen: Some(a.listen.clone()),
+            allow: Some(a.allow.clone()),
+            slow_reader: Some(a.slow_reader.into()),
+            client_queue: a.client_queue,
+            scrollback: Some(a.scrollback),
+            max_inflight: Some(a.max_inflight),
+            max_clients: Some(a.max_clients),
+            pacing: Some(!a.no_pacing),
+            keep_settings: Some(a.keep_settings),
+            lock_idle: Some(a.lock_idle),
+            lock_max: Some(a.lock_max),
+            writers: Some(a.writers.into()),
+            reply_timeout: Some(a.reply_timeout),
+            reply_gap: a.reply_gap,
+            unsolicited: Some(a.unsolicited.into()),
+            drain_timeout: Some(a.drain_timeout),
+            stats_every: Some(a.stats_every),
+            log: LogSettings {
+                dir: a.log.clone(),
+                format: Some(a.log_format.into()),
+                // A size that does not fit in u64 is out of range anyway.
+                max_size: Some(u64::try_from(a.log_max_size).unwrap_or(u64::MAX)),
+                keep: Some(a.log_keep),
+            },
+            tls: a
+                .tls_cert
+                .clone()
+                .zip(a.tls_key.clone())
+                .map(|(cert, key)| crate::tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: a.tls_client_ca.clone(),
+                    crls: a.tls_crl.clone(),
+                }),
+            labels: Some(crate::fleet::config::labels(&a.fleet.labels)),
         }
     }
 }

@@ -42,6 +42,7 @@ pub(crate) fn hub_config(
         lock_max: DEFAULT_LOCK_MAX,
         txn: None,
         keep_settings: false,
+        scrollback: crate::hub::history::DEFAULT_SCROLLBACK,
     }
 }
 

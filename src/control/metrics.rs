@@ -1,5 +1,5 @@
 //! The metrics exposition: every port's counters, from a status snapshot,
-//! as Prometheus (OpenMetrics) text. [`super::http`] serves it at
+//! as Prometheus (OpenMetrics) text. [`crate::web::server`] serves it at
 //! `/metrics`.
 //!
 //! Per-client series are capped at [`MAX_CLIENT_SERIES`] per port, so a

@@ -22,7 +22,6 @@
 pub(crate) mod admit;
 pub(crate) mod client;
 pub(crate) mod discover;
-pub(crate) mod http;
 pub(crate) mod metrics;
 pub mod server;
 pub(crate) mod show;
@@ -154,6 +153,17 @@ pub(crate) struct PortStatus {
     /// The metrics are served over HTTPS (`--metrics-tls`); absent for HTTP.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) metrics_https: bool,
+    /// The HTTP listener as bound (`127.0.0.1:9108`): the web console and
+    /// `/metrics`, with `--http` (or `--metrics`). The same for every port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) http: Option<String>,
+    /// It serves HTTPS; absent for HTTP.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) http_https: bool,
+    /// The port's traffic log directory (`--log DIR`), which the console's
+    /// `/api/ports/NAME/log` reads; absent when it keeps none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) traffic_log: Option<PathBuf>,
     /// The control socket and the pid of the process serving the port, set
     /// by `status` when it found the daemons itself (without `--control`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,6 +215,9 @@ impl PortStatus {
             endpoints,
             metrics: None,
             metrics_https: false,
+            http: None,
+            http_https: false,
+            traffic_log: None,
             control: None,
             pid: None,
             refusals: Refusals::default(),

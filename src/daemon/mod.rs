@@ -36,6 +36,7 @@ mod reload;
 mod report;
 mod request;
 mod sessions;
+mod terminals;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +45,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::control::http::{MetricsError, MetricsListen, MetricsServer};
 use crate::control::server::{Asked, ControlSocket, QUEUE};
 use crate::control::{ControlConfig, DaemonInfo, Request, Response};
 use crate::endpoint::unix::UnixError;
@@ -52,6 +52,7 @@ use crate::fds::{self, FdReserve};
 use crate::fleet::config::FleetSettings;
 use crate::fleet::registry::Registry;
 use crate::port::PortError;
+use crate::web::server::{HttpListen, HttpServer, WebError};
 pub(crate) use ports::PortPlan;
 use ports::{Running, start, stop_all};
 use reload::reload;
@@ -64,7 +65,7 @@ pub enum DaemonError {
     #[error("control socket: {0}")]
     Control(UnixError),
     #[error(transparent)]
-    Metrics(#[from] MetricsError),
+    Http(#[from] WebError),
 }
 
 /// Runs `ports` (and the control socket and the metrics endpoint, if any)
@@ -77,7 +78,7 @@ pub enum DaemonError {
 pub(crate) async fn run(
     ports: Vec<PortPlan>,
     control: Option<ControlConfig>,
-    metrics: Option<MetricsListen>,
+    metrics: Option<HttpListen>,
     config_file: Option<PathBuf>,
     fleet: Option<Registry>,
     fleet_file: FleetSettings,
@@ -99,14 +100,24 @@ pub(crate) async fn run(
         }
         None => None,
     };
+    // Each port's --allow roles, for the console's certificate identities.
+    let policies: crate::web::auth::Policies = Default::default();
     let metrics = match metrics {
         Some(listen) => {
-            let server = MetricsServer::bind(&listen).await?;
+            let server = HttpServer::bind(&listen, policies.clone()).await?;
             // Tests and operators who asked for port 0 learn it here.
             info!(
-                "metrics served at {}://{}/metrics",
+                "metrics served at {0}://{1}/metrics{2}",
                 server.scheme(),
-                server.local_addr()
+                server.local_addr(),
+                match server.console() {
+                    crate::web::state::Console::On => format!(
+                        ", the web console at {}://{}/",
+                        server.scheme(),
+                        server.local_addr()
+                    ),
+                    crate::web::state::Console::MetricsOnly => String::new(),
+                }
             );
             Some(server)
         }
@@ -139,6 +150,9 @@ pub(crate) async fn run(
             }
         }
     }
+    // Browsers' terminals come through this channel; the HTTP listener
+    // holds the sending end (`attach`), and this task admits them.
+    let (attach, mut attaching) = crate::web::terminal::channel();
     let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     // The control socket and the metrics endpoint ask the ports' owner,
     // this task; with neither, the channel closes and is never polled again.
@@ -147,9 +161,12 @@ pub(crate) async fn run(
         tokio::spawn(socket.serve(asks.clone(), shutdown.clone()));
     }
     // Kept to read its TLS files again on reload.
-    let metrics_tls = metrics.as_ref().and_then(MetricsServer::tls);
+    let metrics_tls = metrics.as_ref().and_then(HttpServer::tls);
+    // Kept to give it the users a reload reads.
+    let web_auth = metrics.as_ref().map(HttpServer::auth);
+    policies.store(std::sync::Arc::new(access_policies(&running)));
     if let Some(server) = metrics {
-        tokio::spawn(server.serve(asks.clone(), shutdown.clone()));
+        tokio::spawn(server.serve(asks.clone(), attach, shutdown.clone()));
     }
     // The registry asks for the ports' status as the control socket does.
     let fleet_status = fleet.as_ref().map(Registry::status);
@@ -161,17 +178,21 @@ pub(crate) async fn run(
             Some(()) = hangup(&mut hangups) => {
                 info!("SIGHUP: reloading the configuration");
                 let _ = reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await;
+                reloaded(&running, &policies, web_auth.as_deref(), config_file.as_deref());
             }
             Some(session) = fleet_sessions.recv() => sessions::attach(&running, session),
+            Some(request) = attaching.recv() => terminals::attach(&running, request),
             Some((request, reply)) = asked.recv() => {
                 let status = matches!(request, Request::Status { .. });
                 let mut answer = match request {
                     Request::Reload => {
-                        match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await {
+                        let answer = match reload(&mut running, config_file.as_deref(), metrics_tls.as_deref(), &fleet_file, &fds, &shutdown).await {
                             Ok(report) if report.complete() => Response::done(report.to_string()),
                             Ok(report) => Response::error(report.to_string()),
                             Err(e) => Response::error(e.to_string()),
-                        }
+                        };
+                        reloaded(&running, &policies, web_auth.as_deref(), config_file.as_deref());
+                        answer
                     }
                     other => handle(&running, other, metrics_addr.as_ref().map(|(a, h)| (a.as_str(), *h))),
                 };
@@ -196,6 +217,33 @@ pub(crate) async fn run(
         let _ = task.await;
     }
     Ok(())
+}
+
+/// After a reload: the console's view of the ports' roles, and its users
+/// as the file now gives them (the sessions of users removed or given
+/// another role end). A file that does not load leaves the users be.
+fn reloaded(
+    running: &[Running],
+    policies: &crate::web::auth::Policies,
+    auth: Option<&crate::web::auth::Auth>,
+    file: Option<&std::path::Path>,
+) {
+    policies.store(std::sync::Arc::new(access_policies(running)));
+    if let (Some(auth), Some(file)) = (auth, file)
+        && let Ok(config) = crate::config::load(file)
+    {
+        auth.set_users(&config.http.map(|h| h.users).unwrap_or_default());
+    }
+}
+
+/// Each running port's `--allow` roles, by name.
+fn access_policies(
+    running: &[Running],
+) -> std::collections::BTreeMap<String, crate::access::AccessPolicy> {
+    running
+        .iter()
+        .map(|r| (r.plan.name.clone(), r.plan.config.access.clone()))
+        .collect()
 }
 
 /// The next SIGHUP; never, if the handler could not be installed.

@@ -38,6 +38,9 @@ pub(crate) fn handle(
     let status = |r: &Running| PortStatus {
         metrics: metrics.map(|(addr, _)| addr.to_owned()),
         metrics_https: metrics.is_some_and(|(_, https)| https),
+        http: metrics.map(|(addr, _)| addr.to_owned()),
+        http_https: metrics.is_some_and(|(_, https)| https),
+        traffic_log: r.plan.config.traffic.as_ref().map(|t| t.dir.clone()),
         labels: r.plan.config.labels.clone(),
         ..r.port.status()
     };

@@ -51,6 +51,8 @@ pub struct HubConfig {
     /// returns to its configured ones when the last client that changed
     /// them leaves (see [`restore`](super::restore)).
     pub keep_settings: bool,
+    /// Device bytes kept for viewers that join (`--scrollback`; 0: none).
+    pub scrollback: usize,
 }
 
 #[cfg(test)]
@@ -74,6 +76,7 @@ impl HubConfig {
             lock_max: Duration::from_secs(600),
             txn: None,
             keep_settings: false,
+            scrollback: super::history::DEFAULT_SCROLLBACK,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! its own bounded queue. A full queue is handled by the client's
 //! [`SlowReaderPolicy`], and every byte a client does not get is counted.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
@@ -20,6 +21,7 @@ impl Hub {
     /// Returns at once unless a `block` client's queue is full.
     pub async fn publish(&self, data: Bytes) {
         self.stats.device_rx.fetch_add(data.len() as u64, Relaxed);
+        let clients = self.record_history(&data);
         let unsolicited = self.config.txn.as_ref().map(|t| t.unsolicited);
         let parts = match unsolicited {
             Some(u) => self.routing().split(&data, u),
@@ -47,12 +49,17 @@ impl Hub {
             if target == Target::Watchers {
                 self.stats.unsolicited_dropped.fetch_add(n as u64, Relaxed);
             }
-            self.fan_out(piece, target).await;
+            self.fan_out_to(&clients, piece, target).await;
         }
     }
 
     pub(super) async fn fan_out(&self, data: Bytes, target: Target) {
-        let clients = self.clients();
+        self.fan_out_to(&self.clients(), data, target).await;
+    }
+
+    /// [`fan_out`](Self::fan_out) to the clients of a snapshot taken with
+    /// the scrollback (see [`history`](super::history)).
+    async fn fan_out_to(&self, clients: &[Arc<Slot>], data: Bytes, target: Target) {
         for slot in clients.iter() {
             let wanted = match target {
                 Target::Client(id) if slot.id == id => true,

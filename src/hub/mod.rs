@@ -25,6 +25,7 @@ pub(crate) mod budget;
 mod client;
 mod config;
 mod fanout;
+pub(crate) mod history;
 pub(crate) mod lock;
 pub(crate) mod operator;
 pub(crate) mod ops;
@@ -101,6 +102,9 @@ pub struct Hub {
     turns: Option<mpsc::Sender<Turn>>,
     /// The arbiter, until the port takes it to run it.
     arbiter: Mutex<Option<Arbiter>>,
+    /// The scrollback; also the lock under which device data meets the
+    /// client list (see [`history`]).
+    history: Mutex<history::History>,
     /// The write lock in transaction mode (`lock` is merge mode's).
     txn_lock: TxnLock,
 }
@@ -132,6 +136,7 @@ impl Hub {
             settings: settings::SharedSettings::default(),
             changers: restore::Changers::default(),
             lock: WriteLock::new(config.lock_idle, config.lock_max),
+            history: Mutex::new(history::History::new(config.scrollback)),
             config,
             clients: Mutex::new(Arc::new(Vec::new())),
             writes,

@@ -182,6 +182,12 @@ impl Hub {
         }
     }
 
+    /// Device bytes the client `id` did not get (slow reader, kick), while
+    /// it is attached.
+    pub(crate) fn client_dropped(&self, id: ClientId) -> Option<u64> {
+        self.slot(id).map(|s| s.stats.dropped.load(Relaxed))
+    }
+
     /// Disconnects client `id` (an operator's kick); `false` if there is no
     /// such client.
     pub(crate) fn kick(&self, id: ClientId) -> bool {

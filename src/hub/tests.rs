@@ -211,6 +211,7 @@ fn txn_hub() -> (Arc<Hub>, WriteQueue) {
             unsolicited: Unsolicited::All,
         }),
         keep_settings: false,
+        scrollback: 0,
     })
 }
 
@@ -311,6 +312,7 @@ async fn issue12_sizes_follow_a_line_change_only_when_paced() {
             lock_max: Duration::from_secs(600),
             txn: None,
             keep_settings: false,
+            scrollback: 0,
         });
         hub.line_applied(slow);
         hub.line_applied(fast);

@@ -4,7 +4,7 @@
 
 use super::Port;
 use crate::endpoint::accept::Protocol;
-use crate::endpoint::external;
+use crate::endpoint::external::{self, Admission, Joined};
 use crate::endpoint::sink::SocketHalf;
 use crate::endpoint::source::ClientSource;
 
@@ -25,5 +25,21 @@ impl Port {
     {
         let _span = self.span.enter();
         external::admit(&self.cx, source, sink, peer, protocol)
+    }
+
+    /// [`admit`](Self::admit) with the client's role, options and
+    /// scrollback (a browser's terminal).
+    pub(crate) fn admit_as<S, W>(
+        &self,
+        source: S,
+        sink: W,
+        admission: Admission<'_>,
+    ) -> Result<Joined, String>
+    where
+        S: ClientSource + Send + Sync + 'static,
+        W: SocketHalf,
+    {
+        let _span = self.span.enter();
+        external::admit_as(&self.cx, source, sink, admission)
     }
 }

@@ -605,6 +605,7 @@ async fn the_hub_records_clients_data_and_slow_readers() {
             lock_max: std::time::Duration::from_secs(600),
             txn: None,
             keep_settings: false,
+            scrollback: 0,
         },
         log,
     );

@@ -201,6 +201,8 @@ fn issue20_configuration_doc_has_every_key_the_parser_and_print_config_know() {
         "",
         "[control]\n",
         "[metrics]\n",
+        "[http]\n",
+        "[[http.user]]\n",
         "[[port]]\n",
         "[[port]]\n[port.log]\n",
     ] {

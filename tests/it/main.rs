@@ -58,4 +58,7 @@ mod tls_tunnel;
 mod traffic;
 mod traffic_reset;
 mod transactions;
+mod web_assets;
 mod web_browser;
+mod web_http;
+mod web_terminal;

@@ -132,7 +132,8 @@ fn issue10_metrics_are_scraped_and_parsed_by_a_real_parser() {
             "{answer}"
         );
     }
-    let (status, _, _) = get(&metrics, "/");
+    // (`/` is the web console's dashboard since issue 23.)
+    let (status, _, _) = get(&metrics, "/no-such-page");
     assert!(status.contains(" 404 "), "{status}");
 
     let (status, headers, body) = get(&metrics, "/metrics");

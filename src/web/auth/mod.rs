@@ -1,0 +1,304 @@
+//! Who a request is, and what it may do.
+//!
+//! - No users configured, on a loopback listener: everyone is `rw`, as a
+//!   loopback TCP client is (`auth: "none"`).
+//! - Mutual TLS: the verified certificate's identity, with each port's
+//!   `--allow` roles ([`crate::access::AccessPolicy`]), as on TLS endpoints
+//!   (`auth: "certificate"`).
+//! - Users configured (`[[http.user]]`): every page, API and WebSocket
+//!   needs a session cookie, also on loopback (`auth: "password"`).
+//!   `/metrics` is not the console's: scrapers have no cookies.
+//!
+//! Cross-site requests are refused: a WebSocket upgrade needs an `Origin`
+//! equal to the request's own `scheme://Host`, and a POST with another
+//! Origin is refused ([`same_origin`]). Repeated login failures from one
+//! address wait ([`Failures`]).
+
+pub(crate) mod login;
+pub(crate) mod password;
+pub(crate) mod sessions;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::http::HeaderMap;
+use axum::http::header::{COOKIE, HOST, ORIGIN};
+
+use self::sessions::Sessions;
+use crate::access::{AccessPolicy, Role};
+use crate::config::http::HttpUser;
+use crate::tls::Identity;
+
+/// The session cookie's name.
+pub(crate) const COOKIE_NAME: &str = "serialhub_session";
+
+/// Each port's `--allow` roles, by port name, for certificate identities;
+/// the daemon replaces it when a reload changes the ports.
+pub(crate) type Policies = Arc<ArcSwap<BTreeMap<String, AccessPolicy>>>;
+
+/// How a request was authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Method {
+    None,
+    Password,
+    Certificate,
+}
+
+impl Method {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Method::None => "none",
+            Method::Password => "password",
+            Method::Certificate => "certificate",
+        }
+    }
+}
+
+/// An authenticated request's principal.
+#[derive(Clone, Debug)]
+pub(crate) struct Who {
+    /// The login, or the certificate's identity (`cn:NAME`).
+    pub(crate) user: Option<String>,
+    pub(crate) method: Method,
+    /// The role of a login or of everyone; per port for certificates.
+    role: Option<Role>,
+    cert: Option<Arc<Identity>>,
+}
+
+impl Who {
+    /// This principal's role on `port` (`None`: refused there).
+    pub(crate) fn role_on(&self, port: &str, policies: &Policies) -> Option<Role> {
+        match &self.cert {
+            Some(id) => policies
+                .load()
+                .get(port)
+                .and_then(|p| p.role(id.cn.as_deref(), &id.dns, &id.sha256)),
+            None => self.role,
+        }
+    }
+
+    /// Its role anywhere: the best it has on any port, for `whoami`.
+    pub(crate) fn role(&self, policies: &Policies) -> Option<Role> {
+        match &self.cert {
+            None => self.role,
+            Some(_) => {
+                let roles: Vec<Role> = policies
+                    .load()
+                    .keys()
+                    .filter_map(|p| self.role_on(p, policies))
+                    .collect();
+                if roles.contains(&Role::Rw) {
+                    Some(Role::Rw)
+                } else {
+                    roles.first().copied()
+                }
+            }
+        }
+    }
+}
+
+/// The users, their sessions, and the failed logins.
+#[derive(Debug)]
+pub(crate) struct Auth {
+    users: Mutex<Arc<Vec<HttpUser>>>,
+    /// The listener is reachable from the network without a client CA:
+    /// without users nobody gets in (a reload that removed them all must
+    /// not open the console to everyone).
+    required: bool,
+    pub(crate) sessions: Sessions,
+    pub(crate) failures: Failures,
+    pub(crate) policies: Policies,
+}
+
+impl Auth {
+    /// `required`: logins are needed even when no user is left.
+    pub(crate) fn new(users: &[HttpUser], required: bool, policies: Policies) -> Auth {
+        Auth {
+            users: Mutex::new(Arc::new(users.to_vec())),
+            required,
+            sessions: Sessions::default(),
+            failures: Failures::default(),
+            policies,
+        }
+    }
+
+    fn users(&self) -> Arc<Vec<HttpUser>> {
+        self.users.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether logins are needed.
+    pub(crate) fn has_users(&self) -> bool {
+        !self.users().is_empty()
+    }
+
+    /// The user `name`, if configured.
+    pub(crate) fn user(&self, name: &str) -> Option<HttpUser> {
+        self.users().iter().find(|u| u.name == name).cloned()
+    }
+
+    /// New users (a reload): the sessions of users removed or given
+    /// another role end.
+    pub(crate) fn set_users(&self, users: &[HttpUser]) {
+        *self.users.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(users.to_vec());
+        self.sessions
+            .keep_users(|name, role| users.iter().any(|u| u.name == name && u.role == role));
+    }
+
+    /// Who makes a request with `headers` over a connection with the client
+    /// certificate `cert`; `None`: a login is needed.
+    pub(crate) fn who(&self, headers: &HeaderMap, cert: Option<&Arc<Identity>>) -> Option<Who> {
+        if let Some(id) = cert {
+            return Some(Who {
+                user: Some(id.to_string()),
+                method: Method::Certificate,
+                role: None,
+                cert: Some(id.clone()),
+            });
+        }
+        if !self.has_users() && !self.required {
+            return Some(Who {
+                user: None,
+                method: Method::None,
+                role: Some(Role::Rw),
+                cert: None,
+            });
+        }
+        let token = cookie(headers, COOKIE_NAME)?;
+        let (user, role) = self.sessions.get(token)?;
+        Some(Who {
+            user: Some(user),
+            method: Method::Password,
+            role: Some(role),
+            cert: None,
+        })
+    }
+}
+
+/// The value of cookie `name` in `headers`.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Whether the request's `Origin` is its own `scheme://Host`. `required`:
+/// a missing Origin fails (WebSocket upgrades, which browsers always send
+/// it with); else only a different one does (POSTs by older clients).
+pub(crate) fn same_origin(headers: &HeaderMap, https: bool, required: bool) -> bool {
+    let Some(origin) = headers.get(ORIGIN) else {
+        return !required;
+    };
+    let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    let scheme = if https { "https" } else { "http" };
+    origin
+        .to_str()
+        .is_ok_and(|o| o.eq_ignore_ascii_case(&format!("{scheme}://{host}")))
+}
+
+/// Failed logins by address: after [`FREE_FAILURES`], each further attempt
+/// from that address waits [`PENALTY`] first. At most [`MAX_ADDRESSES`]
+/// are remembered (the stalest forgotten first), each for [`REMEMBER`].
+#[derive(Debug, Default)]
+pub(crate) struct Failures {
+    map: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+/// Failures allowed before the wait: typing mistakes.
+const FREE_FAILURES: u32 = 3;
+/// The wait per attempt after them: guessing slows to a crawl.
+const PENALTY: Duration = Duration::from_secs(1);
+/// Addresses remembered: a bounded table, whatever a flood sends.
+const MAX_ADDRESSES: usize = 4096;
+/// How long a failure counts.
+const REMEMBER: Duration = Duration::from_secs(15 * 60);
+
+impl Failures {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How long an attempt from `ip` waits before it is checked.
+    pub(crate) fn delay(&self, ip: IpAddr) -> Duration {
+        match self.map().get(&ip) {
+            Some((n, at)) if *n >= FREE_FAILURES && at.elapsed() < REMEMBER => PENALTY,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// A failed attempt from `ip`.
+    pub(crate) fn failed(&self, ip: IpAddr) {
+        let now = Instant::now();
+        let mut map = self.map();
+        if !map.contains_key(&ip) && map.len() >= MAX_ADDRESSES {
+            map.retain(|_, (_, at)| now.duration_since(*at) < REMEMBER);
+            if map.len() >= MAX_ADDRESSES
+                && let Some(stale) = map.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| *k)
+            {
+                map.remove(&stale);
+            }
+        }
+        let e = map.entry(ip).or_insert((0, now));
+        if now.duration_since(e.1) >= REMEMBER {
+            e.0 = 0;
+        }
+        *e = (e.0.saturating_add(1), now);
+    }
+
+    /// A good login from `ip`: its failures are forgiven.
+    pub(crate) fn succeeded(&self, ip: IpAddr) {
+        self.map().remove(&ip);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn origins_and_cookies() {
+        let mut h = HeaderMap::new();
+        h.insert(HOST, HeaderValue::from_static("127.0.0.1:9108"));
+        assert!(!same_origin(&h, false, true));
+        assert!(same_origin(&h, false, false));
+        h.insert(ORIGIN, HeaderValue::from_static("http://127.0.0.1:9108"));
+        assert!(same_origin(&h, false, true));
+        assert!(!same_origin(&h, true, true));
+        h.insert(ORIGIN, HeaderValue::from_static("http://evil.example"));
+        assert!(!same_origin(&h, false, false));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; serialhub_session=tok; b=2"),
+        );
+        assert_eq!(cookie(&h, COOKIE_NAME), Some("tok"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn failures_slow_down_one_address() {
+        let f = Failures::default();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..FREE_FAILURES {
+            assert_eq!(f.delay(ip), Duration::ZERO);
+            f.failed(ip);
+        }
+        assert_eq!(f.delay(ip), PENALTY);
+        assert_eq!(f.delay("10.0.0.2".parse().unwrap()), Duration::ZERO);
+        f.succeeded(ip);
+        assert_eq!(f.delay(ip), Duration::ZERO);
+        for i in 0..MAX_ADDRESSES + 5 {
+            f.failed(IpAddr::from([10, 1, (i >> 8) as u8, i as u8]));
+        }
+        assert!(f.map().len() <= MAX_ADDRESSES);
+    }
+}

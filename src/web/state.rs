@@ -1,0 +1,157 @@
+//! The state every route shares ([`WebState`]), the connection a request
+//! came on ([`Conn`]) and its principal ([`Caller`]): what the listener
+//! and the routes both know, so that neither imports the other's module.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::{Auth, Who};
+use super::status_feed::Feed;
+use super::terminal::Attach;
+use crate::control::admit::Ticket;
+use crate::control::server::Asked;
+use crate::tls::Identity;
+
+/// What the routes share: cheap to clone.
+#[derive(Clone, Debug)]
+pub(crate) struct WebState(Arc<Inner>);
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    /// The daemon task that owns the ports: status, kick.
+    pub(crate) daemon: mpsc::Sender<Asked>,
+    /// Where terminals are admitted as hub clients.
+    pub(crate) attach: Attach,
+    pub(crate) auth: Arc<Auth>,
+    pub(crate) console: Console,
+    /// The status document for `/ws/status`, polled while anyone listens.
+    pub(crate) feed: Arc<Feed>,
+    /// Ends WebSockets and streamed logs at shutdown.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl std::ops::Deref for WebState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl WebState {
+    pub(crate) fn new(
+        daemon: mpsc::Sender<Asked>,
+        attach: Attach,
+        auth: Arc<Auth>,
+        console: Console,
+        shutdown: CancellationToken,
+    ) -> WebState {
+        WebState(Arc::new(Inner {
+            feed: Feed::new(daemon.clone(), shutdown.clone()),
+            daemon,
+            attach,
+            auth,
+            console,
+            shutdown,
+        }))
+    }
+}
+
+/// What the console may serve, decided at bind time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Console {
+    /// Pages, API and WebSockets, behind [`super::auth`].
+    On,
+    /// `/metrics` only: the old `--metrics` on a network address, with no
+    /// authentication configured.
+    MetricsOnly,
+}
+
+/// One connection, as its requests see it (a request extension).
+#[derive(Clone, Debug)]
+pub(crate) struct Conn {
+    pub(crate) peer: SocketAddr,
+    /// Over TLS: cookies get `Secure`, and the Origin is `https://`.
+    pub(crate) https: bool,
+    /// The verified client certificate's identity, with mutual TLS.
+    pub(crate) cert: Option<Arc<Identity>>,
+    /// Its place among [`MAX_CONNECTIONS`](super::server::MAX_CONNECTIONS): a WebSocket keeps it.
+    ticket: Arc<Ticket>,
+    /// Set by a request that owns the connection past
+    /// [`CONNECTION_TIMEOUT`](super::server::CONNECTION_TIMEOUT).
+    long: Arc<AtomicBool>,
+}
+
+impl Conn {
+    /// A new connection from `peer`, holding `ticket`.
+    pub(crate) fn new(peer: SocketAddr, https: bool, ticket: Arc<Ticket>) -> Conn {
+        Conn {
+            peer,
+            https,
+            cert: None,
+            ticket,
+            long: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether a request took the connection over ([`Self::long_lived`]).
+    pub(crate) fn is_long(&self) -> bool {
+        self.long.load(Ordering::Relaxed)
+    }
+
+    /// A whole request head came: the connection may not be shed now.
+    pub(crate) fn busy(&self) {
+        self.ticket.busy();
+    }
+
+    /// Its request is answered: unless it took the connection over, the
+    /// connection may be shed again while it waits for the next one.
+    pub(crate) fn answered(&self) {
+        if !self.is_long() {
+            self.ticket.idle();
+        }
+    }
+
+    /// This request owns the connection from now on (a WebSocket, a
+    /// streamed log): [`CONNECTION_TIMEOUT`](super::server::CONNECTION_TIMEOUT) no longer applies, and it is
+    /// never shed as idle. Its own task must bound its life.
+    pub(crate) fn long_lived(&self) {
+        self.long.store(true, Ordering::Relaxed);
+    }
+
+    /// The connection's place, for a WebSocket task to hold.
+    pub(crate) fn ticket(&self) -> Arc<Ticket> {
+        self.ticket.clone()
+    }
+}
+
+/// The principal of a request and its connection; extracting it fails
+/// with 500 only if the server did not attach the connection (a bug).
+/// `who` is `None` when a login is needed.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    pub(crate) conn: Conn,
+    pub(crate) who: Option<Who>,
+}
+
+impl FromRequestParts<WebState> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Response> {
+        let Some(conn) = parts.extensions.get::<Conn>().cloned() else {
+            return Err((
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "no connection",
+            )
+                .into_response());
+        };
+        let who = state.auth.who(&parts.headers, conn.cert.as_ref());
+        Ok(Caller { conn, who })
+    }
+}
