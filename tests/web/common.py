@@ -204,11 +204,14 @@ def heap(d):
 TAP = r"""
 (() => {
   const Native = window.WebSocket;
-  const tap = { bytes: 0, tail: "", want: [], found: {} };
+  // `ignore`: characters left out of `tail` (a flood's), since typed keys
+  // come back one by one, between the flood's lines.
+  const tap = { bytes: 0, tail: "", want: [], found: {}, ignore: null };
   window.__serialhubTap = tap;
   const feed = (buf) => {
-    const s = new TextDecoder("latin1").decode(buf);
+    let s = new TextDecoder("latin1").decode(buf);
     tap.bytes += buf.byteLength;
+    if (tap.ignore) s = s.replace(tap.ignore, "");
     tap.tail = (tap.tail + s).slice(-8192);
     for (const w of tap.want) {
       if (!(w in tap.found) && tap.tail.includes(w)) tap.found[w] = tap.bytes;
@@ -233,6 +236,12 @@ TAP = r"""
 
 def install_tap(d):
     d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": TAP})
+
+
+def tap_ignore(d, regex):
+    """Leaves the characters `regex` (a JS character class) out of what the
+    tap searches."""
+    d.execute_script("window.__serialhubTap.ignore = new RegExp(arguments[0], 'g');", regex)
 
 
 def tap_want(d, marker):

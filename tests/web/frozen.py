@@ -1,8 +1,9 @@
 """Two tabs on a flooding port; one is frozen (Page.setWebLifecycleState
 frozen: its scripts stop, so it stops acking). The server stops sending it
 past its window, its client queue fills, and the port's slow-reader policy
-acts (the Rust test sees the kick or the drops in `status`); the other tab
-keeps receiving all along. Thawed, the frozen tab shows what happened.
+acts (the Rust test sees the kick in `status`); the other tab keeps
+receiving all along. Thawed, the frozen tab reconnects by itself (or shows
+that it was closed).
 
     python3 frozen.py 127.0.0.1:PORT NAME
 """
@@ -39,13 +40,24 @@ def body():
 
     d.switch_to.window(frozen)
     d.execute_cdp_cmd("Page.setWebLifecycleState", {"state": "active"})
-    shown = wait("the thawed tab to show it was cut or lost bytes",
-                 lambda: (not state(d).startswith("connected") and state(d))
-                 or ((counters(d) or {}).get("dropped") and f"dropped {counters(d)['dropped']}"),
-                 timeout=40, page=d)
-    reconnect = [e.is_displayed() for e in d.find_elements(By.ID, "reconnect")]
-    result(live_received=after["received"] - before, seconds=took, frozen_shows=shown,
-           reconnect_shown=any(reconnect))
+    # Thawed, it finds its connection gone. The server's `closed` message
+    # sat behind the window it never read, so to the page this is a blip:
+    # it comes back by itself from its offset, the bytes the port no longer
+    # held counted as lost. (Had the message come through: closed, with the
+    # Reconnect button.)
+    seen = wait("the thawed tab to reconnect by itself, or to show it was closed",
+                lambda: (state(d).startswith("closed") and state(d))
+                or (state(d).startswith("connected") and thawed(d)["connections"] >= 2 and "reconnected"),
+                timeout=40, page=d)
+    if seen.startswith("closed"):
+        assert any(e.is_displayed() for e in d.find_elements(By.ID, "reconnect")), "no Reconnect button"
+    result(live_received=after["received"] - before, seconds=took, thawed=seen, frozen_tab=thawed(d))
 
+
+def thawed(d):
+    return d.execute_script(
+        "const s = window.serialhub;"
+        "return {connections: s.connections, dropped: s.dropped, offset: s.offset, gap: s.gap};"
+    )
 
 main(body)

@@ -118,6 +118,8 @@ impl Script {
     /// Waits for the script's result; it must exit with success.
     pub fn result(mut self) -> Value {
         let result = self.expect_line("RESULT ");
+        // Shown with --nocapture, and with a failed test's output.
+        println!("{}.py: {result}", self.name);
         let status = self
             .child
             .wait_timeout(Duration::from_secs(60))
