@@ -9,27 +9,27 @@
 //! One browser test runs at a time (Chromium takes most of a core), and a
 //! flood runs `SERIALHUB_WEB_FLOOD_SECS` seconds (default 60, as the issue
 //! says). `SERIALHUB_WEB_SCREENSHOTS=docs` saves the README's screenshots
-//! into docs/ (else into a temp dir, where they are only checked).
+//! (tests/web/screenshots.py) into docs/ (else into a temp dir, where they
+//! are only checked).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::browser::{
-    FLOOD_LINE, FLOOD_SHARE, Flood, Script, assert_png, flood_secs, one_browser, screenshot_dir,
-    serve_web, wait_for, web, web_clients,
+    FLOOD_LINE, FLOOD_SHARE, Flood, Script, assert_png, flood_secs, one_browser, require_browser,
+    screenshot_dir, serve_web, wait_for, web, web_clients,
 };
-use crate::common::{PtyDevice, Server, status};
+use crate::common::{PtyDevice, Server, finish, status};
 
 #[test]
 fn issue23_browser_opens_the_terminal_from_the_dashboard_and_sees_its_typing_echoed() {
     let _one = one_browser();
     let server = serve_web("sim:echo", &[]);
     let (http, name) = web(&server);
-    let (shots, _tmp) = screenshot_dir();
-    let dir = shots.to_str().expect("a UTF-8 path");
-    let mut script = Script::start("terminal_echo", &[&http, &name, dir]);
+    let mut script = Script::start("terminal_echo", &[&http, &name]);
 
     script.step("dashboard");
     // A TCP client puts a line through the port: the dashboard shows it live.
@@ -53,6 +53,28 @@ fn issue23_browser_opens_the_terminal_from_the_dashboard_and_sees_its_typing_ech
         result["rows"].as_str().unwrap_or("").contains("hello"),
         "{result}"
     );
+}
+
+/// The README's screenshots, as `tests/web/screenshots.py` takes them from
+/// a real serialhub (this build): into a temp dir, or into docs/ with
+/// `SERIALHUB_WEB_SCREENSHOTS=docs`.
+#[test]
+fn issue23_the_readme_screenshots_are_taken_from_a_real_serialhub() {
+    let _one = one_browser();
+    require_browser();
+    let (shots, _tmp) = screenshot_dir();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/screenshots.py");
+    let child = Command::new("python3")
+        .arg(&script)
+        .arg(crate::common::BIN)
+        .arg(&shots)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let (ok, out) = finish(child, Duration::from_secs(120));
+    assert!(ok, "screenshots.py: {out}");
     assert_png(&shots.join("web-dashboard.png"));
     assert_png(&shots.join("web-terminal.png"));
 }

@@ -1,12 +1,9 @@
 """Dashboard -> the port's terminal -> type hello + Enter into sim:echo -> the
-echo shows in the terminal's rows. With a third argument (a directory), saves
-the screenshots web-dashboard.png and web-terminal.png there.
+echo shows in the terminal's rows. On the way, the dashboard shows a TCP
+client's traffic live, with no reload.
 
-    python3 terminal_echo.py 127.0.0.1:PORT NAME [SCREENSHOT_DIR]
+    python3 terminal_echo.py 127.0.0.1:PORT NAME
 """
-
-import os
-import sys
 
 from common import (By, base_url, browser, main, port_name, result, rows, state,
                     step, type_keys, wait, wait_connected)
@@ -14,7 +11,6 @@ from common import (By, base_url, browser, main, port_name, result, rows, state,
 
 def body():
     name = port_name()
-    shots = sys.argv[3] if len(sys.argv) > 3 else None
     d = browser(1100, 700)
     d.get(base_url() + "/")
     section = wait(f"the dashboard's section for {name}",
@@ -25,8 +21,6 @@ def body():
     step("dashboard")  # the test has put a line through the port and a client on it
     # The live feed shows the new counts and client, with no reload.
     wait("the dashboard to show the traffic live", lambda: section.text != before, page=d)
-    if shots:
-        d.save_screenshot(os.path.join(shots, "web-dashboard.png"))
     link = section.find_element(By.CSS_SELECTOR, f'a[href="/ports/{name}"]')
     link.click()
     wait("the terminal page", lambda: d.current_url.endswith(f"/ports/{name}"), page=d)
@@ -35,10 +29,6 @@ def body():
     # xterm echoes nothing itself: what shows came back from the device.
     text = wait("hello echoed in the terminal's rows", lambda: "hello" in rows(d) and rows(d), page=d)
     step("typed")
-    if shots:
-        type_keys(d, "the web console of serialhub", enter=True)
-        wait("the second line echoed", lambda: "web console" in rows(d), page=d)
-        d.save_screenshot(os.path.join(shots, "web-terminal.png"))
     result(rows=text, state=state(d))
 
 
