@@ -142,7 +142,8 @@ impl Viewer {
         // The server checks the Origin: the page's own.
         let origin = format!("http://{http}").parse().map_err(|_| "origin")?;
         req.headers_mut().insert("origin", origin);
-        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        // No Nagle, as a browser's sockets: a keystroke goes at once.
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
             .await
             .map_err(|e| format!("WebSocket to {http}: {e}"))?;
         match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
