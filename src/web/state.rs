@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{Auth, Who};
+use super::auth::{Auth, Who, loopback_host};
 use super::status_feed::Feed;
 use super::terminal::Attach;
 use crate::control::admit::Ticket;
@@ -151,6 +151,14 @@ impl FromRequestParts<WebState> for Caller {
             )
                 .into_response());
         };
+        if conn.cert.is_none() && state.auth.open() && !loopback_host(&parts.headers) {
+            return Err((
+                axum::http::StatusCode::FORBIDDEN,
+                "this console trusts loopback without a login: it answers only to a loopback \
+                 Host (localhost, 127.0.0.1, [::1])\n",
+            )
+                .into_response());
+        }
         let who = state.auth.who(&parts.headers, conn.cert.as_ref());
         Ok(Caller { conn, who })
     }

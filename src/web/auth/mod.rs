@@ -129,6 +129,13 @@ impl Auth {
         self.users.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Whether everyone is let in without a login or a certificate (a
+    /// loopback listener with no users): then only requests that name a
+    /// loopback host are this machine's ([`loopback_host`]).
+    pub(crate) fn open(&self) -> bool {
+        !self.has_users() && !self.required
+    }
+
     /// Whether logins are needed.
     pub(crate) fn has_users(&self) -> bool {
         !self.users().is_empty()
@@ -158,7 +165,7 @@ impl Auth {
                 cert: Some(id.clone()),
             });
         }
-        if !self.has_users() && !self.required {
+        if self.open() {
             return Some(Who {
                 user: None,
                 method: Method::None,
@@ -203,6 +210,30 @@ pub(crate) fn same_origin(headers: &HeaderMap, https: bool, required: bool) -> b
     origin
         .to_str()
         .is_ok_and(|o| o.eq_ignore_ascii_case(&format!("{scheme}://{host}")))
+}
+
+/// Whether the request's `Host` names this machine by a loopback name
+/// (`localhost`, `127.0.0.1`, `[::1]`, any port), or is absent (not a
+/// browser). A page of another site whose name an attacker points at
+/// 127.0.0.1 (DNS rebinding) is same-origin with itself and carries its
+/// own `Host`: refused, it cannot use a console that trusts loopback.
+pub(crate) fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, _)) => ip,
+            None => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Failed logins by address: after [`FREE_FAILURES`], each further attempt
@@ -282,6 +313,40 @@ mod tests {
         );
         assert_eq!(cookie(&h, COOKIE_NAME), Some("tok"));
         assert_eq!(cookie(&h, "c"), None);
+    }
+
+    #[test]
+    fn only_loopback_hosts_are_open() {
+        let host = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(HOST, HeaderValue::from_static(v));
+            loopback_host(&h)
+        };
+        for ok in [
+            "127.0.0.1:9108",
+            "127.1.2.3",
+            "localhost:1",
+            "LocalHost.",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:9108",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:1",
+            "[::2]:1",
+            "localhost.evil:1",
+            "",
+            ":9108",
+            "[::1",
+            "0.0.0.0:9108",
+        ] {
+            assert!(!host(bad), "{bad}");
+        }
+        assert!(loopback_host(&HeaderMap::new()));
     }
 
     #[test]
