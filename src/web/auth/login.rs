@@ -12,7 +12,9 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, SET_COOKIE};
+use std::time::Duration;
+
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -116,14 +118,17 @@ pub(crate) async fn login(
     let next = local_path(f.next.as_deref()).to_owned();
     let auth = &state.auth;
     let ip = caller.conn.peer.ip();
-    let wait = auth.failures.delay(ip);
+    let wait = auth.failures.wait(ip);
     if !wait.is_zero() {
-        tokio::time::sleep(wait).await;
+        return retry_later(wait, "too many failed logins from this address", &next);
     }
     let user = (f.username.len() <= MAX_FIELD && f.password.len() <= MAX_FIELD)
         .then(|| auth.user(&f.username))
         .flatten();
-    let ok = password::verify(user.as_ref().map(|u| u.password_hash.as_str()), &f.password).await;
+    let hash = user.as_ref().map(|u| u.password_hash.as_str());
+    let Ok(ok) = password::verify(hash, &f.password).await else {
+        return retry_later(Duration::from_secs(1), "too many logins at once", &next);
+    };
     let (Some(user), true) = (user, ok) else {
         auth.failures.failed(ip);
         tracing::info!(peer = %caller.conn.peer, "web console: failed login");
@@ -140,6 +145,21 @@ pub(crate) async fn login(
     if let (Ok(c), Ok(l)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str(&next)) {
         r.headers_mut().insert(SET_COOKIE, c);
         r.headers_mut().insert(LOCATION, l);
+    }
+    r
+}
+
+/// 429 with the login form saying `why` and when to try again: a login
+/// not checked (the password is not looked at).
+fn retry_later(wait: Duration, why: &str, next: &str) -> Response {
+    let secs = wait.as_secs_f64().ceil().max(1.0);
+    let mut r = page(
+        StatusCode::TOO_MANY_REQUESTS,
+        &format!("{why}: try again in {secs} s"),
+        next,
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{secs}")) {
+        r.headers_mut().insert(RETRY_AFTER, v);
     }
     r
 }

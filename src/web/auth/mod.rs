@@ -236,9 +236,11 @@ pub(crate) fn loopback_host(headers: &HeaderMap) -> bool {
         || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Failed logins by address: after [`FREE_FAILURES`], each further attempt
-/// from that address waits [`PENALTY`] first. At most [`MAX_ADDRESSES`]
-/// are remembered (the stalest forgotten first), each for [`REMEMBER`].
+/// Failed logins by address: after [`FREE_FAILURES`], an attempt from that
+/// address within [`PENALTY`] of its last failure is refused at once,
+/// unchecked (429), so guessing slows to one try per [`PENALTY`] without
+/// holding a connection. At most [`MAX_ADDRESSES`] are remembered (the
+/// stalest forgotten first), each for [`REMEMBER`].
 #[derive(Debug, Default)]
 pub(crate) struct Failures {
     map: Mutex<HashMap<IpAddr, (u32, Instant)>>,
@@ -246,7 +248,7 @@ pub(crate) struct Failures {
 
 /// Failures allowed before the wait: typing mistakes.
 const FREE_FAILURES: u32 = 3;
-/// The wait per attempt after them: guessing slows to a crawl.
+/// The pause asked between attempts after them: guessing slows to a crawl.
 const PENALTY: Duration = Duration::from_secs(1);
 /// Addresses remembered: a bounded table, whatever a flood sends.
 const MAX_ADDRESSES: usize = 4096;
@@ -258,10 +260,11 @@ impl Failures {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How long an attempt from `ip` waits before it is checked.
-    pub(crate) fn delay(&self, ip: IpAddr) -> Duration {
+    /// How long `ip` must still wait before its next attempt is checked
+    /// (zero: it is checked now).
+    pub(crate) fn wait(&self, ip: IpAddr) -> Duration {
         match self.map().get(&ip) {
-            Some((n, at)) if *n >= FREE_FAILURES && at.elapsed() < REMEMBER => PENALTY,
+            Some((n, at)) if *n >= FREE_FAILURES => PENALTY.saturating_sub(at.elapsed()),
             _ => Duration::ZERO,
         }
     }
@@ -354,13 +357,13 @@ mod tests {
         let f = Failures::default();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..FREE_FAILURES {
-            assert_eq!(f.delay(ip), Duration::ZERO);
+            assert_eq!(f.wait(ip), Duration::ZERO);
             f.failed(ip);
         }
-        assert_eq!(f.delay(ip), PENALTY);
-        assert_eq!(f.delay("10.0.0.2".parse().unwrap()), Duration::ZERO);
+        assert!(f.wait(ip) > Duration::ZERO && f.wait(ip) <= PENALTY);
+        assert_eq!(f.wait("10.0.0.2".parse().unwrap()), Duration::ZERO);
         f.succeeded(ip);
-        assert_eq!(f.delay(ip), Duration::ZERO);
+        assert_eq!(f.wait(ip), Duration::ZERO);
         for i in 0..MAX_ADDRESSES + 5 {
             f.failed(IpAddr::from([10, 1, (i >> 8) as u8, i as u8]));
         }
