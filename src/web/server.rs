@@ -16,7 +16,8 @@
 //! [`CONNECTION_TIMEOUT`]. Two kinds of request own their connection past
 //! that deadline ([`Conn::long_lived`]): a WebSocket (its task has its own
 //! ping and timeout; it still counts against [`MAX_CONNECTIONS`] and is
-//! never shed) and a streamed traffic log. Malformed requests are hyper's
+//! never shed) and a streamed traffic log (which closes the connection
+//! when its peer stops reading, [`Conn::cut`]). Malformed requests are hyper's
 //! to refuse; nothing here panics on them. Failed accepts are logged once
 //! per episode.
 //!
@@ -285,6 +286,10 @@ async fn connection(
                     debug!(%peer, "http: connection timed out");
                     break;
                 }
+            }
+            () = conn_long.cut() => {
+                debug!(%peer, "http: connection closed: its peer stopped reading a stream");
+                break;
             }
             () = ticket.shed() => {
                 debug!(%peer, "http: connection closed: idle, and others waiting");

@@ -86,6 +86,9 @@ pub(crate) struct Conn {
     /// Set by a request that owns the connection past
     /// [`CONNECTION_TIMEOUT`](super::server::CONNECTION_TIMEOUT).
     long: Arc<AtomicBool>,
+    /// Cancelled by such a request when its peer stopped reading: the
+    /// connection is closed, whatever hyper was waiting to write.
+    cut: CancellationToken,
 }
 
 impl Conn {
@@ -97,7 +100,18 @@ impl Conn {
             cert: None,
             ticket,
             long: Arc::new(AtomicBool::new(false)),
+            cut: CancellationToken::new(),
         }
+    }
+
+    /// Cancel it to close the connection ([`Self::cut`]).
+    pub(crate) fn cut_token(&self) -> CancellationToken {
+        self.cut.clone()
+    }
+
+    /// Resolves when a request asked to close the connection.
+    pub(crate) async fn cut(&self) {
+        self.cut.cancelled().await
     }
 
     /// Whether a request took the connection over ([`Self::long_lived`]).

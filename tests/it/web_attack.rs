@@ -1,0 +1,366 @@
+//! Issue 23, attacked as outside testers will: odd requests never break
+//! the listener, a page that rebinds its name to 127.0.0.1 cannot drive a
+//! console that trusts loopback, and floods of logins or of log downloads
+//! that are never read leave `/metrics`, `/api/status` and the control
+//! socket answering.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{Server, command, status, status_json};
+
+/// Longest a well-behaved client may wait, under attack or not.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// Sends `raw` over a fresh connection; the status code of the answer, if
+/// one came (`None`: closed without an answer).
+fn raw(addr: &str, raw: &[u8]) -> Option<u16> {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The server may answer and close before it has read all of it.
+    let _ = s.write_all(raw);
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let head = String::from_utf8_lossy(&got);
+    head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// `GET path` with `headers` (Host is the address unless given).
+fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> Option<u16> {
+    let mut head = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    raw(addr, head.as_bytes())
+}
+
+/// The HTTP listener's address, from `status --json` (`ports[0].http`).
+fn http_addr(server: &Server) -> String {
+    let ports = status(&server.control);
+    ports[0]["http"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no http address in the status: {ports}"))
+        .to_owned()
+}
+
+/// The management answers, each within [`BOUND`]: `/metrics`,
+/// `/api/status` (with `cookie` if given) and the control socket.
+fn management_answers(server: &Server, addr: &str, cookie: Option<&str>) {
+    let started = Instant::now();
+    assert_eq!(get(addr, "/metrics", &[]), Some(200), "/metrics");
+    let cookie = cookie.map(|c| ("Cookie", c));
+    assert_eq!(
+        get(addr, "/api/status", cookie.as_slice()),
+        Some(200),
+        "/api/status"
+    );
+    status_json(&server.control).expect("the control socket answers");
+    assert!(
+        started.elapsed() < 3 * BOUND,
+        "management took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn issue23_attack_odd_requests_never_break_the_listener() {
+    let server = Server::serve("sim:echo", 115_200, &["--http", "127.0.0.1:0"]);
+    let addr = http_addr(&server);
+    let port = status(&server.control)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let huge = "x".repeat(64 * 1024);
+    let many: String = (0..2000).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let malformed: Vec<Vec<u8>> = vec![
+        b"\r\n\r\n".to_vec(),
+        b"GARBAGE\r\n\r\n".to_vec(),
+        b"GET\r\n\r\n".to_vec(),
+        b"GET / HTTP/9.9\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n".to_vec(),
+        b"POST /login HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
+        b"GET /\x00\xff HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
+        b"GET / HTTP/1.1\r\nHost: \xff\xfe\r\nCookie: \xff\r\n\r\n".to_vec(),
+        format!("GET /{huge} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: a\r\nX: {huge}\r\n\r\n").into_bytes(),
+        format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").into_bytes(),
+        // A WebSocket upgrade with a bad key and version.
+        b"GET /ws/status HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 99\r\n\r\n"
+            .to_vec(),
+    ];
+    for m in &malformed {
+        if let Some(code) = raw(&addr, m) {
+            assert!(
+                code < 500,
+                "{code} for {:?}",
+                String::from_utf8_lossy(&m[..m.len().min(80)])
+            );
+        }
+    }
+    // Odd paths, queries, cookies: answered, never 5xx, nothing outside
+    // web/ served.
+    let log = format!("/api/ports/{port}/log");
+    let odd: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/assets/../Cargo.toml".into(), vec![]),
+        ("/assets/%2e%2e/Cargo.toml".into(), vec![]),
+        ("/assets/%2e%2e%2fCargo.toml".into(), vec![]),
+        ("/assets/..%5c..%5cCargo.toml".into(), vec![]),
+        ("/assets/%00".into(), vec![]),
+        ("/assets/index.html%00.css".into(), vec![]),
+        ("/assets//etc/passwd".into(), vec![]),
+        ("/ports/%00".into(), vec![]),
+        ("/ports/%2e%2e%2f%2e%2e".into(), vec![]),
+        ("/ports/%3Cscript%3E".into(), vec![]),
+        ("/ports/%ff%fe".into(), vec![]),
+        ("/api/ports/%00/log".into(), vec![]),
+        ("/api/ports/a%2fb/log".into(), vec![]),
+        ("/api/ports/x/clients/-1/kick".into(), vec![]),
+        (format!("{log}?since=-1"), vec![]),
+        (format!("{log}?since=99999999999999999999"), vec![]),
+        (format!("{log}?since=1s&until=1h"), vec![]),
+        (format!("{log}?since=%ff&until=%00"), vec![]),
+        (format!("{log}?since&since=1&since=2"), vec![]),
+        (format!("/ws/ports/{port}?since=-1"), vec![]),
+        (
+            format!("/ws/ports/{port}?since=99999999999999999999"),
+            vec![],
+        ),
+        ("/login?next=%00%ff".into(), vec![]),
+        (
+            "/api/status".into(),
+            vec![("Cookie", "serialhub_session=;;;=;\u{1};a=b")],
+        ),
+        (
+            "/api/status".into(),
+            vec![(
+                "Cookie",
+                "serialhub_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            )],
+        ),
+        (
+            "/api/status".into(),
+            vec![("Accept-Encoding", "gzip;q=zz, ,;;")],
+        ),
+        (
+            "/assets/app.css".into(),
+            vec![("If-None-Match", "\"\", *, W/\"x\"")],
+        ),
+    ];
+    for (path, headers) in &odd {
+        let code = get(&addr, path, headers);
+        let code = code.unwrap_or_else(|| panic!("no answer for {path}"));
+        assert!(code < 500, "{code} for {path}");
+    }
+    for path in [
+        "/assets/../Cargo.toml",
+        "/assets/%2e%2e/Cargo.toml",
+        "/assets/%2e%2e%2fCargo.toml",
+        "/assets/..%5c..%5cCargo.toml",
+    ] {
+        assert_ne!(get(&addr, path, &[]), Some(200), "{path}");
+    }
+    // A bad time is the client's error, said as such.
+    assert_eq!(get(&addr, &format!("{log}?since=-1"), &[]), Some(400));
+    management_answers(&server, &addr, None);
+}
+
+#[test]
+fn issue23_attack_a_rebound_name_cannot_use_a_console_open_on_loopback() {
+    let server = Server::serve("sim:echo", 115_200, &["--http", "127.0.0.1:0"]);
+    let addr = http_addr(&server);
+    let port = addr.rsplit_once(':').unwrap().1.to_owned();
+    let evil = format!("evil.example:{port}");
+    let origin = format!("http://{evil}");
+    // A page of evil.example whose name now points at 127.0.0.1: its
+    // requests carry its own Host (and Origin, same-origin with itself).
+    for path in ["/", "/api/status", "/api/whoami", "/ws/status"] {
+        let headers = [
+            ("Host", evil.as_str()),
+            ("Origin", origin.as_str()),
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ];
+        let n = if path.starts_with("/ws") { 6 } else { 2 };
+        assert_eq!(get(&addr, path, &headers[..n]), Some(403), "{path}");
+    }
+    let kick = format!(
+        "POST /api/ports/x/clients/1/kick HTTP/1.1\r\nHost: {evil}\r\nOrigin: {origin}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(raw(&addr, kick.as_bytes()), Some(403));
+    // The machine's own names are served; /metrics is not the console's.
+    for host in [
+        addr.clone(),
+        format!("localhost:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(get(&addr, "/api/status", &[("Host", &host)]), Some(200));
+    }
+    assert_eq!(get(&addr, "/metrics", &[("Host", &evil)]), Some(200));
+}
+
+/// `printf 'PASSWORD\n' | serialhub passwd`: its hash.
+fn passwd(password: &str) -> String {
+    let mut child = command()
+        .arg("passwd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A login by form; the answer's code and its `Set-Cookie` value.
+fn login(addr: &str, user: &str, password: &str) -> (Option<u16>, Option<String>) {
+    let body = format!("username={user}&password={password}");
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = s.write_all(req.as_bytes());
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let got = String::from_utf8_lossy(&got);
+    let code = got.get(9..12).and_then(|c| c.parse().ok());
+    let cookie = got.lines().find_map(|l| {
+        let v = l.strip_prefix("set-cookie: ")?;
+        Some(v.split(';').next()?.to_owned())
+    });
+    (code, cookie)
+}
+
+#[test]
+fn issue23_attack_a_login_flood_leaves_management_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hub.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[control]\nsocket = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+             [[http.user]]\nname = \"alice\"\npassword-hash = \"{}\"\nrole = \"rw\"\n\n\
+             [[port]]\nname = \"echo\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]\n",
+            dir.path().join("c.sock").display(),
+            passwd("wonderland"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+    let addr = http_addr(&server);
+    let (code, cookie) = login(&addr, "alice", "wonderland");
+    assert_eq!(code, Some(303));
+    let cookie = cookie.expect("a session cookie");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood: Vec<_> = (0..32)
+        .map(|i| {
+            let (addr, stop) = (addr.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut codes = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let user = if i % 2 == 0 { "alice" } else { "mallory" };
+                    codes.push(login(&addr, user, "guess").0);
+                }
+                codes
+            })
+        })
+        .collect();
+    for _ in 0..5 {
+        management_answers(&server, &addr, Some(&cookie));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let codes: Vec<Option<u16>> = flood.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert!(!codes.is_empty());
+    // Every try was answered: refused, or told to come back later.
+    for c in &codes {
+        assert!(matches!(c, Some(401 | 429)), "{c:?} in {codes:?}");
+    }
+    assert!(codes.contains(&Some(429)), "no try was slowed: {codes:?}");
+}
+
+#[test]
+fn issue23_attack_log_downloads_never_read_are_bounded_and_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let server = Server::serve(
+        "sim:source",
+        4_000_000,
+        &["--http", "127.0.0.1:0", "--log", logs.to_str().unwrap()],
+    );
+    let addr = http_addr(&server);
+    let name = status(&server.control)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A log far larger than every buffer between the file and a peer that
+    // does not read (socket buffers grow to a few MiB).
+    let size = || -> u64 {
+        std::fs::read_dir(&logs)
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while size() < 16 << 20 {
+        assert!(Instant::now() < deadline, "the log grows too slowly");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let path = format!("/api/ports/{name}/log?download=1");
+    // Downloads that read their answer's head and then nothing.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        let to: std::net::SocketAddr = addr.parse().unwrap();
+        sock.connect(&to.into()).unwrap();
+        let mut s: TcpStream = sock.into();
+        s.set_read_timeout(Some(BOUND)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        match &head[9..12] {
+            b"200" => held.push(s),
+            b"503" => refused += 1,
+            other => panic!("{}", String::from_utf8_lossy(other)),
+        }
+    }
+    assert!(
+        !held.is_empty() && refused > 0,
+        "{} held, {refused} refused",
+        held.len()
+    );
+    management_answers(&server, &addr, None);
+    // Stalled, they are cut, and downloads are served again.
+    let empty = format!("/api/ports/{name}/log?since=1s&until=1s");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while get(&addr, &empty, &[]) != Some(200) {
+        assert!(Instant::now() < deadline, "stalled downloads are never cut");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    management_answers(&server, &addr, None);
+    drop(held);
+}
