@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{Auth, Who, loopback_host};
@@ -35,7 +35,18 @@ pub(crate) struct Inner {
     pub(crate) feed: Arc<Feed>,
     /// Ends WebSockets and streamed logs at shutdown.
     pub(crate) shutdown: CancellationToken,
+    /// Places for WebSockets ([`MAX_WEBSOCKETS`]): a socket holds one for
+    /// its life.
+    pub(crate) websockets: Arc<Semaphore>,
 }
+
+/// WebSockets at once, of the listener's
+/// [`MAX_CONNECTIONS`](super::server::MAX_CONNECTIONS) (256): a WebSocket
+/// is never shed as idle, so without this bound a flood of them would hold
+/// every connection and keep `/metrics` and `/api/status` out. 192 is a
+/// tab's two sockets for 96 viewers, and leaves 64 connections for
+/// ordinary requests, which end by their own deadlines.
+pub(crate) const MAX_WEBSOCKETS: usize = 192;
 
 impl std::ops::Deref for WebState {
     type Target = Inner;
@@ -59,6 +70,7 @@ impl WebState {
             auth,
             console,
             shutdown,
+            websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
         }))
     }
 }

@@ -364,3 +364,49 @@ fn issue23_attack_log_downloads_never_read_are_bounded_and_cut() {
     management_answers(&server, &addr, None);
     drop(held);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue23_attack_a_websocket_flood_leaves_management_answering() {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let server = Server::serve("sim:echo", 115_200, &["--http", "127.0.0.1:0"]);
+    let addr = http_addr(&server);
+    let name = status(&server.control)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // More WebSockets than the listener has connections, each kept open
+    // (its pings answered by the client library as it reads).
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for i in 0..300 {
+        let path = if i % 4 == 0 {
+            format!("/ws/ports/{name}")
+        } else {
+            "/ws/status".to_owned()
+        };
+        let mut req = format!("ws://{addr}{path}").into_client_request().unwrap();
+        req.headers_mut()
+            .insert("Origin", format!("http://{addr}").parse().unwrap());
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        match tokio::time::timeout(BOUND, tokio_tungstenite::client_async(req, tcp)).await {
+            Ok(Ok((s, _))) => open.push(s),
+            Ok(Err(WsError::Http(r))) => {
+                assert_eq!(r.status().as_u16(), 503, "{path}");
+                refused += 1;
+            }
+            Ok(Err(e)) => panic!("{path}: {e}"),
+            Err(_) => panic!("{path}: no answer to the upgrade within {BOUND:?}"),
+        }
+    }
+    assert!(refused > 0, "all 300 WebSockets taken");
+    let server = tokio::task::spawn_blocking(move || {
+        management_answers(&server, &addr, None);
+        server
+    })
+    .await
+    .unwrap();
+    drop(open);
+    drop(server);
+}
