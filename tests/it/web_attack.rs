@@ -248,22 +248,31 @@ fn login(addr: &str, user: &str, password: &str) -> (Option<u16>, Option<String>
     (code, cookie)
 }
 
-#[test]
-fn issue23_attack_a_login_flood_leaves_management_answering() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("hub.toml");
+/// A daemon with a `sim:echo` port and the user alice (rw, "wonderland"),
+/// whose hash is returned, started with `RUST_LOG=rust_log`.
+fn with_alice(dir: &std::path::Path, rust_log: &str) -> (Server, String) {
+    let file = dir.join("hub.toml");
+    let hash = passwd("wonderland");
     std::fs::write(
         &file,
         format!(
             "[control]\nsocket = \"{}\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
-             [[http.user]]\nname = \"alice\"\npassword-hash = \"{}\"\nrole = \"rw\"\n\n\
+             [[http.user]]\nname = \"alice\"\npassword-hash = \"{hash}\"\nrole = \"rw\"\n\n\
              [[port]]\nname = \"echo\"\ndevice = \"sim:echo\"\nlisten = [\"tcp:127.0.0.1:0\"]\n",
-            dir.path().join("c.sock").display(),
-            passwd("wonderland"),
+            dir.join("c.sock").display(),
         ),
     )
     .unwrap();
-    let server = Server::start(&["serve", "--config", file.to_str().unwrap()]);
+    let server = Server::start_with(&["serve", "--config", file.to_str().unwrap()], |c| {
+        c.env("RUST_LOG", rust_log);
+    });
+    (server, hash)
+}
+
+#[test]
+fn issue23_attack_a_login_flood_leaves_management_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = with_alice(dir.path(), "info");
     let addr = http_addr(&server);
     let (code, cookie) = login(&addr, "alice", "wonderland");
     assert_eq!(code, Some(303));
@@ -409,4 +418,51 @@ async fn issue23_attack_a_websocket_flood_leaves_management_answering() {
     .unwrap();
     drop(open);
     drop(server);
+}
+
+#[test]
+fn issue23_attack_no_password_hash_or_session_in_logs_status_or_print_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, hash) = with_alice(dir.path(), "trace");
+    let addr = http_addr(&server);
+    assert_eq!(login(&addr, "alice", "nope").0, Some(401));
+    let (code, cookie) = login(&addr, "alice", "wonderland");
+    assert_eq!(code, Some(303));
+    let cookie = cookie.expect("a session cookie");
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    assert_eq!(get(&addr, "/api/status", &[("Cookie", &cookie)]), Some(200));
+    let salt_and_hash = hash.rsplit('$').next().unwrap().to_owned();
+    // Something logged at debug last, so that the log is known to be in.
+    raw(&addr, b"GARBAGE\r\n\r\n");
+    assert!(server.wait_log("bad connection", BOUND), "{}", server.log());
+    let file = dir.path().join("hub.toml");
+    let printed = command()
+        .args(["print-config", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let checked = command()
+        .args(["check-config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let texts = [
+        ("the trace log", server.log()),
+        ("status", status(&server.control).to_string()),
+        (
+            "print-config",
+            String::from_utf8_lossy(&printed.stdout).into_owned(),
+        ),
+        (
+            "print-config errors",
+            String::from_utf8_lossy(&printed.stderr).into_owned(),
+        ),
+        (
+            "check-config",
+            String::from_utf8_lossy(&checked.stdout).into_owned(),
+        ),
+    ];
+    for (what, text) in &texts {
+        for secret in [salt_and_hash.as_str(), "wonderland", token.as_str()] {
+            assert!(!text.contains(secret), "{what} shows {secret:?}");
+        }
+    }
 }
