@@ -126,7 +126,13 @@ pub(crate) async fn login(
         .then(|| auth.user(&f.username))
         .flatten();
     let hash = user.as_ref().map(|u| u.password_hash.as_str());
-    let Ok(ok) = password::verify(hash, &f.password).await else {
+    // An overlong password is not copied around: it fails all the same.
+    let typed = if f.password.len() <= MAX_FIELD {
+        f.password.as_str()
+    } else {
+        ""
+    };
+    let Ok(ok) = password::verify(hash, typed).await else {
         return retry_later(Duration::from_secs(1), "too many logins at once", &next);
     };
     let (Some(user), true) = (user, ok) else {
@@ -135,6 +141,11 @@ pub(crate) async fn login(
         return page(StatusCode::UNAUTHORIZED, WRONG, &next);
     };
     auth.failures.succeeded(ip);
+    // A session the browser had is never carried into the new login (it
+    // may have been planted, or be another user's): it ends.
+    if let Some(old) = cookie(&headers, COOKIE_NAME) {
+        auth.sessions.remove(old);
+    }
     let Some(token) = auth.sessions.create(&user.name, user.role) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "no random numbers\n").into_response();
     };

@@ -196,12 +196,15 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, v)| v)
 }
 
-/// Whether the request's `Origin` is its own `scheme://Host`. `required`:
+/// Whether the request's `Origin` is its own `scheme://Host` (exactly:
+/// `null`, another port or a trailing slash is another origin). `required`:
 /// a missing Origin fails (WebSocket upgrades, which browsers always send
-/// it with); else only a different one does (POSTs by older clients).
+/// it with); else only a different one does (POSTs by clients that are not
+/// browsers), or a browser's `Sec-Fetch-Site` saying another site sent it.
 pub(crate) fn same_origin(headers: &HeaderMap, https: bool, required: bool) -> bool {
     let Some(origin) = headers.get(ORIGIN) else {
-        return !required;
+        let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+        return !required && !matches!(site, Some(b"cross-site" | b"same-site"));
     };
     let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
         return false;
@@ -255,6 +258,20 @@ const MAX_ADDRESSES: usize = 4096;
 /// How long a failure counts.
 const REMEMBER: Duration = Duration::from_secs(15 * 60);
 
+/// The address failures are counted for: an IPv6 peer by its /64, which
+/// one host usually has whole (counting each address would let it rotate
+/// through them and churn the table).
+fn counted(ip: IpAddr) -> IpAddr {
+    const HOST_BITS: u128 = (1 << 64) - 1;
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !HOST_BITS).into()),
+        },
+        v4 => v4,
+    }
+}
+
 impl Failures {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
@@ -263,7 +280,7 @@ impl Failures {
     /// How long `ip` must still wait before its next attempt is checked
     /// (zero: it is checked now).
     pub(crate) fn wait(&self, ip: IpAddr) -> Duration {
-        match self.map().get(&ip) {
+        match self.map().get(&counted(ip)) {
             Some((n, at)) if *n >= FREE_FAILURES => PENALTY.saturating_sub(at.elapsed()),
             _ => Duration::ZERO,
         }
@@ -271,6 +288,7 @@ impl Failures {
 
     /// A failed attempt from `ip`.
     pub(crate) fn failed(&self, ip: IpAddr) {
+        let ip = counted(ip);
         let now = Instant::now();
         let mut map = self.map();
         if !map.contains_key(&ip) && map.len() >= MAX_ADDRESSES {
@@ -290,7 +308,7 @@ impl Failures {
 
     /// A good login from `ip`: its failures are forgiven.
     pub(crate) fn succeeded(&self, ip: IpAddr) {
-        self.map().remove(&ip);
+        self.map().remove(&counted(ip));
     }
 }
 
@@ -308,8 +326,26 @@ mod tests {
         h.insert(ORIGIN, HeaderValue::from_static("http://127.0.0.1:9108"));
         assert!(same_origin(&h, false, true));
         assert!(!same_origin(&h, true, true));
-        h.insert(ORIGIN, HeaderValue::from_static("http://evil.example"));
-        assert!(!same_origin(&h, false, false));
+        h.insert(ORIGIN, HeaderValue::from_static("HTTP://127.0.0.1:9108"));
+        assert!(same_origin(&h, false, true), "scheme and host are caseless");
+        for other in [
+            "http://evil.example",
+            "null",
+            "",
+            "http://127.0.0.1:9108/",
+            "http://127.0.0.1:9109",
+            "http://127.0.0.1",
+            "http://127.0.0.1:9108.evil.example",
+            "http://127.0.0.1:9108@evil.example",
+        ] {
+            h.insert(ORIGIN, HeaderValue::from_static(other));
+            assert!(!same_origin(&h, false, false), "{other}");
+        }
+        h.remove(ORIGIN);
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h, false, false), "a cross-site form");
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h, false, false));
         h.insert(
             COOKIE,
             HeaderValue::from_static("a=1; serialhub_session=tok; b=2"),
@@ -364,6 +400,13 @@ mod tests {
         assert_eq!(f.wait("10.0.0.2".parse().unwrap()), Duration::ZERO);
         f.succeeded(ip);
         assert_eq!(f.wait(ip), Duration::ZERO);
+        // One IPv6 host rotating through its /64 is one address.
+        for i in 0..FREE_FAILURES {
+            f.failed(format!("2001:db8::{i}").parse().unwrap());
+        }
+        assert!(f.wait("2001:db8::ffff:1".parse().unwrap()) > Duration::ZERO);
+        assert_eq!(f.wait("2001:db8:0:1::1".parse().unwrap()), Duration::ZERO);
+        assert_eq!(counted("::ffff:10.0.0.1".parse().unwrap()), ip);
         for i in 0..MAX_ADDRESSES + 5 {
             f.failed(IpAddr::from([10, 1, (i >> 8) as u8, i as u8]));
         }
