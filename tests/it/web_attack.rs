@@ -228,12 +228,27 @@ fn passwd(password: &str) -> String {
 
 /// A login by form; the answer's code and its `Set-Cookie` value.
 fn login(addr: &str, user: &str, password: &str) -> (Option<u16>, Option<String>) {
-    let body = format!("username={user}&password={password}");
-    let req = format!(
+    let (code, cookie, _) = login_with(addr, &format!("username={user}&password={password}"), &[]);
+    (code, cookie)
+}
+
+/// `POST /login` with the form `body` and `headers`: the code, the
+/// `Set-Cookie` value (`NAME=VALUE`) and the `Location`.
+fn login_with(
+    addr: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (Option<u16>, Option<String>, Option<String>) {
+    let mut req = format!(
         "POST /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
         body.len()
     );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let _ = s.write_all(req.as_bytes());
@@ -241,11 +256,14 @@ fn login(addr: &str, user: &str, password: &str) -> (Option<u16>, Option<String>
     let _ = s.read_to_end(&mut got);
     let got = String::from_utf8_lossy(&got);
     let code = got.get(9..12).and_then(|c| c.parse().ok());
-    let cookie = got.lines().find_map(|l| {
-        let v = l.strip_prefix("set-cookie: ")?;
-        Some(v.split(';').next()?.to_owned())
-    });
-    (code, cookie)
+    let header = |name: &str| {
+        got.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+        })
+    };
+    let cookie = header("set-cookie").and_then(|v| Some(v.split(';').next()?.to_owned()));
+    (code, cookie, header("location"))
 }
 
 /// A daemon with a `sim:echo` port and the user alice (rw, "wonderland"),
@@ -465,4 +483,46 @@ fn issue23_attack_no_password_hash_or_session_in_logs_status_or_print_config() {
             assert!(!text.contains(secret), "{what} shows {secret:?}");
         }
     }
+}
+
+#[test]
+fn issue23_attack_login_redirects_stay_local_and_sessions_are_never_carried_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = with_alice(dir.path(), "info");
+    let addr = http_addr(&server);
+    let form = |next: &str| format!("username=alice&password=wonderland&next={next}");
+    for (next, to) in [
+        ("%2F%2Fevil.example", "/"),
+        ("%2F%5Cevil.example", "/"),
+        ("https%3A%2F%2Fevil.example", "/"),
+        ("https%3Aevil.example", "/"),
+        ("javascript%3Aalert(1)", "/"),
+        ("%2F%09%2Fevil.example", "/"),
+        ("%2Fports%2Fecho%0D%0ASet-Cookie%3A%20x%3Dy", "/"),
+        ("%2Fports%2Fcaf%C3%A9", "/ports/caf%C3%A9"),
+        ("%2Fports%2Fecho", "/ports/echo"),
+    ] {
+        let (code, cookie, location) = login_with(&addr, &form(next), &[]);
+        assert_eq!(code, Some(303), "{next}");
+        assert!(cookie.is_some(), "{next}");
+        assert_eq!(location.as_deref(), Some(to), "{next}");
+    }
+    // A session planted in the browser, or left by another user, ends at
+    // a login, which always makes a new one.
+    let (_, first, _) = login_with(&addr, &form("%2F"), &[]);
+    let first = first.unwrap();
+    let (_, second, _) = login_with(&addr, &form("%2F"), &[("Cookie", &first)]);
+    let second = second.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(get(&addr, "/api/status", &[("Cookie", &first)]), Some(401));
+    assert_eq!(get(&addr, "/api/status", &[("Cookie", &second)]), Some(200));
+    let (_, planted, _) = login_with(
+        &addr,
+        &form("%2F"),
+        &[("Cookie", "serialhub_session=chosen-by-the-attacker")],
+    );
+    assert!(!planted.unwrap().contains("chosen-by-the-attacker"));
+    // A cross-site form without Origin, as a browser marks it, is refused.
+    let (code, cookie, _) = login_with(&addr, &form("%2F"), &[("Sec-Fetch-Site", "cross-site")]);
+    assert_eq!((code, cookie), (Some(403), None));
 }

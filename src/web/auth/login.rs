@@ -153,11 +153,26 @@ pub(crate) async fn login(
     let secure = if caller.conn.https { "; Secure" } else { "" };
     let cookie = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/{secure}");
     let mut r = StatusCode::SEE_OTHER.into_response();
-    if let (Ok(c), Ok(l)) = (HeaderValue::from_str(&cookie), HeaderValue::from_str(&next)) {
+    let location = HeaderValue::from_str(&location(&next)).unwrap_or(HeaderValue::from_static("/"));
+    r.headers_mut().insert(LOCATION, location);
+    if let Ok(c) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(SET_COOKIE, c);
-        r.headers_mut().insert(LOCATION, l);
     }
     r
+}
+
+/// A local path as a `Location` value: bytes that are not printable ASCII
+/// (a port named `café`, a space) percent-encoded.
+fn location(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        if b.is_ascii_graphic() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// 429 with the login form saying `why` and when to try again: a login
@@ -210,6 +225,8 @@ mod tests {
             assert_eq!(local_path(Some(bad)), "/", "{bad}");
         }
         assert_eq!(local_path(None), "/");
+        assert_eq!(location("/ports/café 1"), "/ports/caf%C3%A9%201");
+        assert!(HeaderValue::from_str(&location("/\u{7f}\u{0}x")).is_ok());
         assert_eq!(escape("<a href=\"x\">"), "&lt;a href=&quot;x&quot;&gt;");
     }
 }
