@@ -164,15 +164,15 @@ fn ws_admit(
     state: &WebState,
     caller: &Caller,
     headers: &HeaderMap,
-) -> Result<OwnedSemaphorePermit, Response> {
+) -> Result<OwnedSemaphorePermit, Box<Response>> {
     if caller.who.is_none() {
-        return Err(api::login_required());
+        return Err(Box::new(api::login_required()));
     }
     if !same_origin(headers, caller.conn.https, true) {
-        return Err(api::error(
+        return Err(Box::new(api::error(
             StatusCode::FORBIDDEN,
             "cross-origin WebSocket refused: the Origin must be this server's",
-        ));
+        )));
     }
     state.websockets.clone().try_acquire_owned().map_err(|_| {
         let mut r = api::error(
@@ -181,7 +181,7 @@ fn ws_admit(
         );
         r.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-        r
+        Box::new(r)
     })
 }
 
@@ -193,7 +193,7 @@ async fn ws_status(
 ) -> Response {
     let place = match ws_admit(&state, &caller, &headers) {
         Ok(place) => place,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     caller.conn.long_lived();
     let ticket = caller.conn.ticket();
@@ -225,7 +225,7 @@ async fn ws_port(
     };
     let place = match ws_admit(&state, &caller, &headers) {
         Ok(place) => place,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     caller.conn.long_lived();
     let ticket = caller.conn.ticket();
