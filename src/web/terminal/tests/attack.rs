@@ -7,7 +7,10 @@ use tokio_tungstenite::tungstenite::Message as M;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-use super::harness::{Viewer, start};
+use std::time::Duration;
+
+use super::super::session::Liveness;
+use super::harness::{Viewer, start, start_with, wait_hub, web_clients};
 
 #[tokio::test]
 async fn a_read_only_viewer_is_refused_every_control_message() {
@@ -98,4 +101,56 @@ async fn a_message_over_the_limit_in_fragments_closes_with_1009() {
     }
     v.until_closed().await;
     assert_eq!(v.close_code, Some(1009));
+}
+
+/// A tab that never reads its socket (a TCP zero window: frozen, or a
+/// hostile peer) holds no more than its window and the socket buffers, is
+/// closed after the silence, and a TCP reader of the flooding port never
+/// notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tab_that_never_reads_is_closed_and_the_port_streams_on() {
+    use tokio::io::AsyncReadExt;
+
+    let liveness = Liveness {
+        ping_every: Duration::from_millis(200),
+        silence: Duration::from_secs(1),
+    };
+    let h = start_with(
+        &["-d", "sim:source", "-b", "1000000", "-l", "tcp:127.0.0.1:0"],
+        liveness,
+    )
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(h.tcp.unwrap())
+        .await
+        .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 << 10];
+        let mut got = 0u64;
+        while let Ok(n) = tcp.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got += n as u64;
+        }
+        got
+    });
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(h.addr).await.unwrap();
+    let url = format!("ws://{}/ws/ports/lab1", h.addr);
+    let (frozen, _) = tokio_tungstenite::client_async(url, stream).await.unwrap();
+    wait_hub(&h.hub, "the frozen tab to join", |hub| {
+        web_clients(hub).len() == 1
+    })
+    .await;
+    wait_hub(&h.hub, "the frozen tab to be closed", |hub| {
+        web_clients(hub).is_empty()
+    })
+    .await;
+    let tcp_dropped: u64 = h.hub.status().clients.iter().map(|c| c.dropped).sum();
+    assert_eq!(tcp_dropped, 0, "the TCP reader lost bytes");
+    drop(frozen);
+    h.stop();
+    let got = reader.await.unwrap();
+    assert!(got > 0, "the TCP reader got nothing");
 }
