@@ -19,7 +19,7 @@
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, RETRY_AFTER,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
@@ -44,7 +44,12 @@ pub(crate) fn router(state: WebState) -> Router {
         metrics
             .route("/", get(index))
             .route("/ports/{name}", get(port_page))
-            .route("/login", get(login::form).post(login::login))
+            .route(
+                "/login",
+                get(login::form)
+                    .post(login::login)
+                    .layer(DefaultBodyLimit::max(login::MAX_FORM)),
+            )
             .route("/logout", post(login::logout))
             .route("/assets/{*path}", get(asset))
             .route("/api/status", get(api::status))

@@ -526,3 +526,32 @@ fn issue23_attack_login_redirects_stay_local_and_sessions_are_never_carried_over
     let (code, cookie, _) = login_with(&addr, &form("%2F"), &[("Sec-Fetch-Site", "cross-site")]);
     assert_eq!((code, cookie), (Some(403), None));
 }
+
+#[test]
+fn issue23_attack_a_login_form_trickled_or_huge_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = with_alice(dir.path(), "info");
+    let addr = http_addr(&server);
+    // The head at once, the body one byte and then nothing: answered 408,
+    // not held to the connection's deadline.
+    let mut s = TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(BOUND)).unwrap();
+    write!(
+        s,
+        "POST /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nu"
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        got.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let huge = format!("username=alice&password={}", "x".repeat(64 << 10));
+    let (code, cookie, _) = login_with(&addr, &huge, &[]);
+    assert_eq!((code, cookie), (Some(413), None));
+    let (_, cookie) = login(&addr, "alice", "wonderland");
+    management_answers(&server, &addr, cookie.as_deref());
+}

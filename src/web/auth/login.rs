@@ -11,7 +11,7 @@
 //! value=""`), so the page needs no script.
 
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{FromRequest, Query, Request, State};
 use std::time::Duration;
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, LOCATION, RETRY_AFTER, SET_COOKIE};
@@ -27,6 +27,12 @@ use crate::web::state::{Caller, WebState};
 pub(crate) const WRONG: &str = "wrong user name or password";
 /// Longest user name or password looked at: no honest one is longer.
 const MAX_FIELD: usize = 4096;
+/// Largest login form read (the route's body limit): two fields of
+/// [`MAX_FIELD`], percent-encoded, and `next`.
+pub(crate) const MAX_FORM: usize = 32 * 1024;
+/// Time the login form's body has to arrive, once its head has (as the
+/// head has [`HEADER_TIMEOUT`](crate::web::server::HEADER_TIMEOUT)).
+const FORM_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct Next {
@@ -110,11 +116,29 @@ pub(crate) async fn login(
     State(state): State<WebState>,
     caller: Caller,
     headers: HeaderMap,
-    Form(f): Form<LoginForm>,
+    request: Request,
 ) -> Response {
     if !same_origin(&headers, caller.conn.https, false) {
         return (StatusCode::FORBIDDEN, "cross-site request refused\n").into_response();
     }
+    // The form must come whole within FORM_TIMEOUT: a body trickled
+    // slowly would hold a busy connection (never shed) to its deadline.
+    let f = match tokio::time::timeout(
+        FORM_TIMEOUT,
+        Form::<LoginForm>::from_request(request, &state),
+    )
+    .await
+    {
+        Ok(Ok(Form(f))) => f,
+        Ok(Err(rejection)) => return rejection.into_response(),
+        Err(_) => {
+            return (
+                StatusCode::REQUEST_TIMEOUT,
+                "the login form did not come in time\n",
+            )
+                .into_response();
+        }
+    };
     let next = local_path(f.next.as_deref()).to_owned();
     let auth = &state.auth;
     let ip = caller.conn.peer.ip();
