@@ -555,3 +555,34 @@ fn issue23_attack_a_login_form_trickled_or_huge_is_refused() {
     let (_, cookie) = login(&addr, "alice", "wonderland");
     management_answers(&server, &addr, cookie.as_deref());
 }
+
+#[test]
+fn issue23_attack_an_unknown_user_takes_as_long_as_a_wrong_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = with_alice(dir.path(), "info");
+    let addr = http_addr(&server);
+    let timed = |user: &str| {
+        let t = Instant::now();
+        let (code, _) = login(&addr, user, "guess");
+        assert_eq!(code, Some(401), "{user}");
+        let took = t.elapsed();
+        // A good login forgives the failure: no penalty in the next try.
+        assert_eq!(login(&addr, "alice", "wonderland").0, Some(303));
+        took
+    };
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (mut wrong, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        wrong.push(timed("alice"));
+        unknown.push(timed("mallory"));
+    }
+    let (wrong, unknown) = (median(wrong), median(unknown));
+    // Not checking the password would answer in a small fraction.
+    assert!(
+        unknown * 2 >= wrong && wrong * 2 >= unknown,
+        "unknown user {unknown:?}, wrong password {wrong:?}"
+    );
+}

@@ -149,7 +149,14 @@ pub(crate) async fn login(
     let user = (f.username.len() <= MAX_FIELD && f.password.len() <= MAX_FIELD)
         .then(|| auth.user(&f.username))
         .flatten();
-    let hash = user.as_ref().map(|u| u.password_hash.as_str());
+    // An unknown user is checked against a configured user's hash (and
+    // fails whatever it gives), so that it costs what a known user's
+    // wrong password does, with the same argon2 parameters.
+    let decoy = auth.decoy_hash();
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.as_str())
+        .or(decoy.as_deref());
     // An overlong password is not copied around: it fails all the same.
     let typed = if f.password.len() <= MAX_FIELD {
         f.password.as_str()

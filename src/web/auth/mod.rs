@@ -146,6 +146,12 @@ impl Auth {
         self.users().iter().find(|u| u.name == name).cloned()
     }
 
+    /// A configured user's password hash, to check an unknown user's
+    /// password against (see [`login`]).
+    pub(crate) fn decoy_hash(&self) -> Option<String> {
+        self.users().first().map(|u| u.password_hash.clone())
+    }
+
     /// New users (a reload): the sessions of users removed or given
     /// another role end.
     pub(crate) fn set_users(&self, users: &[HttpUser]) {
