@@ -4,7 +4,7 @@
 //!
 //! Like the control socket, the listener never reads a port itself: each
 //! request that needs the ports' state sends a message to the daemon task
-//! that owns them ([`super::api::ask`]).
+//! that owns them ([`super::ask`]).
 //!
 //! Hyper's HTTP/1 server with tight limits: connections are served at once,
 //! at most [`MAX_CONNECTIONS`] of them; past that, the oldest that is idle

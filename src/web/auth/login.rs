@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{COOKIE_NAME, cookie, password, same_origin};
+use super::{COOKIE_NAME, cookie, same_origin};
 use crate::web::assets;
 use crate::web::state::{Caller, WebState};
 
@@ -163,7 +163,7 @@ pub(crate) async fn login(
     } else {
         ""
     };
-    let Ok(ok) = password::verify(hash, typed).await else {
+    let Ok(ok) = auth.verifier.verify(hash, typed).await else {
         return retry_later(Duration::from_secs(1), "too many logins at once", &next);
     };
     let (Some(user), true) = (user, ok) else {

@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 use axum::http::HeaderMap;
 use axum::http::header::{COOKIE, HOST, ORIGIN};
 
+use self::password::Verifier;
 use self::sessions::Sessions;
 use crate::access::{AccessPolicy, Role};
 use crate::config::http::HttpUser;
@@ -110,6 +111,8 @@ pub(crate) struct Auth {
     required: bool,
     pub(crate) sessions: Sessions,
     pub(crate) failures: Failures,
+    /// Checks passwords, a bounded number at once.
+    pub(crate) verifier: Verifier,
     pub(crate) policies: Policies,
 }
 
@@ -121,6 +124,7 @@ impl Auth {
             required,
             sessions: Sessions::default(),
             failures: Failures::default(),
+            verifier: Verifier::default(),
             policies,
         }
     }

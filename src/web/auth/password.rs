@@ -22,9 +22,23 @@ const MAX_VERIFYING: usize = 2;
 /// flood, which is told to come back later.
 const MAX_WAITING: usize = 14;
 
-static VERIFYING: Semaphore = Semaphore::const_new(MAX_VERIFYING);
-/// Verifying or waiting to: at most [`MAX_VERIFYING`] + [`MAX_WAITING`].
-static ADMITTED: Semaphore = Semaphore::const_new(MAX_VERIFYING + MAX_WAITING);
+/// The listener's password checks: at most [`MAX_VERIFYING`] run, and
+/// [`MAX_WAITING`] more wait.
+#[derive(Debug)]
+pub(crate) struct Verifier {
+    verifying: Semaphore,
+    /// Verifying or waiting to.
+    admitted: Semaphore,
+}
+
+impl Default for Verifier {
+    fn default() -> Self {
+        Verifier {
+            verifying: Semaphore::new(MAX_VERIFYING),
+            admitted: Semaphore::new(MAX_VERIFYING + MAX_WAITING),
+        }
+    }
+}
 
 /// Too many logins are being verified at once: try again later.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,29 +66,31 @@ fn dummy() -> &'static str {
 /// Whether `password` matches `hash` (`None`: an unknown user, checked
 /// against the dummy so that it takes as long, and fails); [`Busy`] if too
 /// many logins are verified already.
-pub(crate) async fn verify(hash: Option<&str>, password: &str) -> Result<bool, Busy> {
-    let Ok(_admitted) = ADMITTED.try_acquire() else {
-        return Err(Busy);
-    };
-    let known = hash.is_some();
-    let hash = hash.map(str::to_owned);
-    let password = password.to_owned();
-    let Ok(_permit) = VERIFYING.acquire().await else {
-        return Ok(false);
-    };
-    // The dummy is made on the blocking pool too (once): never on a
-    // runtime thread.
-    let ok = tokio::task::spawn_blocking(move || {
-        let hash = hash.as_deref().unwrap_or_else(|| dummy());
-        PasswordHash::new(hash).is_ok_and(|h| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &h)
-                .is_ok()
+impl Verifier {
+    pub(crate) async fn verify(&self, hash: Option<&str>, password: &str) -> Result<bool, Busy> {
+        let Ok(_admitted) = self.admitted.try_acquire() else {
+            return Err(Busy);
+        };
+        let known = hash.is_some();
+        let hash = hash.map(str::to_owned);
+        let password = password.to_owned();
+        let Ok(_permit) = self.verifying.acquire().await else {
+            return Ok(false);
+        };
+        // The dummy is made on the blocking pool too (once): never on a
+        // runtime thread.
+        let ok = tokio::task::spawn_blocking(move || {
+            let hash = hash.as_deref().unwrap_or_else(|| dummy());
+            PasswordHash::new(hash).is_ok_and(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
         })
-    })
-    .await
-    .unwrap_or(false);
-    Ok(ok && known)
+        .await
+        .unwrap_or(false);
+        Ok(ok && known)
+    }
 }
 
 #[cfg(test)]
@@ -86,19 +102,21 @@ mod tests {
         let h = hash("secret").unwrap();
         assert!(h.starts_with("$argon2id$v=19$"), "{h}");
         crate::config::http::check_hash(&h).unwrap();
-        assert_eq!(verify(Some(&h), "secret").await, Ok(true));
-        assert_eq!(verify(Some(&h), "Secret").await, Ok(false));
-        assert_eq!(verify(None, "no user has this password").await, Ok(false));
-        assert_eq!(verify(Some("garbage"), "secret").await, Ok(false));
+        let v = Verifier::default();
+        assert_eq!(v.verify(Some(&h), "secret").await, Ok(true));
+        assert_eq!(v.verify(Some(&h), "Secret").await, Ok(false));
+        assert_eq!(v.verify(None, "no user has this password").await, Ok(false));
+        assert_eq!(v.verify(Some("garbage"), "secret").await, Ok(false));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_of_logins_is_told_busy_not_queued() {
         let h = hash("secret").unwrap();
+        let v = std::sync::Arc::new(Verifier::default());
         let tries: Vec<_> = (0..3 * (MAX_VERIFYING + MAX_WAITING))
             .map(|_| {
-                let h = h.clone();
-                tokio::spawn(async move { verify(Some(&h), "wrong").await })
+                let (h, v) = (h.clone(), v.clone());
+                tokio::spawn(async move { v.verify(Some(&h), "wrong").await })
             })
             .collect();
         let mut busy = 0;
@@ -110,7 +128,7 @@ mod tests {
         }
         assert!(busy > 0, "every login of the flood was queued");
         assert_eq!(
-            verify(Some(&h), "secret").await,
+            v.verify(Some(&h), "secret").await,
             Ok(true),
             "verifying again after"
         );
