@@ -59,5 +59,6 @@ mod traffic;
 mod traffic_reset;
 mod transactions;
 mod web_assets;
+mod web_attack;
 mod web_http;
 mod web_terminal;
