@@ -103,7 +103,7 @@ where
     let Ok(place) = cx.clients.clone().try_acquire_owned() else {
         cx.hub.stats.refused.fetch_add(1, Relaxed);
         cx.refusals.add(Refusal::MaxClients, 1);
-        debug!(peer, "fleet client refused: --max-clients reached");
+        debug!(peer, "client refused: --max-clients reached");
         return Err(format!(
             "port {} has --max-clients {} clients already",
             cx.port, cx.max_clients

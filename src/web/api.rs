@@ -10,17 +10,19 @@
 //! does ([`super::ask`]).
 
 use std::io::Write;
+use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE, RETRY_AFTER};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use super::ask::{ask, document, ports};
 use super::auth::same_origin;
@@ -36,6 +38,15 @@ use crate::logcmd::{self, Filter};
 const LOG_CHUNKS: usize = 4;
 /// Bytes per chunk of a streamed log.
 const LOG_CHUNK: usize = 64 * 1024;
+/// Logs streamed at once: each holds a thread of the blocking pool (which
+/// also checks passwords) and a connection; more are answered 503.
+const LOG_STREAMS: usize = 4;
+/// A log stream whose peer takes nothing for this long (its chunks wait,
+/// the connection's socket full) is cut, and its connection closed: a
+/// download that is not read holds its place no longer than this.
+const LOG_STALL: Duration = Duration::from_secs(20);
+
+static STREAMING: Semaphore = Semaphore::const_new(LOG_STREAMS);
 
 /// An error as JSON: `{"error": "..."}`.
 pub(crate) fn error(status: StatusCode, why: impl Into<String>) -> Response {
@@ -134,13 +145,29 @@ pub(crate) async fn log(
         until,
         ..Filter::default()
     };
+    let Ok(permit) = STREAMING.try_acquire() else {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{LOG_STREAMS} logs are being downloaded already: try again later"),
+        );
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        return r;
+    };
     // The files are read on a blocking thread, into a small bounded
-    // channel the body drains: a slow reader slows the thread, and a
-    // client gone ends it at its next write.
+    // channel the body drains: a slow reader slows the thread, one that
+    // stops reading is cut after LOG_STALL, and a client gone ends it at
+    // its next write.
     caller.conn.long_lived();
     let (tx, mut rx) = mpsc::channel::<Bytes>(LOG_CHUNKS);
+    let writer = ChannelWriter {
+        tx,
+        runtime: tokio::runtime::Handle::current(),
+        cut: caller.conn.cut_token(),
+    };
     tokio::task::spawn_blocking(move || {
-        let out = std::io::BufWriter::with_capacity(LOG_CHUNK, ChannelWriter(tx));
+        let _permit = permit;
+        let out = std::io::BufWriter::with_capacity(LOG_CHUNK, writer);
         if let Err(e) = logcmd::write_dir(&dir, filter, out) {
             tracing::debug!(error = %e, "web console: log stream ended");
         }
@@ -166,15 +193,31 @@ pub(crate) async fn log(
     r
 }
 
-/// A blocking writer into a bounded channel of chunks.
-struct ChannelWriter(mpsc::Sender<Bytes>);
+/// A blocking writer into a bounded channel of chunks; a chunk that waits
+/// [`LOG_STALL`] for room cuts the connection.
+struct ChannelWriter {
+    tx: mpsc::Sender<Bytes>,
+    runtime: tokio::runtime::Handle,
+    cut: CancellationToken,
+}
 
 impl Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(buf))
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
+        let chunk = Bytes::copy_from_slice(buf);
+        match self
+            .runtime
+            .block_on(tokio::time::timeout(LOG_STALL, self.tx.send(chunk)))
+        {
+            Ok(Ok(())) => Ok(buf.len()),
+            Ok(Err(_)) => Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+            Err(_) => {
+                self.cut.cancel();
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the client read nothing for {LOG_STALL:?}"),
+                ))
+            }
+        }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -19,18 +19,19 @@
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, LOCATION, REFERRER_POLICY, RETRY_AFTER,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::auth::{login, same_origin};
-use super::state::{Caller, Console, WebState};
+use super::state::{Caller, Console, MAX_WEBSOCKETS, WebState};
 use super::terminal::{self, TerminalRequest};
 use super::{api, ask, assets, status_feed};
 
@@ -43,7 +44,12 @@ pub(crate) fn router(state: WebState) -> Router {
         metrics
             .route("/", get(index))
             .route("/ports/{name}", get(port_page))
-            .route("/login", get(login::form).post(login::login))
+            .route(
+                "/login",
+                get(login::form)
+                    .post(login::login)
+                    .layer(DefaultBodyLimit::max(login::MAX_FORM)),
+            )
             .route("/logout", post(login::logout))
             .route("/assets/{*path}", get(asset))
             .route("/api/status", get(api::status))
@@ -157,19 +163,31 @@ async fn asset(caller: Caller, Path(path): Path<String>, headers: HeaderMap) -> 
     assets::serve(&path, &headers)
 }
 
-/// The checks before any WebSocket upgrade: a session, the same origin;
-/// the refusal if one fails.
-fn ws_refused(caller: &Caller, headers: &HeaderMap) -> Option<Response> {
+/// The checks before any WebSocket upgrade: a session, the same origin, a
+/// place among [`MAX_WEBSOCKETS`]; the place, or the refusal.
+fn ws_admit(
+    state: &WebState,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<OwnedSemaphorePermit, Box<Response>> {
     if caller.who.is_none() {
-        return Some(api::login_required());
+        return Err(Box::new(api::login_required()));
     }
     if !same_origin(headers, caller.conn.https, true) {
-        return Some(api::error(
+        return Err(Box::new(api::error(
             StatusCode::FORBIDDEN,
             "cross-origin WebSocket refused: the Origin must be this server's",
-        ));
+        )));
     }
-    None
+    state.websockets.clone().try_acquire_owned().map_err(|_| {
+        let mut r = api::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_WEBSOCKETS} WebSockets are open already: try again later"),
+        );
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        Box::new(r)
+    })
 }
 
 async fn ws_status(
@@ -178,14 +196,15 @@ async fn ws_status(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(r) = ws_refused(&caller, &headers) {
-        return r;
-    }
+    let place = match ws_admit(&state, &caller, &headers) {
+        Ok(place) => place,
+        Err(r) => return *r,
+    };
     caller.conn.long_lived();
     let ticket = caller.conn.ticket();
     ws.max_message_size(status_feed::MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
-            let _ticket = ticket;
+            let _held = (ticket, place);
             status_feed::serve(socket, state.feed.clone()).await;
         })
 }
@@ -203,14 +222,15 @@ async fn ws_port(
     Query(q): Query<Since>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Some(r) = ws_refused(&caller, &headers) {
-        return r;
-    }
-    let Some(who) = caller.who else {
+    let Some(who) = caller.who.clone() else {
         return api::login_required();
     };
     let Some(role) = who.role_on(&name, &state.auth.policies) else {
         return api::error(StatusCode::FORBIDDEN, format!("no role on port {name}"));
+    };
+    let place = match ws_admit(&state, &caller, &headers) {
+        Ok(place) => place,
+        Err(r) => return *r,
     };
     caller.conn.long_lived();
     let ticket = caller.conn.ticket();
@@ -227,7 +247,7 @@ async fn ws_port(
     ws.max_message_size(terminal::MAX_MESSAGE)
         .max_frame_size(terminal::MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
-            let _ticket = ticket;
+            let _held = (ticket, place);
             terminal::serve(socket, attach, req).await
         })
 }

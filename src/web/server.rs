@@ -4,7 +4,7 @@
 //!
 //! Like the control socket, the listener never reads a port itself: each
 //! request that needs the ports' state sends a message to the daemon task
-//! that owns them ([`super::api::ask`]).
+//! that owns them ([`super::ask`]).
 //!
 //! Hyper's HTTP/1 server with tight limits: connections are served at once,
 //! at most [`MAX_CONNECTIONS`] of them; past that, the oldest that is idle
@@ -16,7 +16,8 @@
 //! [`CONNECTION_TIMEOUT`]. Two kinds of request own their connection past
 //! that deadline ([`Conn::long_lived`]): a WebSocket (its task has its own
 //! ping and timeout; it still counts against [`MAX_CONNECTIONS`] and is
-//! never shed) and a streamed traffic log. Malformed requests are hyper's
+//! never shed) and a streamed traffic log (which closes the connection
+//! when its peer stops reading, [`Conn::cut`]). Malformed requests are hyper's
 //! to refuse; nothing here panics on them. Failed accepts are logged once
 //! per episode.
 //!
@@ -289,6 +290,10 @@ async fn connection(
                     debug!(%peer, "http: connection timed out");
                     break;
                 }
+            }
+            () = conn_long.cut() => {
+                debug!(%peer, "http: connection closed: its peer stopped reading a stream");
+                break;
             }
             () = ticket.shed() => {
                 debug!(%peer, "http: connection closed: idle, and others waiting");

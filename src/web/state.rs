@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{Auth, Who};
+use super::auth::{Auth, Who, loopback_host};
 use super::status_feed::Feed;
 use super::terminal::Attach;
 use crate::control::admit::Ticket;
@@ -35,7 +35,18 @@ pub(crate) struct Inner {
     pub(crate) feed: Arc<Feed>,
     /// Ends WebSockets and streamed logs at shutdown.
     pub(crate) shutdown: CancellationToken,
+    /// Places for WebSockets ([`MAX_WEBSOCKETS`]): a socket holds one for
+    /// its life.
+    pub(crate) websockets: Arc<Semaphore>,
 }
+
+/// WebSockets at once, of the listener's
+/// [`MAX_CONNECTIONS`](super::server::MAX_CONNECTIONS) (256): a WebSocket
+/// is never shed as idle, so without this bound a flood of them would hold
+/// every connection and keep `/metrics` and `/api/status` out. 192 is a
+/// tab's two sockets for 96 viewers, and leaves 64 connections for
+/// ordinary requests, which end by their own deadlines.
+pub(crate) const MAX_WEBSOCKETS: usize = 192;
 
 impl std::ops::Deref for WebState {
     type Target = Inner;
@@ -59,6 +70,7 @@ impl WebState {
             auth,
             console,
             shutdown,
+            websockets: Arc::new(Semaphore::new(MAX_WEBSOCKETS)),
         }))
     }
 }
@@ -86,6 +98,9 @@ pub(crate) struct Conn {
     /// Set by a request that owns the connection past
     /// [`CONNECTION_TIMEOUT`](super::server::CONNECTION_TIMEOUT).
     long: Arc<AtomicBool>,
+    /// Cancelled by such a request when its peer stopped reading: the
+    /// connection is closed, whatever hyper was waiting to write.
+    cut: CancellationToken,
 }
 
 impl Conn {
@@ -97,7 +112,18 @@ impl Conn {
             cert: None,
             ticket,
             long: Arc::new(AtomicBool::new(false)),
+            cut: CancellationToken::new(),
         }
+    }
+
+    /// Cancel it to close the connection ([`Self::cut`]).
+    pub(crate) fn cut_token(&self) -> CancellationToken {
+        self.cut.clone()
+    }
+
+    /// Resolves when a request asked to close the connection.
+    pub(crate) async fn cut(&self) {
+        self.cut.cancelled().await
     }
 
     /// Whether a request took the connection over ([`Self::long_lived`]).
@@ -151,6 +177,14 @@ impl FromRequestParts<WebState> for Caller {
             )
                 .into_response());
         };
+        if conn.cert.is_none() && state.auth.open() && !loopback_host(&parts.headers) {
+            return Err((
+                axum::http::StatusCode::FORBIDDEN,
+                "this console trusts loopback without a login: it answers only to a loopback \
+                 Host (localhost, 127.0.0.1, [::1])\n",
+            )
+                .into_response());
+        }
         let who = state.auth.who(&parts.headers, conn.cert.as_ref());
         Ok(Caller { conn, who })
     }

@@ -59,6 +59,7 @@ mod traffic;
 mod traffic_reset;
 mod transactions;
 mod web_assets;
+mod web_attack;
 mod web_browser;
 mod web_http;
 mod web_terminal;

@@ -27,6 +27,7 @@ use arc_swap::ArcSwap;
 use axum::http::HeaderMap;
 use axum::http::header::{COOKIE, HOST, ORIGIN};
 
+use self::password::Verifier;
 use self::sessions::Sessions;
 use crate::access::{AccessPolicy, Role};
 use crate::config::http::HttpUser;
@@ -110,6 +111,8 @@ pub(crate) struct Auth {
     required: bool,
     pub(crate) sessions: Sessions,
     pub(crate) failures: Failures,
+    /// Checks passwords, a bounded number at once.
+    pub(crate) verifier: Verifier,
     pub(crate) policies: Policies,
 }
 
@@ -121,12 +124,20 @@ impl Auth {
             required,
             sessions: Sessions::default(),
             failures: Failures::default(),
+            verifier: Verifier::default(),
             policies,
         }
     }
 
     fn users(&self) -> Arc<Vec<HttpUser>> {
         self.users.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether everyone is let in without a login or a certificate (a
+    /// loopback listener with no users): then only requests that name a
+    /// loopback host are this machine's ([`loopback_host`]).
+    pub(crate) fn open(&self) -> bool {
+        !self.has_users() && !self.required
     }
 
     /// Whether logins are needed.
@@ -137,6 +148,12 @@ impl Auth {
     /// The user `name`, if configured.
     pub(crate) fn user(&self, name: &str) -> Option<HttpUser> {
         self.users().iter().find(|u| u.name == name).cloned()
+    }
+
+    /// A configured user's password hash, to check an unknown user's
+    /// password against (see [`login`]).
+    pub(crate) fn decoy_hash(&self) -> Option<String> {
+        self.users().first().map(|u| u.password_hash.clone())
     }
 
     /// New users (a reload): the sessions of users removed or given
@@ -158,7 +175,7 @@ impl Auth {
                 cert: Some(id.clone()),
             });
         }
-        if !self.has_users() && !self.required {
+        if self.open() {
             return Some(Who {
                 user: None,
                 method: Method::None,
@@ -189,12 +206,15 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
         .map(|(_, v)| v)
 }
 
-/// Whether the request's `Origin` is its own `scheme://Host`. `required`:
+/// Whether the request's `Origin` is its own `scheme://Host` (exactly:
+/// `null`, another port or a trailing slash is another origin). `required`:
 /// a missing Origin fails (WebSocket upgrades, which browsers always send
-/// it with); else only a different one does (POSTs by older clients).
+/// it with); else only a different one does (POSTs by clients that are not
+/// browsers), or a browser's `Sec-Fetch-Site` saying another site sent it.
 pub(crate) fn same_origin(headers: &HeaderMap, https: bool, required: bool) -> bool {
     let Some(origin) = headers.get(ORIGIN) else {
-        return !required;
+        let site = headers.get("sec-fetch-site").map(|v| v.as_bytes());
+        return !required && !matches!(site, Some(b"cross-site" | b"same-site"));
     };
     let Some(host) = headers.get(HOST).and_then(|h| h.to_str().ok()) else {
         return false;
@@ -205,9 +225,35 @@ pub(crate) fn same_origin(headers: &HeaderMap, https: bool, required: bool) -> b
         .is_ok_and(|o| o.eq_ignore_ascii_case(&format!("{scheme}://{host}")))
 }
 
-/// Failed logins by address: after [`FREE_FAILURES`], each further attempt
-/// from that address waits [`PENALTY`] first. At most [`MAX_ADDRESSES`]
-/// are remembered (the stalest forgotten first), each for [`REMEMBER`].
+/// Whether the request's `Host` names this machine by a loopback name
+/// (`localhost`, `127.0.0.1`, `[::1]`, any port), or is absent (not a
+/// browser). A page of another site whose name an attacker points at
+/// 127.0.0.1 (DNS rebinding) is same-origin with itself and carries its
+/// own `Host`: refused, it cannot use a console that trusts loopback.
+pub(crate) fn loopback_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((ip, _)) => ip,
+            None => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Failed logins by address: after [`FREE_FAILURES`], an attempt from that
+/// address within [`PENALTY`] of its last failure is refused at once,
+/// unchecked (429), so guessing slows to one try per [`PENALTY`] without
+/// holding a connection. At most [`MAX_ADDRESSES`] are remembered (the
+/// stalest forgotten first), each for [`REMEMBER`].
 #[derive(Debug, Default)]
 pub(crate) struct Failures {
     map: Mutex<HashMap<IpAddr, (u32, Instant)>>,
@@ -215,28 +261,44 @@ pub(crate) struct Failures {
 
 /// Failures allowed before the wait: typing mistakes.
 const FREE_FAILURES: u32 = 3;
-/// The wait per attempt after them: guessing slows to a crawl.
+/// The pause asked between attempts after them: guessing slows to a crawl.
 const PENALTY: Duration = Duration::from_secs(1);
 /// Addresses remembered: a bounded table, whatever a flood sends.
 const MAX_ADDRESSES: usize = 4096;
 /// How long a failure counts.
 const REMEMBER: Duration = Duration::from_secs(15 * 60);
 
+/// The address failures are counted for: an IPv6 peer by its /64, which
+/// one host usually has whole (counting each address would let it rotate
+/// through them and churn the table).
+fn counted(ip: IpAddr) -> IpAddr {
+    const HOST_BITS: u128 = (1 << 64) - 1;
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !HOST_BITS).into()),
+        },
+        v4 => v4,
+    }
+}
+
 impl Failures {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, (u32, Instant)>> {
         self.map.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How long an attempt from `ip` waits before it is checked.
-    pub(crate) fn delay(&self, ip: IpAddr) -> Duration {
-        match self.map().get(&ip) {
-            Some((n, at)) if *n >= FREE_FAILURES && at.elapsed() < REMEMBER => PENALTY,
+    /// How long `ip` must still wait before its next attempt is checked
+    /// (zero: it is checked now).
+    pub(crate) fn wait(&self, ip: IpAddr) -> Duration {
+        match self.map().get(&counted(ip)) {
+            Some((n, at)) if *n >= FREE_FAILURES => PENALTY.saturating_sub(at.elapsed()),
             _ => Duration::ZERO,
         }
     }
 
     /// A failed attempt from `ip`.
     pub(crate) fn failed(&self, ip: IpAddr) {
+        let ip = counted(ip);
         let now = Instant::now();
         let mut map = self.map();
         if !map.contains_key(&ip) && map.len() >= MAX_ADDRESSES {
@@ -256,7 +318,7 @@ impl Failures {
 
     /// A good login from `ip`: its failures are forgiven.
     pub(crate) fn succeeded(&self, ip: IpAddr) {
-        self.map().remove(&ip);
+        self.map().remove(&counted(ip));
     }
 }
 
@@ -274,8 +336,26 @@ mod tests {
         h.insert(ORIGIN, HeaderValue::from_static("http://127.0.0.1:9108"));
         assert!(same_origin(&h, false, true));
         assert!(!same_origin(&h, true, true));
-        h.insert(ORIGIN, HeaderValue::from_static("http://evil.example"));
-        assert!(!same_origin(&h, false, false));
+        h.insert(ORIGIN, HeaderValue::from_static("HTTP://127.0.0.1:9108"));
+        assert!(same_origin(&h, false, true), "scheme and host are caseless");
+        for other in [
+            "http://evil.example",
+            "null",
+            "",
+            "http://127.0.0.1:9108/",
+            "http://127.0.0.1:9109",
+            "http://127.0.0.1",
+            "http://127.0.0.1:9108.evil.example",
+            "http://127.0.0.1:9108@evil.example",
+        ] {
+            h.insert(ORIGIN, HeaderValue::from_static(other));
+            assert!(!same_origin(&h, false, false), "{other}");
+        }
+        h.remove(ORIGIN);
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h, false, false), "a cross-site form");
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h, false, false));
         h.insert(
             COOKIE,
             HeaderValue::from_static("a=1; serialhub_session=tok; b=2"),
@@ -285,17 +365,58 @@ mod tests {
     }
 
     #[test]
+    fn only_loopback_hosts_are_open() {
+        let host = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(HOST, HeaderValue::from_static(v));
+            loopback_host(&h)
+        };
+        for ok in [
+            "127.0.0.1:9108",
+            "127.1.2.3",
+            "localhost:1",
+            "LocalHost.",
+            "[::1]:80",
+            "[::1]",
+        ] {
+            assert!(host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:9108",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "10.0.0.1:1",
+            "[::2]:1",
+            "localhost.evil:1",
+            "",
+            ":9108",
+            "[::1",
+            "0.0.0.0:9108",
+        ] {
+            assert!(!host(bad), "{bad}");
+        }
+        assert!(loopback_host(&HeaderMap::new()));
+    }
+
+    #[test]
     fn failures_slow_down_one_address() {
         let f = Failures::default();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..FREE_FAILURES {
-            assert_eq!(f.delay(ip), Duration::ZERO);
+            assert_eq!(f.wait(ip), Duration::ZERO);
             f.failed(ip);
         }
-        assert_eq!(f.delay(ip), PENALTY);
-        assert_eq!(f.delay("10.0.0.2".parse().unwrap()), Duration::ZERO);
+        assert!(f.wait(ip) > Duration::ZERO && f.wait(ip) <= PENALTY);
+        assert_eq!(f.wait("10.0.0.2".parse().unwrap()), Duration::ZERO);
         f.succeeded(ip);
-        assert_eq!(f.delay(ip), Duration::ZERO);
+        assert_eq!(f.wait(ip), Duration::ZERO);
+        // One IPv6 host rotating through its /64 is one address.
+        for i in 0..FREE_FAILURES {
+            f.failed(format!("2001:db8::{i}").parse().unwrap());
+        }
+        assert!(f.wait("2001:db8::ffff:1".parse().unwrap()) > Duration::ZERO);
+        assert_eq!(f.wait("2001:db8:0:1::1".parse().unwrap()), Duration::ZERO);
+        assert_eq!(counted("::ffff:10.0.0.1".parse().unwrap()), ip);
         for i in 0..MAX_ADDRESSES + 5 {
             f.failed(IpAddr::from([10, 1, (i >> 8) as u8, i as u8]));
         }

@@ -190,6 +190,11 @@ impl Viewer {
         self.ws.send(M::Binary(data.to_vec().into())).await.unwrap();
     }
 
+    /// Sends `m` as it is: pings, frames, odd text.
+    pub(super) async fn send(&mut self, m: M) {
+        self.ws.send(m).await.unwrap();
+    }
+
     pub(super) async fn text(&mut self, v: Value) {
         self.ws.send(M::Text(v.to_string().into())).await.unwrap();
     }

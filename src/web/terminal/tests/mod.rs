@@ -2,6 +2,7 @@
 //! attach channel, the real `serve` on 127.0.0.1:0, tokio-tungstenite as
 //! the browser (see `harness`).
 
+mod attack;
 mod controls;
 mod flow;
 mod harness;
