@@ -202,12 +202,26 @@ async fn ws_status(
     };
     caller.conn.long_lived();
     let ticket = caller.conn.ticket();
-    ws.max_message_size(status_feed::MAX_MESSAGE)
+    lean(ws)
+        .max_message_size(status_feed::MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
             let _held = (ticket, place);
             status_feed::serve(socket, state.feed.clone()).await;
         })
 }
+
+/// A browser sends keystrokes and acknowledgements, a few bytes each: a
+/// read buffer of [`WS_READ_BUFFER`] takes them (a larger message still
+/// comes, in several reads), where tungstenite's default allocates 128 KiB
+/// per socket up front. Messages are written as they are sent (the
+/// terminal's own window bounds what is outstanding), not gathered in a
+/// second buffer of up to 128 KiB.
+fn lean(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.read_buffer_size(WS_READ_BUFFER).write_buffer_size(0)
+}
+
+/// See [`lean`].
+const WS_READ_BUFFER: usize = 4096;
 
 #[derive(Debug, Deserialize)]
 struct Since {
@@ -244,7 +258,8 @@ async fn ws_port(
     let attach = state.attach.clone();
     // The session ends when the browser goes or the port stops (it tells
     // the browser why); a message past the limit closes it with 1009.
-    ws.max_message_size(terminal::MAX_MESSAGE)
+    lean(ws)
+        .max_message_size(terminal::MAX_MESSAGE)
         .max_frame_size(terminal::MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
             let _held = (ticket, place);
