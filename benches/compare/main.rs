@@ -1,7 +1,7 @@
 //! Side-by-side comparison of serialhub with socat and ser2net, on the same
 //! simulated devices, in one run. Run it through `bench/compare`.
 //!
-//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls,fleet] [--tools serialhub,socat,ser2net,ser2net-4k]`
+//! `cargo bench --bench compare -- [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls,fleet,web] [--tools serialhub,socat,ser2net,ser2net-4k]`
 //!
 //! `--tools` runs only the tools named (the others are reported skipped);
 //! `SERIALHUB_BIN=PATH` runs another serialhub build (in the scenarios that
@@ -34,6 +34,8 @@ mod throughput;
 mod tls;
 mod tlsconn;
 mod txn;
+mod web;
+mod webclient;
 
 use std::time::Instant;
 
@@ -69,7 +71,7 @@ fn parse_args() -> Plan {
             "--bench" => {}
             other => {
                 eprintln!(
-                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls,fleet] [--tools serialhub,socat,ser2net,ser2net-4k]"
+                    "unknown flag {other}; usage: bench/compare [--quick] [--only flood,bulk,latency,fanout,stall,idle,ports,txn,reload,rfc2217,tls,fleet,web] [--tools serialhub,socat,ser2net,ser2net-4k]"
                 );
                 std::process::exit(2);
             }
@@ -190,6 +192,12 @@ async fn main() {
         run(fleetbulk::flood_section(9600, secs, drain, runs).await);
         run(fleetls::ls(&[(1, 16), (16, 16)], if q { 5 } else { 20 }).await);
         run(fleetls::recovery(std::time::Duration::from_secs(2), runs).await);
+    }
+    if plan.wants("web") {
+        let runs = if q { 1 } else { 5 };
+        run(web::echo(if q { 100 } else { 500 }, runs).await);
+        run(web::memory_per_viewer(if q { 16 } else { 64 }, runs).await);
+        run(web::fanout(16, if q { 2 } else { 10 }, runs).await);
     }
     eprintln!("comparison took {:.0} s", started.elapsed().as_secs_f64());
     // A complete full run replaces bench/RESULTS.md's tables; a full run of

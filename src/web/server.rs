@@ -242,6 +242,10 @@ async fn connection(
     shutdown: CancellationToken,
     tls: Option<Arc<TlsAcceptor>>,
 ) {
+    // A terminal's keystroke echo is a frame of a few bytes: without this,
+    // Nagle holds it behind any unacknowledged one until the browser's
+    // delayed ACK (tens of ms), as for the TCP endpoints (endpoint::tcp).
+    let _ = stream.set_nodelay(true);
     let conn = Conn::new(peer, tls.is_some(), ticket.clone());
     let conn_long = conn.clone();
     let serve = async {

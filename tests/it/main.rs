@@ -60,5 +60,6 @@ mod traffic_reset;
 mod transactions;
 mod web_assets;
 mod web_attack;
+mod web_browser;
 mod web_http;
 mod web_terminal;
